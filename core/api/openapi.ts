@@ -1,0 +1,158 @@
+// The OpenAPI 3.1 document of the v1 API, generated from the route table and the same zod
+// schemas the handlers validate with. OpenAPI 3.1 speaks JSON Schema 2020-12, which is what
+// zod emits, so components need no translation.
+import { z } from 'zod';
+import { Delta } from '../delta/changes.js';
+import { Profile, ProfileMetadata } from '../profile/schema.js';
+import { ROUTES, type Route } from './routes.js';
+import {
+  DiffQuery,
+  PageQuery,
+  ProblemSchema,
+  ProfileList,
+  VersionedProfileResponse,
+  VersionList,
+  WriteResponse,
+} from './schemas.js';
+
+const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
+
+/** Every schema that has an id, as OpenAPI components. */
+function components(): Record<string, unknown> {
+  // Touch the response schemas so that their ids are registered before the walk.
+  void [Profile, Delta, ProblemSchema, ProfileList, VersionList, VersionedProfileResponse, WriteResponse];
+  const { schemas } = z.toJSONSchema(z.globalRegistry, {
+    uri: (id) => `#/components/schemas/${id}`,
+    io: 'input',
+    unrepresentable: 'any',
+  }) as { schemas: Record<string, Record<string, unknown>> };
+  const out: Record<string, unknown> = {};
+  for (const [id, schema] of Object.entries(schemas)) {
+    const { $schema: _schema, $id: _id, ...rest } = schema;
+    out[id] = rest;
+  }
+  return out;
+}
+
+function nameSchema() {
+  const { $schema: _s, ...rest } = z.toJSONSchema(ProfileMetadata.shape.name) as Record<string, unknown>;
+  return rest;
+}
+
+function queryParameters(schema: z.ZodObject) {
+  return Object.entries(schema.shape).map(([name, field]) => {
+    const json = z.toJSONSchema(field as z.ZodType, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+    const { $schema: _s, description, ...rest } = json;
+    return {
+      name,
+      in: 'query',
+      required: !(field as z.ZodType).safeParse(undefined).success,
+      ...(description === undefined ? {} : { description }),
+      schema: rest,
+    };
+  });
+}
+
+const problems = (...statuses: number[]) =>
+  Object.fromEntries(
+    statuses.map((s) => [String(s), { description: 'Problem', content: { 'application/problem+json': { schema: ref('Problem') } } }]),
+  );
+
+const ok = (status: number, id: string, description: string) => ({
+  [String(status)]: { description, content: { 'application/json': { schema: ref(id) } } },
+});
+
+const profileBody = {
+  required: true,
+  description: 'A profile document (apiVersion persona/v1), as JSON or YAML',
+  content: { 'application/json': { schema: ref('Profile') }, 'application/yaml': { schema: ref('Profile') } },
+};
+
+function operation(route: Route) {
+  const pathParams = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => ({
+    name: m[1],
+    in: 'path',
+    required: true,
+    schema: m[1] === 'version' ? { type: 'integer', minimum: 1 } : nameSchema(),
+  }));
+  const base = {
+    operationId: route.handler.replace(/-(\w)/g, (_, c: string) => c.toUpperCase()),
+    summary: route.summary,
+    'x-amazon-apigateway-auth': { type: 'AWS_IAM' },
+  };
+  switch (route.handler) {
+    case 'create-profile':
+      return {
+        ...base,
+        requestBody: profileBody,
+        responses: {
+          ...ok(201, 'WriteResult', 'Created at version 1'),
+          ...ok(200, 'WriteResult', 'The same document already exists; nothing written'),
+          ...problems(400, 409, 413),
+        },
+      };
+    case 'put-profile':
+      return {
+        ...base,
+        parameters: [
+          ...pathParams,
+          {
+            name: 'If-Match',
+            in: 'header',
+            required: true,
+            description: 'The version this write replaces, as returned in ETag ("0" for a new profile)',
+            schema: { type: 'string' },
+          },
+        ],
+        requestBody: profileBody,
+        responses: {
+          ...ok(201, 'WriteResult', 'A new version was written'),
+          ...ok(200, 'WriteResult', 'Equal to the latest version; nothing written'),
+          ...problems(400, 409, 413, 428),
+        },
+      };
+    case 'list-profiles':
+      return { ...base, parameters: queryParameters(PageQuery), responses: { ...ok(200, 'ProfileList', 'A page'), ...problems(400) } };
+    case 'list-versions':
+      return {
+        ...base,
+        parameters: [...pathParams, ...queryParameters(PageQuery)],
+        responses: { ...ok(200, 'VersionList', 'A page, newest first'), ...problems(400, 404) },
+      };
+    case 'get-profile':
+    case 'get-version':
+      return {
+        ...base,
+        parameters: pathParams,
+        responses: { ...ok(200, 'VersionedProfile', 'The profile and its version record'), ...problems(400, 404) },
+      };
+    case 'diff-profiles':
+      return {
+        ...base,
+        parameters: [...pathParams, ...queryParameters(DiffQuery)],
+        responses: { ...ok(200, 'Delta', 'The ordered Changes'), ...problems(400, 404) },
+      };
+    default:
+      return { ...base, responses: { '200': { description: 'This document', content: { 'application/json': {} } } } };
+  }
+}
+
+export function openApiDocument(): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of ROUTES) {
+    paths[route.path] ??= {};
+    (paths[route.path] as Record<string, unknown>)[route.method.toLowerCase()] = operation(route);
+  }
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Persona API',
+      version: '1',
+      description:
+        'Profiles of hosts with versions and diffs. In AWS every operation is authorised with IAM (SigV4).',
+    },
+    servers: [{ url: '/', description: 'The stage URL (API Gateway) or the embedded runtime' }],
+    paths,
+    components: { schemas: components() },
+  };
+}

@@ -1,0 +1,46 @@
+// The v1 API's routes. API Gateway resources (infra/api.ts), the embedded HTTP server
+// (local/http.ts) and the OpenAPI document (core/api/openapi.ts) are all built from this
+// list. `handler` names the folder under functions/api/ that serves the route.
+
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+export interface Route {
+  readonly method: HttpMethod;
+  /** API Gateway path template: literal segments and `{param}` segments. */
+  readonly path: string;
+  readonly handler: string;
+  readonly summary: string;
+}
+
+export const ROUTES = [
+  { method: 'POST', path: '/profiles', handler: 'create-profile', summary: 'Create a profile (version 1)' },
+  { method: 'GET', path: '/profiles', handler: 'list-profiles', summary: 'List profiles, a page at a time' },
+  { method: 'GET', path: '/profiles/{name}', handler: 'get-profile', summary: 'Get the latest version of a profile' },
+  {
+    method: 'PUT',
+    path: '/profiles/{name}',
+    handler: 'put-profile',
+    summary: 'Write a new version; If-Match names the version the caller read',
+  },
+  {
+    method: 'GET',
+    path: '/profiles/{name}/versions',
+    handler: 'list-versions',
+    summary: 'List the versions of a profile, newest first',
+  },
+  {
+    method: 'GET',
+    path: '/profiles/{name}/versions/{version}',
+    handler: 'get-version',
+    summary: 'Get one version of a profile',
+  },
+  {
+    method: 'GET',
+    path: '/profiles/{name}/diff',
+    handler: 'diff-profiles',
+    summary: 'The Delta that turns version `from` into version `to`',
+  },
+  { method: 'GET', path: '/openapi.json', handler: 'get-openapi', summary: 'This API, as OpenAPI 3.1' },
+] as const satisfies readonly Route[];
+
+export type HandlerName = (typeof ROUTES)[number]['handler'];

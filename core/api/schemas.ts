@@ -1,0 +1,72 @@
+// Request and response shapes of the v1 API. Handlers validate with them and the OpenAPI
+// document is generated from them.
+import { z } from 'zod';
+import { ERROR_CODES } from '../errors.js';
+import { Profile, ProfileMetadata } from '../profile/schema.js';
+import { MAX_PAGE_SIZE } from '../profile/service.js';
+import { ProfileHead, ProfileVersion } from '../profile/store.js';
+
+const profileName = ProfileMetadata.shape.name;
+const versionNumber = z.coerce.number().int().positive();
+
+export const NameParams = z.object({ name: profileName });
+export const VersionParams = z.object({ name: profileName, version: versionNumber });
+
+export const PageQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).optional().describe(`Page size, 1 to ${MAX_PAGE_SIZE}`),
+  cursor: z.string().min(1).optional().describe('The nextCursor of the previous page'),
+});
+
+export const DiffQuery = z.object({
+  from: versionNumber.describe('Version to start from'),
+  to: versionNumber.optional().describe('Version to arrive at; the latest when omitted'),
+});
+
+/** `"3"`, `3` or `W/"3"`: the version the writer read. `"0"` asserts the profile is new. */
+export const IfMatch = z
+  .string()
+  .transform((v) => v.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1'))
+  .pipe(z.string().regex(/^\d+$/))
+  .transform(Number);
+
+export const etag = (version: number): string => `"${version}"`;
+
+export const VersionedProfileResponse = z
+  .object({ version: ProfileVersion, profile: Profile })
+  .meta({ id: 'VersionedProfile' });
+
+export const WriteResponse = z
+  .object({
+    version: ProfileVersion,
+    created: z.boolean().describe('False when the document equalled the latest version and nothing was written'),
+  })
+  .meta({ id: 'WriteResult' });
+
+export const ProfileList = z
+  .object({ items: z.array(ProfileHead), nextCursor: z.string().optional() })
+  .meta({ id: 'ProfileList' });
+
+export const VersionList = z
+  .object({ items: z.array(ProfileVersion), nextCursor: z.string().optional() })
+  .meta({ id: 'VersionList' });
+
+export const ProblemSchema = z
+  .object({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.enum([...ERROR_CODES, 'INTERNAL']),
+    issues: z
+      .array(
+        z.object({
+          path: z.string().describe('The offending field, e.g. spec.packages[3].version or query.limit'),
+          message: z.string(),
+          line: z.number().int().optional(),
+          column: z.number().int().optional(),
+        }),
+      )
+      .optional(),
+    current: z.number().int().optional().describe('On a conflict: the latest version'),
+  })
+  .meta({ id: 'Problem', description: 'RFC 9457 problem details' });

@@ -1,0 +1,97 @@
+// Domain errors. Each has a stable `code`; the API maps codes to HTTP statuses in one place
+// (functions/shared/http.ts) and the CLI maps them to exit codes in one place (cli/errors.ts).
+
+export const ERROR_CODES = [
+  'INVALID_INPUT',
+  'NOT_FOUND',
+  'CONFLICT',
+  'PRECONDITION_REQUIRED',
+  'TOO_LARGE',
+  'DELTA_CONFLICT',
+] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export interface Issue {
+  /** Dotted path of the offending field, e.g. `spec.packages[3].version`; empty for the document. */
+  readonly path: string;
+  readonly message: string;
+  /** 1-based position in the source document, when it came from a file. */
+  readonly line?: number;
+  readonly column?: number;
+}
+
+export abstract class PersonaError extends Error {
+  abstract readonly code: ErrorCode;
+}
+
+/** The input is wrong; `issues` lists every problem found, not only the first. */
+export class InvalidInputError extends PersonaError {
+  readonly code = 'INVALID_INPUT';
+  constructor(
+    message: string,
+    readonly issues: readonly Issue[] = [],
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'InvalidInputError';
+  }
+}
+
+export class TooLargeError extends PersonaError {
+  readonly code = 'TOO_LARGE';
+  constructor(
+    message: string,
+    readonly limit: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'TooLargeError';
+  }
+}
+
+export class NotFoundError extends PersonaError {
+  readonly code = 'NOT_FOUND';
+  constructor(
+    message: string,
+    readonly resource: string,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'NotFoundError';
+  }
+}
+
+/** A write that would lose someone else's: the caller read an older version than the latest. */
+export class ConflictError extends PersonaError {
+  readonly code = 'CONFLICT';
+  constructor(
+    message: string,
+    readonly current?: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'ConflictError';
+  }
+}
+
+/** A write that must say which version it read, and did not. */
+export class PreconditionRequiredError extends PersonaError {
+  readonly code = 'PRECONDITION_REQUIRED';
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'PreconditionRequiredError';
+  }
+}
+
+export const isPersonaError = (e: unknown): e is PersonaError => e instanceof PersonaError;
+
+/** `spec.packages[3].version` from ['spec', 'packages', 3, 'version']. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const segment of path) {
+    if (typeof segment === 'number') out += `[${segment}]`;
+    else if (typeof segment === 'string' && /^[A-Za-z_$][\w$]*$/.test(segment)) out += out ? `.${segment}` : segment;
+    else out += `[${JSON.stringify(String(segment))}]`;
+  }
+  return out;
+}

@@ -1,0 +1,69 @@
+// The one description of Persona's tables and bucket. CDK builds the AWS resources from it
+// (infra/storage.ts) and the embedded runtime creates the same tables in DynamoDB Local and
+// the same bucket in the S3-protocol server (local/stand-ins.ts), so the two cannot drift.
+
+export type AttributeType = 'S' | 'N' | 'B';
+
+export interface KeyAttribute {
+  readonly name: string;
+  readonly type: AttributeType;
+}
+
+export interface IndexDefinition {
+  readonly indexName: string;
+  readonly partitionKey: KeyAttribute;
+  readonly sortKey?: KeyAttribute;
+  /** Attributes copied into the index besides the keys. */
+  readonly projection: 'ALL' | 'KEYS_ONLY' | readonly string[];
+}
+
+export interface TableDefinition {
+  /** Construct id in CDK and the default table name in the embedded runtime. */
+  readonly id: string;
+  /** Environment variable through which functions learn the table's name. */
+  readonly env: string;
+  readonly partitionKey: KeyAttribute;
+  readonly sortKey?: KeyAttribute;
+  readonly globalSecondaryIndexes: readonly IndexDefinition[];
+  readonly description: string;
+}
+
+export interface BucketDefinition {
+  readonly id: string;
+  readonly env: string;
+  /** Key prefixes and what lives under them. */
+  readonly prefixes: Readonly<Record<string, string>>;
+}
+
+/**
+ * Profiles: one item per version (sk = version ≥ 1), immutable once written, plus one head
+ * item per profile (sk = 0) carrying the latest version number. Writing a version is a
+ * transaction that moves the head only if it still points at the version the writer read:
+ * optimistic locking with nothing lost on a stale write.
+ */
+export const PROFILES_TABLE = {
+  id: 'Profiles',
+  env: 'PROFILES_TABLE',
+  partitionKey: { name: 'name', type: 'S' },
+  sortKey: { name: 'version', type: 'N' },
+  globalSecondaryIndexes: [
+    {
+      // Only head items carry `entity`, so this sparse index lists each profile once, by name.
+      indexName: 'byEntity',
+      partitionKey: { name: 'entity', type: 'S' },
+      sortKey: { name: 'name', type: 'S' },
+      projection: 'ALL',
+    },
+  ],
+  description: 'Profile heads and immutable profile versions',
+} as const satisfies TableDefinition;
+
+export const TABLES: readonly TableDefinition[] = [PROFILES_TABLE];
+
+export const DATA_BUCKET = {
+  id: 'Data',
+  env: 'DATA_BUCKET',
+  prefixes: {
+    'profiles/': 'Profile documents, content-addressed: profiles/<name>/<sha256>.json',
+  },
+} as const satisfies BucketDefinition;

@@ -1,0 +1,35 @@
+// What every function shares for the life of its execution environment: configuration read
+// once from the environment, SDK clients built once and reused across invocations.
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { Logger } from '@aws-lambda-powertools/logger';
+import { DynamoProfileStore } from '../../core/profile/dynamo-store.js';
+import type { ProfileDeps } from '../../core/profile/service.js';
+import { DATA_BUCKET, PROFILES_TABLE } from '../../core/storage/definitions.js';
+
+export const logger = new Logger({ serviceName: 'persona' });
+
+/** Fails at cold start with the variable's name, not at the first request that needs it. */
+export function getRequiredEnv(name: string): string {
+  const value = process.env[name];
+  if (value === undefined || value === '') throw new Error(`environment variable ${name} is not set`);
+  return value;
+}
+
+let cached: ProfileDeps | undefined;
+
+export function stores(): ProfileDeps {
+  if (cached === undefined) {
+    const tableName = getRequiredEnv(PROFILES_TABLE.env);
+    const bucketName = getRequiredEnv(DATA_BUCKET.env);
+    // Endpoints come from the SDK's own AWS_ENDPOINT_URL_* variables; only the embedded
+    // runtime sets them, and its S3-protocol server needs path-style addressing.
+    const ddb = DynamoDBDocumentClient.from(new DynamoDBClient({}), {
+      marshallOptions: { removeUndefinedValues: true },
+    });
+    const s3 = new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' });
+    cached = { profiles: new DynamoProfileStore(ddb, s3, { tableName, bucketName }) };
+  }
+  return cached;
+}

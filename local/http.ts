@@ -1,0 +1,156 @@
+// Serves the API functions over plain HTTP on localhost, in API Gateway's proxy event shape,
+// so that the very handlers deployed to Lambda answer here too.
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { ROUTES, type Route } from '../core/api/routes.js';
+
+export type ApiHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
+
+// API Gateway refuses payloads above 10 MB and Lambda above 6 MB; the stand-in does the same.
+const MAX_BODY_BYTES = 6 * 1024 * 1024;
+
+interface CompiledRoute {
+  readonly route: Route;
+  readonly pattern: RegExp;
+  readonly params: readonly string[];
+}
+
+function compile(route: Route): CompiledRoute {
+  const params: string[] = [];
+  const source = route.path
+    .split('/')
+    .map((segment) => {
+      const m = /^\{(\w+)\}$/.exec(segment);
+      if (!m?.[1]) return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      params.push(m[1]);
+      return '([^/]+)';
+    })
+    .join('/');
+  return { route, pattern: new RegExp(`^${source}/?$`), params };
+}
+
+function problem(res: ServerResponse, status: number, title: string, detail: string): void {
+  res.writeHead(status, { 'content-type': 'application/problem+json' });
+  res.end(JSON.stringify({ type: 'about:blank', title, status, detail }));
+}
+
+async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) return undefined;
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+function lambdaContext(functionName: string, requestId: string): Context {
+  const deadline = Date.now() + 29_000;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:local:000000000000:function:${functionName}`,
+    memoryLimitInMB: '512',
+    awsRequestId: requestId,
+    logGroupName: `/aws/lambda/${functionName}`,
+    logStreamName: 'local',
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: () => {},
+    fail: () => {},
+    succeed: () => {},
+  };
+}
+
+export interface LocalApiOptions {
+  readonly handlers: Readonly<Record<string, ApiHandler>>;
+  readonly onRequest?: (line: { method: string; path: string; status: number; ms: number }) => void;
+}
+
+export function createApiServer(options: LocalApiOptions): Server {
+  const compiled = ROUTES.map(compile);
+  return createServer(async (req, res) => {
+    const started = performance.now();
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = req.method ?? 'GET';
+    const finish = (status: number) =>
+      options.onRequest?.({ method, path: url.pathname, status, ms: Math.round(performance.now() - started) });
+    try {
+      const matches = compiled
+        .map((c) => ({ c, m: c.pattern.exec(url.pathname) }))
+        .filter((x): x is { c: CompiledRoute; m: RegExpExecArray } => x.m !== null);
+      const hit = matches.find((x) => x.c.route.method === method);
+      if (!hit) {
+        if (matches.length > 0) {
+          res.setHeader('allow', matches.map((x) => x.c.route.method).join(', '));
+          problem(res, 405, 'Method Not Allowed', `${method} is not allowed on ${url.pathname}`);
+          return finish(405);
+        }
+        problem(res, 404, 'Not Found', `no route for ${method} ${url.pathname}`);
+        return finish(404);
+      }
+      const body = await readBody(req);
+      if (body === undefined) {
+        problem(res, 413, 'Content Too Large', `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
+        return finish(413);
+      }
+      const pathParameters: Record<string, string> = {};
+      hit.c.params.forEach((name, i) => {
+        pathParameters[name] = decodeURIComponent(hit.m[i + 1] ?? '');
+      });
+      const query: Record<string, string> = {};
+      const multiQuery: Record<string, string[]> = {};
+      for (const [k, v] of url.searchParams) {
+        query[k] = v;
+        multiQuery[k] = [...(multiQuery[k] ?? []), v];
+      }
+      const headers: Record<string, string> = {};
+      const multiHeaders: Record<string, string[]> = {};
+      for (const [k, v] of Object.entries(req.headers)) {
+        if (v === undefined) continue;
+        headers[k] = Array.isArray(v) ? v.join(',') : v;
+        multiHeaders[k] = Array.isArray(v) ? v : [v];
+      }
+      const requestId = randomUUID();
+      const event: APIGatewayProxyEvent = {
+        resource: hit.c.route.path,
+        path: url.pathname,
+        httpMethod: method,
+        headers,
+        multiValueHeaders: multiHeaders,
+        queryStringParameters: Object.keys(query).length > 0 ? query : null,
+        multiValueQueryStringParameters: Object.keys(multiQuery).length > 0 ? multiQuery : null,
+        pathParameters: hit.c.params.length > 0 ? pathParameters : null,
+        stageVariables: null,
+        body: body.length > 0 ? body.toString('utf8') : null,
+        isBase64Encoded: false,
+        requestContext: {
+          accountId: '000000000000',
+          apiId: 'local',
+          authorizer: null,
+          protocol: 'HTTP/1.1',
+          httpMethod: method,
+          identity: {} as APIGatewayProxyEvent['requestContext']['identity'],
+          path: url.pathname,
+          stage: 'local',
+          requestId,
+          requestTimeEpoch: Date.now(),
+          resourceId: hit.c.route.handler,
+          resourcePath: hit.c.route.path,
+        },
+      };
+      const handler = options.handlers[hit.c.route.handler];
+      if (!handler) throw new Error(`no handler loaded for ${hit.c.route.handler}`);
+      const result = await handler(event, lambdaContext(hit.c.route.handler, requestId));
+      res.writeHead(result.statusCode, { 'x-request-id': requestId, ...(result.headers as Record<string, string>) });
+      res.end(result.isBase64Encoded ? Buffer.from(result.body, 'base64') : result.body);
+      finish(result.statusCode);
+    } catch (e) {
+      // In Lambda an unhandled error is API Gateway's 502; say the same here.
+      problem(res, 502, 'Bad Gateway', `the function failed: ${(e as Error).message}`);
+      finish(502);
+    }
+  });
+}

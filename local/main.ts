@@ -1,0 +1,27 @@
+// `npm start`: Persona on this machine, until Ctrl-C.
+import pc from 'picocolors';
+import { DEFAULT_PORT, startLocal } from './runtime.js';
+
+const port = Number(process.env.PERSONA_PORT ?? DEFAULT_PORT);
+const quiet = process.env.PERSONA_QUIET === 'true';
+
+console.log(pc.dim('starting DynamoDB Local and the S3-protocol server…'));
+const persona = await startLocal({
+  port,
+  ...(process.env.PERSONA_DATA ? { dataDir: process.env.PERSONA_DATA } : {}),
+  ...(quiet ? {} : { onRequest: (r) => console.log(pc.dim(`${r.method} ${r.path} → ${r.status} (${r.ms} ms)`)) }),
+});
+console.log(`${pc.green('Persona is running')} at ${pc.bold(persona.url)}`);
+console.log(pc.dim(`  DynamoDB Local ${persona.dynamoEndpoint} · S3 ${persona.s3Endpoint}`));
+console.log(pc.dim(`  try: npx persona profiles apply -f examples/web.yaml   (Ctrl-C stops)`));
+
+let stopping = false;
+const stop = async (signal: string) => {
+  if (stopping) return;
+  stopping = true;
+  console.log(pc.dim(`\n${signal}: stopping…`));
+  await persona.stop();
+  process.exit(0);
+};
+process.on('SIGINT', () => void stop('SIGINT'));
+process.on('SIGTERM', () => void stop('SIGTERM'));

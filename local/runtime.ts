@@ -1,0 +1,83 @@
+// The whole of Persona on one machine: the stand-ins, the tables and bucket from the shared
+// definitions, and the API functions behind a local HTTP server.
+import type { Server } from 'node:http';
+import { resolve } from 'node:path';
+import { ROUTES } from '../core/api/routes.js';
+import { DATA_BUCKET, TABLES } from '../core/storage/definitions.js';
+import { type ApiHandler, createApiServer, type LocalApiOptions } from './http.js';
+import { freePort, LOCAL_CREDENTIALS, LOCAL_REGION, startStandIns } from './stand-ins.js';
+
+export interface LocalOptions {
+  /** Where DynamoDB Local and the S3-protocol server keep their data. */
+  readonly dataDir?: string;
+  /** HTTP port of the API; 0 picks a free one. */
+  readonly port?: number;
+  readonly host?: string;
+  readonly onRequest?: LocalApiOptions['onRequest'];
+}
+
+export interface LocalPersona {
+  readonly url: string;
+  readonly dynamoEndpoint: string;
+  readonly s3Endpoint: string;
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_PORT = 8170;
+export const LOCAL_BUCKET = 'persona-data';
+
+export async function startLocal(options: LocalOptions = {}): Promise<LocalPersona> {
+  const dataDir = resolve(options.dataDir ?? '.persona/data');
+  const tables = TABLES.map((definition) => ({ definition, name: `persona-${definition.id.toLowerCase()}` }));
+  const standIns = await startStandIns({ dataDir, tables, buckets: [LOCAL_BUCKET] });
+  try {
+    // The handlers read their configuration from the environment exactly as in Lambda; the
+    // SDK's own AWS_ENDPOINT_URL_* variables point them at the stand-ins.
+    Object.assign(process.env, {
+      AWS_REGION: LOCAL_REGION,
+      AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+      AWS_ENDPOINT_URL_DYNAMODB: standIns.dynamoEndpoint,
+      AWS_ENDPOINT_URL_S3: standIns.s3Endpoint,
+      PERSONA_S3_PATH_STYLE: 'true',
+      [DATA_BUCKET.env]: LOCAL_BUCKET,
+      POWERTOOLS_SERVICE_NAME: 'persona',
+      POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',
+      POWERTOOLS_DEV: 'true',
+    });
+    delete process.env.AWS_PROFILE;
+    for (const t of tables) process.env[t.definition.env] = t.name;
+
+    const handlers: Record<string, ApiHandler> = {};
+    for (const route of ROUTES) {
+      const module = (await import(`../functions/api/${route.handler}/handler.ts`)) as { main: ApiHandler };
+      handlers[route.handler] = module.main;
+    }
+    const server = createApiServer({ handlers, ...(options.onRequest ? { onRequest: options.onRequest } : {}) });
+    const host = options.host ?? '127.0.0.1';
+    const port = options.port === 0 ? await freePort() : (options.port ?? DEFAULT_PORT);
+    await listen(server, port, host);
+    return {
+      url: `http://${host}:${port}`,
+      dynamoEndpoint: standIns.dynamoEndpoint,
+      s3Endpoint: standIns.s3Endpoint,
+      async stop() {
+        await new Promise<void>((r) => server.close(() => r()));
+        server.closeAllConnections();
+        await standIns.stop();
+      },
+    };
+  } catch (e) {
+    await standIns.stop();
+    throw e;
+  }
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) =>
+      reject(e.code === 'EADDRINUSE' ? new Error(`port ${port} is in use; set PERSONA_PORT to another one`) : e),
+    );
+    server.listen(port, host, () => resolvePromise());
+  });
+}

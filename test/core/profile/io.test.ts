@@ -1,0 +1,145 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { InvalidInputError, TooLargeError } from '../../../core/errors.js';
+import { DOCUMENT_LIMITS, formatIssues, parseProfile } from '../../../core/profile/io.js';
+
+const web = readFileSync('examples/web.yaml', 'utf8');
+
+function issuesOf(text: string) {
+  try {
+    parseProfile(text, { source: 'p.yaml' });
+  } catch (e) {
+    if (e instanceof InvalidInputError) return e.issues;
+    throw e;
+  }
+  throw new Error('expected the document to be refused');
+}
+
+const minimal = (extra = '') => `apiVersion: persona/v1
+kind: Profile
+metadata:
+  name: mini
+spec:
+  os: { family: linux, distribution: debian, version: "12", kernel: 6.1.0, arch: x86_64 }
+${extra}`;
+
+describe('parseProfile', () => {
+  it('reads the example profile and fills in defaults', () => {
+    const p = parseProfile(web);
+    expect(p.metadata.name).toBe('web');
+    expect(p.spec.packages).toHaveLength(6);
+    expect(p.spec.services.find((s) => s.name === 'ssh')?.manager).toBe('systemd');
+  });
+
+  it('reads JSON as well as YAML, to the same profile', () => {
+    const fromYaml = parseProfile(web);
+    const fromJson = parseProfile(JSON.stringify(fromYaml, null, '\t'));
+    expect(fromJson).toEqual(fromYaml);
+  });
+
+  it('names the path and the problem of every error at once, with line and column', () => {
+    const text = web
+      .replace('version: "12"', 'version: 12')
+      .replace('{ name: curl, version: 7.88.1-10+deb12u8,', '{ name: curl, version: 7,')
+      .replace('  - { name: tcp_bbr }', '  - { name: tcp_bbr, colour: blue }');
+    const issues = issuesOf(text);
+    const lines = formatIssues(issues, 'p.yaml');
+    expect(lines).toContainEqual(expect.stringMatching(/^p\.yaml:16:\d+ spec\.os\.version: expected string, received number$/));
+    expect(lines).toContainEqual(expect.stringMatching(/spec\.packages\[4\]\.version: expected string, received number$/));
+    expect(lines).toContainEqual(expect.stringMatching(/spec\.kernelModules\[2\]\.colour: unknown field$/));
+    expect(issues).toHaveLength(3);
+  });
+
+  it('refuses a sensitive-looking environment value in clear, but accepts a reference', () => {
+    const clear = minimal('  configuration:\n    env:\n      - { name: DB_PASSWORD, value: hunter2 }\n');
+    expect(issuesOf(clear)).toEqual([
+      expect.objectContaining({ path: 'spec.configuration.env[0].value', message: expect.stringMatching(/secretRef/) }),
+    ]);
+    const ref = minimal(
+      '  configuration:\n    env:\n      - { name: DB_PASSWORD, secretRef: { provider: aws-ssm, parameter: /db/pw } }\n',
+    );
+    expect(parseProfile(ref).spec.configuration.env[0]?.secretRef).toEqual({ provider: 'aws-ssm', parameter: '/db/pw' });
+  });
+
+  it('refuses a user with a password hash field', () => {
+    const text = minimal('  security:\n    users:\n      - { name: a, uid: 1000, gid: 1000, password: "$6$abc" }\n');
+    expect(issuesOf(text)).toEqual([expect.objectContaining({ path: 'spec.security.users[0].password', message: 'unknown field' })]);
+  });
+
+  it('refuses two entries with the same key in a collection', () => {
+    const text = minimal('  packages:\n    - { name: curl, version: "1", manager: apt }\n    - { name: curl, version: "2", manager: apt }\n');
+    expect(issuesOf(text)).toEqual([
+      expect.objectContaining({ path: 'spec.packages[1]', message: expect.stringMatching(/duplicate package "apt:curl"/) }),
+    ]);
+  });
+
+  it('refuses duplicate keys in YAML and in JSON', () => {
+    expect(issuesOf(minimal().replace('kind: Profile', 'kind: Profile\nkind: Profile'))).toEqual([
+      expect.objectContaining({ path: 'kind', message: expect.stringMatching(/duplicate key "kind"/), line: 3 }),
+    ]);
+    const json = '{"apiVersion":"persona/v1","kind":"Profile","kind":"Profile","metadata":{"name":"x"},"spec":{}}';
+    expect(issuesOf(json)).toEqual([expect.objectContaining({ path: 'kind', message: expect.stringMatching(/duplicate/) })]);
+  });
+
+  it.each(['__proto__', 'constructor', 'prototype'])('refuses the key %s anywhere', (key) => {
+    const issues = issuesOf(minimal(`  configuration:\n    sysctl:\n      ${key}: "1"\n`));
+    expect(issues).toContainEqual(
+      expect.objectContaining({ path: `spec.configuration.sysctl.${key}`, message: `key "${key}" is not allowed` }),
+    );
+  });
+
+  it('refuses a YAML alias bomb before expanding it', () => {
+    const bomb = [
+      'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+      'b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]',
+      'c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]',
+      'd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]',
+      'e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]',
+      'f: [*e,*e,*e,*e,*e,*e,*e,*e,*e]',
+    ].join('\n');
+    const started = Date.now();
+    expect(issuesOf(bomb)).toEqual([expect.objectContaining({ message: expect.stringMatching(/aliases expand/) })]);
+    expect(Date.now() - started).toBeLessThan(2000);
+  });
+
+  it('accepts a few aliases, as people use them for repeated blocks', () => {
+    const text = minimal(
+      '  packages:\n    - &pkg { name: curl, version: "1", manager: apt }\n  runtimeDependencies:\n    - { type: library, name: libcurl, version: "1" }\n',
+    );
+    expect(parseProfile(text).spec.packages).toHaveLength(1);
+  });
+
+  it(`refuses nesting deeper than ${DOCUMENT_LIMITS.maxDepth} levels`, () => {
+    const deep = `${'['.repeat(DOCUMENT_LIMITS.maxDepth + 5)}${']'.repeat(DOCUMENT_LIMITS.maxDepth + 5)}`;
+    expect(issuesOf(`metadata: ${deep}`)).toContainEqual(
+      expect.objectContaining({ message: `nested deeper than ${DOCUMENT_LIMITS.maxDepth} levels` }),
+    );
+  });
+
+  it('refuses a document over the size limit without parsing it', () => {
+    const big = `# ${'x'.repeat(DOCUMENT_LIMITS.maxBytes)}\n${minimal()}`;
+    expect(() => parseProfile(big)).toThrow(TooLargeError);
+  });
+
+  it('refuses several documents in one file, and custom tags', () => {
+    expect(issuesOf(`${minimal()}---\n${minimal()}`)[0]?.message).toMatch(/multiple documents/);
+    expect(issuesOf(minimal().replace('name: mini', 'name: !shell mini'))).toContainEqual(
+      expect.objectContaining({ path: 'metadata.name', message: 'tag !shell is not allowed' }),
+    );
+  });
+
+  it('reports a YAML syntax error with its position', () => {
+    const issues = issuesOf('apiVersion: persona/v1\nkind: [Profile\nmetadata: {}\n');
+    expect(issues[0]).toEqual(expect.objectContaining({ line: expect.any(Number), column: expect.any(Number) }));
+  });
+
+  it('stores unordered collections in key order but keeps kernel module load order', () => {
+    const text = minimal(
+      '  packages:\n    - { name: zsh, version: "1", manager: apt }\n    - { name: bash, version: "1", manager: apt }\n' +
+        '  kernelModules:\n    - { name: zram }\n    - { name: af_packet }\n',
+    );
+    const p = parseProfile(text);
+    expect(p.spec.packages.map((x) => x.name)).toEqual(['bash', 'zsh']);
+    expect(p.spec.kernelModules.map((x) => x.name)).toEqual(['zram', 'af_packet']);
+  });
+});
