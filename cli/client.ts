@@ -24,10 +24,15 @@ export class PersonaClient {
   async request<T>(
     method: string,
     path: string,
-    init: { body?: unknown; headers?: Record<string, string>; query?: Record<string, string | number | undefined> } = {},
+    init: {
+      body?: unknown;
+      headers?: Record<string, string>;
+      query?: Record<string, string | number | undefined>;
+    } = {},
   ): Promise<Response<T>> {
     const url = new URL(path.replace(/^\//, ''), this.base);
-    for (const [k, v] of Object.entries(init.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
+    for (const [k, v] of Object.entries(init.query ?? {}))
+      if (v !== undefined) url.searchParams.set(k, String(v));
     const body = init.body === undefined ? undefined : JSON.stringify(init.body);
     let headers: Record<string, string> = {
       accept: 'application/json',

@@ -43,7 +43,9 @@ export class ApiError extends Error {
 /** The endpoint did not answer at all. */
 export class UnreachableError extends Error {
   constructor(endpoint: string, cause: unknown) {
-    super(`cannot reach Persona at ${endpoint} (is \`npm start\` running, or is --endpoint right?)`, { cause });
+    super(`cannot reach Persona at ${endpoint} (is \`npm start\` running, or is --endpoint right?)`, {
+      cause,
+    });
     this.name = 'UnreachableError';
   }
 }

@@ -9,7 +9,7 @@ import { formatIssues, parseProfile } from '../core/profile/io.js';
 import type { Profile } from '../core/profile/schema.js';
 import { PersonaClient } from './client.js';
 import { ApiError, EXIT, exitCodeOf } from './errors.js';
-import { ago, renderDelta, type RenderableChange, table } from './render.js';
+import { ago, type RenderableChange, renderDelta, table } from './render.js';
 
 const DEFAULT_ENDPOINT = 'http://127.0.0.1:8170';
 
@@ -48,7 +48,8 @@ const out = (s: string): void => {
 const printJson = (v: unknown): void => out(JSON.stringify(v, null, 2));
 
 const positiveInt = (label: string) => (value: string) => {
-  if (!/^\d+$/.test(value) || Number(value) < 1) throw new InvalidArgumentError(`${label} must be a whole number ≥ 1`);
+  if (!/^\d+$/.test(value) || Number(value) < 1)
+    throw new InvalidArgumentError(`${label} must be a whole number ≥ 1`);
   return Number(value);
 };
 const nonNegativeInt = (label: string) => (value: string) => {
@@ -61,7 +62,9 @@ function readProfileFile(file: string): Profile {
   try {
     text = readFileSync(file, 'utf8');
   } catch (cause) {
-    throw new NotFoundError(`cannot read ${file}: ${(cause as NodeJS.ErrnoException).code ?? cause}`, file, { cause });
+    throw new NotFoundError(`cannot read ${file}: ${(cause as NodeJS.ErrnoException).code ?? cause}`, file, {
+      cause,
+    });
   }
   return parseProfile(text, { source: file });
 }
@@ -94,7 +97,9 @@ export function buildProgram(): Command {
     .description('Capture, version, diff and reproduce the complete personality of a host.')
     .version('0.1.0')
     .addOption(
-      new Option('--endpoint <url>', 'Persona API endpoint').env('PERSONA_ENDPOINT').default(DEFAULT_ENDPOINT),
+      new Option('--endpoint <url>', 'Persona API endpoint')
+        .env('PERSONA_ENDPOINT')
+        .default(DEFAULT_ENDPOINT),
     )
     .option('--json', 'print machine-readable JSON')
     .option('--sigv4', 'sign requests with your AWS credentials (automatic for *.amazonaws.com)')
@@ -114,12 +119,18 @@ export function buildProgram(): Command {
             file,
             valid: true,
             name: p.metadata.name,
-            summary: { packages: p.spec.packages.length, services: p.spec.services.length, files: p.spec.configuration.files.length },
+            summary: {
+              packages: p.spec.packages.length,
+              services: p.spec.services.length,
+              files: p.spec.configuration.files.length,
+            },
             issues: [] as readonly Issue[],
           };
         } catch (e) {
-          if (e instanceof InvalidInputError) return { file, valid: false, issues: e.issues, message: e.message };
-          if (isPersonaError(e)) return { file, valid: false, issues: [{ path: '', message: e.message }], message: e.message };
+          if (e instanceof InvalidInputError)
+            return { file, valid: false, issues: e.issues, message: e.message };
+          if (isPersonaError(e))
+            return { file, valid: false, issues: [{ path: '', message: e.message }], message: e.message };
           throw e;
         }
       });
@@ -127,7 +138,9 @@ export function buildProgram(): Command {
       else {
         for (const r of results) {
           if (r.valid && 'summary' in r && r.summary) {
-            out(`${pc.green('✓')} ${r.file}: profile ${r.name} (${r.summary.packages} packages, ${r.summary.services} services, ${r.summary.files} files)`);
+            out(
+              `${pc.green('✓')} ${r.file}: profile ${r.name} (${r.summary.packages} packages, ${r.summary.services} services, ${r.summary.files} files)`,
+            );
           } else {
             process.stderr.write(`${pc.red('✗')} ${r.file}: not a valid profile\n`);
             for (const line of formatIssues(r.issues, r.file)) process.stderr.write(`  ${line}\n`);
@@ -148,23 +161,31 @@ export function buildProgram(): Command {
       const { items, more } = await allPages<HeadRecord>(api, '/profiles', o.limit);
       if (opts.json) return printJson({ items });
       if (items.length === 0) return out(pc.dim('no profiles yet: persona profiles apply -f FILE'));
-      out(table(['NAME', 'LATEST', 'UPDATED', 'DESCRIPTION'], items.map((h) => [h.name, String(h.latest), ago(h.updatedAt), h.description ?? ''])));
+      out(
+        table(
+          ['NAME', 'LATEST', 'UPDATED', 'DESCRIPTION'],
+          items.map((h) => [h.name, String(h.latest), ago(h.updatedAt), h.description ?? '']),
+        ),
+      );
       if (more) out(pc.dim('(more: raise --limit)'));
     });
 
   profiles
     .command('get')
-    .description('print a profile (the latest version unless --version)')
+    .description('print a profile: the latest version, or the one given')
     .argument('<name>')
-    .option('--version <n>', 'a specific version', positiveInt('--version'))
+    .argument('[version]', 'a specific version', positiveInt('version'))
     .addOption(new Option('-o, --output <format>', 'output format').choices(['yaml', 'json']).default('yaml'))
-    .action(async (name: string, o: { version?: number; output: string }, cmd: Command) => {
+    .action(async (name: string, version: number | undefined, o: { output: string }, cmd: Command) => {
       const { api, opts } = client(cmd);
-      const path = o.version === undefined ? `/profiles/${encodeURIComponent(name)}` : `/profiles/${encodeURIComponent(name)}/versions/${o.version}`;
+      const base = `/profiles/${encodeURIComponent(name)}`;
+      const path = version === undefined ? base : `${base}/versions/${version}`;
       const res = await api.request<{ version: VersionRecord; profile: Profile }>('GET', path);
       if (opts.json) return printJson(res.body);
       if (o.output === 'json') return printJson(res.body.profile);
-      out(`# ${name} version ${res.body.version.version} (${res.body.version.hash}, ${res.body.version.createdAt})`);
+      out(
+        `# ${name} version ${res.body.version.version} (${res.body.version.hash}, ${res.body.version.createdAt})`,
+      );
       process.stdout.write(stringify(res.body.profile, { lineWidth: 0 }));
     });
 
@@ -172,7 +193,11 @@ export function buildProgram(): Command {
     .command('apply')
     .description('create a profile, or write its next version, from a file')
     .requiredOption('-f, --file <file>', 'profile file (JSON or YAML)')
-    .option('--expected-version <n>', 'refuse unless the latest version is this one (0: must not exist)', nonNegativeInt('--expected-version'))
+    .option(
+      '--expected-version <n>',
+      'refuse unless the latest version is this one (0: must not exist)',
+      nonNegativeInt('--expected-version'),
+    )
     .action(async (o: { file: string; expectedVersion?: number }, cmd: Command) => {
       const profile = readProfileFile(o.file);
       const { api, opts } = client(cmd);
@@ -180,7 +205,10 @@ export function buildProgram(): Command {
       let expected = o.expectedVersion;
       if (expected === undefined) {
         try {
-          const head = await api.request<{ version: VersionRecord }>('GET', `/profiles/${encodeURIComponent(name)}`);
+          const head = await api.request<{ version: VersionRecord }>(
+            'GET',
+            `/profiles/${encodeURIComponent(name)}`,
+          );
           expected = head.body.version.version;
         } catch (e) {
           if (!(e instanceof ApiError && e.status === 404)) throw e;
@@ -208,7 +236,11 @@ export function buildProgram(): Command {
     .option('--limit <n>', 'at most this many', positiveInt('--limit'))
     .action(async (name: string, o: { limit?: number }, cmd: Command) => {
       const { api, opts } = client(cmd);
-      const { items, more } = await allPages<VersionRecord>(api, `/profiles/${encodeURIComponent(name)}/versions`, o.limit);
+      const { items, more } = await allPages<VersionRecord>(
+        api,
+        `/profiles/${encodeURIComponent(name)}/versions`,
+        o.limit,
+      );
       if (opts.json) return printJson({ items });
       out(
         table(
@@ -235,9 +267,13 @@ export function buildProgram(): Command {
     .option('--to <n>', 'version to arrive at (default: latest)', positiveInt('--to'))
     .action(async (name: string, o: { from: number; to?: number }, cmd: Command) => {
       const { api, opts } = client(cmd);
-      const res = await api.request<{ changes: RenderableChange[] }>('GET', `/profiles/${encodeURIComponent(name)}/diff`, {
-        query: { from: o.from, to: o.to },
-      });
+      const res = await api.request<{ changes: RenderableChange[] }>(
+        'GET',
+        `/profiles/${encodeURIComponent(name)}/diff`,
+        {
+          query: { from: o.from, to: o.to },
+        },
+      );
       if (opts.json) return printJson(res.body);
       out(renderDelta(res.body));
     });
@@ -257,8 +293,7 @@ function report(error: unknown): void {
   }
   if (error instanceof InvalidInputError) {
     process.stderr.write(`${pc.red('error')}: ${error.message}\n`);
-    const source = error.message.split(' is not a valid')[0];
-    for (const line of formatIssues(error.issues, source)) process.stderr.write(`  ${line}\n`);
+    for (const line of formatIssues(error.issues, error.source)) process.stderr.write(`  ${line}\n`);
     return;
   }
   process.stderr.write(`${pc.red('error')}: ${(error as Error).message ?? String(error)}\n`);
@@ -271,7 +306,9 @@ export async function run(argv: readonly string[]): Promise<number> {
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
   } catch (error) {
     if (error instanceof CommanderError) {
-      return error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0
+      return error.code === 'commander.helpDisplayed' ||
+        error.code === 'commander.version' ||
+        error.exitCode === 0
         ? EXIT.OK
         : EXIT.USAGE;
     }

@@ -1,7 +1,8 @@
 // How results look to people: aligned tables and coloured diffs. `--json` bypasses all of it.
+import { stripVTControlCharacters } from 'node:util';
 import pc from 'picocolors';
 
-const visibleLength = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, '').length;
+const visibleLength = (s: string) => stripVTControlCharacters(s).length;
 
 export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => visibleLength(r[i] ?? ''))));
@@ -29,9 +30,13 @@ export interface RenderableChange {
   readonly disruptive?: boolean;
 }
 
+const HASH = /^sha256:([0-9a-f]{12})[0-9a-f]{52}$/;
+
 const short = (v: unknown): string => {
   if (v === undefined || v === null) return '∅';
   if (typeof v === 'string') {
+    const hash = HASH.exec(v);
+    if (hash) return `sha256:${hash[1]}…`;
     const oneLine = v.includes('\n') ? `${v.split('\n').length} lines` : v;
     return oneLine.length > 60 ? `${oneLine.slice(0, 57)}…` : oneLine;
   }
@@ -39,28 +44,68 @@ const short = (v: unknown): string => {
   return s.length > 60 ? `${s.slice(0, 57)}…` : s;
 };
 
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  v !== null && typeof v === 'object' && !Array.isArray(v);
+const named = (v: unknown): v is { name: string }[] =>
+  Array.isArray(v) && v.every((e) => isObj(e) && typeof e.name === 'string');
+
+/** Lists of named entries (health checks, start commands) by what was added, removed or changed. */
+function listChanges(from: { name: string }[], to: { name: string }[]): string {
+  const before = new Map(from.map((e) => [e.name, JSON.stringify(e)]));
+  const after = new Map(to.map((e) => [e.name, JSON.stringify(e)]));
+  const parts = [
+    ...[...after.keys()].filter((n) => !before.has(n)).map((n) => `+${n}`),
+    ...[...before.keys()].filter((n) => !after.has(n)).map((n) => `-${n}`),
+    ...[...after].filter(([n, v]) => before.has(n) && before.get(n) !== v).map(([n]) => `~${n}`),
+  ];
+  const common = (list: { name: string }[], other: Map<string, string>) =>
+    list
+      .filter((e) => other.has(e.name))
+      .map((e) => e.name)
+      .join('\0');
+  const order = common(from, after) === common(to, before) ? '' : ' (reordered)';
+  return `${parts.join(' ')}${parts.length === 0 && order ? 'reordered' : order}`;
+}
+
 /** The fields that differ between two entries, as `field: old → new`. */
 export function fieldChanges(from: unknown, to: unknown): string[] {
-  const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
+  if (named(from) && named(to)) return [listChanges(from, to)];
   if (!isObj(from) || !isObj(to)) return from === to ? [] : [`${short(from)} → ${short(to)}`];
   const keys = [...new Set([...Object.keys(from), ...Object.keys(to)])].sort();
   return keys
     .filter((k) => JSON.stringify(from[k]) !== JSON.stringify(to[k]))
-    .map((k) => `${k}: ${short(from[k])} → ${short(to[k])}`);
+    .map((k) =>
+      named(from[k]) && named(to[k])
+        ? `${k}: ${listChanges(from[k], to[k])}`
+        : `${k}: ${short(from[k])} → ${short(to[k])}`,
+    );
 }
 
-const ADDS = /\.(install|add|attach|create|load|grant|authorize)$/;
-const REMOVES = /\.(remove|detach|unload|revoke|unset|delete|stop|disable)$/;
+/** What a new or removed entry is, in a few words: its version, value or size. */
+function brief(entry: unknown): string {
+  if (!isObj(entry)) return short(entry);
+  for (const field of ['version', 'value', 'size', 'sizeBytes', 'state']) {
+    if (entry[field] !== undefined)
+      return `${field === 'size' || field === 'sizeBytes' ? `${entry[field]} bytes` : short(entry[field])}`;
+  }
+  if (entry.secretRef !== undefined) return '(secret reference)';
+  return '';
+}
 
 export function renderChange(change: RenderableChange): string {
-  const marker = ADDS.test(change.kind) ? pc.green('+') : REMOVES.test(change.kind) ? pc.red('-') : pc.yellow('~');
-  const colour = ADDS.test(change.kind) ? pc.green : REMOVES.test(change.kind) ? pc.red : pc.yellow;
-  const detail =
-    change.from === null || change.from === undefined || change.to === null || change.to === undefined
+  const absent = (v: unknown) => v === null || v === undefined;
+  const [marker, colour] = absent(change.from)
+    ? [pc.green('+'), pc.green]
+    : absent(change.to)
+      ? [pc.red('-'), pc.red]
+      : [pc.yellow('~'), pc.yellow];
+  const detail = absent(change.from)
+    ? brief(change.to)
+    : absent(change.to)
       ? ''
       : fieldChanges(change.from, change.to).join(', ');
   const flag = change.disruptive ? pc.magenta(' [disruptive]') : '';
-  return `${marker} ${colour(change.kind.padEnd(20))} ${pc.bold(change.key)}${detail ? pc.dim(`  ${detail}`) : ''}${flag}`;
+  return `${marker} ${colour(change.kind.padEnd(21))} ${pc.bold(change.key)}${detail ? pc.dim(`  ${detail}`) : ''}${flag}`;
 }
 
 export function renderDelta(delta: {

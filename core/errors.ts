@@ -27,13 +27,16 @@ export abstract class PersonaError extends Error {
 /** The input is wrong; `issues` lists every problem found, not only the first. */
 export class InvalidInputError extends PersonaError {
   readonly code = 'INVALID_INPUT';
+  /** The document the issues are about (a file name), when there is one. */
+  readonly source: string | undefined;
   constructor(
     message: string,
     readonly issues: readonly Issue[] = [],
-    options?: ErrorOptions,
+    options?: ErrorOptions & { readonly source?: string },
   ) {
     super(message, options);
     this.name = 'InvalidInputError';
+    this.source = options?.source;
   }
 }
 
@@ -90,7 +93,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';
   for (const segment of path) {
     if (typeof segment === 'number') out += `[${segment}]`;
-    else if (typeof segment === 'string' && /^[A-Za-z_$][\w$]*$/.test(segment)) out += out ? `.${segment}` : segment;
+    else if (typeof segment === 'string' && /^[A-Za-z_$][\w$]*$/.test(segment))
+      out += out ? `.${segment}` : segment;
     else out += `[${JSON.stringify(String(segment))}]`;
   }
   return out;

@@ -76,7 +76,12 @@ export function createApiServer(options: LocalApiOptions): Server {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = req.method ?? 'GET';
     const finish = (status: number) =>
-      options.onRequest?.({ method, path: url.pathname, status, ms: Math.round(performance.now() - started) });
+      options.onRequest?.({
+        method,
+        path: url.pathname,
+        status,
+        ms: Math.round(performance.now() - started),
+      });
     try {
       const matches = compiled
         .map((c) => ({ c, m: c.pattern.exec(url.pathname) }))
@@ -144,7 +149,10 @@ export function createApiServer(options: LocalApiOptions): Server {
       const handler = options.handlers[hit.c.route.handler];
       if (!handler) throw new Error(`no handler loaded for ${hit.c.route.handler}`);
       const result = await handler(event, lambdaContext(hit.c.route.handler, requestId));
-      res.writeHead(result.statusCode, { 'x-request-id': requestId, ...(result.headers as Record<string, string>) });
+      res.writeHead(result.statusCode, {
+        'x-request-id': requestId,
+        ...(result.headers as Record<string, string>),
+      });
       res.end(result.isBase64Encoded ? Buffer.from(result.body, 'base64') : result.body);
       finish(result.statusCode);
     } catch (e) {

@@ -9,7 +9,9 @@ console.log(pc.dim('starting DynamoDB Local and the S3-protocol server…'));
 const persona = await startLocal({
   port,
   ...(process.env.PERSONA_DATA ? { dataDir: process.env.PERSONA_DATA } : {}),
-  ...(quiet ? {} : { onRequest: (r) => console.log(pc.dim(`${r.method} ${r.path} → ${r.status} (${r.ms} ms)`)) }),
+  ...(quiet
+    ? {}
+    : { onRequest: (r) => console.log(pc.dim(`${r.method} ${r.path} → ${r.status} (${r.ms} ms)`)) }),
 });
 console.log(`${pc.green('Persona is running')} at ${pc.bold(persona.url)}`);
 console.log(pc.dim(`  DynamoDB Local ${persona.dynamoEndpoint} · S3 ${persona.s3Endpoint}`));

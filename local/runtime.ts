@@ -53,7 +53,10 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
       const module = (await import(`../functions/api/${route.handler}/handler.ts`)) as { main: ApiHandler };
       handlers[route.handler] = module.main;
     }
-    const server = createApiServer({ handlers, ...(options.onRequest ? { onRequest: options.onRequest } : {}) });
+    const server = createApiServer({
+      handlers,
+      ...(options.onRequest ? { onRequest: options.onRequest } : {}),
+    });
     const host = options.host ?? '127.0.0.1';
     const port = options.port === 0 ? await freePort() : (options.port ?? DEFAULT_PORT);
     await listen(server, port, host);
@@ -76,7 +79,9 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
 function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolvePromise, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
-      reject(e.code === 'EADDRINUSE' ? new Error(`port ${port} is in use; set PERSONA_PORT to another one`) : e),
+      reject(
+        e.code === 'EADDRINUSE' ? new Error(`port ${port} is in use; set PERSONA_PORT to another one`) : e,
+      ),
     );
     server.listen(port, host, () => resolvePromise());
   });

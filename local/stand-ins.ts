@@ -17,8 +17,9 @@ import S3rver from 's3rver';
 import type { TableDefinition } from '../core/storage/definitions.js';
 
 export const LOCAL_REGION = 'local';
-// The stand-ins accept any credentials; these only satisfy the SDK's signer.
-export const LOCAL_CREDENTIALS = { accessKeyId: 'persona-local', secretAccessKey: 'persona-local' };
+// The one key pair both stand-ins accept: s3rver knows only its own, and DynamoDB Local 2+
+// accepts any key made of letters and digits.
+export const LOCAL_CREDENTIALS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 
 export interface StandIns {
   readonly dynamoEndpoint: string;
@@ -41,7 +42,10 @@ export async function freePort(): Promise<number> {
   });
 }
 
-async function startDynamo(dataDir: string, port: number): Promise<{ endpoint: string; process: ChildProcess }> {
+async function startDynamo(
+  dataDir: string,
+  port: number,
+): Promise<{ endpoint: string; process: ChildProcess }> {
   mkdirSync(dataDir, { recursive: true });
   const child = spawnDynamoDbLocal({ path: dataDir, port, sharedDb: true, stdio: 'pipe' });
   let output = '';
@@ -52,23 +56,31 @@ async function startDynamo(dataDir: string, port: number): Promise<{ endpoint: s
     output += d.toString();
   });
   const exited = new Promise<never>((_, reject) => {
-    child.once('error', (e) => reject(new Error(`DynamoDB Local did not start (is Java 17 installed?): ${e.message}`)));
-    child.once('exit', (code) => reject(new Error(`DynamoDB Local exited with code ${code}:\n${output.slice(-2000)}`)));
+    child.once('error', (e) =>
+      reject(new Error(`DynamoDB Local did not start (is Java 17 installed?): ${e.message}`)),
+    );
+    child.once('exit', (code) =>
+      reject(new Error(`DynamoDB Local exited with code ${code}:\n${output.slice(-2000)}`)),
+    );
   });
   const endpoint = `http://127.0.0.1:${port}`;
   const client = new DynamoDBClient({ endpoint, region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS });
   const deadline = Date.now() + 60_000;
+  let lastError: unknown;
   // The JVM takes a few seconds to listen; poll until it answers.
   for (;;) {
     try {
       await Promise.race([client.send(new ListTablesCommand({ Limit: 1 })), exited]);
       break;
     } catch (e) {
+      lastError = e;
       if (Date.now() > deadline || (e as Error).message.startsWith('DynamoDB Local')) {
         child.kill('SIGKILL');
         throw e instanceof Error && e.message.startsWith('DynamoDB Local')
           ? e
-          : new Error(`DynamoDB Local did not answer on ${endpoint} within 60 s:\n${output.slice(-2000)}`);
+          : new Error(
+              `DynamoDB Local did not answer on ${endpoint} within 60 s (${String(lastError)}):\n${output.slice(-2000)}`,
+            );
       }
       await new Promise((r) => setTimeout(r, 250));
     }
@@ -81,7 +93,11 @@ async function startDynamo(dataDir: string, port: number): Promise<{ endpoint: s
 /** CreateTable input for a shared table definition. */
 export function createTableInput(definition: TableDefinition, tableName: string): CreateTableCommandInput {
   const attributes = new Map<string, string>();
-  const keys = [definition.partitionKey, definition.sortKey, ...definition.globalSecondaryIndexes.flatMap((i) => [i.partitionKey, i.sortKey])];
+  const keys = [
+    definition.partitionKey,
+    definition.sortKey,
+    ...definition.globalSecondaryIndexes.flatMap((i) => [i.partitionKey, i.sortKey]),
+  ];
   for (const k of keys) if (k) attributes.set(k.name, k.type);
   return {
     TableName: tableName,

@@ -41,7 +41,10 @@ function nameSchema() {
 
 function queryParameters(schema: z.ZodObject) {
   return Object.entries(schema.shape).map(([name, field]) => {
-    const json = z.toJSONSchema(field as z.ZodType, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>;
+    const json = z.toJSONSchema(field as z.ZodType, { io: 'input', unrepresentable: 'any' }) as Record<
+      string,
+      unknown
+    >;
     const { $schema: _s, description, ...rest } = json;
     return {
       name,
@@ -55,7 +58,10 @@ function queryParameters(schema: z.ZodObject) {
 
 const problems = (...statuses: number[]) =>
   Object.fromEntries(
-    statuses.map((s) => [String(s), { description: 'Problem', content: { 'application/problem+json': { schema: ref('Problem') } } }]),
+    statuses.map((s) => [
+      String(s),
+      { description: 'Problem', content: { 'application/problem+json': { schema: ref('Problem') } } },
+    ]),
   );
 
 const ok = (status: number, id: string, description: string) => ({
@@ -112,7 +118,11 @@ function operation(route: Route) {
         },
       };
     case 'list-profiles':
-      return { ...base, parameters: queryParameters(PageQuery), responses: { ...ok(200, 'ProfileList', 'A page'), ...problems(400) } };
+      return {
+        ...base,
+        parameters: queryParameters(PageQuery),
+        responses: { ...ok(200, 'ProfileList', 'A page'), ...problems(400) },
+      };
     case 'list-versions':
       return {
         ...base,
@@ -124,7 +134,10 @@ function operation(route: Route) {
       return {
         ...base,
         parameters: pathParams,
-        responses: { ...ok(200, 'VersionedProfile', 'The profile and its version record'), ...problems(400, 404) },
+        responses: {
+          ...ok(200, 'VersionedProfile', 'The profile and its version record'),
+          ...problems(400, 404),
+        },
       };
     case 'diff-profiles':
       return {
@@ -133,7 +146,10 @@ function operation(route: Route) {
         responses: { ...ok(200, 'Delta', 'The ordered Changes'), ...problems(400, 404) },
       };
     default:
-      return { ...base, responses: { '200': { description: 'This document', content: { 'application/json': {} } } } };
+      return {
+        ...base,
+        responses: { '200': { description: 'This document', content: { 'application/json': {} } } },
+      };
   }
 }
 

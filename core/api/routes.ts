@@ -15,7 +15,12 @@ export interface Route {
 export const ROUTES = [
   { method: 'POST', path: '/profiles', handler: 'create-profile', summary: 'Create a profile (version 1)' },
   { method: 'GET', path: '/profiles', handler: 'list-profiles', summary: 'List profiles, a page at a time' },
-  { method: 'GET', path: '/profiles/{name}', handler: 'get-profile', summary: 'Get the latest version of a profile' },
+  {
+    method: 'GET',
+    path: '/profiles/{name}',
+    handler: 'get-profile',
+    summary: 'Get the latest version of a profile',
+  },
   {
     method: 'PUT',
     path: '/profiles/{name}',

@@ -13,7 +13,13 @@ export const NameParams = z.object({ name: profileName });
 export const VersionParams = z.object({ name: profileName, version: versionNumber });
 
 export const PageQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(MAX_PAGE_SIZE).optional().describe(`Page size, 1 to ${MAX_PAGE_SIZE}`),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_PAGE_SIZE)
+    .optional()
+    .describe(`Page size, 1 to ${MAX_PAGE_SIZE}`),
   cursor: z.string().min(1).optional().describe('The nextCursor of the previous page'),
 });
 
@@ -25,7 +31,12 @@ export const DiffQuery = z.object({
 /** `"3"`, `3` or `W/"3"`: the version the writer read. `"0"` asserts the profile is new. */
 export const IfMatch = z
   .string()
-  .transform((v) => v.trim().replace(/^W\//, '').replace(/^"(.*)"$/, '$1'))
+  .transform((v) =>
+    v
+      .trim()
+      .replace(/^W\//, '')
+      .replace(/^"(.*)"$/, '$1'),
+  )
   .pipe(z.string().regex(/^\d+$/))
   .transform(Number);
 
@@ -38,7 +49,9 @@ export const VersionedProfileResponse = z
 export const WriteResponse = z
   .object({
     version: ProfileVersion,
-    created: z.boolean().describe('False when the document equalled the latest version and nothing was written'),
+    created: z
+      .boolean()
+      .describe('False when the document equalled the latest version and nothing was written'),
   })
   .meta({ id: 'WriteResult' });
 

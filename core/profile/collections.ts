@@ -2,7 +2,10 @@
 // not list the same package twice), canonical ordering and diff all use this one table.
 import type { ProfileSpec } from './schema.js';
 
-type Entry<P extends keyof ProfileSpec, C extends string | undefined = undefined> = C extends keyof ProfileSpec[P]
+type Entry<
+  P extends keyof ProfileSpec,
+  C extends string | undefined = undefined,
+> = C extends keyof ProfileSpec[P]
   ? ProfileSpec[P][C] extends readonly (infer E)[]
     ? E
     : never
@@ -24,7 +27,8 @@ export interface CollectionDescriptor<E = unknown> {
   readonly ordered: boolean;
 }
 
-const describe = <E>(d: CollectionDescriptor<E>): CollectionDescriptor<unknown> => d as CollectionDescriptor<unknown>;
+const describe = <E>(d: CollectionDescriptor<E>): CollectionDescriptor<unknown> =>
+  d as CollectionDescriptor<unknown>;
 
 type Route = Entry<'network', 'routes'>;
 export const routeKey = (r: Route): string =>
@@ -37,7 +41,12 @@ export const COLLECTIONS = {
     key: (p) => `${p.manager}:${p.name}`,
     ordered: false,
   }),
-  services: describe<Entry<'services'>>({ path: ['services'], noun: 'service', key: (s) => s.name, ordered: false }),
+  services: describe<Entry<'services'>>({
+    path: ['services'],
+    noun: 'service',
+    key: (s) => s.name,
+    ordered: false,
+  }),
   interfaces: describe<Entry<'network', 'interfaces'>>({
     path: ['network', 'interfaces'],
     noun: 'interface',
@@ -130,7 +139,12 @@ export const COLLECTIONS = {
     key: (t) => `${t.metric} ${t.comparison}`,
     ordered: false,
   }),
-  processes: describe<Entry<'processes'>>({ path: ['processes'], noun: 'process', key: (p) => p.name, ordered: false }),
+  processes: describe<Entry<'processes'>>({
+    path: ['processes'],
+    noun: 'process',
+    key: (p) => p.name,
+    ordered: false,
+  }),
   startCommands: describe<Entry<'application', 'startCommands'>>({
     path: ['application', 'startCommands'],
     noun: 'start command',

@@ -94,7 +94,13 @@ export class DynamoProfileStore implements ProfileRepository {
         ? {
             Put: {
               TableName: this.config.tableName,
-              Item: { name: record.name, version: HEAD_VERSION, entity: ENTITY, createdAt: record.createdAt, ...head },
+              Item: {
+                name: record.name,
+                version: HEAD_VERSION,
+                entity: ENTITY,
+                createdAt: record.createdAt,
+                ...head,
+              },
               ConditionExpression: 'attribute_not_exists(#name)',
               ExpressionAttributeNames: { '#name': 'name' },
             },

@@ -31,7 +31,8 @@ interface Located {
   readonly locate: (path: readonly PropertyKey[]) => { line: number; column: number } | undefined;
 }
 
-const stripPosition = (message: string): string => message.replace(/ at line \d+, column \d+:[\s\S]*$/, '').trim();
+const stripPosition = (message: string): string =>
+  message.replace(/ at line \d+, column \d+:[\s\S]*$/, '').trim();
 
 /**
  * Parses JSON or YAML text (JSON is read as YAML 1.2, of which it is a subset, so both get
@@ -114,7 +115,7 @@ export function parseDocumentText(text: string, options: ParseOptions = {}): Loc
   };
   walk(doc.contents, [], 1);
 
-  if (issues.length > 0) throw new InvalidInputError(`${source} is not a valid document`, issues);
+  if (issues.length > 0) throw new InvalidInputError(`${source} is not a valid document`, issues, { source });
 
   let value: unknown;
   try {
@@ -128,7 +129,7 @@ export function parseDocumentText(text: string, options: ParseOptions = {}): Loc
           message: `aliases expand to more than ${DOCUMENT_LIMITS.maxAliasCount} nodes; expand them in the document instead`,
         },
       ],
-      { cause },
+      { cause, source },
     );
   }
 
@@ -149,7 +150,9 @@ export function issuesFromZod(error: z.ZodError, locate?: Located['locate']): Is
   const out: Issue[] = [];
   for (const issue of error.issues) {
     const paths =
-      issue.code === 'unrecognized_keys' ? issue.keys.map((k) => [...issue.path, k]) : [issue.path as PropertyKey[]];
+      issue.code === 'unrecognized_keys'
+        ? issue.keys.map((k) => [...issue.path, k])
+        : [issue.path as PropertyKey[]];
     for (const path of paths) {
       const message =
         issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message.replace(/^Invalid input: /, '');
@@ -160,12 +163,16 @@ export function issuesFromZod(error: z.ZodError, locate?: Located['locate']): Is
 }
 
 /** Checks a plain value against the Profile schema and returns it in canonical form. */
-export function validateProfile(value: unknown, options: ParseOptions & { locate?: Located['locate'] } = {}): Profile {
+export function validateProfile(
+  value: unknown,
+  options: ParseOptions & { locate?: Located['locate'] } = {},
+): Profile {
   const result = Profile.safeParse(value);
   if (!result.success) {
     throw new InvalidInputError(
       `${options.source ?? 'profile'} is not a valid profile`,
       issuesFromZod(result.error, options.locate),
+      options.source === undefined ? {} : { source: options.source },
     );
   }
   return canonicalProfile(result.data);

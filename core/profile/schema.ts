@@ -254,12 +254,17 @@ export const EnvVar = z
     value: z.string().optional(),
     secretRef: SecretRef.optional(),
     sensitive: z.boolean().optional(),
-    scope: text.optional().describe('Where it is set: a service name, /etc/environment, a user; default global'),
+    scope: text
+      .optional()
+      .describe('Where it is set: a service name, /etc/environment, a user; default global'),
   })
   .superRefine((v, ctx) => {
     if ((v.value === undefined) === (v.secretRef === undefined)) {
       ctx.addIssue({ code: 'custom', message: 'give exactly one of value or secretRef', path: ['value'] });
-    } else if (v.value !== undefined && (v.sensitive === true || (v.sensitive === undefined && looksSensitive(v.name)))) {
+    } else if (
+      v.value !== undefined &&
+      (v.sensitive === true || (v.sensitive === undefined && looksSensitive(v.name)))
+    ) {
       ctx.addIssue({
         code: 'custom',
         path: ['value'],
@@ -284,7 +289,11 @@ export const ConfigFile = z
   })
   .superRefine((f, ctx) => {
     if (f.type === 'file' && f.hash === undefined && f.secretRef === undefined) {
-      ctx.addIssue({ code: 'custom', path: ['hash'], message: 'a file needs its content hash (or a secretRef)' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['hash'],
+        message: 'a file needs its content hash (or a secretRef)',
+      });
     }
     if (f.type === 'symlink' && f.target === undefined) {
       ctx.addIssue({ code: 'custom', path: ['target'], message: 'a symlink needs its target' });
@@ -295,7 +304,9 @@ export const ConfigFile = z
   })
   .meta({ id: 'ConfigFile' });
 
-const sysctlKey = z.string().regex(/^[a-z0-9_]+([./][a-z0-9_*-]+)*$/, 'expected a sysctl key such as net.ipv4.ip_forward');
+const sysctlKey = z
+  .string()
+  .regex(/^[a-z0-9_]+([./][a-z0-9_*-]+)*$/, 'expected a sysctl key such as net.ipv4.ip_forward');
 
 export const Configuration = z
   .strictObject({
@@ -337,7 +348,10 @@ export const Group = z
 export const SudoRule = z
   .strictObject({
     principal: text.describe('A user name or %group'),
-    rules: z.array(text).min(1).describe('sudoers lines for this principal, e.g. "ALL=(ALL) NOPASSWD: /bin/systemctl"'),
+    rules: z
+      .array(text)
+      .min(1)
+      .describe('sudoers lines for this principal, e.g. "ALL=(ALL) NOPASSWD: /bin/systemctl"'),
   })
   .meta({ id: 'SudoRule' });
 
@@ -472,7 +486,8 @@ export const ProfileSpec = z
   })
   .superRefine(
     (spec, ctx) => {
-      for (const d of duplicateKeys(spec)) ctx.addIssue({ code: 'custom', path: [...d.path], message: d.message });
+      for (const d of duplicateKeys(spec))
+        ctx.addIssue({ code: 'custom', path: [...d.path], message: d.message });
     },
     // Runs even when other fields are wrong, so that every problem is reported at once.
     { when: () => true },
@@ -510,7 +525,13 @@ export const Usage = z
       })
       .optional(),
     data: z
-      .array(z.strictObject({ type: text.describe('logs, database, media, code, ...'), bytes: byteCount, files: byteCount }))
+      .array(
+        z.strictObject({
+          type: text.describe('logs, database, media, code, ...'),
+          bytes: byteCount,
+          files: byteCount,
+        }),
+      )
       .default([]),
     network: z
       .strictObject({

@@ -1,8 +1,8 @@
 // Profiles with history: every version immutable, new versions only on top of the version the
 // writer read (optimistic locking), writes idempotent so that a retried request is harmless.
 import { createHash } from 'node:crypto';
-import { diff } from '../delta/diff.js';
 import type { Delta } from '../delta/changes.js';
+import { diff } from '../delta/diff.js';
 import { ConflictError, InvalidInputError, NotFoundError, PreconditionRequiredError } from '../errors.js';
 import { sortObjectKeys } from './collections.js';
 import { canonicalProfile } from './io.js';
@@ -57,7 +57,12 @@ function versionRecord(profile: Profile, version: number, body: string, now: Dat
   };
 }
 
-async function write(deps: ProfileDeps, profile: Profile, version: number, expected: number): Promise<ProfileVersion> {
+async function write(
+  deps: ProfileDeps,
+  profile: Profile,
+  version: number,
+  expected: number,
+): Promise<ProfileVersion> {
   const body = serializeProfile(profile);
   const record = versionRecord(profile, version, body, (deps.now ?? (() => new Date()))());
   await deps.profiles.putBody(record.bodyKey, body);
@@ -67,7 +72,8 @@ async function write(deps: ProfileDeps, profile: Profile, version: number, expec
 
 async function latestVersion(deps: ProfileDeps, head: ProfileHead): Promise<ProfileVersion> {
   const latest = await deps.profiles.getVersion(head.name, head.latest);
-  if (latest === undefined) throw new NotFoundError(`profile ${head.name} has no version ${head.latest}`, head.name);
+  if (latest === undefined)
+    throw new NotFoundError(`profile ${head.name} has no version ${head.latest}`, head.name);
   return latest;
 }
 
@@ -108,7 +114,10 @@ export async function putProfile(
 ): Promise<WriteResult> {
   if (profile.metadata.name !== name) {
     throw new InvalidInputError(`metadata.name must be ${name}, the profile being written`, [
-      { path: 'metadata.name', message: `expected "${name}" (the name in the path), got "${profile.metadata.name}"` },
+      {
+        path: 'metadata.name',
+        message: `expected "${name}" (the name in the path), got "${profile.metadata.name}"`,
+      },
     ]);
   }
   const expected = options.expectedVersion;
@@ -137,7 +146,11 @@ export async function putProfile(
   return { version: await write(deps, profile, current + 1, current), created: true };
 }
 
-export async function getProfile(deps: ProfileDeps, name: string, version?: number): Promise<VersionedProfile> {
+export async function getProfile(
+  deps: ProfileDeps,
+  name: string,
+  version?: number,
+): Promise<VersionedProfile> {
   let wanted = version;
   if (wanted === undefined) {
     const head = await deps.profiles.getHead(name);

@@ -4,7 +4,13 @@
 import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import type { z } from 'zod';
-import { type ErrorCode, InvalidInputError, type Issue, isPersonaError, TooLargeError } from '../../core/errors.js';
+import {
+  type ErrorCode,
+  InvalidInputError,
+  type Issue,
+  isPersonaError,
+  TooLargeError,
+} from '../../core/errors.js';
 import { issuesFromZod, parseDocumentText, validateProfile } from '../../core/profile/io.js';
 import type { Profile } from '../../core/profile/schema.js';
 import { logger } from './runtime.js';
@@ -34,7 +40,11 @@ const TITLES: Readonly<Record<number, string>> = {
   500: 'Internal Server Error',
 };
 
-export function json(statusCode: number, body: unknown, headers: Record<string, string> = {}): APIGatewayProxyResult {
+export function json(
+  statusCode: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): APIGatewayProxyResult {
   return {
     statusCode,
     headers: { 'content-type': 'application/json', ...headers },
@@ -89,7 +99,12 @@ export function parseRequest<P extends z.ZodType = z.ZodType, Q extends z.ZodTyp
         if (schema === undefined) return {};
         const result = schema.safeParse(value ?? {});
         if (result.success) return result.data;
-        issues.push(...issuesFromZod(result.error).map((i) => ({ ...i, path: i.path ? `${prefix}.${i.path}` : prefix })));
+        issues.push(
+          ...issuesFromZod(result.error).map((i) => ({
+            ...i,
+            path: i.path ? `${prefix}.${i.path}` : prefix,
+          })),
+        );
         return undefined;
       };
       const params = check(schemas.params, event.pathParameters, 'params');
@@ -128,9 +143,12 @@ export function apiErrors(): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxy
       if (isPersonaError(error)) {
         const status = STATUS_BY_CODE[error.code];
         const extra: Partial<Problem> = {};
-        if (error instanceof InvalidInputError && error.issues.length > 0) Object.assign(extra, { issues: error.issues });
-        if (error instanceof TooLargeError) Object.assign(extra, { issues: [{ path: 'body', message: error.message }] });
-        if ('current' in error && typeof error.current === 'number') Object.assign(extra, { current: error.current });
+        if (error instanceof InvalidInputError && error.issues.length > 0)
+          Object.assign(extra, { issues: error.issues });
+        if (error instanceof TooLargeError)
+          Object.assign(extra, { issues: [{ path: 'body', message: error.message }] });
+        if ('current' in error && typeof error.current === 'number')
+          Object.assign(extra, { current: error.current });
         if (status >= 500) logger.error('request failed', { error });
         request.response = problem(status, error.code, error.message, extra);
         return;

@@ -1,9 +1,10 @@
 // What every function shares for the life of its execution environment: configuration read
 // once from the environment, SDK clients built once and reused across invocations.
+
+import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoProfileStore } from '../../core/profile/dynamo-store.js';
 import type { ProfileDeps } from '../../core/profile/service.js';
 import { DATA_BUCKET, PROFILES_TABLE } from '../../core/storage/definitions.js';

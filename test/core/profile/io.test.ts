@@ -44,8 +44,12 @@ describe('parseProfile', () => {
       .replace('  - { name: tcp_bbr }', '  - { name: tcp_bbr, colour: blue }');
     const issues = issuesOf(text);
     const lines = formatIssues(issues, 'p.yaml');
-    expect(lines).toContainEqual(expect.stringMatching(/^p\.yaml:16:\d+ spec\.os\.version: expected string, received number$/));
-    expect(lines).toContainEqual(expect.stringMatching(/spec\.packages\[4\]\.version: expected string, received number$/));
+    expect(lines).toContainEqual(
+      expect.stringMatching(/^p\.yaml:16:\d+ spec\.os\.version: expected string, received number$/),
+    );
+    expect(lines).toContainEqual(
+      expect.stringMatching(/spec\.packages\[4\]\.version: expected string, received number$/),
+    );
     expect(lines).toContainEqual(expect.stringMatching(/spec\.kernelModules\[2\]\.colour: unknown field$/));
     expect(issues).toHaveLength(3);
   });
@@ -53,38 +57,63 @@ describe('parseProfile', () => {
   it('refuses a sensitive-looking environment value in clear, but accepts a reference', () => {
     const clear = minimal('  configuration:\n    env:\n      - { name: DB_PASSWORD, value: hunter2 }\n');
     expect(issuesOf(clear)).toEqual([
-      expect.objectContaining({ path: 'spec.configuration.env[0].value', message: expect.stringMatching(/secretRef/) }),
+      expect.objectContaining({
+        path: 'spec.configuration.env[0].value',
+        message: expect.stringMatching(/secretRef/),
+      }),
     ]);
     const ref = minimal(
       '  configuration:\n    env:\n      - { name: DB_PASSWORD, secretRef: { provider: aws-ssm, parameter: /db/pw } }\n',
     );
-    expect(parseProfile(ref).spec.configuration.env[0]?.secretRef).toEqual({ provider: 'aws-ssm', parameter: '/db/pw' });
+    expect(parseProfile(ref).spec.configuration.env[0]?.secretRef).toEqual({
+      provider: 'aws-ssm',
+      parameter: '/db/pw',
+    });
   });
 
   it('refuses a user with a password hash field', () => {
-    const text = minimal('  security:\n    users:\n      - { name: a, uid: 1000, gid: 1000, password: "$6$abc" }\n');
-    expect(issuesOf(text)).toEqual([expect.objectContaining({ path: 'spec.security.users[0].password', message: 'unknown field' })]);
+    const text = minimal(
+      '  security:\n    users:\n      - { name: a, uid: 1000, gid: 1000, password: "$6$abc" }\n',
+    );
+    expect(issuesOf(text)).toEqual([
+      expect.objectContaining({ path: 'spec.security.users[0].password', message: 'unknown field' }),
+    ]);
   });
 
   it('refuses two entries with the same key in a collection', () => {
-    const text = minimal('  packages:\n    - { name: curl, version: "1", manager: apt }\n    - { name: curl, version: "2", manager: apt }\n');
+    const text = minimal(
+      '  packages:\n    - { name: curl, version: "1", manager: apt }\n    - { name: curl, version: "2", manager: apt }\n',
+    );
     expect(issuesOf(text)).toEqual([
-      expect.objectContaining({ path: 'spec.packages[1]', message: expect.stringMatching(/duplicate package "apt:curl"/) }),
+      expect.objectContaining({
+        path: 'spec.packages[1]',
+        message: expect.stringMatching(/duplicate package "apt:curl"/),
+      }),
     ]);
   });
 
   it('refuses duplicate keys in YAML and in JSON', () => {
     expect(issuesOf(minimal().replace('kind: Profile', 'kind: Profile\nkind: Profile'))).toEqual([
-      expect.objectContaining({ path: 'kind', message: expect.stringMatching(/duplicate key "kind"/), line: 3 }),
+      expect.objectContaining({
+        path: 'kind',
+        message: expect.stringMatching(/duplicate key "kind"/),
+        line: 3,
+      }),
     ]);
-    const json = '{"apiVersion":"persona/v1","kind":"Profile","kind":"Profile","metadata":{"name":"x"},"spec":{}}';
-    expect(issuesOf(json)).toEqual([expect.objectContaining({ path: 'kind', message: expect.stringMatching(/duplicate/) })]);
+    const json =
+      '{"apiVersion":"persona/v1","kind":"Profile","kind":"Profile","metadata":{"name":"x"},"spec":{}}';
+    expect(issuesOf(json)).toEqual([
+      expect.objectContaining({ path: 'kind', message: expect.stringMatching(/duplicate/) }),
+    ]);
   });
 
   it.each(['__proto__', 'constructor', 'prototype'])('refuses the key %s anywhere', (key) => {
     const issues = issuesOf(minimal(`  configuration:\n    sysctl:\n      ${key}: "1"\n`));
     expect(issues).toContainEqual(
-      expect.objectContaining({ path: `spec.configuration.sysctl.${key}`, message: `key "${key}" is not allowed` }),
+      expect.objectContaining({
+        path: `spec.configuration.sysctl.${key}`,
+        message: `key "${key}" is not allowed`,
+      }),
     );
   });
 
@@ -98,7 +127,9 @@ describe('parseProfile', () => {
       'f: [*e,*e,*e,*e,*e,*e,*e,*e,*e]',
     ].join('\n');
     const started = Date.now();
-    expect(issuesOf(bomb)).toEqual([expect.objectContaining({ message: expect.stringMatching(/aliases expand/) })]);
+    expect(issuesOf(bomb)).toEqual([
+      expect.objectContaining({ message: expect.stringMatching(/aliases expand/) }),
+    ]);
     expect(Date.now() - started).toBeLessThan(2000);
   });
 
@@ -130,7 +161,9 @@ describe('parseProfile', () => {
 
   it('reports a YAML syntax error with its position', () => {
     const issues = issuesOf('apiVersion: persona/v1\nkind: [Profile\nmetadata: {}\n');
-    expect(issues[0]).toEqual(expect.objectContaining({ line: expect.any(Number), column: expect.any(Number) }));
+    expect(issues[0]).toEqual(
+      expect.objectContaining({ line: expect.any(Number), column: expect.any(Number) }),
+    );
   });
 
   it('stores unordered collections in key order but keeps kernel module load order', () => {

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import Ajv2020 from 'ajv/dist/2020.js';
-import { parse } from 'yaml';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { profileJsonSchema } from '../../../core/profile/json-schema.js';
 
 const published = readFileSync('schema/profile.schema.json', 'utf8');
@@ -21,6 +21,8 @@ describe('the published JSON Schema', () => {
     broken.spec.packages[0].version = 7;
     broken.spec.typo = true;
     expect(validate(broken)).toBe(false);
-    expect(validate.errors?.map((e) => e.instancePath)).toEqual(expect.arrayContaining(['/spec/packages/0/version', '/spec']));
+    expect(validate.errors?.map((e) => e.instancePath)).toEqual(
+      expect.arrayContaining(['/spec/packages/0/version', '/spec']),
+    );
   });
 });

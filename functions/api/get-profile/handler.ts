@@ -1,0 +1,16 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { etag, NameParams } from '../../../core/api/schemas.js';
+import { getProfile } from '../../../core/profile/service.js';
+import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
+import { logger, stores } from '../../shared/runtime.js';
+
+const handler = async (event: ApiEvent<{ name: string }>) => {
+  const found = await getProfile(stores(), event.params.name);
+  return json(200, found, { etag: etag(found.version.version) });
+};
+
+export const main = middy(handler)
+  .use(injectLambdaContext(logger))
+  .use(apiErrors())
+  .use(parseRequest({ params: NameParams }));

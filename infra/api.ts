@@ -1,0 +1,262 @@
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
+import { Construct } from 'constructs';
+import type { HandlerName, Route } from '../core/api/routes.js';
+import { ROUTES } from '../core/api/routes.js';
+import { API_HANDLER_ACCESS } from './permissions.js';
+import type { PersonaStorage } from './storage.js';
+
+/** The repository root: handlers and the lock file are found relative to it. */
+export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export interface ApiThrottling {
+  /** Steady-state requests per second across the stage. */
+  readonly rateLimit: number;
+  /** Requests the stage absorbs in a burst above the rate. */
+  readonly burstLimit: number;
+}
+
+export interface PersonaApiProps {
+  readonly storage: PersonaStorage;
+  /** @default 'v1' */
+  readonly stageName?: string;
+  /** @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+  /**
+   * What happens to the log groups when they leave the stack.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly logRemovalPolicy?: RemovalPolicy;
+  /** @default 50 requests per second, bursts of 100 */
+  readonly throttling?: ApiThrottling;
+  /**
+   * Create the account-wide role API Gateway uses to write execution logs. Turn off when the
+   * account's API Gateway settings already name one (it is one per account and region).
+   * @default true
+   */
+  readonly cloudWatchRole?: boolean;
+  /** A WAFv2 web ACL (scope REGIONAL) to put in front of the stage. @default none */
+  readonly webAclArn?: string;
+  /** @default 512 */
+  readonly memorySize?: number;
+  /** @default 10 seconds */
+  readonly timeout?: Duration;
+  /**
+   * Where `functions/api/<handler>/handler.ts` and `package-lock.json` live.
+   * @default the root of this repository
+   */
+  readonly projectRoot?: string;
+}
+
+/**
+ * The v1 REST API: one function per route of ROUTES, every method signed with SigV4 (IAM).
+ */
+export class PersonaApi extends Construct {
+  readonly restApi: apigw.RestApi;
+  readonly functions: Readonly<Record<HandlerName, nodejs.NodejsFunction>>;
+  readonly accessLogs: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: PersonaApiProps) {
+    super(scope, id);
+    const stageName = props.stageName ?? 'v1';
+    const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
+    const logRemovalPolicy = props.logRemovalPolicy ?? RemovalPolicy.RETAIN;
+    const throttling = props.throttling ?? { rateLimit: 50, burstLimit: 100 };
+    const projectRoot = props.projectRoot ?? PROJECT_ROOT;
+
+    this.accessLogs = new logs.LogGroup(this, 'AccessLogs', { retention, removalPolicy: logRemovalPolicy });
+
+    this.restApi = new apigw.RestApi(this, 'RestApi', {
+      description: 'Persona v1 API',
+      endpointConfiguration: { types: [apigw.EndpointType.REGIONAL] },
+      cloudWatchRole: props.cloudWatchRole ?? true,
+      defaultMethodOptions: { authorizationType: apigw.AuthorizationType.IAM },
+      deployOptions: {
+        stageName,
+        tracingEnabled: true,
+        metricsEnabled: true,
+        loggingLevel: apigw.MethodLoggingLevel.INFO,
+        // Request and response bodies are profiles: keep them out of the execution logs.
+        dataTraceEnabled: false,
+        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogs),
+        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+        throttlingRateLimit: throttling.rateLimit,
+        throttlingBurstLimit: throttling.burstLimit,
+      },
+    });
+
+    // API Gateway would create this group itself, without retention, on the first logged call.
+    const executionLogs = new logs.LogGroup(this, 'ExecutionLogs', {
+      logGroupName: `API-Gateway-Execution-Logs_${this.restApi.restApiId}/${stageName}`,
+      retention,
+      removalPolicy: logRemovalPolicy,
+    });
+    this.restApi.deploymentStage.node.addDependency(executionLogs);
+
+    const validator = this.restApi.addRequestValidator('RequestValidator', {
+      validateRequestBody: true,
+      validateRequestParameters: true,
+    });
+
+    const functions: Partial<Record<HandlerName, nodejs.NodejsFunction>> = {};
+    for (const route of ROUTES) {
+      const fn =
+        functions[route.handler] ??
+        this.function(route.handler, {
+          projectRoot,
+          retention,
+          logRemovalPolicy,
+          memorySize: props.memorySize ?? 512,
+          timeout: props.timeout ?? Duration.seconds(10),
+        });
+      functions[route.handler] = fn;
+      this.resourceFor(route.path).addMethod(
+        route.method,
+        new apigw.LambdaIntegration(fn, { allowTestInvoke: false }),
+        {
+          authorizationType: apigw.AuthorizationType.IAM,
+          requestValidator: validator,
+          requestParameters: pathParameters(route),
+          operationName: route.handler,
+        },
+      );
+    }
+    this.functions = functions as Record<HandlerName, nodejs.NodejsFunction>;
+    for (const [handler, fn] of Object.entries(this.functions) as [HandlerName, nodejs.NodejsFunction][]) {
+      props.storage.connect(fn, API_HANDLER_ACCESS[handler]);
+    }
+
+    if (props.webAclArn) {
+      new wafv2.CfnWebACLAssociation(this, 'WebAcl', {
+        resourceArn: this.restApi.deploymentStage.stageArn,
+        webAclArn: props.webAclArn,
+      });
+    } else {
+      Validations.of(this.restApi.deploymentStage).acknowledge({
+        id: 'AwsSolutions-APIG3',
+        reason:
+          'Every method requires a SigV4 signature (IAM) and the stage is throttled; a WAF web ACL is optional and attached through the webAclArn prop where an account runs one.',
+      });
+    }
+    Validations.of(this.restApi).acknowledge({
+      id: 'AwsSolutions-COG4',
+      reason:
+        'The API is called by operators, CI and other AWS workloads with IAM credentials, so methods use IAM (SigV4) authorization rather than a Cognito user pool.',
+    });
+    if (props.cloudWatchRole ?? true) {
+      Validations.of(this.restApi).acknowledge({
+        id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+        reason:
+          "API Gateway's account-level logging role is shared by every REST API in the account and region; the AWS-managed policy is the documented one and only allows writing to CloudWatch Logs.",
+      });
+    }
+  }
+
+  /** The stage's invoke URL, ending in `/`. */
+  get url(): string {
+    return this.restApi.url;
+  }
+
+  private function(
+    handler: HandlerName,
+    options: {
+      readonly projectRoot: string;
+      readonly retention: logs.RetentionDays;
+      readonly logRemovalPolicy: RemovalPolicy;
+      readonly memorySize: number;
+      readonly timeout: Duration;
+    },
+  ): nodejs.NodejsFunction {
+    const id = pascalCase(handler);
+    const logGroup = new logs.LogGroup(this, `${id}Logs`, {
+      retention: options.retention,
+      removalPolicy: options.logRemovalPolicy,
+    });
+    // Own role instead of the default AWSLambdaBasicExecutionRole, whose logs:* rights span every
+    // log group in the account: this one may write to its own log group only.
+    const role = new iam.Role(this, `${id}Role`, {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: `Persona API function ${handler}`,
+    });
+    logGroup.grantWrite(role);
+
+    const fn = new nodejs.NodejsFunction(this, id, {
+      description: `Persona API: ${handler}`,
+      entry: path.join(options.projectRoot, 'functions', 'api', handler, 'handler.ts'),
+      handler: 'main',
+      projectRoot: options.projectRoot,
+      depsLockFilePath: path.join(options.projectRoot, 'package-lock.json'),
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: lambda.Architecture.ARM_64,
+      memorySize: options.memorySize,
+      timeout: options.timeout,
+      role,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      tracing: lambda.Tracing.ACTIVE,
+      environment: {
+        POWERTOOLS_SERVICE_NAME: 'persona',
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+      bundling: {
+        format: nodejs.OutputFormat.ESM,
+        target: 'node22',
+        platform: 'node',
+        mainFields: ['module', 'main'],
+        minify: true,
+        sourceMap: true,
+        // Stack traces need the mappings, not a second copy of the sources in every bundle.
+        sourcesContent: false,
+        // Bundled CommonJS dependencies still call require(), which ESM does not define. The
+        // alias keeps the banner from colliding with a bundled `createRequire` import.
+        banner:
+          "import { createRequire as personaCreateRequire } from 'node:module'; const require = personaCreateRequire(import.meta.url);",
+        externalModules: ['@aws-sdk/*'],
+        logLevel: nodejs.LogLevel.WARNING,
+      },
+    });
+
+    Validations.of(fn).acknowledge({
+      id: 'AwsSolutions-L1',
+      reason:
+        'Node.js 22 is the runtime the project builds, tests and runs locally with; moving to a newer runtime is a deliberate upgrade of the whole toolchain.',
+    });
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no resource-level permissions.',
+    });
+    return fn;
+  }
+
+  private resourceFor(routePath: string): apigw.IResource {
+    let resource: apigw.IResource = this.restApi.root;
+    for (const segment of routePath.split('/').filter((s) => s.length > 0)) {
+      resource = resource.getResource(segment) ?? resource.addResource(segment);
+    }
+    return resource;
+  }
+}
+
+/** Declared so that API Gateway's own description of each method (and its OpenAPI export) names them. */
+function pathParameters(route: Route): Record<string, boolean> {
+  const parameters: Record<string, boolean> = {};
+  for (const match of route.path.matchAll(/\{([^}]+)\}/g)) {
+    parameters[`method.request.path.${match[1]}`] = true;
+  }
+  return parameters;
+}
+
+function pascalCase(name: string): string {
+  return name
+    .split(/[^a-zA-Z0-9]+/)
+    .map((part) => part.charAt(0).toUpperCase() + part.slice(1))
+    .join('');
+}

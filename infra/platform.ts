@@ -1,0 +1,75 @@
+import { RemovalPolicy } from 'aws-cdk-lib';
+import type * as kms from 'aws-cdk-lib/aws-kms';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import type { ApiThrottling } from './api.js';
+import { PersonaApi } from './api.js';
+import { PersonaStorage } from './storage.js';
+
+export interface PersonaPlatformProps {
+  /**
+   * What happens to data (tables, buckets, key) and logs when they leave the stack. Use DESTROY
+   * only for throwaway environments.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+  /**
+   * Refuse `DeleteTable` on the tables.
+   * @default true unless `removalPolicy` is DESTROY
+   */
+  readonly deletionProtection?: boolean;
+  /**
+   * Customer-managed key for tables and the data bucket; it should rotate.
+   * @default a new key with yearly rotation
+   */
+  readonly encryptionKey?: kms.IKey;
+  /** @default logs.RetentionDays.ONE_MONTH */
+  readonly logRetention?: logs.RetentionDays;
+  /** @default 'v1' */
+  readonly apiStageName?: string;
+  /** @default 50 requests per second, bursts of 100 */
+  readonly apiThrottling?: ApiThrottling;
+  /**
+   * Create API Gateway's account-wide CloudWatch Logs role. Turn off when the account already
+   * has one configured.
+   * @default true
+   */
+  readonly apiGatewayCloudWatchRole?: boolean;
+  /** A REGIONAL WAFv2 web ACL to associate with the API stage. @default none */
+  readonly webAclArn?: string;
+}
+
+/**
+ * Persona on AWS: storage (tables, data bucket, key) and the v1 API. Secure by default, so that
+ * an app embedding it passes the cdk-nag AwsSolutions checks without acknowledgements of its own.
+ */
+export class PersonaPlatform extends Construct {
+  readonly storage: PersonaStorage;
+  readonly api: PersonaApi;
+
+  constructor(scope: Construct, id: string, props: PersonaPlatformProps = {}) {
+    super(scope, id);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+
+    this.storage = new PersonaStorage(this, 'Storage', {
+      removalPolicy,
+      ...(props.deletionProtection !== undefined ? { deletionProtection: props.deletionProtection } : {}),
+      ...(props.encryptionKey ? { encryptionKey: props.encryptionKey } : {}),
+    });
+
+    this.api = new PersonaApi(this, 'Api', {
+      storage: this.storage,
+      stageName: props.apiStageName ?? 'v1',
+      logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      logRemovalPolicy: removalPolicy,
+      ...(props.apiThrottling ? { throttling: props.apiThrottling } : {}),
+      cloudWatchRole: props.apiGatewayCloudWatchRole ?? true,
+      ...(props.webAclArn ? { webAclArn: props.webAclArn } : {}),
+    });
+  }
+
+  /** The API's base URL, e.g. `https://abc123.execute-api.eu-west-1.amazonaws.com/v1/`. */
+  get apiUrl(): string {
+    return this.api.url;
+  }
+}

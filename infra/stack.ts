@@ -1,0 +1,28 @@
+import type { StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Stack } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import type { PersonaPlatformProps } from './platform.js';
+import { PersonaPlatform } from './platform.js';
+
+export interface PersonaStackProps extends StackProps {
+  readonly platform?: PersonaPlatformProps;
+}
+
+/** The stack `cdk deploy` creates: one PersonaPlatform and what a user needs to reach it. */
+export class PersonaStack extends Stack {
+  readonly platform: PersonaPlatform;
+
+  constructor(scope: Construct, id: string, props: PersonaStackProps = {}) {
+    super(scope, id, props);
+    this.platform = new PersonaPlatform(this, 'Platform', props.platform);
+
+    new CfnOutput(this, 'ApiUrl', { value: this.platform.apiUrl, description: 'Persona API base URL' });
+    for (const [id, table] of Object.entries(this.platform.storage.tables)) {
+      new CfnOutput(this, `${id}TableName`, { value: table.tableName, description: `${id} table` });
+    }
+    new CfnOutput(this, 'DataBucketName', {
+      value: this.platform.storage.bucket.bucketName,
+      description: 'Persona data bucket',
+    });
+  }
+}

@@ -1,0 +1,228 @@
+import type { Acknowledgment, CfnResource } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import type {
+  BucketDefinition,
+  IndexDefinition,
+  KeyAttribute,
+  TableDefinition,
+} from '../core/storage/definitions.js';
+import { DATA_BUCKET, TABLES } from '../core/storage/definitions.js';
+
+// The wildcard action groups that Bucket.grantRead / grantReadWrite and the KMS grants they imply
+// put in a policy. cdk-nag reports each one; the nag test fails if CDK's grants change.
+const S3_READ_ACTIONS = ['s3:GetObject*', 's3:GetBucket*', 's3:List*'] as const;
+const S3_WRITE_ACTIONS = ['s3:DeleteObject*', 's3:Abort*'] as const;
+const KMS_WRITE_ACTIONS = ['kms:GenerateDataKey*', 'kms:ReEncrypt*'] as const;
+
+/** What a function may do with Persona's data. */
+export type DataAccess = 'none' | 'read' | 'read-write';
+
+export interface PersonaStorageProps {
+  /**
+   * What happens to the tables, buckets and key when they leave the stack.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+  /**
+   * Refuse `DeleteTable` on the tables, whatever the stack does.
+   * @default true unless `removalPolicy` is DESTROY
+   */
+  readonly deletionProtection?: boolean;
+  /**
+   * Customer-managed key for tables and the data bucket. Bring your own to share one key across
+   * stacks or to manage its policy centrally; it should have rotation enabled.
+   * @default a new key with yearly rotation
+   */
+  readonly encryptionKey?: kms.IKey;
+  /**
+   * The table descriptions to build. The embedded runtime reads the same list.
+   * @default TABLES
+   */
+  readonly tables?: readonly TableDefinition[];
+  /**
+   * The data bucket's description.
+   * @default DATA_BUCKET
+   */
+  readonly dataBucket?: BucketDefinition;
+  /**
+   * How long server access logs of the data bucket are kept.
+   * @default 365 days
+   */
+  readonly accessLogsExpiration?: Duration;
+}
+
+/** The tables, the data bucket and the key that encrypts both. */
+export class PersonaStorage extends Construct {
+  readonly key: kms.IKey;
+  /** Tables by their definition id (e.g. `Profiles`). */
+  readonly tables: Readonly<Record<string, dynamodb.Table>>;
+  readonly bucket: s3.Bucket;
+  readonly accessLogsBucket: s3.Bucket;
+
+  private readonly tableEnv: readonly (readonly [string, dynamodb.Table, TableDefinition])[];
+  private readonly bucketEnv: string;
+
+  constructor(scope: Construct, id: string, props: PersonaStorageProps = {}) {
+    super(scope, id);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    const deletionProtection = props.deletionProtection ?? removalPolicy !== RemovalPolicy.DESTROY;
+    const tableDefinitions = props.tables ?? TABLES;
+    const bucketDefinition = props.dataBucket ?? DATA_BUCKET;
+
+    this.key =
+      props.encryptionKey ??
+      new kms.Key(this, 'Key', {
+        description: 'Persona data at rest: tables and the data bucket',
+        enableKeyRotation: true,
+        removalPolicy,
+      });
+
+    const tables: Record<string, dynamodb.Table> = {};
+    const tableEnv: (readonly [string, dynamodb.Table, TableDefinition])[] = [];
+    for (const definition of tableDefinitions) {
+      // Table rather than TableV2: TableV2 cannot render a customer-managed key in a region-agnostic
+      // stack, and the stack stays region-agnostic so that synth needs no AWS account.
+      const table = new dynamodb.Table(this, definition.id, {
+        ...tableKeys(definition),
+        billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+        encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
+        encryptionKey: this.key,
+        pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+        deletionProtection,
+        removalPolicy,
+      });
+      for (const index of definition.globalSecondaryIndexes) table.addGlobalSecondaryIndex(indexProps(index));
+      tables[definition.id] = table;
+      tableEnv.push([definition.env, table, definition]);
+    }
+    this.tables = tables;
+    this.tableEnv = tableEnv;
+
+    this.accessLogsBucket = new s3.Bucket(this, `${bucketDefinition.id}AccessLogs`, {
+      // S3 delivers server access logs only to buckets encrypted with S3-managed keys.
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      versioned: true,
+      removalPolicy,
+      lifecycleRules: [
+        {
+          expiration: props.accessLogsExpiration ?? Duration.days(365),
+          noncurrentVersionExpiration: Duration.days(30),
+        },
+      ],
+    });
+    Validations.of(this.accessLogsBucket).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason:
+        "This bucket receives the data bucket's server access logs; logging its own access would need yet another log bucket, or loop into itself.",
+    });
+
+    this.bucket = new s3.Bucket(this, bucketDefinition.id, {
+      encryption: s3.BucketEncryption.KMS,
+      encryptionKey: this.key,
+      // One data key per bucket instead of one KMS call per object: chunks are many and small.
+      bucketKeyEnabled: true,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      versioned: true,
+      // Bucket's `isWebsite` getter returns `boolean | undefined`, which exactOptionalPropertyTypes
+      // does not accept for IBucket's optional `isWebsite`; the object is the same.
+      serverAccessLogsBucket: this.accessLogsBucket as s3.IBucket,
+      serverAccessLogsPrefix: `${bucketDefinition.id.toLowerCase()}/`,
+      removalPolicy,
+    });
+    this.bucketEnv = bucketDefinition.env;
+  }
+
+  /**
+   * Gives a function the names of the tables and the bucket in its environment and exactly the
+   * permissions `access` needs on them (and on the key, which the grants include).
+   */
+  connect(fn: lambda.Function, access: DataAccess): void {
+    if (access === 'none') return;
+    const acknowledgements: Acknowledgment[] = [];
+    for (const [env, table, definition] of this.tableEnv) {
+      fn.addEnvironment(env, table.tableName);
+      if (access === 'read') table.grantReadData(fn);
+      else table.grantReadWriteData(fn);
+      if (definition.globalSecondaryIndexes.length > 0) {
+        acknowledgements.push({
+          id: `AwsSolutions-IAM5[Resource::${arnOf(table)}/index/*]`,
+          reason: `Queries go through the ${definition.id} table's own secondary indexes; the wildcard covers that table's indexes only.`,
+        });
+      }
+    }
+    fn.addEnvironment(this.bucketEnv, this.bucket.bucketName);
+    if (access === 'read') this.bucket.grantRead(fn);
+    else this.bucket.grantReadWrite(fn);
+
+    acknowledgements.push({
+      id: `AwsSolutions-IAM5[Resource::${arnOf(this.bucket)}/*]`,
+      reason:
+        'Object keys are content-addressed and created at run time, so access is to the objects of this one bucket rather than to named keys.',
+    });
+    const s3Actions = access === 'read' ? S3_READ_ACTIONS : [...S3_READ_ACTIONS, ...S3_WRITE_ACTIONS];
+    for (const action of s3Actions) {
+      acknowledgements.push({
+        id: `AwsSolutions-IAM5[Action::${action}]`,
+        reason: `${action} is one of the action groups the bucket's grant methods use; it is allowed on this one bucket and its objects only.`,
+      });
+    }
+    if (access === 'read-write') {
+      for (const action of KMS_WRITE_ACTIONS) {
+        acknowledgements.push({
+          id: `AwsSolutions-IAM5[Action::${action}]`,
+          reason: `${action} comes from the grant methods and is allowed on Persona's one customer-managed key only; S3 and DynamoDB call its variants on the function's behalf to encrypt new data.`,
+        });
+      }
+    }
+    if (!fn.role) throw new Error(`${fn.node.path} has no role to grant data access to`);
+    Validations.of(fn.role).acknowledge(...acknowledgements);
+  }
+}
+
+/** How cdk-nag spells a resource's ARN in its findings: `<LogicalId.Arn>`. */
+function arnOf(construct: Construct): string {
+  const resource = construct.node.defaultChild as CfnResource;
+  return `<${Stack.of(construct).resolve(resource.logicalId)}.Arn>`;
+}
+
+function attribute(key: KeyAttribute): dynamodb.Attribute {
+  const types: Record<KeyAttribute['type'], dynamodb.AttributeType> = {
+    S: dynamodb.AttributeType.STRING,
+    N: dynamodb.AttributeType.NUMBER,
+    B: dynamodb.AttributeType.BINARY,
+  };
+  return { name: key.name, type: types[key.type] };
+}
+
+function tableKeys(definition: TableDefinition): Pick<dynamodb.TableProps, 'partitionKey' | 'sortKey'> {
+  return {
+    partitionKey: attribute(definition.partitionKey),
+    ...(definition.sortKey ? { sortKey: attribute(definition.sortKey) } : {}),
+  };
+}
+
+function indexProps(index: IndexDefinition): dynamodb.GlobalSecondaryIndexProps {
+  const projection =
+    index.projection === 'ALL'
+      ? { projectionType: dynamodb.ProjectionType.ALL }
+      : index.projection === 'KEYS_ONLY'
+        ? { projectionType: dynamodb.ProjectionType.KEYS_ONLY }
+        : { projectionType: dynamodb.ProjectionType.INCLUDE, nonKeyAttributes: [...index.projection] };
+  return {
+    indexName: index.indexName,
+    partitionKey: attribute(index.partitionKey),
+    ...(index.sortKey ? { sortKey: attribute(index.sortKey) } : {}),
+    ...projection,
+  };
+}

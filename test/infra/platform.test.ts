@@ -1,0 +1,396 @@
+import { readFileSync } from 'node:fs';
+import type { PolicyViolation } from 'aws-cdk-lib';
+import { App, type CfnElement, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import { RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { AwsSolutionsChecks } from 'cdk-nag';
+import type { IConstruct } from 'constructs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type HandlerName, ROUTES } from '../../core/api/routes.js';
+import { DATA_BUCKET, type KeyAttribute, PROFILES_TABLE } from '../../core/storage/definitions.js';
+import { API_HANDLER_ACCESS } from '../../infra/permissions.js';
+import { PersonaStack, type PersonaStackProps } from '../../infra/stack.js';
+
+// The same feature flags `cdk synth` runs with, so that the tests see the deployed template.
+const CDK_CONTEXT: Record<string, unknown> = JSON.parse(
+  readFileSync(new URL('../../cdk.json', import.meta.url), 'utf8'),
+).context;
+
+const HANDLERS = [...new Set(ROUTES.map((route) => route.handler))];
+const DATA_WRITE_ACTIONS = ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 's3:PutObject'];
+
+interface Synthesized {
+  readonly app: App;
+  readonly stack: PersonaStack;
+  readonly template: Template;
+}
+
+/** `bundle: false` skips esbuild, for tests about configuration rather than code. */
+function synthesize(props: PersonaStackProps = {}, bundle = true): Synthesized {
+  const app = new App({
+    context: { ...CDK_CONTEXT, ...(bundle ? {} : { 'aws:cdk:bundling-stacks': [] }) },
+  });
+  const stack = new PersonaStack(app, 'PersonaStack', props);
+  return { app, stack, template: Template.fromStack(stack) };
+}
+
+function logicalId(construct: IConstruct): string {
+  return Stack.of(construct).getLogicalId(construct.node.defaultChild as CfnElement);
+}
+
+/** Every action any IAM policy attached to the construct's role allows. */
+function allowedActions({ stack, template }: Synthesized, handler: HandlerName): string[] {
+  const role = stack.platform.api.functions[handler].role;
+  if (!role) throw new Error(`${handler} has no role`);
+  const policies = template.findResources('AWS::IAM::Policy', {
+    Properties: { Roles: Match.arrayWith([{ Ref: logicalId(role) }]) },
+  });
+  return Object.values(policies).flatMap((policy) =>
+    policy.Properties.PolicyDocument.Statement.filter(
+      (s: { Effect: string }) => s.Effect === 'Allow',
+    ).flatMap((s: { Action: string | string[] }) => [s.Action].flat()),
+  );
+}
+
+function nagViolations(app: App): PolicyViolation[] {
+  return new AwsSolutionsChecks(app).validateScope(app).violations;
+}
+
+function describeViolations(violations: readonly PolicyViolation[]): string[] {
+  return violations.map(
+    (v) => `${v.severity} ${v.ruleName} at ${v.violatingResources.map((r) => r.constructPath).join(', ')}`,
+  );
+}
+
+function keySchema(partitionKey: KeyAttribute, sortKey?: KeyAttribute) {
+  return [
+    { AttributeName: partitionKey.name, KeyType: 'HASH' },
+    ...(sortKey ? [{ AttributeName: sortKey.name, KeyType: 'RANGE' }] : []),
+  ];
+}
+
+describe('PersonaStack', () => {
+  let synthesized: Synthesized;
+  let template: Template;
+
+  beforeAll(() => {
+    synthesized = synthesize();
+    template = synthesized.template;
+  }, 180_000);
+
+  describe('storage', () => {
+    it('builds the profiles table from PROFILES_TABLE: key schema, attribute types and the byEntity index', () => {
+      const attributes = [
+        PROFILES_TABLE.partitionKey,
+        PROFILES_TABLE.sortKey,
+        ...PROFILES_TABLE.globalSecondaryIndexes.flatMap((index) => [index.partitionKey, index.sortKey]),
+      ];
+      template.hasResourceProperties('AWS::DynamoDB::Table', {
+        KeySchema: keySchema(PROFILES_TABLE.partitionKey, PROFILES_TABLE.sortKey),
+        AttributeDefinitions: Match.arrayWith(
+          [...new Map(attributes.map((a) => [a.name, a])).values()].map((a) => ({
+            AttributeName: a.name,
+            AttributeType: a.type,
+          })),
+        ),
+        GlobalSecondaryIndexes: PROFILES_TABLE.globalSecondaryIndexes.map((index) => ({
+          IndexName: index.indexName,
+          KeySchema: keySchema(index.partitionKey, index.sortKey),
+          Projection: { ProjectionType: index.projection },
+        })),
+        BillingMode: 'PAY_PER_REQUEST',
+      });
+    });
+
+    it('keeps the profiles table recoverable: point-in-time recovery, deletion protection, retained on stack deletion', () => {
+      template.hasResource('AWS::DynamoDB::Table', {
+        Properties: Match.objectLike({
+          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+          DeletionProtectionEnabled: true,
+        }),
+        DeletionPolicy: 'Retain',
+        UpdateReplacePolicy: 'Retain',
+      });
+    });
+
+    it('encrypts the table with the customer-managed key, which rotates', () => {
+      const key = logicalId(synthesized.stack.platform.storage.key);
+      template.hasResourceProperties('AWS::DynamoDB::Table', {
+        SSESpecification: {
+          SSEEnabled: true,
+          SSEType: 'KMS',
+          KMSMasterKeyId: { 'Fn::GetAtt': [key, 'Arn'] },
+        },
+      });
+      template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    });
+
+    it('encrypts the data bucket with the key, blocks public access, keeps versions and logs access', () => {
+      const storage = synthesized.stack.platform.storage;
+      const bucket = template.findResources('AWS::S3::Bucket')[logicalId(storage.bucket)];
+      expect(bucket?.Properties).toMatchObject({
+        BucketEncryption: {
+          ServerSideEncryptionConfiguration: [
+            {
+              BucketKeyEnabled: true,
+              ServerSideEncryptionByDefault: {
+                SSEAlgorithm: 'aws:kms',
+                KMSMasterKeyID: { 'Fn::GetAtt': [logicalId(storage.key), 'Arn'] },
+              },
+            },
+          ],
+        },
+        PublicAccessBlockConfiguration: {
+          BlockPublicAcls: true,
+          BlockPublicPolicy: true,
+          IgnorePublicAcls: true,
+          RestrictPublicBuckets: true,
+        },
+        VersioningConfiguration: { Status: 'Enabled' },
+        LoggingConfiguration: { DestinationBucketName: { Ref: logicalId(storage.accessLogsBucket) } },
+      });
+    });
+
+    it('denies every request to either bucket that does not use TLS', () => {
+      const storage = synthesized.stack.platform.storage;
+      for (const bucket of [storage.bucket, storage.accessLogsBucket]) {
+        template.hasResourceProperties('AWS::S3::BucketPolicy', {
+          Bucket: { Ref: logicalId(bucket) },
+          PolicyDocument: {
+            Statement: Match.arrayWith([
+              Match.objectLike({
+                Effect: 'Deny',
+                Action: 's3:*',
+                Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+              }),
+            ]),
+          },
+        });
+      }
+    });
+
+    it('encrypts, versions and locks down the access-log bucket too', () => {
+      const logs =
+        template.findResources('AWS::S3::Bucket')[
+          logicalId(synthesized.stack.platform.storage.accessLogsBucket)
+        ];
+      expect(logs?.Properties).toMatchObject({
+        BucketEncryption: {
+          ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+        },
+        PublicAccessBlockConfiguration: { BlockPublicAcls: true, RestrictPublicBuckets: true },
+        VersioningConfiguration: { Status: 'Enabled' },
+      });
+    });
+  });
+
+  describe('functions', () => {
+    it('deploys one arm64 Node.js 22 function per handler, traced, with ESM bundles and source maps', () => {
+      template.resourceCountIs('AWS::Lambda::Function', HANDLERS.length);
+      for (const handler of HANDLERS) {
+        template.hasResourceProperties('AWS::Lambda::Function', {
+          Description: Match.stringLikeRegexp(`${handler}$`),
+          Runtime: 'nodejs22.x',
+          Architectures: ['arm64'],
+          Handler: 'index.main',
+          TracingConfig: { Mode: 'Active' },
+          Environment: {
+            Variables: Match.objectLike({
+              POWERTOOLS_SERVICE_NAME: 'persona',
+              NODE_OPTIONS: '--enable-source-maps',
+            }),
+          },
+        });
+      }
+    });
+
+    it('tells each data-using function the table and bucket names, and the others nothing', () => {
+      const storage = synthesized.stack.platform.storage;
+      for (const handler of HANDLERS) {
+        const fn =
+          template.findResources('AWS::Lambda::Function')[
+            logicalId(synthesized.stack.platform.api.functions[handler])
+          ];
+        const variables = fn?.Properties.Environment.Variables;
+        if (API_HANDLER_ACCESS[handler] === 'none') {
+          expect(variables, handler).not.toHaveProperty(PROFILES_TABLE.env);
+          expect(variables, handler).not.toHaveProperty(DATA_BUCKET.env);
+        } else {
+          expect(variables, handler).toMatchObject({
+            [PROFILES_TABLE.env]: { Ref: logicalId(storage.tables[PROFILES_TABLE.id] as IConstruct) },
+            [DATA_BUCKET.env]: { Ref: logicalId(storage.bucket) },
+          });
+        }
+      }
+    });
+
+    it('gives read-only handlers no write action and read-write handlers their writes', () => {
+      for (const handler of HANDLERS) {
+        const actions = allowedActions(synthesized, handler);
+        const access = API_HANDLER_ACCESS[handler];
+        if (access === 'read-write')
+          expect(actions, handler).toEqual(expect.arrayContaining(DATA_WRITE_ACTIONS));
+        else
+          expect(
+            actions.filter((a) => DATA_WRITE_ACTIONS.includes(a)),
+            handler,
+          ).toEqual([]);
+        if (access === 'none')
+          expect(
+            actions.filter((a) => /^(dynamodb|s3|kms):/.test(a)),
+            handler,
+          ).toEqual([]);
+      }
+      expect(allowedActions(synthesized, 'get-profile')).toContain('dynamodb:GetItem');
+      expect(allowedActions(synthesized, 'get-profile')).not.toContain('dynamodb:PutItem');
+    });
+
+    it('uses no AWS-managed policy for function roles', () => {
+      for (const handler of HANDLERS) {
+        const role = synthesized.stack.platform.api.functions[handler].role;
+        const resource = template.findResources('AWS::IAM::Role')[logicalId(role as IConstruct)];
+        expect(resource?.Properties.ManagedPolicyArns, handler).toBeUndefined();
+      }
+    });
+
+    it('writes each function’s logs to its own log group with the configured retention', () => {
+      for (const handler of HANDLERS) {
+        const fn =
+          template.findResources('AWS::Lambda::Function')[
+            logicalId(synthesized.stack.platform.api.functions[handler])
+          ];
+        const logGroup = fn?.Properties.LoggingConfig.LogGroup.Ref;
+        expect(template.findResources('AWS::Logs::LogGroup')[logGroup]?.Properties, handler).toMatchObject({
+          RetentionInDays: 30,
+        });
+      }
+      for (const group of Object.values(template.findResources('AWS::Logs::LogGroup'))) {
+        expect(group.Properties.RetentionInDays).toBe(30);
+      }
+    });
+  });
+
+  describe('API', () => {
+    it('serves every route with a method that requires IAM (SigV4) authorization', () => {
+      template.resourceCountIs('AWS::ApiGateway::Method', ROUTES.length);
+      for (const method of Object.values(template.findResources('AWS::ApiGateway::Method'))) {
+        expect(method.Properties.AuthorizationType).toBe('AWS_IAM');
+      }
+      for (const route of ROUTES) {
+        template.hasResourceProperties('AWS::ApiGateway::Method', {
+          HttpMethod: route.method,
+          OperationName: route.handler,
+          Integration: {
+            Type: 'AWS_PROXY',
+            Uri: {
+              'Fn::Join': [
+                '',
+                Match.arrayWith([
+                  {
+                    'Fn::GetAtt': [logicalId(synthesized.stack.platform.api.functions[route.handler]), 'Arn'],
+                  },
+                ]),
+              ],
+            },
+          },
+          RequestValidatorId: Match.anyValue(),
+        });
+      }
+    });
+
+    it('builds one API Gateway resource per distinct path segment, {param} segments included', () => {
+      const prefixes = new Set(
+        ROUTES.flatMap((route) => {
+          const segments = route.path.split('/').filter(Boolean);
+          return segments.map((_, i) => segments.slice(0, i + 1).join('/'));
+        }),
+      );
+      template.resourceCountIs('AWS::ApiGateway::Resource', prefixes.size);
+      template.hasResourceProperties('AWS::ApiGateway::Resource', { PathPart: '{name}' });
+    });
+
+    it('validates requests and logs access, execution and traces on the v1 stage, throttled', () => {
+      template.hasResourceProperties('AWS::ApiGateway::RequestValidator', {
+        ValidateRequestBody: true,
+        ValidateRequestParameters: true,
+      });
+      template.hasResourceProperties('AWS::ApiGateway::Stage', {
+        StageName: 'v1',
+        TracingEnabled: true,
+        AccessLogSetting: { DestinationArn: Match.anyValue(), Format: Match.stringLikeRegexp('requestId') },
+        MethodSettings: [
+          Match.objectLike({
+            HttpMethod: '*',
+            ResourcePath: '/*',
+            LoggingLevel: 'INFO',
+            MetricsEnabled: true,
+            DataTraceEnabled: false,
+            ThrottlingRateLimit: 50,
+            ThrottlingBurstLimit: 100,
+          }),
+        ],
+      });
+    });
+
+    it('outputs the API URL, the table name and the bucket name', () => {
+      template.hasOutput('ApiUrl', {});
+      template.hasOutput(`${PROFILES_TABLE.id}TableName`, {});
+      template.hasOutput('DataBucketName', {});
+    });
+  });
+
+  describe('cdk-nag AwsSolutions', () => {
+    it('reports no unacknowledged error or warning', () => {
+      expect(describeViolations(nagViolations(synthesized.app))).toEqual([]);
+    });
+
+    it('raises no CDK error or warning annotation', () => {
+      const annotations = Annotations.fromStack(synthesized.stack);
+      expect(annotations.findError('*', Match.anyValue())).toEqual([]);
+      expect(annotations.findWarning('*', Match.anyValue())).toEqual([]);
+    });
+  });
+});
+
+describe('PersonaPlatform props', () => {
+  it('drops deletion protection and retention when data may be destroyed', () => {
+    const { template } = synthesize({ platform: { removalPolicy: RemovalPolicy.DESTROY } }, false);
+    template.hasResource('AWS::DynamoDB::Table', {
+      Properties: Match.objectLike({ DeletionProtectionEnabled: false }),
+      DeletionPolicy: 'Delete',
+    });
+    template.hasResource('AWS::KMS::Key', { DeletionPolicy: 'Delete' });
+  });
+
+  it('applies the configured log retention, stage name and throttling', () => {
+    const { template } = synthesize(
+      {
+        platform: {
+          logRetention: RetentionDays.ONE_WEEK,
+          apiStageName: 'beta',
+          apiThrottling: { rateLimit: 5, burstLimit: 10 },
+        },
+      },
+      false,
+    );
+    for (const group of Object.values(template.findResources('AWS::Logs::LogGroup'))) {
+      expect(group.Properties.RetentionInDays).toBe(7);
+    }
+    template.hasResourceProperties('AWS::ApiGateway::Stage', {
+      StageName: 'beta',
+      MethodSettings: [Match.objectLike({ ThrottlingRateLimit: 5, ThrottlingBurstLimit: 10 })],
+    });
+  });
+
+  it('associates a given WAF web ACL with the stage and still passes cdk-nag', () => {
+    const webAclArn = 'arn:aws:wafv2:eu-west-1:111122223333:regional/webacl/persona/abc';
+    const synthesized = synthesize({ platform: { webAclArn } }, false);
+    synthesized.template.hasResourceProperties('AWS::WAFv2::WebACLAssociation', { WebACLArn: webAclArn });
+    expect(describeViolations(nagViolations(synthesized.app))).toEqual([]);
+  });
+
+  it('leaves API Gateway’s account settings alone when asked to', () => {
+    const { template } = synthesize({ platform: { apiGatewayCloudWatchRole: false } }, false);
+    template.resourceCountIs('AWS::ApiGateway::Account', 0);
+  });
+});
