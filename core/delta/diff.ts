@@ -138,7 +138,7 @@ const kernelModules: Differ = (a, b) => {
   const { keptA, keptB } = commonSubsequence(from, to);
   const teardown = from
     .map((m, i) =>
-      change('kmod.unload', 'kernelModules', m.name, m, null, { after: null }),
+      change('kmod.unload', 'kernelModules', m.name, m, null, { after: from[i - 1]?.name ?? null }),
     )
     .filter((_, i) => !keptA.has(i))
     .reverse();
