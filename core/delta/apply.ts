@@ -90,7 +90,7 @@ export function applyDelta(profile: Profile, delta: Delta): Profile {
       throw new DeltaConflictError(
         change,
         index,
-        `the profile's ${change.section} entry "${change.key}" is not the one the change starts from`,
+        `the profile's ${change.section} entry is not the one the change starts from`,
       );
     }
   });

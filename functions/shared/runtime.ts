@@ -2,6 +2,7 @@
 // once from the environment, SDK clients built once and reused across invocations.
 
 import { Logger } from '@aws-lambda-powertools/logger';
+import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
@@ -10,6 +11,9 @@ import type { ProfileDeps } from '../../core/profile/service.js';
 import { DATA_BUCKET, PROFILES_TABLE } from '../../core/storage/definitions.js';
 
 export const logger = new Logger({ serviceName: 'persona' });
+// Published as embedded metric format through the function's logs: no PutMetricData calls,
+// no extra permissions. Off in the embedded runtime (POWERTOOLS_DEV).
+export const metrics = new Metrics({ namespace: 'Persona', serviceName: 'persona' });
 
 /** Fails at cold start with the variable's name, not at the first request that needs it. */
 export function getRequiredEnv(name: string): string {

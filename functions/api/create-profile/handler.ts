@@ -1,14 +1,21 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import { etag } from '../../../core/api/schemas.js';
 import type { Profile } from '../../../core/profile/schema.js';
 import { createProfile } from '../../../core/profile/service.js';
 import { type ApiEvent, apiErrors, json, profileBody } from '../../shared/http.js';
-import { logger, stores } from '../../shared/runtime.js';
+import { logger, metrics, stores } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent) => {
   const result = await createProfile(stores(), event.profile as Profile);
   const { name, version } = result.version;
+  metrics.addMetric(
+    result.created ? 'ProfileVersionsWritten' : 'ProfileWritesUnchanged',
+    MetricUnit.Count,
+    1,
+  );
   return json(result.created ? 201 : 200, result, { etag: etag(version), location: `/profiles/${name}` });
 };
 

@@ -1,11 +1,13 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import { MetricUnit } from '@aws-lambda-powertools/metrics';
+import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import { etag, IfMatch, NameParams } from '../../../core/api/schemas.js';
 import { InvalidInputError } from '../../../core/errors.js';
 import type { Profile } from '../../../core/profile/schema.js';
 import { putProfile } from '../../../core/profile/service.js';
 import { type ApiEvent, apiErrors, header, json, parseRequest, profileBody } from '../../shared/http.js';
-import { logger, stores } from '../../shared/runtime.js';
+import { logger, metrics, stores } from '../../shared/runtime.js';
 
 type Event = ApiEvent<{ name: string }>;
 
@@ -28,11 +30,17 @@ const handler = async (event: Event) => {
   const result = await putProfile(stores(), event.params.name, event.profile as Profile, {
     expectedVersion: expectedVersion(event),
   });
+  metrics.addMetric(
+    result.created ? 'ProfileVersionsWritten' : 'ProfileWritesUnchanged',
+    MetricUnit.Count,
+    1,
+  );
   return json(result.created ? 201 : 200, result, { etag: etag(result.version.version) });
 };
 
 export const main = middy(handler)
   .use(injectLambdaContext(logger))
+  .use(logMetrics(metrics))
   .use(apiErrors())
   .use(parseRequest({ params: NameParams }))
   .use(profileBody());
