@@ -19,4 +19,8 @@ const handler = async (event: ApiEvent) => {
   return json(result.created ? 201 : 200, result, { etag: etag(version), location: `/profiles/${name}` });
 };
 
-export const main = middy(handler).use(injectLambdaContext(logger)).use(apiErrors()).use(profileBody());
+export const main = middy(handler)
+  .use(injectLambdaContext(logger))
+  .use(logMetrics(metrics))
+  .use(apiErrors())
+  .use(profileBody());
