@@ -1,0 +1,16 @@
+import { stringify } from 'yaml';
+import { bigHost, nextRelease } from './generate.js';
+import { validateProfile, parseProfile } from '../core/profile/io.js';
+import { serializeProfile } from '../core/profile/service.js';
+let t = performance.now();
+const g1 = bigHost(1); const g2 = nextRelease(g1, 2);
+console.log('gen', performance.now() - t); t = performance.now();
+const p1 = validateProfile(g1); const p2 = validateProfile(g2);
+console.log('validate', performance.now() - t); t = performance.now();
+const c1 = JSON.parse(serializeProfile(p1));
+const y = stringify(c1, { lineWidth: 0 });
+console.log('yaml stringify', performance.now() - t, y.length);
+const j = JSON.stringify(c1, null, 2); const jc = JSON.stringify(c1);
+console.log('json pretty', j.length, 'compact', jc.length);
+t = performance.now(); parseProfile(y, {source:'y'}); console.log('parse yaml', performance.now() - t);
+t = performance.now(); parseProfile(jc, {source:'j'}); console.log('parse json', performance.now() - t);
