@@ -1,6 +1,7 @@
 // The HTTP edge every API function shares: request parsing that names the bad field, and one
 // mapping from domain errors to problem responses (RFC 9457), so no function answers a
 // caller's mistake with a 500.
+import { type Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import type { z } from 'zod';
@@ -134,13 +135,23 @@ export function profileBody<E extends ApiEvent<unknown, unknown>>(): MiddlewareO
   };
 }
 
-/** Maps every error to a problem response: domain errors by code, anything else as a logged 500. */
-export function apiErrors(): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> {
+/**
+ * Maps every error to a problem response: domain errors by code, anything else as a logged
+ * 500. With `metrics`, each problem is also counted by its code (conflicts, refused documents).
+ */
+export function apiErrors(
+  options: { readonly metrics?: Metrics } = {},
+): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> {
+  const count = (code: Problem['code']) => {
+    options.metrics?.addDimension('problem', code);
+    options.metrics?.addMetric('Problems', MetricUnit.Count, 1);
+  };
   return {
     name: 'apiErrors',
     onError: (request) => {
       const error = request.error;
       if (isPersonaError(error)) {
+        count(error.code);
         const status = STATUS_BY_CODE[error.code];
         const extra: Partial<Problem> = {};
         if (error instanceof InvalidInputError && error.issues.length > 0)
@@ -154,6 +165,7 @@ export function apiErrors(): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxy
         return;
       }
       logger.error('unexpected error', { error: error as Error });
+      count('INTERNAL');
       request.response = problem(500, 'INTERNAL', `internal error (request ${request.context.awsRequestId})`);
     },
   };

@@ -22,5 +22,5 @@ const handler = async (event: ApiEvent) => {
 export const main = middy(handler)
   .use(injectLambdaContext(logger))
   .use(logMetrics(metrics))
-  .use(apiErrors())
+  .use(apiErrors({ metrics }))
   .use(profileBody());

@@ -41,6 +41,6 @@ const handler = async (event: Event) => {
 export const main = middy(handler)
   .use(injectLambdaContext(logger))
   .use(logMetrics(metrics))
-  .use(apiErrors())
+  .use(apiErrors({ metrics }))
   .use(parseRequest({ params: NameParams }))
   .use(profileBody());
