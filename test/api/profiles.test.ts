@@ -97,7 +97,7 @@ describe('POST /profiles', () => {
     const huge = named(web, 'huge');
     huge.metadata.description = 'x'.repeat(100);
     huge.spec.configuration.sysctl = Object.fromEntries(
-      Array.from({ length: 80_000 }, (_, i) => [`net.test.key_${i}`, 'some value']),
+      Array.from({ length: 150_000 }, (_, i) => [`net.test.key_${i}`, 'some value']),
     );
     const res = await api.call('POST', '/profiles', { body: huge });
     expect(res.status).toBe(413);
