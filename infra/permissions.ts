@@ -1,4 +1,5 @@
 import type { HandlerName } from '../core/api/routes.js';
+import { PROFILES_TABLE } from '../core/storage/definitions.js';
 import type { DataAccess } from './storage.js';
 
 /**
@@ -15,4 +16,16 @@ export const API_HANDLER_ACCESS: Readonly<Record<HandlerName, DataAccess>> = {
   'diff-profiles': 'read',
   // Built from the route list and schemas compiled into the bundle: touches no data.
   'get-openapi': 'none',
+};
+
+/** The tables (definition ids) each API function works with; it is granted no others. */
+export const API_HANDLER_TABLES: Readonly<Record<HandlerName, readonly string[]>> = {
+  'create-profile': [PROFILES_TABLE.id],
+  'list-profiles': [PROFILES_TABLE.id],
+  'get-profile': [PROFILES_TABLE.id],
+  'put-profile': [PROFILES_TABLE.id],
+  'list-versions': [PROFILES_TABLE.id],
+  'get-version': [PROFILES_TABLE.id],
+  'diff-profiles': [PROFILES_TABLE.id],
+  'get-openapi': [],
 };

@@ -147,10 +147,11 @@ export class PersonaStorage extends Construct {
    * Gives a function the names of the tables and the bucket in its environment and exactly the
    * permissions `access` needs on them (and on the key, which the grants include).
    */
-  connect(fn: lambda.Function, access: DataAccess): void {
+  connect(fn: lambda.Function, access: DataAccess, tables?: readonly string[]): void {
     if (access === 'none') return;
     const acknowledgements: Acknowledgment[] = [];
     for (const [env, table, definition] of this.tableEnv) {
+      if (tables !== undefined && !tables.includes(definition.id)) continue;
       fn.addEnvironment(env, table.tableName);
       if (access === 'read') table.grantReadData(fn);
       else table.grantReadWriteData(fn);

@@ -7,7 +7,13 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type HandlerName, ROUTES } from '../../core/api/routes.js';
-import { DATA_BUCKET, type KeyAttribute, PROFILES_TABLE } from '../../core/storage/definitions.js';
+import {
+  DATA_BUCKET,
+  type KeyAttribute,
+  LOCKS_TABLE,
+  PROFILES_TABLE,
+  SNAPSHOTS_TABLE,
+} from '../../core/storage/definitions.js';
 import { API_HANDLER_ACCESS } from '../../infra/permissions.js';
 import { PersonaStack, type PersonaStackProps } from '../../infra/stack.js';
 
@@ -221,6 +227,9 @@ describe('PersonaStack', () => {
             [DATA_BUCKET.env]: { Ref: logicalId(storage.bucket) },
           });
         }
+        // Profile functions have no business with the snapshot tables.
+        expect(variables, handler).not.toHaveProperty(SNAPSHOTS_TABLE.env);
+        expect(variables, handler).not.toHaveProperty(LOCKS_TABLE.env);
       }
     });
 
