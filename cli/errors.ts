@@ -14,6 +14,8 @@ export const EXIT = {
   CONFLICT: 5,
   /** The endpoint could not be reached or failed. */
   UNAVAILABLE: 6,
+  /** `snapshot check` found damage, or a read found corrupt data. */
+  CORRUPT: 7,
 } as const;
 
 const BY_CODE: Readonly<Record<ErrorCode, number>> = {
@@ -23,6 +25,7 @@ const BY_CODE: Readonly<Record<ErrorCode, number>> = {
   CONFLICT: EXIT.CONFLICT,
   DELTA_CONFLICT: EXIT.CONFLICT,
   PRECONDITION_REQUIRED: EXIT.CONFLICT,
+  CORRUPT: EXIT.CORRUPT,
 };
 
 /** An error answer from the API, carrying its problem document. */

@@ -10,6 +10,7 @@ import type { Profile } from '../core/profile/schema.js';
 import { PersonaClient } from './client.js';
 import { ApiError, EXIT, exitCodeOf } from './errors.js';
 import { ago, type RenderableChange, renderDelta, table } from './render.js';
+import { registerSnapshotCommands } from './snapshot.js';
 
 const DEFAULT_ENDPOINT = 'http://127.0.0.1:8170';
 
@@ -278,6 +279,7 @@ export function buildProgram(): Command {
       out(renderDelta(res.body));
     });
 
+  registerSnapshotCommands(program);
   return program;
 }
 

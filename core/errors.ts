@@ -8,6 +8,7 @@ export const ERROR_CODES = [
   'PRECONDITION_REQUIRED',
   'TOO_LARGE',
   'DELTA_CONFLICT',
+  'CORRUPT',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

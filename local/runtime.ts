@@ -1,7 +1,9 @@
 // The whole of Persona on one machine: the stand-ins, the tables and bucket from the shared
 // definitions, and the API functions behind a local HTTP server.
+
+import { rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ROUTES } from '../core/api/routes.js';
 import { DATA_BUCKET, TABLES } from '../core/storage/definitions.js';
 import { type ApiHandler, createApiServer, type LocalApiOptions } from './http.js';
@@ -24,6 +26,20 @@ export interface LocalPersona {
 }
 
 export const DEFAULT_PORT = 8170;
+export const ENDPOINTS_FILE = 'endpoints.json';
+
+/** Where a running embedded runtime's stand-ins are. */
+export interface LocalEndpoints {
+  readonly api: string;
+  readonly region: string;
+  readonly dynamoEndpoint: string;
+  readonly s3Endpoint: string;
+  readonly bucket: string;
+  /** Table names by their environment variable (PROFILES_TABLE, ...). */
+  readonly tables: Readonly<Record<string, string>>;
+  /** Where the local key provider keeps its key-encryption key. */
+  readonly keysDir: string;
+}
 export const LOCAL_BUCKET = 'persona-data';
 
 export async function startLocal(options: LocalOptions = {}): Promise<LocalPersona> {
@@ -60,11 +76,24 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
     const host = options.host ?? '127.0.0.1';
     const port = options.port === 0 ? await freePort() : (options.port ?? DEFAULT_PORT);
     await listen(server, port, host);
+    // Commands that work on data directly (snapshots of a local directory) find the
+    // stand-ins through this file.
+    const endpoints: LocalEndpoints = {
+      api: `http://${host}:${port}`,
+      region: LOCAL_REGION,
+      dynamoEndpoint: standIns.dynamoEndpoint,
+      s3Endpoint: standIns.s3Endpoint,
+      bucket: LOCAL_BUCKET,
+      tables: Object.fromEntries(tables.map((t) => [t.definition.env, t.name])),
+      keysDir: join(dataDir, 'keys'),
+    };
+    writeFileSync(join(dataDir, ENDPOINTS_FILE), `${JSON.stringify(endpoints, null, 2)}\n`);
     return {
       url: `http://${host}:${port}`,
       dynamoEndpoint: standIns.dynamoEndpoint,
       s3Endpoint: standIns.s3Endpoint,
       async stop() {
+        rmSync(join(dataDir, ENDPOINTS_FILE), { force: true });
         await new Promise<void>((r) => server.close(() => r()));
         server.closeAllConnections();
         await standIns.stop();

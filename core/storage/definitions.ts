@@ -58,12 +58,40 @@ export const PROFILES_TABLE = {
   description: 'Profile heads and immutable profile versions',
 } as const satisfies TableDefinition;
 
-export const TABLES: readonly TableDefinition[] = [PROFILES_TABLE];
+/**
+ * Snapshots: one item per snapshot of a host (sk = version ≥ 1), written with a condition so
+ * that two writers cannot take the same version. The manifest and content live in the bucket.
+ */
+export const SNAPSHOTS_TABLE = {
+  id: 'Snapshots',
+  env: 'SNAPSHOTS_TABLE',
+  partitionKey: { name: 'host', type: 'S' },
+  sortKey: { name: 'version', type: 'N' },
+  globalSecondaryIndexes: [],
+  description: 'Snapshot records per host; manifests and chunks are in the data bucket',
+} as const satisfies TableDefinition;
+
+/**
+ * Locks over a snapshot store: snapshot writers share it, the garbage collector takes it
+ * alone. Items expire unless their holder keeps refreshing them, so a killed holder does not
+ * block the store for longer than the expiry.
+ */
+export const LOCKS_TABLE = {
+  id: 'Locks',
+  env: 'LOCKS_TABLE',
+  partitionKey: { name: 'resource', type: 'S' },
+  sortKey: { name: 'holder', type: 'S' },
+  globalSecondaryIndexes: [],
+  description: 'Shared and exclusive locks with expiry',
+} as const satisfies TableDefinition;
+
+export const TABLES: readonly TableDefinition[] = [PROFILES_TABLE, SNAPSHOTS_TABLE, LOCKS_TABLE];
 
 export const DATA_BUCKET = {
   id: 'Data',
   env: 'DATA_BUCKET',
   prefixes: {
     'profiles/': 'Profile documents, content-addressed: profiles/<name>/<sha256>.json',
+    'snapshots/': 'The snapshot store: config, packs, indexes, manifests (core/snapshot/FORMAT.md)',
   },
 } as const satisfies BucketDefinition;

@@ -30,6 +30,8 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   DELTA_CONFLICT: 409,
   TOO_LARGE: 413,
   PRECONDITION_REQUIRED: 428,
+  // Damaged stored data is the service's problem, not the caller's.
+  CORRUPT: 500,
 };
 
 const TITLES: Readonly<Record<number, string>> = {

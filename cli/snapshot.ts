@@ -1,0 +1,291 @@
+// `persona snapshot …`: the snapshot store, worked on directly (a local directory cannot be
+// sent through an API function). The store is found through the running embedded runtime,
+// or in AWS through PERSONA_BUCKET, PERSONA_SNAPSHOTS_TABLE, PERSONA_LOCKS_TABLE and
+// PERSONA_KMS_KEY_ID with the usual AWS credentials.
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { type Command, InvalidArgumentError } from 'commander';
+import pc from 'picocolors';
+import { InvalidInputError, NotFoundError } from '../core/errors.js';
+import { type KeyProvider, KmsKeyProvider, LocalKeyProvider } from '../core/snapshot/keys.js';
+import { S3ObjectStore } from '../core/snapshot/object-store.js';
+import { DynamoLocks, DynamoSnapshotRecords, type SnapshotRecord } from '../core/snapshot/records.js';
+import { type Progress, SnapshotStore } from '../core/snapshot/store.js';
+import { DirectoryTarget, directorySource } from '../core/snapshot/tree.js';
+import { LOCKS_TABLE, SNAPSHOTS_TABLE } from '../core/storage/definitions.js';
+import { table } from './render.js';
+
+interface Endpoints {
+  region: string;
+  dynamoEndpoint: string;
+  s3Endpoint: string;
+  bucket: string;
+  tables: Record<string, string>;
+  keysDir: string;
+}
+
+/** Opens the store the environment points at. */
+export async function openStore(): Promise<SnapshotStore> {
+  let ddb: DynamoDBClient;
+  let s3: S3Client;
+  let bucket: string;
+  let snapshotsTable: string;
+  let locksTable: string;
+  let keys: KeyProvider;
+  if (process.env.PERSONA_BUCKET) {
+    const need = (name: string) => {
+      const v = process.env[name];
+      if (!v)
+        throw new InvalidInputError(`${name} is not set`, [
+          { path: name, message: 'required with PERSONA_BUCKET' },
+        ]);
+      return v;
+    };
+    bucket = process.env.PERSONA_BUCKET;
+    snapshotsTable = need('PERSONA_SNAPSHOTS_TABLE');
+    locksTable = need('PERSONA_LOCKS_TABLE');
+    ddb = new DynamoDBClient({});
+    s3 = new S3Client({});
+    keys = new KmsKeyProvider(new KMSClient({}), need('PERSONA_KMS_KEY_ID'));
+  } else {
+    const file = join(resolve(process.env.PERSONA_DATA ?? '.persona/data'), 'endpoints.json');
+    if (!existsSync(file)) {
+      throw new NotFoundError(
+        'no snapshot store: start the embedded runtime (npm start), or set PERSONA_BUCKET and friends for AWS',
+        file,
+      );
+    }
+    const e = JSON.parse(readFileSync(file, 'utf8')) as Endpoints;
+    // The stand-ins' own credentials (local/stand-ins.ts).
+    const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
+    ddb = new DynamoDBClient({ endpoint: e.dynamoEndpoint, region: e.region, credentials });
+    s3 = new S3Client({ endpoint: e.s3Endpoint, region: e.region, credentials, forcePathStyle: true });
+    bucket = e.bucket;
+    snapshotsTable = e.tables[SNAPSHOTS_TABLE.env] ?? '';
+    locksTable = e.tables[LOCKS_TABLE.env] ?? '';
+    keys = new LocalKeyProvider(e.keysDir);
+  }
+  const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
+  return SnapshotStore.open({
+    objects: new S3ObjectStore(s3, bucket),
+    records: new DynamoSnapshotRecords(doc, snapshotsTable),
+    locks: new DynamoLocks(doc, locksTable),
+    keys,
+  });
+}
+
+const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+export function bytes(n: number): string {
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** One line, rewritten in place on a terminal; silent otherwise (logs stay clean). */
+function progressLine(enabled: boolean): { update: (p: Progress) => void; done: () => void } {
+  const tty = enabled && process.stderr.isTTY;
+  return {
+    update: (p) => {
+      if (!tty) return;
+      const rate = p.elapsedMs > 0 ? `${bytes((p.bytes / p.elapsedMs) * 1000)}/s` : '';
+      const line = `${p.phase}: ${p.files} files, ${bytes(p.bytes)}${p.phase === 'snapshot' ? `, ${bytes(p.newBytes)} new` : ''}, ${rate}`;
+      process.stderr.write(`\r\x1b[2K${pc.dim(line)}`);
+    },
+    done: () => {
+      if (tty) process.stderr.write('\r\x1b[2K');
+    },
+  };
+}
+
+const positive = (label: string) => (v: string) => {
+  if (!/^\d+$/.test(v) || Number(v) < 1)
+    throw new InvalidArgumentError(`${label} must be a whole number ≥ 1`);
+  return Number(v);
+};
+
+const out = (s: string): void => {
+  process.stdout.write(`${s}\n`);
+};
+const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
+const globals = (cmd: Command) => cmd.optsWithGlobals<{ json?: boolean }>();
+
+function recordRow(r: SnapshotRecord): string[] {
+  return [
+    String(r.version),
+    r.createdAt,
+    String(r.stats.files),
+    bytes(r.stats.bytes),
+    bytes(r.stats.newBytes),
+    bytes(r.stats.storedBytes),
+    r.profile ? `${r.profile.name}@${r.profile.version}` : '',
+  ];
+}
+
+export function registerSnapshotCommands(program: Command): void {
+  const snapshot = program.command('snapshot').description('deduplicated, encrypted snapshots of file trees');
+
+  snapshot
+    .command('create')
+    .description('snapshot a directory')
+    .argument('<dir>')
+    .requiredOption('--host <name>', 'the host the tree belongs to')
+    .action(async (dir: string, o: { host: string }, cmd: Command) => {
+      const store = await openStore();
+      const progress = progressLine(!globals(cmd).json);
+      const skipped: string[] = [];
+      const record = await store.create(directorySource(resolve(dir), { onSkip: (p) => skipped.push(p) }), {
+        host: o.host,
+        onProgress: progress.update,
+      });
+      progress.done();
+      if (globals(cmd).json) return json(record);
+      const s = record.stats;
+      out(
+        `${pc.green('+')} ${o.host} snapshot ${record.version}: ${s.files} files, ${bytes(s.bytes)} — ${bytes(s.newBytes)} new in ${s.newChunks} chunks, ${bytes(s.storedBytes)} stored`,
+      );
+      if (skipped.length > 0) out(pc.dim(`skipped ${skipped.length} sockets`));
+    });
+
+  snapshot
+    .command('list')
+    .description('snapshots of a host')
+    .requiredOption('--host <name>')
+    .action(async (o: { host: string }, cmd: Command) => {
+      const records = await (await openStore()).list(o.host);
+      if (globals(cmd).json) return json({ items: records });
+      if (records.length === 0) return out(pc.dim(`${o.host} has no snapshots`));
+      out(table(['VERSION', 'CREATED', 'FILES', 'SIZE', 'NEW', 'STORED', 'PROFILE'], records.map(recordRow)));
+    });
+
+  snapshot
+    .command('show')
+    .description('one snapshot: its record and entries')
+    .requiredOption('--host <name>')
+    .argument('[version]', 'default: the latest', positive('version'))
+    .action(async (version: number | undefined, o: { host: string }, cmd: Command) => {
+      const store = await openStore();
+      const record = await store.record(o.host, version);
+      const manifest = await store.manifest(record);
+      if (globals(cmd).json) return json({ record, manifest });
+      out(table(['VERSION', 'CREATED', 'FILES', 'SIZE', 'NEW', 'STORED', 'PROFILE'], [recordRow(record)]));
+      for (const e of manifest.entries) {
+        out(
+          `${e.mode.toString(8).padStart(4, '0')} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${e.type.padEnd(8)} ${e.path}${e.target ? ` → ${e.target}` : ''}`,
+        );
+      }
+    });
+
+  snapshot
+    .command('diff')
+    .description('paths added, removed and changed between two snapshots')
+    .requiredOption('--host <name>')
+    .argument('<from>', 'version', positive('from'))
+    .argument('<to>', 'version', positive('to'))
+    .action(async (from: number, to: number, o: { host: string }, cmd: Command) => {
+      const d = await (await openStore()).diff(o.host, from, to);
+      if (globals(cmd).json) return json(d);
+      for (const p of d.added) out(`${pc.green('+')} ${p}`);
+      for (const p of d.removed) out(`${pc.red('-')} ${p}`);
+      for (const p of d.changed) out(`${pc.yellow('~')} ${p}`);
+      for (const p of d.metadata) out(`${pc.dim('m')} ${p}`);
+      out(
+        pc.dim(
+          `${d.added.length} added, ${d.removed.length} removed, ${d.changed.length} changed, ${d.metadata.length} metadata only`,
+        ),
+      );
+    });
+
+  snapshot
+    .command('restore')
+    .description('restore a snapshot into a directory')
+    .requiredOption('--host <name>')
+    .argument('<dir>', 'target directory')
+    .argument('[version]', 'default: the latest', positive('version'))
+    .option('--incremental', 'write only what differs from what the directory holds')
+    .option('--delete', 'with --incremental: remove what the snapshot does not have')
+    .action(
+      async (
+        dir: string,
+        version: number | undefined,
+        o: { host: string; incremental?: boolean; delete?: boolean },
+        cmd: Command,
+      ) => {
+        const store = await openStore();
+        const record = await store.record(o.host, version);
+        const target = resolve(dir);
+        const existing =
+          o.incremental && existsSync(target) ? await store.scan(directorySource(target)) : undefined;
+        const progress = progressLine(!globals(cmd).json);
+        const stats = await store.restore(record, new DirectoryTarget(target), {
+          ...(existing ? { existing } : {}),
+          deleteExtra: o.delete === true,
+          onProgress: progress.update,
+        });
+        progress.done();
+        if (globals(cmd).json) return json({ record, stats });
+        out(
+          `${pc.green('✓')} ${o.host} snapshot ${record.version} → ${target}: ${stats.written} written, ${stats.metadataOnly} metadata only, ${stats.unchanged} unchanged, ${stats.removed} removed (${bytes(stats.bytes)})`,
+        );
+      },
+    );
+
+  snapshot
+    .command('forget')
+    .description('forget snapshots a retention policy does not keep (gc frees their data)')
+    .requiredOption('--host <name>')
+    .option('--keep-last <n>', 'the newest N', positive('--keep-last'))
+    .option('--keep-daily <n>', 'the newest of each of the last N days', positive('--keep-daily'))
+    .option('--keep-weekly <n>', 'the newest of each of the last N weeks', positive('--keep-weekly'))
+    .action(
+      async (
+        o: { host: string; keepLast?: number; keepDaily?: number; keepWeekly?: number },
+        cmd: Command,
+      ) => {
+        const result = await (await openStore()).forget(o.host, {
+          ...(o.keepLast ? { keepLast: o.keepLast } : {}),
+          ...(o.keepDaily ? { keepDaily: o.keepDaily } : {}),
+          ...(o.keepWeekly ? { keepWeekly: o.keepWeekly } : {}),
+        });
+        if (globals(cmd).json) return json(result);
+        out(`kept ${result.kept.join(', ') || 'none'}; forgot ${result.removed.join(', ') || 'none'}`);
+      },
+    );
+
+  snapshot
+    .command('gc')
+    .description('delete data no snapshot refers to')
+    .action(async (_o, cmd: Command) => {
+      const report = await (await openStore()).gc();
+      if (globals(cmd).json) return json(report);
+      out(
+        `deleted ${report.packsDeleted} packs (${bytes(report.bytesFreed)}), ${report.manifestsDeleted} manifests; kept ${report.packsKept} packs`,
+      );
+    });
+
+  snapshot
+    .command('check')
+    .description('verify the store; --read-data also reads and verifies every chunk')
+    .option('--read-data', 'download and verify every pack')
+    .action(async (o: { readData?: boolean }, cmd: Command) => {
+      const report = await (await openStore()).check({ readData: o.readData === true });
+      if (globals(cmd).json) json(report);
+      else {
+        for (const p of report.problems)
+          process.stderr.write(
+            `${pc.red('✗')} ${p.object}${p.chunk ? ` chunk ${p.chunk}` : ''}: ${p.problem}\n`,
+          );
+        out(
+          `${report.ok ? pc.green('✓ no problems') : pc.red(`${report.problems.length} problems`)}: ${report.snapshots} snapshots, ${report.indexes} indexes, ${report.packs} packs, ${report.chunks} chunks${o.readData ? ' (data read)' : ''}`,
+        );
+      }
+      if (!report.ok) process.exitCode = 7;
+    });
+}

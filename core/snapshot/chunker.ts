@@ -1,0 +1,307 @@
+// Content-defined chunking: FastCDC with normalized chunking, level 2 (Xia et al., 2016), as
+// FORMAT.md "Chunking" specifies. A chunk boundary depends only on the 32 bytes before it and
+// on its distance from the previous boundary, so an insertion or deletion moves the
+// boundaries next to it and leaves the rest of a file's chunks, and their ids, unchanged.
+import { createHash } from 'node:crypto';
+
+export interface ChunkerParams {
+  /** No chunk is shorter, except the last one of a stream. */
+  readonly min: number;
+  /** The target size: a power of two. */
+  readonly avg: number;
+  /** No chunk is longer: a cut is forced here. */
+  readonly max: number;
+}
+
+export const DEFAULT_CHUNKER: ChunkerParams = { min: 256 * 1024, avg: 1024 * 1024, max: 4 * 1024 * 1024 };
+
+/** Bytes of key material a gear table is made of: 256 little-endian uint32. */
+export const GEAR_SEED_BYTES = 1024;
+
+// The gear hash shifts one bit left per byte, so after 32 bytes a byte has left the 32-bit
+// word: the hash is a function of the last WINDOW bytes only.
+const WINDOW = 32;
+// Normalization level 2: the mask has two bits more than log2(avg) before the average size
+// and two fewer after it, which narrows the spread of chunk sizes around avg.
+const NORMALIZATION = 2;
+
+const MIN_MIN = 2 * WINDOW;
+const MIN_AVG_BITS = 8;
+const MAX_AVG_BITS = 28;
+const MAX_MAX = 2 ** 30;
+
+/**
+ * Throws a RangeError naming the first parameter that is unusable: sizes are integers,
+ * `min` ≥ 64 (room for the hash window), `min` < `avg` < `max` ≤ 1 GiB, and `avg` is a
+ * power of two between 256 B and 256 MiB.
+ */
+export function validateChunkerParams(params: ChunkerParams): void {
+  const { min, avg, max } = params;
+  for (const [name, value] of [
+    ['min', min],
+    ['avg', avg],
+    ['max', max],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      throw new RangeError(`chunker ${name} must be a positive integer, got ${value}`);
+    }
+  }
+  if (min < MIN_MIN) throw new RangeError(`chunker min must be at least ${MIN_MIN} bytes, got ${min}`);
+  const bits = Math.log2(avg);
+  if (!Number.isInteger(bits) || bits < MIN_AVG_BITS || bits > MAX_AVG_BITS) {
+    throw new RangeError(
+      `chunker avg must be a power of two from 2^${MIN_AVG_BITS} to 2^${MAX_AVG_BITS}, got ${avg}`,
+    );
+  }
+  if (!(min < avg)) throw new RangeError(`chunker min (${min}) must be below avg (${avg})`);
+  if (!(avg < max)) throw new RangeError(`chunker max (${max}) must be above avg (${avg})`);
+  if (max > MAX_MAX) throw new RangeError(`chunker max must be at most ${MAX_MAX} bytes, got ${max}`);
+}
+
+/** The gear table made of the first 1024 bytes of `seed` (FORMAT.md: HKDF "persona/v1 gear"). */
+export function gearTable(seed: Uint8Array): Uint32Array {
+  if (seed.length < GEAR_SEED_BYTES) {
+    throw new RangeError(`a gear table needs ${GEAR_SEED_BYTES} bytes of key material, got ${seed.length}`);
+  }
+  const view = new DataView(seed.buffer, seed.byteOffset, GEAR_SEED_BYTES);
+  const table = new Uint32Array(256);
+  for (let i = 0; i < 256; i++) table[i] = view.getUint32(4 * i, true);
+  return table;
+}
+
+/**
+ * A fixed, public gear table (SHA-256 in counter mode over a constant label), for tests and
+ * tools that work without a store key. A store uses the keyed table of FORMAT.md instead:
+ * with a public table, chunk boundaries would reveal which known files a host holds.
+ */
+export const DEFAULT_GEAR: Uint32Array = gearTable(
+  counterModeSha256('persona/v1 default gear', GEAR_SEED_BYTES),
+);
+
+function counterModeSha256(label: string, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  const counter = new Uint8Array(4);
+  for (let block = 0, offset = 0; offset < length; block++, offset += 32) {
+    new DataView(counter.buffer).setUint32(0, block, true);
+    const digest = createHash('sha256').update(label).update(counter).digest();
+    out.set(digest.subarray(0, Math.min(32, length - offset)), offset);
+  }
+  return out;
+}
+
+// A mask of the `bits` highest bits of the 32-bit word, as an int32. The low bits of a gear
+// hash depend on the last few bytes only (bit k on the last k + 1), the high ones on the
+// whole window: the FastCDC paper pads its masks with zeros for that reason, so that the
+// cut condition does not look at a handful of bytes. In a 32-bit hash with ~22 mask bits
+// there is no room to pad, and the top bits are the ones with the widest windows; they
+// also nest (the looser mask is part of the stricter one), so a cut the strict mask makes
+// is also one the loose mask would make.
+function highMask(bits: number): number {
+  return (0xffffffff << (32 - bits)) | 0;
+}
+
+// The hash after the last byte findCut scanned, when it found no cut: a second result
+// without allocating an object per call.
+const scanState = new Int32Array(1);
+
+// The index just past the first byte of data[from, end) at which the hash, continued from
+// `h`, has none of the `mask` bits set; -1 if there is none. Unrolled eight bytes at a time
+// with a single test per group, since cuts are rare: V8 does not unroll loops itself, and
+// the per-byte branch and bounds checks cost more than the hashing.
+function findCut(
+  data: Uint8Array,
+  gear: Int32Array,
+  mask: number,
+  from: number,
+  end: number,
+  h: number,
+): number {
+  let i = from;
+  for (const last = end - 8; i <= last; i += 8) {
+    const h0 = ((h << 1) + (gear[data[i] as number] as number)) | 0;
+    const h1 = ((h0 << 1) + (gear[data[i + 1] as number] as number)) | 0;
+    const h2 = ((h1 << 1) + (gear[data[i + 2] as number] as number)) | 0;
+    const h3 = ((h2 << 1) + (gear[data[i + 3] as number] as number)) | 0;
+    const h4 = ((h3 << 1) + (gear[data[i + 4] as number] as number)) | 0;
+    const h5 = ((h4 << 1) + (gear[data[i + 5] as number] as number)) | 0;
+    const h6 = ((h5 << 1) + (gear[data[i + 6] as number] as number)) | 0;
+    const h7 = ((h6 << 1) + (gear[data[i + 7] as number] as number)) | 0;
+    if (
+      (h0 & mask) === 0 ||
+      (h1 & mask) === 0 ||
+      (h2 & mask) === 0 ||
+      (h3 & mask) === 0 ||
+      (h4 & mask) === 0 ||
+      (h5 & mask) === 0 ||
+      (h6 & mask) === 0 ||
+      (h7 & mask) === 0
+    ) {
+      break;
+    }
+    h = h7;
+  }
+  // The tail, or the group holding the cut, byte by byte.
+  for (; i < end; i++) {
+    h = ((h << 1) + (gear[data[i] as number] as number)) | 0;
+    if ((h & mask) === 0) return i + 1;
+  }
+  scanState[0] = h;
+  return -1;
+}
+
+// The whole of `data` as one stream, chunks as views into it: for chunkBuffer, kept out of
+// the class's public surface.
+let scanWhole: (chunker: Chunker, data: Uint8Array) => Uint8Array[];
+
+/**
+ * Cuts a stream of bytes into content-defined chunks. The boundaries depend only on the
+ * bytes, never on how they are split into the buffers given to `push`.
+ *
+ * Every chunk returned by `push` and `finish` is a fresh, exactly sized Uint8Array: it does
+ * not share memory with the pushed buffers nor with later chunks, so callers may reuse their
+ * read buffers and keep the chunks as long as they like.
+ */
+export class Chunker {
+  readonly params: ChunkerParams;
+  readonly #gear: Int32Array;
+  readonly #maskS: number;
+  readonly #maskL: number;
+  #hash = 0;
+  // The current chunk's bytes from earlier pushes; allocated at `max` on first need and
+  // reused, since chunks are copied out of it.
+  #staged: Uint8Array | undefined;
+  #stagedLength = 0;
+
+  constructor(params: ChunkerParams = DEFAULT_CHUNKER, gear: Uint32Array = DEFAULT_GEAR) {
+    validateChunkerParams(params);
+    if (gear.length !== 256) throw new RangeError(`a gear table has 256 entries, got ${gear.length}`);
+    this.params = { min: params.min, avg: params.avg, max: params.max };
+    // Signed view of the same table: int32 values keep the hot loop in integer arithmetic
+    // (a uint32 above 2^31 would make V8 fall back to doubles).
+    this.#gear = new Int32Array(gear.buffer, gear.byteOffset, 256);
+    const bits = Math.log2(params.avg);
+    this.#maskS = highMask(bits + NORMALIZATION);
+    this.#maskL = highMask(bits - NORMALIZATION);
+  }
+
+  /** Consumes `data` and returns the chunks it completes (possibly none). */
+  push(data: Uint8Array): Uint8Array[] {
+    return this.#scan(data, true, false);
+  }
+
+  /** Returns the last chunk (shorter than `min` possibly), if any bytes are left, and resets. */
+  finish(): Uint8Array[] {
+    const length = this.#stagedLength;
+    const tail = length > 0 && this.#staged ? [this.#staged.slice(0, length)] : [];
+    this.#stagedLength = 0;
+    this.#hash = 0;
+    return tail;
+  }
+
+  /**
+   * Scans `data` as the continuation of the current chunk. `copy` false returns views into
+   * `data` for chunks that lie wholly inside it; `last` ends the stream with `data`.
+   * Chunk positions are kept in `data` coordinates: `base` is where the current chunk starts,
+   * negative while its first bytes are the staged ones.
+   */
+  #scan(data: Uint8Array, copy: boolean, last: boolean): Uint8Array[] {
+    const chunks: Uint8Array[] = [];
+    const { min, avg, max } = this.params;
+    const gear = this.#gear;
+    const maskS = this.#maskS;
+    const maskL = this.#maskL;
+    const length = data.length;
+    let h = this.#hash;
+    let base = -this.#stagedLength;
+    let i = 0;
+    for (;;) {
+      // Cut-point skipping: no cut comes before `min`, and only the WINDOW bytes before a
+      // position decide a cut there, so the bytes before `min - WINDOW` are never hashed.
+      // Hashing from there on (rather than from `min`, as the paper does) makes the hash at
+      // every tested position a function of a full window.
+      const warm = base + min - WINDOW;
+      if (i < warm) i = warm;
+      if (i >= length) break;
+      let end = Math.min(length, base + min - 1);
+      for (; i < end; i++) h = ((h << 1) + (gear[data[i] as number] as number)) | 0;
+      if (i >= length) break;
+
+      // Below the average size the stricter mask, then the looser one, then a forced cut.
+      let cut = -1;
+      end = Math.min(length, base + avg - 1);
+      if (i < end) {
+        cut = findCut(data, gear, maskS, i, end, h);
+        h = scanState[0] as number;
+        i = end;
+      }
+      if (cut < 0) {
+        end = Math.min(length, base + max);
+        if (i < end) {
+          cut = findCut(data, gear, maskL, i, end, h);
+          h = scanState[0] as number;
+          i = end;
+        }
+        if (cut < 0) {
+          if (i < base + max) break;
+          cut = i;
+        }
+      }
+      chunks.push(this.#take(data, base, cut, copy));
+      base = cut;
+      i = cut;
+      h = 0;
+    }
+
+    const from = Math.max(base, 0);
+    if (last) {
+      if (from < length) chunks.push(this.#take(data, base, length, copy));
+      this.#hash = 0;
+    } else {
+      if (from < length) {
+        this.#staged ??= new Uint8Array(max);
+        this.#staged.set(data.subarray(from, length), this.#stagedLength);
+        this.#stagedLength += length - from;
+      }
+      this.#hash = h;
+    }
+    return chunks;
+  }
+
+  // The chunk [base, end) of `data`, with the staged bytes in front when base < 0.
+  #take(data: Uint8Array, base: number, end: number, copy: boolean): Uint8Array {
+    if (base >= 0) return copy ? data.slice(base, end) : data.subarray(base, end);
+    const staged = this.#stagedLength;
+    const chunk = new Uint8Array(staged + end);
+    chunk.set((this.#staged as Uint8Array).subarray(0, staged));
+    chunk.set(data.subarray(0, end), staged);
+    this.#stagedLength = 0;
+    return chunk;
+  }
+
+  static {
+    scanWhole = (chunker, data) => chunker.#scan(data, false, true);
+  }
+}
+
+/**
+ * Cuts a whole buffer into chunks. The chunks are views into `data` (no copy): they stay
+ * valid as long as `data` is not modified. Empty input gives no chunks.
+ */
+export function chunkBuffer(
+  data: Uint8Array,
+  params: ChunkerParams = DEFAULT_CHUNKER,
+  gear: Uint32Array = DEFAULT_GEAR,
+): Uint8Array[] {
+  return scanWhole(new Chunker(params, gear), data);
+}
+
+/** Cuts an async stream of buffers into chunks, each a fresh buffer (see Chunker). */
+export async function* chunkStream(
+  source: AsyncIterable<Uint8Array>,
+  params: ChunkerParams = DEFAULT_CHUNKER,
+  gear: Uint32Array = DEFAULT_GEAR,
+): AsyncGenerator<Uint8Array> {
+  const chunker = new Chunker(params, gear);
+  for await (const data of source) yield* chunker.push(data);
+  yield* chunker.finish();
+}

@@ -1,0 +1,252 @@
+// Blobs and packs (FORMAT.md, "Blobs and packs"): a chunk becomes a sealed blob (flag ‖ payload),
+// blobs are grouped into packs of about 16 MiB, each closed by its sealed header.
+
+import { createHash } from 'node:crypto';
+import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { z } from 'zod';
+import { CorruptionError, type Where } from './errors.js';
+import { chunkId, type StoreKeys } from './keys.js';
+import { open, SEAL_OVERHEAD, seal } from './seal.js';
+
+/** A pack is closed once its blobs reach this size (the last blob may carry it past). */
+export const PACK_TARGET_SIZE = 16 * 1024 * 1024;
+export const ZSTD_LEVEL = 3;
+
+const FLAG_STORED = 0;
+const FLAG_ZSTD = 1;
+const TRAILER_LENGTH = 4;
+/** The smallest sealed blob: the flag byte of an empty chunk, sealed. */
+const MIN_BLOB_LENGTH = SEAL_OVERHEAD + 1;
+const HEX_ID = /^[0-9a-f]{64}$/;
+
+/** Where a blob sits in its pack, as the pack header records it. */
+export interface IndexBlob {
+  readonly id: string;
+  /** Offset of the sealed blob from the start of the pack. */
+  readonly offset: number;
+  /** Length of the sealed blob. */
+  readonly length: number;
+  /** Length of the chunk before compression. */
+  readonly rawLength: number;
+  readonly compressed: boolean;
+}
+
+export interface EncodedBlob {
+  readonly sealed: Uint8Array;
+  readonly rawLength: number;
+  readonly compressed: boolean;
+}
+
+export interface FinishedPack {
+  /** SHA-256 of `bytes`, 64 hex digits. */
+  readonly id: string;
+  /** `snapshots/packs/<id[0..2]>/<id>` */
+  readonly key: string;
+  readonly bytes: Uint8Array;
+  readonly blobs: IndexBlob[];
+}
+
+export function packKey(id: string): string {
+  if (!HEX_ID.test(id))
+    throw new RangeError(`a pack id is 64 lowercase hex digits, not ${JSON.stringify(id)}`);
+  return `snapshots/packs/${id.slice(0, 2)}/${id}`;
+}
+
+/**
+ * Seals one chunk as a blob. `id` must be `chunkId(keys.idKey, chunk)`: it is not recomputed here
+ * (the caller has just computed it to deduplicate), and every read checks it.
+ */
+export function encodeBlob(keys: StoreKeys, chunk: Uint8Array, id: string): EncodedBlob {
+  checkChunkId(id);
+  const packed = zstdCompressSync(chunk, { params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } });
+  // Compression that saves less than 1/16 costs decompression time on every restore for little
+  // space: already-compressed data (archives, images, packages) is stored as is.
+  // An empty chunk never qualifies: nothing is saved on nothing.
+  const compressed = chunk.length > 0 && 16 * (chunk.length - packed.length) >= chunk.length;
+  const payload = compressed ? packed : chunk;
+  const plaintext = new Uint8Array(1 + payload.length);
+  plaintext[0] = compressed ? FLAG_ZSTD : FLAG_STORED;
+  plaintext.set(payload, 1);
+  return { sealed: seal(keys.sealKey, plaintext, blobAad(id)), rawLength: chunk.length, compressed };
+}
+
+/**
+ * The chunk a blob holds, verified three ways: the GCM tag (with the chunk id in the AAD), the
+ * flag and decompression, and the chunk's HMAC id recomputed from the result.
+ */
+export function decodeBlob(keys: StoreKeys, sealed: Uint8Array, id: string, objectKey: string): Uint8Array {
+  const where: Where = { objectKey, chunkId: id };
+  const plaintext = open(keys.sealKey, sealed, blobAad(id), where);
+  if (plaintext.length === 0) throw new CorruptionError(where, 'blob has no flag byte');
+  const flag = plaintext[0];
+  const payload = plaintext.subarray(1);
+  let chunk: Uint8Array;
+  if (flag === FLAG_STORED) chunk = payload;
+  else if (flag === FLAG_ZSTD) {
+    try {
+      chunk = zstdDecompressSync(payload);
+    } catch (error) {
+      throw new CorruptionError(where, 'compressed payload does not decompress', { cause: error });
+    }
+  } else throw new CorruptionError(where, `unknown blob flag ${flag}`);
+  if (chunkId(keys.idKey, chunk) !== id) throw new CorruptionError(where, 'content does not match its id');
+  return chunk;
+}
+
+/**
+ * Builds one pack in memory: `blob₁ ‖ … ‖ blobₙ ‖ sealed header ‖ header length (uint32 LE)`.
+ * Blobs are sealed as they are added, so memory holds compressed bytes, not chunks. One writer
+ * makes one pack; start a new one after `finish`.
+ */
+export class PackWriter {
+  private readonly parts: Uint8Array[] = [];
+  private readonly entries: IndexBlob[] = [];
+  private readonly ids = new Set<string>();
+  private readonly dataHash = createHash('sha256');
+  private offset = 0;
+  private finished = false;
+
+  constructor(private readonly keys: StoreKeys) {}
+
+  /** Bytes of the blobs added so far (without the header); compare with PACK_TARGET_SIZE. */
+  get size(): number {
+    return this.offset;
+  }
+
+  get count(): number {
+    return this.entries.length;
+  }
+
+  /** Whether this pack already holds the chunk: identical chunks within one snapshot are stored once. */
+  has(id: string): boolean {
+    return this.ids.has(id);
+  }
+
+  /** Adds a chunk under its id; a second chunk with an id already in the pack is not stored again. */
+  add(id: string, chunk: Uint8Array): void {
+    if (this.finished) throw new Error('this pack is finished; start a new PackWriter');
+    if (this.ids.has(id)) return;
+    const blob = encodeBlob(this.keys, chunk, id);
+    this.parts.push(blob.sealed);
+    this.dataHash.update(blob.sealed);
+    this.entries.push({
+      id,
+      offset: this.offset,
+      length: blob.sealed.length,
+      rawLength: blob.rawLength,
+      compressed: blob.compressed,
+    });
+    this.ids.add(id);
+    this.offset += blob.sealed.length;
+  }
+
+  finish(): FinishedPack {
+    if (this.finished) throw new Error('this pack is finished; start a new PackWriter');
+    if (this.entries.length === 0) throw new Error('a pack holds at least one blob');
+    this.finished = true;
+    const header = seal(
+      this.keys.sealKey,
+      Buffer.from(JSON.stringify(this.entries), 'utf8'),
+      headerAad(this.dataHash.digest('hex')),
+    );
+    const trailer = Buffer.alloc(TRAILER_LENGTH);
+    trailer.writeUInt32LE(header.length);
+    const bytes = Buffer.concat([...this.parts, header, trailer]);
+    this.parts.length = 0;
+    const id = sha256Hex(bytes);
+    return { id, key: packKey(id), bytes, blobs: this.entries };
+  }
+}
+
+/**
+ * The blob list of a pack. The header's AAD carries the SHA-256 of the data part, so a header that
+ * opens also proves every blob byte intact; a damaged blob makes the header unreadable, and the
+ * other blobs stay readable through the index.
+ */
+export function readPackHeader(keys: StoreKeys, packBytes: Uint8Array, objectKey: string): IndexBlob[] {
+  const where: Where = { objectKey };
+  const total = packBytes.length;
+  if (total < TRAILER_LENGTH + SEAL_OVERHEAD)
+    throw new CorruptionError(where, `pack is ${total} bytes, too short to hold a header`);
+  const headerLength = Buffer.from(packBytes.buffer, packBytes.byteOffset, total).readUInt32LE(
+    total - TRAILER_LENGTH,
+  );
+  if (headerLength < SEAL_OVERHEAD || headerLength > total - TRAILER_LENGTH)
+    throw new CorruptionError(
+      where,
+      `header length ${headerLength} does not fit in a pack of ${total} bytes`,
+    );
+  const dataEnd = total - TRAILER_LENGTH - headerLength;
+  const plaintext = open(
+    keys.sealKey,
+    packBytes.subarray(dataEnd, total - TRAILER_LENGTH),
+    headerAad(sha256Hex(packBytes.subarray(0, dataEnd))),
+    where,
+  );
+  const blobs = parseSealedJson(plaintext, HeaderSchema, where, 'header');
+  for (const blob of blobs) {
+    if (blob.offset + blob.length > dataEnd)
+      throw new CorruptionError(
+        { objectKey, chunkId: blob.id },
+        `header places the blob at ${blob.offset}+${blob.length}, past the data part's ${dataEnd} bytes`,
+      );
+  }
+  return blobs;
+}
+
+/** A pack's name is the SHA-256 of its bytes: this check needs no key (`persona check`). */
+export function verifyPackId(bytes: Uint8Array, id: string, objectKey: string): void {
+  const actual = sha256Hex(bytes);
+  if (actual !== id)
+    throw new CorruptionError({ objectKey }, `SHA-256 of the pack is ${actual}, not its id ${id}`);
+}
+
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/**
+ * Parses authenticated JSON. A parse failure after authentication means the writer was wrong (or
+ * another format version wrote it): reported as corruption, since the object cannot be used.
+ */
+export function parseSealedJson<T>(
+  plaintext: Uint8Array,
+  schema: z.ZodType<T>,
+  where: Where,
+  what: string,
+): T {
+  let json: unknown;
+  try {
+    json = JSON.parse(Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.length).toString('utf8'));
+  } catch (error) {
+    throw new CorruptionError(where, `${what} is not JSON`, { cause: error });
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success)
+    throw new CorruptionError(
+      where,
+      `${what} does not have the expected shape: ${z.prettifyError(parsed.error)}`,
+    );
+  return parsed.data;
+}
+
+const nonNegativeInteger = z.number().int().nonnegative();
+export const HexIdSchema = z.string().regex(HEX_ID);
+
+const HeaderSchema = z.array(
+  z.object({
+    id: HexIdSchema,
+    offset: nonNegativeInteger,
+    length: nonNegativeInteger.min(MIN_BLOB_LENGTH),
+    rawLength: nonNegativeInteger,
+    compressed: z.boolean(),
+  }),
+);
+
+function checkChunkId(id: string): void {
+  if (!HEX_ID.test(id))
+    throw new RangeError(`a chunk id is 64 lowercase hex digits, not ${JSON.stringify(id)}`);
+}
+
+const blobAad = (id: string) => `blob:${id}`;
+const headerAad = (dataSha256: string) => `pack:${dataSha256}`;

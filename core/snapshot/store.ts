@@ -1,0 +1,666 @@
+// The snapshot store: deduplicated, compressed, encrypted snapshots of file trees in a bucket,
+// with their records in DynamoDB. The format is FORMAT.md beside this file.
+import { randomUUID } from 'node:crypto';
+import { zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { ConflictError, InvalidInputError, NotFoundError } from '../errors.js';
+import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable } from './chunker.js';
+import { CorruptionError } from './errors.js';
+import { ChunkIndex, decodeIndex, encodeIndex } from './index-file.js';
+import { chunkId, deriveKeys, type KeyProvider } from './keys.js';
+import {
+  chunksOf,
+  comparePaths,
+  diffManifests,
+  Manifest,
+  type ManifestDiff,
+  type ManifestEntry,
+  sameContent,
+  sameMetadata,
+} from './manifest.js';
+import type { ObjectStore } from './object-store.js';
+import { decodeBlob, PACK_TARGET_SIZE, PackWriter, readPackHeader, sha256Hex, verifyPackId } from './pack.js';
+import type { Lease, SnapshotRecord, SnapshotRecords, SnapshotStats } from './records.js';
+import { open, seal } from './seal.js';
+import type { DirectoryTarget, TreeSource } from './tree.js';
+
+export const CONFIG_KEY = 'snapshots/config';
+const MANIFEST_PREFIX = 'snapshots/manifests/';
+const INDEX_PREFIX = 'snapshots/index/';
+const PACK_PREFIX = 'snapshots/packs/';
+// Uploads in flight while chunking goes on: enough to hide S3 latency, few enough to bound memory.
+const UPLOADS_IN_FLIGHT = 3;
+
+export interface StoreConfig {
+  readonly format: 1;
+  readonly storeId: string;
+  readonly createdAt: string;
+  readonly chunker: ChunkerParams;
+  readonly key: { readonly provider: string; readonly keyId?: string; readonly wrapped: string };
+}
+
+export interface Locks {
+  shared(resource: string, options?: { purpose?: string }): Promise<Lease>;
+  exclusive(resource: string, options?: { purpose?: string }): Promise<Lease>;
+}
+
+export interface StoreDeps {
+  readonly objects: ObjectStore;
+  readonly records: SnapshotRecords;
+  readonly locks: Locks;
+  readonly keys: KeyProvider;
+  readonly now?: () => Date;
+}
+
+export interface Progress {
+  readonly phase: 'snapshot' | 'restore' | 'check' | 'gc';
+  readonly files: number;
+  readonly bytes: number;
+  /** Bytes of new content (snapshot) or bytes written (restore). */
+  readonly newBytes: number;
+  readonly elapsedMs: number;
+  readonly path?: string;
+}
+
+export interface CreateOptions {
+  readonly host: string;
+  readonly profile?: { readonly name: string; readonly version: number };
+  readonly onProgress?: (p: Progress) => void;
+}
+
+export interface RestoreOptions {
+  /** What the target already holds: only entries that differ are written. */
+  readonly existing?: Manifest;
+  /** Remove paths the target has and the snapshot does not (with `existing`). */
+  readonly deleteExtra?: boolean;
+  readonly onProgress?: (p: Progress) => void;
+}
+
+export interface RestoreStats {
+  readonly entries: number;
+  readonly written: number;
+  readonly metadataOnly: number;
+  readonly unchanged: number;
+  readonly removed: number;
+  readonly bytes: number;
+}
+
+export interface RetentionPolicy {
+  readonly keepLast?: number;
+  readonly keepDaily?: number;
+  readonly keepWeekly?: number;
+}
+
+export interface CheckProblem {
+  readonly object: string;
+  readonly chunk?: string;
+  readonly problem: string;
+}
+
+export interface CheckReport {
+  readonly ok: boolean;
+  readonly packs: number;
+  readonly indexes: number;
+  readonly snapshots: number;
+  readonly chunks: number;
+  readonly problems: readonly CheckProblem[];
+}
+
+export interface GcReport {
+  readonly packsDeleted: number;
+  readonly bytesFreed: number;
+  readonly packsKept: number;
+  readonly manifestsDeleted: number;
+  readonly indexesRewritten: number;
+}
+
+const isoDay = (d: Date) => d.toISOString().slice(0, 10);
+function isoWeek(d: Date): string {
+  const t = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
+  const day = t.getUTCDay() || 7;
+  t.setUTCDate(t.getUTCDate() + 4 - day);
+  const yearStart = Date.UTC(t.getUTCFullYear(), 0, 1);
+  return `${t.getUTCFullYear()}-W${Math.ceil(((t.getTime() - yearStart) / 86400000 + 1) / 7)}`;
+}
+
+/** Which records a retention policy keeps: the newest of each of the last N ... */
+export function selectKept(records: readonly SnapshotRecord[], policy: RetentionPolicy): Set<number> {
+  const newest = [...records].sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.version - a.version);
+  const kept = new Set<number>();
+  for (const r of newest.slice(0, policy.keepLast ?? 0)) kept.add(r.version);
+  const bucketed = (n: number | undefined, bucket: (d: Date) => string) => {
+    const seen = new Set<string>();
+    for (const r of newest) {
+      if (seen.size >= (n ?? 0)) break;
+      const b = bucket(new Date(r.createdAt));
+      if (!seen.has(b)) {
+        seen.add(b);
+        kept.add(r.version);
+      }
+    }
+  };
+  bucketed(policy.keepDaily, isoDay);
+  bucketed(policy.keepWeekly, isoWeek);
+  return kept;
+}
+
+export class SnapshotStore {
+  private index = new ChunkIndex();
+  private readonly packCache = new Map<string, Promise<Uint8Array>>();
+
+  private constructor(
+    private readonly deps: StoreDeps,
+    readonly config: StoreConfig,
+    private readonly keys: ReturnType<typeof deriveKeys>,
+  ) {}
+
+  /** Opens the store in the bucket, creating it (a new master key) when there is none. */
+  static async open(
+    deps: StoreDeps,
+    options: { readonly chunker?: ChunkerParams } = {},
+  ): Promise<SnapshotStore> {
+    let config: StoreConfig;
+    let master: Uint8Array;
+    const existing = await deps.objects.head(CONFIG_KEY);
+    if (existing) {
+      config = JSON.parse(Buffer.from(await deps.objects.get(CONFIG_KEY)).toString('utf8')) as StoreConfig;
+      master = await deps.keys.unwrap(config.key.wrapped, config.storeId);
+    } else {
+      const storeId = randomUUID();
+      const generated = await deps.keys.newMasterKey(storeId);
+      master = generated.plaintext;
+      config = {
+        format: 1,
+        storeId,
+        createdAt: (deps.now?.() ?? new Date()).toISOString(),
+        chunker: options.chunker ?? DEFAULT_CHUNKER,
+        key: {
+          provider: deps.keys.provider,
+          ...(deps.keys.keyId === undefined ? {} : { keyId: deps.keys.keyId }),
+          wrapped: generated.wrapped,
+        },
+      };
+      await deps.objects.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 2)));
+    }
+    const store = new SnapshotStore(deps, config, deriveKeys(master, config.storeId));
+    await store.loadIndex();
+    return store;
+  }
+
+  private async loadIndex(): Promise<void> {
+    const index = new ChunkIndex();
+    for await (const o of this.deps.objects.list(INDEX_PREFIX)) {
+      index.merge(decodeIndex(this.keys, await this.deps.objects.get(o.key), o.key));
+    }
+    this.index = index;
+  }
+
+  private sealManifest(manifest: Manifest): { key: string; bytes: Uint8Array } {
+    const plain = zstdCompressSync(Buffer.from(JSON.stringify(manifest)));
+    const bytes = seal(this.keys.sealKey, plain, 'manifest:');
+    return { key: `${MANIFEST_PREFIX}${sha256Hex(bytes)}`, bytes };
+  }
+
+  async manifest(record: SnapshotRecord): Promise<Manifest> {
+    const key = record.manifestKey;
+    const sealed = await this.deps.objects.get(key);
+    if (`${MANIFEST_PREFIX}${sha256Hex(sealed)}` !== key) {
+      throw new CorruptionError(
+        { objectKey: key },
+        'the manifest does not match its name (the bytes were altered)',
+      );
+    }
+    const plain = open(this.keys.sealKey, sealed, 'manifest:', { objectKey: key });
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(zstdDecompressSync(plain).toString('utf8'));
+    } catch (cause) {
+      throw new CorruptionError({ objectKey: record.manifestKey }, 'the manifest does not decode', { cause });
+    }
+    return Manifest.parse(parsed);
+  }
+
+  async record(host: string, version?: number): Promise<SnapshotRecord> {
+    const record =
+      version === undefined
+        ? await this.deps.records.latest(host)
+        : await this.deps.records.get(host, version);
+    if (!record) {
+      throw new NotFoundError(
+        version === undefined ? `host ${host} has no snapshots` : `host ${host} has no snapshot ${version}`,
+        host,
+      );
+    }
+    return record;
+  }
+
+  list(host: string): Promise<SnapshotRecord[]> {
+    return this.deps.records.list(host).then((r) => r.sort((a, b) => a.version - b.version));
+  }
+
+  async diff(host: string, from: number, to: number): Promise<ManifestDiff> {
+    const [a, b] = await Promise.all([this.record(host, from), this.record(host, to)]);
+    return diffManifests(await this.manifest(a), await this.manifest(b));
+  }
+
+  /** Snapshots a tree: only chunks the store does not hold yet are uploaded. */
+  async create(source: TreeSource, options: CreateOptions): Promise<SnapshotRecord> {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/.test(options.host)) {
+      throw new InvalidInputError('host names are letters, digits, ".", "_" and "-"', [
+        { path: 'host', message: `"${options.host}" is not a host name` },
+      ]);
+    }
+    const lease = await this.deps.locks.shared(this.config.storeId, {
+      purpose: `snapshot of ${options.host}`,
+    });
+    try {
+      await this.loadIndex();
+      return await this.write(source, options);
+    } finally {
+      await lease.release();
+    }
+  }
+
+  private async write(source: TreeSource, options: CreateOptions): Promise<SnapshotRecord> {
+    const started = Date.now();
+    const gear = gearTable(this.keys.gear);
+    const stats = { files: 0, dirs: 0, bytes: 0, chunks: 0, newChunks: 0, newBytes: 0, storedBytes: 0 };
+    const packs: { id: string; size: number; blobs: ReturnType<PackWriter['finish']>['blobs'] }[] = [];
+    const inFlight = new Set<Promise<void>>();
+    let failure: unknown;
+    let pack = new PackWriter(this.keys);
+    const pending = new Set<string>();
+
+    const flush = async () => {
+      if (pack.count === 0) return;
+      const done = pack.finish();
+      pack = new PackWriter(this.keys);
+      packs.push({ id: done.id, size: done.bytes.length, blobs: done.blobs });
+      stats.storedBytes += done.bytes.length;
+      const upload = this.deps.objects.put(done.key, done.bytes).catch((e) => {
+        failure ??= e;
+      });
+      const tracked = upload.finally(() => inFlight.delete(tracked));
+      inFlight.add(tracked);
+      while (inFlight.size >= UPLOADS_IN_FLIGHT) await Promise.race(inFlight);
+      if (failure) throw failure;
+    };
+
+    const addChunk = async (chunk: Uint8Array): Promise<string> => {
+      const id = chunkId(this.keys.idKey, chunk);
+      stats.chunks++;
+      if (!this.index.has(id) && !pending.has(id)) {
+        pending.add(id);
+        pack.add(id, chunk);
+        stats.newChunks++;
+        stats.newBytes += chunk.length;
+        if (pack.size >= PACK_TARGET_SIZE) await flush();
+      }
+      return id;
+    };
+
+    const entries: ManifestEntry[] = [];
+    let lastReport = 0;
+    const report = (path: string) => {
+      const now = Date.now();
+      if (options.onProgress && now - lastReport > 200) {
+        lastReport = now;
+        options.onProgress({
+          phase: 'snapshot',
+          files: stats.files,
+          bytes: stats.bytes,
+          newBytes: stats.newBytes,
+          elapsedMs: now - started,
+          path,
+        });
+      }
+    };
+
+    for await (const item of source.entries()) {
+      const entry: ManifestEntry = { ...item.entry };
+      if (entry.type === 'dir') stats.dirs++;
+      if (entry.type === 'file' && item.content) {
+        stats.files++;
+        const chunker = new Chunker(this.config.chunker, gear);
+        const ids: string[] = [];
+        let size = 0;
+        for await (const piece of item.content()) {
+          size += piece.length;
+          for (const chunk of chunker.push(piece)) ids.push(await addChunk(chunk));
+        }
+        for (const chunk of chunker.finish()) ids.push(await addChunk(chunk));
+        stats.bytes += size;
+        entry.chunks = ids;
+        const extents = item.extents?.();
+        if (extents) entry.sparse = extents;
+        report(entry.path);
+      }
+      entries.push(entry);
+    }
+    await flush();
+    await Promise.all(inFlight);
+    if (failure) throw failure;
+
+    const indexKeys: string[] = [];
+    if (packs.length > 0) {
+      const index = encodeIndex(this.keys, packs);
+      await this.deps.objects.put(index.key, index.bytes);
+      stats.storedBytes += index.bytes.length;
+      indexKeys.push(index.key);
+      for (const p of packs) this.index.merge({ packs: [p] });
+    }
+
+    entries.sort((a, b) => comparePaths(a.path, b.path));
+    const createdAt = (this.deps.now?.() ?? new Date()).toISOString();
+    const manifest = { format: 1 as const, host: options.host, createdAt, root: source.root, entries };
+    const sealed = this.sealManifest(manifest);
+    await this.deps.objects.put(sealed.key, sealed.bytes);
+    stats.storedBytes += sealed.bytes.length;
+
+    // Another writer may take the next version first: try the one after.
+    for (let attempt = 0; ; attempt++) {
+      const latest = await this.deps.records.latest(options.host);
+      const record: SnapshotRecord = {
+        host: options.host,
+        version: (latest?.version ?? 0) + 1,
+        createdAt,
+        manifestKey: sealed.key,
+        indexKeys,
+        ...(options.profile ? { profile: { ...options.profile } } : {}),
+        stats: stats as SnapshotStats,
+      };
+      try {
+        await this.deps.records.put(record);
+        options.onProgress?.({
+          phase: 'snapshot',
+          files: stats.files,
+          bytes: stats.bytes,
+          newBytes: stats.newBytes,
+          elapsedMs: Date.now() - started,
+        });
+        return record;
+      } catch (e) {
+        if (!(e instanceof ConflictError) || attempt >= 5) throw e;
+      }
+    }
+  }
+
+  /** The content of one chunk, verified against its id. */
+  private async chunk(id: string, wholePack: boolean): Promise<Uint8Array> {
+    const at = this.index.get(id);
+    if (!at)
+      throw new CorruptionError(
+        { objectKey: INDEX_PREFIX, chunkId: id },
+        'no index lists this chunk: its pack is missing',
+      );
+    const key = packKeyOf(at.packId);
+    let sealed: Uint8Array;
+    if (wholePack) {
+      let cached = this.packCache.get(at.packId);
+      if (!cached) {
+        cached = this.deps.objects.get(key);
+        this.packCache.set(at.packId, cached);
+        // A few packs are enough for restores that read in snapshot order.
+        while (this.packCache.size > 4) this.packCache.delete(this.packCache.keys().next().value as string);
+      }
+      const bytes = await cached;
+      sealed = bytes.subarray(at.offset, at.offset + at.length);
+    } else {
+      sealed = await this.deps.objects.getRange(key, at.offset, at.length);
+    }
+    return decodeBlob(this.keys, sealed, id, key);
+  }
+
+  /** The content of a manifest entry, chunk by chunk, each verified before it is yielded. */
+  async *content(entry: ManifestEntry, wholePacks = true): AsyncGenerator<Uint8Array> {
+    for (const id of entry.chunks ?? []) yield await this.chunk(id, wholePacks);
+  }
+
+  /**
+   * The manifest a tree would have as a snapshot, without storing anything: what an
+   * incremental restore compares against.
+   */
+  async scan(source: TreeSource, host = 'scan'): Promise<Manifest> {
+    const gear = gearTable(this.keys.gear);
+    const entries: ManifestEntry[] = [];
+    for await (const item of source.entries()) {
+      const entry: ManifestEntry = { ...item.entry };
+      if (entry.type === 'file' && item.content) {
+        const chunker = new Chunker(this.config.chunker, gear);
+        const ids: string[] = [];
+        for await (const piece of item.content())
+          for (const c of chunker.push(piece)) ids.push(chunkId(this.keys.idKey, c));
+        for (const c of chunker.finish()) ids.push(chunkId(this.keys.idKey, c));
+        entry.chunks = ids;
+        const extents = item.extents?.();
+        if (extents) entry.sparse = extents;
+      }
+      entries.push(entry);
+    }
+    entries.sort((a, b) => comparePaths(a.path, b.path));
+    return { format: 1, host, createdAt: new Date().toISOString(), root: source.root, entries };
+  }
+
+  /** Restores a snapshot into a directory; with `existing`, writes only what differs. */
+  async restore(
+    record: SnapshotRecord,
+    target: DirectoryTarget,
+    options: RestoreOptions = {},
+  ): Promise<RestoreStats> {
+    const started = Date.now();
+    const manifest = await this.manifest(record);
+    const have = new Map((options.existing?.entries ?? []).map((e) => [e.path, e]));
+    const stats = {
+      entries: manifest.entries.length,
+      written: 0,
+      metadataOnly: 0,
+      unchanged: 0,
+      removed: 0,
+      bytes: 0,
+    };
+    await target.prepare();
+    // Whole packs pay off for full restores; an incremental one reads just the blobs it needs.
+    const wholePacks = options.existing === undefined;
+    const wanted = new Set(manifest.entries.map((e) => e.path));
+    if (options.existing && options.deleteExtra) {
+      const extra = options.existing.entries.filter((e) => !wanted.has(e.path)).toReversed();
+      for (const e of extra) {
+        await target.remove(e.path);
+        stats.removed++;
+      }
+    }
+    let lastReport = 0;
+    for (const entry of manifest.entries) {
+      const old = have.get(entry.path);
+      if (old && sameContent(old, entry) && entry.type !== 'dir') {
+        if (sameMetadata(old, entry)) stats.unchanged++;
+        else {
+          await target.setMetadata(entry);
+          stats.metadataOnly++;
+        }
+        continue;
+      }
+      await target.write(entry, entry.type === 'file' ? this.content(entry, wholePacks) : undefined);
+      if (entry.type === 'dir' && old?.type === 'dir') stats.unchanged++;
+      else stats.written++;
+      stats.bytes += entry.type === 'file' ? (entry.size ?? 0) : 0;
+      const now = Date.now();
+      if (options.onProgress && now - lastReport > 200) {
+        lastReport = now;
+        options.onProgress({
+          phase: 'restore',
+          files: stats.written,
+          bytes: stats.bytes,
+          newBytes: stats.bytes,
+          elapsedMs: now - started,
+          path: entry.path,
+        });
+      }
+    }
+    await target.finish();
+    this.packCache.clear();
+    return stats;
+  }
+
+  /** Forgets snapshots of a host that the policy does not keep. Their data goes at the next gc. */
+  async forget(host: string, policy: RetentionPolicy): Promise<{ kept: number[]; removed: number[] }> {
+    if (!policy.keepLast && !policy.keepDaily && !policy.keepWeekly) {
+      throw new InvalidInputError('say what to keep', [
+        { path: 'policy', message: 'give at least one of keepLast, keepDaily, keepWeekly' },
+      ]);
+    }
+    const records = await this.deps.records.list(host);
+    const kept = selectKept(records, policy);
+    const removed: number[] = [];
+    for (const r of records) {
+      if (!kept.has(r.version)) {
+        await this.deps.records.delete(host, r.version);
+        removed.push(r.version);
+      }
+    }
+    return { kept: [...kept].sort((a, b) => a - b), removed: removed.sort((a, b) => a - b) };
+  }
+
+  /**
+   * Deletes packs no snapshot refers to, and manifests no record refers to. Runs under the
+   * exclusive lock, so no snapshot is being written meanwhile (see FORMAT.md).
+   */
+  async gc(): Promise<GcReport> {
+    const lease = await this.deps.locks.exclusive(this.config.storeId, { purpose: 'gc' });
+    try {
+      const records = await this.deps.records.all();
+      const referenced = new Set<string>();
+      const liveManifests = new Set<string>();
+      for (const r of records) {
+        liveManifests.add(r.manifestKey);
+        for (const id of chunksOf(await this.manifest(r))) referenced.add(id);
+      }
+      const indexObjects: string[] = [];
+      const packsFromIndex = new Map<
+        string,
+        {
+          id: string;
+          size: number;
+          blobs: { id: string; offset: number; length: number; rawLength: number; compressed: boolean }[];
+        }
+      >();
+      for await (const o of this.deps.objects.list(INDEX_PREFIX)) {
+        indexObjects.push(o.key);
+        for (const p of decodeIndex(this.keys, await this.deps.objects.get(o.key), o.key).packs)
+          packsFromIndex.set(p.id, p);
+      }
+      const keep: typeof packsFromIndex extends Map<string, infer P> ? P[] : never = [];
+      const doomed: { key: string; size: number }[] = [];
+      for await (const o of this.deps.objects.list(PACK_PREFIX)) {
+        const id = o.key.slice(o.key.lastIndexOf('/') + 1);
+        const p = packsFromIndex.get(id);
+        if (p?.blobs.some((b) => referenced.has(b.id))) keep.push(p);
+        else doomed.push({ key: o.key, size: o.size });
+      }
+      // New index first, then the old ones, then the packs: a crash at any point leaves
+      // either duplicate index entries or unreferenced packs, never an index entry without its pack.
+      let rewritten = 0;
+      if (doomed.length > 0 || indexObjects.length > 1) {
+        const fresh = keep.length > 0 ? encodeIndex(this.keys, keep) : undefined;
+        if (fresh) await this.deps.objects.put(fresh.key, fresh.bytes);
+        const old = indexObjects.filter((k) => k !== fresh?.key);
+        await this.deps.objects.delete(old);
+        rewritten = old.length;
+      }
+      await this.deps.objects.delete(doomed.map((d) => d.key));
+      const deadManifests: string[] = [];
+      for await (const o of this.deps.objects.list(MANIFEST_PREFIX))
+        if (!liveManifests.has(o.key)) deadManifests.push(o.key);
+      await this.deps.objects.delete(deadManifests);
+      await this.loadIndex();
+      return {
+        packsDeleted: doomed.length,
+        bytesFreed: doomed.reduce((n, d) => n + d.size, 0),
+        packsKept: keep.length,
+        manifestsDeleted: deadManifests.length,
+        indexesRewritten: rewritten,
+      };
+    } finally {
+      await lease.release();
+    }
+  }
+
+  /**
+   * Verifies the store: every index decodes, every manifest decodes, every chunk a snapshot
+   * needs is indexed in a pack that exists; with `readData`, every pack's bytes match its
+   * name and every blob decrypts to content matching its id.
+   */
+  async check(
+    options: { readonly readData?: boolean; readonly onProgress?: (p: Progress) => void } = {},
+  ): Promise<CheckReport> {
+    const problems: CheckProblem[] = [];
+    const index = new ChunkIndex();
+    let indexes = 0;
+    for await (const o of this.deps.objects.list(INDEX_PREFIX)) {
+      indexes++;
+      try {
+        index.merge(decodeIndex(this.keys, await this.deps.objects.get(o.key), o.key));
+      } catch (e) {
+        problems.push({ object: o.key, problem: (e as Error).message });
+      }
+    }
+    const packs = new Map<string, number>();
+    for await (const o of this.deps.objects.list(PACK_PREFIX)) packs.set(o.key, o.size);
+    const records = await this.deps.records.all();
+    const needed = new Set<string>();
+    for (const r of records) {
+      try {
+        for (const id of chunksOf(await this.manifest(r))) needed.add(id);
+      } catch (e) {
+        problems.push({
+          object: r.manifestKey,
+          problem: `snapshot ${r.host}#${r.version}: ${(e as Error).message}`,
+        });
+      }
+    }
+    for (const id of needed) {
+      const at = index.get(id);
+      if (!at)
+        problems.push({ object: INDEX_PREFIX, chunk: id, problem: 'needed by a snapshot but in no index' });
+      else if (!packs.has(packKeyOf(at.packId))) {
+        problems.push({ object: packKeyOf(at.packId), chunk: id, problem: 'pack is missing' });
+      }
+    }
+    if (options.readData) {
+      let done = 0;
+      for (const key of packs.keys()) {
+        const bytes = await this.deps.objects.get(key);
+        const id = key.slice(key.lastIndexOf('/') + 1);
+        try {
+          verifyPackId(bytes, id, key);
+        } catch (e) {
+          problems.push({ object: key, problem: (e as Error).message });
+        }
+        let blobs: ReturnType<typeof readPackHeader> = [];
+        try {
+          blobs = readPackHeader(this.keys, bytes, key);
+        } catch (e) {
+          problems.push({ object: key, problem: (e as Error).message });
+        }
+        for (const b of blobs) {
+          try {
+            decodeBlob(this.keys, bytes.subarray(b.offset, b.offset + b.length), b.id, key);
+          } catch (e) {
+            problems.push({ object: key, chunk: b.id, problem: (e as Error).message });
+          }
+        }
+        done++;
+        options.onProgress?.({ phase: 'check', files: done, bytes: 0, newBytes: 0, elapsedMs: 0, path: key });
+      }
+    }
+    return {
+      ok: problems.length === 0,
+      packs: packs.size,
+      indexes,
+      snapshots: records.length,
+      chunks: index.size,
+      problems,
+    };
+  }
+}
+
+export const packKeyOf = (id: string) => `${PACK_PREFIX}${id.slice(0, 2)}/${id}`;
