@@ -104,12 +104,21 @@ function highMask(bits: number): number {
 // without allocating an object per call.
 const scanState = new Int32Array(1);
 
+// Reading the input four bytes at a time through a Uint32Array takes the byte order of the
+// platform; on a big-endian one the word loop is skipped and bytes are read one by one.
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+const NO_WORDS = new Uint32Array(0);
+
 // The index just past the first byte of data[from, end) at which the hash, continued from
-// `h`, has none of the `mask` bits set; -1 if there is none. Unrolled eight bytes at a time
-// with a single test per group, since cuts are rare: V8 does not unroll loops itself, and
-// the per-byte branch and bounds checks cost more than the hashing.
+// `h`, has none of the `mask` bits set; -1 if there is none. `words` views the same bytes
+// as 32-bit words starting at data index `shift`, the first one aligned to 4 in the
+// underlying buffer. One 32-bit load per four bytes instead of four byte loads (each with
+// its bounds check) roughly doubles the speed of this loop in V8, which does not unroll or
+// vectorize it by itself.
 function findCut(
   data: Uint8Array,
+  words: Uint32Array,
+  shift: number,
   gear: Int32Array,
   mask: number,
   from: number,
@@ -117,31 +126,25 @@ function findCut(
   h: number,
 ): number {
   let i = from;
-  for (const last = end - 8; i <= last; i += 8) {
-    const h0 = ((h << 1) + (gear[data[i] as number] as number)) | 0;
-    const h1 = ((h0 << 1) + (gear[data[i + 1] as number] as number)) | 0;
-    const h2 = ((h1 << 1) + (gear[data[i + 2] as number] as number)) | 0;
-    const h3 = ((h2 << 1) + (gear[data[i + 3] as number] as number)) | 0;
-    const h4 = ((h3 << 1) + (gear[data[i + 4] as number] as number)) | 0;
-    const h5 = ((h4 << 1) + (gear[data[i + 5] as number] as number)) | 0;
-    const h6 = ((h5 << 1) + (gear[data[i + 6] as number] as number)) | 0;
-    const h7 = ((h6 << 1) + (gear[data[i + 7] as number] as number)) | 0;
-    if (
-      (h0 & mask) === 0 ||
-      (h1 & mask) === 0 ||
-      (h2 & mask) === 0 ||
-      (h3 & mask) === 0 ||
-      (h4 & mask) === 0 ||
-      (h5 & mask) === 0 ||
-      (h6 & mask) === 0 ||
-      (h7 & mask) === 0
-    ) {
-      break;
-    }
-    h = h7;
+  const aligned = Math.min(end, shift + ((i - shift + 3) & ~3));
+  for (; i < aligned; i++) {
+    h = ((h << 1) + (gear[data[i] as number] as number)) | 0;
+    if ((h & mask) === 0) return i + 1;
   }
-  // The tail, or the group holding the cut, byte by byte.
-  for (; i < end; i++) {
+  const wordEnd = Math.min((end - shift) >> 2, words.length);
+  for (let w = (i - shift) >> 2; w < wordEnd; w++) {
+    const v = words[w] as number;
+    const at = shift + 4 * w;
+    h = ((h << 1) + (gear[v & 0xff] as number)) | 0;
+    if ((h & mask) === 0) return at + 1;
+    h = ((h << 1) + (gear[(v >>> 8) & 0xff] as number)) | 0;
+    if ((h & mask) === 0) return at + 2;
+    h = ((h << 1) + (gear[(v >>> 16) & 0xff] as number)) | 0;
+    if ((h & mask) === 0) return at + 3;
+    h = ((h << 1) + (gear[v >>> 24] as number)) | 0;
+    if ((h & mask) === 0) return at + 4;
+  }
+  for (i = Math.max(i, shift + 4 * wordEnd); i < end; i++) {
     h = ((h << 1) + (gear[data[i] as number] as number)) | 0;
     if ((h & mask) === 0) return i + 1;
   }
@@ -214,6 +217,9 @@ export class Chunker {
     let h = this.#hash;
     let base = -this.#stagedLength;
     let i = 0;
+    const shift = (4 - (data.byteOffset & 3)) & 3;
+    const wordCount = LITTLE_ENDIAN ? (length - shift) >> 2 : 0;
+    const words = wordCount > 0 ? new Uint32Array(data.buffer, data.byteOffset + shift, wordCount) : NO_WORDS;
     for (;;) {
       // Cut-point skipping: no cut comes before `min`, and only the WINDOW bytes before a
       // position decide a cut there, so the bytes before `min - WINDOW` are never hashed.
@@ -230,14 +236,14 @@ export class Chunker {
       let cut = -1;
       end = Math.min(length, base + avg - 1);
       if (i < end) {
-        cut = findCut(data, gear, maskS, i, end, h);
+        cut = findCut(data, words, shift, gear, maskS, i, end, h);
         h = scanState[0] as number;
         i = end;
       }
       if (cut < 0) {
         end = Math.min(length, base + max);
         if (i < end) {
-          cut = findCut(data, gear, maskL, i, end, h);
+          cut = findCut(data, words, shift, gear, maskL, i, end, h);
           h = scanState[0] as number;
           i = end;
         }

@@ -178,10 +178,11 @@ export class DynamoLocks {
   constructor(
     private readonly ddb: DynamoDBDocumentClient,
     private readonly tableName: string,
+    private readonly defaults: LockOptions = {},
   ) {}
 
   async shared(resource: string, options: LockOptions = {}): Promise<Lease> {
-    const { ttlMs, now } = defaults(options);
+    const { ttlMs, now } = settle({ ...this.defaults, ...options });
     const holder = `shared:${randomUUID()}`;
     try {
       await this.ddb.send(
@@ -217,7 +218,7 @@ export class DynamoLocks {
   }
 
   async exclusive(resource: string, options: LockOptions = {}): Promise<Lease> {
-    const { ttlMs, now } = defaults(options);
+    const { ttlMs, now } = settle({ ...this.defaults, ...options });
     const holder = EXCLUSIVE;
     const owner = randomUUID();
     try {
@@ -305,6 +306,6 @@ export class DynamoLocks {
   }
 }
 
-function defaults(options: LockOptions) {
+function settle(options: LockOptions) {
   return { ttlMs: options.ttlMs ?? 60_000, now: options.now ?? Date.now };
 }

@@ -469,9 +469,12 @@ export class SnapshotStore {
       }
     }
     let lastReport = 0;
+    // A file written anew is a new inode: the hard links to it must be made again too.
+    const rewritten = new Set<string>();
     for (const entry of manifest.entries) {
       const old = have.get(entry.path);
-      if (old && sameContent(old, entry) && entry.type !== 'dir') {
+      const relink = entry.type === 'hardlink' && rewritten.has(entry.target ?? '');
+      if (old && sameContent(old, entry) && entry.type !== 'dir' && !relink) {
         if (sameMetadata(old, entry)) stats.unchanged++;
         else {
           await target.setMetadata(entry);
@@ -480,6 +483,7 @@ export class SnapshotStore {
         continue;
       }
       await target.write(entry, entry.type === 'file' ? this.content(entry, wholePacks) : undefined);
+      if (entry.type === 'file') rewritten.add(entry.path);
       if (entry.type === 'dir' && old?.type === 'dir') stats.unchanged++;
       else stats.written++;
       stats.bytes += entry.type === 'file' ? (entry.size ?? 0) : 0;

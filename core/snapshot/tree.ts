@@ -147,7 +147,9 @@ export function directorySource(
 }
 
 const isRoot = () => process.getuid?.() === 0;
-const seconds = (ns: string) => Number(BigInt(ns)) / 1e9;
+// utimes() takes seconds as a double, which cannot hold nanoseconds since the epoch; aim at
+// the middle of the right microsecond so that the kernel's truncation keeps it exact.
+const seconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6 + 4e-7;
 
 /** Linux's encoding of a device number (glibc's gnu_dev_major / gnu_dev_minor). */
 const major = (rdev: number) => Number(((BigInt(rdev) >> 8n) & 0xfffn) | ((BigInt(rdev) >> 32n) & ~0xfffn));

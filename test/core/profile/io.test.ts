@@ -122,10 +122,15 @@ describe('parseProfile', () => {
     expect(formatIssues(issuesOf(json), 'p.json')).toEqual([
       expect.stringMatching(/^p\.json:\d+:\d+ spec\.os\.version: expected string, received number$/),
     ]);
-    const proto = JSON.stringify(parseProfile(web)).replace('"metadata":{', '"metadata":{"__proto__":{"x":1},');
+    const proto = JSON.stringify(parseProfile(web)).replace(
+      '"metadata":{',
+      '"metadata":{"__proto__":{"x":1},',
+    );
     expect(issuesOf(proto)).toContainEqual(expect.objectContaining({ path: 'metadata.__proto__' }));
     const deep = `{"metadata": ${'['.repeat(DOCUMENT_LIMITS.maxDepth + 2)}${']'.repeat(DOCUMENT_LIMITS.maxDepth + 2)}}`;
-    expect(issuesOf(deep)).toContainEqual(expect.objectContaining({ message: expect.stringMatching(/nested deeper/) }));
+    expect(issuesOf(deep)).toContainEqual(
+      expect.objectContaining({ message: expect.stringMatching(/nested deeper/) }),
+    );
   });
 
   it('refuses a YAML alias bomb before expanding it', () => {

@@ -1,0 +1,284 @@
+import { spawn } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import * as fs from 'node:fs/promises';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CorruptionError } from '../../../core/snapshot/errors.js';
+import { StoreBusyError } from '../../../core/snapshot/records.js';
+import type { SnapshotStore } from '../../../core/snapshot/store.js';
+import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
+import { bytesFrom, describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
+
+let ts: TestStore;
+let store: SnapshotStore;
+let counter = 0;
+const fresh = (name: string) => {
+  const dir = join(ts.dir, `${name}-${counter++}`);
+  mkdirSync(dir, { recursive: true });
+  return dir;
+};
+
+beforeAll(async () => {
+  ts = await startTestStore();
+  store = await ts.open();
+});
+
+afterAll(async () => {
+  await ts?.stop();
+});
+
+/** A small host-like tree: configuration, an application, logs, links of every kind. */
+async function buildTree(root: string, seed = 1): Promise<void> {
+  await fs.mkdir(join(root, 'etc/nginx/sites-enabled'), { recursive: true });
+  await fs.mkdir(join(root, 'srv/app/lib'), { recursive: true });
+  await fs.mkdir(join(root, 'var/log'), { recursive: true });
+  await fs.writeFile(join(root, 'etc/nginx/nginx.conf'), 'worker_processes auto;\nevents {}\n');
+  await fs.writeFile(join(root, 'etc/hostname'), 'web-a\n');
+  await fs.writeFile(join(root, 'etc/empty'), '');
+  await fs.writeFile(join(root, 'srv/app/lib/big.bin'), bytesFrom(seed, 3 * 1024 * 1024 + 17));
+  await fs.writeFile(join(root, 'srv/app/app.js'), 'console.log("shop")\n'.repeat(500));
+  await fs.writeFile(join(root, 'var/log/syslog'), 'boot\n'.repeat(1000));
+  await fs.symlink('../sites-available/default', join(root, 'etc/nginx/sites-enabled/default'));
+  await fs.link(join(root, 'etc/hostname'), join(root, 'srv/app/hostname-link'));
+  await fs.chmod(join(root, 'etc/hostname'), 0o640);
+  await fs.chown(join(root, 'srv/app/app.js'), 1001, 1002);
+  await fs.chmod(join(root, 'srv/app'), 0o2750);
+  // A sparse file: 8 MiB with 64 KiB of data in the middle.
+  const sparse = await fs.open(join(root, 'var/disk.img'), 'w');
+  await sparse.truncate(8 * 1024 * 1024);
+  await sparse.write(bytesFrom(seed + 1, 65536), 0, 65536, 4 * 1024 * 1024);
+  await sparse.close();
+  await fs.utimes(join(root, 'etc/nginx/nginx.conf'), 1_700_000_000.123456, 1_700_000_000.123456);
+}
+
+describe('SnapshotStore', () => {
+  it('snapshots a tree and restores it byte for byte with its metadata', async () => {
+    const src = fresh('src');
+    await buildTree(src);
+    const record = await store.create(directorySource(src), { host: 'round-trip' });
+    expect(record.version).toBe(1);
+    expect(record.stats.files).toBeGreaterThanOrEqual(7);
+    const out = fresh('out');
+    await store.restore(record, new DirectoryTarget(out));
+    expect(await describeTree(out)).toEqual(await describeTree(src));
+    expect((await describeTree(out)).find((l) => l.path === 'var/disk.img')?.sparse).toBe(true);
+  });
+
+  it('stores only what changed in a second snapshot, and restores either', async () => {
+    const src = fresh('delta');
+    await buildTree(src, 7);
+    const first = await store.create(directorySource(src), { host: 'delta' });
+    const v1 = await describeTree(src);
+    await fs.appendFile(join(src, 'var/log/syslog'), 'one more line\n');
+    await fs.writeFile(join(src, 'etc/motd'), 'welcome\n');
+    await fs.rm(join(src, 'etc/empty'));
+    const second = await store.create(directorySource(src), { host: 'delta' });
+    expect(second.version).toBe(2);
+    // The 3 MiB file and everything else unchanged are not stored again.
+    expect(second.stats.newBytes).toBeLessThan(20_000);
+    expect(second.stats.storedBytes).toBeLessThan(first.stats.storedBytes / 20);
+
+    const d = await store.diff('delta', 1, 2);
+    expect(d).toEqual({
+      added: ['etc/motd'],
+      removed: ['etc/empty'],
+      changed: ['var/log/syslog'],
+      metadata: expect.any(Array),
+    });
+
+    const out1 = fresh('delta-out1');
+    await store.restore(first, new DirectoryTarget(out1));
+    expect(await describeTree(out1)).toEqual(v1);
+    const out2 = fresh('delta-out2');
+    await store.restore(second, new DirectoryTarget(out2));
+    expect(await describeTree(out2)).toEqual(await describeTree(src));
+  });
+
+  it('restores incrementally: only entries that differ are written', async () => {
+    const src = fresh('inc');
+    await buildTree(src, 11);
+    const first = await store.create(directorySource(src), { host: 'inc' });
+    await fs.writeFile(join(src, 'etc/hostname'), 'web-b\n');
+    await fs.rm(join(src, 'var/log/syslog'));
+    const second = await store.create(directorySource(src), { host: 'inc' });
+
+    const target = fresh('inc-target');
+    await store.restore(first, new DirectoryTarget(target));
+    const existing = await store.scan(directorySource(target));
+    const stats = await store.restore(second, new DirectoryTarget(target), { existing, deleteExtra: true });
+    // The changed file, and the hard link that shares it.
+    expect(stats.written).toBe(2);
+    expect(stats.removed).toBe(1);
+    expect(await describeTree(target)).toEqual(await describeTree(src));
+  });
+
+  it('restores random trees exactly: odd names, empty and large files, links, modes, owners', async () => {
+    const name = fc
+      .stringMatching(/^[a-zA-Z0-9 ._\-é€🙂'"\\$#]{1,20}$/u)
+      .filter((n) => n !== '.' && n !== '..');
+    const file = fc.record({
+      name,
+      size: fc.oneof(
+        fc.constant(0),
+        fc.integer({ min: 1, max: 4096 }),
+        fc.integer({ min: 300_000, max: 1_500_000 }),
+      ),
+      seed: fc.integer({ min: 1, max: 1_000_000 }),
+      mode: fc.constantFrom(0o644, 0o600, 0o755, 0o4755, 0o1777, 0o400),
+      uid: fc.integer({ min: 0, max: 70000 }),
+      link: fc.constantFrom('none', 'symlink', 'hardlink'),
+    });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uniqueArray(file, { selector: (f) => f.name, minLength: 1, maxLength: 12 }),
+        async (files) => {
+          const src = fresh('prop');
+          await fs.mkdir(join(src, 'sub dir'), { recursive: true });
+          for (const f of files) {
+            const path = join(src, 'sub dir', f.name);
+            await fs.writeFile(path, bytesFrom(f.seed, f.size));
+            await fs.chown(path, f.uid, f.uid + 1);
+            await fs.chmod(path, f.mode);
+            if (f.link === 'symlink') await fs.symlink(`sub dir/${f.name}`, join(src, `${f.name}.sym`));
+            if (f.link === 'hardlink') await fs.link(path, join(src, `${f.name}.hard`));
+          }
+          const record = await store.create(directorySource(src), { host: 'property' });
+          const out = fresh('prop-out');
+          await store.restore(record, new DirectoryTarget(out));
+          expect(await describeTree(out)).toEqual(await describeTree(src));
+        },
+      ),
+      { numRuns: 8 },
+    );
+  });
+
+  it('detects a flipped byte in a pack, names the object and chunk, and leaves no partial file', async () => {
+    const own = await ts.open();
+    const src = fresh('corrupt');
+    await fs.writeFile(join(src, 'data.bin'), bytesFrom(99, 700_000));
+    const packs = async () => {
+      const keys = new Set<string>();
+      for await (const o of ts.deps().objects.list('snapshots/packs/')) keys.add(o.key);
+      return keys;
+    };
+    const before = await packs();
+    const record = await own.create(directorySource(src), { host: 'corrupt' });
+    const manifest = await own.manifest(record);
+    const chunk = manifest.entries[0]?.chunks?.[0] as string;
+    // The one pack this snapshot added holds its only chunk.
+    const key = [...(await packs())].find((k) => !before.has(k)) as string;
+    const bytes = Buffer.from(await ts.deps().objects.get(key));
+    bytes[100] = (bytes[100] as number) ^ 0xff;
+    await ts.deps().objects.put(key, bytes);
+
+    const out = fresh('corrupt-out');
+    const failure = await own.restore(record, new DirectoryTarget(out)).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(CorruptionError);
+    expect((failure as CorruptionError).objectKey).toBe(key);
+    expect((failure as CorruptionError).chunkId).toBe(chunk);
+    expect(await fs.readdir(out)).toEqual([]);
+
+    const report = await own.check({ readData: true });
+    expect(report.ok).toBe(false);
+    expect(report.problems).toEqual(expect.arrayContaining([expect.objectContaining({ object: key })]));
+    // Put it back for the tests that follow.
+    bytes[100] = (bytes[100] as number) ^ 0xff;
+    await ts.deps().objects.put(key, bytes);
+    expect((await own.check({ readData: true })).ok).toBe(true);
+  });
+
+  it('detects a flipped byte in a manifest and in an index, naming the object', async () => {
+    const src = fresh('meta');
+    await fs.writeFile(join(src, 'a'), 'a');
+    const record = await store.create(directorySource(src), { host: 'meta-corrupt' });
+    const objects = ts.deps().objects;
+    const original = Buffer.from(await objects.get(record.manifestKey));
+    const damaged = Buffer.from(original);
+    damaged[damaged.length - 3] = (damaged[damaged.length - 3] as number) ^ 1;
+    await objects.put(record.manifestKey, damaged);
+    await expect(store.manifest(record)).rejects.toThrow(record.manifestKey);
+    await objects.put(record.manifestKey, original);
+
+    const indexKey = record.indexKeys[0] as string;
+    const index = Buffer.from(await objects.get(indexKey));
+    const flipped = Buffer.from(index);
+    flipped[20] = (flipped[20] as number) ^ 1;
+    await objects.put(indexKey, flipped);
+    await expect(ts.open()).rejects.toThrow(indexKey);
+    const report = await store.check();
+    expect(report.problems).toEqual(expect.arrayContaining([expect.objectContaining({ object: indexKey })]));
+    await objects.put(indexKey, index);
+  });
+
+  it('refuses garbage collection while a snapshot is being written, and loses nothing', async () => {
+    const src = fresh('busy');
+    for (let i = 0; i < 6; i++) await fs.writeFile(join(src, `f${i}`), bytesFrom(500 + i, 2 * 1024 * 1024));
+    const writing = store.create(directorySource(src), { host: 'busy' });
+    // Let the writer take its lock and start uploading.
+    await new Promise((r) => setTimeout(r, 150));
+    const collector = await ts.open();
+    await expect(collector.gc()).rejects.toBeInstanceOf(StoreBusyError);
+    const record = await writing;
+    const report = await collector.gc();
+    expect(report.packsDeleted).toBe(0);
+    const out = fresh('busy-out');
+    await collector.restore(record, new DirectoryTarget(out));
+    expect(await describeTree(out)).toEqual(await describeTree(src));
+  });
+
+  it('keeps snapshots a retention policy names, and gc frees the data of the others', async () => {
+    const src = fresh('retain');
+    const records = [];
+    for (let i = 0; i < 4; i++) {
+      await fs.writeFile(join(src, 'data'), bytesFrom(1000 + i, 400_000));
+      records.push(await store.create(directorySource(src), { host: 'retain' }));
+    }
+    const result = await store.forget('retain', { keepLast: 2 });
+    expect(result).toEqual({ kept: [3, 4], removed: [1, 2] });
+    const before = await store.check();
+    const gc = await store.gc();
+    expect(gc.packsDeleted).toBeGreaterThanOrEqual(2);
+    const after = await store.check({ readData: true });
+    expect(after.ok).toBe(true);
+    expect(after.packs).toBeLessThan(before.packs);
+    const out = fresh('retain-out');
+    await store.restore(records[3] as (typeof records)[number], new DirectoryTarget(out));
+    expect(await describeTree(out)).toEqual(await describeTree(src));
+  });
+
+  it('survives a writer killed mid-snapshot: nothing referenced goes missing and the next snapshot succeeds', async () => {
+    const src = fresh('killed');
+    for (let i = 0; i < 12; i++) await fs.writeFile(join(src, `f${i}`), bytesFrom(2000 + i, 3 * 1024 * 1024));
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', 'test/support/snapshot-child.ts', src, 'killed'],
+      {
+        env: { ...process.env, ...ts.env, LOCK_TTL_MS: '2000' },
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    // Kill it once it reports its first uploaded pack.
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => {
+        if (d.toString().includes('uploading')) resolve();
+      });
+      child.once('exit', () => reject(new Error('the writer finished before it could be killed')));
+    });
+    child.kill('SIGKILL');
+    await new Promise((r) => child.once('exit', r));
+
+    const next = await ts.open({ lockTtlMs: 2000 });
+    expect((await next.check()).ok).toBe(true);
+    const record = await next.create(directorySource(src), { host: 'killed' });
+    expect(record.version).toBe(1);
+    // Once the killed writer's lock has expired, gc removes what it left behind.
+    await new Promise((r) => setTimeout(r, 2500));
+    await next.gc();
+    const report = await next.check({ readData: true });
+    expect(report.ok).toBe(true);
+    const out = fresh('killed-out');
+    await next.restore(record, new DirectoryTarget(out));
+    expect(await describeTree(out)).toEqual(await describeTree(src));
+  });
+});

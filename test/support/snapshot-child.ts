@@ -1,0 +1,41 @@
+// A snapshot writer in its own process, for tests that kill it part-way.
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { S3Client } from '@aws-sdk/client-s3';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { LocalKeyProvider } from '../../core/snapshot/keys.js';
+import { S3ObjectStore } from '../../core/snapshot/object-store.js';
+import { PACK_TARGET_SIZE } from '../../core/snapshot/pack.js';
+import { DynamoLocks, DynamoSnapshotRecords } from '../../core/snapshot/records.js';
+import { SnapshotStore } from '../../core/snapshot/store.js';
+import { directorySource } from '../../core/snapshot/tree.js';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../local/stand-ins.js';
+
+const [dir, host] = process.argv.slice(2) as [string, string];
+const env = (name: string) => process.env[name] as string;
+const ddb = DynamoDBDocumentClient.from(
+  new DynamoDBClient({ endpoint: env('STORE_DYNAMO'), region: LOCAL_REGION, credentials: LOCAL_CREDENTIALS }),
+  { marshallOptions: { removeUndefinedValues: true } },
+);
+const s3 = new S3Client({
+  endpoint: env('STORE_S3'),
+  region: LOCAL_REGION,
+  credentials: LOCAL_CREDENTIALS,
+  forcePathStyle: true,
+});
+const store = await SnapshotStore.open({
+  objects: new S3ObjectStore(s3, env('STORE_BUCKET')),
+  records: new DynamoSnapshotRecords(ddb, 'snapshots'),
+  locks: new DynamoLocks(ddb, 'locks', { ttlMs: Number(env('LOCK_TTL_MS')) }),
+  keys: new LocalKeyProvider(env('STORE_KEYS')),
+});
+let told = false;
+await store.create(directorySource(dir), {
+  host,
+  onProgress: (p) => {
+    if (!told && p.newBytes > PACK_TARGET_SIZE) {
+      told = true;
+      process.stdout.write('uploading\n');
+    }
+  },
+});
+process.stdout.write('done\n');
