@@ -170,8 +170,8 @@ export class Chunker {
   readonly #maskS: number;
   readonly #maskL: number;
   #hash = 0;
-  // The current chunk's bytes from earlier pushes; allocated at `max` on first need and
-  // reused, since chunks are copied out of it.
+  // The current chunk's bytes from earlier pushes. It grows on demand rather than starting
+  // at `max`: a store makes one Chunker per file, and most files are small.
   #staged: Uint8Array | undefined;
   #stagedLength = 0;
 
@@ -181,7 +181,8 @@ export class Chunker {
     this.params = { min: params.min, avg: params.avg, max: params.max };
     // Signed view of the same table: int32 values keep the hot loop in integer arithmetic
     // (a uint32 above 2^31 would make V8 fall back to doubles).
-    this.#gear = new Int32Array(gear.buffer, gear.byteOffset, 256);
+    // A copy, too: boundaries must not move if the caller's table changes later.
+    this.#gear = new Int32Array(gear);
     const bits = Math.log2(params.avg);
     this.#maskS = highMask(bits + NORMALIZATION);
     this.#maskL = highMask(bits - NORMALIZATION);
@@ -194,11 +195,16 @@ export class Chunker {
 
   /** Returns the last chunk (shorter than `min` possibly), if any bytes are left, and resets. */
   finish(): Uint8Array[] {
+    const staged = this.#staged;
     const length = this.#stagedLength;
-    const tail = length > 0 && this.#staged ? [this.#staged.slice(0, length)] : [];
     this.#stagedLength = 0;
     this.#hash = 0;
-    return tail;
+    if (!staged || length === 0) return [];
+    // A small file pushed in one piece is staged in a buffer of its exact size: hand that
+    // buffer over rather than copy it.
+    if (staged.length !== length) return [staged.slice(0, length)];
+    this.#staged = undefined;
+    return [staged];
   }
 
   /**
@@ -263,14 +269,24 @@ export class Chunker {
       if (from < length) chunks.push(this.#take(data, base, length, copy));
       this.#hash = 0;
     } else {
-      if (from < length) {
-        this.#staged ??= new Uint8Array(max);
-        this.#staged.set(data.subarray(from, length), this.#stagedLength);
-        this.#stagedLength += length - from;
-      }
+      if (from < length) this.#stage(data.subarray(from, length));
       this.#hash = h;
     }
     return chunks;
+  }
+
+  #stage(bytes: Uint8Array): void {
+    const length = this.#stagedLength;
+    const needed = length + bytes.length;
+    let staged = this.#staged;
+    if (!staged || staged.length < needed) {
+      // Doubling keeps the copies linear; `needed` never exceeds `max`, which cuts first.
+      const grown = new Uint8Array(Math.min(this.params.max, Math.max(needed, 2 * (staged?.length ?? 0))));
+      if (staged) grown.set(staged.subarray(0, length));
+      this.#staged = staged = grown;
+    }
+    staged.set(bytes, length);
+    this.#stagedLength = needed;
   }
 
   // The chunk [base, end) of `data`, with the staged bytes in front when base < 0.

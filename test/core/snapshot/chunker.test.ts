@@ -236,6 +236,16 @@ describe('Chunker', () => {
     expect(chunks.some((c) => c.buffer === buffer.buffer)).toBe(false);
   });
 
+  it('keeps a file shorter than min for finish, as one chunk of its own memory', () => {
+    const data = randomBytes(SMALL.min - 1, 30);
+    const chunker = new Chunker(SMALL, DEFAULT_GEAR);
+    expect(chunker.push(data)).toEqual([]);
+    const [tail, ...rest] = chunker.finish();
+    expect(rest).toEqual([]);
+    expect(tail).toEqual(data);
+    expect(tail?.buffer).not.toBe(data.buffer);
+  });
+
   it('starts afresh after finish', () => {
     const data = randomBytes(50_000, 31);
     const chunker = new Chunker(SMALL, DEFAULT_GEAR);

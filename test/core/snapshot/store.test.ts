@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CorruptionError } from '../../../core/snapshot/errors.js';
 import { StoreBusyError } from '../../../core/snapshot/records.js';
 import type { SnapshotStore } from '../../../core/snapshot/store.js';
+import { tarSource, writeTar } from '../../../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
 import { bytesFrom, describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
 
@@ -280,5 +281,36 @@ describe('SnapshotStore', () => {
     const out = fresh('killed-out');
     await next.restore(record, new DirectoryTarget(out));
     expect(await describeTree(out)).toEqual(await describeTree(src));
+  });
+});
+
+describe('tar streams', () => {
+  const withoutSparse = (lines: Awaited<ReturnType<typeof describeTree>>) =>
+    lines.map(({ sparse: _, ...rest }) => rest);
+
+  it('snapshots a tar stream as a host would send it (tar -c) and restores the same tree', async () => {
+    const src = fresh('tar-src');
+    await buildTree(src, 21);
+    const tarProcess = spawn('tar', ['--format=pax', '-cf', '-', '-C', src, '.'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const record = await store.create(tarSource(tarProcess.stdout, src), { host: 'from-tar' });
+    const out = fresh('tar-out');
+    await store.restore(record, new DirectoryTarget(out));
+    expect(withoutSparse(await describeTree(out))).toEqual(withoutSparse(await describeTree(src)));
+  });
+
+  it('restores a snapshot as a tar stream that tar -x turns back into the same tree', async () => {
+    const src = fresh('tar-export');
+    await buildTree(src, 22);
+    const record = await store.create(directorySource(src), { host: 'to-tar' });
+    const out = fresh('tar-extract');
+    const untar = spawn('tar', ['-xpf', '-', '--numeric-owner', '-C', out], {
+      stdio: ['pipe', 'inherit', 'inherit'],
+    });
+    const exited = new Promise<number | null>((r) => untar.once('exit', r));
+    await writeTar(store, record, untar.stdin);
+    expect(await exited).toBe(0);
+    expect(withoutSparse(await describeTree(out))).toEqual(withoutSparse(await describeTree(src)));
   });
 });

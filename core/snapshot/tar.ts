@@ -1,0 +1,163 @@
+// Trees as tar streams: what a Transport carries to and from a host (`tar -c` there, a
+// snapshot here; a snapshot here, `tar -x` there). POSIX pax headers keep long names and
+// nanosecond times.
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { InvalidInputError } from '../errors.js';
+import type { ManifestEntry } from './manifest.js';
+import type { SnapshotRecord } from './records.js';
+import type { SnapshotStore } from './store.js';
+import type { SourceEntry, TreeSource } from './tree.js';
+
+const TYPES: Readonly<Record<string, ManifestEntry['type']>> = {
+  file: 'file',
+  'contiguous-file': 'file',
+  directory: 'dir',
+  symlink: 'symlink',
+  link: 'hardlink',
+  'character-device': 'char',
+  'block-device': 'block',
+  fifo: 'fifo',
+};
+
+/** `./etc/x/` → `etc/x`; refuses names that would leave the tree. */
+function relative(name: string): string | undefined {
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.some((p) => p === '..')) {
+    throw new InvalidInputError(`tar entry ${JSON.stringify(name)} points outside the tree`, [
+      { path: 'tar', message: `"${name}" contains ".."` },
+    ]);
+  }
+  return parts.length === 0 ? undefined : parts.join('/');
+}
+
+// Linux's device number from major and minor (glibc's gnu_dev_makedev).
+const makedev = (major: number, minor: number) =>
+  Number(
+    ((BigInt(major) & 0xfffn) << 8n) |
+      ((BigInt(major) & ~0xfffn) << 32n) |
+      (BigInt(minor) & 0xffn) |
+      ((BigInt(minor) & ~0xffn) << 12n),
+  );
+const majorOf = (rdev: number) => Number(((BigInt(rdev) >> 8n) & 0xfffn) | ((BigInt(rdev) >> 32n) & ~0xfffn));
+const minorOf = (rdev: number) => Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & ~0xffn));
+
+function mtimeNs(header: Partial<tar.Header>): string {
+  const pax = (header.pax as Record<string, string> | null | undefined)?.mtime;
+  if (pax && /^-?\d+(\.\d+)?$/.test(pax)) {
+    const [sec, frac = ''] = pax.split('.');
+    return (BigInt(sec as string) * 1_000_000_000n + BigInt(frac.padEnd(9, '0').slice(0, 9))).toString();
+  }
+  return (BigInt(header.mtime?.getTime() ?? 0) * 1_000_000n).toString();
+}
+
+/** A tree read from a tar stream, e.g. the output of `tar -cf - -C / etc srv` on a host. */
+export function tarSource(stream: Readable, root: string): TreeSource {
+  return {
+    root,
+    async *entries(): AsyncGenerator<SourceEntry> {
+      const extract = tar.extract();
+      stream.pipe(extract as unknown as Writable);
+      for await (const item of extract) {
+        const header: Partial<tar.Header> = item.header;
+        const path = relative(header.name ?? '');
+        const type = TYPES[header.type ?? 'file'];
+        if (path === undefined || type === undefined) {
+          item.resume();
+          continue;
+        }
+        const entry = {
+          path,
+          type,
+          mode: (header.mode ?? 0) & 0o7777,
+          uid: header.uid ?? 0,
+          gid: header.gid ?? 0,
+          ...(header.uname ? { user: header.uname } : {}),
+          ...(header.gname ? { group: header.gname } : {}),
+          mtimeNs: mtimeNs(header),
+          ...(type === 'file' ? { size: header.size ?? 0 } : {}),
+          ...(type === 'symlink' ? { target: header.linkname ?? '' } : {}),
+          ...(type === 'hardlink' ? { target: relative(header.linkname ?? '') ?? '' } : {}),
+          ...(type === 'char' || type === 'block'
+            ? { rdev: makedev(header.devmajor ?? 0, header.devminor ?? 0) }
+            : {}),
+        };
+        if (type === 'file') {
+          // The writer reads the content before asking for the next entry, as tar requires.
+          yield { entry, content: () => item as AsyncIterable<Uint8Array> };
+        } else {
+          item.resume();
+          yield { entry };
+        }
+      }
+    },
+  };
+}
+
+async function* withHoles(store: SnapshotStore, entry: ManifestEntry): AsyncGenerator<Uint8Array> {
+  if (!entry.sparse) {
+    yield* store.content(entry);
+    return;
+  }
+  // tar here carries sparse files whole: the holes become zeros on the way.
+  let at = 0;
+  const zeros = (n: number) => Buffer.alloc(n);
+  const extents = [...entry.sparse];
+  let current = extents.shift();
+  let within = 0;
+  for await (const piece of store.content(entry)) {
+    let done = 0;
+    while (done < piece.length && current) {
+      if (at < current[0]) {
+        yield zeros(current[0] - at);
+        at = current[0];
+      }
+      const n = Math.min(current[1] - within, piece.length - done);
+      yield piece.subarray(done, done + n);
+      done += n;
+      within += n;
+      at += n;
+      if (within === current[1]) {
+        current = extents.shift();
+        within = 0;
+      }
+    }
+  }
+  if (at < (entry.size ?? 0)) yield zeros((entry.size ?? 0) - at);
+}
+
+/** Writes a snapshot as a tar stream (pax format), every chunk verified on the way. */
+export async function writeTar(store: SnapshotStore, record: SnapshotRecord, out: Writable): Promise<void> {
+  const manifest = await store.manifest(record);
+  const pack = tar.pack();
+  const done = pipeline(pack as unknown as Readable, out);
+  for (const e of manifest.entries) {
+    const ns = BigInt(e.mtimeNs);
+    const header: Partial<tar.Header> & { name: string } = {
+      name: e.type === 'dir' ? `${e.path}/` : e.path,
+      mode: e.mode,
+      uid: e.uid,
+      gid: e.gid,
+      mtime: new Date(Number(ns / 1_000_000n)),
+      ...(e.user ? { uname: e.user } : {}),
+      ...(e.group ? { gname: e.group } : {}),
+      pax: { mtime: `${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}` },
+    };
+    if (e.type === 'file') {
+      const sink = pack.entry({ ...header, type: 'file', size: e.size ?? 0 });
+      await pipeline(withHoles(store, e), sink as unknown as Writable);
+    } else if (e.type === 'dir') {
+      pack.entry({ ...header, type: 'directory' });
+    } else if (e.type === 'symlink' || e.type === 'hardlink') {
+      pack.entry({ ...header, type: e.type === 'symlink' ? 'symlink' : 'link', linkname: e.target ?? '' });
+    } else if (e.type === 'char' || e.type === 'block') {
+      const type = e.type === 'char' ? 'character-device' : 'block-device';
+      pack.entry({ ...header, type, devmajor: majorOf(e.rdev ?? 0), devminor: minorOf(e.rdev ?? 0) });
+    } else {
+      pack.entry({ ...header, type: 'fifo' });
+    }
+  }
+  pack.finalize();
+  await done;
+}
