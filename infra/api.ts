@@ -10,7 +10,7 @@ import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import type { HandlerName, Route } from '../core/api/routes.js';
 import { ROUTES } from '../core/api/routes.js';
-import { API_HANDLER_ACCESS, API_HANDLER_TABLES } from './permissions.js';
+import { API_HANDLER_ACCESS, API_HANDLER_BUCKET, API_HANDLER_TABLES } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
 
 /** The repository root: handlers and the lock file are found relative to it. */
@@ -130,7 +130,10 @@ export class PersonaApi extends Construct {
     }
     this.functions = functions as Record<HandlerName, nodejs.NodejsFunction>;
     for (const [handler, fn] of Object.entries(this.functions) as [HandlerName, nodejs.NodejsFunction][]) {
-      props.storage.connect(fn, API_HANDLER_ACCESS[handler], API_HANDLER_TABLES[handler]);
+      props.storage.connect(fn, API_HANDLER_ACCESS[handler], {
+        tables: API_HANDLER_TABLES[handler],
+        bucket: API_HANDLER_BUCKET[handler],
+      });
     }
 
     if (props.webAclArn) {

@@ -1,5 +1,5 @@
 import type { HandlerName } from '../core/api/routes.js';
-import { PROFILES_TABLE } from '../core/storage/definitions.js';
+import { PROFILES_TABLE, SNAPSHOTS_TABLE } from '../core/storage/definitions.js';
 import type { DataAccess } from './storage.js';
 
 /**
@@ -14,6 +14,8 @@ export const API_HANDLER_ACCESS: Readonly<Record<HandlerName, DataAccess>> = {
   'list-versions': 'read',
   'get-version': 'read',
   'diff-profiles': 'read',
+  'list-snapshots': 'read',
+  'get-snapshot': 'read',
   // Built from the route list and schemas compiled into the bundle: touches no data.
   'get-openapi': 'none',
 };
@@ -27,5 +29,22 @@ export const API_HANDLER_TABLES: Readonly<Record<HandlerName, readonly string[]>
   'list-versions': [PROFILES_TABLE.id],
   'get-version': [PROFILES_TABLE.id],
   'diff-profiles': [PROFILES_TABLE.id],
+  'list-snapshots': [SNAPSHOTS_TABLE.id],
+  'get-snapshot': [SNAPSHOTS_TABLE.id],
   'get-openapi': [],
+};
+
+/** Whether each API function reads or writes the data bucket (profile documents live there). */
+export const API_HANDLER_BUCKET: Readonly<Record<HandlerName, boolean>> = {
+  'create-profile': true,
+  'list-profiles': true,
+  'get-profile': true,
+  'put-profile': true,
+  'list-versions': true,
+  'get-version': true,
+  'diff-profiles': true,
+  // Records only: showing a snapshot needs neither its manifest nor its key.
+  'list-snapshots': false,
+  'get-snapshot': false,
+  'get-openapi': false,
 };

@@ -147,7 +147,12 @@ export class PersonaStorage extends Construct {
    * Gives a function the names of the tables and the bucket in its environment and exactly the
    * permissions `access` needs on them (and on the key, which the grants include).
    */
-  connect(fn: lambda.Function, access: DataAccess, tables?: readonly string[]): void {
+  connect(
+    fn: lambda.Function,
+    access: DataAccess,
+    scope: { readonly tables?: readonly string[]; readonly bucket?: boolean } = {},
+  ): void {
+    const tables = scope.tables;
     if (access === 'none') return;
     const acknowledgements: Acknowledgment[] = [];
     for (const [env, table, definition] of this.tableEnv) {
@@ -161,6 +166,11 @@ export class PersonaStorage extends Construct {
           reason: `Queries go through the ${definition.id} table's own secondary indexes; the wildcard covers that table's indexes only.`,
         });
       }
+    }
+    if (scope.bucket === false) {
+      if (!fn.role) throw new Error(`${fn.node.path} has no role to grant data access to`);
+      if (acknowledgements.length > 0) Validations.of(fn.role).acknowledge(...acknowledgements);
+      return;
     }
     fn.addEnvironment(this.bucketEnv, this.bucket.bucketName);
     if (access === 'read') this.bucket.grantRead(fn);

@@ -7,9 +7,11 @@ import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { ROUTES, type Route } from './routes.js';
 import {
   DiffQuery,
+  HostParams,
   PageQuery,
   ProblemSchema,
   ProfileList,
+  SnapshotList,
   VersionedProfileResponse,
   VersionList,
   WriteResponse,
@@ -20,7 +22,16 @@ const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 /** Every schema that has an id, as OpenAPI components. */
 function components(): Record<string, unknown> {
   // Touch the response schemas so that their ids are registered before the walk.
-  void [Profile, Delta, ProblemSchema, ProfileList, VersionList, VersionedProfileResponse, WriteResponse];
+  void [
+    Profile,
+    Delta,
+    ProblemSchema,
+    ProfileList,
+    VersionList,
+    VersionedProfileResponse,
+    WriteResponse,
+    SnapshotList,
+  ];
   const { schemas } = z.toJSONSchema(z.globalRegistry, {
     uri: (id) => `#/components/schemas/${id}`,
     io: 'input',
@@ -36,6 +47,11 @@ function components(): Record<string, unknown> {
 
 function nameSchema() {
   const { $schema: _s, ...rest } = z.toJSONSchema(ProfileMetadata.shape.name) as Record<string, unknown>;
+  return rest;
+}
+
+function hostSchema() {
+  const { $schema: _s, ...rest } = z.toJSONSchema(HostParams.shape.host) as Record<string, unknown>;
   return rest;
 }
 
@@ -79,7 +95,8 @@ function operation(route: Route) {
     name: m[1],
     in: 'path',
     required: true,
-    schema: m[1] === 'version' ? { type: 'integer', minimum: 1 } : nameSchema(),
+    schema:
+      m[1] === 'version' ? { type: 'integer', minimum: 1 } : m[1] === 'host' ? hostSchema() : nameSchema(),
   }));
   const base = {
     operationId: route.handler.replace(/-(\w)/g, (_, c: string) => c.toUpperCase()),
@@ -138,6 +155,18 @@ function operation(route: Route) {
           ...ok(200, 'VersionedProfile', 'The profile and its version record'),
           ...problems(400, 404),
         },
+      };
+    case 'list-snapshots':
+      return {
+        ...base,
+        parameters: pathParams,
+        responses: { ...ok(200, 'SnapshotList', 'Snapshot records, oldest first'), ...problems(400) },
+      };
+    case 'get-snapshot':
+      return {
+        ...base,
+        parameters: pathParams,
+        responses: { ...ok(200, 'SnapshotRecord', 'The record'), ...problems(400, 404) },
       };
     case 'diff-profiles':
       return {

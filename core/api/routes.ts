@@ -45,6 +45,18 @@ export const ROUTES = [
     handler: 'diff-profiles',
     summary: 'The Delta that turns version `from` into version `to`',
   },
+  {
+    method: 'GET',
+    path: '/hosts/{host}/snapshots',
+    handler: 'list-snapshots',
+    summary: 'The snapshots of a host, oldest first',
+  },
+  {
+    method: 'GET',
+    path: '/hosts/{host}/snapshots/{version}',
+    handler: 'get-snapshot',
+    summary: 'One snapshot record of a host: when, which manifest, sizes',
+  },
   { method: 'GET', path: '/openapi.json', handler: 'get-openapi', summary: 'This API, as OpenAPI 3.1' },
 ] as const satisfies readonly Route[];
 

@@ -5,12 +5,21 @@ import { ERROR_CODES } from '../errors.js';
 import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { MAX_PAGE_SIZE } from '../profile/service.js';
 import { ProfileHead, ProfileVersion } from '../profile/store.js';
+import { SnapshotRecord } from '../snapshot/records.js';
 
 const profileName = ProfileMetadata.shape.name;
 const versionNumber = z.coerce.number().int().positive();
 
 export const NameParams = z.object({ name: profileName });
 export const VersionParams = z.object({ name: profileName, version: versionNumber });
+
+const hostName = z
+  .string()
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/, 'expected letters, digits, ".", "_" or "-"');
+export const HostParams = z.object({ host: hostName });
+export const HostVersionParams = z.object({ host: hostName, version: versionNumber });
+
+export const SnapshotList = z.object({ items: z.array(SnapshotRecord) }).meta({ id: 'SnapshotList' });
 
 export const PageQuery = z.object({
   limit: z.coerce

@@ -8,7 +8,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoProfileStore } from '../../core/profile/dynamo-store.js';
 import type { ProfileDeps } from '../../core/profile/service.js';
-import { DATA_BUCKET, PROFILES_TABLE } from '../../core/storage/definitions.js';
+import { DynamoSnapshotRecords, type SnapshotRecords } from '../../core/snapshot/records.js';
+import { DATA_BUCKET, PROFILES_TABLE, SNAPSHOTS_TABLE } from '../../core/storage/definitions.js';
 
 export const logger = new Logger({ serviceName: 'persona' });
 // Published as embedded metric format through the function's logs: no PutMetricData calls,
@@ -23,6 +24,20 @@ export function getRequiredEnv(name: string): string {
 }
 
 let cached: ProfileDeps | undefined;
+let records: SnapshotRecords | undefined;
+let documentClient: DynamoDBDocumentClient | undefined;
+
+const ddb = () => {
+  documentClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), {
+    marshallOptions: { removeUndefinedValues: true },
+  });
+  return documentClient;
+};
+
+export function snapshotRecords(): SnapshotRecords {
+  records ??= new DynamoSnapshotRecords(ddb(), getRequiredEnv(SNAPSHOTS_TABLE.env));
+  return records;
+}
 
 export function stores(): ProfileDeps {
   if (cached === undefined) {
@@ -30,11 +45,8 @@ export function stores(): ProfileDeps {
     const bucketName = getRequiredEnv(DATA_BUCKET.env);
     // Endpoints come from the SDK's own AWS_ENDPOINT_URL_* variables; only the embedded
     // runtime sets them, and its S3-protocol server needs path-style addressing.
-    const ddb = DynamoDBDocumentClient.from(new DynamoDBClient({}), {
-      marshallOptions: { removeUndefinedValues: true },
-    });
     const s3 = new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' });
-    cached = { profiles: new DynamoProfileStore(ddb, s3, { tableName, bucketName }) };
+    cached = { profiles: new DynamoProfileStore(ddb(), s3, { tableName, bucketName }) };
   }
   return cached;
 }

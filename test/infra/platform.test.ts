@@ -14,7 +14,7 @@ import {
   PROFILES_TABLE,
   SNAPSHOTS_TABLE,
 } from '../../core/storage/definitions.js';
-import { API_HANDLER_ACCESS } from '../../infra/permissions.js';
+import { API_HANDLER_ACCESS, API_HANDLER_TABLES } from '../../infra/permissions.js';
 import { PersonaStack, type PersonaStackProps } from '../../infra/stack.js';
 
 // The same feature flags `cdk synth` runs with, so that the tests see the deployed template.
@@ -221,11 +221,19 @@ describe('PersonaStack', () => {
         if (API_HANDLER_ACCESS[handler] === 'none') {
           expect(variables, handler).not.toHaveProperty(PROFILES_TABLE.env);
           expect(variables, handler).not.toHaveProperty(DATA_BUCKET.env);
-        } else {
+        } else if (API_HANDLER_TABLES[handler].includes(PROFILES_TABLE.id)) {
           expect(variables, handler).toMatchObject({
             [PROFILES_TABLE.env]: { Ref: logicalId(storage.tables[PROFILES_TABLE.id] as IConstruct) },
             [DATA_BUCKET.env]: { Ref: logicalId(storage.bucket) },
           });
+        } else {
+          // Snapshot record readers: their table, no bucket, no profiles.
+          expect(variables, handler).toMatchObject({
+            [SNAPSHOTS_TABLE.env]: { Ref: logicalId(storage.tables[SNAPSHOTS_TABLE.id] as IConstruct) },
+          });
+          expect(variables, handler).not.toHaveProperty(DATA_BUCKET.env);
+          expect(variables, handler).not.toHaveProperty(PROFILES_TABLE.env);
+          continue;
         }
         // Profile functions have no business with the snapshot tables.
         expect(variables, handler).not.toHaveProperty(SNAPSHOTS_TABLE.env);
