@@ -2,7 +2,7 @@
 // sent through an API function). The store is found through the running embedded runtime,
 // or in AWS through PERSONA_BUCKET, PERSONA_SNAPSHOTS_TABLE, PERSONA_LOCKS_TABLE and
 // PERSONA_KMS_KEY_ID with the usual AWS credentials.
-import { existsSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
@@ -15,6 +15,7 @@ import { type KeyProvider, KmsKeyProvider, LocalKeyProvider } from '../core/snap
 import { S3ObjectStore } from '../core/snapshot/object-store.js';
 import { DynamoLocks, DynamoSnapshotRecords, type SnapshotRecord } from '../core/snapshot/records.js';
 import { type Progress, SnapshotStore } from '../core/snapshot/store.js';
+import { tarSource, writeTar } from '../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../core/snapshot/tree.js';
 import { LOCKS_TABLE, SNAPSHOTS_TABLE } from '../core/storage/definitions.js';
 import { table } from './render.js';
@@ -134,14 +135,24 @@ export function registerSnapshotCommands(program: Command): void {
 
   snapshot
     .command('create')
-    .description('snapshot a directory')
-    .argument('<dir>')
+    .description('snapshot a directory, or a tar stream with --tar (- for standard input)')
+    .argument('[dir]')
     .requiredOption('--host <name>', 'the host the tree belongs to')
-    .action(async (dir: string, o: { host: string }, cmd: Command) => {
+    .option('--tar <file>', 'read the tree from a tar archive instead of a directory')
+    .action(async (dir: string | undefined, o: { host: string; tar?: string }, cmd: Command) => {
+      if ((dir === undefined) === (o.tar === undefined)) {
+        throw new InvalidInputError('give a directory or --tar, not both', [
+          { path: dir === undefined ? 'dir' : '--tar', message: 'a directory or --tar FILE' },
+        ]);
+      }
       const store = await openStore();
       const progress = progressLine(!globals(cmd).json);
       const skipped: string[] = [];
-      const record = await store.create(directorySource(resolve(dir), { onSkip: (p) => skipped.push(p) }), {
+      const source =
+        o.tar !== undefined
+          ? tarSource(o.tar === '-' ? process.stdin : createReadStream(o.tar), o.tar)
+          : directorySource(resolve(dir as string), { onSkip: (p) => skipped.push(p) });
+      const record = await store.create(source, {
         host: o.host,
         onProgress: progress.update,
       });
@@ -236,6 +247,18 @@ export function registerSnapshotCommands(program: Command): void {
         );
       },
     );
+
+  snapshot
+    .command('export')
+    .description(
+      'write a snapshot as a tar stream to standard output (pipe it to a host: ssh HOST tar -xpf - -C /)',
+    )
+    .requiredOption('--host <name>')
+    .argument('[version]', 'default: the latest', positive('version'))
+    .action(async (version: number | undefined, o: { host: string }) => {
+      const store = await openStore();
+      await writeTar(store, await store.record(o.host, version), process.stdout);
+    });
 
   snapshot
     .command('forget')
