@@ -112,6 +112,12 @@ const positive = (label: string) => (v: string) => {
   return Number(v);
 };
 
+const profileRef = (v: string) => {
+  const m = /^([a-z0-9]([a-z0-9._-]*[a-z0-9])?)@(\d+)$/.exec(v);
+  if (!m || Number(m[3]) < 1) throw new InvalidArgumentError('expected NAME@VERSION, e.g. web@3');
+  return { name: m[1] as string, version: Number(m[3]) };
+};
+
 const out = (s: string): void => {
   process.stdout.write(`${s}\n`);
 };
@@ -139,31 +145,39 @@ export function registerSnapshotCommands(program: Command): void {
     .argument('[dir]')
     .requiredOption('--host <name>', 'the host the tree belongs to')
     .option('--tar <file>', 'read the tree from a tar archive instead of a directory')
-    .action(async (dir: string | undefined, o: { host: string; tar?: string }, cmd: Command) => {
-      if ((dir === undefined) === (o.tar === undefined)) {
-        throw new InvalidInputError('give a directory or --tar, not both', [
-          { path: dir === undefined ? 'dir' : '--tar', message: 'a directory or --tar FILE' },
-        ]);
-      }
-      const store = await openStore();
-      const progress = progressLine(!globals(cmd).json);
-      const skipped: string[] = [];
-      const source =
-        o.tar !== undefined
-          ? tarSource(o.tar === '-' ? process.stdin : createReadStream(o.tar), o.tar)
-          : directorySource(resolve(dir as string), { onSkip: (p) => skipped.push(p) });
-      const record = await store.create(source, {
-        host: o.host,
-        onProgress: progress.update,
-      });
-      progress.done();
-      if (globals(cmd).json) return json(record);
-      const s = record.stats;
-      out(
-        `${pc.green('+')} ${o.host} snapshot ${record.version}: ${s.files} files, ${bytes(s.bytes)} — ${bytes(s.newBytes)} new in ${s.newChunks} chunks, ${bytes(s.storedBytes)} stored`,
-      );
-      if (skipped.length > 0) out(pc.dim(`skipped ${skipped.length} sockets`));
-    });
+    .option('--profile <name@version>', 'the profile version this snapshot belongs to', profileRef)
+    .action(
+      async (
+        dir: string | undefined,
+        o: { host: string; tar?: string; profile?: { name: string; version: number } },
+        cmd: Command,
+      ) => {
+        if ((dir === undefined) === (o.tar === undefined)) {
+          throw new InvalidInputError('give a directory or --tar, not both', [
+            { path: dir === undefined ? 'dir' : '--tar', message: 'a directory or --tar FILE' },
+          ]);
+        }
+        const store = await openStore();
+        const progress = progressLine(!globals(cmd).json);
+        const skipped: string[] = [];
+        const source =
+          o.tar !== undefined
+            ? tarSource(o.tar === '-' ? process.stdin : createReadStream(o.tar), o.tar)
+            : directorySource(resolve(dir as string), { onSkip: (p) => skipped.push(p) });
+        const record = await store.create(source, {
+          host: o.host,
+          ...(o.profile ? { profile: o.profile } : {}),
+          onProgress: progress.update,
+        });
+        progress.done();
+        if (globals(cmd).json) return json(record);
+        const s = record.stats;
+        out(
+          `${pc.green('+')} ${o.host} snapshot ${record.version}: ${s.files} files, ${bytes(s.bytes)} — ${bytes(s.newBytes)} new in ${s.newChunks} chunks, ${bytes(s.storedBytes)} stored`,
+        );
+        if (skipped.length > 0) out(pc.dim(`skipped ${skipped.length} sockets`));
+      },
+    );
 
   snapshot
     .command('list')

@@ -22,7 +22,11 @@ export class PersonaStack extends Stack {
     }
     new CfnOutput(this, 'DataBucketName', {
       value: this.platform.storage.bucket.bucketName,
-      description: 'Persona data bucket',
+      description: 'Persona data bucket (PERSONA_BUCKET for `persona snapshot`)',
+    });
+    new CfnOutput(this, 'KeyArn', {
+      value: this.platform.storage.key.keyArn,
+      description: 'KMS key that wraps the snapshot store key (PERSONA_KMS_KEY_ID for `persona snapshot`)',
     });
   }
 }

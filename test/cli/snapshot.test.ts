@@ -43,10 +43,11 @@ describe('persona snapshot', () => {
     const v1 = await describeTree(src);
 
     await fs.writeFile(join(src, 'etc/app.conf'), 'port = 9090\n');
-    const second = await persona('--json', 'snapshot', 'create', src, '--host', 'web-a');
+    const second = await persona('--json', 'snapshot', 'create', src, '--host', 'web-a', '--profile', 'web@2');
     const record = JSON.parse(second.stdout);
     expect(record.version).toBe(2);
     expect(record.stats.newBytes).toBe(12);
+    expect(record.profile).toEqual({ name: 'web', version: 2 });
 
     const list = await persona('snapshot', 'list', '--host', 'web-a');
     expect(list.stdout).toMatch(/^VERSION\s+CREATED\s+FILES\s+SIZE\s+NEW\s+STORED/);
