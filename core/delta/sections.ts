@@ -73,6 +73,29 @@ function listAt(spec: unknown, section: ListSection, create: boolean): unknown[]
 const positioned = (entry: unknown, after: string | null) => ({ entry, after });
 
 /**
+ * Where `key` is, or would go, in an unordered list: those are kept sorted by key (canonical
+ * form), so a binary search finds it; a linear scan made applying a clone-sized Delta
+ * quadratic.
+ */
+function lowerBound(list: readonly unknown[], key: string, keyOf: (e: unknown) => string): number {
+  let lo = 0;
+  let hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keyOf(list[mid]) < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+function indexOfKey(list: readonly unknown[], section: ListSection, key: string): number {
+  const d = COLLECTIONS[section];
+  if (d.ordered) return list.findIndex((e) => d.key(e) === key);
+  const at = lowerBound(list, key, d.key);
+  return at < list.length && d.key(list[at]) === key ? at : -1;
+}
+
+/**
  * What a Change compares against: the entry with the change's key, or null when absent. In an
  * ordered list the position is part of the state, as the key of the entry just before it.
  */
@@ -83,7 +106,7 @@ export function currentState(spec: unknown, change: Change): unknown {
   }
   const d = COLLECTIONS[change.section];
   const list = listAt(spec, change.section, false) ?? [];
-  const index = list.findIndex((e) => d.key(e) === change.key);
+  const index = indexOfKey(list, change.section, change.key);
   if (index < 0) return null;
   if (!d.ordered) return list[index];
   return positioned(list[index], index === 0 ? null : d.key(list[index - 1]));
@@ -121,7 +144,7 @@ export function writeChange(spec: unknown, change: Change): void {
   const d = COLLECTIONS[change.section];
   const list = listAt(spec, change.section, value !== null);
   if (list === undefined) return;
-  const index = list.findIndex((e) => d.key(e) === change.key);
+  const index = indexOfKey(list, change.section, change.key);
   if (d.ordered) {
     if (index >= 0) list.splice(index, 1);
     if (value === null) return;
@@ -134,8 +157,7 @@ export function writeChange(spec: unknown, change: Change): void {
   } else if (index >= 0) {
     list[index] = value;
   } else {
-    const before = list.findIndex((e) => d.key(e) > change.key);
-    list.splice(before < 0 ? list.length : before, 0, value);
+    list.splice(lowerBound(list, change.key, d.key), 0, value);
   }
 }
 
