@@ -17,7 +17,10 @@ export interface ObjectInfo {
 }
 
 export interface ObjectStore {
-  put(key: string, bytes: Uint8Array): Promise<void>;
+  /** Where the objects live, e.g. `s3://bucket`: names the store in locks and messages. */
+  readonly location: string;
+  /** With `ifAbsent`, refuses to replace an existing object where the service supports it. */
+  put(key: string, bytes: Uint8Array, options?: { readonly ifAbsent?: boolean }): Promise<void>;
   get(key: string): Promise<Uint8Array>;
   /** `length` bytes from `offset`: reading one blob without fetching its whole pack. */
   getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
@@ -36,10 +39,14 @@ const isMissing = (e: unknown) => {
 };
 
 export class S3ObjectStore implements ObjectStore {
+  readonly location: string;
+
   constructor(
     private readonly s3: S3Client,
     private readonly bucket: string,
-  ) {}
+  ) {
+    this.location = `s3://${bucket}`;
+  }
 
   async put(key: string, bytes: Uint8Array): Promise<void> {
     await this.s3.send(

@@ -248,6 +248,27 @@ export class DynamoLocks {
     return lease;
   }
 
+  /**
+   * Claims `resource` for good: true for the one caller that gets it first, false for every
+   * other. Used to let exactly one process create a store.
+   */
+  async claim(resource: string, holder: string): Promise<boolean> {
+    try {
+      await this.ddb.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { resource, holder, claimedAt: new Date().toISOString() },
+          ConditionExpression: 'attribute_not_exists(#r)',
+          ExpressionAttributeNames: { '#r': 'resource' },
+        }),
+      );
+      return true;
+    } catch (cause) {
+      if ((cause as { name?: string }).name === 'ConditionalCheckFailedException') return false;
+      throw cause;
+    }
+  }
+
   private async liveShared(resource: string, now: number): Promise<number> {
     const out = await this.ddb.send(
       new QueryCommand({

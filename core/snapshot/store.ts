@@ -41,6 +41,8 @@ export interface StoreConfig {
 export interface Locks {
   shared(resource: string, options?: { purpose?: string }): Promise<Lease>;
   exclusive(resource: string, options?: { purpose?: string }): Promise<Lease>;
+  /** True for the first caller only, ever. */
+  claim(resource: string, holder: string): Promise<boolean>;
 }
 
 export interface StoreDeps {
@@ -160,9 +162,25 @@ export class SnapshotStore {
   ): Promise<SnapshotStore> {
     let config: StoreConfig;
     let master: Uint8Array;
-    const existing = await deps.objects.head(CONFIG_KEY);
-    if (existing) {
-      config = JSON.parse(Buffer.from(await deps.objects.get(CONFIG_KEY)).toString('utf8')) as StoreConfig;
+    const readConfig = async () =>
+      JSON.parse(Buffer.from(await deps.objects.get(CONFIG_KEY)).toString('utf8')) as StoreConfig;
+    // Two processes creating the store at once would each write a master key and one of them
+    // would lose its data: exactly one may create it, the others wait for its config.
+    const creator = (await deps.objects.head(CONFIG_KEY))
+      ? false
+      : await deps.locks.claim(`${deps.objects.location}/${CONFIG_KEY}`, 'creator');
+    if (!creator) {
+      const deadline = Date.now() + 30_000;
+      while (!(await deps.objects.head(CONFIG_KEY))) {
+        if (Date.now() > deadline) {
+          throw new NotFoundError(
+            `the snapshot store is being created by another process that has not finished; if none is running, remove the "${CONFIG_KEY}" claim from the locks table`,
+            CONFIG_KEY,
+          );
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      config = await readConfig();
       master = await deps.keys.unwrap(config.key.wrapped, config.storeId);
     } else {
       const storeId = randomUUID();
@@ -179,7 +197,7 @@ export class SnapshotStore {
           wrapped: generated.wrapped,
         },
       };
-      await deps.objects.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 2)));
+      await deps.objects.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 2)), { ifAbsent: true });
     }
     const store = new SnapshotStore(deps, config, deriveKeys(master, config.storeId));
     await store.loadIndex();
@@ -386,6 +404,8 @@ export class SnapshotStore {
 
   /** The content of one chunk, verified against its id. */
   private async chunk(id: string, wholePack: boolean): Promise<Uint8Array> {
+    // Another process may have written the snapshot after this store loaded its index.
+    if (!this.index.has(id)) await this.loadIndex();
     const at = this.index.get(id);
     if (!at)
       throw new CorruptionError(

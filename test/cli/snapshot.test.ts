@@ -43,7 +43,16 @@ describe('persona snapshot', () => {
     const v1 = await describeTree(src);
 
     await fs.writeFile(join(src, 'etc/app.conf'), 'port = 9090\n');
-    const second = await persona('--json', 'snapshot', 'create', src, '--host', 'web-a', '--profile', 'web@2');
+    const second = await persona(
+      '--json',
+      'snapshot',
+      'create',
+      src,
+      '--host',
+      'web-a',
+      '--profile',
+      'web@2',
+    );
     const record = JSON.parse(second.stdout);
     expect(record.version).toBe(2);
     expect(record.stats.newBytes).toBe(12);

@@ -2,11 +2,13 @@ import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CorruptionError } from '../../../core/snapshot/errors.js';
+import { S3ObjectStore } from '../../../core/snapshot/object-store.js';
 import { StoreBusyError } from '../../../core/snapshot/records.js';
-import type { SnapshotStore } from '../../../core/snapshot/store.js';
+import { SnapshotStore } from '../../../core/snapshot/store.js';
 import { tarSource, writeTar } from '../../../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
 import { bytesFrom, describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
@@ -281,6 +283,24 @@ describe('SnapshotStore', () => {
     const out = fresh('killed-out');
     await next.restore(record, new DirectoryTarget(out));
     expect(await describeTree(out)).toEqual(await describeTree(src));
+  });
+});
+
+describe('creating a store', () => {
+  it('lets exactly one of several processes create it, all using the same key', async () => {
+    await ts.s3.send(new CreateBucketCommand({ Bucket: 'fresh-store' }));
+    const deps = () => {
+      const d = ts.deps();
+      return { ...d, objects: new S3ObjectStore(ts.s3, 'fresh-store') };
+    };
+    const stores = await Promise.all([1, 2, 3, 4].map(() => SnapshotStore.open(deps())));
+    expect(new Set(stores.map((s) => s.config.storeId)).size).toBe(1);
+    const src = fresh('fresh');
+    await fs.writeFile(join(src, 'x'), 'x');
+    const record = await (stores[1] as SnapshotStore).create(directorySource(src), { host: 'fresh' });
+    const out = fresh('fresh-out');
+    await (stores[3] as SnapshotStore).restore(record, new DirectoryTarget(out));
+    expect(await fs.readFile(join(out, 'x'), 'utf8')).toBe('x');
   });
 });
 
