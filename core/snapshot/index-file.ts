@@ -98,6 +98,10 @@ export class ChunkIndex {
     return this.locations.get(id);
   }
 
+  entries(): IterableIterator<[string, ChunkLocation]> {
+    return this.locations.entries();
+  }
+
   merge(index: DecodedIndex): void {
     for (const pack of index.packs)
       for (const blob of pack.blobs)

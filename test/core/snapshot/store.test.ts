@@ -184,7 +184,9 @@ describe('SnapshotStore', () => {
 
     const report = await own.check({ readData: true });
     expect(report.ok).toBe(false);
-    expect(report.problems).toEqual(expect.arrayContaining([expect.objectContaining({ object: key })]));
+    expect(report.problems).toEqual(
+      expect.arrayContaining([expect.objectContaining({ object: key, chunk })]),
+    );
     // Put it back for the tests that follow.
     bytes[100] = (bytes[100] as number) ^ 0xff;
     await ts.deps().objects.put(key, bytes);
