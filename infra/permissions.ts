@@ -1,5 +1,10 @@
 import type { HandlerName } from '../core/api/routes.js';
-import { PROFILES_TABLE, SNAPSHOTS_TABLE } from '../core/storage/definitions.js';
+import {
+  HOSTS_TABLE,
+  OPERATIONS_TABLE,
+  PROFILES_TABLE,
+  SNAPSHOTS_TABLE,
+} from '../core/storage/definitions.js';
 import type { DataAccess } from './storage.js';
 
 /**
@@ -16,6 +21,10 @@ export const API_HANDLER_ACCESS: Readonly<Record<HandlerName, DataAccess>> = {
   'diff-profiles': 'read',
   'list-snapshots': 'read',
   'get-snapshot': 'read',
+  'register-host': 'read-write',
+  'list-hosts': 'read',
+  'get-host': 'read',
+  'get-operation': 'read',
   // Built from the route list and schemas compiled into the bundle: touches no data.
   'get-openapi': 'none',
 };
@@ -31,6 +40,10 @@ export const API_HANDLER_TABLES: Readonly<Record<HandlerName, readonly string[]>
   'diff-profiles': [PROFILES_TABLE.id],
   'list-snapshots': [SNAPSHOTS_TABLE.id],
   'get-snapshot': [SNAPSHOTS_TABLE.id],
+  'register-host': [HOSTS_TABLE.id],
+  'list-hosts': [HOSTS_TABLE.id],
+  'get-host': [HOSTS_TABLE.id],
+  'get-operation': [OPERATIONS_TABLE.id],
   'get-openapi': [],
 };
 
@@ -46,5 +59,9 @@ export const API_HANDLER_BUCKET: Readonly<Record<HandlerName, boolean>> = {
   // Records only: showing a snapshot needs neither its manifest nor its key.
   'list-snapshots': false,
   'get-snapshot': false,
+  'register-host': false,
+  'list-hosts': false,
+  'get-host': false,
+  'get-operation': false,
   'get-openapi': false,
 };

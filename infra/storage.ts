@@ -167,26 +167,23 @@ export class PersonaStorage extends Construct {
         });
       }
     }
-    if (scope.bucket === false) {
-      if (!fn.role) throw new Error(`${fn.node.path} has no role to grant data access to`);
-      if (acknowledgements.length > 0) Validations.of(fn.role).acknowledge(...acknowledgements);
-      return;
-    }
-    fn.addEnvironment(this.bucketEnv, this.bucket.bucketName);
-    if (access === 'read') this.bucket.grantRead(fn);
-    else this.bucket.grantReadWrite(fn);
+    if (scope.bucket !== false) {
+      fn.addEnvironment(this.bucketEnv, this.bucket.bucketName);
+      if (access === 'read') this.bucket.grantRead(fn);
+      else this.bucket.grantReadWrite(fn);
 
-    acknowledgements.push({
-      id: `AwsSolutions-IAM5[Resource::${arnOf(this.bucket)}/*]`,
-      reason:
-        'Object keys are content-addressed and created at run time, so access is to the objects of this one bucket rather than to named keys.',
-    });
-    const s3Actions = access === 'read' ? S3_READ_ACTIONS : [...S3_READ_ACTIONS, ...S3_WRITE_ACTIONS];
-    for (const action of s3Actions) {
       acknowledgements.push({
-        id: `AwsSolutions-IAM5[Action::${action}]`,
-        reason: `${action} is one of the action groups the bucket's grant methods use; it is allowed on this one bucket and its objects only.`,
+        id: `AwsSolutions-IAM5[Resource::${arnOf(this.bucket)}/*]`,
+        reason:
+          'Object keys are content-addressed and created at run time, so access is to the objects of this one bucket rather than to named keys.',
       });
+      const s3Actions = access === 'read' ? S3_READ_ACTIONS : [...S3_READ_ACTIONS, ...S3_WRITE_ACTIONS];
+      for (const action of s3Actions) {
+        acknowledgements.push({
+          id: `AwsSolutions-IAM5[Action::${action}]`,
+          reason: `${action} is one of the action groups the bucket's grant methods use; it is allowed on this one bucket and its objects only.`,
+        });
+      }
     }
     if (access === 'read-write') {
       for (const action of KMS_WRITE_ACTIONS) {

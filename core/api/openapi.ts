@@ -3,10 +3,13 @@
 // zod emits, so components need no translation.
 import { z } from 'zod';
 import { Delta } from '../delta/changes.js';
+import { HostRegistration } from '../host/schema.js';
+import { Operation } from '../operation/schema.js';
 import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { ROUTES, type Route } from './routes.js';
 import {
   DiffQuery,
+  HostList,
   HostParams,
   PageQuery,
   ProblemSchema,
@@ -155,6 +158,37 @@ function operation(route: Route) {
           ...ok(200, 'VersionedProfile', 'The profile and its version record'),
           ...problems(400, 404),
         },
+      };
+    case 'register-host':
+      return {
+        ...base,
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: ref('HostRegistration') } },
+        },
+        responses: {
+          ...ok(201, 'HostRecord', 'Registered'),
+          ...ok(200, 'HostRecord', 'Already registered with the same settings'),
+          ...problems(400, 409),
+        },
+      };
+    case 'list-hosts':
+      return {
+        ...base,
+        parameters: queryParameters(PageQuery),
+        responses: { ...ok(200, 'HostList', 'A page'), ...problems(400) },
+      };
+    case 'get-host':
+      return {
+        ...base,
+        parameters: pathParams,
+        responses: { ...ok(200, 'HostRecord', 'The host'), ...problems(400, 404) },
+      };
+    case 'get-operation':
+      return {
+        ...base,
+        parameters: pathParams.map((p) => ({ ...p, schema: { type: 'string' } })),
+        responses: { ...ok(200, 'Operation', 'The operation'), ...problems(400, 404) },
       };
     case 'list-snapshots':
       return {

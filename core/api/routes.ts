@@ -46,6 +46,25 @@ export const ROUTES = [
     summary: 'The Delta that turns version `from` into version `to`',
   },
   {
+    method: 'POST',
+    path: '/hosts',
+    handler: 'register-host',
+    summary: 'Register a host: how to reach it, what to capture',
+  },
+  {
+    method: 'GET',
+    path: '/hosts',
+    handler: 'list-hosts',
+    summary: 'List registered hosts, a page at a time',
+  },
+  { method: 'GET', path: '/hosts/{host}', handler: 'get-host', summary: 'One registered host' },
+  {
+    method: 'GET',
+    path: '/operations/{id}',
+    handler: 'get-operation',
+    summary: 'An operation: its steps, progress and result',
+  },
+  {
     method: 'GET',
     path: '/hosts/{host}/snapshots',
     handler: 'list-snapshots',

@@ -2,6 +2,7 @@
 // document is generated from them.
 import { z } from 'zod';
 import { ERROR_CODES } from '../errors.js';
+import { HostRecord } from '../host/schema.js';
 import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { MAX_PAGE_SIZE } from '../profile/service.js';
 import { ProfileHead, ProfileVersion } from '../profile/store.js';
@@ -18,6 +19,14 @@ const hostName = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/, 'expected letters, digits, ".", "_" or "-"');
 export const HostParams = z.object({ host: hostName });
 export const HostVersionParams = z.object({ host: hostName, version: versionNumber });
+
+export const OperationParams = z.object({
+  id: z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, 'expected an operation id'),
+});
+
+export const HostList = z
+  .object({ items: z.array(HostRecord), nextCursor: z.string().optional() })
+  .meta({ id: 'HostList' });
 
 export const SnapshotList = z.object({ items: z.array(SnapshotRecord) }).meta({ id: 'SnapshotList' });
 

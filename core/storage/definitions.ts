@@ -85,7 +85,34 @@ export const LOCKS_TABLE = {
   description: 'Shared and exclusive locks with expiry',
 } as const satisfies TableDefinition;
 
-export const TABLES: readonly TableDefinition[] = [PROFILES_TABLE, SNAPSHOTS_TABLE, LOCKS_TABLE];
+/** Registered hosts: how to reach each one, what to capture, how it is tagged. */
+export const HOSTS_TABLE = {
+  id: 'Hosts',
+  env: 'HOSTS_TABLE',
+  partitionKey: { name: 'name', type: 'S' },
+  globalSecondaryIndexes: [],
+  description: 'Registered hosts',
+} as const satisfies TableDefinition;
+
+/**
+ * Operations (capture, clone, ...): one item each, keyed by the operation id, which is also
+ * the idempotency key of the request that started it.
+ */
+export const OPERATIONS_TABLE = {
+  id: 'Operations',
+  env: 'OPERATIONS_TABLE',
+  partitionKey: { name: 'id', type: 'S' },
+  globalSecondaryIndexes: [],
+  description: 'Operations with their steps, progress and results',
+} as const satisfies TableDefinition;
+
+export const TABLES: readonly TableDefinition[] = [
+  PROFILES_TABLE,
+  SNAPSHOTS_TABLE,
+  LOCKS_TABLE,
+  HOSTS_TABLE,
+  OPERATIONS_TABLE,
+];
 
 export const DATA_BUCKET = {
   id: 'Data',

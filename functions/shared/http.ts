@@ -119,6 +119,30 @@ export function parseRequest<P extends z.ZodType = z.ZodType, Q extends z.ZodTyp
   };
 }
 
+/**
+ * Reads the body as a JSON or YAML document (with the same defences as profile documents)
+ * and validates it with `schema`; the result is in `event.parsedBody`.
+ */
+export function jsonBody<S extends z.ZodType, E extends ApiEvent<unknown, unknown>>(
+  schema: S,
+): MiddlewareObj<E & { parsedBody?: z.output<S> }, APIGatewayProxyResult> {
+  return {
+    name: 'jsonBody',
+    before: (request) => {
+      const event = request.event;
+      if (event.body === null || event.body === undefined || event.body.trim() === '') {
+        throw new InvalidInputError('the request needs a body', [{ path: 'body', message: 'required' }]);
+      }
+      const text = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
+      const { value, locate } = parseDocumentText(text, { source: 'body' });
+      const result = schema.safeParse(value);
+      if (!result.success)
+        throw new InvalidInputError('the body is not valid', issuesFromZod(result.error, locate));
+      event.parsedBody = result.data;
+    },
+  };
+}
+
 /** Reads the body as a Profile document, JSON or YAML, with every problem named. */
 export function profileBody<E extends ApiEvent<unknown, unknown>>(): MiddlewareObj<E, APIGatewayProxyResult> {
   return {

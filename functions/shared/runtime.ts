@@ -6,10 +6,18 @@ import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { DynamoHostRegistry, type HostRegistry } from '../../core/host/registry.js';
+import { DynamoOperationStore, type OperationStore } from '../../core/operation/store.js';
 import { DynamoProfileStore } from '../../core/profile/dynamo-store.js';
 import type { ProfileDeps } from '../../core/profile/service.js';
 import { DynamoSnapshotRecords, type SnapshotRecords } from '../../core/snapshot/records.js';
-import { DATA_BUCKET, PROFILES_TABLE, SNAPSHOTS_TABLE } from '../../core/storage/definitions.js';
+import {
+  DATA_BUCKET,
+  HOSTS_TABLE,
+  OPERATIONS_TABLE,
+  PROFILES_TABLE,
+  SNAPSHOTS_TABLE,
+} from '../../core/storage/definitions.js';
 
 export const logger = new Logger({ serviceName: 'persona' });
 // Published as embedded metric format through the function's logs: no PutMetricData calls,
@@ -33,6 +41,19 @@ const ddb = () => {
   });
   return documentClient;
 };
+
+let hostRegistry: HostRegistry | undefined;
+let operationStore: OperationStore | undefined;
+
+export function hosts(): HostRegistry {
+  hostRegistry ??= new DynamoHostRegistry(ddb(), getRequiredEnv(HOSTS_TABLE.env));
+  return hostRegistry;
+}
+
+export function operations(): OperationStore {
+  operationStore ??= new DynamoOperationStore(ddb(), getRequiredEnv(OPERATIONS_TABLE.env));
+  return operationStore;
+}
 
 export function snapshotRecords(): SnapshotRecords {
   records ??= new DynamoSnapshotRecords(ddb(), getRequiredEnv(SNAPSHOTS_TABLE.env));

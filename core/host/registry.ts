@@ -1,0 +1,110 @@
+// Registered hosts in DynamoDB. Registering the same host twice with the same settings is a
+// no-op (a retried request); with other settings it is a conflict, not a silent overwrite.
+import {
+  type DynamoDBDocumentClient,
+  GetCommand,
+  PutCommand,
+  ScanCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
+import { ConflictError, InvalidInputError, NotFoundError } from '../errors.js';
+import { sortObjectKeys } from '../profile/collections.js';
+import type { HostRecord, HostRegistration } from './schema.js';
+
+export interface HostRegistry {
+  register(registration: HostRegistration, now: Date): Promise<{ host: HostRecord; created: boolean }>;
+  get(name: string): Promise<HostRecord>;
+  list(page: {
+    limit: number;
+    cursor?: string | undefined;
+  }): Promise<{ items: HostRecord[]; nextCursor?: string }>;
+  recordCapture(name: string, capture: NonNullable<HostRecord['lastCapture']>): Promise<void>;
+}
+
+const same = (a: unknown, b: unknown) =>
+  JSON.stringify(sortObjectKeys(a)) === JSON.stringify(sortObjectKeys(b));
+
+export class DynamoHostRegistry implements HostRegistry {
+  constructor(
+    private readonly ddb: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async register(registration: HostRegistration, now: Date): Promise<{ host: HostRecord; created: boolean }> {
+    const host: HostRecord = { registration, createdAt: now.toISOString(), updatedAt: now.toISOString() };
+    try {
+      await this.ddb.send(
+        new PutCommand({
+          TableName: this.tableName,
+          Item: { name: registration.name, ...host },
+          ConditionExpression: 'attribute_not_exists(#n)',
+          ExpressionAttributeNames: { '#n': 'name' },
+        }),
+      );
+      return { host, created: true };
+    } catch (cause) {
+      if ((cause as { name?: string }).name !== 'ConditionalCheckFailedException') throw cause;
+      const existing = await this.get(registration.name);
+      if (same(existing.registration, registration)) return { host: existing, created: false };
+      throw new ConflictError(
+        `host ${registration.name} is already registered with other settings`,
+        undefined,
+        {
+          cause,
+        },
+      );
+    }
+  }
+
+  async get(name: string): Promise<HostRecord> {
+    const out = await this.ddb.send(
+      new GetCommand({ TableName: this.tableName, Key: { name }, ConsistentRead: true }),
+    );
+    if (!out.Item) throw new NotFoundError(`host ${name} is not registered`, name);
+    const { name: _n, ...record } = out.Item;
+    return record as HostRecord;
+  }
+
+  async list(page: {
+    limit: number;
+    cursor?: string | undefined;
+  }): Promise<{ items: HostRecord[]; nextCursor?: string }> {
+    let start: Record<string, unknown> | undefined;
+    if (page.cursor !== undefined) {
+      try {
+        start = { name: JSON.parse(Buffer.from(page.cursor, 'base64url').toString('utf8')) as string };
+        if (typeof start.name !== 'string') throw new Error('not a name');
+      } catch {
+        throw new InvalidInputError('cursor is not one this API returned', [
+          { path: 'cursor', message: 'not a cursor returned by a previous page' },
+        ]);
+      }
+    }
+    const out = await this.ddb.send(
+      new ScanCommand({
+        TableName: this.tableName,
+        Limit: page.limit,
+        ExclusiveStartKey: start,
+        ConsistentRead: true,
+      }),
+    );
+    const items = (out.Items ?? []).map(({ name: _n, ...r }) => r as HostRecord);
+    const last = out.LastEvaluatedKey?.name;
+    return typeof last === 'string'
+      ? { items, nextCursor: Buffer.from(JSON.stringify(last)).toString('base64url') }
+      : { items };
+  }
+
+  async recordCapture(name: string, capture: NonNullable<HostRecord['lastCapture']>): Promise<void> {
+    await this.ddb.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { name },
+        UpdateExpression: 'SET lastCapture = :c, updatedAt = :u',
+        ConditionExpression: 'attribute_exists(#n)',
+        ExpressionAttributeNames: { '#n': 'name' },
+        ExpressionAttributeValues: { ':c': capture, ':u': capture.at },
+      }),
+    );
+  }
+}

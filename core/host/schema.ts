@@ -1,0 +1,76 @@
+// A registered host: how to reach it and what to capture. Credentials are references.
+import { z } from 'zod';
+import { SecretRef } from '../profile/schema.js';
+
+const hostName = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/, 'expected lower-case letters, digits, ".", "_" or "-"');
+
+export const HostRegistration = z
+  .strictObject({
+    name: hostName,
+    platform: z.enum(['aws', 'azure', 'baremetal', 'local']),
+    transport: z.enum(['ssh', 'ssm', 'local']),
+    /** SSH: the address (IP or DNS name). */
+    address: z
+      .string()
+      .regex(/^[A-Za-z0-9.:-]+$/, 'expected an IP address or host name')
+      .optional(),
+    port: z.number().int().min(1).max(65535).default(22),
+    user: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_-]*$/, 'expected a user name')
+      .default('root'),
+    /** SSM: an EC2 instance (i-…) or a hybrid-activated machine (mi-…). */
+    instanceId: z
+      .string()
+      .regex(/^(i|mi)-[0-9a-f]{8,17}$/, 'expected i-… or mi-…')
+      .optional(),
+    region: z.string().optional(),
+    /** SSH: where the private key is kept. */
+    credentialRef: SecretRef.optional(),
+    /** SSH: the host key fingerprint to pin (SHA256:…); recorded on first capture when absent. */
+    hostKeyFingerprint: z
+      .string()
+      .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'expected an OpenSSH SHA256 fingerprint')
+      .optional(),
+    tags: z.record(z.string().min(1).max(128), z.string().max(256)).default({}),
+    /** Application trees to snapshot besides /etc. */
+    paths: z.array(z.string().regex(/^\/[^\0]*$/, 'expected an absolute path')).default([]),
+    /** Processes whose environment and allocations belong to the application. */
+    processes: z.array(z.string().min(1)).default([]),
+  })
+  .superRefine((h, ctx) => {
+    if (h.transport === 'ssh') {
+      if (!h.address)
+        ctx.addIssue({ code: 'custom', path: ['address'], message: 'an SSH host needs an address' });
+      if (!h.credentialRef) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['credentialRef'],
+          message: 'an SSH host needs a credential reference',
+        });
+      }
+    }
+    if (h.transport === 'ssm' && !h.instanceId) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['instanceId'],
+        message: 'an SSM host needs an instance id (i-… or mi-…)',
+      });
+    }
+  })
+  .meta({ id: 'HostRegistration' });
+export type HostRegistration = z.infer<typeof HostRegistration>;
+
+export const HostRecord = z
+  .object({
+    registration: HostRegistration,
+    createdAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+    lastCapture: z
+      .object({ operationId: z.string(), at: z.iso.datetime(), profileVersion: z.number().int().optional() })
+      .optional(),
+  })
+  .meta({ id: 'HostRecord' });
+export type HostRecord = z.infer<typeof HostRecord>;

@@ -1,0 +1,49 @@
+// An operation: one run of a workflow (capture, clone, migrate, morph, activate), its steps,
+// progress and result. Status values are shared by the API, the state machines and the CLI.
+import { z } from 'zod';
+
+export const OPERATION_KINDS = ['capture', 'clone', 'migrate', 'morph', 'activate'] as const;
+export const OPERATION_STATUSES = ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED'] as const;
+export const STEP_STATUSES = ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'SKIPPED'] as const;
+
+export type OperationStatus = (typeof OPERATION_STATUSES)[number];
+export type StepStatus = (typeof STEP_STATUSES)[number];
+
+export const Step = z.object({
+  name: z.string(),
+  status: z.enum(STEP_STATUSES),
+  startedAt: z.iso.datetime().optional(),
+  endedAt: z.iso.datetime().optional(),
+  detail: z.string().optional(),
+});
+export type Step = z.infer<typeof Step>;
+
+export const Operation = z
+  .object({
+    id: z.string(),
+    kind: z.enum(OPERATION_KINDS),
+    host: z.string(),
+    status: z.enum(OPERATION_STATUSES),
+    /** 0–100: the share of steps finished. */
+    percent: z.number().min(0).max(100),
+    steps: z.array(Step),
+    createdAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+    /** What the operation produced: ids and keys, never documents. */
+    result: z.record(z.string(), z.unknown()).optional(),
+    error: z.object({ code: z.string(), message: z.string() }).optional(),
+    /** Incremented by every update; updates are conditional on it, so none is lost. */
+    revision: z.number().int().nonnegative(),
+  })
+  .meta({ id: 'Operation' });
+export type Operation = z.infer<typeof Operation>;
+
+export const percentOf = (steps: readonly Step[]): number =>
+  steps.length === 0
+    ? 0
+    : Math.round(
+        (100 *
+          steps.filter((s) => s.status === 'SUCCEEDED' || s.status === 'SKIPPED' || s.status === 'FAILED')
+            .length) /
+          steps.length,
+      );
