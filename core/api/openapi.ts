@@ -27,6 +27,9 @@ function components(): Record<string, unknown> {
   // Touch the response schemas so that their ids are registered before the walk.
   void [
     Profile,
+    HostRegistration,
+    HostList,
+    Operation,
     Delta,
     ProblemSchema,
     ProfileList,

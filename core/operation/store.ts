@@ -1,6 +1,6 @@
 // Operations in DynamoDB. The id is the idempotency key: starting an operation whose id
 // exists returns the existing one instead of starting a second.
-import { type DynamoDBDocumentClient, GetCommand, PutCommand, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { NotFoundError } from '../errors.js';
 import { type Operation, percentOf, type Step, type StepStatus } from './schema.js';
 
