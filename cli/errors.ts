@@ -26,6 +26,7 @@ const BY_CODE: Readonly<Record<ErrorCode, number>> = {
   DELTA_CONFLICT: EXIT.CONFLICT,
   PRECONDITION_REQUIRED: EXIT.CONFLICT,
   CORRUPT: EXIT.CORRUPT,
+  TRANSPORT: EXIT.UNAVAILABLE,
 };
 
 /** An error answer from the API, carrying its problem document. */

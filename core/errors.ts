@@ -9,6 +9,7 @@ export const ERROR_CODES = [
   'TOO_LARGE',
   'DELTA_CONFLICT',
   'CORRUPT',
+  'TRANSPORT',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 

@@ -32,6 +32,8 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   PRECONDITION_REQUIRED: 428,
   // Damaged stored data is the service's problem, not the caller's.
   CORRUPT: 500,
+  // A managed host could not be reached or refused us: the upstream failed, not the request.
+  TRANSPORT: 502,
 };
 
 const TITLES: Readonly<Record<number, string>> = {
@@ -41,6 +43,7 @@ const TITLES: Readonly<Record<number, string>> = {
   413: 'Content Too Large',
   428: 'Precondition Required',
   500: 'Internal Server Error',
+  502: 'Bad Gateway',
 };
 
 export function json(
