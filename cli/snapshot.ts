@@ -2,81 +2,21 @@
 // sent through an API function). The store is found through the running embedded runtime,
 // or in AWS through PERSONA_BUCKET, PERSONA_SNAPSHOTS_TABLE, PERSONA_LOCKS_TABLE and
 // PERSONA_KMS_KEY_ID with the usual AWS credentials.
-import { createReadStream, existsSync, readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { KMSClient } from '@aws-sdk/client-kms';
-import { S3Client } from '@aws-sdk/client-s3';
-import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { createReadStream, existsSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import pc from 'picocolors';
-import { InvalidInputError, NotFoundError } from '../core/errors.js';
-import { type KeyProvider, KmsKeyProvider, LocalKeyProvider } from '../core/snapshot/keys.js';
-import { S3ObjectStore } from '../core/snapshot/object-store.js';
-import { DynamoLocks, DynamoSnapshotRecords, type SnapshotRecord } from '../core/snapshot/records.js';
-import { type Progress, SnapshotStore } from '../core/snapshot/store.js';
+import { InvalidInputError } from '../core/errors.js';
+import type { SnapshotRecord } from '../core/snapshot/records.js';
+import type { Progress, SnapshotStore } from '../core/snapshot/store.js';
 import { tarSource, writeTar } from '../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../core/snapshot/tree.js';
-import { LOCKS_TABLE, SNAPSHOTS_TABLE } from '../core/storage/definitions.js';
+import { connect } from './connect.js';
 import { table } from './render.js';
 
-interface Endpoints {
-  region: string;
-  dynamoEndpoint: string;
-  s3Endpoint: string;
-  bucket: string;
-  tables: Record<string, string>;
-  keysDir: string;
-}
-
-/** Opens the store the environment points at. */
+/** Opens the snapshot store the environment points at. */
 export async function openStore(): Promise<SnapshotStore> {
-  let ddb: DynamoDBClient;
-  let s3: S3Client;
-  let bucket: string;
-  let snapshotsTable: string;
-  let locksTable: string;
-  let keys: KeyProvider;
-  if (process.env.PERSONA_BUCKET) {
-    const need = (name: string) => {
-      const v = process.env[name];
-      if (!v)
-        throw new InvalidInputError(`${name} is not set`, [
-          { path: name, message: 'required with PERSONA_BUCKET' },
-        ]);
-      return v;
-    };
-    bucket = process.env.PERSONA_BUCKET;
-    snapshotsTable = need('PERSONA_SNAPSHOTS_TABLE');
-    locksTable = need('PERSONA_LOCKS_TABLE');
-    ddb = new DynamoDBClient({});
-    s3 = new S3Client({});
-    keys = new KmsKeyProvider(new KMSClient({}), need('PERSONA_KMS_KEY_ID'));
-  } else {
-    const file = join(resolve(process.env.PERSONA_DATA ?? '.persona/data'), 'endpoints.json');
-    if (!existsSync(file)) {
-      throw new NotFoundError(
-        'no snapshot store: start the embedded runtime (npm start), or set PERSONA_BUCKET and friends for AWS',
-        file,
-      );
-    }
-    const e = JSON.parse(readFileSync(file, 'utf8')) as Endpoints;
-    // The stand-ins' own credentials (local/stand-ins.ts).
-    const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
-    ddb = new DynamoDBClient({ endpoint: e.dynamoEndpoint, region: e.region, credentials });
-    s3 = new S3Client({ endpoint: e.s3Endpoint, region: e.region, credentials, forcePathStyle: true });
-    bucket = e.bucket;
-    snapshotsTable = e.tables[SNAPSHOTS_TABLE.env] ?? '';
-    locksTable = e.tables[LOCKS_TABLE.env] ?? '';
-    keys = new LocalKeyProvider(e.keysDir);
-  }
-  const doc = DynamoDBDocumentClient.from(ddb, { marshallOptions: { removeUndefinedValues: true } });
-  return SnapshotStore.open({
-    objects: new S3ObjectStore(s3, bucket),
-    records: new DynamoSnapshotRecords(doc, snapshotsTable),
-    locks: new DynamoLocks(doc, locksTable),
-    keys,
-  });
+  return (await connect()).snapshots();
 }
 
 const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

@@ -36,7 +36,7 @@ export function serializeProfile(profile: Profile): string {
 
 function versionRecord(profile: Profile, version: number, body: string, now: Date): ProfileVersion {
   const hash = sha256(body);
-  const { spec, metadata } = profile;
+  const { spec, metadata } = canonicalProfile(profile);
   return {
     name: metadata.name,
     version,
@@ -144,6 +144,29 @@ export async function putProfile(
     );
   }
   return { version: await write(deps, profile, current + 1, current), created: true };
+}
+
+/**
+ * Records a captured profile: a new version only when what the host is (the spec) changed.
+ * Observations alone (usage, connections) change with every capture and do not make a version.
+ */
+export async function recordProfile(deps: ProfileDeps, profile: Profile): Promise<WriteResult> {
+  const name = profile.metadata.name;
+  for (let attempt = 0; ; attempt++) {
+    const head = await deps.profiles.getHead(name);
+    if (head !== undefined) {
+      const latest = await latestVersion(deps, head);
+      if (latest.specHash === sha256(JSON.stringify(sortObjectKeys(canonicalProfile(profile).spec)))) {
+        return { version: latest, created: false };
+      }
+    }
+    try {
+      return await putProfile(deps, name, profile, { expectedVersion: head?.latest ?? 0 });
+    } catch (e) {
+      // Another capture of the same host wrote first: compare against what it wrote.
+      if (!(e instanceof ConflictError) || attempt >= 3) throw e;
+    }
+  }
 }
 
 export async function getProfile(
