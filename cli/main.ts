@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { InvalidInputError, type Issue, isPersonaError, NotFoundError } from '../core/errors.js';
 import { formatIssues, parseProfile } from '../core/profile/io.js';
 import type { Profile } from '../core/profile/schema.js';
+import { registerCaptureCommands } from './capture.js';
 import { PersonaClient } from './client.js';
 import { ApiError, EXIT, exitCodeOf } from './errors.js';
 import { ago, type RenderableChange, renderDelta, table } from './render.js';
@@ -280,6 +281,7 @@ export function buildProgram(): Command {
     });
 
   registerSnapshotCommands(program);
+  registerCaptureCommands(program, client);
   return program;
 }
 

@@ -1,0 +1,199 @@
+// `persona capture` and `persona hosts`: read a live host's persona. The capture runs here,
+// beside the CLI, against the data of the embedded runtime or of AWS (see connect.ts).
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type Command, InvalidArgumentError } from 'commander';
+import pc from 'picocolors';
+import { type CaptureSummary, runCapture, startCapture } from '../core/capture/operation.js';
+import { InvalidInputError } from '../core/errors.js';
+import { HostRegistration } from '../core/host/schema.js';
+import { FileHostKeyStore } from '../core/transport/host-keys.js';
+import { LocalTransport } from '../core/transport/local.js';
+import { SshTransport } from '../core/transport/ssh.js';
+import type { PersonaClient } from './client.js';
+import { connect } from './connect.js';
+import { table } from './render.js';
+
+interface Target {
+  transport: 'ssh' | 'local';
+  user?: string;
+  address?: string;
+  port?: number;
+}
+
+/** `ssh://root@10.0.0.2:22`, `root@10.0.0.2`, or `local`. */
+export function parseTarget(value: string): Target {
+  if (value === 'local') return { transport: 'local' };
+  const m =
+    /^(?:ssh:\/\/)?(?:([a-z_][a-z0-9_-]*)@)?(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?\/?$/.exec(
+      value,
+    );
+  if (!m) throw new InvalidArgumentError('expected ssh://USER@HOST[:PORT] or local');
+  return {
+    transport: 'ssh',
+    user: m[1] ?? 'root',
+    address: (m[2] as string).replace(/^\[|\]$/g, ''),
+    port: m[3] ? Number(m[3]) : 22,
+  };
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+const bytes = (n: number) =>
+  n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`;
+
+function printSummary(name: string, s: CaptureSummary, result: Record<string, unknown>): void {
+  const profile = result.profile as { name: string; version: number; created: boolean };
+  const snapshot = result.snapshot as { version: number };
+  const out = (l: string) => process.stdout.write(`${l}\n`);
+  out(`${pc.green('✓')} captured ${pc.bold(name)}`);
+  out(`  os         ${s.os}`);
+  out(`  packages   ${s.packages}`);
+  out(`  services   ${s.services}`);
+  out(`  listening  ${s.listeningPorts.join(', ') || 'none'}`);
+  out(`  snapshot   ${snapshot.version}: ${s.filesSnapshotted} files, ${bytes(s.bytesNew)} new`);
+  out(`  profile    ${profile.name} version ${profile.version}${profile.created ? '' : ' (unchanged)'}`);
+  if (s.secretsSealed > 0) out(`  secrets    ${s.secretsSealed} sealed, none stored in clear`);
+  if (s.unknowns > 0) out(pc.dim(`  ${s.unknowns} facts unknown on this host (see --json)`));
+}
+
+export function registerCaptureCommands(
+  program: Command,
+  client: (cmd: Command) => { api: PersonaClient },
+): void {
+  program
+    .command('capture')
+    .description("capture a host's complete persona: a Profile version and a snapshot of its configuration")
+    .argument('<target>', 'ssh://USER@HOST[:PORT], or local for this machine')
+    .requiredOption('--name <name>', 'the host (and profile) name')
+    .option('--key <file>', 'SSH private key')
+    .option(
+      '--accept-new-host-key',
+      'record the host key on first contact (otherwise an unknown host is refused)',
+    )
+    .option('--path <path>', 'an application tree to snapshot besides /etc (repeatable)', collect, [])
+    .option('--process <name>', 'an application process (repeatable)', collect, [])
+    .option('--platform <platform>', 'aws, azure, baremetal or local', 'baremetal')
+    .action(
+      async (
+        targetText: string,
+        o: {
+          name: string;
+          key?: string;
+          acceptNewHostKey?: boolean;
+          path: string[];
+          process: string[];
+          platform: string;
+        },
+        cmd: Command,
+      ) => {
+        const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+        const target = parseTarget(targetText);
+        if (target.transport === 'ssh' && !o.key) {
+          throw new InvalidInputError('an SSH capture needs --key', [
+            { path: '--key', message: 'the private key file' },
+          ]);
+        }
+        const keyFile = o.key ? resolve(o.key) : undefined;
+        const parsed = HostRegistration.safeParse({
+          name: o.name,
+          platform: target.transport === 'local' ? 'local' : o.platform,
+          transport: target.transport,
+          ...(target.address ? { address: target.address, port: target.port, user: target.user } : {}),
+          ...(keyFile ? { credentialRef: { provider: 'local', key: `file:${keyFile}` } } : {}),
+          paths: o.path,
+          processes: o.process,
+        });
+        if (!parsed.success) {
+          throw new InvalidInputError(
+            'the host cannot be registered',
+            parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
+          );
+        }
+        const conn = await connect();
+        const hosts = conn.hosts();
+        await hosts.register(parsed.data, new Date());
+        const tty = !json && process.stderr.isTTY;
+        const id = randomUUID();
+        await startCapture({ hosts, operations: conn.operations() }, o.name, id);
+        const summary = await runCapture(
+          {
+            hosts,
+            operations: conn.operations(),
+            profiles: conn.profiles(),
+            snapshots: () => conn.snapshots(),
+            transportFor: async (host) => {
+              if (host.transport === 'local') return new LocalTransport();
+              const ref = host.credentialRef;
+              const file =
+                ref?.provider === 'local' && ref.key.startsWith('file:') ? ref.key.slice(5) : keyFile;
+              if (!file)
+                throw new InvalidInputError('no SSH key for this host', [
+                  { path: '--key', message: 'required' },
+                ]);
+              return new SshTransport({
+                host: host.address as string,
+                port: host.port,
+                username: host.user,
+                privateKey: readFileSync(file),
+                hostKeys: new FileHostKeyStore(join(conn.home, 'known_hosts.json')),
+                acceptNewHostKey: o.acceptNewHostKey === true,
+              });
+            },
+            onStep: (name, status, detail) => {
+              if (json) return;
+              const mark =
+                status === 'RUNNING' ? pc.dim('…') : status === 'SUCCEEDED' ? pc.green('✓') : pc.red('✗');
+              if (status !== 'RUNNING' || tty)
+                process.stderr.write(`${mark} ${name}${detail ? pc.dim(`  ${detail}`) : ''}\n`);
+            },
+          },
+          id,
+        );
+        const op = await conn.operations().get(id);
+        if (json) process.stdout.write(`${JSON.stringify(op, null, 2)}\n`);
+        else printSummary(o.name, summary, op.result ?? {});
+      },
+    );
+
+  const hostsCmd = program.command('hosts').description('registered hosts');
+  hostsCmd
+    .command('list')
+    .description('list registered hosts')
+    .action(async (_o, cmd: Command) => {
+      const { api } = client(cmd);
+      const res = await api.request<{
+        items: { registration: HostRegistration; lastCapture?: { at: string; profileVersion?: number } }[];
+      }>('GET', '/hosts', { query: { limit: 100 } });
+      if (cmd.optsWithGlobals<{ json?: boolean }>().json)
+        return void process.stdout.write(`${JSON.stringify(res.body, null, 2)}\n`);
+      process.stdout.write(
+        `${table(
+          ['NAME', 'PLATFORM', 'TRANSPORT', 'ADDRESS', 'LAST CAPTURE'],
+          res.body.items.map((h) => [
+            h.registration.name,
+            h.registration.platform,
+            h.registration.transport,
+            h.registration.address ?? h.registration.instanceId ?? '',
+            h.lastCapture ? `${h.lastCapture.at} (profile v${h.lastCapture.profileVersion ?? '?'})` : '',
+          ]),
+        )}\n`,
+      );
+    });
+  hostsCmd
+    .command('add')
+    .description('register a host from a JSON or YAML file (see POST /hosts)')
+    .requiredOption('-f, --file <file>')
+    .action(async (o: { file: string }, cmd: Command) => {
+      const { api } = client(cmd);
+      const { parseDocumentText } = await import('../core/profile/io.js');
+      const { value } = parseDocumentText(readFileSync(o.file, 'utf8'), { source: o.file });
+      const res = await api.request<{ registration: HostRegistration }>('POST', '/hosts', { body: value });
+      if (cmd.optsWithGlobals<{ json?: boolean }>().json)
+        return void process.stdout.write(`${JSON.stringify(res.body, null, 2)}\n`);
+      process.stdout.write(
+        `${res.status === 201 ? pc.green('+') : pc.dim('=')} ${res.body.registration.name} registered\n`,
+      );
+    });
+}

@@ -1,0 +1,203 @@
+// A capture as an operation: reach the host, collect its persona in one round trip, keep its
+// secrets sealed, record the Profile version (only when the host changed) and snapshot its
+// configuration. Each step is recorded on the operation so that callers can follow progress.
+import type { Readable } from 'node:stream';
+import { isPersonaError } from '../errors.js';
+import type { HostRegistry } from '../host/registry.js';
+import type { HostRegistration } from '../host/schema.js';
+import type { OperationStore } from '../operation/store.js';
+import { validateProfile } from '../profile/io.js';
+import { type ProfileDeps, recordProfile } from '../profile/service.js';
+import type { SnapshotStore } from '../snapshot/store.js';
+import { tarSource } from '../snapshot/tar.js';
+import type { Transport } from '../transport/transport.js';
+import { captureHost } from './collect.js';
+
+export const CAPTURE_STEPS = ['connect', 'collect', 'secrets', 'profile', 'snapshot'] as const;
+
+export interface CaptureDeps {
+  readonly hosts: HostRegistry;
+  readonly operations: OperationStore;
+  readonly profiles: ProfileDeps;
+  readonly snapshots: () => Promise<SnapshotStore>;
+  readonly transportFor: (host: HostRegistration) => Promise<Transport>;
+  readonly now?: () => Date;
+  /** Told of every step as it starts and ends, for a progress display. */
+  readonly onStep?: (name: string, status: 'RUNNING' | 'SUCCEEDED' | 'FAILED', detail?: string) => void;
+}
+
+export interface CaptureSummary {
+  readonly os: string;
+  readonly packages: number;
+  readonly services: number;
+  readonly listeningPorts: readonly number[];
+  readonly filesSnapshotted: number;
+  readonly bytesNew: number;
+  readonly unknowns: number;
+  readonly secretsSealed: number;
+}
+
+/** Starts (or finds, for a retried request) the operation that captures `host`. */
+export async function startCapture(
+  deps: Pick<CaptureDeps, 'hosts' | 'operations' | 'now'>,
+  host: string,
+  operationId: string,
+) {
+  const at = (deps.now?.() ?? new Date()).toISOString();
+  await deps.hosts.get(host);
+  return deps.operations.start({
+    id: operationId,
+    kind: 'capture',
+    host,
+    status: 'PENDING',
+    percent: 0,
+    steps: CAPTURE_STEPS.map((name) => ({ name, status: 'PENDING' as const })),
+    createdAt: at,
+    updatedAt: at,
+    revision: 0,
+  });
+}
+
+/** The trees whose content the snapshot keeps: /etc and the application's own. */
+function snapshotPaths(host: HostRegistration): string[] {
+  return ['etc', ...host.paths.map((p) => p.replace(/^\/+/, ''))].filter(
+    (p, i, all) => p !== '' && all.indexOf(p) === i,
+  );
+}
+
+const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
+
+/** Runs every step of a started capture; the operation ends SUCCEEDED or FAILED, never half-way. */
+export async function runCapture(deps: CaptureDeps, operationId: string): Promise<CaptureSummary> {
+  const now = () => deps.now?.() ?? new Date();
+  const op = await deps.operations.get(operationId);
+  const host = (await deps.hosts.get(op.host)).registration;
+  let current: string = CAPTURE_STEPS[0];
+  const step = async <T>(
+    name: (typeof CAPTURE_STEPS)[number],
+    work: () => Promise<T>,
+    detail?: (t: T) => string,
+  ) => {
+    current = name;
+    await deps.operations.step(operationId, name, 'RUNNING', now());
+    deps.onStep?.(name, 'RUNNING');
+    const value = await work();
+    const said = detail?.(value);
+    await deps.operations.step(operationId, name, 'SUCCEEDED', now(), said);
+    deps.onStep?.(name, 'SUCCEEDED', said);
+    return value;
+  };
+  let transport: Transport | undefined;
+  try {
+    transport = await step(
+      'connect',
+      async () => {
+        const t = await deps.transportFor(host);
+        const probe = await t.run('uname -s', { timeoutMs: 30_000 });
+        if (probe.exitCode !== 0) throw new Error(`the host did not run a command: ${probe.stderr.trim()}`);
+        return t;
+      },
+      (t) => t.target,
+    );
+    const reached = transport;
+    const captured = await step(
+      'collect',
+      () =>
+        captureHost(reached, {
+          name: host.name,
+          capturedAt: now().toISOString(),
+          host: host.name,
+          application: { paths: host.paths, processes: host.processes },
+        }),
+      (c) => `${c.unknowns.length} unknown, ${c.roundTripMs} ms`,
+    );
+    const store = await deps.snapshots();
+    await step(
+      'secrets',
+      async () => {
+        for (const s of captured.secrets) {
+          const name = s.ref.provider === 'local' ? s.ref.key : JSON.stringify(s.ref);
+          // A file's content never passes through the script: it is read here, only to be sealed.
+          const value =
+            s.value ??
+            (s.kind === 'file' ? Buffer.from(await reached.getFile(s.source)).toString('base64') : undefined);
+          if (value !== undefined) await store.putSecret(name, value);
+        }
+        return captured.secrets.length;
+      },
+      (n) => `${n} sealed`,
+    );
+    const profile = validateProfile(captured.profile, { source: `capture of ${host.name}` });
+    const written = await step(
+      'profile',
+      () => recordProfile(deps.profiles, profile),
+      (w) => `${w.version.name} version ${w.version.version}${w.created ? '' : ' (unchanged)'}`,
+    );
+    const snapshot = await step(
+      'snapshot',
+      async () => {
+        const paths = snapshotPaths(host);
+        // tar says 1 when a file changed while it was read: the snapshot still holds a whole file.
+        const tar = await reached.stream(
+          `tar --format=pax --numeric-owner -cf - -C / ${paths.map(quote).join(' ')}`,
+        );
+        tar.stdin.end();
+        const record = await store.create(tarSource(tar.stdout as Readable, `${host.name}:/`), {
+          host: host.name,
+          profile: { name: written.version.name, version: written.version.version },
+        });
+        const ended = await tar.done;
+        if (ended.exitCode > 1)
+          throw new Error(`tar on the host failed: ${ended.stderr.trim().slice(0, 300)}`);
+        return record;
+      },
+      (r) => `snapshot ${r.version}: ${r.stats.files} files, ${r.stats.newBytes} bytes new`,
+    );
+    const summary: CaptureSummary = {
+      os: `${profile.spec.os.distribution} ${profile.spec.os.version} (${profile.spec.os.kernel}, ${profile.spec.os.arch})`,
+      packages: profile.spec.packages.length,
+      services: profile.spec.services.length,
+      listeningPorts: [
+        ...new Set(
+          (profile.observed?.listening ?? []).flatMap((l) => (l.port === undefined ? [] : [l.port])),
+        ),
+      ].sort((a, b) => a - b),
+      filesSnapshotted: snapshot.stats.files,
+      bytesNew: snapshot.stats.newBytes,
+      unknowns: captured.unknowns.length,
+      secretsSealed: captured.secrets.length,
+    };
+    await deps.operations.finish(
+      operationId,
+      {
+        status: 'SUCCEEDED',
+        result: {
+          profile: { name: written.version.name, version: written.version.version, created: written.created },
+          snapshot: { host: snapshot.host, version: snapshot.version },
+          summary,
+          unknowns: captured.unknowns,
+        },
+      },
+      now(),
+    );
+    await deps.hosts.recordCapture(host.name, {
+      operationId,
+      at: now().toISOString(),
+      profileVersion: written.version.version,
+    });
+    return summary;
+  } catch (error) {
+    const code = isPersonaError(error) ? error.code : 'INTERNAL';
+    await deps.operations
+      .step(operationId, current, 'FAILED', now(), (error as Error).message)
+      .catch(() => {});
+    await deps.operations.finish(
+      operationId,
+      { status: 'FAILED', error: { code, message: (error as Error).message } },
+      now(),
+    );
+    throw error;
+  } finally {
+    await transport?.close();
+  }
+}

@@ -1,0 +1,134 @@
+// Configuration files: metadata of everything under /etc and the application paths, with the
+// content hash the script computed. Content itself goes to the snapshot store, never here.
+import type { z } from 'zod';
+import { ConfigFile } from '../../profile/schema.js';
+import { fileLooksSensitive } from '../secrets.js';
+import { lines, partWith } from '../sections.js';
+import { count, int, type ParseContext, sample } from './context.js';
+
+type FileInput = z.input<typeof ConfigFile>;
+
+export interface ParsedFiles {
+  readonly files: FileInput[];
+  /** The content hash of a file, for services and monitoring agents that point at one. */
+  readonly hashOf: (path: string) => string | undefined;
+}
+
+interface Entry {
+  type: 'f' | 'd' | 'l';
+  mode: string;
+  owner: string;
+  group: string;
+  size: number | undefined;
+  target: string;
+  path: string;
+}
+
+/** sha256sum escapes names with a backslash or newline and marks such lines with a leading "\". */
+const unescapeSum = (name: string): string =>
+  name.replace(/\\(\\|n)/g, (_m, c: string) => (c === 'n' ? '\n' : '\\'));
+
+export function parseHashes(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of lines(text)) {
+    const m = /^(\\?)([0-9a-f]{64}) [ *](.+)$/.exec(line);
+    if (!m?.[2] || !m[3]) continue;
+    const path = m[1] ? unescapeSum(m[3]) : m[3];
+    if (!out.has(path)) out.set(path, `sha256:${m[2]}`);
+  }
+  return out;
+}
+
+function printfEntry(line: string): Entry | undefined {
+  const fields = line.split('\t');
+  if (fields.length < 7) return undefined;
+  const [type, mode = '', owner = '', group = '', size, target = ''] = fields;
+  if (type !== 'f' && type !== 'd' && type !== 'l') return undefined;
+  return { type, mode, owner, group, size: int(size), target, path: fields.slice(6).join('\t') };
+}
+
+// `stat -c '%F\t%a\t%U\t%G\t%s\t%N'`, where %N is 'path' or 'path' -> 'target'.
+function statEntry(line: string): Entry | undefined {
+  const fields = line.split('\t');
+  if (fields.length < 6) return undefined;
+  const [kind = '', mode = '', owner = '', group = '', size] = fields;
+  const quoted = fields.slice(5).join('\t');
+  const m = /^['"](.*?)['"](?: -> ['"](.*)['"])?$/.exec(quoted);
+  const path = m?.[1] ?? quoted;
+  const type = kind.startsWith('regular')
+    ? 'f'
+    : kind === 'directory'
+      ? 'd'
+      : kind === 'symbolic link'
+        ? 'l'
+        : undefined;
+  if (type === undefined) return undefined;
+  return { type, mode, owner, group, size: int(size), target: m?.[2] ?? '', path };
+}
+
+export function parseFiles(ctx: ParseContext): ParsedFiles {
+  const hashes = parseHashes(ctx.section('hashes')?.text ?? '');
+  const privateKeys = new Set(lines(ctx.section('privkeys')?.text ?? ''));
+  const section = ctx.section('files');
+  const part = partWith(section, 'printf') ?? partWith(section, 'stat');
+  if (!part) return { files: [], hashOf: (p) => hashes.get(p) };
+
+  const limit = int(part.header.split(' ')[1]);
+  let listed = lines(part.text);
+  if (limit !== undefined && listed.length > limit) {
+    ctx.unknown(
+      'files',
+      `more than ${limit} files under /etc and the application paths: only the first ${limit} are listed`,
+    );
+    listed = listed.slice(0, limit);
+  }
+  const parse = part.header.startsWith('printf') ? printfEntry : statEntry;
+
+  const files: FileInput[] = [];
+  const unhashed: string[] = [];
+  // An application path under /etc is listed twice, once for each root.
+  const seen = new Set<string>();
+  for (const line of listed) {
+    const e = parse(line);
+    if (!e?.path.startsWith('/') || seen.has(e.path)) continue;
+    seen.add(e.path);
+    const mode = /^[0-7]{1,4}$/.test(e.mode) ? e.mode.padStart(4, '0') : undefined;
+    const common = {
+      path: e.path,
+      ...(mode === undefined || e.type === 'l' ? {} : { mode }),
+      ...(e.owner ? { owner: e.owner } : {}),
+      ...(e.group ? { group: e.group } : {}),
+    };
+    if (e.type === 'd') {
+      files.push({ ...common, type: 'directory' });
+    } else if (e.type === 'l') {
+      files.push({ ...common, type: 'symlink', target: e.target });
+    } else if (fileLooksSensitive(e.path) || privateKeys.has(e.path)) {
+      // No hash: a hash of a short secret (a password file) can be brute-forced.
+      files.push({
+        ...common,
+        type: 'file',
+        ...(e.size === undefined ? {} : { size: e.size }),
+        sensitive: true,
+        secretRef: ctx.secrets.add('file', e.path),
+      });
+    } else {
+      const hash = hashes.get(e.path);
+      if (hash === undefined) {
+        unhashed.push(e.path);
+        continue;
+      }
+      files.push({ ...common, type: 'file', hash, ...(e.size === undefined ? {} : { size: e.size }) });
+    }
+  }
+  if (unhashed.length > 0) {
+    ctx.unknown(
+      'hashes',
+      `${count(unhashed.length, 'file')} left out without a content hash (unreadable, over the size limit or the hash budget; the snapshot has them): ${sample(unhashed)}`,
+    );
+  }
+  return {
+    files: ctx.keep('files', ConfigFile, files, (f) => f.path, 'file'),
+    hashOf: (p) => hashes.get(p),
+  };
+}

@@ -1,0 +1,739 @@
+// The capture script: one POSIX sh program that reads everything a Profile holds in a single
+// round trip, so a capture costs one SSH exec or one SSM command however much it gathers.
+//
+// Output format (version 1), parsed by parseSections (sections.ts):
+//
+//   @@persona:begin <nonce> <version>
+//   @@persona:<nonce>:section <name>
+//   ...the section's text...
+//   @@persona:<nonce>:part <header>        splits a section's text (one per file, process, ...)
+//   @@persona:<nonce>:missing <reason>     a tool or file the section needed is absent
+//   @@persona:<nonce>:note <text>          anything else worth reporting
+//   @@persona:<nonce>:stderr <line>        the first lines of the section's standard error
+//   @@persona:<nonce>:end <name> <status> <uptime-start> <uptime-end>
+//   ...
+//   @@persona:<nonce>:done <uptime-start> <uptime-end>
+//
+// or, on a host that is not Linux, `@@persona:<nonce>:unsupported <uname -s>` and nothing else.
+// Every marker is written after a newline, so it starts a line whatever the previous output
+// ended with; the parser removes that one newline. The nonce is random per run: content read
+// from the host (a file, an environment value) cannot forge a marker.
+//
+// Rules the script keeps:
+// - It never aborts: no `set -e`; a missing tool or file is a `missing` marker in its section.
+// - It never prints file content except for what a section is about (os-release, resolv.conf,
+//   passwd, group, sudoers, authorized_keys, firewall rules): configuration file content goes to
+//   the snapshot store through a separate tar stream.
+// - It prints secrets only where the Profile needs a reference to them: /etc/environment, the
+//   environment of the declared application processes, and the password field of /etc/shadow.
+//   The control side moves them out of the Profile (secrets.ts). Files that look like
+//   credentials are not even hashed (their names are excluded from hashing, using
+//   SENSITIVE_FILE_GLOBS), and their content never passes through the script.
+// - Everything goes to a temporary file and is printed at the end, so the usage sample (network
+//   bytes per second) does not count the capture's own output travelling back.
+// - Slow collectors (data footprint, runtime versions, I/O priorities) run in the background
+//   while the rest runs; the usage sample spans the whole run and at least one second.
+//
+// Sections, and what each falls back to when its first choice is missing:
+//   os, release     uname; /etc/os-release, else /usr/lib/os-release, else /etc/*-release
+//   cloud           DMI (/sys/class/dmi/id) and cloud-init's instance-data.json
+//   packages        dpkg-query, else rpm -qa, else apk info -v
+//   services        systemctl (when systemd is PID 1), else OpenRC runlevels, else /etc/init.d
+//   interfaces      ip -d -j addr, else ip addr, else /sys/class/net
+//   routes          ip -j route (all tables, v4 and v6), else ip route, else /proc/net/route
+//   firewall        nft list ruleset, else iptables-save
+//   dns             /etc/resolv.conf
+//   sockets         ss -tuanp and ss -xlp, else /proc/net/{tcp,tcp6,udp,udp6}
+//   mounts, df      /proc/mounts; df -P -k
+//   block           lsblk -J -b, else /proc/partitions and /sys/block
+//   cgroups         cgroup v2 limit files, else v1 cpu/memory/pids hierarchies
+//   cpu, memory     /proc/cpuinfo, nproc; /proc/meminfo
+//   ionice          ionice -p for each user-space process (at most 400)
+//   runtimes        node, python3, python, java (its release file), ruby, go, php, perl, dotnet
+//   libraries       getconf GNU_LIBC_VERSION or the musl loader; ldconfig -p, else lib dirs
+//   environ         /etc/environment and /proc/<pid>/environ of PERSONA_APP_PROCESSES
+//   files, hashes   find -printf (else stat) and sha256sum of /etc and PERSONA_CONFIG_PATHS
+//   privkeys        files under 64 KiB there with a PEM private key header
+//   sysctl          writable keys under /proc/sys; key names set in sysctl.d files
+//   modules         /proc/modules and /sys/module/<name>/parameters
+//   users, groups   /etc/passwd, login.defs; /etc/group
+//   shadow          user name and password field of /etc/shadow
+//   sudoers         /etc/sudoers and /etc/sudoers.d/* (as sudo reads them)
+//   sshkeys         ~/.ssh/authorized_keys{,2} of every user in /etc/passwd
+//   processes       ps (procps, else busybox) and /proc/<pid>/{comm,cgroup,status}
+//   sample-start, sample-end, loadavg   /proc/uptime, stat, net/dev, diskstats; /proc/loadavg
+//   du              file count and bytes of data directories by type, each walk bounded
+import { randomBytes } from 'node:crypto';
+import { InvalidInputError, type Issue } from '../errors.js';
+import { KEY_LIBRARIES } from './parse/runtimes.js';
+import { PUBLIC_FILES, SENSITIVE_DIRS, SENSITIVE_FILE_GLOBS } from './secrets.js';
+
+export const SCRIPT_VERSION = 1;
+
+/** Bounds the script applies; each can be changed per capture through CaptureParams. */
+export const CAPTURE_LIMITS = {
+  /**
+   * Total bytes of configuration files hashed per capture. An application path is hashed only
+   * when its whole size (`du -sk`) fits in what is left of the budget; /etc (a few MiB) always
+   * does. sha256sum runs at 400 MB/s or more, so 128 MiB is well under half a second.
+   */
+  hashBudgetBytes: 128 * 1024 * 1024,
+  /** Files larger than this are not hashed by the script; their hash comes from the snapshot. */
+  hashFileMaxBytes: 8 * 1024 * 1024,
+  /** Entries listed under /etc and the application paths together. */
+  maxFiles: 20_000,
+  /** Seconds each data-footprint walk (one per directory) may take before it is cut short. */
+  duTimeoutSeconds: 1,
+} as const;
+
+// `find` arguments that leave credential-looking files out of hashing.
+const findExclusions = [
+  ...SENSITIVE_FILE_GLOBS.map((g) => `! ${g.ci ? '-iname' : '-name'} '${g.glob}'`),
+  ...SENSITIVE_DIRS.map((d) => `! -path '*/${d}/*'`),
+].join(' ');
+
+// Public files the exclusions above would skip by name (passwd matches *passw*).
+const publicFilesToHash = [...PUBLIC_FILES].join(' ');
+
+const keyLibraryPattern = KEY_LIBRARIES.map((l) => l.replaceAll('+', '\\+')).join('|');
+
+// In the template below `${...}` is TypeScript interpolation and `\${...}` is shell parameter
+// expansion (the backslash is removed when the script is built).
+const SCRIPT_SOURCE = String.raw`# Persona capture script, format ${SCRIPT_VERSION}. POSIX sh; see core/capture/script.ts.
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\${PATH:+:$PATH}
+export PATH
+LC_ALL=C
+export LC_ALL
+umask 077
+N=\${PERSONA_NONCE:-}
+case $N in ''|*[!A-Za-z0-9-]*) N=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo "p$$-$(date +%s)") ;; esac
+PERSONA_NONCE=$N
+export PERSONA_NONCE
+M="@@persona:$N"
+printf '@@persona:begin %s %s\n' "$N" ${SCRIPT_VERSION}
+S=$(uname -s 2>/dev/null)
+if [ "$S" != Linux ]; then printf '\n%s:unsupported %s\n' "$M" "\${S:-unknown}"; exit 0; fi
+
+T=$(mktemp -d 2>/dev/null)
+if [ -z "$T" ] || [ ! -d "$T" ]; then
+  T=/tmp/persona.$$
+  mkdir -m 700 "$T" 2>/dev/null || { printf '\n%s:fatal cannot create a temporary directory\n' "$M"; exit 1; }
+fi
+trap 'rm -rf "$T"' EXIT
+trap 'exit 130' HUP INT TERM
+exec 3>&1 >"$T/out"
+
+HASHKB=$(( \${PERSONA_HASH_BUDGET_BYTES:-${CAPTURE_LIMITS.hashBudgetBytes}} / 1024 ))
+FILEKB=$(( \${PERSONA_HASH_FILE_MAX_BYTES:-${CAPTURE_LIMITS.hashFileMaxBytes}} / 1024 ))
+MAXF=\${PERSONA_MAX_FILES:-${CAPTURE_LIMITS.maxFiles}}
+DUT=\${PERSONA_DU_TIMEOUT:-${CAPTURE_LIMITS.duTimeoutSeconds}}
+
+up() { read -r U _ < /proc/uptime; }
+mark() { printf '\n%s:%s\n' "$M" "$*"; }
+missing() { mark "missing $*"; }
+note() { mark "note $*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+TO=""
+if have timeout; then TO="timeout"; fi
+# Runs a command under timeout(1) when the host has it.
+bounded() { _s=$1; shift; if [ -n "$TO" ]; then timeout "$_s" "$@"; else "$@"; fi; }
+sec() {
+  _n=$1
+  shift
+  up
+  _t=$U
+  mark "section $_n"
+  "$@" 2>"$T/err.$_n"
+  _r=$?
+  if [ -s "$T/err.$_n" ]; then head -n 5 "$T/err.$_n" | while IFS= read -r _l; do mark "stderr $_l"; done; fi
+  up
+  mark "end $_n $_r $_t $U"
+}
+
+FP=0
+if find / -maxdepth 0 -printf '' >/dev/null 2>&1; then FP=1; fi
+ROOTS=/etc
+for p in \${PERSONA_CONFIG_PATHS:-}; do
+  if [ -e "$p" ]; then ROOTS="$ROOTS $p"; fi
+done
+
+f_sample() {
+  cat /proc/uptime
+  mark "part self"
+  cat /proc/$$/stat
+  mark "part stat"
+  grep '^cpu ' /proc/stat
+  mark "part net"
+  cat /proc/net/dev
+  mark "part disk"
+  cat /proc/diskstats
+  return 0
+}
+
+f_os() {
+  printf 'kernel=%s\n' "$(uname -r)"
+  printf 'machine=%s\n' "$(uname -m)"
+  printf 'hostname=%s\n' "$(uname -n)"
+  if [ -r /etc/timezone ]; then printf 'timezone=%s\n' "$(head -n 1 /etc/timezone)"
+  elif [ -L /etc/localtime ]; then printf 'localtime=%s\n' "$(readlink /etc/localtime)"; fi
+  for f in /etc/default/locale /etc/locale.conf; do
+    if [ -r "$f" ]; then sed -n 's/^LANG=/lang=/p' "$f"; fi
+  done
+  return 0
+}
+
+f_release() {
+  for f in /etc/os-release /usr/lib/os-release; do
+    if [ -r "$f" ]; then cat "$f"; return 0; fi
+  done
+  missing "no /etc/os-release"
+  for f in /etc/alpine-release /etc/debian_version /etc/redhat-release /etc/system-release; do
+    if [ -r "$f" ]; then mark "part $f"; head -n 1 "$f"; fi
+  done
+  return 1
+}
+
+f_packages() {
+  if have dpkg-query; then
+    if have apt-get; then mark "part dpkg apt"; else mark "part dpkg dpkg"; fi
+    dpkg-query -W -f='\${binary:Package}\t\${Version}\t\${Architecture}\t\${db:Status-Abbrev}\n'
+  elif have rpm; then
+    m=rpm
+    if have dnf; then m=dnf; elif have yum; then m=yum; elif have zypper; then m=zypper; fi
+    mark "part rpm $m"
+    rpm -qa --queryformat '%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{ARCH}\n'
+  elif have apk; then
+    mark "part apk apk"
+    apk info -v 2>/dev/null
+  else
+    missing "no package manager found (dpkg-query, rpm, apk)"
+    return 127
+  fi
+}
+
+f_services() {
+  if [ -d /run/systemd/system ] && have systemctl; then
+    mark "part systemd units"
+    systemctl list-units --type=service --all --no-legend --plain --no-pager
+    mark "part systemd unit-files"
+    systemctl list-unit-files --type=service --no-legend --no-pager
+    mark "part systemd unit-hashes"
+    set --
+    for d in /etc/systemd/system /run/systemd/system /usr/local/lib/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+      for f in "$d"/*.service; do if [ -f "$f" ]; then set -- "$@" "$f"; fi; done
+    done
+    if [ $# -gt 0 ] && have sha256sum; then sha256sum "$@"; fi
+    return 0
+  fi
+  if [ -d /run/openrc ] || have openrc; then
+    mark "part openrc"
+    for f in /etc/init.d/*; do
+      [ -x "$f" ] || continue
+      s=\${f##*/}; e=0; r=0
+      for l in /etc/runlevels/*/"$s"; do if [ -e "$l" ]; then e=1; fi; done
+      if [ -e "/run/openrc/started/$s" ]; then r=1; fi
+      printf '%s\t%s\t%s\n' "$s" "$e" "$r"
+    done
+    return 0
+  fi
+  if [ -d /etc/init.d ]; then
+    mark "part sysvinit"
+    for f in /etc/init.d/*; do
+      [ -x "$f" ] || continue
+      s=\${f##*/}; e=0; r=-
+      case $s in README|skeleton|rc|rcS|functions|halt|reboot|single) continue ;; esac
+      for l in /etc/rc[2345S].d/S[0-9][0-9]"$s"; do if [ -e "$l" ]; then e=1; fi; done
+      for p in "/run/$s.pid" "/var/run/$s.pid" "/run/$s/$s.pid"; do
+        if [ -r "$p" ]; then
+          read -r q < "$p"
+          if [ -n "$q" ] && [ -d "/proc/$q" ]; then r=1; else r=0; fi
+          break
+        fi
+      done
+      printf '%s\t%s\t%s\n' "$s" "$e" "$r"
+    done
+    return 0
+  fi
+  missing "no service manager found (systemd, openrc, /etc/init.d)"
+  return 127
+}
+
+f_interfaces() {
+  if have ip; then
+    if ip -d -j addr show >"$T/ipj" 2>/dev/null && [ -s "$T/ipj" ]; then mark "part json"; cat "$T/ipj"; return 0; fi
+    mark "part text"
+    ip addr show
+    return
+  fi
+  missing "ip not found: interfaces read from /sys/class/net, without addresses"
+  mark "part sysfs"
+  for d in /sys/class/net/*; do
+    [ -e "$d" ] || continue
+    printf '%s\t%s\t%s\t%s\n' "\${d##*/}" "$(cat "$d/address" 2>/dev/null)" "$(cat "$d/mtu" 2>/dev/null)" "$(cat "$d/operstate" 2>/dev/null)"
+  done
+  return 0
+}
+
+f_routes() {
+  if have ip; then
+    if ip -4 -j route show table all >"$T/r4" 2>/dev/null; then
+      mark "part json"
+      cat "$T/r4"
+      echo
+      ip -6 -j route show table all 2>/dev/null
+      return 0
+    fi
+    mark "part text"
+    ip -4 route show table all
+    ip -6 route show table all 2>/dev/null
+    return 0
+  fi
+  missing "ip not found: IPv4 routes read from /proc/net/route"
+  mark "part proc"
+  cat /proc/net/route
+}
+
+f_firewall() {
+  if have nft; then
+    if nft list ruleset >"$T/nft" 2>"$T/nfterr"; then mark "part nftables"; cat "$T/nft"; return 0; fi
+    note "nft list ruleset failed: $(head -n 1 "$T/nfterr")"
+  fi
+  if have iptables-save; then mark "part iptables"; iptables-save; return; fi
+  if have nft; then return 1; fi
+  missing "neither nft nor iptables-save found"
+  return 127
+}
+
+f_dns() {
+  if [ -r /etc/resolv.conf ]; then cat /etc/resolv.conf; return 0; fi
+  missing "no /etc/resolv.conf"
+  return 1
+}
+
+f_sockets() {
+  if have ss && ss -tuanp >"$T/ss" 2>/dev/null; then
+    mark "part ss"
+    cat "$T/ss"
+    mark "part ss-unix"
+    ss -xlp 2>/dev/null
+    return 0
+  fi
+  if have ss; then note "ss failed: sockets read from /proc/net"; else missing "ss not found: sockets read from /proc/net, without process names"; fi
+  for p in tcp tcp6 udp udp6; do
+    if [ -r "/proc/net/$p" ]; then mark "part proc $p"; cat "/proc/net/$p"; fi
+  done
+  return 0
+}
+
+f_mounts() { cat /proc/mounts; }
+
+f_block() {
+  if have lsblk; then
+    for o in NAME,KNAME,PATH,TYPE,SIZE,FSTYPE,UUID,LABEL,MOUNTPOINT,SERIAL,MODEL,ROTA,TRAN NAME,KNAME,TYPE,SIZE,FSTYPE,UUID,LABEL,MOUNTPOINT; do
+      if lsblk -J -b -o "$o" >"$T/lsblk" 2>/dev/null; then mark "part lsblk"; cat "$T/lsblk"; return 0; fi
+    done
+    note "lsblk -J failed: volumes read from /proc/partitions"
+  else
+    missing "lsblk not found: volumes read from /proc/partitions"
+  fi
+  mark "part partitions"
+  cat /proc/partitions
+  mark "part sysblock"
+  ls /sys/block 2>/dev/null
+  return 0
+}
+
+f_df() { bounded 2 df -P -k; }
+
+f_cgroups() {
+  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+    mark "part v2 /sys/fs/cgroup"
+    find /sys/fs/cgroup -maxdepth 3 -type f \( -name cpu.max -o -name cpu.weight -o -name memory.max -o -name io.weight -o -name pids.max \) -exec grep -H '' {} + 2>/dev/null
+    return 0
+  fi
+  set --
+  for c in cpu memory pids; do if [ -d "/sys/fs/cgroup/$c" ]; then set -- "$@" "/sys/fs/cgroup/$c/"; fi; done
+  if [ $# -gt 0 ]; then
+    mark "part v1 /sys/fs/cgroup"
+    find "$@" -maxdepth 3 -type f \( -name cpu.cfs_quota_us -o -name cpu.cfs_period_us -o -name cpu.shares -o -name memory.limit_in_bytes -o -name pids.max \) -exec grep -H '' {} + 2>/dev/null
+    return 0
+  fi
+  missing "no cgroup filesystem under /sys/fs/cgroup"
+  return 1
+}
+
+f_cpu() {
+  printf 'online=%s\n' "$(grep -c '^processor' /proc/cpuinfo)"
+  if have nproc; then printf 'nproc=%s\n' "$(nproc)"; fi
+  grep -m 1 -E '^(model name|Hardware|cpu model|cpu)[[:space:]]*:' /proc/cpuinfo | sed 's/^[^:]*:[[:space:]]*/model=/'
+  return 0
+}
+
+f_memory() { cat /proc/meminfo; }
+
+f_ionice() {
+  if ! have ionice; then missing "ionice not found: I/O priorities unknown"; return 127; fi
+  i=0
+  for d in /proc/[0-9]*; do
+    [ -e "$d/exe" ] || continue
+    i=$((i + 1))
+    if [ $i -gt 400 ]; then note "I/O priority read for the first 400 processes only"; break; fi
+    p=\${d#/proc/}
+    if o=$(ionice -p "$p" 2>/dev/null); then printf '%s %s\n' "$p" "$o"; fi
+  done
+  return 0
+}
+
+f_runtimes() {
+  for r in node python3 python java ruby go php perl dotnet; do
+    p=$(command -v "$r" 2>/dev/null) || continue
+    case $p in /*) ;; *) continue ;; esac
+    real=$(readlink -f "$p" 2>/dev/null || echo "$p")
+    mark "part $r $p $real"
+    case $r in
+      node) bounded 2 "$p" --version ;;
+      python3|python) bounded 2 "$p" --version 2>&1 ;;
+      java)
+        h=\${real%/bin/java}
+        if [ -r "$h/release" ]; then grep '^JAVA_VERSION=' "$h/release"; else bounded 3 "$p" -version 2>&1 | head -n 1; fi ;;
+      ruby) bounded 2 "$p" --version ;;
+      go) bounded 2 "$p" version ;;
+      php) bounded 2 "$p" -v 2>/dev/null | head -n 1 ;;
+      perl) bounded 2 "$p" -e 'printf "%vd\n", $^V' ;;
+      dotnet) bounded 3 "$p" --list-runtimes 2>/dev/null | head -n 3 ;;
+    esac
+  done
+  return 0
+}
+
+f_libraries() {
+  if have getconf && v=$(getconf GNU_LIBC_VERSION 2>/dev/null); then
+    printf 'libc %s\n' "$v"
+  else
+    for l in /lib/ld-musl-*.so.1; do
+      if [ -e "$l" ]; then printf 'libc musl %s\n' "$("$l" 2>&1 | sed -n 's/^Version //p')"; fi
+    done
+  fi
+  if have ldconfig && ldconfig -p >"$T/ld" 2>/dev/null; then
+    mark "part ldconfig"
+    grep -E '^[[:space:]]+(${keyLibraryPattern})\.so' "$T/ld"
+    return 0
+  fi
+  mark "part ls"
+  for d in /lib /usr/lib /usr/local/lib /lib64 /usr/lib64 /lib/*-linux-gnu /usr/lib/*-linux-gnu; do
+    if [ -d "$d" ]; then ls "$d" 2>/dev/null | grep -E '^(${keyLibraryPattern})\.so' | sed "s|^|$d/|"; fi
+  done
+  return 0
+}
+
+f_environ() {
+  if [ -r /etc/environment ]; then mark "part file /etc/environment"; sed 's/^/= /' /etc/environment; fi
+  [ -n "\${PERSONA_APP_PROCESSES:-}" ] || return 0
+  W=""
+  for w in $PERSONA_APP_PROCESSES; do W="$W $(printf '%.15s' "$w")"; done
+  for d in /proc/[0-9]*; do
+    read -r c 2>/dev/null < "$d/comm" || continue
+    for w in $W; do
+      [ "$c" = "$w" ] || continue
+      if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "PERSONA_NONCE=$N"; then break; fi
+      mark "part pid \${d#/proc/} $c"
+      tr '\n\0' '\036\n' < "$d/environ" | sed 's/^/= /'
+      break
+    done
+  done
+  return 0
+}
+
+f_files() {
+  if [ "$FP" = 1 ]; then
+    mark "part printf $MAXF"
+    find $ROOTS -xdev \( -type f -o -type d -o -type l \) -printf '%y\t%m\t%u\t%g\t%s\t%l\t%p\n' 2>/dev/null | head -n $((MAXF + 1))
+  elif have stat; then
+    mark "part stat $MAXF"
+    find $ROOTS -xdev \( -type f -o -type d -o -type l \) -exec stat -c '%F	%a	%U	%G	%s	%N' {} + 2>/dev/null | head -n $((MAXF + 1))
+  else
+    missing "neither find -printf nor stat: file metadata unknown"
+    return 127
+  fi
+  return 0
+}
+
+f_hashes() {
+  if ! have sha256sum; then missing "sha256sum not found: configuration files have no content hash"; return 127; fi
+  left=$HASHKB
+  for r in $ROOTS; do
+    kb=$(du -sk "$r" 2>/dev/null | cut -f1)
+    kb=\${kb:-0}
+    if [ "$kb" -gt "$left" ]; then note "hash budget exhausted: $r ($kb KiB) not hashed"; continue; fi
+    left=$((left - kb))
+    find "$r" -xdev -type f -size -"$FILEKB"k ${findExclusions} -print0 2>/dev/null | xargs -0 -r sha256sum 2>/dev/null
+  done
+  for f in ${publicFilesToHash}; do if [ -f "$f" ]; then sha256sum "$f"; fi; done
+  return 0
+}
+
+f_privkeys() {
+  find $ROOTS -xdev -type f -size -64k -exec grep -l -E -e '-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY' {} + 2>/dev/null
+  return 0
+}
+
+f_sysctl() {
+  if [ ! -d /proc/sys ]; then missing "no /proc/sys"; return 1; fi
+  mark "part live"
+  find /proc/sys -xdev -type f -perm -600 ! -name stable_secret ! -name tcp_fastopen_key -exec grep -H '' {} + 2>/dev/null
+  mark "part configured"
+  for f in /etc/sysctl.conf /etc/sysctl.d/*.conf /run/sysctl.d/*.conf /usr/local/lib/sysctl.d/*.conf /usr/lib/sysctl.d/*.conf /lib/sysctl.d/*.conf; do
+    if [ -r "$f" ]; then sed -n 's/^[[:space:]]*-\{0,1\}\([A-Za-z0-9_][A-Za-z0-9_./*-]*\)[[:space:]]*=.*/\1/p' "$f"; fi
+  done
+  return 0
+}
+
+f_modules() {
+  if [ ! -r /proc/modules ]; then missing "no /proc/modules: the kernel has no loadable module support, or hides it from this host"; return 127; fi
+  cat /proc/modules
+  mark "part parameters"
+  set --
+  while read -r m _; do
+    for p in /sys/module/"$m"/parameters/*; do if [ -r "$p" ]; then set -- "$@" "$p"; fi; done
+  done < /proc/modules
+  if [ $# -gt 0 ]; then grep -H '' "$@" 2>/dev/null; fi
+  return 0
+}
+
+f_users() {
+  cat /etc/passwd || return 1
+  mark "part login.defs"
+  grep -E '^[[:space:]]*(UID_MIN|SYS_UID_MAX)[[:space:]]' /etc/login.defs 2>/dev/null
+  return 0
+}
+
+f_groups() { cat /etc/group; }
+
+f_shadow() {
+  if [ -r /etc/shadow ]; then cut -d: -f1,2 /etc/shadow; return 0; fi
+  missing "cannot read /etc/shadow (capture as root): password states unknown"
+  return 1
+}
+
+f_sudoers() {
+  set --
+  if [ -f /etc/sudoers ]; then set -- /etc/sudoers; fi
+  for f in /etc/sudoers.d/*; do
+    case \${f##*/} in *.*|*~) continue ;; esac
+    if [ -f "$f" ]; then set -- "$@" "$f"; fi
+  done
+  for f in "$@"; do
+    mark "part $f"
+    cat "$f"
+  done
+  return 0
+}
+
+f_sshkeys() {
+  while IFS=: read -r u _ _ _ _ h _; do
+    [ -n "$h" ] || continue
+    for k in "$h/.ssh/authorized_keys" "$h/.ssh/authorized_keys2"; do
+      if [ -f "$k" ]; then mark "part $u $k"; cat "$k"; fi
+    done
+  done < /etc/passwd
+  return 0
+}
+
+f_processes() {
+  mark "part self"
+  grep -l -F "PERSONA_NONCE=$N" /proc/[0-9]*/environ 2>/dev/null
+  if ps -eo pid=,ppid=,user:32=,ni=,pcpu=,rss=,args= >"$T/ps" 2>/dev/null; then
+    mark "part ps procps"
+    cat "$T/ps"
+  elif ps -o pid,ppid,user,nice,rss,args >"$T/ps" 2>/dev/null; then
+    mark "part ps busybox"
+    cat "$T/ps"
+  else
+    missing "ps not usable: processes unknown"
+    return 127
+  fi
+  mark "part comm"
+  grep -H '' /proc/[0-9]*/comm 2>/dev/null
+  mark "part cgroup"
+  grep -H '' /proc/[0-9]*/cgroup 2>/dev/null
+  mark "part affinity"
+  grep -H '^Cpus_allowed_list' /proc/[0-9]*/status 2>/dev/null
+  return 0
+}
+
+f_du() {
+  # One walk per directory, all at once, each cut short after DUT seconds (status 124).
+  i=0
+  while read -r t p; do
+    [ -d "$p" ] || continue
+    i=$((i + 1))
+    (
+      if [ "$FP" = 1 ]; then
+        bounded "$DUT" find "$p" -xdev -type f -printf '%s\n' 2>/dev/null >"$T/du.$i.list"
+        s=$?
+        awk -v t="$t" -v p="$p" -v s="$s" '{ n++; b += $1 } END { printf "%s\t%s\t%d\t%.0f\t%s\n", t, p, n, b, s }' "$T/du.$i.list"
+      else
+        k=$(bounded "$DUT" du -sk -x "$p" 2>/dev/null | cut -f1)
+        n=$(bounded "$DUT" find "$p" -xdev -type f 2>/dev/null | wc -l)
+        printf '%s\t%s\t%s\t%s\tk\n' "$t" "$p" "$n" "\${k:-0}"
+      fi
+    ) </dev/null >"$T/du.$i" &
+  done <<EOF
+logs /var/log
+database /var/lib/mysql
+database /var/lib/postgresql
+database /var/lib/pgsql
+database /var/lib/mongodb
+database /var/lib/redis
+database /var/lib/cassandra
+database /var/lib/elasticsearch
+database /var/lib/influxdb
+database /var/lib/clickhouse
+web /var/www
+web /srv/www
+web /usr/share/nginx/html
+mail /var/mail
+mail /var/vmail
+cache /var/cache
+containers /var/lib/docker
+containers /var/lib/containerd
+containers /var/lib/containers
+home /home
+$(for p in \${PERSONA_CONFIG_PATHS:-}; do printf 'application %s\n' "$p"; done)
+EOF
+  wait
+  for f in "$T"/du.[0-9]*; do case $f in *.list) ;; *) if [ -f "$f" ]; then cat "$f"; fi ;; esac; done
+  return 0
+}
+
+f_cloud() {
+  for k in sys_vendor product_name product_version board_vendor board_asset_tag chassis_asset_tag bios_vendor; do
+    if [ -r "/sys/class/dmi/id/$k" ]; then printf 'dmi.%s=%s\n' "$k" "$(cat "/sys/class/dmi/id/$k" 2>/dev/null)"; fi
+  done
+  if [ -r /run/cloud-init/instance-data.json ]; then
+    mark "part cloud-init"
+    head -c 262144 /run/cloud-init/instance-data.json
+  fi
+  return 0
+}
+
+f_loadavg() { cat /proc/loadavg; }
+
+up
+START=$U
+sec sample-start f_sample
+sec du f_du >"$T/bg.du" 2>&1 &
+sec runtimes f_runtimes >"$T/bg.runtimes" 2>&1 &
+sec ionice f_ionice >"$T/bg.ionice" 2>&1 &
+sec os f_os
+sec release f_release
+sec cloud f_cloud
+sec packages f_packages
+sec services f_services
+sec interfaces f_interfaces
+sec routes f_routes
+sec firewall f_firewall
+sec dns f_dns
+sec sockets f_sockets
+sec mounts f_mounts
+sec block f_block
+sec df f_df
+sec cgroups f_cgroups
+sec cpu f_cpu
+sec memory f_memory
+sec libraries f_libraries
+sec environ f_environ
+sec files f_files
+sec hashes f_hashes
+sec privkeys f_privkeys
+sec sysctl f_sysctl
+sec modules f_modules
+sec users f_users
+sec groups f_groups
+sec shadow f_shadow
+sec sudoers f_sudoers
+sec sshkeys f_sshkeys
+sec processes f_processes
+wait
+# The usage sample spans at least one second, so that rates are not noise.
+up
+_e=$(( (\${U%.*} - \${START%.*}) * 100 + 1\${U#*.} - 1\${START#*.} ))
+if [ "$_e" -lt 1 ]; then
+  sleep 1
+elif [ "$_e" -lt 100 ]; then
+  sleep "0.$(printf '%02d' $((100 - _e)))" 2>/dev/null || sleep 1
+fi
+sec sample-end f_sample
+sec loadavg f_loadavg
+cat "$T"/bg.*
+up
+mark "done $START $U"
+exec 1>&3 3>&-
+cat "$T/out"
+`;
+
+/** The capture script, ready to run with `sh`. Parameters come from the environment. */
+export const CAPTURE_SCRIPT: string = SCRIPT_SOURCE.replaceAll('\\${', '${');
+
+/** What a capture is asked to look at beyond the host itself. */
+export interface CaptureParams {
+  /**
+   * Names of the application's processes (as `comm` shows them, e.g. `nginx`, `node`,
+   * `java`): their environment becomes the Profile's environment variables.
+   */
+  readonly appProcesses?: readonly string[];
+  /** Application trees whose files are listed and hashed alongside /etc. */
+  readonly configPaths?: readonly string[];
+  readonly hashBudgetBytes?: number;
+  readonly hashFileMaxBytes?: number;
+  readonly maxFiles?: number;
+  readonly duTimeoutSeconds?: number;
+}
+
+// Word-split and glob-expanded by the script: no whitespace, quotes, wildcards or `$`.
+const PROCESS_NAME = /^[^\s'"\\*?[\]$`]{1,64}$/;
+const CONFIG_PATH = /^\/[^\s'"\\*?[\]$`]*$/;
+
+/**
+ * The script's environment for these parameters, with a fresh nonce. Names and paths are
+ * word-split by the script, so whitespace and shell quoting characters are refused here.
+ */
+export function captureEnv(params: CaptureParams = {}): Record<string, string> {
+  const issues: Issue[] = [];
+  (params.appProcesses ?? []).forEach((p, i) => {
+    if (!PROCESS_NAME.test(p))
+      issues.push({
+        path: `appProcesses[${i}]`,
+        message: 'expected a process name without spaces or quotes',
+      });
+  });
+  (params.configPaths ?? []).forEach((p, i) => {
+    if (!CONFIG_PATH.test(p))
+      issues.push({
+        path: `configPaths[${i}]`,
+        message: 'expected an absolute path without spaces, quotes or wildcards',
+      });
+  });
+  const counts: [keyof CaptureParams, number | undefined][] = [
+    ['hashBudgetBytes', params.hashBudgetBytes],
+    ['hashFileMaxBytes', params.hashFileMaxBytes],
+    ['maxFiles', params.maxFiles],
+    ['duTimeoutSeconds', params.duTimeoutSeconds],
+  ];
+  for (const [name, value] of counts) {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
+      issues.push({ path: name, message: 'expected a positive integer' });
+    }
+  }
+  if (issues.length > 0) throw new InvalidInputError('invalid capture parameters', issues);
+
+  const env: Record<string, string> = { PERSONA_NONCE: randomBytes(16).toString('hex') };
+  if (params.appProcesses?.length) env.PERSONA_APP_PROCESSES = params.appProcesses.join(' ');
+  if (params.configPaths?.length) env.PERSONA_CONFIG_PATHS = params.configPaths.join(' ');
+  if (params.hashBudgetBytes !== undefined) env.PERSONA_HASH_BUDGET_BYTES = String(params.hashBudgetBytes);
+  if (params.hashFileMaxBytes !== undefined)
+    env.PERSONA_HASH_FILE_MAX_BYTES = String(params.hashFileMaxBytes);
+  if (params.maxFiles !== undefined) env.PERSONA_MAX_FILES = String(params.maxFiles);
+  if (params.duTimeoutSeconds !== undefined) env.PERSONA_DU_TIMEOUT = String(params.duTimeoutSeconds);
+  return env;
+}

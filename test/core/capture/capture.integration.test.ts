@@ -1,0 +1,136 @@
+// The capture script run for real on this machine through the local transport.
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { captureHost, type HostCapture } from '../../../core/capture/collect.js';
+import { UnsupportedHostError } from '../../../core/capture/errors.js';
+import { CAPTURE_SCRIPT } from '../../../core/capture/script.js';
+import { parseSections } from '../../../core/capture/sections.js';
+import { validateProfile } from '../../../core/profile/io.js';
+import { LocalTransport } from '../../../core/transport/local.js';
+
+const SECRET = 'hunter2';
+
+describe('captureHost on this machine through the local transport', () => {
+  // A copy of sleep under a name of its own: the application's environment is read from the
+  // oldest process of that name, and other sleeps on a shared machine must not stand in for it.
+  const dir = mkdtempSync(join(tmpdir(), 'persona-capture-'));
+  const appName = `psleep-${randomBytes(3).toString('hex')}`;
+  let app: ChildProcess;
+  let capture: HostCapture;
+  let elapsedMs: number;
+
+  beforeAll(async () => {
+    copyFileSync('/bin/sleep', join(dir, appName));
+    app = spawn(join(dir, appName), ['120'], {
+      env: { PATH: '/usr/bin:/bin', DB_PASSWORD: SECRET, APP_MODE: 'integration' },
+      stdio: 'ignore',
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const started = performance.now();
+    capture = await captureHost(new LocalTransport(), {
+      name: 'local-host',
+      capturedAt: new Date().toISOString(),
+      application: { name: 'sleeper', processes: [appName], paths: [dir] },
+    });
+    elapsedMs = performance.now() - started;
+  });
+
+  afterAll(() => {
+    app?.kill();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('finishes in under three seconds', () => {
+    expect(elapsedMs).toBeLessThan(3000);
+    expect(capture.scriptSeconds).toBeGreaterThanOrEqual(1);
+    expect(capture.scriptSeconds).toBeLessThan(3);
+  });
+
+  it('produces a Profile that validates', () => {
+    expect(() => validateProfile(capture.profile)).not.toThrow();
+  });
+
+  it('reads the distribution from /etc/os-release and the kernel from uname', () => {
+    const osRelease = readFileSync('/etc/os-release', 'utf8');
+    const field = (name: string) => new RegExp(`^${name}="?([^"\\n]*)"?$`, 'm').exec(osRelease)?.[1];
+    const os = capture.profile.spec.os;
+    expect(os.distribution).toBe(field('ID'));
+    expect(os.version).toBe(field('VERSION_ID'));
+    expect(os.kernel).toBe(execFileSync('uname', ['-r'], { encoding: 'utf8' }).trim());
+  });
+
+  it('lists as many packages as dpkg says are installed', () => {
+    // Installed, not merely known: `dpkg-query -W | wc -l` also counts removed packages whose
+    // configuration remains ("rc"); on a host with none, the two counts are the same.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: dpkg-query's own format syntax
+    const statuses = execFileSync('dpkg-query', ['-W', '-f=${db:Status-Abbrev}\\n'], { encoding: 'utf8' })
+      .split('\n')
+      .filter((s) => s !== '');
+    const installed = statuses.filter((s) => s[1] === 'i').length;
+    expect(capture.profile.spec.packages).toHaveLength(installed);
+  });
+
+  it('keeps the application’s password as a secret reference and nowhere in clear', () => {
+    const env = capture.profile.spec.configuration?.env ?? [];
+    expect(env.find((e) => e.scope === appName && e.name === 'DB_PASSWORD')).toEqual({
+      name: 'DB_PASSWORD',
+      scope: appName,
+      sensitive: true,
+      secretRef: {
+        provider: 'local',
+        key: expect.stringMatching(new RegExp(`/env/${appName}/DB_PASSWORD$`)),
+      },
+    });
+    expect(env.find((e) => e.scope === appName && e.name === 'APP_MODE')?.value).toBe('integration');
+    expect(JSON.stringify(capture.profile)).not.toContain(SECRET);
+    expect(JSON.stringify(capture.unknowns)).not.toContain(SECRET);
+    expect(capture.secrets.find((s) => s.source === `${appName}/DB_PASSWORD`)?.value).toBe(SECRET);
+  });
+
+  it('lists the application’s files and its process, but not the capture’s own processes', () => {
+    const files = capture.profile.spec.configuration?.files ?? [];
+    expect(files.find((f) => f.path === join(dir, appName))).toMatchObject({
+      type: 'file',
+      hash: expect.stringMatching(/^sha256:/),
+    });
+    const processes = capture.profile.spec.processes ?? [];
+    expect(processes.find((p) => p.name === appName)?.command).toBe(`${join(dir, appName)} 120`);
+    expect(capture.profile.spec.application?.startCommands).toEqual([
+      expect.objectContaining({ name: appName, command: `${join(dir, appName)} 120` }),
+    ]);
+  });
+});
+
+describe('the capture script on a host that is not Linux', () => {
+  it('prints the unsupported marker, which the parser turns into a clear error', () => {
+    // A private mount namespace in which uname says Darwin; the machine's uname is untouched.
+    const dir = mkdtempSync(join(tmpdir(), 'persona-uname-'));
+    try {
+      const fake = join(dir, 'uname');
+      writeFileSync(fake, '#!/bin/sh\nif [ "$1" = -s ]; then echo Darwin; else echo 23.1.0; fi\n');
+      chmodSync(fake, 0o755);
+      const script = join(dir, 'capture.sh');
+      writeFileSync(script, CAPTURE_SCRIPT);
+      const uname = execFileSync('sh', ['-c', 'readlink -f "$(command -v uname)"'], {
+        encoding: 'utf8',
+      }).trim();
+      const output = execFileSync(
+        'unshare',
+        ['-m', 'sh', '-c', `mount --bind ${fake} ${uname} && exec sh ${script}`],
+        {
+          encoding: 'utf8',
+        },
+      );
+      expect(() => parseSections(output)).toThrow(UnsupportedHostError);
+      expect(() => parseSections(output)).toThrow(
+        'the host runs Darwin, not Linux: Persona captures Linux hosts only',
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -1,0 +1,69 @@
+import { spawnSync } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { CAPTURE_SCRIPT, captureEnv } from '../../../core/capture/script.js';
+import { SENSITIVE_FILE_GLOBS } from '../../../core/capture/secrets.js';
+import { InvalidInputError } from '../../../core/errors.js';
+
+describe('CAPTURE_SCRIPT', () => {
+  it('is a POSIX sh program that sh accepts', () => {
+    const check = spawnSync('sh', ['-n'], { input: CAPTURE_SCRIPT, encoding: 'utf8' });
+    expect(check.stderr).toBe('');
+    expect(check.status).toBe(0);
+  });
+
+  it('has its shell expansions written out and no template left in it', () => {
+    expect(CAPTURE_SCRIPT).not.toContain('\\${');
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell expansion, not a template
+    expect(CAPTURE_SCRIPT).toContain('${PERSONA_NONCE:-}');
+    expect(CAPTURE_SCRIPT).not.toMatch(/\bset -e\b/);
+  });
+
+  it('leaves every credential-looking file name out of hashing', () => {
+    for (const g of SENSITIVE_FILE_GLOBS) {
+      expect(CAPTURE_SCRIPT).toContain(`! ${g.ci ? '-iname' : '-name'} '${g.glob}'`);
+    }
+  });
+
+  it('never reads file content it does not need, nor /etc/shadow beyond its first two fields', () => {
+    expect(CAPTURE_SCRIPT).toContain('cut -d: -f1,2 /etc/shadow');
+    expect(CAPTURE_SCRIPT).not.toMatch(/cat [^\n|]*shadow/);
+  });
+});
+
+describe('captureEnv', () => {
+  it('passes the application and a fresh nonce to the script', () => {
+    const a = captureEnv({
+      appProcesses: ['nginx', 'node'],
+      configPaths: ['/srv/app'],
+      hashBudgetBytes: 1024,
+    });
+    const b = captureEnv({});
+    expect(a).toMatchObject({
+      PERSONA_APP_PROCESSES: 'nginx node',
+      PERSONA_CONFIG_PATHS: '/srv/app',
+      PERSONA_HASH_BUDGET_BYTES: '1024',
+    });
+    expect(a.PERSONA_NONCE).toMatch(/^[0-9a-f]{32}$/);
+    expect(b.PERSONA_NONCE).not.toBe(a.PERSONA_NONCE);
+  });
+
+  it('refuses names and paths the script would split or expand, naming each', () => {
+    try {
+      captureEnv({
+        appProcesses: ['my app'],
+        configPaths: ['relative/path', '/srv/$(reboot)', "/srv/it's"],
+        maxFiles: 0,
+      });
+      expect.unreachable();
+    } catch (e) {
+      expect(e).toBeInstanceOf(InvalidInputError);
+      expect((e as InvalidInputError).issues.map((i) => i.path)).toEqual([
+        'appProcesses[0]',
+        'configPaths[0]',
+        'configPaths[1]',
+        'configPaths[2]',
+        'maxFiles',
+      ]);
+    }
+  });
+});
