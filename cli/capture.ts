@@ -113,7 +113,7 @@ export function registerCaptureCommands(
         }
         const conn = await connect();
         const hosts = conn.hosts();
-        await hosts.register(parsed.data, new Date());
+        await hosts.save(parsed.data, new Date());
         const tty = !json && process.stderr.isTTY;
         const id = randomUUID();
         await startCapture({ hosts, operations: conn.operations() }, o.name, id);

@@ -13,6 +13,8 @@ import type { HostRecord, HostRegistration } from './schema.js';
 
 export interface HostRegistry {
   register(registration: HostRegistration, now: Date): Promise<{ host: HostRecord; created: boolean }>;
+  /** Registers the host, or replaces its settings: what `persona capture` does with its flags. */
+  save(registration: HostRegistration, now: Date): Promise<HostRecord>;
   get(name: string): Promise<HostRecord>;
   list(page: {
     limit: number;
@@ -54,6 +56,20 @@ export class DynamoHostRegistry implements HostRegistry {
         },
       );
     }
+  }
+
+  async save(registration: HostRegistration, now: Date): Promise<HostRecord> {
+    const out = await this.ddb.send(
+      new UpdateCommand({
+        TableName: this.tableName,
+        Key: { name: registration.name },
+        UpdateExpression: 'SET registration = :r, updatedAt = :u, createdAt = if_not_exists(createdAt, :u)',
+        ExpressionAttributeValues: { ':r': registration, ':u': now.toISOString() },
+        ReturnValues: 'ALL_NEW',
+      }),
+    );
+    const { name: _n, ...record } = out.Attributes ?? {};
+    return record as HostRecord;
   }
 
   async get(name: string): Promise<HostRecord> {
