@@ -86,10 +86,11 @@ export function registerSnapshotCommands(program: Command): void {
     .requiredOption('--host <name>', 'the host the tree belongs to')
     .option('--tar <file>', 'read the tree from a tar archive instead of a directory')
     .option('--profile <name@version>', 'the profile version this snapshot belongs to', profileRef)
+    .option('--rehash', 'read every file, even those the previous snapshot saw unchanged')
     .action(
       async (
         dir: string | undefined,
-        o: { host: string; tar?: string; profile?: { name: string; version: number } },
+        o: { host: string; tar?: string; profile?: { name: string; version: number }; rehash?: boolean },
         cmd: Command,
       ) => {
         if ((dir === undefined) === (o.tar === undefined)) {

@@ -33,6 +33,16 @@ export const ManifestEntry = z.object({
   /** Device number for char and block devices. */
   rdev: z.number().int().nonnegative().optional(),
   chunks: z.array(z.string()).optional(),
+  /**
+   * Inode number and status-change time of a file when it was read: with size and mtime they
+   * let the next snapshot of the same host reuse the chunk list without reading the file again
+   * (ctime cannot be set back by a user, unlike mtime).
+   */
+  ino: z.string().regex(/^\d+$/).optional(),
+  ctimeNs: z
+    .string()
+    .regex(/^-?\d+$/)
+    .optional(),
   /** Data extents [offset, length] of a sparse file; the chunks cover them in order. */
   sparse: z.array(z.tuple([z.number().int().nonnegative(), z.number().int().positive()])).optional(),
 });

@@ -65,6 +65,8 @@ export interface Progress {
 
 export interface CreateOptions {
   readonly host: string;
+  /** Read every file even when the previous snapshot says it has not changed. */
+  readonly rehash?: boolean;
   readonly profile?: { readonly name: string; readonly version: number };
   readonly onProgress?: (p: Progress) => void;
 }
@@ -349,10 +351,39 @@ export class SnapshotStore {
       }
     };
 
+    // Files the previous snapshot of this host read, by path: one that has not changed since
+    // (same inode, size, mtime and ctime) keeps its chunk list and is not read again.
+    const previous = new Map<string, ManifestEntry>();
+    if (!options.rehash) {
+      const parent = await this.deps.records.latest(options.host);
+      if (parent)
+        for (const e of (await this.manifest(parent)).entries)
+          if (e.ino && e.ctimeNs) previous.set(e.path, e);
+    }
+    const unchanged = (e: ManifestEntry) => {
+      const p = previous.get(e.path);
+      return (
+        p !== undefined &&
+        p.type === 'file' &&
+        p.ino === e.ino &&
+        p.ctimeNs === e.ctimeNs &&
+        p.mtimeNs === e.mtimeNs &&
+        p.size === e.size &&
+        (p.chunks ?? []).every((id) => this.index.has(id))
+      );
+    };
+
     for await (const item of source.entries()) {
       const entry: ManifestEntry = { ...item.entry };
       if (entry.type === 'dir') stats.dirs++;
-      if (entry.type === 'file' && item.content) {
+      if (entry.type === 'file' && item.content && entry.ino !== undefined && unchanged(entry)) {
+        const p = previous.get(entry.path) as ManifestEntry;
+        stats.files++;
+        stats.bytes += entry.size ?? 0;
+        stats.chunks += p.chunks?.length ?? 0;
+        entry.chunks = p.chunks ?? [];
+        if (p.sparse) entry.sparse = p.sparse;
+      } else if (entry.type === 'file' && item.content) {
         stats.files++;
         const chunker = new Chunker(this.config.chunker, gear);
         const ids: string[] = [];

@@ -116,17 +116,18 @@ export function directorySource(
         }
         if (s.nlink > 1n) seen.set(inode, relPath);
         const size = Number(s.size);
+        const seenAs = { ino: s.ino.toString(), ctimeNs: s.ctimeNs.toString() };
         const sparse = size > HOLE_BLOCK && Number(s.blocks) * 512 < size;
         if (sparse) {
           const extents: [number, number][] = [];
           yield {
-            entry: { ...base, type, size },
+            entry: { ...base, ...seenAs, type, size },
             content: () => readSparse(path, size, extents),
             extents: () => extents,
           };
         } else {
           yield {
-            entry: { ...base, type, size },
+            entry: { ...base, ...seenAs, type, size },
             content: () => createReadStream(path, { highWaterMark: READ_SIZE }),
           };
         }

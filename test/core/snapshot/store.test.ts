@@ -98,6 +98,43 @@ describe('SnapshotStore', () => {
     expect(await describeTree(out2)).toEqual(await describeTree(src));
   });
 
+  it('does not read files the previous snapshot saw unchanged, but catches a change that kept size and mtime', async () => {
+    const src = fresh('reuse');
+    await buildTree(src, 31);
+    await store.create(directorySource(src), { host: 'reuse' });
+    // Same size, same mtime, other content: only the inode's ctime tells.
+    const conf = join(src, 'etc/nginx/nginx.conf');
+    const before = await fs.stat(conf);
+    await fs.writeFile(conf, 'worker_processes four;\nevents {}\n'.slice(0, before.size));
+    await fs.utimes(conf, before.atime, before.mtime);
+    const reads: string[] = [];
+    const source = directorySource(src);
+    const counting = {
+      root: source.root,
+      async *entries() {
+        for await (const item of source.entries()) {
+          const content = item.content;
+          yield content
+            ? {
+                ...item,
+                content: () => {
+                  reads.push(item.entry.path);
+                  return content();
+                },
+              }
+            : item;
+        }
+      },
+    };
+    const second = await store.create(counting, { host: 'reuse' });
+    expect(reads).toEqual(['etc/nginx/nginx.conf']);
+    const out = fresh('reuse-out');
+    await store.restore(second, new DirectoryTarget(out));
+    expect(await describeTree(out)).toEqual(await describeTree(src));
+    const forced = await store.create(directorySource(src), { host: 'reuse', rehash: true });
+    expect(forced.stats.newChunks).toBe(0);
+  });
+
   it('restores incrementally: only entries that differ are written', async () => {
     const src = fresh('inc');
     await buildTree(src, 11);
