@@ -52,6 +52,10 @@ const typeOf = (s: import('node:fs').BigIntStats): ManifestEntry['type'] | undef
               ? 'fifo'
               : undefined;
 
+async function* readWhole(path: string): AsyncIterable<Uint8Array> {
+  yield await fs.readFile(path);
+}
+
 async function* readSparse(
   path: string,
   size: number,
@@ -128,7 +132,12 @@ export function directorySource(
         } else {
           yield {
             entry: { ...base, ...seenAs, type, size },
-            content: () => createReadStream(path, { highWaterMark: READ_SIZE }),
+            // A small file in one read of its own size: a stream would allocate a whole
+            // read buffer for every file, and most files of a host are small.
+            content:
+              size <= READ_SIZE
+                ? () => readWhole(path)
+                : () => createReadStream(path, { highWaterMark: READ_SIZE }),
           };
         }
       } else if (type === 'dir') {
