@@ -116,14 +116,16 @@ export function registerCaptureCommands(
         await hosts.save(parsed.data, new Date());
         const tty = !json && process.stderr.isTTY;
         const id = randomUUID();
-        await startCapture({ hosts, operations: conn.operations() }, o.name, id);
+        await startCapture({ hosts, operations: conn.operations() }, o.name, id, {
+          acceptNewHostKey: o.acceptNewHostKey === true,
+        });
         const summary = await runCapture(
           {
             hosts,
             operations: conn.operations(),
             profiles: conn.profiles(),
             snapshots: () => conn.snapshots(),
-            transportFor: async (host) => {
+            transportFor: async (host, parameters) => {
               if (host.transport === 'local') return new LocalTransport();
               const ref = host.credentialRef;
               const file =
@@ -138,7 +140,7 @@ export function registerCaptureCommands(
                 username: host.user,
                 privateKey: readFileSync(file),
                 hostKeys: new FileHostKeyStore(join(conn.home, 'known_hosts.json')),
-                acceptNewHostKey: o.acceptNewHostKey === true,
+                acceptNewHostKey: parameters.acceptNewHostKey,
               });
             },
             onStep: (name, status, detail) => {

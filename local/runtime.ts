@@ -4,10 +4,12 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ROUTES } from '../core/api/routes.js';
 import { DATA_BUCKET, TABLES } from '../core/storage/definitions.js';
 import { type ApiHandler, createApiServer, type LocalApiOptions } from './http.js';
 import { freePort, LOCAL_CREDENTIALS, LOCAL_REGION, startStandIns } from './stand-ins.js';
+import { localWorkflows } from './workflows.js';
 
 export interface LocalOptions {
   /** Where DynamoDB Local and the S3-protocol server keep their data. */
@@ -64,6 +66,11 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
     delete process.env.AWS_PROFILE;
     for (const t of tables) process.env[t.definition.env] = t.name;
 
+    process.env.PERSONA_KEYS_DIR = join(dataDir, 'keys');
+    const shared = await import('../functions/shared/runtime.js');
+    const workflows = localWorkflows({ root: fileURLToPath(new URL('..', import.meta.url)) });
+    shared.useWorkflowStarter(workflows);
+
     const handlers: Record<string, ApiHandler> = {};
     for (const route of ROUTES) {
       const module = (await import(`../functions/api/${route.handler}/handler.ts`)) as { main: ApiHandler };
@@ -94,6 +101,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
       s3Endpoint: standIns.s3Endpoint,
       async stop() {
         rmSync(join(dataDir, ENDPOINTS_FILE), { force: true });
+        await workflows.idle();
         await new Promise<void>((r) => server.close(() => r()));
         server.closeAllConnections();
         await standIns.stop();

@@ -59,6 +59,12 @@ export const ROUTES = [
   },
   { method: 'GET', path: '/hosts/{host}', handler: 'get-host', summary: 'One registered host' },
   {
+    method: 'POST',
+    path: '/hosts/{host}/capture',
+    handler: 'start-capture',
+    summary: 'Capture a host: starts an operation (Idempotency-Key names it); follow it at /operations/{id}',
+  },
+  {
     method: 'GET',
     path: '/operations/{id}',
     handler: 'get-operation',

@@ -20,6 +20,15 @@ const hostName = z
 export const HostParams = z.object({ host: hostName });
 export const HostVersionParams = z.object({ host: hostName, version: versionNumber });
 
+export const CaptureRequest = z
+  .strictObject({
+    acceptNewHostKey: z
+      .boolean()
+      .default(false)
+      .describe('Record the host key on first contact; otherwise an unknown host key fails the capture'),
+  })
+  .meta({ id: 'CaptureRequest' });
+
 export const OperationParams = z.object({
   id: z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, 'expected an operation id'),
 });

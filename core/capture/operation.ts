@@ -2,7 +2,7 @@
 // secrets sealed, record the Profile version (only when the host changed) and snapshot its
 // configuration. Each step is recorded on the operation so that callers can follow progress.
 import type { Readable } from 'node:stream';
-import { isPersonaError } from '../errors.js';
+import { ConflictError, isPersonaError } from '../errors.js';
 import type { HostRegistry } from '../host/registry.js';
 import type { HostRegistration } from '../host/schema.js';
 import type { OperationStore } from '../operation/store.js';
@@ -20,10 +20,15 @@ export interface CaptureDeps {
   readonly operations: OperationStore;
   readonly profiles: ProfileDeps;
   readonly snapshots: () => Promise<SnapshotStore>;
-  readonly transportFor: (host: HostRegistration) => Promise<Transport>;
+  readonly transportFor: (host: HostRegistration, options: CaptureParameters) => Promise<Transport>;
   readonly now?: () => Date;
   /** Told of every step as it starts and ends, for a progress display. */
   readonly onStep?: (name: string, status: 'RUNNING' | 'SUCCEEDED' | 'FAILED', detail?: string) => void;
+}
+
+export interface CaptureParameters {
+  /** Record the host key on first contact instead of refusing an unknown host. */
+  readonly acceptNewHostKey: boolean;
 }
 
 export interface CaptureSummary {
@@ -42,6 +47,7 @@ export async function startCapture(
   deps: Pick<CaptureDeps, 'hosts' | 'operations' | 'now'>,
   host: string,
   operationId: string,
+  parameters: CaptureParameters = { acceptNewHostKey: false },
 ) {
   const at = (deps.now?.() ?? new Date()).toISOString();
   await deps.hosts.get(host);
@@ -54,6 +60,7 @@ export async function startCapture(
     steps: CAPTURE_STEPS.map((name) => ({ name, status: 'PENDING' as const })),
     createdAt: at,
     updatedAt: at,
+    parameters: { ...parameters },
     revision: 0,
   });
 }
@@ -71,6 +78,12 @@ const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 export async function runCapture(deps: CaptureDeps, operationId: string): Promise<CaptureSummary> {
   const now = () => deps.now?.() ?? new Date();
   const op = await deps.operations.get(operationId);
+  if (op.status === 'SUCCEEDED' || op.status === 'FAILED') {
+    // A redelivered task: the capture already ran to its end.
+    throw new ConflictError(
+      `operation ${operationId} has already ${op.status === 'SUCCEEDED' ? 'succeeded' : 'failed'}`,
+    );
+  }
   const host = (await deps.hosts.get(op.host)).registration;
   let current: string = CAPTURE_STEPS[0];
   const step = async <T>(
@@ -92,7 +105,9 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
     transport = await step(
       'connect',
       async () => {
-        const t = await deps.transportFor(host);
+        const t = await deps.transportFor(host, {
+          acceptNewHostKey: op.parameters?.acceptNewHostKey === true,
+        });
         const probe = await t.run('uname -s', { timeoutMs: 30_000 });
         if (probe.exitCode !== 0) throw new Error(`the host did not run a command: ${probe.stderr.trim()}`);
         return t;
@@ -200,4 +215,22 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
   } finally {
     await transport?.close();
   }
+}
+
+/** Marks a capture failed when its workflow caught an error the capture could not record. */
+export async function recordCaptureFailure(
+  deps: Pick<CaptureDeps, 'operations' | 'now'>,
+  operationId: string,
+  error: { readonly Error?: string | undefined; readonly Cause?: string | undefined },
+): Promise<void> {
+  const op = await deps.operations.get(operationId);
+  if (op.status === 'SUCCEEDED' || op.status === 'FAILED') return;
+  await deps.operations.finish(
+    operationId,
+    {
+      status: 'FAILED',
+      error: { code: error.Error ?? 'INTERNAL', message: error.Cause ?? 'the workflow failed' },
+    },
+    deps.now?.() ?? new Date(),
+  );
 }

@@ -29,6 +29,8 @@ export const Operation = z
     steps: z.array(Step),
     createdAt: z.iso.datetime(),
     updatedAt: z.iso.datetime(),
+    /** How it was asked to run (e.g. whether a new host key may be recorded). */
+    parameters: z.record(z.string(), z.unknown()).optional(),
     /** What the operation produced: ids and keys, never documents. */
     result: z.record(z.string(), z.unknown()).optional(),
     error: z.object({ code: z.string(), message: z.string() }).optional(),

@@ -161,3 +161,85 @@ describe('persona capture over SSH', () => {
     expect(r.stderr).toContain(host.hostKeyFingerprint);
   });
 });
+
+describe('POST /hosts/{host}/capture', () => {
+  const waitFor = async (id: string) => {
+    for (let i = 0; i < 240; i++) {
+      const op = await api.call('GET', `/operations/${id}`);
+      if (op.body.status === 'SUCCEEDED' || op.body.status === 'FAILED') return op.body;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`operation ${id} did not end`);
+  };
+
+  it('runs the capture workflow as an operation with steps and progress', async () => {
+    const registered = await api.call('POST', '/hosts', {
+      body: {
+        name: 'web-api',
+        platform: 'baremetal',
+        transport: 'ssh',
+        address: host.address,
+        credentialRef: { provider: 'local', key: `file:${host.privateKeyPath}` },
+        processes: ['shop-api'],
+      },
+    });
+    expect(registered.status).toBe(201);
+    const started = await api.call('POST', '/hosts/web-api/capture', {
+      body: { acceptNewHostKey: true },
+      headers: { 'idempotency-key': 'capture-web-api-1' },
+    });
+    expect(started.status).toBe(202);
+    expect(started.headers.get('location')).toBe('/operations/capture-web-api-1');
+    const op = await waitFor('capture-web-api-1');
+    expect(op).toMatchObject({ status: 'SUCCEEDED', percent: 100, kind: 'capture', host: 'web-api' });
+    expect(op.steps.map((s: { name: string; status: string }) => `${s.name}:${s.status}`)).toEqual([
+      'connect:SUCCEEDED',
+      'collect:SUCCEEDED',
+      'secrets:SUCCEEDED',
+      'profile:SUCCEEDED',
+      'snapshot:SUCCEEDED',
+    ]);
+    expect(op.result.profile).toMatchObject({ name: 'web-api', version: 1, created: true });
+    const pinned = await api.call('GET', '/hosts/web-api');
+    expect(pinned.body.registration.hostKeyFingerprint).toBe(host.hostKeyFingerprint);
+
+    // The same request again finds the same operation and starts nothing.
+    const again = await api.call('POST', '/hosts/web-api/capture', {
+      body: { acceptNewHostKey: true },
+      headers: { 'idempotency-key': 'capture-web-api-1' },
+    });
+    expect(again.body).toMatchObject({ id: 'capture-web-api-1', status: 'SUCCEEDED' });
+    expect((await api.call('GET', '/hosts/web-api/snapshots')).body.items).toHaveLength(1);
+  });
+
+  it('ends FAILED at the step that failed, with the reason, when the host refuses the key', async () => {
+    const keyFile = join(api.dataDir, 'stranger');
+    await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
+    await api.call('POST', '/hosts', {
+      body: {
+        name: 'web-denied',
+        platform: 'baremetal',
+        transport: 'ssh',
+        address: host.address,
+        credentialRef: { provider: 'local', key: `file:${keyFile}` },
+        hostKeyFingerprint: host.hostKeyFingerprint,
+      },
+    });
+    const started = await api.call('POST', '/hosts/web-denied/capture', {
+      headers: { 'idempotency-key': 'capture-denied-1' },
+    });
+    expect(started.status).toBe(202);
+    const op = await waitFor('capture-denied-1');
+    expect(op.status).toBe('FAILED');
+    expect(op.steps[0]).toMatchObject({ name: 'connect', status: 'FAILED' });
+    expect(op.error.message).toMatch(/auth|denied|authentication/i);
+    expect(op.steps.slice(1).every((s: { status: string }) => s.status === 'SKIPPED')).toBe(true);
+  });
+
+  it('answers 404 for an unregistered host and 400 naming a bad field', async () => {
+    expect((await api.call('POST', '/hosts/nobody/capture', {})).status).toBe(404);
+    const bad = await api.call('POST', '/hosts/web-api/capture', { body: { acceptNewHostKey: 'yes' } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.issues[0].path).toBe('acceptNewHostKey');
+  });
+});
