@@ -2,14 +2,13 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Duration, RemovalPolicy, Validations } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
-import * as iam from 'aws-cdk-lib/aws-iam';
-import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
+import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import type { HandlerName, Route } from '../core/api/routes.js';
 import { ROUTES } from '../core/api/routes.js';
+import { personaFunction } from './function.js';
 import { API_HANDLER_ACCESS, API_HANDLER_BUCKET, API_HANDLER_TABLES } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
 
@@ -177,66 +176,11 @@ export class PersonaApi extends Construct {
       readonly timeout: Duration;
     },
   ): nodejs.NodejsFunction {
-    const id = pascalCase(handler);
-    const logGroup = new logs.LogGroup(this, `${id}Logs`, {
-      retention: options.retention,
-      removalPolicy: options.logRemovalPolicy,
-    });
-    // Own role instead of the default AWSLambdaBasicExecutionRole, whose logs:* rights span every
-    // log group in the account: this one may write to its own log group only.
-    const role = new iam.Role(this, `${id}Role`, {
-      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
-      description: `Persona API function ${handler}`,
-    });
-    logGroup.grantWrite(role);
-
-    const fn = new nodejs.NodejsFunction(this, id, {
+    return personaFunction(this, pascalCase(handler), {
+      ...options,
+      entry: path.join('functions', 'api', handler, 'handler.ts'),
       description: `Persona API: ${handler}`,
-      entry: path.join(options.projectRoot, 'functions', 'api', handler, 'handler.ts'),
-      handler: 'main',
-      projectRoot: options.projectRoot,
-      depsLockFilePath: path.join(options.projectRoot, 'package-lock.json'),
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: lambda.Architecture.ARM_64,
-      memorySize: options.memorySize,
-      timeout: options.timeout,
-      role,
-      logGroup,
-      loggingFormat: lambda.LoggingFormat.JSON,
-      tracing: lambda.Tracing.ACTIVE,
-      environment: {
-        POWERTOOLS_SERVICE_NAME: 'persona',
-        NODE_OPTIONS: '--enable-source-maps',
-      },
-      bundling: {
-        format: nodejs.OutputFormat.ESM,
-        target: 'node22',
-        platform: 'node',
-        mainFields: ['module', 'main'],
-        minify: true,
-        sourceMap: true,
-        // Stack traces need the mappings, not a second copy of the sources in every bundle.
-        sourcesContent: false,
-        // Bundled CommonJS dependencies still call require(), which ESM does not define. The
-        // alias keeps the banner from colliding with a bundled `createRequire` import.
-        banner:
-          "import { createRequire as personaCreateRequire } from 'node:module'; const require = personaCreateRequire(import.meta.url);",
-        externalModules: ['@aws-sdk/*'],
-        logLevel: nodejs.LogLevel.WARNING,
-      },
     });
-
-    Validations.of(fn).acknowledge({
-      id: 'AwsSolutions-L1',
-      reason:
-        'Node.js 22 is the runtime the project builds, tests and runs locally with; moving to a newer runtime is a deliberate upgrade of the whole toolchain.',
-    });
-    Validations.of(role).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        'Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, which support no resource-level permissions.',
-    });
-    return fn;
   }
 
   private resourceFor(routePath: string): apigw.IResource {
@@ -257,7 +201,7 @@ function pathParameters(route: Route): Record<string, boolean> {
   return parameters;
 }
 
-function pascalCase(name: string): string {
+export function pascalCase(name: string): string {
   return name
     .split(/[^a-zA-Z0-9]+/)
     .map((part) => part.charAt(0).toUpperCase() + part.slice(1))

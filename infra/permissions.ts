@@ -25,6 +25,8 @@ export const API_HANDLER_ACCESS: Readonly<Record<HandlerName, DataAccess>> = {
   'list-hosts': 'read',
   'get-host': 'read',
   'get-operation': 'read',
+  // Registers the operation; the workflow's own functions do the capture.
+  'start-capture': 'read-write',
   // Built from the route list and schemas compiled into the bundle: touches no data.
   'get-openapi': 'none',
 };
@@ -44,6 +46,7 @@ export const API_HANDLER_TABLES: Readonly<Record<HandlerName, readonly string[]>
   'list-hosts': [HOSTS_TABLE.id],
   'get-host': [HOSTS_TABLE.id],
   'get-operation': [OPERATIONS_TABLE.id],
+  'start-capture': [HOSTS_TABLE.id, OPERATIONS_TABLE.id],
   'get-openapi': [],
 };
 
@@ -63,5 +66,6 @@ export const API_HANDLER_BUCKET: Readonly<Record<HandlerName, boolean>> = {
   'list-hosts': false,
   'get-host': false,
   'get-operation': false,
+  'start-capture': false,
   'get-openapi': false,
 };

@@ -1,10 +1,12 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import type { ApiThrottling } from './api.js';
 import { PersonaApi } from './api.js';
 import { PersonaStorage } from './storage.js';
+import { PersonaWorkflows } from './workflows.js';
 
 export interface PersonaPlatformProps {
   /**
@@ -37,6 +39,13 @@ export interface PersonaPlatformProps {
   readonly apiGatewayCloudWatchRole?: boolean;
   /** A REGIONAL WAFv2 web ACL to associate with the API stage. @default none */
   readonly webAclArn?: string;
+  /**
+   * Where captures run, to reach hosts over SSH (a VPC with a route to them).
+   * @default none: hosts are reached over the internet or through SSM
+   */
+  readonly captureVpc?: ec2.IVpc;
+  /** Secrets Manager and SSM Parameter Store prefix for host credentials. @default 'persona/' */
+  readonly credentialPrefix?: string;
 }
 
 /**
@@ -46,6 +55,7 @@ export interface PersonaPlatformProps {
 export class PersonaPlatform extends Construct {
   readonly storage: PersonaStorage;
   readonly api: PersonaApi;
+  readonly workflows: PersonaWorkflows;
 
   constructor(scope: Construct, id: string, props: PersonaPlatformProps = {}) {
     super(scope, id);
@@ -66,6 +76,15 @@ export class PersonaPlatform extends Construct {
       cloudWatchRole: props.apiGatewayCloudWatchRole ?? true,
       ...(props.webAclArn ? { webAclArn: props.webAclArn } : {}),
     });
+
+    this.workflows = new PersonaWorkflows(this, 'Workflows', {
+      storage: this.storage,
+      logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      logRemovalPolicy: removalPolicy,
+      ...(props.captureVpc ? { vpc: props.captureVpc } : {}),
+      ...(props.credentialPrefix ? { credentialPrefix: props.credentialPrefix } : {}),
+    });
+    this.workflows.allowStart(this.api.functions['start-capture']);
   }
 
   /** The API's base URL, e.g. `https://abc123.execute-api.eu-west-1.amazonaws.com/v1/`. */

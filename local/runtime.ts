@@ -67,7 +67,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
     for (const t of tables) process.env[t.definition.env] = t.name;
 
     process.env.PERSONA_KEYS_DIR = join(dataDir, 'keys');
-    const shared = await import('../functions/shared/runtime.js');
+    const shared = await import('../functions/shared/workflows.js');
     const workflows = localWorkflows({ root: fileURLToPath(new URL('..', import.meta.url)) });
     shared.useWorkflowStarter(workflows);
 

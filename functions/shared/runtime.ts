@@ -4,27 +4,16 @@
 import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { KMSClient } from '@aws-sdk/client-kms';
 import { S3Client } from '@aws-sdk/client-s3';
-import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
-import { SSMClient } from '@aws-sdk/client-ssm';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
-import type { CaptureDeps } from '../../core/capture/operation.js';
-import { Credentials, RegisteredHostKeys, transportFor } from '../../core/capture/reach.js';
 import { DynamoHostRegistry, type HostRegistry } from '../../core/host/registry.js';
 import { DynamoOperationStore, type OperationStore } from '../../core/operation/store.js';
-import type { WorkflowName, WorkflowStarter } from '../../core/operation/workflows.js';
 import { DynamoProfileStore } from '../../core/profile/dynamo-store.js';
 import type { ProfileDeps } from '../../core/profile/service.js';
-import { KmsKeyProvider, LocalKeyProvider } from '../../core/snapshot/keys.js';
-import { S3ObjectStore } from '../../core/snapshot/object-store.js';
-import { DynamoLocks, DynamoSnapshotRecords, type SnapshotRecords } from '../../core/snapshot/records.js';
-import { SnapshotStore } from '../../core/snapshot/store.js';
+import { DynamoSnapshotRecords, type SnapshotRecords } from '../../core/snapshot/records.js';
 import {
   DATA_BUCKET,
   HOSTS_TABLE,
-  LOCKS_TABLE,
   OPERATIONS_TABLE,
   PROFILES_TABLE,
   SNAPSHOTS_TABLE,
@@ -46,7 +35,7 @@ let cached: ProfileDeps | undefined;
 let records: SnapshotRecords | undefined;
 let documentClient: DynamoDBDocumentClient | undefined;
 
-const ddb = () => {
+export const ddb = (): DynamoDBDocumentClient => {
   documentClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), {
     marshallOptions: { removeUndefinedValues: true },
   });
@@ -81,78 +70,4 @@ export function stores(): ProfileDeps {
     cached = { profiles: new DynamoProfileStore(ddb(), s3, { tableName, bucketName }) };
   }
   return cached;
-}
-
-let captureDependencies: CaptureDeps | undefined;
-
-/** What a capture needs: every store, and how to reach hosts. */
-export function captureDeps(): CaptureDeps {
-  if (captureDependencies === undefined) {
-    const doc = ddb();
-    const s3 = new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' });
-    const keyId = process.env.PERSONA_KEY_ID;
-    const keys = keyId
-      ? new KmsKeyProvider(new KMSClient({}), keyId)
-      : new LocalKeyProvider(getRequiredEnv('PERSONA_KEYS_DIR'));
-    let store: Promise<SnapshotStore> | undefined;
-    const snapshots = () => {
-      store ??= SnapshotStore.open({
-        objects: new S3ObjectStore(s3, getRequiredEnv(DATA_BUCKET.env)),
-        records: snapshotRecords(),
-        locks: new DynamoLocks(doc, getRequiredEnv(LOCKS_TABLE.env)),
-        keys,
-      });
-      return store;
-    };
-    const ssm = new SSMClient({});
-    const credentials = new Credentials({
-      secrets: new SecretsManagerClient({}),
-      ssm,
-      sealed: async (name) => (await snapshots()).getSecret(name),
-    });
-    captureDependencies = {
-      hosts: hosts(),
-      operations: operations(),
-      profiles: stores(),
-      snapshots,
-      transportFor: (host, parameters) =>
-        transportFor(
-          { credentials, ssm, hostKeys: (h) => new RegisteredHostKeys(hosts(), h.name) },
-          host,
-          parameters,
-        ),
-    };
-  }
-  return captureDependencies;
-}
-
-let starter: WorkflowStarter | undefined;
-
-/** The embedded runtime executes workflows itself and says so here. */
-export function useWorkflowStarter(local: WorkflowStarter): void {
-  starter = local;
-}
-
-export function workflows(): WorkflowStarter {
-  if (starter === undefined) {
-    const sfn = new SFNClient({});
-    const arns: Record<WorkflowName, string> = { capture: getRequiredEnv('CAPTURE_STATE_MACHINE_ARN') };
-    starter = {
-      async start(workflow, input) {
-        try {
-          // Named after the operation: Step Functions itself refuses to start it twice.
-          await sfn.send(
-            new StartExecutionCommand({
-              stateMachineArn: arns[workflow],
-              name: input.operationId,
-              input: JSON.stringify(input),
-            }),
-          );
-        } catch (e) {
-          if (!(e instanceof ExecutionAlreadyExists)) throw e;
-        }
-      },
-    };
-  }
-  return starter;
 }

@@ -7,6 +7,7 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { type HandlerName, ROUTES } from '../../core/api/routes.js';
+import { WORKFLOWS } from '../../core/operation/workflows.js';
 import {
   DATA_BUCKET,
   type KeyAttribute,
@@ -193,7 +194,11 @@ describe('PersonaStack', () => {
 
   describe('functions', () => {
     it('deploys one arm64 Node.js 22 function per handler, traced, with ESM bundles and source maps', () => {
-      template.resourceCountIs('AWS::Lambda::Function', HANDLERS.length);
+      // One per API handler, and the two tasks of the capture workflow.
+      template.resourceCountIs(
+        'AWS::Lambda::Function',
+        HANDLERS.length + Object.keys(WORKFLOWS.capture.tasks).length,
+      );
       for (const handler of HANDLERS) {
         template.hasResourceProperties('AWS::Lambda::Function', {
           Description: Match.stringLikeRegexp(`${handler}$`),
@@ -359,6 +364,39 @@ describe('PersonaStack', () => {
       template.hasOutput('ApiUrl', {});
       template.hasOutput(`${PROFILES_TABLE.id}TableName`, {});
       template.hasOutput('DataBucketName', {});
+    });
+  });
+
+  describe('workflows', () => {
+    it('deploys the capture state machine from its ASL file, traced and logged, its tasks bound', () => {
+      const asl = JSON.parse(readFileSync(WORKFLOWS.capture.definition, 'utf8'));
+      template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+        TracingConfiguration: { Enabled: true },
+        LoggingConfiguration: Match.objectLike({ Level: 'ALL' }),
+        DefinitionSubstitutions: {
+          CaptureFunctionArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('CaptureTask'), 'Arn'] },
+          FailOperationFunctionArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('FailOperationTask'), 'Arn'] },
+        },
+      });
+      // The file itself is the deployed definition (an asset), and every placeholder in it is filled.
+      const machine = Object.values(template.findResources('AWS::StepFunctions::StateMachine'))[0];
+      expect(machine?.Properties.DefinitionS3Location).toBeDefined();
+      const placeholders = [...JSON.stringify(asl).matchAll(/\$\{(\w+)\}/g)].map((m) => m[1]);
+      expect(Object.keys(machine?.Properties.DefinitionSubstitutions).sort()).toEqual([...new Set(placeholders)].sort());
+    });
+
+    it('lets the API start captures and nothing else run them', () => {
+      const fn =
+        template.findResources('AWS::Lambda::Function')[
+          logicalId(synthesized.stack.platform.api.functions['start-capture'])
+        ];
+      expect(fn?.Properties.Environment.Variables).toHaveProperty('CAPTURE_STATE_MACHINE_ARN');
+      expect(allowedActions(synthesized, 'start-capture')).toContain('states:StartExecution');
+      template.hasResourceProperties('AWS::Lambda::Function', {
+        Description: 'Persona workflow task: capture a host',
+        Timeout: 840,
+        Environment: { Variables: Match.objectLike({ PERSONA_KEY_ID: Match.anyValue() }) },
+      });
     });
   });
 

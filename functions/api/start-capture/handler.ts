@@ -6,7 +6,8 @@ import { CaptureRequest, HostParams } from '../../../core/api/schemas.js';
 import { startCapture } from '../../../core/capture/operation.js';
 import { InvalidInputError } from '../../../core/errors.js';
 import { type ApiEvent, apiErrors, header, json, parseRequest } from '../../shared/http.js';
-import { hosts, logger, operations, workflows } from '../../shared/runtime.js';
+import { hosts, logger, operations } from '../../shared/runtime.js';
+import { workflows } from '../../shared/workflows.js';
 
 const IdempotencyKey = z.string().regex(/^[A-Za-z0-9_-]{8,80}$/);
 

@@ -2,7 +2,8 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
 import { runCapture } from '../../../core/capture/operation.js';
-import { captureDeps, logger } from '../../shared/runtime.js';
+import { captureDeps } from '../../shared/capture.js';
+import { logger } from '../../shared/runtime.js';
 
 const Input = z.object({ operationId: z.string().min(1) });
 

@@ -1,0 +1,57 @@
+// What the capture task needs, kept apart from runtime.ts so that only the functions that
+// reach hosts bundle the SSH and SSM transports.
+import { KMSClient } from '@aws-sdk/client-kms';
+import { S3Client } from '@aws-sdk/client-s3';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import type { CaptureDeps } from '../../core/capture/operation.js';
+import { Credentials, RegisteredHostKeys, transportFor } from '../../core/capture/reach.js';
+import { KmsKeyProvider, LocalKeyProvider } from '../../core/snapshot/keys.js';
+import { S3ObjectStore } from '../../core/snapshot/object-store.js';
+import { DynamoLocks } from '../../core/snapshot/records.js';
+import { SnapshotStore } from '../../core/snapshot/store.js';
+import { DATA_BUCKET, LOCKS_TABLE } from '../../core/storage/definitions.js';
+import { ddb, getRequiredEnv, hosts, operations, snapshotRecords, stores } from './runtime.js';
+
+let captureDependencies: CaptureDeps | undefined;
+
+/** What a capture needs: every store, and how to reach hosts. */
+export function captureDeps(): CaptureDeps {
+  if (captureDependencies === undefined) {
+    const doc = ddb();
+    const s3 = new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' });
+    const keyId = process.env.PERSONA_KEY_ID;
+    const keys = keyId
+      ? new KmsKeyProvider(new KMSClient({}), keyId)
+      : new LocalKeyProvider(getRequiredEnv('PERSONA_KEYS_DIR'));
+    let store: Promise<SnapshotStore> | undefined;
+    const snapshots = () => {
+      store ??= SnapshotStore.open({
+        objects: new S3ObjectStore(s3, getRequiredEnv(DATA_BUCKET.env)),
+        records: snapshotRecords(),
+        locks: new DynamoLocks(doc, getRequiredEnv(LOCKS_TABLE.env)),
+        keys,
+      });
+      return store;
+    };
+    const ssm = new SSMClient({});
+    const credentials = new Credentials({
+      secrets: new SecretsManagerClient({}),
+      ssm,
+      sealed: async (name) => (await snapshots()).getSecret(name),
+    });
+    captureDependencies = {
+      hosts: hosts(),
+      operations: operations(),
+      profiles: stores(),
+      snapshots,
+      transportFor: (host, parameters) =>
+        transportFor(
+          { credentials, ssm, hostKeys: (h) => new RegisteredHostKeys(hosts(), h.name) },
+          host,
+          parameters,
+        ),
+    };
+  }
+  return captureDependencies;
+}

@@ -1,0 +1,35 @@
+// Starting workflows: Step Functions in AWS; the embedded runtime registers its own starter.
+import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
+import type { WorkflowName, WorkflowStarter } from '../../core/operation/workflows.js';
+import { getRequiredEnv } from './runtime.js';
+
+let starter: WorkflowStarter | undefined;
+
+/** The embedded runtime executes workflows itself and says so here. */
+export function useWorkflowStarter(local: WorkflowStarter): void {
+  starter = local;
+}
+
+export function workflows(): WorkflowStarter {
+  if (starter === undefined) {
+    const sfn = new SFNClient({});
+    const arns: Record<WorkflowName, string> = { capture: getRequiredEnv('CAPTURE_STATE_MACHINE_ARN') };
+    starter = {
+      async start(workflow, input) {
+        try {
+          // Named after the operation: Step Functions itself refuses to start it twice.
+          await sfn.send(
+            new StartExecutionCommand({
+              stateMachineArn: arns[workflow],
+              name: input.operationId,
+              input: JSON.stringify(input),
+            }),
+          );
+        } catch (e) {
+          if (!(e instanceof ExecutionAlreadyExists)) throw e;
+        }
+      },
+    };
+  }
+  return starter;
+}

@@ -1,0 +1,194 @@
+import * as path from 'node:path';
+import { ArnFormat, Duration, type RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
+import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import { Construct } from 'constructs';
+import { WORKFLOWS } from '../core/operation/workflows.js';
+import {
+  HOSTS_TABLE,
+  LOCKS_TABLE,
+  OPERATIONS_TABLE,
+  PROFILES_TABLE,
+  SNAPSHOTS_TABLE,
+} from '../core/storage/definitions.js';
+import { PROJECT_ROOT } from './api.js';
+import { personaFunction } from './function.js';
+import type { PersonaStorage } from './storage.js';
+
+export interface PersonaWorkflowsProps {
+  readonly storage: PersonaStorage;
+  readonly logRetention: logs.RetentionDays;
+  readonly logRemovalPolicy: RemovalPolicy;
+  /**
+   * Where capture runs, to reach hosts over SSH: a VPC with a route to them. Without it the
+   * function reaches addresses on the internet only, and SSM-managed hosts.
+   * @default none
+   */
+  readonly vpc?: ec2.IVpc;
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  readonly securityGroups?: ec2.ISecurityGroup[];
+  /**
+   * Secrets Manager names and SSM parameter paths that credentials may come from.
+   * @default 'persona/'
+   */
+  readonly credentialPrefix?: string;
+  readonly projectRoot?: string;
+}
+
+/** The workflows (Step Functions state machines from statemachines/*.asl.json) and their tasks. */
+export class PersonaWorkflows extends Construct {
+  readonly capture: sfn.StateMachine;
+  readonly captureFunction: lambda.IFunction;
+
+  constructor(scope: Construct, id: string, props: PersonaWorkflowsProps) {
+    super(scope, id);
+    const projectRoot = props.projectRoot ?? PROJECT_ROOT;
+    const prefix = props.credentialPrefix ?? 'persona/';
+    const common = { projectRoot, retention: props.logRetention, logRemovalPolicy: props.logRemovalPolicy };
+
+    const capture = personaFunction(this, 'CaptureTask', {
+      ...common,
+      entry: path.join('functions', 'steps', 'capture', 'handler.ts'),
+      description: 'Persona workflow task: capture a host',
+      memorySize: 1024,
+      // A capture is one script run and one tar stream: minutes at most, even for a large host.
+      timeout: Duration.minutes(14),
+      // ssh2's optional native add-ons: it falls back to Node's own crypto without them.
+      externalModules: ['cpu-features', '*.node'],
+      ...(props.vpc
+        ? {
+            vpc: {
+              vpc: props.vpc,
+              ...(props.vpcSubnets ? { vpcSubnets: props.vpcSubnets } : {}),
+              ...(props.securityGroups ? { securityGroups: props.securityGroups } : {}),
+            },
+          }
+        : {}),
+    });
+    props.storage.connect(capture, 'read-write', {
+      tables: [HOSTS_TABLE.id, OPERATIONS_TABLE.id, PROFILES_TABLE.id, SNAPSHOTS_TABLE.id, LOCKS_TABLE.id],
+      bucket: true,
+    });
+    // The snapshot store's master key is a data key under Persona's key (FORMAT.md).
+    props.storage.key.grant(capture, 'kms:GenerateDataKey', 'kms:Decrypt');
+    capture.addEnvironment('PERSONA_KEY_ID', props.storage.key.keyArn);
+    const stack = Stack.of(this);
+    capture.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['secretsmanager:GetSecretValue'],
+        resources: [
+          stack.formatArn({
+            service: 'secretsmanager',
+            resource: 'secret',
+            resourceName: `${prefix}*`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+      }),
+    );
+    capture.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['ssm:GetParameter'],
+        resources: [stack.formatArn({ service: 'ssm', resource: 'parameter', resourceName: `${prefix}*` })],
+      }),
+    );
+    capture.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['ssm:SendCommand'],
+        resources: [
+          stack.formatArn({
+            service: 'ssm',
+            account: '',
+            resource: 'document',
+            resourceName: 'AWS-RunShellScript',
+          }),
+          stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' }),
+          stack.formatArn({ service: 'ssm', resource: 'managed-instance', resourceName: '*' }),
+        ],
+      }),
+    );
+    capture.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['ssm:GetCommandInvocation', 'ssm:CancelCommand'],
+        resources: ['*'],
+      }),
+    );
+    this.captureFunction = capture;
+
+    const fail = personaFunction(this, 'FailOperationTask', {
+      ...common,
+      entry: path.join('functions', 'steps', 'fail-operation', 'handler.ts'),
+      description: 'Persona workflow task: record a failed operation',
+      memorySize: 256,
+      timeout: Duration.seconds(30),
+    });
+    props.storage.connect(fail, 'read-write', { tables: [OPERATIONS_TABLE.id], bucket: false });
+
+    const logGroup = new logs.LogGroup(this, 'CaptureLogs', {
+      retention: props.logRetention,
+      removalPolicy: props.logRemovalPolicy,
+    });
+    const spec = WORKFLOWS.capture;
+    this.capture = new sfn.StateMachine(this, 'Capture', {
+      definitionBody: sfn.DefinitionBody.fromFile(path.join(projectRoot, spec.definition)),
+      definitionSubstitutions: {
+        [Object.keys(spec.tasks)[0] as string]: capture.functionArn,
+        [Object.keys(spec.tasks)[1] as string]: fail.functionArn,
+      },
+      tracingEnabled: true,
+      logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
+      timeout: Duration.minutes(30),
+    });
+    capture.grantInvoke(this.capture);
+    fail.grantInvoke(this.capture);
+
+    for (const role of [capture.role, fail.role]) {
+      if (role)
+        Validations.of(role).acknowledge({
+          id: 'AwsSolutions-IAM5[Resource::*]',
+          reason:
+            'Tracing, VPC network interfaces and SSM command results (GetCommandInvocation, CancelCommand) support no resource-level permissions.',
+        });
+    }
+    Validations.of(capture.role as iam.IRole).acknowledge(
+      {
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${prefix}*]`,
+        reason: "Host credentials are read from the secrets under Persona's prefix only.",
+      },
+      {
+        id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/${prefix}*]`,
+        reason: "Host credentials are read from the parameters under Persona's prefix only.",
+      },
+      {
+        id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:instance/*]',
+        reason:
+          'Capture reaches any registered EC2 instance through SSM Run Command; hosts are registered at run time.',
+      },
+      {
+        id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:managed-instance/*]',
+        reason: 'Capture reaches any registered hybrid-activated machine through SSM Run Command.',
+      },
+    );
+    Validations.of(this.capture.role).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'Step Functions needs X-Ray and CloudWatch Logs delivery actions (logs:CreateLogDelivery and friends), which support no resource-level permissions.',
+    });
+    for (const f of [capture, fail]) {
+      Validations.of(this.capture.role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::<${stack.resolve((f.node.defaultChild as lambda.CfnFunction).logicalId)}.Arn>:*]`,
+        reason:
+          'Step Functions invokes the task functions by qualified ARN (any version or alias of these two functions).',
+      });
+    }
+  }
+
+  /** Lets an API function start captures. */
+  allowStart(fn: lambda.Function): void {
+    fn.addEnvironment('CAPTURE_STATE_MACHINE_ARN', this.capture.stateMachineArn);
+    this.capture.grantStartExecution(fn);
+  }
+}
