@@ -4,7 +4,7 @@
 import { z } from 'zod';
 import { CorruptionError, type Where } from './errors.js';
 import type { StoreKeys } from './keys.js';
-import { HexIdSchema, type IndexBlob, parseSealedJson, sha256Hex } from './pack.js';
+import { HexIdSchema, type IndexBlob, parseSealedJson, sealedJson, sha256Hex } from './pack.js';
 import { open, seal } from './seal.js';
 
 export const INDEX_PREFIX = 'snapshots/index/';
@@ -50,7 +50,7 @@ export function encodeIndex(
       })),
     })),
   };
-  const bytes = seal(keys.sealKey, Buffer.from(JSON.stringify(document), 'utf8'), INDEX_AAD);
+  const bytes = seal(keys.sealKey, sealedJson(document), INDEX_AAD);
   return { key: `${INDEX_PREFIX}${sha256Hex(bytes)}`, bytes };
 }
 

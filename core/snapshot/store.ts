@@ -538,7 +538,7 @@ export class SnapshotStore {
     let lastReport = 0;
     // A file written anew is a new inode: the hard links to it must be made again too.
     const rewritten = new Set<string>();
-    for (const entry of manifest.entries) {
+    for (const entry of await this.restoreOrder(manifest.entries)) {
       const old = have.get(entry.path);
       const relink = entry.type === 'hardlink' && rewritten.has(entry.target ?? '');
       if (old && sameContent(old, entry) && entry.type !== 'dir' && !relink) {
@@ -570,6 +570,31 @@ export class SnapshotStore {
     await target.finish();
     this.packCache.clear();
     return stats;
+  }
+
+  /**
+   * Directories first (path order), then files in the order their content lies in the packs,
+   * then links and special files. Path order would hop between packs — a later snapshot's
+   * files point into every pack before it — and fetch each pack many times over.
+   */
+  private async restoreOrder(entries: readonly ManifestEntry[]): Promise<ManifestEntry[]> {
+    const first = (e: ManifestEntry) => e.chunks?.[0];
+    if (entries.some((e) => first(e) !== undefined && !this.index.has(first(e) as string)))
+      await this.loadIndex();
+    const place = (e: ManifestEntry) => {
+      const at = first(e) === undefined ? undefined : this.index.get(first(e) as string);
+      return at === undefined ? (['', 0] as const) : ([at.packId, at.offset] as const);
+    };
+    const files = entries
+      .filter((e) => e.type === 'file')
+      .map((e) => ({ e, p: place(e) }))
+      .sort((a, b) => (a.p[0] < b.p[0] ? -1 : a.p[0] > b.p[0] ? 1 : a.p[1] - b.p[1]))
+      .map((x) => x.e);
+    return [
+      ...entries.filter((e) => e.type === 'dir'),
+      ...files,
+      ...entries.filter((e) => e.type !== 'dir' && e.type !== 'file'),
+    ];
   }
 
   /** Forgets snapshots of a host that the policy does not keep. Their data goes at the next gc. */

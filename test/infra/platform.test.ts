@@ -382,7 +382,9 @@ describe('PersonaStack', () => {
       const machine = Object.values(template.findResources('AWS::StepFunctions::StateMachine'))[0];
       expect(machine?.Properties.DefinitionS3Location).toBeDefined();
       const placeholders = [...JSON.stringify(asl).matchAll(/\$\{(\w+)\}/g)].map((m) => m[1]);
-      expect(Object.keys(machine?.Properties.DefinitionSubstitutions).sort()).toEqual([...new Set(placeholders)].sort());
+      expect(Object.keys(machine?.Properties.DefinitionSubstitutions).sort()).toEqual(
+        [...new Set(placeholders)].sort(),
+      );
     });
 
     it('lets the API start captures and nothing else run them', () => {

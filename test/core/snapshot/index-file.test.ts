@@ -1,10 +1,11 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { zstdDecompressSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CorruptionError } from '../../../core/snapshot/errors.js';
 import { ChunkIndex, decodeIndex, encodeIndex, type IndexPack } from '../../../core/snapshot/index-file.js';
 import { chunkId, deriveKeys, generateMasterKey } from '../../../core/snapshot/keys.js';
-import { PackWriter } from '../../../core/snapshot/pack.js';
+import { PackWriter, sealedJson } from '../../../core/snapshot/pack.js';
 import { open, seal } from '../../../core/snapshot/seal.js';
 
 const keys = deriveKeys(generateMasterKey(), 'test-store');
@@ -50,7 +51,7 @@ describe('encodeIndex and decodeIndex', () => {
 
     const plaintext = open(keys.sealKey, bytes, 'index:', { objectKey: key });
 
-    expect(JSON.parse(Buffer.from(plaintext).toString('utf8'))).toEqual({ packs: [pack] });
+    expect(JSON.parse(zstdDecompressSync(plaintext).toString('utf8'))).toEqual({ packs: [pack] });
   });
 
   it('refuses bytes that do not hash to their name, naming the index', () => {
@@ -83,7 +84,7 @@ describe('encodeIndex and decodeIndex', () => {
   });
 
   it('refuses an object sealed for another role, such as a manifest', () => {
-    const bytes = seal(keys.sealKey, Buffer.from('{"packs":[]}'), 'manifest:');
+    const bytes = seal(keys.sealKey, sealedJson({ packs: [] }), 'manifest:');
 
     expect(() => decodeIndex(keys, bytes, `snapshots/index/${sha256(bytes)}`)).toThrow(CorruptionError);
   });
@@ -105,7 +106,7 @@ describe('encodeIndex and decodeIndex', () => {
   });
 
   it('refuses an authentic index that does not have the format’s shape', () => {
-    const bytes = seal(keys.sealKey, Buffer.from('{"packs":[{"id":"zz"}]}'), 'index:');
+    const bytes = seal(keys.sealKey, sealedJson({ packs: [{ id: 'zz' }] }), 'index:');
 
     expect(() => decodeIndex(keys, bytes, `snapshots/index/${sha256(bytes)}`)).toThrow(
       /index does not have the expected shape/,
