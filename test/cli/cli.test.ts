@@ -3,23 +3,13 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runPersona } from '../support/cli.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
 
-const exec = promisify(execFile);
+const _exec = promisify(execFile);
 let api: TestPersona;
 
-/** Runs the `persona` command as a user would, as a separate process. */
-async function persona(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, ['cli/bin.js', ...args], {
-      env: { ...process.env, PERSONA_ENDPOINT: api.url, NO_COLOR: '1', FORCE_COLOR: '0' },
-    });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const persona = (...args: string[]) => runPersona(api, ...args);
 
 beforeAll(async () => {
   api = await startTestPersona();

@@ -4,24 +4,14 @@ import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runPersona } from '../support/cli.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
 import { bytesFrom, describeTree } from '../support/snapshot-store.js';
 
 const exec = promisify(execFile);
 let api: TestPersona;
 
-async function persona(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, ['cli/bin.js', ...args], {
-      env: { ...process.env, PERSONA_ENDPOINT: api.url, PERSONA_DATA: api.dataDir, NO_COLOR: '1' },
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const persona = (...args: string[]) => runPersona(api, ...args);
 
 beforeAll(async () => {
   api = await startTestPersona();

@@ -14,24 +14,14 @@ import {
   setSysctl,
   writeEnvironmentFile,
 } from '../hosts/software.js';
+import { runPersona } from '../support/cli.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
 
 const exec = promisify(execFile);
 let api: TestPersona;
 let host: TestHost;
 
-async function persona(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    const { stdout, stderr } = await exec(process.execPath, ['cli/bin.js', ...args], {
-      env: { ...process.env, PERSONA_ENDPOINT: api.url, PERSONA_DATA: api.dataDir, NO_COLOR: '1' },
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const persona = (...args: string[]) => runPersona(api, ...args);
 
 beforeAll(async () => {
   api = await startTestPersona();
