@@ -1,7 +1,7 @@
 // File trees on the local machine: reading one into manifest entries with their content, and
 // writing entries back with their content and metadata.
 import { spawnSync } from 'node:child_process';
-import { createReadStream, readFileSync } from 'node:fs';
+import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { ManifestEntry } from './manifest.js';
@@ -52,8 +52,11 @@ const typeOf = (s: import('node:fs').BigIntStats): ManifestEntry['type'] | undef
               ? 'fifo'
               : undefined;
 
+// Metadata calls and small reads are done synchronously: each is a few microseconds of work,
+// and an asynchronous call per file costs a thread-pool round trip that dominated snapshots
+// of trees of many small files. Large files are still streamed.
 async function* readWhole(path: string): AsyncIterable<Uint8Array> {
-  yield await fs.readFile(path);
+  yield readFileSync(path);
 }
 
 async function* readSparse(
@@ -92,11 +95,11 @@ export function directorySource(
   const seen = new Map<string, string>();
 
   async function* walk(dir: string, rel: string): AsyncGenerator<SourceEntry> {
-    const names = (await fs.readdir(dir)).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    const names = readdirSync(dir).sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     for (const name of names) {
       const path = join(dir, name);
       const relPath = rel === '' ? name : `${rel}/${name}`;
-      const s = await fs.lstat(path, { bigint: true });
+      const s = lstatSync(path, { bigint: true });
       const type = typeOf(s);
       if (type === undefined) {
         options.onSkip?.(relPath, 'socket');
@@ -144,7 +147,7 @@ export function directorySource(
         yield { entry: { ...base, type } };
         yield* walk(path, relPath);
       } else if (type === 'symlink') {
-        yield { entry: { ...base, type, target: await fs.readlink(path) } };
+        yield { entry: { ...base, type, target: readlinkSync(path) } };
       } else if (type === 'char' || type === 'block') {
         yield { entry: { ...base, type, rdev: Number(s.rdev) } };
       } else {
