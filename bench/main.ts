@@ -38,28 +38,10 @@ import {
   schemaValidator,
   sha256,
 } from './operations.js';
+import { createReport } from './report.js';
 
 const SEED = 20261120;
-const started = performance.now();
-const out: string[] = [];
-const say = (line = '') => {
-  out.push(line);
-  process.stdout.write(`${line}\n`);
-};
-const progress = (what: string) =>
-  process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(1)}s] ${what}\n`);
-
-/** `numeric` names the columns to right-align. */
-const table = (
-  head: readonly string[],
-  rows: readonly (readonly string[])[],
-  numeric: readonly number[] = [],
-) => {
-  say(`| ${head.join(' | ')} |`);
-  say(`| ${head.map((_, i) => (numeric.includes(i) ? '---:' : '---')).join(' | ')} |`);
-  for (const row of rows) say(`| ${row.join(' | ')} |`);
-  say();
-};
+const { started, lines: out, say, progress, table } = createReport();
 const range = (t: Timing) => `${ms(t.min)}–${ms(t.max)} (n=${t.runs})`;
 const mbps = (bytes: number, t: Timing) => `${(perSecond(bytes, t.median) / 1024 / 1024).toFixed(1)} MiB/s`;
 const packageVersion = (name: string): string =>

@@ -30,6 +30,7 @@ import {
   setSysctl,
   writeEnvironmentFile,
 } from '../../test/hosts/software.js';
+import { createReport } from '../report.js';
 import { Ansible, FACT_MODULES, type FactModule, factsOf, sshInvocations } from './ansible.js';
 import type { ChildJob, ChildResult } from './child.js';
 import { type AnsibleFacts, areaRows, leafBreakdown, leafCount } from './fields.js';
@@ -50,24 +51,7 @@ const BUDGET_S = arg('budget', 240);
 const MIN_RUNS = 3;
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const started = performance.now();
-const out: string[] = [];
-const say = (line = '') => {
-  out.push(line);
-  process.stdout.write(`${line}\n`);
-};
-const progress = (what: string) =>
-  process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(1)}s] ${what}\n`);
-const table = (
-  head: readonly string[],
-  rows: readonly (readonly string[])[],
-  numeric: readonly number[] = [],
-) => {
-  say(`| ${head.join(' | ')} |`);
-  say(`| ${head.map((_, i) => (numeric.includes(i) ? '---:' : '---')).join(' | ')} |`);
-  for (const row of rows) say(`| ${row.join(' | ')} |`);
-  say();
-};
+const { started, lines: out, say, progress, table } = createReport();
 const median = (xs: readonly number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);

@@ -17,6 +17,7 @@ import { build } from 'esbuild';
 import { type ChunkerParams, DEFAULT_CHUNKER } from '../../core/snapshot/chunker.js';
 import { LOCKS_TABLE, SNAPSHOTS_TABLE } from '../../core/storage/definitions.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, startStandIns } from '../../local/stand-ins.js';
+import { createReport } from '../report.js';
 import {
   type Corpus,
   digestTree,
@@ -42,24 +43,7 @@ const VERSIONS = arg('versions', 10);
 const ALT_VERSIONS = Math.min(VERSIONS, arg('alt-versions', 4));
 const KEEP = process.argv.includes('--keep');
 
-const started = performance.now();
-const out: string[] = [];
-const say = (line = '') => {
-  out.push(line);
-  process.stdout.write(`${line}\n`);
-};
-const progress = (what: string) =>
-  process.stderr.write(`[${((performance.now() - started) / 1000).toFixed(1)}s] ${what}\n`);
-const table = (
-  head: readonly string[],
-  rows: readonly (readonly string[])[],
-  numeric: readonly number[] = [],
-) => {
-  say(`| ${head.join(' | ')} |`);
-  say(`| ${head.map((_, i) => (numeric.includes(i) ? '---:' : '---')).join(' | ')} |`);
-  for (const row of rows) say(`| ${row.join(' | ')} |`);
-  say();
-};
+const { started, lines: out, say, progress, table } = createReport();
 const mib = (b: number) => `${(b / MiB).toFixed(1)}`;
 const sec = (ms: number) => (ms / 1000).toFixed(2);
 const median = (xs: readonly number[]) => {

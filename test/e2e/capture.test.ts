@@ -231,5 +231,8 @@ describe('POST /hosts/{host}/capture', () => {
     const bad = await api.call('POST', '/hosts/web-api/capture', { body: { acceptNewHostKey: 'yes' } });
     expect(bad.status).toBe(400);
     expect(bad.body.issues[0].path).toBe('acceptNewHostKey');
+    const garbled = await api.call('POST', '/hosts/web-api/capture', { raw: '{"acceptNewHostKey": tru' });
+    expect(garbled.status).toBe(400);
+    expect(garbled.body.code).toBe('INVALID_INPUT');
   });
 });

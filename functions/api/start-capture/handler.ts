@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { CaptureRequest, HostParams } from '../../../core/api/schemas.js';
 import { startCapture } from '../../../core/capture/operation.js';
 import { InvalidInputError } from '../../../core/errors.js';
+import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
 import { type ApiEvent, apiErrors, header, json, parseRequest } from '../../shared/http.js';
 import { hosts, logger, operations } from '../../shared/runtime.js';
 import { workflows } from '../../shared/workflows.js';
@@ -18,13 +19,11 @@ const handler = async (event: ApiEvent<{ host: string }>) => {
       { path: 'headers.idempotency-key', message: 'expected 8 to 80 of [A-Za-z0-9_-]' },
     ]);
   }
-  const body = CaptureRequest.safeParse(event.body ? JSON.parse(event.body) : {});
-  if (!body.success) {
-    throw new InvalidInputError(
-      'the body is not valid',
-      body.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
-    );
-  }
+  // The body is optional; when present it gets the same defences as every other document.
+  const located = event.body?.trim() ? parseDocumentText(event.body, { source: 'body' }) : undefined;
+  const body = CaptureRequest.safeParse(located?.value ?? {});
+  if (!body.success)
+    throw new InvalidInputError('the body is not valid', issuesFromZod(body.error, located?.locate));
   // The idempotency key is the operation id: a retried request finds the capture it started.
   const id = key ?? randomUUID();
   const started = await startCapture(
