@@ -3,30 +3,25 @@
 import { randomUUID } from 'node:crypto';
 import { zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { ConflictError, InvalidInputError, NotFoundError } from '../errors.js';
+import { type CheckReport, checkStore } from './check.js';
 import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable } from './chunker.js';
 import { CorruptionError } from './errors.js';
+import { collectGarbage, type GcReport } from './gc.js';
 import { ChunkIndex, decodeIndex, encodeIndex } from './index-file.js';
 import { chunkId, deriveKeys, type KeyProvider } from './keys.js';
-import {
-  chunksOf,
-  comparePaths,
-  diffManifests,
-  Manifest,
-  type ManifestDiff,
-  type ManifestEntry,
-  sameContent,
-  sameMetadata,
-} from './manifest.js';
+import { comparePaths, diffManifests, Manifest, type ManifestDiff, type ManifestEntry } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
-import { decodeBlob, PACK_TARGET_SIZE, PackWriter, readPackHeader, sha256Hex, verifyPackId } from './pack.js';
+import { decodeBlob, PACK_TARGET_SIZE, PackWriter, sha256Hex } from './pack.js';
 import type { Lease, SnapshotRecord, SnapshotRecords, SnapshotStats } from './records.js';
+import { type RestoreOptions, type RestoreStats, restoreSnapshot } from './restore.js';
+import { forgetSnapshots, type RetentionPolicy } from './retention.js';
 import { open, seal } from './seal.js';
 import type { DirectoryTarget, TreeSource } from './tree.js';
 
 export const CONFIG_KEY = 'snapshots/config';
-const MANIFEST_PREFIX = 'snapshots/manifests/';
-const INDEX_PREFIX = 'snapshots/index/';
-const PACK_PREFIX = 'snapshots/packs/';
+export const MANIFEST_PREFIX = 'snapshots/manifests/';
+export const INDEX_PREFIX = 'snapshots/index/';
+export const PACK_PREFIX = 'snapshots/packs/';
 // Uploads in flight while chunking goes on: enough to hide S3 latency, few enough to bound memory.
 const UPLOADS_IN_FLIGHT = 3;
 
@@ -71,90 +66,26 @@ export interface CreateOptions {
   readonly onProgress?: (p: Progress) => void;
 }
 
-export interface RestoreOptions {
-  /** What the target already holds: only entries that differ are written. */
-  readonly existing?: Manifest;
-  /** Remove paths the target has and the snapshot does not (with `existing`). */
-  readonly deleteExtra?: boolean;
-  readonly onProgress?: (p: Progress) => void;
-}
-
-export interface RestoreStats {
-  readonly entries: number;
-  readonly written: number;
-  readonly metadataOnly: number;
-  readonly unchanged: number;
-  readonly removed: number;
-  readonly bytes: number;
-}
-
-export interface RetentionPolicy {
-  readonly keepLast?: number;
-  readonly keepDaily?: number;
-  readonly keepWeekly?: number;
-}
-
-export interface CheckProblem {
-  readonly object: string;
-  readonly chunk?: string;
-  readonly problem: string;
-}
-
-export interface CheckReport {
-  readonly ok: boolean;
-  readonly packs: number;
-  readonly indexes: number;
-  readonly snapshots: number;
-  readonly chunks: number;
-  readonly problems: readonly CheckProblem[];
-}
-
-export interface GcReport {
-  readonly packsDeleted: number;
-  readonly bytesFreed: number;
-  readonly packsKept: number;
-  readonly manifestsDeleted: number;
-  readonly indexesRewritten: number;
-}
-
-const isoDay = (d: Date) => d.toISOString().slice(0, 10);
-function isoWeek(d: Date): string {
-  const t = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()));
-  const day = t.getUTCDay() || 7;
-  t.setUTCDate(t.getUTCDate() + 4 - day);
-  const yearStart = Date.UTC(t.getUTCFullYear(), 0, 1);
-  return `${t.getUTCFullYear()}-W${Math.ceil(((t.getTime() - yearStart) / 86400000 + 1) / 7)}`;
-}
-
-/** Which records a retention policy keeps: the newest of each of the last N ... */
-export function selectKept(records: readonly SnapshotRecord[], policy: RetentionPolicy): Set<number> {
-  const newest = [...records].sort((a, b) => b.createdAt.localeCompare(a.createdAt) || b.version - a.version);
-  const kept = new Set<number>();
-  for (const r of newest.slice(0, policy.keepLast ?? 0)) kept.add(r.version);
-  const bucketed = (n: number | undefined, bucket: (d: Date) => string) => {
-    const seen = new Set<string>();
-    for (const r of newest) {
-      if (seen.size >= (n ?? 0)) break;
-      const b = bucket(new Date(r.createdAt));
-      if (!seen.has(b)) {
-        seen.add(b);
-        kept.add(r.version);
-      }
-    }
-  };
-  bucketed(policy.keepDaily, isoDay);
-  bucketed(policy.keepWeekly, isoWeek);
-  return kept;
-}
+export type { CheckProblem, CheckReport } from './check.js';
+export type { GcReport } from './gc.js';
+export type { RestoreOptions, RestoreStats } from './restore.js';
+export type { RetentionPolicy } from './retention.js';
+export { selectKept } from './retention.js';
 
 export class SnapshotStore {
-  private index = new ChunkIndex();
-  private readonly packCache = new Map<string, Promise<Uint8Array>>();
+  // The members below are the store's internals, shared with the files that do its other
+  // jobs (restore.ts, gc.ts, check.ts, retention.ts); nothing outside core/snapshot uses them.
+  /** @internal */
+  index = new ChunkIndex();
+  /** @internal */
+  readonly packCache = new Map<string, Promise<Uint8Array>>();
 
   private constructor(
-    private readonly deps: StoreDeps,
+    /** @internal */
+    readonly deps: StoreDeps,
     readonly config: StoreConfig,
-    private readonly keys: ReturnType<typeof deriveKeys>,
+    /** @internal */
+    readonly keys: ReturnType<typeof deriveKeys>,
   ) {}
 
   /** Opens the store in the bucket, creating it (a new master key) when there is none. */
@@ -206,7 +137,8 @@ export class SnapshotStore {
     return store;
   }
 
-  private async loadIndex(): Promise<void> {
+  /** @internal */
+  async loadIndex(): Promise<void> {
     const index = new ChunkIndex();
     for await (const o of this.deps.objects.list(INDEX_PREFIX)) {
       index.merge(decodeIndex(this.keys, await this.deps.objects.get(o.key), o.key));
@@ -508,263 +440,29 @@ export class SnapshotStore {
   }
 
   /** Restores a snapshot into a directory; with `existing`, writes only what differs. */
-  async restore(
+  restore(
     record: SnapshotRecord,
     target: DirectoryTarget,
     options: RestoreOptions = {},
   ): Promise<RestoreStats> {
-    const started = Date.now();
-    const manifest = await this.manifest(record);
-    const have = new Map((options.existing?.entries ?? []).map((e) => [e.path, e]));
-    const stats = {
-      entries: manifest.entries.length,
-      written: 0,
-      metadataOnly: 0,
-      unchanged: 0,
-      removed: 0,
-      bytes: 0,
-    };
-    await target.prepare();
-    // Whole packs pay off for full restores; an incremental one reads just the blobs it needs.
-    const wholePacks = options.existing === undefined;
-    const wanted = new Set(manifest.entries.map((e) => e.path));
-    if (options.existing && options.deleteExtra) {
-      const extra = options.existing.entries.filter((e) => !wanted.has(e.path)).toReversed();
-      for (const e of extra) {
-        await target.remove(e.path);
-        stats.removed++;
-      }
-    }
-    let lastReport = 0;
-    // A file written anew is a new inode: the hard links to it must be made again too.
-    const rewritten = new Set<string>();
-    for (const entry of await this.restoreOrder(manifest.entries)) {
-      const old = have.get(entry.path);
-      const relink = entry.type === 'hardlink' && rewritten.has(entry.target ?? '');
-      if (old && sameContent(old, entry) && entry.type !== 'dir' && !relink) {
-        if (sameMetadata(old, entry)) stats.unchanged++;
-        else {
-          await target.setMetadata(entry);
-          stats.metadataOnly++;
-        }
-        continue;
-      }
-      await target.write(entry, entry.type === 'file' ? this.content(entry, wholePacks) : undefined);
-      if (entry.type === 'file') rewritten.add(entry.path);
-      if (entry.type === 'dir' && old?.type === 'dir') stats.unchanged++;
-      else stats.written++;
-      stats.bytes += entry.type === 'file' ? (entry.size ?? 0) : 0;
-      const now = Date.now();
-      if (options.onProgress && now - lastReport > 200) {
-        lastReport = now;
-        options.onProgress({
-          phase: 'restore',
-          files: stats.written,
-          bytes: stats.bytes,
-          newBytes: stats.bytes,
-          elapsedMs: now - started,
-          path: entry.path,
-        });
-      }
-    }
-    await target.finish();
-    this.packCache.clear();
-    return stats;
-  }
-
-  /**
-   * Directories first (path order), then files in the order their content lies in the packs,
-   * then links and special files. Path order would hop between packs — a later snapshot's
-   * files point into every pack before it — and fetch each pack many times over.
-   */
-  private async restoreOrder(entries: readonly ManifestEntry[]): Promise<ManifestEntry[]> {
-    const first = (e: ManifestEntry) => e.chunks?.[0];
-    if (entries.some((e) => first(e) !== undefined && !this.index.has(first(e) as string)))
-      await this.loadIndex();
-    const place = (e: ManifestEntry) => {
-      const at = first(e) === undefined ? undefined : this.index.get(first(e) as string);
-      return at === undefined ? (['', 0] as const) : ([at.packId, at.offset] as const);
-    };
-    const files = entries
-      .filter((e) => e.type === 'file')
-      .map((e) => ({ e, p: place(e) }))
-      .sort((a, b) => (a.p[0] < b.p[0] ? -1 : a.p[0] > b.p[0] ? 1 : a.p[1] - b.p[1]))
-      .map((x) => x.e);
-    return [
-      ...entries.filter((e) => e.type === 'dir'),
-      ...files,
-      ...entries.filter((e) => e.type !== 'dir' && e.type !== 'file'),
-    ];
+    return restoreSnapshot(this, record, target, options);
   }
 
   /** Forgets snapshots of a host that the policy does not keep. Their data goes at the next gc. */
-  async forget(host: string, policy: RetentionPolicy): Promise<{ kept: number[]; removed: number[] }> {
-    if (!policy.keepLast && !policy.keepDaily && !policy.keepWeekly) {
-      throw new InvalidInputError('say what to keep', [
-        { path: 'policy', message: 'give at least one of keepLast, keepDaily, keepWeekly' },
-      ]);
-    }
-    const records = await this.deps.records.list(host);
-    const kept = selectKept(records, policy);
-    const removed: number[] = [];
-    for (const r of records) {
-      if (!kept.has(r.version)) {
-        await this.deps.records.delete(host, r.version);
-        removed.push(r.version);
-      }
-    }
-    return { kept: [...kept].sort((a, b) => a - b), removed: removed.sort((a, b) => a - b) };
+  forget(host: string, policy: RetentionPolicy): Promise<{ kept: number[]; removed: number[] }> {
+    return forgetSnapshots(this.deps.records, host, policy);
   }
 
-  /**
-   * Deletes packs no snapshot refers to, and manifests no record refers to. Runs under the
-   * exclusive lock, so no snapshot is being written meanwhile (see FORMAT.md).
-   */
-  async gc(): Promise<GcReport> {
-    const lease = await this.deps.locks.exclusive(this.config.storeId, { purpose: 'gc' });
-    try {
-      const records = await this.deps.records.all();
-      const referenced = new Set<string>();
-      const liveManifests = new Set<string>();
-      for (const r of records) {
-        liveManifests.add(r.manifestKey);
-        for (const id of chunksOf(await this.manifest(r))) referenced.add(id);
-      }
-      const indexObjects: string[] = [];
-      const packsFromIndex = new Map<
-        string,
-        {
-          id: string;
-          size: number;
-          blobs: { id: string; offset: number; length: number; rawLength: number; compressed: boolean }[];
-        }
-      >();
-      for await (const o of this.deps.objects.list(INDEX_PREFIX)) {
-        indexObjects.push(o.key);
-        for (const p of decodeIndex(this.keys, await this.deps.objects.get(o.key), o.key).packs)
-          packsFromIndex.set(p.id, p);
-      }
-      const keep: typeof packsFromIndex extends Map<string, infer P> ? P[] : never = [];
-      const doomed: { key: string; size: number }[] = [];
-      for await (const o of this.deps.objects.list(PACK_PREFIX)) {
-        const id = o.key.slice(o.key.lastIndexOf('/') + 1);
-        const p = packsFromIndex.get(id);
-        if (p?.blobs.some((b) => referenced.has(b.id))) keep.push(p);
-        else doomed.push({ key: o.key, size: o.size });
-      }
-      // New index first, then the old ones, then the packs: a crash at any point leaves
-      // either duplicate index entries or unreferenced packs, never an index entry without its pack.
-      let rewritten = 0;
-      if (doomed.length > 0 || indexObjects.length > 1) {
-        const fresh = keep.length > 0 ? encodeIndex(this.keys, keep) : undefined;
-        if (fresh) await this.deps.objects.put(fresh.key, fresh.bytes);
-        const old = indexObjects.filter((k) => k !== fresh?.key);
-        await this.deps.objects.delete(old);
-        rewritten = old.length;
-      }
-      await this.deps.objects.delete(doomed.map((d) => d.key));
-      const deadManifests: string[] = [];
-      for await (const o of this.deps.objects.list(MANIFEST_PREFIX))
-        if (!liveManifests.has(o.key)) deadManifests.push(o.key);
-      await this.deps.objects.delete(deadManifests);
-      await this.loadIndex();
-      return {
-        packsDeleted: doomed.length,
-        bytesFreed: doomed.reduce((n, d) => n + d.size, 0),
-        packsKept: keep.length,
-        manifestsDeleted: deadManifests.length,
-        indexesRewritten: rewritten,
-      };
-    } finally {
-      await lease.release();
-    }
+  /** Deletes packs no snapshot refers to, and manifests no record refers to (see gc.ts). */
+  gc(): Promise<GcReport> {
+    return collectGarbage(this);
   }
 
-  /**
-   * Verifies the store: every index decodes, every manifest decodes, every chunk a snapshot
-   * needs is indexed in a pack that exists; with `readData`, every pack's bytes match its
-   * name and every blob decrypts to content matching its id.
-   */
-  async check(
+  /** Verifies the store (see check.ts); with `readData`, every byte of every pack. */
+  check(
     options: { readonly readData?: boolean; readonly onProgress?: (p: Progress) => void } = {},
   ): Promise<CheckReport> {
-    const problems: CheckProblem[] = [];
-    const index = new ChunkIndex();
-    let indexes = 0;
-    for await (const o of this.deps.objects.list(INDEX_PREFIX)) {
-      indexes++;
-      try {
-        index.merge(decodeIndex(this.keys, await this.deps.objects.get(o.key), o.key));
-      } catch (e) {
-        problems.push({ object: o.key, problem: (e as Error).message });
-      }
-    }
-    const packs = new Map<string, number>();
-    for await (const o of this.deps.objects.list(PACK_PREFIX)) packs.set(o.key, o.size);
-    const indexedBlobs = new Map<string, { id: string; offset: number; length: number }[]>();
-    for (const [chunk, at] of index.entries()) {
-      const list = indexedBlobs.get(at.packId) ?? [];
-      list.push({ id: chunk, offset: at.offset, length: at.length });
-      indexedBlobs.set(at.packId, list);
-    }
-    const records = await this.deps.records.all();
-    const needed = new Set<string>();
-    for (const r of records) {
-      try {
-        for (const id of chunksOf(await this.manifest(r))) needed.add(id);
-      } catch (e) {
-        problems.push({
-          object: r.manifestKey,
-          problem: `snapshot ${r.host}#${r.version}: ${(e as Error).message}`,
-        });
-      }
-    }
-    for (const id of needed) {
-      const at = index.get(id);
-      if (!at)
-        problems.push({ object: INDEX_PREFIX, chunk: id, problem: 'needed by a snapshot but in no index' });
-      else if (!packs.has(packKeyOf(at.packId))) {
-        problems.push({ object: packKeyOf(at.packId), chunk: id, problem: 'pack is missing' });
-      }
-    }
-    if (options.readData) {
-      let done = 0;
-      for (const key of packs.keys()) {
-        const bytes = await this.deps.objects.get(key);
-        const id = key.slice(key.lastIndexOf('/') + 1);
-        try {
-          verifyPackId(bytes, id, key);
-        } catch (e) {
-          problems.push({ object: key, problem: (e as Error).message });
-        }
-        let blobs: { id: string; offset: number; length: number }[] = [];
-        try {
-          blobs = readPackHeader(this.keys, bytes, key);
-        } catch (e) {
-          problems.push({ object: key, problem: (e as Error).message });
-          // The header authenticates the whole data part, so one damaged blob makes it fail:
-          // the indexes still say where each blob is, which finds the damaged ones.
-          blobs = indexedBlobs.get(id) ?? [];
-        }
-        for (const b of blobs) {
-          try {
-            decodeBlob(this.keys, bytes.subarray(b.offset, b.offset + b.length), b.id, key);
-          } catch (e) {
-            problems.push({ object: key, chunk: b.id, problem: (e as Error).message });
-          }
-        }
-        done++;
-        options.onProgress?.({ phase: 'check', files: done, bytes: 0, newBytes: 0, elapsedMs: 0, path: key });
-      }
-    }
-    return {
-      ok: problems.length === 0,
-      packs: packs.size,
-      indexes,
-      snapshots: records.length,
-      chunks: index.size,
-      problems,
-    };
+    return checkStore(this, options);
   }
 }
 
