@@ -10,6 +10,8 @@ import { validateProfile } from '../profile/io.js';
 import { type ProfileDeps, recordProfile } from '../profile/service.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import { tarSource } from '../snapshot/tar.js';
+import { relativeToRoot } from '../transport/paths.js';
+import { sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
 import { captureHost } from './collect.js';
 
@@ -65,14 +67,15 @@ export async function startCapture(
   });
 }
 
-/** The trees whose content the snapshot keeps: /etc and the application's own. */
-function snapshotPaths(host: HostRegistration): string[] {
-  return ['etc', ...host.paths.map((p) => p.replace(/^\/+/, ''))].filter(
-    (p, i, all) => p !== '' && all.indexOf(p) === i,
-  );
+/**
+ * The trees whose content the snapshot keeps, relative to "/": /etc and the application's own.
+ * The registration checked them already; a record stored before that check is checked here.
+ * A tree inside another one is left out: tar would archive its files twice.
+ */
+export function snapshotPaths(host: Pick<HostRegistration, 'paths'>): string[] {
+  const all = ['etc', ...host.paths.map((p, i) => relativeToRoot(p, `paths[${i}]`))];
+  return all.filter((p, i) => all.indexOf(p) === i && !all.some((q) => p.startsWith(`${q}/`)));
 }
-
-const quote = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 /** Runs every step of a started capture; the operation ends SUCCEEDED or FAILED, never half-way. */
 export async function runCapture(deps: CaptureDeps, operationId: string): Promise<CaptureSummary> {
@@ -153,9 +156,7 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
       async () => {
         const paths = snapshotPaths(host);
         // tar says 1 when a file changed while it was read: the snapshot still holds a whole file.
-        const tar = await reached.stream(
-          `tar --format=pax --numeric-owner -cf - -C / ${paths.map(quote).join(' ')}`,
-        );
+        const tar = await reached.stream(sh`tar --format=pax --numeric-owner -cf - -C / -- ${paths}`);
         tar.stdin.end();
         const record = await store.create(tarSource(tar.stdout as Readable, `${host.name}:/`), {
           host: host.name,

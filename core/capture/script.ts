@@ -65,6 +65,8 @@
 //   du              file count and bytes of data directories by type, each walk bounded
 import { randomBytes } from 'node:crypto';
 import { InvalidInputError, type Issue } from '../errors.js';
+import { pathProblem } from '../transport/paths.js';
+import { displayValue } from '../transport/shell.js';
 import { KEY_LIBRARIES } from './parse/runtimes.js';
 import { PUBLIC_FILES, SENSITIVE_DIRS, SENSITIVE_FILE_GLOBS } from './secrets.js';
 
@@ -105,6 +107,10 @@ export PATH
 LC_ALL=C
 export LC_ALL
 umask 077
+# Lists from the control side (application paths, process names) are one item a line: an item
+# may hold spaces, quotes or wildcards, never a newline (captureEnv refuses control characters).
+NL='
+'
 N=\${PERSONA_NONCE:-}
 case $N in ''|*[!A-Za-z0-9-]*) N=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo "p$$-$(date +%s)") ;; esac
 PERSONA_NONCE=$N
@@ -153,9 +159,15 @@ sec() {
 FP=0
 if find / -maxdepth 0 -printf '' >/dev/null 2>&1; then FP=1; fi
 ROOTS=/etc
-for p in \${PERSONA_CONFIG_PATHS:-}; do
-  if [ -e "$p" ]; then ROOTS="$ROOTS $p"; fi
-done
+while IFS= read -r p; do
+  if [ -n "$p" ] && [ -e "$p" ]; then ROOTS="$ROOTS$NL$p"; fi
+done <<EOF
+\${PERSONA_CONFIG_PATHS:-}
+EOF
+# Between these, an unquoted list expands to one word per line, each taken as it is (no globbing).
+split_on() { IFS=$NL; set -f; }
+split_off() { IFS=$OIFS; set +f; }
+OIFS=$IFS
 
 f_sample() {
   cat /proc/uptime
@@ -429,10 +441,14 @@ f_libraries() {
 f_environ() {
   if [ -r /etc/environment ]; then mark "part file /etc/environment"; sed 's/^/= /' /etc/environment; fi
   [ -n "\${PERSONA_APP_PROCESSES:-}" ] || return 0
+  # comm holds the first 15 bytes of a name.
   W=""
-  for w in $PERSONA_APP_PROCESSES; do W="$W $(printf '%.15s' "$w")"; done
+  split_on
+  for w in $PERSONA_APP_PROCESSES; do W="$W$NL$(printf '%.15s' "$w")"; done
+  split_off
   for d in /proc/[0-9]*; do
-    read -r c 2>/dev/null < "$d/comm" || continue
+    IFS= read -r c 2>/dev/null < "$d/comm" || continue
+    split_on
     for w in $W; do
       [ "$c" = "$w" ] || continue
       if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "PERSONA_NONCE=$N"; then break; fi
@@ -440,6 +456,7 @@ f_environ() {
       tr '\n\0' '\036\n' < "$d/environ" | sed 's/^/= /'
       break
     done
+    split_off
   done
   return 0
 }
@@ -447,10 +464,14 @@ f_environ() {
 f_files() {
   if [ "$FP" = 1 ]; then
     mark "part printf $MAXF"
+    split_on
     find $ROOTS -xdev \( -type f -o -type d -o -type l \) -printf '%y\t%m\t%u\t%g\t%s\t%l\t%p\n' 2>/dev/null | head -n $((MAXF + 1))
+    split_off
   elif have stat; then
     mark "part stat $MAXF"
+    split_on
     find $ROOTS -xdev \( -type f -o -type d -o -type l \) -exec stat -c '%F	%a	%U	%G	%s	%N' {} + 2>/dev/null | head -n $((MAXF + 1))
+    split_off
   else
     missing "neither find -printf nor stat: file metadata unknown"
     return 127
@@ -461,19 +482,23 @@ f_files() {
 f_hashes() {
   if ! have sha256sum; then missing "sha256sum not found: configuration files have no content hash"; return 127; fi
   left=$HASHKB
+  split_on
   for r in $ROOTS; do
-    kb=$(du -sk "$r" 2>/dev/null | cut -f1)
+    kb=$(du -sk -- "$r" 2>/dev/null | cut -f1)
     kb=\${kb:-0}
     if [ "$kb" -gt "$left" ]; then note "hash budget exhausted: $r ($kb KiB) not hashed"; continue; fi
     left=$((left - kb))
     find "$r" -xdev -type f -size -"$FILEKB"k ${findExclusions} -print0 2>/dev/null | xargs -0 -r sha256sum 2>/dev/null
   done
+  split_off
   for f in ${publicFilesToHash}; do if [ -f "$f" ]; then sha256sum "$f"; fi; done
   return 0
 }
 
 f_privkeys() {
+  split_on
   find $ROOTS -xdev -type f -size -64k -exec grep -l -E -e '-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY' {} + 2>/dev/null
+  split_off
   return 0
 }
 
@@ -564,16 +589,20 @@ f_processes() {
 f_du() {
   # One walk per directory, all at once, each cut short after DUT seconds (status 124).
   i=0
-  while read -r t p; do
+  # "type path", the path taken whole: it may hold spaces, even at its end.
+  while IFS= read -r l; do
+    t=\${l%% *}
+    p=\${l#* }
     [ -d "$p" ] || continue
     i=$((i + 1))
     (
       if [ "$FP" = 1 ]; then
         bounded "$DUT" find "$p" -xdev -type f -printf '%s\n' 2>/dev/null >"$T/du.$i.list"
         s=$?
-        awk -v t="$t" -v p="$p" -v s="$s" '{ n++; b += $1 } END { printf "%s\t%s\t%d\t%.0f\t%s\n", t, p, n, b, s }' "$T/du.$i.list"
+        # Through the environment, not -v: awk would read backslashes in a path as escapes.
+        DU_T=$t DU_P=$p DU_S=$s awk '{ n++; b += $1 } END { printf "%s\t%s\t%d\t%.0f\t%s\n", ENVIRON["DU_T"], ENVIRON["DU_P"], n, b, ENVIRON["DU_S"] }' "$T/du.$i.list"
       else
-        k=$(bounded "$DUT" du -sk -x "$p" 2>/dev/null | cut -f1)
+        k=$(bounded "$DUT" du -sk -x -- "$p" 2>/dev/null | cut -f1)
         n=$(bounded "$DUT" find "$p" -xdev -type f 2>/dev/null | wc -l)
         printf '%s\t%s\t%s\t%s\tk\n' "$t" "$p" "$n" "\${k:-0}"
       fi
@@ -599,7 +628,7 @@ containers /var/lib/docker
 containers /var/lib/containerd
 containers /var/lib/containers
 home /home
-$(for p in \${PERSONA_CONFIG_PATHS:-}; do printf 'application %s\n' "$p"; done)
+$(printf '%s\n' "$ROOTS" | sed '1d; s/^/application /')
 EOF
   wait
   for f in "$T"/du.[0-9]*; do case $f in *.list) ;; *) if [ -f "$f" ]; then cat "$f"; fi ;; esac; done
@@ -690,29 +719,34 @@ export interface CaptureParams {
   readonly duTimeoutSeconds?: number;
 }
 
-// Word-split and glob-expanded by the script: no whitespace, quotes, wildcards or `$`.
-const PROCESS_NAME = /^[^\s'"\\*?[\]$`]{1,64}$/;
-const CONFIG_PATH = /^\/[^\s'"\\*?[\]$`]*$/;
+/** Characters in a process name; the script matches its first 15 bytes, all the kernel keeps in `comm`. */
+export const PROCESS_NAME_MAX = 64;
 
 /**
- * The script's environment for these parameters, with a fresh nonce. Names and paths are
- * word-split by the script, so whitespace and shell quoting characters are refused here.
+ * What is wrong with `name` as a process name sent to the script, or undefined. The script reads
+ * its lists one item a line and never lets the shell split or expand an item, so only control
+ * characters (a newline would make two names) and empty or very long names are refused.
+ */
+export function processNameProblem(name: string): string | undefined {
+  if (name === '') return 'is empty';
+  if (name.length > PROCESS_NAME_MAX) return `is longer than ${PROCESS_NAME_MAX} characters`;
+  if (/[\p{Cc}\p{Cs}]/u.test(name)) return 'contains a control character';
+  return undefined;
+}
+
+/**
+ * The script's environment for these parameters, with a fresh nonce. Paths obey the path
+ * grammar (core/transport/paths.ts); each list goes one item a line.
  */
 export function captureEnv(params: CaptureParams = {}): Record<string, string> {
   const issues: Issue[] = [];
   (params.appProcesses ?? []).forEach((p, i) => {
-    if (!PROCESS_NAME.test(p))
-      issues.push({
-        path: `appProcesses[${i}]`,
-        message: 'expected a process name without spaces or quotes',
-      });
+    const problem = processNameProblem(p);
+    if (problem) issues.push({ path: `appProcesses[${i}]`, message: `${displayValue(p)} ${problem}` });
   });
   (params.configPaths ?? []).forEach((p, i) => {
-    if (!CONFIG_PATH.test(p))
-      issues.push({
-        path: `configPaths[${i}]`,
-        message: 'expected an absolute path without spaces, quotes or wildcards',
-      });
+    const problem = pathProblem(p);
+    if (problem) issues.push({ path: `configPaths[${i}]`, message: `${displayValue(p)} ${problem}` });
   });
   const counts: [keyof CaptureParams, number | undefined][] = [
     ['hashBudgetBytes', params.hashBudgetBytes],
@@ -728,8 +762,8 @@ export function captureEnv(params: CaptureParams = {}): Record<string, string> {
   if (issues.length > 0) throw new InvalidInputError('invalid capture parameters', issues);
 
   const env: Record<string, string> = { PERSONA_NONCE: randomBytes(16).toString('hex') };
-  if (params.appProcesses?.length) env.PERSONA_APP_PROCESSES = params.appProcesses.join(' ');
-  if (params.configPaths?.length) env.PERSONA_CONFIG_PATHS = params.configPaths.join(' ');
+  if (params.appProcesses?.length) env.PERSONA_APP_PROCESSES = params.appProcesses.join('\n');
+  if (params.configPaths?.length) env.PERSONA_CONFIG_PATHS = params.configPaths.join('\n');
   if (params.hashBudgetBytes !== undefined) env.PERSONA_HASH_BUDGET_BYTES = String(params.hashBudgetBytes);
   if (params.hashFileMaxBytes !== undefined)
     env.PERSONA_HASH_FILE_MAX_BYTES = String(params.hashFileMaxBytes);

@@ -1,6 +1,19 @@
 // A registered host: how to reach it and what to capture. Credentials are references.
 import { z } from 'zod';
+import { processNameProblem } from '../capture/script.js';
 import { SecretRef } from '../profile/schema.js';
+import { pathProblem } from '../transport/paths.js';
+import { displayValue } from '../transport/shell.js';
+
+/** A zod check from a grammar's problem function: the issue shows the value, escaped. */
+function grammar(problem: (value: string) => string | undefined) {
+  return (ctx: z.core.ParsePayload<string>) => {
+    const found = problem(ctx.value);
+    if (found !== undefined) {
+      ctx.issues.push({ code: 'custom', input: ctx.value, message: `${displayValue(ctx.value)} ${found}` });
+    }
+  };
+}
 
 const hostName = z
   .string()
@@ -14,7 +27,8 @@ export const HostRegistration = z
     /** SSH: the address (IP or DNS name). */
     address: z
       .string()
-      .regex(/^[A-Za-z0-9.:-]+$/, 'expected an IP address or host name')
+      // No leading "-": an address is never to be read as an option of ssh or a tool like it.
+      .regex(/^[A-Za-z0-9.:][A-Za-z0-9.:-]*$/, 'expected an IP address or host name')
       .optional(),
     port: z.number().int().min(1).max(65535).default(22),
     user: z
@@ -35,10 +49,10 @@ export const HostRegistration = z
       .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'expected an OpenSSH SHA256 fingerprint')
       .optional(),
     tags: z.record(z.string().min(1).max(128), z.string().max(256)).default({}),
-    /** Application trees to snapshot besides /etc. */
-    paths: z.array(z.string().regex(/^\/[^\0]*$/, 'expected an absolute path')).default([]),
-    /** Processes whose environment and allocations belong to the application. */
-    processes: z.array(z.string().min(1)).default([]),
+    /** Application trees to snapshot besides /etc, in the path grammar (core/transport/paths.ts). */
+    paths: z.array(z.string().check(grammar(pathProblem))).default([]),
+    /** Processes (`comm` names) whose environment and allocations belong to the application. */
+    processes: z.array(z.string().check(grammar(processNameProblem))).default([]),
   })
   .superRefine((h, ctx) => {
     if (h.transport === 'ssh') {

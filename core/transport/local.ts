@@ -6,6 +6,7 @@ import { chmod, open, readFile, rename, rm, stat } from 'node:fs/promises';
 import { NotFoundError } from '../errors.js';
 import { TransportError } from './errors.js';
 import { Collector, exitCodeOf, toBuffer } from './output.js';
+import { checkPath } from './paths.js';
 import { checkEnv, describeCommand, octalMode } from './shell.js';
 import type { RunOptions, RunResult, StreamHandle, StreamOptions, Transport } from './transport.js';
 
@@ -43,6 +44,8 @@ export class LocalTransport implements Transport {
   }
 
   async putFile(path: string, content: Uint8Array, options: { readonly mode?: number } = {}): Promise<void> {
+    // The same paths as a remote host takes, so that what works here works there.
+    checkPath(path, 'path');
     if (options.mode !== undefined) octalMode(options.mode);
     const temp = `${path}.persona-${randomBytes(6).toString('hex')}`;
     try {
@@ -71,6 +74,7 @@ export class LocalTransport implements Transport {
   }
 
   async getFile(path: string): Promise<Uint8Array> {
+    checkPath(path, 'path');
     try {
       return new Uint8Array(await readFile(path));
     } catch (error) {

@@ -5,7 +5,8 @@ import { InvalidInputError, NotFoundError } from '../errors.js';
 import { HostKeyMismatchError, TransportError, UnknownHostKeyError } from './errors.js';
 import { fingerprintOf, type HostKeyStore } from './host-keys.js';
 import { Collector, exitCodeOf, toBuffer } from './output.js';
-import { atomicWriteScript, describeCommand, FILE_EXIT, shellCommand, shellQuote } from './shell.js';
+import { checkPath } from './paths.js';
+import { atomicWriteScript, describeCommand, FILE_EXIT, sh, shellCommand, shellQuote } from './shell.js';
 import type { RunOptions, RunResult, StreamHandle, StreamOptions, Transport } from './transport.js';
 
 // ssh2 is CommonJS and builds its exports object with require() calls that Node's named-export
@@ -136,6 +137,7 @@ export class SshTransport implements Transport {
   }
 
   async putFile(path: string, content: Uint8Array, options: { readonly mode?: number } = {}): Promise<void> {
+    checkPath(path, 'path');
     const sftp = await this.sftp();
     if (sftp) {
       await this.putWithSftp(sftp, path, toBuffer(content), options.mode);
@@ -152,6 +154,7 @@ export class SshTransport implements Transport {
   }
 
   async getFile(path: string): Promise<Uint8Array> {
+    checkPath(path, 'path');
     const sftp = await this.sftp();
     if (sftp) {
       try {
@@ -165,8 +168,7 @@ export class SshTransport implements Transport {
     }
     const release = await this.slots.acquire();
     try {
-      const p = shellQuote(path);
-      const script = `[ -e ${p} ] || exit ${FILE_EXIT.MISSING}; exec cat ${p}`;
+      const script = sh`[ -e ${path} ] || exit ${FILE_EXIT.MISSING}; exec cat -- ${path}`;
       const { channel, done } = await this.exec(shellCommand(script), `cat ${path}`, undefined);
       const stdout = new Collector();
       channel.on('data', stdout.push);

@@ -15,6 +15,7 @@ import {
 import { InvalidInputError, NotFoundError, TooLargeError } from '../errors.js';
 import { TransportError } from './errors.js';
 import { toBuffer } from './output.js';
+import { checkPath } from './paths.js';
 import { describeCommand, FILE_EXIT, octalMode, shellCommand, shellQuote } from './shell.js';
 import type { RunOptions, RunResult, StreamHandle, StreamOptions, Transport } from './transport.js';
 
@@ -178,6 +179,7 @@ export class SsmTransport implements Transport {
    * fetching from it would need the AWS CLI or a presigned URL and curl on the host.
    */
   async putFile(path: string, content: Uint8Array, options: { readonly mode?: number } = {}): Promise<void> {
+    checkPath(path, 'path');
     if (options.mode !== undefined) octalMode(options.mode);
     if (content.byteLength > this.maxInlineFileBytes) {
       throw new TooLargeError(
@@ -191,8 +193,8 @@ export class SsmTransport implements Transport {
     const pieces = Math.max(1, Math.ceil(data.length / PUT_PIECE));
     const chmod =
       options.mode === undefined
-        ? `if [ -e ${p} ]; then chmod "$(stat -c %a ${p})" ${temp}; else chmod 0644 ${temp}; fi`
-        : `chmod ${octalMode(options.mode)} ${temp}`;
+        ? `if [ -e ${p} ]; then chmod -- "$(stat -c %a -- ${p})" ${temp}; else chmod -- 0644 ${temp}; fi`
+        : `chmod -- ${octalMode(options.mode)} ${temp}`;
     for (let i = 0; i < pieces; i++) {
       const piece = data.subarray(i * PUT_PIECE, (i + 1) * PUT_PIECE).toString('base64');
       const lines = ['set -e', 'umask 077'];
@@ -202,14 +204,14 @@ export class SsmTransport implements Transport {
         lines.push(
           `[ "$(wc -c < ${temp} | tr -d ' ')" = ${data.length} ] || { echo 'size mismatch after upload' >&2; exit 1; }`,
           chmod,
-          `mv -f ${temp} ${p}`,
+          `mv -f -- ${temp} ${p}`,
         );
       }
       const result = await this.invoke(lines.join('\n'), `write ${path}`, undefined);
       if (result.exitCode !== 0) {
         // The host answered, so it can also remove the partial file. (After a transport
         // failure it may be unreachable: a stray temporary file is better than a long wait.)
-        await this.invoke(`rm -f ${temp}`, `rm ${temp}`, undefined).catch(() => {});
+        await this.invoke(`rm -f -- ${temp}`, `rm ${temp}`, undefined).catch(() => {});
         throw new TransportError(
           `cannot write ${path} on ${this.target}: ${result.stderr.trim() || `exit code ${result.exitCode}`}`,
           'failed',
@@ -224,7 +226,7 @@ export class SsmTransport implements Transport {
    * from S3. Without one, pieces of 16 KiB per command, so each stays within the inline limit.
    */
   async getFile(path: string): Promise<Uint8Array> {
-    const p = shellQuote(path);
+    const p = shellQuote(checkPath(path, 'path'), 'path');
     const limit = this.output ? this.maxFileBytes : this.maxInlineFileBytes;
     const piece = this.output ? limit : GET_PIECE;
     const check = [
@@ -256,7 +258,7 @@ export class SsmTransport implements Transport {
 
   private pieceCommand(p: string, piece: number, index: number): string {
     return piece >= this.maxFileBytes
-      ? `base64 ${p}`
+      ? `base64 -- ${p}`
       : `dd if=${p} bs=${piece} skip=${index} count=1 2>/dev/null | base64`;
   }
 

@@ -39,7 +39,7 @@ describe('captureEnv', () => {
     });
     const b = captureEnv({});
     expect(a).toMatchObject({
-      PERSONA_APP_PROCESSES: 'nginx node',
+      PERSONA_APP_PROCESSES: 'nginx\nnode',
       PERSONA_CONFIG_PATHS: '/srv/app',
       PERSONA_HASH_BUDGET_BYTES: '1024',
     });
@@ -47,23 +47,42 @@ describe('captureEnv', () => {
     expect(b.PERSONA_NONCE).not.toBe(a.PERSONA_NONCE);
   });
 
-  it('refuses names and paths the script would split or expand, naming each', () => {
+  it('passes names and paths with spaces, quotes and wildcards whole, one a line', () => {
+    const env = captureEnv({
+      appProcesses: ['Web Content', "it's"],
+      configPaths: ['/srv/my app', '/srv/$(reboot)', "/srv/it's", '/srv/*'],
+    });
+    expect(env.PERSONA_APP_PROCESSES?.split('\n')).toEqual(['Web Content', "it's"]);
+    expect(env.PERSONA_CONFIG_PATHS?.split('\n')).toEqual([
+      '/srv/my app',
+      '/srv/$(reboot)',
+      "/srv/it's",
+      '/srv/*',
+    ]);
+  });
+
+  it('refuses names and paths that would make two items or an option, naming each', () => {
     try {
       captureEnv({
-        appProcesses: ['my app'],
-        configPaths: ['relative/path', '/srv/$(reboot)', "/srv/it's"],
+        appProcesses: ['nginx\nsshd', ''],
+        configPaths: ['relative/path', '/-rf', '/srv/a\nb', '/srv/../etc'],
         maxFiles: 0,
       });
       expect.unreachable();
     } catch (e) {
       expect(e).toBeInstanceOf(InvalidInputError);
-      expect((e as InvalidInputError).issues.map((i) => i.path)).toEqual([
+      const issues = (e as InvalidInputError).issues;
+      expect(issues.map((i) => i.path)).toEqual([
         'appProcesses[0]',
+        'appProcesses[1]',
         'configPaths[0]',
         'configPaths[1]',
         'configPaths[2]',
+        'configPaths[3]',
         'maxFiles',
       ]);
+      // The value is shown escaped: a newline in it cannot start a line of its own.
+      expect(issues[0]?.message).toContain('"nginx\\nsshd"');
     }
   });
 });
