@@ -48,8 +48,13 @@ export interface LocalWorkflowOptions {
 
 export function localWorkflows(options: LocalWorkflowOptions): WorkflowStarter & { idle(): Promise<void> } {
   const running = new Set<Promise<unknown>>();
+  // Step Functions refuses a second execution of the same name (the operation id); so does this.
+  const started = new Set<string>();
   return {
     async start(workflow, input) {
+      const name = `${workflow}:${input.operationId}`;
+      if (started.has(name)) return;
+      started.add(name);
       const { definition, tasks } = loadWorkflow(options.root, workflow);
       const handlers: Record<string, (input: unknown) => Promise<never>> = {};
       for (const [state, fn] of tasks) {

@@ -34,11 +34,21 @@ export const Operation = z
     /** What the operation produced: ids and keys, never documents. */
     result: z.record(z.string(), z.unknown()).optional(),
     error: z.object({ code: z.string(), message: z.string() }).optional(),
+    /**
+     * The Idempotency-Key of the request that started it, scoped as `<route>#<host>#<key>`: the
+     * same key sent to another route or host names another operation.
+     */
+    idempotencyKey: z.string().optional(),
+    /** SHA-256 of the request the key was first sent with (canonical JSON). */
+    requestHash: z.string().optional(),
     /** Incremented by every update; updates are conditional on it, so none is lost. */
     revision: z.number().int().nonnegative(),
   })
   .meta({ id: 'Operation' });
 export type Operation = z.infer<typeof Operation>;
+
+/** An operation in one of these states has ended: nothing changes it any more. */
+export const isFinished = (status: OperationStatus): boolean => status === 'SUCCEEDED' || status === 'FAILED';
 
 export const percentOf = (steps: readonly Step[]): number =>
   steps.length === 0

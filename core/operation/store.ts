@@ -1,14 +1,23 @@
-// Operations in DynamoDB. The id is the idempotency key: starting an operation whose id
-// exists returns the existing one instead of starting a second.
+// Operations in DynamoDB. Starting an operation whose id exists returns the existing one
+// instead of starting a second (ids of requests with an Idempotency-Key are derived from the
+// scoped key: idempotency.ts). Every transition is a write conditional on the revision read, so
+// concurrent retries cannot lose an update, and an operation that has ended stays as it ended:
+// a task delivered again, or one that outlived its time-out, changes nothing.
 import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { NotFoundError } from '../errors.js';
-import { type Operation, percentOf, type Step, type StepStatus } from './schema.js';
+import { isFinished, type Operation, percentOf, type Step, type StepStatus } from './schema.js';
 
 export interface OperationStore {
   /** Creates the operation unless one with its id exists; returns whichever is stored. */
   start(operation: Operation): Promise<{ operation: Operation; created: boolean }>;
   get(id: string): Promise<Operation>;
+  /** Moves one step; an operation that has ended is returned unchanged. */
   step(id: string, name: string, status: StepStatus, now: Date, detail?: string): Promise<Operation>;
+  /**
+   * Ends the operation: pending steps are skipped and, on failure, a step still running is marked
+   * failed with the reason (it was cut short: a time-out, a crash). The first end stands; a later
+   * call returns the operation as it ended.
+   */
   finish(
     id: string,
     outcome:
@@ -53,6 +62,7 @@ export class DynamoOperationStore implements OperationStore {
   async step(id: string, name: string, status: StepStatus, now: Date, detail?: string): Promise<Operation> {
     for (;;) {
       const op = await this.get(id);
+      if (isFinished(op.status)) return op;
       const at = now.toISOString();
       const steps: Step[] = op.steps.map((s) =>
         s.name !== name
@@ -85,12 +95,20 @@ export class DynamoOperationStore implements OperationStore {
   ): Promise<Operation> {
     for (;;) {
       const op = await this.get(id);
+      if (isFinished(op.status)) return op;
+      const at = now.toISOString();
+      const steps: Step[] = op.steps.map((s) => {
+        if (s.status === 'PENDING') return { ...s, status: 'SKIPPED' };
+        if (s.status === 'RUNNING' && outcome.status === 'FAILED')
+          return { ...s, status: 'FAILED', endedAt: at, detail: outcome.error.message };
+        return s;
+      });
       const next: Operation = {
         ...op,
         status: outcome.status,
+        steps,
         percent: outcome.status === 'SUCCEEDED' ? 100 : op.percent,
-        steps: op.steps.map((s) => (s.status === 'PENDING' ? { ...s, status: 'SKIPPED' } : s)),
-        updatedAt: now.toISOString(),
+        updatedAt: at,
         revision: op.revision + 1,
         ...('result' in outcome ? { result: outcome.result } : { error: outcome.error }),
       };

@@ -12,5 +12,10 @@ export const WORKFLOWS = {
 export type WorkflowName = keyof typeof WORKFLOWS;
 
 export interface WorkflowStarter {
+  /**
+   * Starts the workflow for an operation, at most once per operation id however often it is
+   * asked (a request retried after a failed start asks again): in AWS the execution is named
+   * after the operation.
+   */
   start(workflow: WorkflowName, input: { readonly operationId: string }): Promise<void>;
 }

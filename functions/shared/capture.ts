@@ -36,9 +36,11 @@ export function captureDeps(): CaptureDeps {
     };
     const ssm = new SSMClient({});
     const credentials = new Credentials({
-      secrets: new SecretsManagerClient({}),
+      secretsManager: new SecretsManagerClient({}),
       ssm,
-      sealed: async (name) => (await snapshots()).getSecret(name),
+      // Only where there is a KMS key to work with: the embedded runtime has none.
+      ...(keyId ? { kms: new KMSClient({}) } : {}),
+      vault: async () => (await snapshots()).secrets,
     });
     captureDependencies = {
       hosts: hosts(),

@@ -31,6 +31,26 @@ export function getRequiredEnv(name: string): string {
   return value;
 }
 
+/**
+ * Makes a value once per execution environment and keeps it, but only once it was made: a
+ * failed attempt (a store that could not be opened) is forgotten, and the next call tries
+ * again instead of failing every invocation for the container's life. Calls made while an
+ * attempt is under way share it.
+ */
+export function keepOnSuccess<T>(make: () => Promise<T>): () => Promise<T> {
+  let kept: Promise<T> | undefined;
+  return () => {
+    if (kept === undefined) {
+      const attempt = make();
+      kept = attempt;
+      attempt.catch(() => {
+        if (kept === attempt) kept = undefined;
+      });
+    }
+    return kept;
+  };
+}
+
 let cached: ProfileDeps | undefined;
 let records: SnapshotRecords | undefined;
 let documentClient: DynamoDBDocumentClient | undefined;

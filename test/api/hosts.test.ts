@@ -1,4 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HostRegistration } from '../../core/host/schema.js';
+import { hosts } from '../../functions/shared/runtime.js';
+import { useWorkflowStarter, workflows } from '../../functions/shared/workflows.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
 
 let api: TestPersona;
@@ -69,5 +72,92 @@ describe('reading hosts and operations', () => {
     const bad = await api.call('GET', '/operations/x');
     expect(bad.status).toBe(400);
     expect(bad.body.issues[0].path).toBe('params.id');
+  });
+});
+
+describe('POST /hosts/{host}/capture: retries and idempotency keys', () => {
+  // Reached over SSH at a closed loopback port with a credential that does not resolve: the
+  // capture fails at its first step, which is enough to show that the workflow ran. Saved
+  // straight into the registry: what the credential reference looks like is not the point here.
+  const register = async (name: string) => {
+    const registration = {
+      name,
+      platform: 'baremetal',
+      transport: 'ssh',
+      address: '127.0.0.1',
+      port: 1,
+      user: 'root',
+      credentialRef: { provider: 'local', key: `${name}/no-such-key` },
+      tags: {},
+      paths: [],
+      processes: [],
+    };
+    await hosts().save(registration as unknown as HostRegistration, new Date());
+  };
+  const ended = async (id: string) => {
+    for (let i = 0; i < 400; i++) {
+      const op = await api.call('GET', `/operations/${id}`);
+      if (op.body.status === 'SUCCEEDED' || op.body.status === 'FAILED') return op.body;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`operation ${id} did not end`);
+  };
+
+  it('starts the workflow on a retry with the same key when StartExecution failed the first time', async () => {
+    await register('retry-a');
+    const real = workflows();
+    const starts: string[] = [];
+    let faults = 1;
+    useWorkflowStarter({
+      async start(workflow, input) {
+        starts.push(input.operationId);
+        if (faults-- > 0) throw new Error('StartExecution: ServiceUnavailable (injected)');
+        return real.start(workflow, input);
+      },
+    });
+    try {
+      const key = { 'idempotency-key': 'retry-after-fault-1' };
+      const first = await api.call('POST', '/hosts/retry-a/capture', { headers: key });
+      expect(first.status).toBe(500);
+      const [id] = starts;
+      expect((await api.call('GET', `/operations/${id}`)).body.status).toBe('PENDING');
+
+      const again = await api.call('POST', '/hosts/retry-a/capture', { headers: key });
+      expect(again.status).toBe(202);
+      expect(again.body.id).toBe(id);
+      expect(again.headers.get('location')).toBe(`/operations/${id}`);
+      const op = await ended(id as string);
+      expect(op.status).toBe('FAILED');
+      expect(op.steps[0]).toMatchObject({ name: 'connect', status: 'FAILED' });
+
+      // Once the workflow is under way, a retry finds the operation and starts nothing.
+      const third = await api.call('POST', '/hosts/retry-a/capture', { headers: key });
+      expect(third.body).toMatchObject({ id, status: 'FAILED' });
+      expect(starts).toEqual([id, id]);
+    } finally {
+      useWorkflowStarter(real);
+    }
+  });
+
+  it('scopes a key to its host: the same key on another host is another operation', async () => {
+    await register('scope-a');
+    await register('scope-b');
+    const key = { 'idempotency-key': 'same-key-twice-1' };
+    const a = await api.call('POST', '/hosts/scope-a/capture', { headers: key });
+    const b = await api.call('POST', '/hosts/scope-b/capture', { headers: key });
+    expect([a.status, b.status]).toEqual([202, 202]);
+    expect(a.body.id).not.toBe(b.body.id);
+    expect(a.body).toMatchObject({
+      host: 'scope-a',
+      idempotencyKey: 'POST /hosts/{host}/capture#scope-a#same-key-twice-1',
+    });
+    expect(b.body).toMatchObject({
+      host: 'scope-b',
+      idempotencyKey: 'POST /hosts/{host}/capture#scope-b#same-key-twice-1',
+    });
+    expect(a.body.requestHash).toMatch(/^[0-9a-f]{64}$/);
+    await Promise.all([ended(a.body.id), ended(b.body.id)]);
+    const repeat = await api.call('POST', '/hosts/scope-a/capture', { headers: key });
+    expect(repeat.body.id).toBe(a.body.id);
   });
 });

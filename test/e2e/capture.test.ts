@@ -179,8 +179,10 @@ describe('POST /hosts/{host}/capture', () => {
       headers: { 'idempotency-key': 'capture-web-api-1' },
     });
     expect(started.status).toBe(202);
-    expect(started.headers.get('location')).toBe('/operations/capture-web-api-1');
-    const op = await waitFor('capture-web-api-1');
+    // The key names the operation within this host and route; the id is derived from it.
+    const id = started.body.id;
+    expect(started.headers.get('location')).toBe(`/operations/${id}`);
+    const op = await waitFor(id);
     expect(op).toMatchObject({ status: 'SUCCEEDED', percent: 100, kind: 'capture', host: 'web-api' });
     expect(op.steps.map((s: { name: string; status: string }) => `${s.name}:${s.status}`)).toEqual([
       'connect:SUCCEEDED',
@@ -198,7 +200,7 @@ describe('POST /hosts/{host}/capture', () => {
       body: { acceptNewHostKey: true },
       headers: { 'idempotency-key': 'capture-web-api-1' },
     });
-    expect(again.body).toMatchObject({ id: 'capture-web-api-1', status: 'SUCCEEDED' });
+    expect(again.body).toMatchObject({ id, status: 'SUCCEEDED' });
     expect((await api.call('GET', '/hosts/web-api/snapshots')).body.items).toHaveLength(1);
   });
 
@@ -219,7 +221,7 @@ describe('POST /hosts/{host}/capture', () => {
       headers: { 'idempotency-key': 'capture-denied-1' },
     });
     expect(started.status).toBe(202);
-    const op = await waitFor('capture-denied-1');
+    const op = await waitFor(started.body.id);
     expect(op.status).toBe('FAILED');
     expect(op.steps[0]).toMatchObject({ name: 'connect', status: 'FAILED' });
     expect(op.error.message).toMatch(/auth|denied|authentication/i);

@@ -2,15 +2,20 @@ import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
 import { runCapture } from '../../../core/capture/operation.js';
+import { unlessFinished } from '../../../core/operation/tasks.js';
 import { captureDeps } from '../../shared/capture.js';
-import { logger } from '../../shared/runtime.js';
+import { logger, operations } from '../../shared/runtime.js';
 
 const Input = z.object({ operationId: z.string().min(1) });
 
 // A Step Functions task: the operation id in, a summary out; the operation record has the rest.
+// Delivered again for a capture that has ended, it succeeds without running anything.
 const handler = async (event: unknown) => {
   const { operationId } = Input.parse(event);
-  return { operationId, summary: await runCapture(captureDeps(), operationId) };
+  return unlessFinished(operations(), operationId, async () => ({
+    operationId,
+    summary: await runCapture(captureDeps(), operationId),
+  }));
 };
 
 export const main = middy(handler).use(injectLambdaContext(logger));

@@ -1,7 +1,7 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { recordCaptureFailure } from '../../../core/capture/operation.js';
+import { recordWorkflowFailure } from '../../../core/operation/tasks.js';
 import { logger, operations } from '../../shared/runtime.js';
 
 const Input = z.object({
@@ -9,11 +9,12 @@ const Input = z.object({
   error: z.object({ Error: z.string().optional(), Cause: z.string().optional() }).default({}),
 });
 
-// The workflow's catch-all: a capture that died without recording why (a time-out, a crash)
-// still ends FAILED, with what Step Functions knows.
+// The workflow's catch-all: an operation that died without recording why (a time-out, a crash)
+// still ends FAILED, with what Step Functions knows, and the step it died in is marked failed.
 const handler = async (event: unknown) => {
   const { operationId, error } = Input.parse(event);
-  await recordCaptureFailure({ operations: operations() }, operationId, error);
+  const op = await recordWorkflowFailure({ operations: operations() }, operationId, error);
+  return { operationId, status: op.status };
 };
 
 export const main = middy(handler).use(injectLambdaContext(logger));
