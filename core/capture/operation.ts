@@ -14,6 +14,7 @@ import { relativeToRoot } from '../transport/paths.js';
 import { sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
 import { captureHost } from './collect.js';
+import { type Exclusion, pinSecretRefs, sealSecrets, withoutSecretFiles } from './sealing.js';
 
 export const CAPTURE_STEPS = ['connect', 'collect', 'secrets', 'profile', 'snapshot'] as const;
 
@@ -130,27 +131,22 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
       (c) => `${c.unknowns.length} unknown, ${c.roundTripMs} ms`,
     );
     const store = await deps.snapshots();
-    await step(
+    const sealed = await step(
       'secrets',
-      async () => {
-        for (const s of captured.secrets) {
-          const name = s.ref.provider === 'local' ? s.ref.key : JSON.stringify(s.ref);
-          // A file's content never passes through the script: it is read here, only to be sealed.
-          const value =
-            s.value ??
-            (s.kind === 'file' ? Buffer.from(await reached.getFile(s.source)).toString('base64') : undefined);
-          if (value !== undefined) await store.putSecret(name, value);
-        }
-        return captured.secrets.length;
-      },
-      (n) => `${n} sealed`,
+      () => sealSecrets(store.secrets, reached, captured.secrets),
+      (s) => `${s.sealed.length} sealed`,
     );
-    const profile = validateProfile(captured.profile, { source: `capture of ${host.name}` });
+    // Each reference pins the value sealed now: a changed secret is a changed spec (a new Profile
+    // version, its diff naming the secret by key and digest only), and older versions keep theirs.
+    const profile = validateProfile(pinSecretRefs(captured.profile, sealed.digests), {
+      source: `capture of ${host.name}`,
+    });
     const written = await step(
       'profile',
       () => recordProfile(deps.profiles, profile),
       (w) => `${w.version.name} version ${w.version.version}${w.created ? '' : ' (unchanged)'}`,
     );
+    const exclusion: Exclusion = { excluded: [], unlisted: [] };
     const snapshot = await step(
       'snapshot',
       async () => {
@@ -158,7 +154,16 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
         // tar says 1 when a file changed while it was read: the snapshot still holds a whole file.
         const tar = await reached.stream(sh`tar --format=pax --numeric-owner -cf - -C / -- ${paths}`);
         tar.stdin.end();
-        const record = await store.create(tarSource(tar.stdout as Readable, `${host.name}:/`), {
+        // Files that hold secrets are sealed, not snapshotted (FORMAT.md, "Secrets").
+        const source = withoutSecretFiles(
+          tarSource(tar.stdout as Readable, `${host.name}:/`),
+          sealed.files,
+          exclusion,
+          async (path, content) => {
+            await store.secrets.put(`${host.name}/file/${path.replace(/^\/+/, '')}`, content);
+          },
+        );
+        const record = await store.create(source, {
           host: host.name,
           profile: { name: written.version.name, version: written.version.version },
         });
@@ -167,7 +172,8 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
           throw new Error(`tar on the host failed: ${ended.stderr.trim().slice(0, 300)}`);
         return record;
       },
-      (r) => `snapshot ${r.version}: ${r.stats.files} files, ${r.stats.newBytes} bytes new`,
+      (r) =>
+        `snapshot ${r.version}: ${r.stats.files} files, ${r.stats.newBytes} bytes new, ${exclusion.excluded.length} holding secrets left out`,
     );
     const summary: CaptureSummary = {
       os: `${profile.spec.os.distribution} ${profile.spec.os.version} (${profile.spec.os.kernel}, ${profile.spec.os.arch})`,
@@ -181,7 +187,7 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
       filesSnapshotted: snapshot.stats.files,
       bytesNew: snapshot.stats.newBytes,
       unknowns: captured.unknowns.length,
-      secretsSealed: captured.secrets.length,
+      secretsSealed: sealed.sealed.length + exclusion.unlisted.length,
     };
     await deps.operations.finish(
       operationId,
@@ -191,7 +197,17 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
           profile: { name: written.version.name, version: written.version.version, created: written.created },
           snapshot: { host: snapshot.host, version: snapshot.version },
           summary,
-          unknowns: captured.unknowns,
+          unknowns: [
+            ...captured.unknowns,
+            ...(exclusion.unlisted.length === 0
+              ? []
+              : [
+                  {
+                    section: 'files',
+                    reason: `${exclusion.unlisted.length} files that hold secrets are not in the Profile's file list: sealed and left out of the snapshot (${exclusion.unlisted.slice(0, 3).join(', ')}${exclusion.unlisted.length > 3 ? ', ...' : ''})`,
+                  },
+                ]),
+          ],
         },
       },
       now(),

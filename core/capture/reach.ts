@@ -1,11 +1,10 @@
 // How a registered host is reached: its transport, its pinned host key, its credential.
-import { readFile } from 'node:fs/promises';
-import { GetSecretValueCommand, type SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { GetParameterCommand, type SSMClient } from '@aws-sdk/client-ssm';
+import type { SSMClient } from '@aws-sdk/client-ssm';
 import { InvalidInputError } from '../errors.js';
 import type { HostRegistry } from '../host/registry.js';
 import type { HostRegistration } from '../host/schema.js';
 import type { SecretRef } from '../profile/schema.js';
+import { SecretResolver, type SecretResolverDeps } from '../secret/resolve.js';
 import type { HostKeyStore } from '../transport/host-keys.js';
 import { LocalTransport } from '../transport/local.js';
 import { SshTransport } from '../transport/ssh.js';
@@ -13,56 +12,28 @@ import { SsmTransport } from '../transport/ssm.js';
 import type { Transport } from '../transport/transport.js';
 
 export interface CredentialResolver {
-  resolve(ref: SecretRef): Promise<Uint8Array>;
+  /** The credential `ref` stands for, for `host` only (core/secret/resolve.ts). */
+  resolve(ref: SecretRef, host: string): Promise<Uint8Array>;
 }
 
-/** Credentials from Secrets Manager, SSM Parameter Store, a key file, or the store's own secrets. */
+/**
+ * Credentials from Secrets Manager, SSM Parameter Store, KMS, or the host's own sealed secrets.
+ * A registration is data: its reference can name neither a file here nor another host's secret.
+ */
 export class Credentials implements CredentialResolver {
-  constructor(
-    private readonly clients: {
-      readonly secrets?: SecretsManagerClient;
-      readonly ssm?: SSMClient;
-      readonly sealed?: (name: string) => Promise<string>;
-    },
-  ) {}
+  private readonly resolver: SecretResolver;
 
-  async resolve(ref: SecretRef): Promise<Uint8Array> {
-    switch (ref.provider) {
-      case 'aws-secretsmanager': {
-        if (!this.clients.secrets) throw unsupported(ref.provider);
-        const out = await this.clients.secrets.send(
-          new GetSecretValueCommand({
-            SecretId: ref.secretId,
-            ...(ref.versionId ? { VersionId: ref.versionId } : {}),
-          }),
-        );
-        if (out.SecretBinary) return out.SecretBinary;
-        const text = out.SecretString ?? '';
-        if (ref.jsonKey === undefined) return Buffer.from(text, 'utf8');
-        const value = (JSON.parse(text) as Record<string, unknown>)[ref.jsonKey];
-        if (typeof value !== 'string') {
-          throw new InvalidInputError(`secret ${ref.secretId} has no string field ${ref.jsonKey}`, [
-            { path: 'credentialRef.jsonKey', message: `not a field of ${ref.secretId}` },
-          ]);
-        }
-        return Buffer.from(value, 'utf8');
-      }
-      case 'aws-ssm': {
-        if (!this.clients.ssm) throw unsupported(ref.provider);
-        const name = ref.version === undefined ? ref.parameter : `${ref.parameter}:${ref.version}`;
-        const out = await this.clients.ssm.send(
-          new GetParameterCommand({ Name: name, WithDecryption: true }),
-        );
-        return Buffer.from(out.Parameter?.Value ?? '', 'utf8');
-      }
-      case 'local':
-        // `file:` names a key file on the machine that runs the capture (the CLI's machine).
-        if (ref.key.startsWith('file:')) return readFile(ref.key.slice('file:'.length));
-        if (!this.clients.sealed) throw unsupported('local');
-        return Buffer.from(await this.clients.sealed(ref.key), 'utf8');
-      default:
-        throw unsupported(ref.provider);
-    }
+  constructor(deps: SecretResolverDeps) {
+    this.resolver = new SecretResolver(deps);
+  }
+
+  /** Refuses a reference this runtime cannot resolve for `host`, naming the field. */
+  check(ref: SecretRef, host: string): void {
+    this.resolver.check({ ref, host, field: 'credentialRef' });
+  }
+
+  resolve(ref: SecretRef, host: string): Promise<Uint8Array> {
+    return this.resolver.resolve({ ref, host, field: 'credentialRef' });
   }
 }
 
@@ -115,7 +86,7 @@ export async function transportFor(
         host: host.address as string,
         port: host.port,
         username: host.user,
-        privateKey: await deps.credentials.resolve(host.credentialRef),
+        privateKey: await deps.credentials.resolve(host.credentialRef, host.name),
         hostKeys: deps.hostKeys(host),
         acceptNewHostKey: options.acceptNewHostKey,
       });

@@ -66,6 +66,22 @@ export const HostRegistration = z
         });
       }
     }
+    // A registration is data from a request: its credential may name the host's own sealed
+    // secrets only, never a file on the machine that runs Persona nor another host's secret.
+    if (h.credentialRef?.provider === 'local') {
+      if (!h.credentialRef.key.startsWith(`${h.name}/`))
+        ctx.addIssue({
+          code: 'custom',
+          path: ['credentialRef', 'key'],
+          message: `a local credential names one of host ${h.name}'s own sealed secrets, "${h.name}/…" (persona capture --key seals one as "${h.name}/credential/ssh")`,
+        });
+      else if (h.credentialRef.digest === undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['credentialRef', 'digest'],
+          message: 'a local credential pins the sealed value it means with its digest',
+        });
+    }
     if (h.transport === 'ssm' && !h.instanceId) {
       ctx.addIssue({
         code: 'custom',

@@ -31,6 +31,28 @@ const labels = z.record(z.string().min(1).max(128), z.string().max(256));
 /** Where a sensitive value really lives. The Profile only ever holds the reference. */
 export const SecretRef = z
   .discriminatedUnion('provider', [
+/** The longest key of a `local` secret reference. */
+export const MAX_LOCAL_SECRET_KEY = 1024;
+
+/**
+ * Why `key` cannot be the key of a `local` secret reference, or undefined when it can. Keys name
+ * entries of the sealed secret store, so nothing that reads like a file path (a leading "/", a
+ * "." or ".." segment) or carries control characters is one.
+ */
+export function localSecretKeyProblem(key: string): string | undefined {
+  if (key.length === 0) return 'a secret key is not empty';
+  if (key.length > MAX_LOCAL_SECRET_KEY) return `a secret key is at most ${MAX_LOCAL_SECRET_KEY} characters`;
+  for (const c of key) {
+    const code = c.codePointAt(0) ?? 0;
+    if (code < 0x20 || code === 0x7f || c === '\\')
+      return 'a secret key has no control characters or backslashes';
+  }
+  if (key.startsWith('/')) return 'a secret key does not start with "/": it names no file';
+  if (key.split('/').some((s) => s === '.' || s === '..'))
+    return 'a secret key has no "." or ".." segment: it names no file';
+  return undefined;
+}
+
     z.strictObject({
       provider: z.literal('aws-secretsmanager'),
       secretId: text.describe('Secret name or ARN'),
@@ -49,7 +71,21 @@ export const SecretRef = z
     }),
     z.strictObject({
       provider: z.literal('local'),
-      key: text.describe('Entry in the embedded runtime secret store'),
+      key: text
+        .superRefine((k, ctx) => {
+          const problem = localSecretKeyProblem(k);
+          if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+        })
+        .describe(
+          "Entry in Persona's own sealed secret store, `<host>/<kind>/<source>`; it names no file and resolves only for that host",
+        ),
+      digest: z
+        .string()
+        .regex(/^[0-9a-f]{64}$/, 'expected 64 lower-case hex digits')
+        .optional()
+        .describe(
+          'Keyed digest of the value this Profile version refers to (FORMAT.md, "Secrets"); the value itself is never here',
+        ),
     }),
   ])
   .meta({ id: 'SecretRef', description: 'A reference to a secret; never the secret itself.' });

@@ -18,6 +18,14 @@ export interface StoreKeys {
   readonly idKey: Uint8Array;
   /** Key material for the chunker's gear table: 256 uint32, little-endian (chunker.ts `gearTable`). */
   readonly gear: Uint8Array;
+  /**
+   * AES-256-GCM key for sealed secrets only (secrets.ts). Apart from `sealKey` so that no object
+   * sealed as file content can ever be opened as a secret, nor the other way round, and so that
+   * what can read snapshots is not by that alone what can read credentials.
+   */
+  readonly secretSealKey: Uint8Array;
+  /** HMAC-SHA256 key for secret object names and value digests (never a bare hash of a value). */
+  readonly secretIdKey: Uint8Array;
 }
 
 export function generateMasterKey(): Uint8Array {
@@ -37,6 +45,8 @@ export function deriveKeys(master: Uint8Array, storeId: string): StoreKeys {
     sealKey: derive('persona/v1 seal', KEY_LENGTH),
     idKey: derive('persona/v1 id', 32),
     gear: derive('persona/v1 gear', GEAR_LENGTH),
+    secretSealKey: derive('persona/v1 secret', KEY_LENGTH),
+    secretIdKey: derive('persona/v1 secret id', 32),
   };
 }
 

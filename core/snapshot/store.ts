@@ -16,6 +16,7 @@ import type { Lease, SnapshotRecord, SnapshotRecords, SnapshotStats } from './re
 import { type RestoreOptions, type RestoreStats, restoreSnapshot } from './restore.js';
 import { forgetSnapshots, type RetentionPolicy } from './retention.js';
 import { open, seal } from './seal.js';
+import { SecretVault } from './secrets.js';
 import type { DirectoryTarget, TreeSource } from './tree.js';
 
 export const CONFIG_KEY = 'snapshots/config';
@@ -171,20 +172,9 @@ export class SnapshotStore {
     return Manifest.parse(parsed);
   }
 
-  /**
-   * Keeps a secret found on a host (a password hash, a credential in an environment) sealed
-   * in the store, under a name the Profile refers to instead of the value.
-   */
-  async putSecret(name: string, value: string): Promise<void> {
-    const key = secretKey(name);
-    await this.deps.objects.put(key, seal(this.keys.sealKey, Buffer.from(value, 'utf8'), `secret:${name}`));
-  }
-
-  async getSecret(name: string): Promise<string> {
-    const key = secretKey(name);
-    return Buffer.from(
-      open(this.keys.sealKey, await this.deps.objects.get(key), `secret:${name}`, { objectKey: key }),
-    ).toString('utf8');
+  /** The store's sealed secrets (secrets.ts): sealed under keys of their own, one object per value. */
+  get secrets(): SecretVault {
+    return new SecretVault(this.deps.objects, this.keys);
   }
 
   async record(host: string, version?: number): Promise<SnapshotRecord> {
@@ -465,9 +455,5 @@ export class SnapshotStore {
     return checkStore(this, options);
   }
 }
-
-const SECRET_PREFIX = 'snapshots/secrets/';
-// Secret names come from hosts (paths, variable names): hashed, they make safe object keys.
-const secretKey = (name: string) => `${SECRET_PREFIX}${sha256Hex(Buffer.from(name, 'utf8'))}`;
 
 export const packKeyOf = (id: string) => `${PACK_PREFIX}${id.slice(0, 2)}/${id}`;

@@ -325,16 +325,6 @@ describe('SnapshotStore', () => {
   });
 });
 
-describe('secrets', () => {
-  it('keeps a secret sealed: the value never appears in the bucket in clear', async () => {
-    await store.putSecret('web-a/env/DB_PASSWORD', 'hunter2-very-secret');
-    expect(await store.getSecret('web-a/env/DB_PASSWORD')).toBe('hunter2-very-secret');
-    for await (const o of ts.deps().objects.list('snapshots/secrets/')) {
-      expect(Buffer.from(await ts.deps().objects.get(o.key)).includes('hunter2')).toBe(false);
-    }
-  });
-});
-
 describe('creating a store', () => {
   it('lets exactly one of several processes create it, all using the same key', async () => {
     await ts.s3.send(new CreateBucketCommand({ Bucket: 'fresh-store' }));
