@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError, TooLargeError } from '../../../core/errors.js';
-import { DOCUMENT_LIMITS, formatIssues, parseProfile } from '../../../core/profile/io.js';
+import { DOCUMENT_LIMITS, formatIssues, parseDocumentText, parseProfile } from '../../../core/profile/io.js';
 
 const web = readFileSync('examples/web.yaml', 'utf8');
 
-function issuesOf(text: string) {
+function issuesOf(text: string | Uint8Array) {
   try {
     parseProfile(text, { source: 'p.yaml' });
   } catch (e) {
@@ -190,5 +190,108 @@ describe('parseProfile', () => {
     const p = parseProfile(text);
     expect(p.spec.packages.map((x) => x.name)).toEqual(['bash', 'zsh']);
     expect(p.spec.kernelModules.map((x) => x.name)).toEqual(['zram', 'af_packet']);
+  });
+
+  it('reads UTF-8 bytes, emoji included, to the same profile as the text', () => {
+    const text = web.replace(/description: .*/, 'description: "café ☕ 😀"');
+    const fromBytes = parseProfile(Buffer.from(text, 'utf8'));
+    expect(fromBytes).toEqual(parseProfile(text));
+    expect(fromBytes.metadata.description).toBe('café ☕ 😀');
+  });
+
+  it('refuses bytes that are not UTF-8, naming the byte offset, line and column', () => {
+    const head = Buffer.from('apiVersion: persona/v1\nkind: Profile\nmetadata:\n  name: "caf', 'utf8');
+    for (const bad of [[0xff], [0xc3, 0x28], [0xe2, 0x82], [0xc0, 0xaf], [0xf5, 0x80, 0x80, 0x80]]) {
+      const bytes = Buffer.concat([head, Buffer.from(bad), Buffer.from('"\n')]);
+      expect(issuesOf(bytes), bad.join(' ')).toEqual([
+        {
+          path: '',
+          message: expect.stringMatching(new RegExp(`^invalid UTF-8 at byte ${head.length} \\(0x`)),
+          line: 4,
+          column: 13,
+        },
+      ]);
+    }
+  });
+
+  it('refuses surrogates encoded as UTF-8 bytes (CESU-8), which are not characters', () => {
+    const bytes = Buffer.concat([Buffer.from('a: "'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"\n')]);
+    expect(() => parseDocumentText(bytes)).toThrow(/not valid UTF-8/);
+  });
+
+  it('refuses a lone surrogate escaped in JSON or YAML, naming the field and its position', () => {
+    const json = JSON.stringify(parseProfile(web), null, 2).replace('"name": "web"', '"name": "w\\ud800"');
+    expect(issuesOf(json)).toEqual([
+      expect.objectContaining({
+        path: 'metadata.name',
+        message: 'lone surrogate U+D800 at character 2: text must be valid Unicode',
+        line: expect.any(Number),
+        column: expect.any(Number),
+      }),
+    ]);
+    const yaml = minimal('  configuration:\n    env:\n      - { name: LANG, value: "C\\udfff" }\n');
+    expect(issuesOf(yaml)).toEqual([
+      expect.objectContaining({ path: 'spec.configuration.env[0].value', line: 9 }),
+    ]);
+    expect(issuesOf('{"\\ud800key": 1}')).toEqual([expect.objectContaining({ path: '["\\ud800key"]' })]);
+  });
+
+  it('refuses a raw lone surrogate in the text with its line and column', () => {
+    expect(issuesOf(minimal().replace('name: mini', 'name: mi\ud800ni'))).toEqual([
+      {
+        path: '',
+        message: expect.stringMatching(/^lone surrogate U\+D800 at character \d+/),
+        line: 4,
+        column: 11,
+      },
+    ]);
+  });
+
+  it('accepts an escaped surrogate pair, which is one character', () => {
+    expect(parseDocumentText('{"a": "\\ud83d\\ude00"}').value).toEqual({ a: '😀' });
+  });
+
+  it('reports nesting 10,000 levels deep as the depth limit, in every notation, with its position', () => {
+    const n = 10_000;
+    const documents = {
+      'JSON arrays': `${'['.repeat(n)}${']'.repeat(n)}`,
+      'unclosed JSON': '['.repeat(n),
+      'JSON objects': `${'{"a":'.repeat(n)}1${'}'.repeat(n)}`,
+      'YAML flow': `metadata: ${'['.repeat(n)}${']'.repeat(n)}`,
+      'YAML block sequences': `${'- '.repeat(n)}x\n`,
+      'YAML explicit keys': `${'? '.repeat(n)}x\n`,
+      'YAML indentation': Array.from({ length: 2_000 }, (_, i) => `${' '.repeat(i)}k:`).join('\n'),
+    };
+    for (const [what, text] of Object.entries(documents)) {
+      const issues = issuesOf(text);
+      expect(issues, what).toEqual([
+        expect.objectContaining({
+          message: `nested deeper than ${DOCUMENT_LIMITS.maxDepth} levels`,
+          line: expect.any(Number),
+          column: expect.any(Number),
+        }),
+      ]);
+      expect(JSON.stringify(issues)).not.toMatch(/call stack/);
+    }
+  });
+
+  it('counts the depth an alias adds where it is used, and refuses an alias inside its own target', () => {
+    const deep = `a: &x ${'['.repeat(30)}${']'.repeat(30)}\nb: ${'['.repeat(10)}*x${']'.repeat(10)}\n`;
+    expect(issuesOf(deep)).toContainEqual(
+      expect.objectContaining({ message: `nested deeper than ${DOCUMENT_LIMITS.maxDepth} levels`, line: 2 }),
+    );
+    expect(issuesOf('metadata: &m { name: x, labels: *m }\n')).toContainEqual(
+      expect.objectContaining({
+        path: 'metadata.labels',
+        message: 'alias *m refers to a node that contains it',
+      }),
+    );
+  });
+
+  it('accepts nesting at the limit in both notations', () => {
+    const d = DOCUMENT_LIMITS.maxDepth;
+    expect(parseDocumentText(`${'['.repeat(d)}${']'.repeat(d)}`).value).toBeDefined();
+    const block = Array.from({ length: d }, (_, i) => `${'  '.repeat(i)}k:`).join('\n');
+    expect(parseDocumentText(`${block} 1\n`).value).toBeDefined();
   });
 });
