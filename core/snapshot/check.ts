@@ -28,6 +28,23 @@ export async function checkStore(
   store: SnapshotStore,
   options: { readonly readData?: boolean; readonly onProgress?: (p: Progress) => void } = {},
 ): Promise<CheckReport> {
+  // Under a shared lock, as a writer: gc deletes nothing meanwhile, so a pack or index that
+  // is missing is missing, not deleted between the listing and the read (see FORMAT.md).
+  const lease = await store.deps.locks.shared(store.config.storeId, { purpose: 'check' });
+  try {
+    const report = await verify(store, options);
+    // A check whose lock was taken over may have seen gc at work: its findings prove nothing.
+    await lease.assertHeld();
+    return report;
+  } finally {
+    await lease.release();
+  }
+}
+
+async function verify(
+  store: SnapshotStore,
+  options: { readonly readData?: boolean; readonly onProgress?: (p: Progress) => void },
+): Promise<CheckReport> {
   const problems: CheckProblem[] = [];
   const index = new ChunkIndex();
   let indexes = 0;

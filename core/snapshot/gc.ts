@@ -1,8 +1,9 @@
 // Garbage collection: deleting packs and manifests that no snapshot record refers to.
 
-import { decodeIndex, encodeIndex } from './index-file.js';
+import { CorruptionError } from './errors.js';
+import { decodeIndex, encodeIndex, type IndexPack } from './index-file.js';
 import { chunksOf } from './manifest.js';
-import { INDEX_PREFIX, MANIFEST_PREFIX, PACK_PREFIX, type SnapshotStore } from './store.js';
+import { INDEX_PREFIX, MANIFEST_PREFIX, PACK_PREFIX, packKeyOf, type SnapshotStore } from './store.js';
 
 export interface GcReport {
   readonly packsDeleted: number;
@@ -12,57 +13,96 @@ export interface GcReport {
   readonly indexesRewritten: number;
 }
 
+/** How many of the chunks gc could not find it names in its message. */
+const NAMED = 5;
+
 /**
  * Deletes packs no snapshot refers to, and manifests no record refers to. Runs under the
- * exclusive lock, so no snapshot is being written meanwhile (see FORMAT.md).
+ * exclusive lock, so no snapshot is recorded meanwhile (see FORMAT.md). Before it deletes
+ * anything it checks that every chunk of every recorded snapshot is listed in an index and
+ * that its pack exists; when one is not, it deletes nothing and names the snapshot and the
+ * chunk: a pack missing from the indexes would look unreferenced, and be deleted.
  */
 export async function collectGarbage(store: SnapshotStore): Promise<GcReport> {
-  const lease = await store.deps.locks.exclusive(store.config.storeId, { purpose: 'gc' });
+  const { objects, records, locks } = store.deps;
+  const lease = await locks.exclusive(store.config.storeId, { purpose: 'gc' });
   try {
-    const records = await store.deps.records.all();
-    const referenced = new Set<string>();
+    const needs = new Map<string, string>(); // chunk id → the first snapshot (host#version) that needs it
     const liveManifests = new Set<string>();
-    for (const r of records) {
+    for (const r of await records.all()) {
       liveManifests.add(r.manifestKey);
-      for (const id of chunksOf(await store.manifest(r))) referenced.add(id);
+      const who = `${r.host}#${r.version}`;
+      for (const id of chunksOf(await store.manifest(r))) if (!needs.has(id)) needs.set(id, who);
     }
     const indexObjects: string[] = [];
-    const packsFromIndex = new Map<
-      string,
-      {
-        id: string;
-        size: number;
-        blobs: { id: string; offset: number; length: number; rawLength: number; compressed: boolean }[];
-      }
-    >();
-    for await (const o of store.deps.objects.list(INDEX_PREFIX)) {
+    const indexed = new Map<string, IndexPack>();
+    const holders = new Map<string, string[]>(); // chunk id → every pack that holds it
+    for await (const o of objects.list(INDEX_PREFIX)) {
       indexObjects.push(o.key);
-      for (const p of decodeIndex(store.keys, await store.deps.objects.get(o.key), o.key).packs)
-        packsFromIndex.set(p.id, p);
+      for (const p of decodeIndex(store.keys, await objects.get(o.key), o.key).packs) {
+        indexed.set(p.id, p);
+        for (const b of p.blobs) holders.set(b.id, [...(holders.get(b.id) ?? []), p.id]);
+      }
     }
-    const keep: typeof packsFromIndex extends Map<string, infer P> ? P[] : never = [];
+    const present = new Map<string, { key: string; size: number }>();
+    for await (const o of objects.list(PACK_PREFIX))
+      present.set(o.key.slice(o.key.lastIndexOf('/') + 1), { key: o.key, size: o.size });
+
+    const missing: { who: string; chunk: string; problem: string }[] = [];
+    for (const [chunk, who] of needs) {
+      const packs = holders.get(chunk);
+      if (!packs) missing.push({ who, chunk, problem: 'is in no index' });
+      else if (!packs.some((p) => present.has(p)))
+        missing.push({
+          who,
+          chunk,
+          problem: `is in pack ${packKeyOf(packs[0] as string)}, which is missing`,
+        });
+    }
+    if (missing.length > 0) {
+      const first = missing[0] as (typeof missing)[number];
+      const named = missing
+        .slice(0, NAMED)
+        .map((m) => `snapshot ${m.who} needs chunk ${m.chunk}, which ${m.problem}`)
+        .join('; ');
+      throw new CorruptionError(
+        { objectKey: INDEX_PREFIX, chunkId: first.chunk },
+        `garbage collection deleted nothing: ${named}${missing.length > NAMED ? `; and ${missing.length - NAMED} more` : ''}. Run persona snapshot check`,
+      );
+    }
+
+    const referenced = new Set(needs.keys());
+    const keep: IndexPack[] = [];
     const doomed: { key: string; size: number }[] = [];
-    for await (const o of store.deps.objects.list(PACK_PREFIX)) {
-      const id = o.key.slice(o.key.lastIndexOf('/') + 1);
-      const p = packsFromIndex.get(id);
+    for (const [id, at] of present) {
+      const p = indexed.get(id);
       if (p?.blobs.some((b) => referenced.has(b.id))) keep.push(p);
-      else doomed.push({ key: o.key, size: o.size });
+      else doomed.push(at);
     }
+    // Index entries whose pack is gone (left by a writer that was stopped) must not stay:
+    // a later snapshot would deduplicate against them.
+    const dangling = [...indexed.keys()].filter((id) => !present.has(id)).length;
+
     // New index first, then the old ones, then the packs: a crash at any point leaves
-    // either duplicate index entries or unreferenced packs, never an index entry without its pack.
+    // either duplicate index entries or unreferenced packs, never an index entry without its
+    // pack. Each step is taken only while the lock is still ours.
     let rewritten = 0;
-    if (doomed.length > 0 || indexObjects.length > 1) {
+    if (doomed.length > 0 || dangling > 0 || indexObjects.length > 1) {
       const fresh = keep.length > 0 ? encodeIndex(store.keys, keep) : undefined;
-      if (fresh) await store.deps.objects.put(fresh.key, fresh.bytes);
+      await lease.assertHeld();
+      if (fresh) await objects.put(fresh.key, fresh.bytes);
       const old = indexObjects.filter((k) => k !== fresh?.key);
-      await store.deps.objects.delete(old);
+      await lease.assertHeld();
+      await objects.delete(old);
       rewritten = old.length;
     }
-    await store.deps.objects.delete(doomed.map((d) => d.key));
+    await lease.assertHeld();
+    await objects.delete(doomed.map((d) => d.key));
     const deadManifests: string[] = [];
-    for await (const o of store.deps.objects.list(MANIFEST_PREFIX))
+    for await (const o of objects.list(MANIFEST_PREFIX))
       if (!liveManifests.has(o.key)) deadManifests.push(o.key);
-    await store.deps.objects.delete(deadManifests);
+    await lease.assertHeld();
+    await objects.delete(deadManifests);
     await store.loadIndex();
     return {
       packsDeleted: doomed.length,

@@ -8,7 +8,7 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { NotFoundError } from '../errors.js';
+import { ConflictError, NotFoundError } from '../errors.js';
 
 export interface ObjectInfo {
   readonly key: string;
@@ -19,7 +19,10 @@ export interface ObjectInfo {
 export interface ObjectStore {
   /** Where the objects live, e.g. `s3://bucket`: names the store in locks and messages. */
   readonly location: string;
-  /** With `ifAbsent`, refuses to replace an existing object where the service supports it. */
+  /**
+   * With `ifAbsent`, refuses to replace an existing object (ConflictError), where the service
+   * supports conditional writes; S3 does, the embedded S3-protocol server ignores the condition.
+   */
   put(key: string, bytes: Uint8Array, options?: { readonly ifAbsent?: boolean }): Promise<void>;
   get(key: string): Promise<Uint8Array>;
   /** `length` bytes from `offset`: reading one blob without fetching its whole pack. */
@@ -38,6 +41,16 @@ const isMissing = (e: unknown) => {
   );
 };
 
+// 412: the key exists. 409: another conditional write of the key was under way, and one of
+// the two will have won: either way the caller reads what is there.
+const isRefusedCondition = (e: unknown) => {
+  const name = (e as { name?: string }).name;
+  const status = (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  return (
+    name === 'PreconditionFailed' || name === 'ConditionalRequestConflict' || status === 412 || status === 409
+  );
+};
+
 export class S3ObjectStore implements ObjectStore {
   readonly location: string;
 
@@ -48,15 +61,24 @@ export class S3ObjectStore implements ObjectStore {
     this.location = `s3://${bucket}`;
   }
 
-  async put(key: string, bytes: Uint8Array): Promise<void> {
-    await this.s3.send(
-      new PutObjectCommand({
-        Bucket: this.bucket,
-        Key: key,
-        Body: bytes,
-        ContentType: 'application/octet-stream',
-      }),
-    );
+  async put(key: string, bytes: Uint8Array, options: { readonly ifAbsent?: boolean } = {}): Promise<void> {
+    try {
+      await this.s3.send(
+        new PutObjectCommand({
+          Bucket: this.bucket,
+          Key: key,
+          Body: bytes,
+          ContentType: 'application/octet-stream',
+          // S3 refuses the write with 412 when the key exists (conditional writes).
+          ...(options.ifAbsent ? { IfNoneMatch: '*' } : {}),
+        }),
+      );
+    } catch (cause) {
+      if (options.ifAbsent && isRefusedCondition(cause)) {
+        throw new ConflictError(`object ${key} exists already in ${this.location}`, undefined, { cause });
+      }
+      throw cause;
+    }
   }
 
   async get(key: string): Promise<Uint8Array> {

@@ -12,7 +12,13 @@ import { chunkId, deriveKeys, type KeyProvider } from './keys.js';
 import { comparePaths, diffManifests, Manifest, type ManifestDiff, type ManifestEntry } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
 import { decodeBlob, PACK_TARGET_SIZE, PackWriter, sha256Hex } from './pack.js';
-import type { Lease, SnapshotRecord, SnapshotRecords, SnapshotStats } from './records.js';
+import {
+  type Lease,
+  LeaseLostError,
+  type SnapshotRecord,
+  type SnapshotRecords,
+  type SnapshotStats,
+} from './records.js';
 import { type RestoreOptions, type RestoreStats, restoreSnapshot } from './restore.js';
 import { forgetSnapshots, type RetentionPolicy } from './retention.js';
 import { open, seal } from './seal.js';
@@ -25,6 +31,8 @@ export const INDEX_PREFIX = 'snapshots/index/';
 export const PACK_PREFIX = 'snapshots/packs/';
 // Uploads in flight while chunking goes on: enough to hide S3 latency, few enough to bound memory.
 const UPLOADS_IN_FLIGHT = 3;
+// How long a process waits for another one, live and holding the claim, to create the store.
+const CREATION_WAIT_MS = 60_000;
 
 export interface StoreConfig {
   readonly format: 1;
@@ -37,8 +45,11 @@ export interface StoreConfig {
 export interface Locks {
   shared(resource: string, options?: { purpose?: string }): Promise<Lease>;
   exclusive(resource: string, options?: { purpose?: string }): Promise<Lease>;
-  /** True for the first caller only, ever. */
-  claim(resource: string, holder: string): Promise<boolean>;
+  /**
+   * The right to create what `resource` names, while the lease lives; undefined while another
+   * process's claim is live. The claim of a process that died expires.
+   */
+  claim(resource: string, options?: { purpose?: string }): Promise<Lease | undefined>;
 }
 
 export interface StoreDeps {
@@ -94,44 +105,63 @@ export class SnapshotStore {
     deps: StoreDeps,
     options: { readonly chunker?: ChunkerParams } = {},
   ): Promise<SnapshotStore> {
-    let config: StoreConfig;
-    let master: Uint8Array;
+    let config: StoreConfig | undefined;
+    let master: Uint8Array | undefined;
     const readConfig = async () =>
       JSON.parse(Buffer.from(await deps.objects.get(CONFIG_KEY)).toString('utf8')) as StoreConfig;
     // Two processes creating the store at once would each write a master key and one of them
-    // would lose its data: exactly one may create it, the others wait for its config.
-    const creator = (await deps.objects.head(CONFIG_KEY))
-      ? false
-      : await deps.locks.claim(`${deps.objects.location}/${CONFIG_KEY}`, 'creator');
-    if (!creator) {
-      const deadline = Date.now() + 30_000;
-      while (!(await deps.objects.head(CONFIG_KEY))) {
-        if (Date.now() > deadline) {
-          throw new NotFoundError(
-            `the snapshot store is being created by another process that has not finished; if none is running, remove the "${CONFIG_KEY}" claim from the locks table`,
-            CONFIG_KEY,
-          );
+    // would lose its data. One at a time may try (the claim, a lease that expires if its
+    // holder dies), and the config is written only if absent (If-None-Match), so that a
+    // claimant that took over a claim whose holder was only slow still cannot replace it.
+    const resource = `${deps.objects.location}/${CONFIG_KEY}`;
+    const deadline = Date.now() + CREATION_WAIT_MS;
+    while (config === undefined) {
+      if (await deps.objects.head(CONFIG_KEY)) break;
+      const claim = await deps.locks.claim(resource, { purpose: 'creation of the snapshot store' });
+      if (claim) {
+        try {
+          // The previous holder may have written the config just before its claim went.
+          if (await deps.objects.head(CONFIG_KEY)) break;
+          const storeId = randomUUID();
+          const generated = await deps.keys.newMasterKey(storeId);
+          const fresh: StoreConfig = {
+            format: 1,
+            storeId,
+            createdAt: (deps.now?.() ?? new Date()).toISOString(),
+            chunker: options.chunker ?? DEFAULT_CHUNKER,
+            key: {
+              provider: deps.keys.provider,
+              ...(deps.keys.keyId === undefined ? {} : { keyId: deps.keys.keyId }),
+              wrapped: generated.wrapped,
+            },
+          };
+          await claim.assertHeld();
+          try {
+            await deps.objects.put(CONFIG_KEY, Buffer.from(JSON.stringify(fresh, null, 2)), {
+              ifAbsent: true,
+            });
+            config = fresh;
+            master = generated.plaintext;
+          } catch (e) {
+            // Another creator's config is there: use it, as every other process will.
+            if (!(e instanceof ConflictError)) throw e;
+          }
+        } finally {
+          await claim.release();
         }
-        await new Promise((r) => setTimeout(r, 200));
+        continue;
       }
+      if (Date.now() > deadline) {
+        throw new NotFoundError(
+          `the snapshot store is being created by another process that has not finished within ${CREATION_WAIT_MS / 1000} s`,
+          CONFIG_KEY,
+        );
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    if (config === undefined || master === undefined) {
       config = await readConfig();
       master = await deps.keys.unwrap(config.key.wrapped, config.storeId);
-    } else {
-      const storeId = randomUUID();
-      const generated = await deps.keys.newMasterKey(storeId);
-      master = generated.plaintext;
-      config = {
-        format: 1,
-        storeId,
-        createdAt: (deps.now?.() ?? new Date()).toISOString(),
-        chunker: options.chunker ?? DEFAULT_CHUNKER,
-        key: {
-          provider: deps.keys.provider,
-          ...(deps.keys.keyId === undefined ? {} : { keyId: deps.keys.keyId }),
-          wrapped: generated.wrapped,
-        },
-      };
-      await deps.objects.put(CONFIG_KEY, Buffer.from(JSON.stringify(config, null, 2)), { ifAbsent: true });
     }
     const store = new SnapshotStore(deps, config, deriveKeys(master, config.storeId));
     await store.loadIndex();
@@ -140,11 +170,21 @@ export class SnapshotStore {
 
   /** @internal */
   async loadIndex(): Promise<void> {
-    const index = new ChunkIndex();
-    for await (const o of this.deps.objects.list(INDEX_PREFIX)) {
-      index.merge(decodeIndex(this.keys, await this.deps.objects.get(o.key), o.key));
+    // gc writes the index that replaces others before it deletes them: one that vanished
+    // between the listing and the read means a listing made now finds its replacement.
+    for (let attempt = 0; ; attempt++) {
+      const index = new ChunkIndex();
+      try {
+        for await (const o of this.deps.objects.list(INDEX_PREFIX)) {
+          index.merge(decodeIndex(this.keys, await this.deps.objects.get(o.key), o.key));
+        }
+      } catch (e) {
+        if (e instanceof NotFoundError && attempt < 5) continue;
+        throw e;
+      }
+      this.index = index;
+      return;
     }
-    this.index = index;
   }
 
   private sealManifest(manifest: Manifest): { key: string; bytes: Uint8Array } {
@@ -212,13 +252,13 @@ export class SnapshotStore {
     });
     try {
       await this.loadIndex();
-      return await this.write(source, options);
+      return await this.write(source, options, lease);
     } finally {
       await lease.release();
     }
   }
 
-  private async write(source: TreeSource, options: CreateOptions): Promise<SnapshotRecord> {
+  private async write(source: TreeSource, options: CreateOptions, lease: Lease): Promise<SnapshotRecord> {
     const started = Date.now();
     const gear = gearTable(this.keys.gear);
     const stats = { files: 0, dirs: 0, bytes: 0, chunks: 0, newChunks: 0, newBytes: 0, storedBytes: 0 };
@@ -230,6 +270,8 @@ export class SnapshotStore {
 
     const flush = async () => {
       if (pack.count === 0) return;
+      // A writer whose lock lapsed stops here rather than upload what it could never record.
+      lease.throwIfLost();
       const done = pack.finish();
       pack = new PackWriter(this.keys);
       packs.push({ id: done.id, size: done.bytes.length, blobs: done.blobs });
@@ -327,6 +369,9 @@ export class SnapshotStore {
     await Promise.all(inFlight);
     if (failure) throw failure;
 
+    // The collector deletes packs no index or record refers to once it holds the store: an
+    // index (and deduplication against packs it may have deleted) only while the lock is ours.
+    await lease.assertHeld();
     const indexKeys: string[] = [];
     if (packs.length > 0) {
       const index = encodeIndex(this.keys, packs);
@@ -356,7 +401,9 @@ export class SnapshotStore {
         stats: stats as SnapshotStats,
       };
       try {
-        await this.deps.records.put(record);
+        // In one transaction with a check of the lock: a writer whose lock was taken over
+        // (the collector may have deleted packs this snapshot needs) records nothing.
+        await this.deps.records.put(record, { fence: lease });
         options.onProgress?.({
           phase: 'snapshot',
           files: stats.files,
@@ -366,7 +413,7 @@ export class SnapshotStore {
         });
         return record;
       } catch (e) {
-        if (!(e instanceof ConflictError) || attempt >= 5) throw e;
+        if (e instanceof LeaseLostError || !(e instanceof ConflictError) || attempt >= 5) throw e;
       }
     }
   }

@@ -25,7 +25,10 @@ const s3 = new S3Client({
 const store = await SnapshotStore.open({
   objects: new S3ObjectStore(s3, env('STORE_BUCKET')),
   records: new DynamoSnapshotRecords(ddb, 'snapshots'),
-  locks: new DynamoLocks(ddb, 'locks', { ttlMs: Number(env('LOCK_TTL_MS')) }),
+  locks: new DynamoLocks(ddb, 'locks', {
+    ttlMs: Number(env('LOCK_TTL_MS')),
+    clockSkewMs: Number(env('LOCK_SKEW_MS')),
+  }),
   keys: new LocalKeyProvider(env('STORE_KEYS')),
 });
 let told = false;

@@ -16,13 +16,26 @@ import { directorySource } from '../../core/snapshot/tree.js';
 import { LOCKS_TABLE, SNAPSHOTS_TABLE } from '../../core/storage/definitions.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type StandIns, startStandIns } from '../../local/stand-ins.js';
 
+/** How the test store's locks behave; `locksClient` lets a test put faults between them and DynamoDB. */
+export interface TestLockOptions {
+  readonly lockTtlMs?: number;
+  /** Every process of a test shares this machine's clock: a small margin keeps tests quick. */
+  readonly clockSkewMs?: number;
+  readonly now?: () => number;
+  readonly locksClient?: DynamoDBDocumentClient;
+}
+
+/** The clock skew the test store's locks allow unless a test says otherwise. */
+export const TEST_CLOCK_SKEW_MS = 200;
+
 export interface TestStore {
   readonly dir: string;
   readonly standIns: StandIns;
   readonly bucket: string;
   readonly s3: S3Client;
-  deps(options?: { lockTtlMs?: number }): StoreDeps;
-  open(options?: { lockTtlMs?: number }): Promise<SnapshotStore>;
+  readonly ddb: DynamoDBDocumentClient;
+  deps(options?: TestLockOptions): StoreDeps;
+  open(options?: TestLockOptions): Promise<SnapshotStore>;
   /** Settings a child process needs to open the same store. */
   readonly env: Record<string, string>;
   stop(): Promise<void>;
@@ -51,10 +64,14 @@ export async function startTestStore(): Promise<TestStore> {
     forcePathStyle: true,
   });
   const keysDir = join(dir, 'keys');
-  const deps = (options: { lockTtlMs?: number } = {}): StoreDeps => ({
+  const deps = (options: TestLockOptions = {}): StoreDeps => ({
     objects: new S3ObjectStore(s3, bucket),
     records: new DynamoSnapshotRecords(ddb, 'snapshots'),
-    locks: new DynamoLocks(ddb, 'locks', options.lockTtlMs === undefined ? {} : { ttlMs: options.lockTtlMs }),
+    locks: new DynamoLocks(options.locksClient ?? ddb, 'locks', {
+      clockSkewMs: options.clockSkewMs ?? TEST_CLOCK_SKEW_MS,
+      ...(options.lockTtlMs === undefined ? {} : { ttlMs: options.lockTtlMs }),
+      ...(options.now === undefined ? {} : { now: options.now }),
+    }),
     keys: new LocalKeyProvider(keysDir),
   });
   return {
@@ -62,6 +79,7 @@ export async function startTestStore(): Promise<TestStore> {
     standIns,
     bucket,
     s3,
+    ddb,
     deps,
     open: (options) => SnapshotStore.open(deps(options)),
     env: {
@@ -69,6 +87,7 @@ export async function startTestStore(): Promise<TestStore> {
       STORE_S3: standIns.s3Endpoint,
       STORE_BUCKET: bucket,
       STORE_KEYS: keysDir,
+      LOCK_SKEW_MS: String(TEST_CLOCK_SKEW_MS),
     },
     async stop() {
       await standIns.stop();
