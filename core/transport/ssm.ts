@@ -4,7 +4,7 @@
 
 import { randomBytes } from 'node:crypto';
 import { PassThrough } from 'node:stream';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
   CancelCommandCommand,
   GetCommandInvocationCommand,
@@ -24,7 +24,12 @@ export interface SsmOutputBucket {
   readonly bucket: string;
   /** Key prefix inside the bucket, without a trailing slash. */
   readonly prefix?: string;
-  /** Reads the output objects; needs s3:GetObject on the prefix. */
+  /**
+   * Reads the output objects and deletes them once read (they hold whatever the command
+   * printed: captured secrets, a host's /etc); needs s3:GetObject and s3:DeleteObject on the
+   * prefix. The managed node uploads them with its own credentials: its instance profile needs
+   * s3:PutObject there.
+   */
   readonly s3: S3Client;
 }
 
@@ -418,15 +423,18 @@ export class SsmTransport implements Transport {
     let stderr = invocation.StandardErrorContent ?? '';
     const stdoutCut = stdout.length >= INLINE_STDOUT || stdout.endsWith(STDOUT_CUT);
     const stderrCut = stderr.length >= INLINE_STDERR || stderr.endsWith(STDERR_CUT);
-    let truncated = stdoutCut || stderrCut;
-    if (truncated && this.output) {
-      const full = await Promise.all([
-        stdoutCut ? this.readOutput(commandId, 'stdout') : undefined,
-        stderrCut ? this.readOutput(commandId, 'stderr') : undefined,
-      ]);
-      stdout = full[0] ?? stdout;
-      stderr = full[1] ?? stderr;
-      truncated = (stdoutCut && full[0] === undefined) || (stderrCut && full[1] === undefined);
+    const truncated = (stdoutCut || stderrCut) && !this.output;
+    if (this.output) {
+      try {
+        const full = await Promise.all([
+          stdoutCut ? this.readOutput(commandId, 'stdout') : undefined,
+          stderrCut ? this.readOutput(commandId, 'stderr') : undefined,
+        ]);
+        stdout = full[0] ?? stdout;
+        stderr = full[1] ?? stderr;
+      } finally {
+        await this.discardOutput(commandId);
+      }
     }
     return {
       exitCode: code,
@@ -447,18 +455,28 @@ export class SsmTransport implements Transport {
    * the prefix the agent reports for the plugin is `<prefix>/<CommandId>/<InstanceId>/awsrunShellScript`
    * (aws/amazon-ssm-agent#106; the CommandPlugin.OutputS3KeyPrefix API reference shows the
    * `awsrunShellScript` plugin folder), and the step folder is `0.awsrunShellScript`.
-   * Undefined when the object is not there (the agent skips an empty stream).
+   *
+   * Called only for a stream that was cut inline, which is never empty, so the object must be
+   * there: the agent uploads it before it reports the plugin's result, and a failed upload
+   * (the node's credentials may not write to the bucket) is only written to the agent's log.
    */
-  private async readOutput(commandId: string, stream: 'stdout' | 'stderr'): Promise<string | undefined> {
-    const output = this.output;
-    if (!output) return undefined;
-    const prefix = this.outputPrefix();
-    const key = `${prefix ? `${prefix}/` : ''}${commandId}/${this.instanceId}/awsrunShellScript/0.awsrunShellScript/${stream}`;
+  private async readOutput(commandId: string, stream: 'stdout' | 'stderr'): Promise<string> {
+    const output = this.output as SsmOutputBucket;
+    const key = this.outputKey(commandId, stream);
     try {
       const object = await output.s3.send(new GetObjectCommand({ Bucket: output.bucket, Key: key }));
       return (await object.Body?.transformToString('utf8')) ?? '';
     } catch (error) {
-      if (nameOf(error) === 'NoSuchKey' || nameOf(error) === 'NotFound') return undefined;
+      if (nameOf(error) === 'NoSuchKey' || nameOf(error) === 'NotFound') {
+        throw new TransportError(
+          `the ${stream} of command ${commandId} on ${this.target} is over SSM's inline limit and ` +
+            `the node did not write it to s3://${output.bucket}/${key}: the node's instance profile ` +
+            `needs s3:PutObject on that bucket and prefix (and the bucket must be in the node's reach)`,
+          'failed',
+          this.target,
+          { cause: error },
+        );
+      }
       throw new TransportError(
         `cannot read the ${stream} of command ${commandId} from s3://${output.bucket}/${key}: ${messageOf(error)}`,
         'failed',
@@ -466,6 +484,27 @@ export class SsmTransport implements Transport {
         { cause: error },
       );
     }
+  }
+
+  private outputKey(commandId: string, stream: 'stdout' | 'stderr'): string {
+    const prefix = this.outputPrefix();
+    return `${prefix ? `${prefix}/` : ''}${commandId}/${this.instanceId}/awsrunShellScript/0.awsrunShellScript/${stream}`;
+  }
+
+  /**
+   * The agent uploads every non-empty stream, cut or not. What a command printed (sealed
+   * secrets before sealing, a host's configuration tree) is not left in the bucket once read;
+   * a delete that fails is left to the bucket's expiry rule.
+   */
+  private async discardOutput(commandId: string): Promise<void> {
+    const output = this.output as SsmOutputBucket;
+    await Promise.allSettled(
+      (['stdout', 'stderr'] as const).map((stream) =>
+        output.s3.send(
+          new DeleteObjectCommand({ Bucket: output.bucket, Key: this.outputKey(commandId, stream) }),
+        ),
+      ),
+    );
   }
 
   private async retryThrottled<T>(operation: string, call: () => Promise<T>): Promise<T> {

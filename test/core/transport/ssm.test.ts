@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import {
   CancelCommandCommand,
   GetCommandInvocationCommand,
@@ -364,6 +364,42 @@ describe('SsmTransport.run', () => {
       OutputS3BucketName: 'persona-output',
       OutputS3KeyPrefix: 'runs',
     });
+  });
+
+  it('deletes both output objects once the invocation is read: they hold what the host printed', async () => {
+    ssm.on(SendCommandCommand).callsFake((input: SendCommandCommandInput) => sent(input));
+    ssm.on(GetCommandInvocationCommand).resolves(succeeded('short\n'));
+    const { ssm: t } = transport({
+      output: { bucket: 'persona-output', prefix: 'runs', s3: new S3Client({ region: 'eu-west-1' }) },
+    });
+
+    await t.run('echo short');
+
+    const base = `runs/${COMMAND_ID}/${INSTANCE}/awsrunShellScript/0.awsrunShellScript`;
+    expect(s3.commandCalls(DeleteObjectCommand).map((c) => c.args[0].input)).toEqual([
+      { Bucket: 'persona-output', Key: `${base}/stdout` },
+      { Bucket: 'persona-output', Key: `${base}/stderr` },
+    ]);
+    expect(s3.commandCalls(GetObjectCommand)).toHaveLength(0);
+  });
+
+  it('names the bucket and the missing permission when cut output is not in the bucket', async () => {
+    const inline = `${'x'.repeat(24_000 - 23)}\n---Output truncated---`;
+    ssm.on(SendCommandCommand).callsFake((input: SendCommandCommandInput) => sent(input));
+    ssm.on(GetCommandInvocationCommand).resolves(succeeded(inline));
+    s3.on(GetObjectCommand).rejects(
+      Object.assign(new Error('The specified key does not exist.'), { name: 'NoSuchKey' }),
+    );
+    const { ssm: t } = transport({
+      output: { bucket: 'persona-output', s3: new S3Client({ region: 'eu-west-1' }) },
+    });
+
+    const error = await rejection(t.run('big-report'));
+
+    expect(error).toBeInstanceOf(TransportError);
+    expect((error as Error).message).toMatch(
+      /s3:\/\/persona-output\/.*stdout: the node's instance profile needs s3:PutObject/,
+    );
   });
 
   it('flags output cut at the inline limit when there is no output bucket', async () => {
