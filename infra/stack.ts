@@ -24,6 +24,11 @@ export class PersonaStack extends Stack {
       value: this.platform.storage.bucket.bucketName,
       description: 'Persona data bucket (PERSONA_BUCKET for `persona snapshot`)',
     });
+    new CfnOutput(this, 'SsmNodePolicyArn', {
+      value: this.platform.workflows.ssmNodePolicy.managedPolicyArn,
+      description:
+        'Attach to the role of every instance profile (and hybrid activation) that Persona captures over SSM: it lets the node write command output to the SSM output bucket',
+    });
     new CfnOutput(this, 'KeyArn', {
       value: this.platform.storage.key.keyArn,
       description: 'KMS key that wraps the snapshot store key (PERSONA_KMS_KEY_ID for `persona snapshot`)',

@@ -4,6 +4,7 @@ import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { WORKFLOWS } from '../core/operation/workflows.js';
@@ -13,6 +14,8 @@ import {
   OPERATIONS_TABLE,
   PROFILES_TABLE,
   SNAPSHOTS_TABLE,
+  SSM_OUTPUT_BUCKET,
+  SSM_OUTPUT_PREFIX,
 } from '../core/storage/definitions.js';
 import { PROJECT_ROOT } from './api.js';
 import { personaFunction } from './function.js';
@@ -42,6 +45,14 @@ export interface PersonaWorkflowsProps {
 export class PersonaWorkflows extends Construct {
   readonly capture: sfn.StateMachine;
   readonly captureFunction: lambda.IFunction;
+  /** Where managed nodes write Run Command output over SSM's inline limits (SSM_OUTPUT_BUCKET). */
+  readonly ssmOutputBucket: s3.Bucket;
+  /**
+   * What a managed node needs to write its command output there: attach it to the instance
+   * profile's role of EC2 instances, and to the service role of hybrid activations, that
+   * Persona captures over SSM. Without it, output over the inline limits cannot be read.
+   */
+  readonly ssmNodePolicy: iam.ManagedPolicy;
 
   constructor(scope: Construct, id: string, props: PersonaWorkflowsProps) {
     super(scope, id);
@@ -118,6 +129,48 @@ export class PersonaWorkflows extends Construct {
     );
     this.captureFunction = capture;
 
+    // Run Command output over the inline limits (the capture script's sections, the snapshot's
+    // tar archive) goes through this bucket. It holds what hosts printed, secrets before they
+    // are sealed included: the capture function deletes each object once read, and what a
+    // failed capture left behind expires after a day. S3-managed encryption, because the nodes
+    // write with their own credentials and should not need a grant on Persona's key.
+    const ssmOutput = new s3.Bucket(this, SSM_OUTPUT_BUCKET.id, {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      minimumTLSVersion: 1.2,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      serverAccessLogsBucket: props.storage.accessLogsBucket as s3.IBucket,
+      serverAccessLogsPrefix: `${SSM_OUTPUT_BUCKET.id.toLowerCase()}/`,
+      lifecycleRules: [
+        { expiration: Duration.days(1), abortIncompleteMultipartUploadAfter: Duration.days(1) },
+      ],
+      removalPolicy: props.logRemovalPolicy,
+    });
+    this.ssmOutputBucket = ssmOutput;
+    const outputObjects = ssmOutput.arnForObjects(`${SSM_OUTPUT_PREFIX}/*`);
+    capture.addEnvironment(SSM_OUTPUT_BUCKET.env, ssmOutput.bucketName);
+    capture.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['s3:GetObject', 's3:DeleteObject'], resources: [outputObjects] }),
+    );
+    this.ssmNodePolicy = new iam.ManagedPolicy(this, 'SsmNodePolicy', {
+      description: 'Lets a managed node that Persona captures over SSM write its Run Command output',
+      statements: [
+        new iam.PolicyStatement({ actions: ['s3:PutObject'], resources: [outputObjects] }),
+        // The agent reads the bucket's encryption settings before it uploads.
+        new iam.PolicyStatement({
+          actions: ['s3:GetEncryptionConfiguration'],
+          resources: [ssmOutput.bucketArn],
+        }),
+      ],
+    });
+    const outputObjectsAck = {
+      id: `AwsSolutions-IAM5[Resource::<${stack.resolve((ssmOutput.node.defaultChild as s3.CfnBucket).logicalId)}.Arn>/${SSM_OUTPUT_PREFIX}/*]`,
+      reason:
+        'Run Command output keys are made by SSM at run time (<prefix>/<CommandId>/<InstanceId>/...): access is to the SSM output prefix of this one bucket.',
+    };
+    Validations.of(this.ssmNodePolicy).acknowledge(outputObjectsAck);
+
     const fail = personaFunction(this, 'FailOperationTask', {
       ...common,
       entry: path.join('functions', 'steps', 'fail-operation', 'handler.ts'),
@@ -154,6 +207,7 @@ export class PersonaWorkflows extends Construct {
         });
     }
     Validations.of(capture.role as iam.IRole).acknowledge(
+      outputObjectsAck,
       {
         id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:${prefix}*]`,
         reason: "Host credentials are read from the secrets under Persona's prefix only.",

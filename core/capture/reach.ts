@@ -8,7 +8,7 @@ import { SecretResolver, type SecretResolverDeps } from '../secret/resolve.js';
 import type { HostKeyStore } from '../transport/host-keys.js';
 import { LocalTransport } from '../transport/local.js';
 import { SshTransport } from '../transport/ssh.js';
-import { SsmTransport } from '../transport/ssm.js';
+import { type SsmOutputBucket, SsmTransport } from '../transport/ssm.js';
 import type { Transport } from '../transport/transport.js';
 
 export interface CredentialResolver {
@@ -63,6 +63,8 @@ export interface ReachDeps {
   readonly credentials: CredentialResolver;
   readonly hostKeys: (host: HostRegistration) => HostKeyStore;
   readonly ssm?: SSMClient;
+  /** Where SSM writes output over its inline limits; without it such output cannot be read. */
+  readonly ssmOutput?: SsmOutputBucket;
 }
 
 export async function transportFor(
@@ -75,7 +77,11 @@ export async function transportFor(
       return new LocalTransport();
     case 'ssm':
       if (!deps.ssm) throw unsupported('ssm');
-      return new SsmTransport({ ssm: deps.ssm, instanceId: host.instanceId as string });
+      return new SsmTransport({
+        ssm: deps.ssm,
+        instanceId: host.instanceId as string,
+        ...(deps.ssmOutput ? { output: deps.ssmOutput } : {}),
+      });
     case 'ssh': {
       if (!host.credentialRef) {
         throw new InvalidInputError(`host ${host.name} has no credential`, [

@@ -122,3 +122,20 @@ export const DATA_BUCKET = {
     'snapshots/': 'The snapshot store: config, packs, indexes, manifests (core/snapshot/FORMAT.md)',
   },
 } as const satisfies BucketDefinition;
+
+/**
+ * Where managed nodes write the complete output of SSM Run Command invocations whose output is
+ * over the inline limits (the capture script's sections, the snapshot's tar archive). The node
+ * writes under `<prefix>/<CommandId>/<InstanceId>/...` with its own credentials; the capture
+ * function reads each object once and deletes it, and objects left behind expire in a day.
+ */
+export const SSM_OUTPUT_BUCKET = {
+  id: 'SsmOutput',
+  env: 'SSM_OUTPUT_BUCKET',
+  prefixes: {
+    'ssm/': 'Run Command output, one folder per command: ssm/<CommandId>/<InstanceId>/awsrunShellScript/...',
+  },
+} as const satisfies BucketDefinition;
+
+/** The key prefix of SSM_OUTPUT_BUCKET, without its slash, as OutputS3KeyPrefix takes it. */
+export const SSM_OUTPUT_PREFIX = 'ssm';

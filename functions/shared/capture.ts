@@ -10,7 +10,12 @@ import { KmsKeyProvider, LocalKeyProvider } from '../../core/snapshot/keys.js';
 import { S3ObjectStore } from '../../core/snapshot/object-store.js';
 import { DynamoLocks } from '../../core/snapshot/records.js';
 import { SnapshotStore } from '../../core/snapshot/store.js';
-import { DATA_BUCKET, LOCKS_TABLE } from '../../core/storage/definitions.js';
+import {
+  DATA_BUCKET,
+  LOCKS_TABLE,
+  SSM_OUTPUT_BUCKET,
+  SSM_OUTPUT_PREFIX,
+} from '../../core/storage/definitions.js';
 import { ddb, getRequiredEnv, hosts, operations, snapshotRecords, stores } from './runtime.js';
 
 let captureDependencies: CaptureDeps | undefined;
@@ -35,6 +40,11 @@ export function captureDeps(): CaptureDeps {
       return store;
     };
     const ssm = new SSMClient({});
+    // The stack always sets it; the embedded runtime, which has no SSM, does not.
+    const ssmOutputBucket = process.env[SSM_OUTPUT_BUCKET.env];
+    const ssmOutput = ssmOutputBucket
+      ? { bucket: ssmOutputBucket, prefix: SSM_OUTPUT_PREFIX, s3 }
+      : undefined;
     const credentials = new Credentials({
       secretsManager: new SecretsManagerClient({}),
       ssm,
@@ -49,7 +59,12 @@ export function captureDeps(): CaptureDeps {
       snapshots,
       transportFor: (host, parameters) =>
         transportFor(
-          { credentials, ssm, hostKeys: (h) => new RegisteredHostKeys(hosts(), h.name) },
+          {
+            credentials,
+            ssm,
+            ...(ssmOutput ? { ssmOutput } : {}),
+            hostKeys: (h) => new RegisteredHostKeys(hosts(), h.name),
+          },
           host,
           parameters,
         ),

@@ -14,6 +14,8 @@ import {
   LOCKS_TABLE,
   PROFILES_TABLE,
   SNAPSHOTS_TABLE,
+  SSM_OUTPUT_BUCKET,
+  SSM_OUTPUT_PREFIX,
   TABLES,
 } from '../../core/storage/definitions.js';
 import { API_HANDLER_ACCESS, API_HANDLER_BUCKET, API_HANDLER_TABLES } from '../../infra/permissions.js';
@@ -399,6 +401,86 @@ describe('PersonaStack', () => {
         Timeout: 840,
         Environment: { Variables: Match.objectLike({ PERSONA_KEY_ID: Match.anyValue() }) },
       });
+    });
+  });
+
+  describe('SSM output bucket', () => {
+    const ids = () => {
+      const { workflows } = synthesized.stack.platform;
+      const bucket = logicalId(workflows.ssmOutputBucket);
+      return {
+        bucket,
+        capture: logicalId(workflows.captureFunction),
+        role: logicalId(workflows.captureFunction.role as IConstruct),
+        outputObjects: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket, 'Arn'] }, `/${SSM_OUTPUT_PREFIX}/*`]] },
+      };
+    };
+
+    it('tells the capture function the bucket and lets it read and delete under the SSM prefix only', () => {
+      const { bucket, capture, role, outputObjects } = ids();
+      const functions = template.findResources('AWS::Lambda::Function');
+      expect(functions[capture]?.Properties.Environment.Variables).toMatchObject({
+        [SSM_OUTPUT_BUCKET.env]: { Ref: bucket },
+      });
+      const policies = Object.values(template.findResources('AWS::IAM::Policy'));
+      const statements = policies
+        .filter((p) => JSON.stringify(p.Properties.Roles).includes(role))
+        .flatMap((p) => p.Properties.PolicyDocument.Statement);
+      const onBucket = statements.filter((s: { Resource: unknown }) =>
+        JSON.stringify(s.Resource).includes(bucket),
+      );
+      expect(onBucket).toEqual([
+        { Effect: 'Allow', Action: ['s3:DeleteObject', 's3:GetObject'], Resource: outputObjects },
+      ]);
+      // No other function learns of the bucket or may touch it.
+      for (const [id, fn] of Object.entries(functions)) {
+        if (id !== capture)
+          expect(fn.Properties.Environment?.Variables ?? {}, id).not.toHaveProperty(SSM_OUTPUT_BUCKET.env);
+      }
+      for (const policy of policies) {
+        if (!JSON.stringify(policy.Properties.Roles).includes(role))
+          expect(JSON.stringify(policy.Properties.PolicyDocument)).not.toContain(bucket);
+      }
+    });
+
+    it('gives managed nodes a policy to write their command output there, and nothing more', () => {
+      const { bucket, outputObjects } = ids();
+      template.hasResourceProperties('AWS::IAM::ManagedPolicy', {
+        PolicyDocument: {
+          Statement: [
+            { Effect: 'Allow', Action: 's3:PutObject', Resource: outputObjects },
+            {
+              Effect: 'Allow',
+              Action: 's3:GetEncryptionConfiguration',
+              Resource: { 'Fn::GetAtt': [bucket, 'Arn'] },
+            },
+          ],
+        },
+      });
+      template.hasOutput('SsmNodePolicyArn', {});
+    });
+
+    it('expires what a failed capture left behind after a day, encrypted, private, TLS only, access logged', () => {
+      const { bucket } = ids();
+      expect(template.findResources('AWS::S3::Bucket')[bucket]?.Properties).toMatchObject({
+        LifecycleConfiguration: {
+          Rules: [expect.objectContaining({ ExpirationInDays: 1, Status: 'Enabled' })],
+        },
+        BucketEncryption: {
+          ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }],
+        },
+        PublicAccessBlockConfiguration: {
+          BlockPublicAcls: true,
+          BlockPublicPolicy: true,
+          IgnorePublicAcls: true,
+          RestrictPublicBuckets: true,
+        },
+        LoggingConfiguration: expect.objectContaining({ LogFilePrefix: 'ssmoutput/' }),
+      });
+      const policies = Object.values(template.findResources('AWS::S3::BucketPolicy')).filter((p) =>
+        JSON.stringify(p.Properties.Bucket).includes(bucket),
+      );
+      expect(JSON.stringify(policies)).toContain('aws:SecureTransport');
     });
   });
 
