@@ -78,6 +78,11 @@ export function snapshotPaths(host: Pick<HostRegistration, 'paths'>): string[] {
   return all.filter((p, i) => all.indexOf(p) === i && !all.some((q) => p.startsWith(`${q}/`)));
 }
 
+/** The command that streams the snapshot's trees from the host as one pax archive. */
+export function snapshotCommand(host: Pick<HostRegistration, 'paths'>): string {
+  return sh`tar --format=pax --numeric-owner -cf - -C / -- ${snapshotPaths(host)}`;
+}
+
 /** Runs every step of a started capture; the operation ends SUCCEEDED or FAILED, never half-way. */
 export async function runCapture(deps: CaptureDeps, operationId: string): Promise<CaptureSummary> {
   const now = () => deps.now?.() ?? new Date();
@@ -150,9 +155,8 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
     const snapshot = await step(
       'snapshot',
       async () => {
-        const paths = snapshotPaths(host);
         // tar says 1 when a file changed while it was read: the snapshot still holds a whole file.
-        const tar = await reached.stream(sh`tar --format=pax --numeric-owner -cf - -C / -- ${paths}`);
+        const tar = await reached.stream(snapshotCommand(host));
         tar.stdin.end();
         // Files that hold secrets are sealed, not snapshotted (FORMAT.md, "Secrets").
         const source = withoutSecretFiles(

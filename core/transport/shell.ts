@@ -152,5 +152,12 @@ export function atomicWriteScript(path: string, source: string, mode: number | u
   ].join('\n');
 }
 
+/**
+ * Bytes in the longest command line a host runs: sshd hands it to the login shell as the one
+ * argument of `-c`, and Linux limits one argument to 32 pages (MAX_ARG_STRLEN, 131072 bytes,
+ * the terminating NUL included).
+ */
+export const COMMAND_MAX_BYTES = 131_071;
+
 /** Exit codes the transports' own helper scripts use to report a file problem. */
 export const FILE_EXIT = { MISSING: 44, TOO_LARGE: 45 } as const;

@@ -1,12 +1,20 @@
 // SSH with ssh2: one connection per transport for all its commands, host keys pinned.
 import { randomBytes } from 'node:crypto';
 import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
-import { InvalidInputError, NotFoundError } from '../errors.js';
+import { InvalidInputError, NotFoundError, TooLargeError } from '../errors.js';
 import { HostKeyMismatchError, TransportError, UnknownHostKeyError } from './errors.js';
 import { fingerprintOf, type HostKeyStore } from './host-keys.js';
 import { Collector, exitCodeOf, toBuffer } from './output.js';
 import { checkPath } from './paths.js';
-import { atomicWriteScript, describeCommand, FILE_EXIT, sh, shellCommand, shellQuote } from './shell.js';
+import {
+  atomicWriteScript,
+  COMMAND_MAX_BYTES,
+  describeCommand,
+  FILE_EXIT,
+  sh,
+  shellCommand,
+  shellQuote,
+} from './shell.js';
 import type { RunOptions, RunResult, StreamHandle, StreamOptions, Transport } from './transport.js';
 
 // ssh2 is CommonJS and builds its exports object with require() calls that Node's named-export
@@ -370,7 +378,16 @@ export class SshTransport implements Transport {
     // The remote login shell becomes our `sh` (exec keeps its pid), and sshd made it the leader
     // of a new session and process group. It reports that id first on stderr, so a time-out can
     // kill the whole group; a signal on the channel alone reaches only the shell.
-    const wrapped = `exec sh -c ${shellQuote(`printf '%s%s\\n' ${shellQuote(this.marker)} "$$" >&2; exec ${remote}`)}`;
+    // `remote` follows as the arguments of that sh, not inside its script: quoted once more
+    // there, every quote in the data would cost four times as many bytes again.
+    const wrapped = `exec sh -c ${shellQuote(`printf '%s%s\\n' ${shellQuote(this.marker)} "$$" >&2; exec "$@"`)} sh ${remote}`;
+    const bytes = Buffer.byteLength(wrapped, 'utf8');
+    if (bytes > COMMAND_MAX_BYTES) {
+      throw new TooLargeError(
+        `the command for ${this.target} is ${bytes} bytes once quoted, over the ${COMMAND_MAX_BYTES} bytes a host takes as one command line; send large data as standard input or a file: ${describeCommand(command)}`,
+        COMMAND_MAX_BYTES,
+      );
+    }
     let refusals = 0;
     for (let attempt = 0; ; attempt++) {
       const connection = await this.connection();

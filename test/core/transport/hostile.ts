@@ -70,10 +70,11 @@ export const hostileString: fc.Arbitrary<string> = fc
     },
     { weight: 2, arbitrary: fc.string({ unit: 'binary-ascii', maxLength: 40 }) },
     { weight: 2, arbitrary: fc.string({ unit: 'binary', maxLength: 40 }) },
-    // Very long: a few thousand repetitions (up to about 30 KB once quoted).
+    // Long: up to 1500 repetitions, at most about 75 KB once quoted twice (into a command, and
+    // the command into `sh -c`), well within the 128 KiB a host takes as one command line.
     {
       weight: 1,
-      arbitrary: fc.tuple(piece, fc.integer({ min: 500, max: 4000 })).map(([p, n]) => p.repeat(n)),
+      arbitrary: fc.tuple(piece, fc.integer({ min: 100, max: 1500 })).map(([p, n]) => p.repeat(n)),
     },
   )
   .map((s) => s.replaceAll('\0', ''));
