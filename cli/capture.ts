@@ -8,11 +8,12 @@ import pc from 'picocolors';
 import { type CaptureSummary, runCapture, startCapture } from '../core/capture/operation.js';
 import { InvalidInputError } from '../core/errors.js';
 import { HostRegistration } from '../core/host/schema.js';
+import type { SecretRef } from '../core/profile/schema.js';
 import { FileHostKeyStore } from '../core/transport/host-keys.js';
 import { LocalTransport } from '../core/transport/local.js';
 import { SshTransport } from '../core/transport/ssh.js';
 import type { PersonaClient } from './client.js';
-import { connect } from './connect.js';
+import { type Connection, connect } from './connect.js';
 import { table } from './render.js';
 
 interface Target {
@@ -58,6 +59,13 @@ function printSummary(name: string, s: CaptureSummary, result: Record<string, un
   if (s.unknowns > 0) out(pc.dim(`  ${s.unknowns} facts unknown on this host (see --json)`));
 }
 
+/** Seals an SSH private key as `<host>/credential/ssh` and returns the reference that pins it. */
+async function sealCredential(conn: Connection, host: string, keyFile: string): Promise<SecretRef> {
+  const key = `${host}/credential/ssh`;
+  const sealed = await (await conn.snapshots()).secrets.put(key, readFileSync(keyFile));
+  return { provider: 'local', key, digest: sealed.digest };
+}
+
 export function registerCaptureCommands(
   program: Command,
   client: (cmd: Command) => { api: PersonaClient },
@@ -96,12 +104,16 @@ export function registerCaptureCommands(
           ]);
         }
         const keyFile = o.key ? resolve(o.key) : undefined;
+        const conn = await connect();
+        // The key is sealed as the host's own secret: the registration refers to it, and a
+        // capture started later through the API reaches the host without reading any file.
+        const credentialRef = keyFile ? await sealCredential(conn, o.name, keyFile) : undefined;
         const parsed = HostRegistration.safeParse({
           name: o.name,
           platform: target.transport === 'local' ? 'local' : o.platform,
           transport: target.transport,
           ...(target.address ? { address: target.address, port: target.port, user: target.user } : {}),
-          ...(keyFile ? { credentialRef: { provider: 'local', key: `file:${keyFile}` } } : {}),
+          ...(credentialRef ? { credentialRef } : {}),
           paths: o.path,
           processes: o.process,
         });
@@ -111,7 +123,6 @@ export function registerCaptureCommands(
             parsed.error.issues.map((i) => ({ path: i.path.join('.'), message: i.message })),
           );
         }
-        const conn = await connect();
         const hosts = conn.hosts();
         await hosts.save(parsed.data, new Date());
         const tty = !json && process.stderr.isTTY;
@@ -127,10 +138,7 @@ export function registerCaptureCommands(
             snapshots: () => conn.snapshots(),
             transportFor: async (host, parameters) => {
               if (host.transport === 'local') return new LocalTransport();
-              const ref = host.credentialRef;
-              const file =
-                ref?.provider === 'local' && ref.key.startsWith('file:') ? ref.key.slice(5) : keyFile;
-              if (!file)
+              if (!keyFile)
                 throw new InvalidInputError('no SSH key for this host', [
                   { path: '--key', message: 'required' },
                 ]);
@@ -138,7 +146,7 @@ export function registerCaptureCommands(
                 host: host.address as string,
                 port: host.port,
                 username: host.user,
-                privateKey: readFileSync(file),
+                privateKey: readFileSync(keyFile),
                 hostKeys: new FileHostKeyStore(join(conn.home, 'known_hosts.json')),
                 acceptNewHostKey: parameters.acceptNewHostKey,
               });
@@ -187,10 +195,19 @@ export function registerCaptureCommands(
     .command('add')
     .description('register a host from a JSON or YAML file (see POST /hosts)')
     .requiredOption('-f, --file <file>')
-    .action(async (o: { file: string }, cmd: Command) => {
+    .option(
+      '--key <file>',
+      "SSH private key, sealed as the host's own secret and referred to as its credentialRef",
+    )
+    .action(async (o: { file: string; key?: string }, cmd: Command) => {
       const { api } = client(cmd);
       const { parseDocumentText } = await import('../core/profile/io.js');
       const { value } = parseDocumentText(readFileSync(o.file, 'utf8'), { source: o.file });
+      const name = (value as { name?: unknown } | null)?.name;
+      if (o.key !== undefined && typeof value === 'object' && value !== null && typeof name === 'string') {
+        const credentialRef = await sealCredential(await connect(), name, resolve(o.key));
+        Object.assign(value, { credentialRef });
+      }
       const res = await api.request<{ registration: HostRegistration }>('POST', '/hosts', { body: value });
       if (cmd.optsWithGlobals<{ json?: boolean }>().json)
         return void process.stdout.write(`${JSON.stringify(res.body, null, 2)}\n`);

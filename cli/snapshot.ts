@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import pc from 'picocolors';
 import { InvalidInputError } from '../core/errors.js';
+import { writeTarWithSecrets } from '../core/secret/files.js';
 import type { SnapshotRecord } from '../core/snapshot/records.js';
 import type { Progress, SnapshotStore } from '../core/snapshot/store.js';
 import { tarSource, writeTar } from '../core/snapshot/tar.js';
@@ -210,9 +211,18 @@ export function registerSnapshotCommands(program: Command): void {
     )
     .requiredOption('--host <name>')
     .argument('[version]', 'default: the latest', positive('version'))
-    .action(async (version: number | undefined, o: { host: string }) => {
-      const store = await openStore();
-      await writeTar(store, await store.record(o.host, version), process.stdout);
+    .option(
+      '--include-secrets',
+      'also write the files that hold secrets (shadow, keys, credential files), which the snapshot keeps sealed apart',
+    )
+    .action(async (version: number | undefined, o: { host: string; includeSecrets?: boolean }) => {
+      const conn = await connect();
+      const store = await conn.snapshots();
+      const record = await store.record(o.host, version);
+      // Secrets leave the store only when asked for by name.
+      if (o.includeSecrets === true)
+        await writeTarWithSecrets({ store, profiles: conn.profiles() }, record, process.stdout);
+      else await writeTar(store, record, process.stdout);
     });
 
   snapshot

@@ -162,18 +162,43 @@ describe('POST /hosts/{host}/capture', () => {
     throw new Error(`operation ${id} did not end`);
   };
 
-  it('runs the capture workflow as an operation with steps and progress', async () => {
-    const registered = await api.call('POST', '/hosts', {
+  /** `persona hosts add --key`: the key is sealed as the host's own secret, the registration refers to it. */
+  const registerWithKey = async (registration: Record<string, unknown>, keyFile: string) => {
+    const file = join(api.dataDir, `${registration.name}.host.json`);
+    writeFileSync(file, JSON.stringify(registration));
+    return persona('hosts', 'add', '-f', file, '--key', keyFile);
+  };
+
+  it('refuses a registration whose credential names a file on the machine that runs Persona', async () => {
+    const r = await api.call('POST', '/hosts', {
       body: {
-        name: 'web-api',
+        name: 'web-file',
         platform: 'baremetal',
         transport: 'ssh',
         address: host.address,
         credentialRef: { provider: 'local', key: `file:${host.privateKeyPath}` },
-        processes: ['shop-api'],
       },
     });
-    expect(registered.status).toBe(201);
+    expect(r.status).toBe(400);
+    expect(r.body.issues[0].path).toBe('credentialRef.key');
+  });
+
+  it('runs the capture workflow as an operation with steps and progress', async () => {
+    const registered = await registerWithKey(
+      {
+        name: 'web-api',
+        platform: 'baremetal',
+        transport: 'ssh',
+        address: host.address,
+        processes: ['shop-api'],
+      },
+      host.privateKeyPath,
+    );
+    expect(registered.code, registered.stderr).toBe(0);
+    expect((await api.call('GET', '/hosts/web-api')).body.registration.credentialRef).toMatchObject({
+      provider: 'local',
+      key: 'web-api/credential/ssh',
+    });
     const started = await api.call('POST', '/hosts/web-api/capture', {
       body: { acceptNewHostKey: true },
       headers: { 'idempotency-key': 'capture-web-api-1' },
@@ -207,16 +232,16 @@ describe('POST /hosts/{host}/capture', () => {
   it('ends FAILED at the step that failed, with the reason, when the host refuses the key', async () => {
     const keyFile = join(api.dataDir, 'stranger');
     await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
-    await api.call('POST', '/hosts', {
-      body: {
+    await registerWithKey(
+      {
         name: 'web-denied',
         platform: 'baremetal',
         transport: 'ssh',
         address: host.address,
-        credentialRef: { provider: 'local', key: `file:${keyFile}` },
         hostKeyFingerprint: host.hostKeyFingerprint,
       },
-    });
+      keyFile,
+    );
     const started = await api.call('POST', '/hosts/web-denied/capture', {
       headers: { 'idempotency-key': 'capture-denied-1' },
     });
