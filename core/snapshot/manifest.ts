@@ -2,20 +2,26 @@
 // that a restore creates every directory before what it contains and two manifests can be
 // compared in one pass.
 import { z } from 'zod';
+import { formatPath, InvalidInputError, type Issue } from '../errors.js';
 
 export const ENTRY_TYPES = ['file', 'dir', 'symlink', 'hardlink', 'char', 'block', 'fifo'] as const;
 export type EntryType = (typeof ENTRY_TYPES)[number];
 
-const relativePath = z
-  .string()
-  .min(1)
-  .refine(
-    (p) =>
-      !p.startsWith('/') &&
-      !p.split('/').some((s) => s === '..' || s === '.' || s === '') &&
-      !p.includes('\0'),
-    'expected a relative path without "..", "." or empty segments',
-  );
+/** Why `p` is not a normalised relative path inside a tree, or undefined when it is one. */
+export function pathProblem(p: string): string | undefined {
+  if (p === '') return 'the path is empty';
+  if (p.includes('\0')) return 'the path contains a NUL byte';
+  if (p.startsWith('/')) return 'the path is absolute';
+  const segments = p.split('/');
+  if (segments.includes('..')) return 'the path contains ".."';
+  if (segments.some((s) => s === '.' || s === '')) return 'the path has "." or empty segments';
+  return undefined;
+}
+
+const relativePath = z.string().superRefine((p, ctx) => {
+  const problem = pathProblem(p);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 export const ManifestEntry = z.object({
   path: relativePath,
@@ -56,6 +62,164 @@ export const Manifest = z.object({
   entries: z.array(ManifestEntry),
 });
 export type Manifest = z.infer<typeof Manifest>;
+
+const parentOf = (p: string): string => {
+  const at = p.lastIndexOf('/');
+  return at < 0 ? '' : p.slice(0, at);
+};
+
+/**
+ * The rules a tree must keep to be restored without leaving its target, checked entry by entry
+ * as a tree or a tar stream is read (in whatever order it comes): no path twice, no entry below
+ * anything but a directory, a hard link only to a regular file seen before it (as tar requires),
+ * a symlink with a target. Link targets are recorded, never resolved.
+ */
+export class EntryChecker {
+  private readonly seen = new Map<string, EntryType>();
+  /** Directories that entries below them imply, and have not appeared themselves (yet). */
+  private readonly implied = new Map<string, Pick<ManifestEntry, 'path' | 'mtimeNs'>>();
+
+  /** Throws an InvalidInputError naming the entry (`where`, e.g. `tar entry "a/b"`) when it breaks a rule. */
+  add(entry: Pick<ManifestEntry, 'path' | 'type' | 'target' | 'mtimeNs'>, where: string): void {
+    const problem = entryProblem(entry, (p) => this.seen.get(p), 'before it');
+    if (problem !== undefined) throw refusal(where, entry.path, problem);
+    if (entry.type !== 'dir' && this.implied.has(entry.path)) {
+      throw refusal(
+        where,
+        entry.path,
+        `entries below it were seen, so it must be a directory, not a ${entry.type}`,
+      );
+    }
+    for (let p = parentOf(entry.path); p !== ''; p = parentOf(p)) {
+      const type = this.seen.get(p);
+      if (type !== undefined && type !== 'dir')
+        throw refusal(where, entry.path, `${JSON.stringify(p)} is a ${type}, not a directory`);
+      if (type === 'dir' || this.implied.has(p)) break;
+      this.implied.set(p, { path: p, mtimeNs: entry.mtimeNs });
+    }
+    this.implied.delete(entry.path);
+    this.seen.set(entry.path, entry.type);
+  }
+
+  /** How many entries were accepted. */
+  get count(): number {
+    return this.seen.size;
+  }
+
+  /** Directories implied by entries below them that never appeared themselves. */
+  missingDirectories(): Pick<ManifestEntry, 'path' | 'mtimeNs'>[] {
+    return [...this.implied.values()];
+  }
+}
+
+function refusal(where: string, path: string, problem: string): InvalidInputError {
+  return new InvalidInputError(`${where} is refused: ${problem}`, [
+    { path: where, message: `${JSON.stringify(path)}: ${problem}` },
+  ]);
+}
+
+/** Rules of one entry on its own, with `typeOf` telling what another path of the tree is. */
+function entryProblem(
+  entry: Pick<ManifestEntry, 'path' | 'type' | 'target'>,
+  typeOf: (path: string) => EntryType | undefined,
+  seenWhen: string,
+): string | undefined {
+  const problem = pathProblem(entry.path);
+  if (problem !== undefined) return problem;
+  if (typeOf(entry.path) !== undefined) return 'the same path appears twice';
+  if (
+    entry.type === 'symlink' &&
+    (entry.target === undefined || entry.target === '' || entry.target.includes('\0'))
+  )
+    return 'a symlink needs a target without NUL bytes';
+  if (entry.type === 'hardlink') {
+    const target = entry.target ?? '';
+    const targetProblem = pathProblem(target);
+    if (targetProblem !== undefined)
+      return `its link target ${JSON.stringify(target)} is refused: ${targetProblem}`;
+    const type = typeOf(target);
+    if (type !== 'file') {
+      return type === undefined
+        ? `its link target ${JSON.stringify(target)} is not a file of the tree ${seenWhen}`
+        : `its link target ${JSON.stringify(target)} is a ${type}, not a regular file`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * A manifest as read from the store, checked before anything uses it: the schema, then paths
+ * unique and in path order, every parent a directory entry, hard links to regular files of the
+ * manifest. Every problem is named by its entry; a manifest that breaks a rule is refused whole.
+ */
+export function checkManifest(value: unknown, source: string): Manifest {
+  const parsed = Manifest.safeParse(value);
+  if (!parsed.success) {
+    // Named by the entry's path as well as its index: the index alone says little to an operator.
+    const entries = (value as { entries?: unknown } | null)?.entries;
+    const pathAt = (i: unknown) => {
+      const p =
+        Array.isArray(entries) && typeof i === 'number'
+          ? (entries[i] as { path?: unknown })?.path
+          : undefined;
+      return typeof p === 'string' ? `${JSON.stringify(p)}: ` : '';
+    };
+    const issues = parsed.error.issues.slice(0, 100).map((i) => ({
+      path: formatPath(i.path),
+      message: `${i.path[0] === 'entries' ? pathAt(i.path[1]) : ''}${i.message}`,
+    }));
+    throw new InvalidInputError(
+      `manifest ${source} is refused: ${issues[0]?.path} ${issues[0]?.message}`,
+      issues,
+      { source },
+    );
+  }
+  const manifest = parsed.data;
+  const types = new Map<string, EntryType>();
+  const issues: Issue[] = [];
+  const note = (i: number, path: string, message: string) => {
+    // A hostile manifest could hold millions of bad entries: the first ones make the point.
+    if (issues.length < 100)
+      issues.push({ path: `entries[${i}]`, message: `${JSON.stringify(path)}: ${message}` });
+  };
+  let previous: string | undefined;
+  manifest.entries.forEach((e, i) => {
+    if (previous !== undefined && comparePaths(previous, e.path) >= 0) {
+      note(
+        i,
+        e.path,
+        comparePaths(previous, e.path) === 0 ? 'the same path appears twice' : 'out of path order',
+      );
+    }
+    previous = e.path;
+    const parent = parentOf(e.path);
+    if (parent !== '' && types.get(parent) !== 'dir') {
+      const type = types.get(parent);
+      note(
+        i,
+        e.path,
+        type === undefined
+          ? `its parent ${JSON.stringify(parent)} is not in the manifest`
+          : `its parent ${JSON.stringify(parent)} is a ${type}, not a directory`,
+      );
+    }
+    if (!types.has(e.path)) types.set(e.path, e.type);
+  });
+  manifest.entries.forEach((e, i) => {
+    // Duplicates were named above, by the order check.
+    const problem = entryProblem(e, (p) => (p === e.path ? undefined : types.get(p)), 'in the manifest');
+    if (problem !== undefined) note(i, e.path, problem);
+  });
+  if (issues.length > 0) {
+    const first = issues[0] as Issue;
+    throw new InvalidInputError(
+      `manifest ${source} is refused: ${first.path} ${first.message}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}`,
+      issues,
+      { source },
+    );
+  }
+  return manifest;
+}
 
 /** Path order: parents before children, siblings by name (byte order). */
 export function comparePaths(a: string, b: string): number {

@@ -1,9 +1,13 @@
-// Restoring a snapshot into a directory, in full or incrementally against what is there.
-import type { Manifest, ManifestEntry } from './manifest.js';
-import { sameContent, sameMetadata } from './manifest.js';
+// Restoring a snapshot into a directory, in full or incrementally against what is there. A
+// damaged snapshot restores everything it still can and names, by path, what it could not.
+import { NotFoundError } from '../errors.js';
+import { CorruptionError } from './errors.js';
+import { comparePaths, type Manifest, type ManifestEntry, sameContent, sameMetadata } from './manifest.js';
 import type { SnapshotRecord } from './records.js';
 import type { Progress, SnapshotStore } from './store.js';
-import type { DirectoryTarget } from './tree.js';
+import { type DirectoryTarget, type RestoreFailure, SpecialFileError, UnsafePathError } from './tree.js';
+
+export type { RestoreFailure } from './tree.js';
 
 export interface RestoreOptions {
   /** What the target already holds: only entries that differ are written. */
@@ -20,7 +24,22 @@ export interface RestoreStats {
   readonly unchanged: number;
   readonly removed: number;
   readonly bytes: number;
+  /** Entries not restored (a chunk that failed verification, a path that was unsafe), by path. */
+  readonly failed: readonly RestoreFailure[];
 }
+
+/**
+ * A failure that belongs to one entry: the restore notes it and goes on. Anything else (the
+ * store unreachable, the key refused) ends the restore once directory metadata is set.
+ */
+const failureOfEntry = (e: unknown): boolean =>
+  e instanceof CorruptionError ||
+  e instanceof NotFoundError ||
+  e instanceof UnsafePathError ||
+  e instanceof SpecialFileError ||
+  (e instanceof Error && typeof (e as NodeJS.ErrnoException).syscall === 'string');
+
+const reasonOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** Restores a snapshot into a directory; with `existing`, writes only what differs. */
 export async function restoreSnapshot(
@@ -30,8 +49,10 @@ export async function restoreSnapshot(
   options: RestoreOptions = {},
 ): Promise<RestoreStats> {
   const started = Date.now();
+  // Checked as it is read (manifest.ts): a manifest that could lead outside the target is refused whole.
   const manifest = await store.manifest(record);
   const have = new Map((options.existing?.entries ?? []).map((e) => [e.path, e]));
+  const failed: RestoreFailure[] = [];
   const stats = {
     entries: manifest.entries.length,
     written: 0,
@@ -39,52 +60,95 @@ export async function restoreSnapshot(
     unchanged: 0,
     removed: 0,
     bytes: 0,
+    failed,
   };
   await target.prepare();
   // Whole packs pay off for full restores; an incremental one reads just the blobs it needs.
   const wholePacks = options.existing === undefined;
   const wanted = new Set(manifest.entries.map((e) => e.path));
-  if (options.existing && options.deleteExtra) {
-    const extra = options.existing.entries.filter((e) => !wanted.has(e.path)).toReversed();
-    for (const e of extra) {
-      await target.remove(e.path);
-      stats.removed++;
+  // Paths not restored: what lies below a directory that failed, or links to a file that did,
+  // is named with that reason instead of being tried.
+  const missing = new Set<string>();
+  const blockedBy = (entry: ManifestEntry): string | undefined => {
+    for (let p = entry.path; p.includes('/'); ) {
+      p = p.slice(0, p.lastIndexOf('/'));
+      if (missing.has(p)) return `its directory ${p} was not restored`;
     }
-  }
-  let lastReport = 0;
-  // A file written anew is a new inode: the hard links to it must be made again too.
-  const rewritten = new Set<string>();
-  for (const entry of await restoreOrder(store, manifest.entries)) {
-    const old = have.get(entry.path);
-    const relink = entry.type === 'hardlink' && rewritten.has(entry.target ?? '');
-    if (old && sameContent(old, entry) && entry.type !== 'dir' && !relink) {
-      if (sameMetadata(old, entry)) stats.unchanged++;
-      else {
-        await target.setMetadata(entry);
-        stats.metadataOnly++;
+    if (entry.type === 'hardlink' && missing.has(entry.target ?? ''))
+      return `its link target ${entry.target} was not restored`;
+    return undefined;
+  };
+  let completed = false;
+  try {
+    if (options.existing && options.deleteExtra) {
+      const extra = options.existing.entries.filter((e) => !wanted.has(e.path)).toReversed();
+      for (const e of extra) {
+        try {
+          await target.remove(e.path);
+          stats.removed++;
+        } catch (error) {
+          if (!failureOfEntry(error)) throw error;
+          failed.push({ path: e.path, reason: `not removed: ${reasonOf(error)}` });
+        }
       }
-      continue;
     }
-    await target.write(entry, entry.type === 'file' ? store.content(entry, wholePacks) : undefined);
-    if (entry.type === 'file') rewritten.add(entry.path);
-    if (entry.type === 'dir' && old?.type === 'dir') stats.unchanged++;
-    else stats.written++;
-    stats.bytes += entry.type === 'file' ? (entry.size ?? 0) : 0;
-    const now = Date.now();
-    if (options.onProgress && now - lastReport > 200) {
-      lastReport = now;
-      options.onProgress({
-        phase: 'restore',
-        files: stats.written,
-        bytes: stats.bytes,
-        newBytes: stats.bytes,
-        elapsedMs: now - started,
-        path: entry.path,
-      });
+    let lastReport = 0;
+    // A file written anew is a new inode: the hard links to it must be made again too.
+    const rewritten = new Set<string>();
+    for (const entry of await restoreOrder(store, manifest.entries)) {
+      const blocked = blockedBy(entry);
+      if (blocked !== undefined) {
+        missing.add(entry.path);
+        failed.push({ path: entry.path, reason: blocked });
+        continue;
+      }
+      try {
+        const old = have.get(entry.path);
+        const relink = entry.type === 'hardlink' && rewritten.has(entry.target ?? '');
+        if (old && sameContent(old, entry) && entry.type !== 'dir' && !relink) {
+          if (sameMetadata(old, entry)) {
+            stats.unchanged++;
+            continue;
+          }
+          // What `existing` says is there may not be (a link where it saw a file): then the
+          // entry is written whole.
+          if (await target.setMetadata(entry)) {
+            stats.metadataOnly++;
+            continue;
+          }
+        }
+        await target.write(entry, entry.type === 'file' ? store.content(entry, wholePacks) : undefined);
+        if (entry.type === 'file') rewritten.add(entry.path);
+        if (entry.type === 'dir' && old?.type === 'dir') stats.unchanged++;
+        else stats.written++;
+        stats.bytes += entry.type === 'file' ? (entry.size ?? 0) : 0;
+      } catch (error) {
+        if (!failureOfEntry(error)) throw error;
+        missing.add(entry.path);
+        failed.push({ path: entry.path, reason: reasonOf(error) });
+        continue;
+      }
+      const now = Date.now();
+      if (options.onProgress && now - lastReport > 200) {
+        lastReport = now;
+        options.onProgress({
+          phase: 'restore',
+          files: stats.written,
+          bytes: stats.bytes,
+          newBytes: stats.bytes,
+          elapsedMs: now - started,
+          path: entry.path,
+        });
+      }
     }
+    completed = true;
+  } finally {
+    // Also when the restore ends early: directories are not left at the 0700 they were made with.
+    const unfinished = await target.finish();
+    if (completed) failed.push(...unfinished);
+    store.packCache.clear();
   }
-  await target.finish();
-  store.packCache.clear();
+  failed.sort((a, b) => comparePaths(a.path, b.path));
   return stats;
 }
 

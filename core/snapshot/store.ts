@@ -9,7 +9,14 @@ import { CorruptionError } from './errors.js';
 import { collectGarbage, type GcReport } from './gc.js';
 import { ChunkIndex, decodeIndex, encodeIndex } from './index-file.js';
 import { chunkId, deriveKeys, type KeyProvider } from './keys.js';
-import { comparePaths, diffManifests, Manifest, type ManifestDiff, type ManifestEntry } from './manifest.js';
+import {
+  checkManifest,
+  comparePaths,
+  diffManifests,
+  type Manifest,
+  type ManifestDiff,
+  type ManifestEntry,
+} from './manifest.js';
 import type { ObjectStore } from './object-store.js';
 import { decodeBlob, PACK_TARGET_SIZE, PackWriter, sha256Hex } from './pack.js';
 import {
@@ -209,7 +216,8 @@ export class SnapshotStore {
     } catch (cause) {
       throw new CorruptionError({ objectKey: record.manifestKey }, 'the manifest does not decode', { cause });
     }
-    return Manifest.parse(parsed);
+    // Paths unique, parents directories, no way out of a restore target (manifest.ts).
+    return checkManifest(parsed, key);
   }
 
   /** The store's sealed secrets (secrets.ts): sealed under keys of their own, one object per value. */

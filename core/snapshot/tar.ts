@@ -5,7 +5,7 @@ import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { InvalidInputError } from '../errors.js';
-import type { ManifestEntry } from './manifest.js';
+import { EntryChecker, type ManifestEntry } from './manifest.js';
 import type { SnapshotRecord } from './records.js';
 import type { SnapshotStore } from './store.js';
 import type { SourceEntry, TreeSource } from './tree.js';
@@ -21,16 +21,37 @@ const TYPES: Readonly<Record<string, ManifestEntry['type']>> = {
   fifo: 'fifo',
 };
 
-/** `./etc/x/` → `etc/x`; refuses names that would leave the tree. */
-function relative(name: string): string | undefined {
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.some((p) => p === '..')) {
-    throw new InvalidInputError(`tar entry ${JSON.stringify(name)} points outside the tree`, [
-      { path: 'tar', message: `"${name}" contains ".."` },
-    ]);
+/**
+ * `./etc/x/` → `etc/x` (undefined for the tree's root itself). Names that would leave the tree
+ * (`..`, absolute) are refused rather than rewritten: a tar made with `tar -c` never holds one,
+ * so one that does was made to escape.
+ */
+function relative(name: string, where: string): string | undefined {
+  const problem = name.startsWith('/')
+    ? 'the name is absolute'
+    : name.includes('\0')
+      ? 'the name contains a NUL byte'
+      : name.split('/').includes('..')
+        ? 'the name contains ".."'
+        : undefined;
+  if (problem !== undefined) {
+    throw new InvalidInputError(`${where} is refused: ${problem}`, [{ path: where, message: problem }]);
   }
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
   return parts.length === 0 ? undefined : parts.join('/');
 }
+
+export interface TarSourceOptions {
+  /**
+   * Accept a stream with no entries. Off by default: a `tar` that failed upstream of a pipe
+   * leaves an empty stream, which must not become a good, empty snapshot.
+   */
+  readonly allowEmpty?: boolean;
+}
+
+// What a directory missing from the tar is restored as when entries below it are present
+// (as `tar -x` creates them): owned by root, rwxr-xr-x.
+const SYNTHESISED_DIR_MODE = 0o755;
 
 // Linux's device number from major and minor (glibc's gnu_dev_makedev).
 const makedev = (major: number, minor: number) =>
@@ -52,21 +73,36 @@ function mtimeNs(header: Partial<tar.Header>): string {
   return (BigInt(header.mtime?.getTime() ?? 0) * 1_000_000n).toString();
 }
 
-/** A tree read from a tar stream, e.g. the output of `tar -cf - -C / etc srv` on a host. */
-export function tarSource(stream: Readable, root: string): TreeSource {
+/**
+ * A tree read from a tar stream, e.g. the output of `tar -cf - -C / etc srv` on a host. Every
+ * entry is checked as it comes (EntryChecker): a name twice, an entry below a symlink or a file,
+ * a hard link to anything but an earlier file, or a name leaving the tree refuses the whole
+ * stream. Directories that are absent but have entries below them are added.
+ */
+export function tarSource(stream: Readable, root: string, options: TarSourceOptions = {}): TreeSource {
   return {
     root,
     async *entries(): AsyncGenerator<SourceEntry> {
       const extract = tar.extract();
+      // A source that fails (a file that cannot be read) must end the entries, not hang them.
+      stream.once('error', (e) => extract.destroy(e));
       stream.pipe(extract as unknown as Writable);
+      const checker = new EntryChecker();
       for await (const item of extract) {
         const header: Partial<tar.Header> = item.header;
-        const path = relative(header.name ?? '');
+        const where = `tar entry ${JSON.stringify(header.name ?? '')}`;
+        const path = relative(header.name ?? '', where);
         const type = TYPES[header.type ?? 'file'];
         if (path === undefined || type === undefined) {
           item.resume();
           continue;
         }
+        const target =
+          type === 'symlink'
+            ? (header.linkname ?? '')
+            : type === 'hardlink'
+              ? (relative(header.linkname ?? '', `${where} (its link target)`) ?? '')
+              : undefined;
         const entry = {
           path,
           type,
@@ -77,12 +113,12 @@ export function tarSource(stream: Readable, root: string): TreeSource {
           ...(header.gname ? { group: header.gname } : {}),
           mtimeNs: mtimeNs(header),
           ...(type === 'file' ? { size: header.size ?? 0 } : {}),
-          ...(type === 'symlink' ? { target: header.linkname ?? '' } : {}),
-          ...(type === 'hardlink' ? { target: relative(header.linkname ?? '') ?? '' } : {}),
+          ...(target === undefined ? {} : { target }),
           ...(type === 'char' || type === 'block'
             ? { rdev: makedev(header.devmajor ?? 0, header.devminor ?? 0) }
             : {}),
         };
+        checker.add(entry, where);
         if (type === 'file') {
           // The writer reads the content before asking for the next entry, as tar requires.
           yield { entry, content: () => item as AsyncIterable<Uint8Array> };
@@ -90,6 +126,24 @@ export function tarSource(stream: Readable, root: string): TreeSource {
           item.resume();
           yield { entry };
         }
+      }
+      for (const dir of checker.missingDirectories()) {
+        yield {
+          entry: {
+            path: dir.path,
+            type: 'dir',
+            mode: SYNTHESISED_DIR_MODE,
+            uid: 0,
+            gid: 0,
+            mtimeNs: dir.mtimeNs,
+          },
+        };
+      }
+      if (checker.count === 0 && !options.allowEmpty) {
+        throw new InvalidInputError(
+          `the tar stream ${root} holds no entries: refused, since a tar that failed upstream leaves an empty stream (ask for an empty snapshot explicitly to accept it)`,
+          [{ path: 'tar', message: 'no entries' }],
+        );
       }
     },
   };

@@ -1,10 +1,23 @@
 // File trees on the local machine: reading one into manifest entries with their content, and
 // writing entries back with their content and metadata.
 import { spawnSync } from 'node:child_process';
-import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import {
+  type BigIntStats,
+  constants,
+  createReadStream,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  unlinkSync,
+} from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import type { ManifestEntry } from './manifest.js';
+import { join } from 'node:path';
+import { EntryChecker, type ManifestEntry, pathProblem } from './manifest.js';
 
 /** An entry of a tree being snapshotted, with a way to read its content once. */
 export interface SourceEntry {
@@ -156,7 +169,17 @@ export function directorySource(
     }
   }
 
-  return { root, entries: () => walk(root, '') };
+  // A tree read from disk keeps the rules by construction; checking costs little and keeps a
+  // tree that changes while it is read (a directory swapped for a link) out of the store.
+  async function* checked(): AsyncGenerator<SourceEntry> {
+    const checker = new EntryChecker();
+    for await (const item of walk(root, '')) {
+      checker.add(item.entry, `entry ${JSON.stringify(item.entry.path)} of ${root}`);
+      yield item;
+    }
+  }
+
+  return { root, entries: checked };
 }
 
 const isRoot = () => process.getuid?.() === 0;
@@ -168,133 +191,417 @@ const seconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6 + 4e-7;
 const major = (rdev: number) => Number(((BigInt(rdev) >> 8n) & 0xfffn) | ((BigInt(rdev) >> 32n) & ~0xfffn));
 const minor = (rdev: number) => Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & ~0xffn));
 
+/** An entry that could not be restored, and why; the restore goes on with the others. */
+export interface RestoreFailure {
+  readonly path: string;
+  readonly reason: string;
+}
+
 /**
- * Writes entries under a directory. Files are written to a temporary name and renamed when
- * their content is complete, so a failed read (a corrupt chunk) leaves no partial file.
- * Directory modes and times are set at the end, deepest first: a read-only directory must
- * still accept its children, and writing a child changes its parent's mtime.
+ * What is on disk at an entry's path is not what the restore may write through or to: a link
+ * where a directory must be, a directory that changed under the restore. Nothing was written.
+ */
+export class UnsafePathError extends Error {
+  constructor(
+    readonly path: string,
+    reason: string,
+  ) {
+    super(`${path}: ${reason}`);
+    this.name = 'UnsafePathError';
+  }
+}
+
+/** A special file (device or FIFO) that mknod or mkfifo could not make. */
+export class SpecialFileError extends Error {
+  constructor(
+    readonly path: string,
+    reason: string,
+  ) {
+    super(`cannot create ${path}: ${reason}`);
+    this.name = 'SpecialFileError';
+  }
+}
+
+interface Inode {
+  readonly dev: bigint;
+  readonly ino: bigint;
+}
+
+const lstatOrNone = (path: string): BigIntStats | undefined =>
+  lstatSync(path, { bigint: true, throwIfNoEntry: false });
+const sameInode = (s: BigIntStats, i: Inode) => s.dev === i.dev && s.ino === i.ino;
+const describe = (s: BigIntStats) =>
+  s.isSymbolicLink()
+    ? 'a symlink'
+    : s.isFile()
+      ? 'a file'
+      : s.isDirectory()
+        ? 'a directory'
+        : 'a special file';
+
+// Temporaries of a fixed, short length: a name of 255 bytes plus any suffix would not fit.
+const temporaryName = () => `.persona-${randomBytes(6).toString('hex')}`;
+const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/**
+ * Writes entries under a directory, and never anywhere else. Node has no openat(), so paths
+ * are confined by construction: the manifest has been checked (every parent a directory entry,
+ * no path twice, see manifest.ts), and here every directory is made or verified by lstat — a
+ * symlink or file where the snapshot has a directory is replaced, never followed — and
+ * remembered by device and inode. Before anything is written below a directory, its path must
+ * still lead to that inode; what is then created in it is made without following a link
+ * (O_EXCL | O_NOFOLLOW, rename over, symlink, link, lchown, lutimes), and chmod or utimes on a
+ * path is only ever done after lstat said it is not a symlink.
+ *
+ * Files are written to a temporary name and renamed when their content is complete, so a failed
+ * read (a corrupt chunk) leaves no partial file. Directory modes and times are set at the end,
+ * deepest first, on a descriptor opened without following links and checked to be the
+ * directory made: a read-only directory must still accept its children, and writing a child
+ * changes its parent's mtime.
  */
 export class DirectoryTarget {
-  private readonly dirs: ManifestEntry[] = [];
+  /** Directories made or verified, by relative path; `entry` when its metadata is set at the end. */
+  private readonly dirs = new Map<string, { inode: Inode; entry?: ManifestEntry; made: boolean }>();
+  /** Regular files this restore wrote or verified: the only things a hard link may point at. */
+  private readonly files = new Map<string, Inode>();
   private readonly owners = isRoot();
+  private base = '';
+  private baseInode: Inode = { dev: 0n, ino: 0n };
 
   constructor(readonly root: string) {}
 
   private abs(rel: string): string {
-    return join(this.root, rel);
+    return join(this.base, rel);
   }
 
   async prepare(): Promise<void> {
     await fs.mkdir(this.root, { recursive: true });
+    // The root is the operator's choice, links in its own path included; below it, nothing is followed.
+    this.base = realpathSync(this.root);
+    const s = lstatSync(this.base, { bigint: true });
+    this.baseInode = { dev: s.dev, ino: s.ino };
+  }
+
+  /**
+   * The absolute path of the directory `rel` is in, checked to still be the directory this
+   * restore made or verified there. A parent the restore has not met (the manifest always
+   * lists them; a caller writing single entries may not) is made or verified on the way.
+   */
+  private parent(rel: string): string {
+    // Every write, link and metadata change starts here: a path that is not a plain relative
+    // one (`..`, absolute, `.`, empty) is refused before it is joined to anything.
+    const problem = pathProblem(rel);
+    if (problem !== undefined) throw new UnsafePathError(rel, problem);
+    const at = rel.lastIndexOf('/');
+    if (at < 0) {
+      const s = lstatOrNone(this.base);
+      if (!s?.isDirectory() || !sameInode(s, this.baseInode))
+        throw new UnsafePathError(
+          rel,
+          `the target ${this.base} is no longer the directory the restore began in`,
+        );
+      return this.base;
+    }
+    const dir = rel.slice(0, at);
+    const known = this.dirs.get(dir);
+    if (known === undefined) {
+      this.directory(dir, undefined);
+      return this.abs(dir);
+    }
+    const path = this.abs(dir);
+    const s = lstatOrNone(path);
+    if (!s?.isDirectory() || !sameInode(s, known.inode))
+      throw new UnsafePathError(
+        rel,
+        `its directory ${dir} changed during the restore (now ${s ? describe(s) : 'missing'})`,
+      );
+    return path;
+  }
+
+  /** Makes or verifies the directory `rel`; whatever else is there is removed, not followed. */
+  private directory(rel: string, entry: ManifestEntry | undefined): void {
+    const path = join(this.parent(rel), basename(rel));
+    let s = lstatOrNone(path);
+    let made = false;
+    if (s !== undefined && !s.isDirectory()) {
+      // Only the snapshot's own directories replace what is there: a parent the restore was
+      // not told about is refused rather than taken over.
+      if (entry === undefined)
+        throw new UnsafePathError(
+          rel,
+          `${describe(s)} is where a directory must be, and the snapshot does not say to replace it`,
+        );
+      removeSync(path, s);
+      s = undefined;
+    }
+    if (s === undefined) {
+      // Not recursive: the parent is verified, and a recursive mkdir would follow links on its way.
+      mkdirSync(path, { mode: 0o700 });
+      made = true;
+      s = lstatSync(path, { bigint: true });
+      if (!s.isDirectory()) throw new UnsafePathError(rel, 'the directory made is not a directory');
+    }
+    const known = this.dirs.get(rel);
+    this.dirs.set(rel, {
+      inode: { dev: s.dev, ino: s.ino },
+      made: made || known?.made === true,
+      ...(entry ? { entry } : known?.entry ? { entry: known.entry } : {}),
+    });
   }
 
   /** Removes whatever is at `rel` (before writing something of another type there). */
   async remove(rel: string): Promise<void> {
-    await fs.rm(this.abs(rel), { recursive: true, force: true });
+    const problem = pathProblem(rel);
+    if (problem !== undefined) throw new UnsafePathError(rel, problem);
+    // Walk down without following anything: below a link or a file, the path is not in this
+    // tree and there is nothing of it to remove.
+    let dir = this.base;
+    const parts = rel.split('/');
+    for (const part of parts.slice(0, -1)) {
+      dir = join(dir, part);
+      const s = lstatOrNone(dir);
+      if (!s?.isDirectory()) return;
+    }
+    const path = join(dir, parts[parts.length - 1] as string);
+    const s = lstatOrNone(path);
+    if (s !== undefined) removeSync(path, s);
   }
 
   async write(entry: ManifestEntry, content?: AsyncIterable<Uint8Array>): Promise<void> {
-    const path = this.abs(entry.path);
+    if (entry.type === 'dir') {
+      this.directory(entry.path, entry);
+      return;
+    }
+    const dir = this.parent(entry.path);
+    const path = join(dir, basename(entry.path));
     switch (entry.type) {
-      case 'dir': {
-        const existing = await fs.lstat(path).catch(() => undefined);
-        if (existing && !existing.isDirectory()) await fs.rm(path, { force: true });
-        await fs.mkdir(path, { recursive: true, mode: 0o700 });
-        this.dirs.push(entry);
+      case 'file':
+        await this.file(entry, dir, path, content ?? []);
         return;
-      }
-      case 'file': {
-        const tmp = join(dirname(path), `.${entry.path.split('/').pop()}.persona-${process.pid}`);
-        const handle = await fs.open(tmp, 'w', 0o600);
-        try {
-          if (entry.sparse) {
-            await handle.truncate(entry.size ?? 0);
-            let extent = 0;
-            let within = 0;
-            for await (const piece of content ?? []) {
-              let done = 0;
-              while (done < piece.length) {
-                const [offset, length] = entry.sparse[extent] ?? [0, 0];
-                const n = Math.min(length - within, piece.length - done);
-                await handle.write(piece, done, n, offset + within);
-                done += n;
-                within += n;
-                if (within === length) {
-                  extent++;
-                  within = 0;
-                }
-              }
-            }
-          } else {
-            for await (const piece of content ?? []) await handle.write(piece);
-          }
-        } catch (e) {
-          await handle.close();
-          await fs.rm(tmp, { force: true });
-          throw e;
-        }
-        await handle.close();
-        await fs.rm(path, { recursive: true, force: true });
-        await fs.rename(tmp, path);
-        await this.metadata(entry, path);
-        return;
-      }
       case 'symlink':
-        await fs.rm(path, { recursive: true, force: true });
+        this.clear(path);
         await fs.symlink(entry.target ?? '', path);
-        if (this.owners) await fs.lchown(path, entry.uid, entry.gid);
-        await fs.lutimes(path, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+        await this.linkMetadata(entry, path);
         return;
-      case 'hardlink':
-        await fs.rm(path, { recursive: true, force: true });
-        await fs.link(this.abs(entry.target ?? ''), path);
+      case 'hardlink': {
+        const target = entry.target ?? '';
+        const source = this.linkable(entry.path, target);
+        this.clear(path);
+        // link(2) does not follow a symlink given as the existing path; the one given was
+        // checked to be the regular file this restore wrote or verified.
+        await fs.link(source, path);
         return;
+      }
       case 'char':
       case 'block':
       case 'fifo': {
-        await fs.rm(path, { recursive: true, force: true });
-        const args =
+        this.clear(path);
+        const [program, args] =
           entry.type === 'fifo'
-            ? ['mkfifo', [path]]
+            ? ['mkfifo', ['--', path]]
             : [
                 'mknod',
                 [
+                  '--',
                   path,
                   entry.type === 'char' ? 'c' : 'b',
                   String(major(entry.rdev ?? 0)),
                   String(minor(entry.rdev ?? 0)),
                 ],
               ];
-        const made = spawnSync(args[0] as string, args[1] as string[], { encoding: 'utf8' });
+        const made = spawnSync(program as string, args as string[], { encoding: 'utf8' });
         if (made.status !== 0)
-          throw new Error(`cannot create ${entry.type} ${entry.path}: ${made.stderr || made.error?.message}`);
-        await this.metadata(entry, path);
+          throw new SpecialFileError(
+            entry.path,
+            (made.stderr || made.error?.message || `${program} failed`).trim(),
+          );
+        await this.pathMetadata(entry, path);
         return;
       }
     }
   }
 
-  /** Sets owner, mode and time of an entry whose content is already right. */
-  async setMetadata(entry: ManifestEntry): Promise<void> {
-    const path = this.abs(entry.path);
-    if (entry.type === 'symlink') {
-      if (this.owners) await fs.lchown(path, entry.uid, entry.gid);
-      await fs.lutimes(path, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
-    } else if (entry.type === 'dir') {
-      this.dirs.push(entry);
-    } else if (entry.type !== 'hardlink') {
-      await this.metadata(entry, path);
+  private async file(
+    entry: ManifestEntry,
+    dir: string,
+    path: string,
+    content: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
+  ): Promise<void> {
+    let tmp = join(dir, temporaryName());
+    let handle: fs.FileHandle | undefined;
+    for (let attempt = 0; handle === undefined; attempt++) {
+      try {
+        handle = await fs.open(tmp, NEW_FILE, 0o600);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 5) throw e;
+        tmp = join(dir, temporaryName());
+      }
     }
+    let inode: Inode;
+    try {
+      if (entry.sparse) {
+        await handle.truncate(entry.size ?? 0);
+        let extent = 0;
+        let within = 0;
+        for await (const piece of content) {
+          let done = 0;
+          while (done < piece.length) {
+            const [offset, length] = entry.sparse[extent] ?? [0, 0];
+            const n = Math.min(length - within, piece.length - done);
+            await handle.write(piece, done, n, offset + within);
+            done += n;
+            within += n;
+            if (within === length) {
+              extent++;
+              within = 0;
+            }
+          }
+        }
+      } else {
+        for await (const piece of content) await handle.write(piece);
+      }
+      // On the descriptor: no path, so nothing to follow. chown clears set-id bits, so the
+      // mode comes after the owner.
+      if (this.owners) await handle.chown(entry.uid, entry.gid);
+      await handle.chmod(entry.mode);
+      await handle.utimes(seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+      const s = await handle.stat({ bigint: true });
+      inode = { dev: s.dev, ino: s.ino };
+    } catch (e) {
+      await handle.close();
+      await fs.unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+    await handle.close();
+    try {
+      // rename() replaces a file or a symlink itself, never what a symlink points at; a
+      // directory in the way has to go first.
+      const there = lstatOrNone(path);
+      if (there?.isDirectory()) removeSync(path, there);
+      this.parent(entry.path);
+      await fs.rename(tmp, path);
+    } catch (e) {
+      await fs.unlink(tmp).catch(() => undefined);
+      throw e;
+    }
+    this.files.set(entry.path, inode);
   }
 
-  private async metadata(entry: ManifestEntry, path: string): Promise<void> {
-    // chown clears set-id bits, so the mode is set after the owner.
-    if (this.owners) await fs.chown(path, entry.uid, entry.gid);
+  /** The absolute path a hard link to `target` may be made from: a regular file of this restore. */
+  private linkable(path: string, target: string): string {
+    const problem = pathProblem(target);
+    if (problem !== undefined) throw new UnsafePathError(path, `its link target is refused: ${problem}`);
+    const source = join(this.parent(target), basename(target));
+    const s = lstatOrNone(source);
+    const known = this.files.get(target);
+    if (!s?.isFile() || (known !== undefined && !sameInode(s, known)))
+      throw new UnsafePathError(
+        path,
+        `its link target ${target} is ${s ? (s.isFile() ? 'not the file the restore wrote' : describe(s)) : 'missing'}, not a regular file of the restore`,
+      );
+    this.files.set(target, { dev: s.dev, ino: s.ino });
+    return source;
+  }
+
+  /** Removes what is at an absolute path already checked to be in a verified directory. */
+  private clear(path: string): void {
+    const s = lstatOrNone(path);
+    if (s !== undefined) removeSync(path, s);
+  }
+
+  private async linkMetadata(entry: ManifestEntry, path: string): Promise<void> {
+    if (this.owners) await fs.lchown(path, entry.uid, entry.gid);
+    await fs.lutimes(path, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+  }
+
+  /** Owner, mode and time of a path lstat has just shown is not a link. */
+  private async pathMetadata(entry: ManifestEntry, path: string): Promise<void> {
+    const s = lstatOrNone(path);
+    if (s === undefined || s.isSymbolicLink() || s.isDirectory())
+      throw new UnsafePathError(
+        entry.path,
+        `${s ? describe(s) : 'nothing'} is where the ${entry.type} was made`,
+      );
+    if (this.owners) await fs.lchown(path, entry.uid, entry.gid);
     await fs.chmod(path, entry.mode);
-    await fs.utimes(path, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
+    await fs.lutimes(path, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
   }
 
-  async finish(): Promise<void> {
-    for (const dir of this.dirs.toReversed()) await this.metadata(dir, this.abs(dir.path));
+  /**
+   * Sets owner, mode and time of an entry whose content is already right. False when what is
+   * there is not of the entry's type (the caller then writes it whole): a link is never taken
+   * for the file or directory the snapshot has.
+   */
+  async setMetadata(entry: ManifestEntry): Promise<boolean> {
+    if (entry.type === 'dir') {
+      this.directory(entry.path, entry);
+      return true;
+    }
+    const path = join(this.parent(entry.path), basename(entry.path));
+    const s = lstatOrNone(path);
+    if (s === undefined) return false;
+    switch (entry.type) {
+      case 'symlink':
+        if (!s.isSymbolicLink()) return false;
+        await this.linkMetadata(entry, path);
+        return true;
+      case 'hardlink':
+        return s.isFile();
+      case 'file':
+        if (!s.isFile()) return false;
+        this.files.set(entry.path, { dev: s.dev, ino: s.ino });
+        break;
+      case 'fifo':
+        if (!s.isFIFO()) return false;
+        break;
+      case 'char':
+        if (!s.isCharacterDevice()) return false;
+        break;
+      case 'block':
+        if (!s.isBlockDevice()) return false;
+        break;
+    }
+    await this.pathMetadata(entry, path);
+    return true;
   }
+
+  /**
+   * Sets the modes and times of the directories, deepest first. A directory no longer the one
+   * the restore made (replaced, or a link now) is left alone and named in what is returned.
+   */
+  async finish(): Promise<RestoreFailure[]> {
+    const failed: RestoreFailure[] = [];
+    const order = [...this.dirs.entries()].sort(([a], [b]) => b.split('/').length - a.split('/').length);
+    for (const [rel, dir] of order) {
+      if (dir.entry === undefined && !dir.made) continue;
+      let handle: fs.FileHandle | undefined;
+      try {
+        handle = await fs.open(this.abs(rel), OPEN_DIR);
+        const s = await handle.stat({ bigint: true });
+        if (!sameInode(s, dir.inode))
+          throw new UnsafePathError(rel, 'the directory changed during the restore');
+        const e = dir.entry;
+        if (e === undefined) await handle.chmod(0o755);
+        else {
+          if (this.owners) await handle.chown(e.uid, e.gid);
+          await handle.chmod(e.mode);
+          await handle.utimes(seconds(e.mtimeNs), seconds(e.mtimeNs));
+        }
+      } catch (e) {
+        failed.push({ path: rel, reason: `directory metadata not set: ${(e as Error).message}` });
+      } finally {
+        await handle?.close();
+      }
+    }
+    return failed;
+  }
+}
+
+const basename = (rel: string) => rel.slice(rel.lastIndexOf('/') + 1);
+
+/** Removes a path lstat described: a directory with what it holds (links in it are removed, not followed). */
+function removeSync(path: string, s: BigIntStats): void {
+  if (s.isDirectory()) rmSync(path, { recursive: true, force: true });
+  else unlinkSync(path);
 }

@@ -5,10 +5,9 @@ import { join } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CorruptionError } from '../../../core/snapshot/errors.js';
 import { S3ObjectStore } from '../../../core/snapshot/object-store.js';
 import { StoreBusyError } from '../../../core/snapshot/records.js';
-import { SnapshotStore } from '../../../core/snapshot/store.js';
+import { packKeyOf, SnapshotStore } from '../../../core/snapshot/store.js';
 import { tarSource, writeTar } from '../../../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
 import { bytesFrom, describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
@@ -193,7 +192,7 @@ describe('SnapshotStore', () => {
     );
   });
 
-  it('detects a flipped byte in a pack, names the object and chunk, and leaves no partial file', async () => {
+  it('detects a flipped byte in a pack, names the file, object and chunk, and leaves no partial file', async () => {
     const own = await ts.open();
     const src = fresh('corrupt');
     await fs.writeFile(join(src, 'data.bin'), bytesFrom(99, 700_000));
@@ -213,10 +212,11 @@ describe('SnapshotStore', () => {
     await ts.deps().objects.put(key, bytes);
 
     const out = fresh('corrupt-out');
-    const failure = await own.restore(record, new DirectoryTarget(out)).catch((e: unknown) => e);
-    expect(failure).toBeInstanceOf(CorruptionError);
-    expect((failure as CorruptionError).objectKey).toBe(key);
-    expect((failure as CorruptionError).chunkId).toBe(chunk);
+    const stats = await own.restore(record, new DirectoryTarget(out));
+    expect(stats.failed).toEqual([
+      { path: 'data.bin', reason: expect.stringContaining(`${key} chunk ${chunk}`) },
+    ]);
+    expect(stats.written).toBe(0);
     expect(await fs.readdir(out)).toEqual([]);
 
     const report = await own.check({ readData: true });
@@ -228,6 +228,69 @@ describe('SnapshotStore', () => {
     bytes[100] = (bytes[100] as number) ^ 0xff;
     await ts.deps().objects.put(key, bytes);
     expect((await own.check({ readData: true })).ok).toBe(true);
+  });
+
+  it('restores all a damaged snapshot still holds and names, by path, every file it could not', async () => {
+    const own = await ts.open();
+    const src = fresh('damaged');
+    await fs.mkdir(join(src, 'etc/app'), { recursive: true });
+    await fs.mkdir(join(src, 'srv'), { recursive: true });
+    await fs.writeFile(join(src, 'etc/app/a.conf'), 'a = 1\n');
+    await fs.writeFile(join(src, 'etc/app/bad.conf'), bytesFrom(5, 40_000));
+    await fs.writeFile(join(src, 'srv/z.bin'), bytesFrom(6, 300_000));
+    await fs.link(join(src, 'etc/app/bad.conf'), join(src, 'srv/bad-link'));
+    await fs.chmod(join(src, 'etc/app'), 0o750);
+    await fs.chmod(join(src, 'srv'), 0o711);
+    const record = await own.create(directorySource(src), { host: 'damaged' });
+    const bad = (await own.manifest(record)).entries.find((e) => e.path === 'etc/app/bad.conf');
+    const chunk = bad?.chunks?.[0] as string;
+    // One blob damaged in the middle of a pack that also holds the files around it.
+    const at = own.index.get(chunk);
+    if (!at) throw new Error('the chunk is not in the index');
+    const key = packKeyOf(at.packId);
+    const original = Buffer.from(await ts.deps().objects.get(key));
+    const damaged = Buffer.from(original);
+    damaged[at.offset + 30] = (damaged[at.offset + 30] as number) ^ 0x01;
+    await ts.deps().objects.put(key, damaged);
+    try {
+      const out = fresh('damaged-out');
+      const stats = await own.restore(record, new DirectoryTarget(out));
+      expect(stats.failed).toEqual([
+        { path: 'etc/app/bad.conf', reason: expect.stringContaining(`${key} chunk ${chunk}`) },
+        { path: 'srv/bad-link', reason: 'its link target etc/app/bad.conf was not restored' },
+      ]);
+      // Everything else is there as it was, directories with their own modes (not 0700).
+      const missing = new Set(['etc/app/bad.conf', 'srv/bad-link']);
+      const expected = (await describeTree(src)).filter((l) => !missing.has(l.path));
+      expect(await describeTree(out)).toEqual(expected);
+      expect((await fs.readdir(join(out, 'etc/app'))).sort()).toEqual(['a.conf']);
+    } finally {
+      await ts.deps().objects.put(key, original);
+    }
+  });
+
+  it('restores around a pack missing from the bucket, naming the files that were in it', async () => {
+    const own = await ts.open();
+    const src = fresh('lost');
+    await fs.writeFile(join(src, 'kept'), bytesFrom(70, 1000));
+    await own.create(directorySource(src), { host: 'lost' });
+    await fs.writeFile(join(src, 'new'), bytesFrom(71, 1000));
+    const record = await own.create(directorySource(src), { host: 'lost' });
+    const entry = (await own.manifest(record)).entries.find((e) => e.path === 'new');
+    const at = own.index.get(entry?.chunks?.[0] as string);
+    if (!at) throw new Error('the chunk is not in the index');
+    const key = packKeyOf(at.packId);
+    const original = await ts.deps().objects.get(key);
+    await ts.deps().objects.delete([key]);
+    try {
+      const out = fresh('lost-out');
+      const stats = await own.restore(record, new DirectoryTarget(out));
+      expect(stats.failed).toEqual([{ path: 'new', reason: expect.stringContaining(key) }]);
+      expect(await fs.readFile(join(out, 'kept'))).toEqual(bytesFrom(70, 1000));
+      expect(await fs.readdir(out)).toEqual(['kept']);
+    } finally {
+      await ts.deps().objects.put(key, original);
+    }
   });
 
   it('detects a flipped byte in a manifest and in an index, naming the object', async () => {
