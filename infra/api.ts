@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import type { HandlerName, Route } from '../core/api/routes.js';
 import { ROUTES } from '../core/api/routes.js';
 import { personaFunction } from './function.js';
-import { API_HANDLER_ACCESS, API_HANDLER_BUCKET, API_HANDLER_TABLES } from './permissions.js';
+import { API_HANDLER_GRANTS } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
 
 /** The repository root: handlers and the lock file are found relative to it. */
@@ -129,10 +129,7 @@ export class PersonaApi extends Construct {
     }
     this.functions = functions as Record<HandlerName, nodejs.NodejsFunction>;
     for (const [handler, fn] of Object.entries(this.functions) as [HandlerName, nodejs.NodejsFunction][]) {
-      props.storage.connect(fn, API_HANDLER_ACCESS[handler], {
-        tables: API_HANDLER_TABLES[handler],
-        bucket: API_HANDLER_BUCKET[handler],
-      });
+      props.storage.connect(fn, API_HANDLER_GRANTS[handler]);
     }
 
     if (props.webAclArn) {

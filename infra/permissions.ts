@@ -1,71 +1,78 @@
 import type { HandlerName } from '../core/api/routes.js';
 import {
+  type DATA_BUCKET,
   HOSTS_TABLE,
+  LOCKS_TABLE,
   OPERATIONS_TABLE,
   PROFILES_TABLE,
   SNAPSHOTS_TABLE,
 } from '../core/storage/definitions.js';
-import type { DataAccess } from './storage.js';
+
+/** What a function does with a table. */
+export type TableAccess = 'read' | 'read-write';
+
+/**
+ * What a function does with the objects under one prefix of the data bucket. Writing is
+ * putting: no function deletes an object (garbage collection runs from the CLI, under the
+ * operator's own credentials), so none is given s3:DeleteObject.
+ */
+export type ObjectAccess = 'read' | 'write' | 'read-write';
+
+export type DataPrefix = keyof typeof DATA_BUCKET.prefixes;
+
+/** The data one function works with; it is granted nothing else. */
+export interface DataGrants {
+  /** Tables by definition id (`Profiles`, ...). */
+  readonly tables?: Readonly<Record<string, TableAccess>>;
+  /**
+   * Prefixes of the data bucket. Present, even empty, when the function is told the bucket's
+   * name (the profile store is built with it, whether or not the function reads documents).
+   */
+  readonly objects?: Readonly<Partial<Record<DataPrefix, ObjectAccess>>>;
+}
 
 /**
  * What each API function may do with Persona's data. Keyed by handler so that a new route does
  * not compile until someone decides its permissions.
  */
-export const API_HANDLER_ACCESS: Readonly<Record<HandlerName, DataAccess>> = {
-  'create-profile': 'read-write',
-  'list-profiles': 'read',
-  'get-profile': 'read',
-  'put-profile': 'read-write',
-  'list-versions': 'read',
-  'get-version': 'read',
-  'diff-profiles': 'read',
-  'list-snapshots': 'read',
-  'get-snapshot': 'read',
-  'register-host': 'read-write',
-  'list-hosts': 'read',
-  'get-host': 'read',
-  'get-operation': 'read',
-  // Registers the operation; the workflow's own functions do the capture.
-  'start-capture': 'read-write',
-  // Built from the route list and schemas compiled into the bundle: touches no data.
-  'get-openapi': 'none',
-};
-
-/** The tables (definition ids) each API function works with; it is granted no others. */
-export const API_HANDLER_TABLES: Readonly<Record<HandlerName, readonly string[]>> = {
-  'create-profile': [PROFILES_TABLE.id],
-  'list-profiles': [PROFILES_TABLE.id],
-  'get-profile': [PROFILES_TABLE.id],
-  'put-profile': [PROFILES_TABLE.id],
-  'list-versions': [PROFILES_TABLE.id],
-  'get-version': [PROFILES_TABLE.id],
-  'diff-profiles': [PROFILES_TABLE.id],
-  'list-snapshots': [SNAPSHOTS_TABLE.id],
-  'get-snapshot': [SNAPSHOTS_TABLE.id],
-  'register-host': [HOSTS_TABLE.id],
-  'list-hosts': [HOSTS_TABLE.id],
-  'get-host': [HOSTS_TABLE.id],
-  'get-operation': [OPERATIONS_TABLE.id],
-  'start-capture': [HOSTS_TABLE.id, OPERATIONS_TABLE.id],
-  'get-openapi': [],
-};
-
-/** Whether each API function reads or writes the data bucket (profile documents live there). */
-export const API_HANDLER_BUCKET: Readonly<Record<HandlerName, boolean>> = {
-  'create-profile': true,
-  'list-profiles': true,
-  'get-profile': true,
-  'put-profile': true,
-  'list-versions': true,
-  'get-version': true,
-  'diff-profiles': true,
+export const API_HANDLER_GRANTS: Readonly<Record<HandlerName, DataGrants>> = {
+  // Writing a version puts its document; it reads records, not documents.
+  'create-profile': { tables: { [PROFILES_TABLE.id]: 'read-write' }, objects: { 'profiles/': 'write' } },
+  'put-profile': { tables: { [PROFILES_TABLE.id]: 'read-write' }, objects: { 'profiles/': 'write' } },
+  'get-profile': { tables: { [PROFILES_TABLE.id]: 'read' }, objects: { 'profiles/': 'read' } },
+  'get-version': { tables: { [PROFILES_TABLE.id]: 'read' }, objects: { 'profiles/': 'read' } },
+  'diff-profiles': { tables: { [PROFILES_TABLE.id]: 'read' }, objects: { 'profiles/': 'read' } },
+  // Lists are records only.
+  'list-profiles': { tables: { [PROFILES_TABLE.id]: 'read' }, objects: {} },
+  'list-versions': { tables: { [PROFILES_TABLE.id]: 'read' }, objects: {} },
   // Records only: showing a snapshot needs neither its manifest nor its key.
-  'list-snapshots': false,
-  'get-snapshot': false,
-  'register-host': false,
-  'list-hosts': false,
-  'get-host': false,
-  'get-operation': false,
-  'start-capture': false,
-  'get-openapi': false,
+  'list-snapshots': { tables: { [SNAPSHOTS_TABLE.id]: 'read' } },
+  'get-snapshot': { tables: { [SNAPSHOTS_TABLE.id]: 'read' } },
+  'register-host': { tables: { [HOSTS_TABLE.id]: 'read-write' } },
+  'list-hosts': { tables: { [HOSTS_TABLE.id]: 'read' } },
+  'get-host': { tables: { [HOSTS_TABLE.id]: 'read' } },
+  'get-operation': { tables: { [OPERATIONS_TABLE.id]: 'read' } },
+  // Checks the host exists and records the operation; the workflow's own functions capture.
+  'start-capture': { tables: { [HOSTS_TABLE.id]: 'read', [OPERATIONS_TABLE.id]: 'read-write' } },
+  // Built from the route list and schemas compiled into the bundle: touches no data.
+  'get-openapi': {},
+};
+
+/** The capture task: every store a capture writes, and the snapshot store's objects (no deletes). */
+export const CAPTURE_TASK_GRANTS: DataGrants = {
+  tables: {
+    // The host key is pinned in the registration on first contact; the last capture recorded.
+    [HOSTS_TABLE.id]: 'read-write',
+    [OPERATIONS_TABLE.id]: 'read-write',
+    [PROFILES_TABLE.id]: 'read-write',
+    [SNAPSHOTS_TABLE.id]: 'read-write',
+    [LOCKS_TABLE.id]: 'read-write',
+  },
+  // Profile documents are read back by what compares a capture with the version before it.
+  objects: { 'profiles/': 'read-write', 'snapshots/': 'read-write' },
+};
+
+/** The workflow's failure path: it ends the operation, nothing else. */
+export const FAIL_OPERATION_TASK_GRANTS: DataGrants = {
+  tables: { [OPERATIONS_TABLE.id]: 'read-write' },
 };

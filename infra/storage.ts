@@ -12,15 +12,13 @@ import type {
   TableDefinition,
 } from '../core/storage/definitions.js';
 import { DATA_BUCKET, TABLES } from '../core/storage/definitions.js';
+import type { DataGrants, ObjectAccess } from './permissions.js';
 
 // The wildcard action groups that Bucket.grantRead / grantReadWrite and the KMS grants they imply
 // put in a policy. cdk-nag reports each one; the nag test fails if CDK's grants change.
 const S3_READ_ACTIONS = ['s3:GetObject*', 's3:GetBucket*', 's3:List*'] as const;
-const S3_WRITE_ACTIONS = ['s3:DeleteObject*', 's3:Abort*'] as const;
+const S3_PUT_ACTIONS = ['s3:Abort*'] as const;
 const KMS_WRITE_ACTIONS = ['kms:GenerateDataKey*', 'kms:ReEncrypt*'] as const;
-
-/** What a function may do with Persona's data. */
-export type DataAccess = 'none' | 'read' | 'read-write';
 
 export interface PersonaStorageProps {
   /**
@@ -66,6 +64,7 @@ export class PersonaStorage extends Construct {
 
   private readonly tableEnv: readonly (readonly [string, dynamodb.Table, TableDefinition])[];
   private readonly bucketEnv: string;
+  private readonly bucketPrefixes: Readonly<Record<string, string>>;
 
   constructor(scope: Construct, id: string, props: PersonaStorageProps = {}) {
     super(scope, id);
@@ -141,22 +140,23 @@ export class PersonaStorage extends Construct {
       removalPolicy,
     });
     this.bucketEnv = bucketDefinition.env;
+    this.bucketPrefixes = bucketDefinition.prefixes;
   }
 
   /**
-   * Gives a function the names of the tables and the bucket in its environment and exactly the
-   * permissions `access` needs on them (and on the key, which the grants include).
+   * Gives a function the names of the tables and the bucket it works with, and exactly the
+   * permissions `grants` lists: each table read or read-write, each prefix of the bucket read
+   * and/or put (never delete), and the key's matching actions (which the grants include).
    */
-  connect(
-    fn: lambda.Function,
-    access: DataAccess,
-    scope: { readonly tables?: readonly string[]; readonly bucket?: boolean } = {},
-  ): void {
-    const tables = scope.tables;
-    if (access === 'none') return;
+  connect(fn: lambda.Function, grants: DataGrants): void {
     const acknowledgements: Acknowledgment[] = [];
+    const known = new Set(this.tableEnv.map(([, , definition]) => definition.id));
+    for (const id of Object.keys(grants.tables ?? {})) {
+      if (!known.has(id)) throw new Error(`${fn.node.path} is granted table ${id}, which is not built`);
+    }
     for (const [env, table, definition] of this.tableEnv) {
-      if (tables !== undefined && !tables.includes(definition.id)) continue;
+      const access = grants.tables?.[definition.id];
+      if (access === undefined) continue;
       fn.addEnvironment(env, table.tableName);
       if (access === 'read') table.grantReadData(fn);
       else table.grantReadWriteData(fn);
@@ -167,25 +167,37 @@ export class PersonaStorage extends Construct {
         });
       }
     }
-    if (scope.bucket !== false) {
+    const writesTables = Object.values(grants.tables ?? {}).includes('read-write');
+    let writesObjects = false;
+    if (grants.objects !== undefined) {
       fn.addEnvironment(this.bucketEnv, this.bucket.bucketName);
-      if (access === 'read') this.bucket.grantRead(fn);
-      else this.bucket.grantReadWrite(fn);
-
-      acknowledgements.push({
-        id: `AwsSolutions-IAM5[Resource::${arnOf(this.bucket)}/*]`,
-        reason:
-          'Object keys are content-addressed and created at run time, so access is to the objects of this one bucket rather than to named keys.',
-      });
-      const s3Actions = access === 'read' ? S3_READ_ACTIONS : [...S3_READ_ACTIONS, ...S3_WRITE_ACTIONS];
+      const s3Actions = new Set<string>();
+      for (const [prefix, access] of Object.entries(grants.objects) as [string, ObjectAccess][]) {
+        if (!(prefix in this.bucketPrefixes)) {
+          throw new Error(`${fn.node.path} is granted ${prefix}, which is not a prefix of the data bucket`);
+        }
+        if (access === 'read' || access === 'read-write') {
+          this.bucket.grantRead(fn, `${prefix}*`);
+          for (const action of S3_READ_ACTIONS) s3Actions.add(action);
+        }
+        if (access === 'write' || access === 'read-write') {
+          this.bucket.grantPut(fn, `${prefix}*`);
+          for (const action of S3_PUT_ACTIONS) s3Actions.add(action);
+          writesObjects = true;
+        }
+        acknowledgements.push({
+          id: `AwsSolutions-IAM5[Resource::${arnOf(this.bucket)}/${prefix}*]`,
+          reason: `Object keys under ${prefix} are content-addressed and created at run time, so access is to that prefix of this one bucket rather than to named keys.`,
+        });
+      }
       for (const action of s3Actions) {
         acknowledgements.push({
           id: `AwsSolutions-IAM5[Action::${action}]`,
-          reason: `${action} is one of the action groups the bucket's grant methods use; it is allowed on this one bucket and its objects only.`,
+          reason: `${action} is one of the action groups the bucket's grant methods use; it is allowed on this one bucket and the prefixes the function uses only.`,
         });
       }
     }
-    if (access === 'read-write') {
+    if (writesTables || writesObjects) {
       for (const action of KMS_WRITE_ACTIONS) {
         acknowledgements.push({
           id: `AwsSolutions-IAM5[Action::${action}]`,
@@ -193,6 +205,7 @@ export class PersonaStorage extends Construct {
         });
       }
     }
+    if (acknowledgements.length === 0) return;
     if (!fn.role) throw new Error(`${fn.node.path} has no role to grant data access to`);
     Validations.of(fn.role).acknowledge(...acknowledgements);
   }

@@ -9,16 +9,12 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { WORKFLOWS } from '../core/operation/workflows.js';
 import {
-  HOSTS_TABLE,
-  LOCKS_TABLE,
-  OPERATIONS_TABLE,
-  PROFILES_TABLE,
-  SNAPSHOTS_TABLE,
   SSM_OUTPUT_BUCKET,
   SSM_OUTPUT_PREFIX,
 } from '../core/storage/definitions.js';
 import { PROJECT_ROOT } from './api.js';
 import { personaFunction } from './function.js';
+import { CAPTURE_TASK_GRANTS, FAIL_OPERATION_TASK_GRANTS } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
 
 export interface PersonaWorkflowsProps {
@@ -45,6 +41,8 @@ export interface PersonaWorkflowsProps {
 export class PersonaWorkflows extends Construct {
   readonly capture: sfn.StateMachine;
   readonly captureFunction: lambda.IFunction;
+  /** The workflows' failure path: ends an operation that its task could not end itself. */
+  readonly failOperationFunction: lambda.IFunction;
   /** Where managed nodes write Run Command output over SSM's inline limits (SSM_OUTPUT_BUCKET). */
   readonly ssmOutputBucket: s3.Bucket;
   /**
@@ -79,10 +77,7 @@ export class PersonaWorkflows extends Construct {
           }
         : {}),
     });
-    props.storage.connect(capture, 'read-write', {
-      tables: [HOSTS_TABLE.id, OPERATIONS_TABLE.id, PROFILES_TABLE.id, SNAPSHOTS_TABLE.id, LOCKS_TABLE.id],
-      bucket: true,
-    });
+    props.storage.connect(capture, CAPTURE_TASK_GRANTS);
     // The snapshot store's master key is a data key under Persona's key (FORMAT.md).
     props.storage.key.grant(capture, 'kms:GenerateDataKey', 'kms:Decrypt');
     capture.addEnvironment('PERSONA_KEY_ID', props.storage.key.keyArn);
@@ -178,7 +173,8 @@ export class PersonaWorkflows extends Construct {
       memorySize: 256,
       timeout: Duration.seconds(30),
     });
-    props.storage.connect(fail, 'read-write', { tables: [OPERATIONS_TABLE.id], bucket: false });
+    props.storage.connect(fail, FAIL_OPERATION_TASK_GRANTS);
+    this.failOperationFunction = fail;
 
     const logGroup = new logs.LogGroup(this, 'CaptureLogs', {
       retention: props.logRetention,
@@ -193,7 +189,9 @@ export class PersonaWorkflows extends Construct {
       },
       tracingEnabled: true,
       logs: { destination: logGroup, level: sfn.LogLevel.ALL, includeExecutionData: false },
-      timeout: Duration.minutes(30),
+      // No execution timeout: CDK does not apply one to a definition read from a file, and one
+      // would stop an execution without running its Catch, leaving the operation RUNNING. Each
+      // Task's own TimeoutSeconds bounds the run instead (test/core/operation/workflow.test.ts).
     });
     capture.grantInvoke(this.capture);
     fail.grantInvoke(this.capture);

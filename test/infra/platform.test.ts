@@ -11,14 +11,11 @@ import { WORKFLOWS } from '../../core/operation/workflows.js';
 import {
   DATA_BUCKET,
   type KeyAttribute,
-  LOCKS_TABLE,
   PROFILES_TABLE,
-  SNAPSHOTS_TABLE,
   SSM_OUTPUT_BUCKET,
   SSM_OUTPUT_PREFIX,
   TABLES,
 } from '../../core/storage/definitions.js';
-import { API_HANDLER_ACCESS, API_HANDLER_BUCKET, API_HANDLER_TABLES } from '../../infra/permissions.js';
 import { PersonaStack, type PersonaStackProps } from '../../infra/stack.js';
 
 // The same feature flags `cdk synth` runs with, so that the tests see the deployed template.
@@ -27,7 +24,82 @@ const CDK_CONTEXT: Record<string, unknown> = JSON.parse(
 ).context;
 
 const HANDLERS = [...new Set(ROUTES.map((route) => route.handler))];
-const DATA_WRITE_ACTIONS = ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 's3:PutObject'];
+
+// The actions CDK's grant methods put in a policy, spelled out here so that a change in what a
+// function may do, or in what CDK grants, shows up in review.
+const TABLE_READ = [
+  'dynamodb:BatchGetItem',
+  'dynamodb:ConditionCheckItem',
+  'dynamodb:DescribeTable',
+  'dynamodb:GetItem',
+  'dynamodb:GetRecords',
+  'dynamodb:GetShardIterator',
+  'dynamodb:Query',
+  'dynamodb:Scan',
+];
+const TABLE_WRITE = [
+  'dynamodb:BatchWriteItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:PutItem',
+  'dynamodb:UpdateItem',
+];
+const OBJECT_READ = ['s3:GetBucket*', 's3:GetObject*', 's3:List*'];
+const OBJECT_PUT = [
+  's3:Abort*',
+  's3:PutObject',
+  's3:PutObjectLegalHold',
+  's3:PutObjectRetention',
+  's3:PutObjectTagging',
+  's3:PutObjectVersionTagging',
+];
+const KEY_READ = ['kms:Decrypt', 'kms:DescribeKey'];
+const KEY_WRITE = [...KEY_READ, 'kms:Encrypt', 'kms:GenerateDataKey*', 'kms:ReEncrypt*'];
+
+type Use = 'read' | 'put' | 'read-put' | 'read-write';
+interface DataUse {
+  readonly tables?: Readonly<Record<string, 'read' | 'read-write'>>;
+  /** Prefixes of the data bucket; present (even empty) when the function is told the bucket's name. */
+  readonly objects?: Readonly<Record<string, Exclude<Use, 'read-write'>>>;
+  /** Key actions granted besides the ones the table and bucket grants imply. */
+  readonly keyActions?: readonly string[];
+}
+
+/** What each function works with, and so exactly what it may do with Persona's data. */
+const DATA_USE: Readonly<Record<string, DataUse>> = {
+  'create-profile': { tables: { Profiles: 'read-write' }, objects: { 'profiles/': 'put' } },
+  'put-profile': { tables: { Profiles: 'read-write' }, objects: { 'profiles/': 'put' } },
+  'get-profile': { tables: { Profiles: 'read' }, objects: { 'profiles/': 'read' } },
+  'get-version': { tables: { Profiles: 'read' }, objects: { 'profiles/': 'read' } },
+  'diff-profiles': { tables: { Profiles: 'read' }, objects: { 'profiles/': 'read' } },
+  'list-profiles': { tables: { Profiles: 'read' }, objects: {} },
+  'list-versions': { tables: { Profiles: 'read' }, objects: {} },
+  'list-snapshots': { tables: { Snapshots: 'read' } },
+  'get-snapshot': { tables: { Snapshots: 'read' } },
+  'register-host': { tables: { Hosts: 'read-write' } },
+  'list-hosts': { tables: { Hosts: 'read' } },
+  'get-host': { tables: { Hosts: 'read' } },
+  'get-operation': { tables: { Operations: 'read' } },
+  'start-capture': { tables: { Hosts: 'read', Operations: 'read-write' } },
+  'get-openapi': {},
+  'capture task': {
+    tables: {
+      Hosts: 'read-write',
+      Operations: 'read-write',
+      Profiles: 'read-write',
+      Snapshots: 'read-write',
+      Locks: 'read-write',
+    },
+    objects: { 'profiles/': 'read-put', 'snapshots/': 'read-put' },
+    // The snapshot store's master key is a data key under Persona's key.
+    keyActions: ['kms:GenerateDataKey'],
+  },
+  'fail-operation task': { tables: { Operations: 'read-write' } },
+};
+
+/** The functions that work with profiles and have no business with snapshots. */
+const PROFILE_FUNCTIONS = Object.entries(DATA_USE)
+  .filter(([, use]) => use.tables?.Profiles !== undefined && use.tables.Snapshots === undefined)
+  .map(([name]) => name);
 
 interface Synthesized {
   readonly app: App;
@@ -60,6 +132,45 @@ function allowedActions({ stack, template }: Synthesized, handler: HandlerName):
       (s: { Effect: string }) => s.Effect === 'Allow',
     ).flatMap((s: { Action: string | string[] }) => [s.Action].flat()),
   );
+}
+
+/** Every function of the platform by the name DATA_USE knows it by. */
+function functionsOf({ stack }: Synthesized): Record<string, IConstruct & { role?: IConstruct | undefined }> {
+  return {
+    ...stack.platform.api.functions,
+    'capture task': stack.platform.workflows.captureFunction,
+    'fail-operation task': stack.platform.workflows.failOperationFunction,
+  };
+}
+
+/** A resource as `<LogicalId>` plus what follows it (`<Data>/profiles/*`), or as it is written. */
+function renderResource(resource: unknown): string {
+  const r = resource as Record<string, unknown>;
+  if (typeof resource === 'string') return resource;
+  const att = r['Fn::GetAtt'] as [string, string] | undefined;
+  if (att) return `<${att[0]}>`;
+  const join = r['Fn::Join'] as [string, unknown[]] | undefined;
+  if (join && join[0] === '') return join[1].map(renderResource).join('');
+  if (typeof r.Ref === 'string') return `<${r.Ref}>`;
+  return JSON.stringify(resource);
+}
+
+/** Every (action, resource) pair the policies attached to a function's role allow. */
+function grantsOf({ template }: Synthesized, fn: { role?: IConstruct | undefined }): Set<string> {
+  if (!fn.role) throw new Error('the function has no role');
+  const policies = template.findResources('AWS::IAM::Policy', {
+    Properties: { Roles: Match.arrayWith([{ Ref: logicalId(fn.role) }]) },
+  });
+  const pairs = new Set<string>();
+  for (const policy of Object.values(policies)) {
+    for (const s of policy.Properties.PolicyDocument.Statement) {
+      expect(s.Effect).toBe('Allow');
+      for (const action of [s.Action].flat()) {
+        for (const resource of [s.Resource].flat()) pairs.add(`${action} ${renderResource(resource)}`);
+      }
+    }
+  }
+  return pairs;
 }
 
 function nagViolations(app: App): PolicyViolation[] {
@@ -218,61 +329,82 @@ describe('PersonaStack', () => {
       }
     });
 
-    it('tells each data-using function the table and bucket names, and the others nothing', () => {
+    it('tells each function the names of the tables and the bucket it uses, and of no other', () => {
       const storage = synthesized.stack.platform.storage;
-      for (const handler of HANDLERS) {
-        const fn =
-          template.findResources('AWS::Lambda::Function')[
-            logicalId(synthesized.stack.platform.api.functions[handler])
-          ];
-        const variables = fn?.Properties.Environment.Variables;
-        if (API_HANDLER_ACCESS[handler] === 'none') {
-          expect(variables, handler).not.toHaveProperty(PROFILES_TABLE.env);
-          expect(variables, handler).not.toHaveProperty(DATA_BUCKET.env);
-        } else if (API_HANDLER_TABLES[handler].includes(PROFILES_TABLE.id)) {
-          expect(variables, handler).toMatchObject({
-            [PROFILES_TABLE.env]: { Ref: logicalId(storage.tables[PROFILES_TABLE.id] as IConstruct) },
-            [DATA_BUCKET.env]: { Ref: logicalId(storage.bucket) },
-          });
-        } else {
-          // Functions of other concerns: their own tables, no bucket, no profiles.
-          for (const id of API_HANDLER_TABLES[handler]) {
-            const definition = TABLES.find((t) => t.id === id);
-            expect(variables, handler).toHaveProperty(definition?.env as string);
-          }
-          expect(variables, handler).not.toHaveProperty(DATA_BUCKET.env);
-          expect(variables, handler).not.toHaveProperty(PROFILES_TABLE.env);
-          continue;
+      const functions = template.findResources('AWS::Lambda::Function');
+      for (const [name, fn] of Object.entries(functionsOf(synthesized))) {
+        const use = DATA_USE[name];
+        expect(use, `${name} has no entry in DATA_USE`).toBeDefined();
+        const variables = functions[logicalId(fn)]?.Properties.Environment.Variables ?? {};
+        for (const definition of TABLES) {
+          if (use?.tables?.[definition.id] === undefined)
+            expect(variables, name).not.toHaveProperty(definition.env);
+          else
+            expect(variables[definition.env], name).toEqual({
+              Ref: logicalId(storage.tables[definition.id] as IConstruct),
+            });
         }
-        // Profile functions have no business with the snapshot tables.
-        expect(variables, handler).not.toHaveProperty(SNAPSHOTS_TABLE.env);
-        expect(variables, handler).not.toHaveProperty(LOCKS_TABLE.env);
+        if (use?.objects === undefined) expect(variables, name).not.toHaveProperty(DATA_BUCKET.env);
+        else expect(variables[DATA_BUCKET.env], name).toEqual({ Ref: logicalId(storage.bucket) });
       }
     });
 
-    it('gives read-only handlers no write action and read-write handlers their writes', () => {
-      for (const handler of HANDLERS) {
-        const actions = allowedActions(synthesized, handler);
-        const access = API_HANDLER_ACCESS[handler];
-        if (access === 'read-write')
-          expect(actions, handler).toEqual(
-            expect.arrayContaining(
-              DATA_WRITE_ACTIONS.filter((a) => API_HANDLER_BUCKET[handler] || !a.startsWith('s3:')),
-            ),
-          );
-        else
-          expect(
-            actions.filter((a) => DATA_WRITE_ACTIONS.includes(a)),
-            handler,
-          ).toEqual([]);
-        if (access === 'none')
-          expect(
-            actions.filter((a) => /^(dynamodb|s3|kms):/.test(a)),
-            handler,
-          ).toEqual([]);
+    it('allows each function exactly the data actions it needs, on exactly its tables, prefixes and key', () => {
+      const storage = synthesized.stack.platform.storage;
+      const bucket = `<${logicalId(storage.bucket)}>`;
+      const key = `<${logicalId(storage.key)}>`;
+      const dataResources = [bucket, key, ...Object.values(storage.tables).map((t) => `<${logicalId(t)}>`)];
+      for (const [name, fn] of Object.entries(functionsOf(synthesized))) {
+        const use = DATA_USE[name] ?? {};
+        const expected = new Set<string>();
+        const add = (actions: readonly string[], resources: readonly string[]) => {
+          for (const a of actions) for (const r of resources) expected.add(`${a} ${r}`);
+        };
+        let writes = false;
+        for (const [id, access] of Object.entries(use.tables ?? {})) {
+          const definition = TABLES.find((t) => t.id === id);
+          const table = `<${logicalId(storage.tables[id] as IConstruct)}>`;
+          const resources = [
+            table,
+            ...(definition?.globalSecondaryIndexes.length ? [`${table}/index/*`] : []),
+          ];
+          add(access === 'read' ? TABLE_READ : [...TABLE_READ, ...TABLE_WRITE], resources);
+          writes ||= access === 'read-write';
+        }
+        for (const [prefix, access] of Object.entries(use.objects ?? {})) {
+          if (access !== 'put') add(OBJECT_READ, [bucket, `${bucket}/${prefix}*`]);
+          if (access !== 'read') add(OBJECT_PUT, [`${bucket}/${prefix}*`]);
+          writes ||= access !== 'read';
+        }
+        if (writes) add(KEY_WRITE, [key]);
+        else if (Object.keys(use.tables ?? {}).length > 0 || Object.keys(use.objects ?? {}).length > 0)
+          add(KEY_READ, [key]);
+        add(use.keyActions ?? [], [key]);
+
+        const onData = [...grantsOf(synthesized, fn)].filter((pair) =>
+          dataResources.some((r) => pair.split(' ')[1]?.startsWith(r)),
+        );
+        expect(onData.sort(), name).toEqual([...expected].sort());
       }
-      expect(allowedActions(synthesized, 'get-profile')).toContain('dynamodb:GetItem');
-      expect(allowedActions(synthesized, 'get-profile')).not.toContain('dynamodb:PutItem');
+    });
+
+    it('lets no function delete an object of the data bucket: the profile functions cannot touch snapshots/*', () => {
+      const bucket = `<${logicalId(synthesized.stack.platform.storage.bucket)}>`;
+      expect(PROFILE_FUNCTIONS).toEqual(
+        expect.arrayContaining(['create-profile', 'put-profile', 'get-profile', 'list-profiles']),
+      );
+      for (const [name, fn] of Object.entries(functionsOf(synthesized))) {
+        const pairs = [...grantsOf(synthesized, fn)];
+        // A wildcard such as s3:* or s3:Delete* would allow it as surely as s3:DeleteObject.
+        const deletes = pairs.filter((p) => /^s3:(\*|Delete)/.test(p) && p.split(' ')[1]?.startsWith(bucket));
+        expect(deletes, name).toEqual([]);
+        if (PROFILE_FUNCTIONS.includes(name)) {
+          expect(
+            pairs.filter((p) => p.includes(`${bucket}/snapshots/`) || p.endsWith(`${bucket}/*`)),
+            name,
+          ).toEqual([]);
+        }
+      }
     });
 
     it('uses no AWS-managed policy for function roles', () => {
