@@ -52,6 +52,58 @@ describe('POST /hosts', () => {
     });
     expect(ssm.body.issues).toEqual([expect.objectContaining({ path: 'instanceId' })]);
   });
+
+  it('refuses paths and process names that a command could misread, naming each and showing it escaped (400)', async () => {
+    const res = await api.call('POST', '/hosts', {
+      body: {
+        ...webA,
+        name: 'hostile-paths',
+        address: '-oProxyCommand=sh',
+        paths: [
+          '/srv/fine',
+          '/--checkpoint-action=exec=sh',
+          'srv/shop',
+          '/srv/a\nb',
+          '/srv/../root',
+          '/srv//x',
+          '/srv/\x1b[2J',
+        ],
+        processes: ['nginx', 'a\nb', ''],
+      },
+    });
+    expect(res.status).toBe(400);
+    const byPath = Object.fromEntries(
+      res.body.issues.map((i: { path: string; message: string }) => [i.path, i.message]),
+    );
+    expect(Object.keys(byPath).sort()).toEqual(
+      [
+        'address',
+        'paths[1]',
+        'paths[2]',
+        'paths[3]',
+        'paths[4]',
+        'paths[5]',
+        'paths[6]',
+        'processes[1]',
+        'processes[2]',
+      ].sort(),
+    );
+    expect(byPath['paths[1]']).toContain('"/--checkpoint-action=exec=sh" starts with "-"');
+    expect(byPath['paths[3]']).toBe('"/srv/a\\nb" contains a control character');
+    expect(byPath['paths[5]']).toContain('write "/srv/x"');
+    // The escape sequence is shown as text, never sent to a terminal as itself.
+    expect(JSON.stringify(res.body)).not.toContain('\\u001b');
+    expect((await api.call('GET', '/hosts/hostile-paths')).status).toBe(404);
+  });
+
+  it('accepts application paths with spaces, quotes and wildcards, and keeps them as given', async () => {
+    const paths = ['/srv/my app', "/srv/it's", '/srv/$(x)', '/srv/*', '/srv/shop/-later'];
+    const res = await api.call('POST', '/hosts', {
+      body: { ...webA, name: 'odd-paths', paths, processes: ['web app'] },
+    });
+    expect(res.status).toBe(201);
+    expect(res.body.registration.paths).toEqual(paths);
+  });
 });
 
 describe('reading hosts and operations', () => {

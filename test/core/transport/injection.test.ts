@@ -56,13 +56,18 @@ async function stdoutBytes(transport: Transport, command: string, env?: Record<s
   return Buffer.concat(chunks);
 }
 
-async function canaryAbsent(): Promise<boolean> {
-  return (await host.exec(`test -e ${CANARY}`)).code !== 0;
-}
+const exists = async (path: string) => (await host.exec(`test -e '${path}'`)).exitCode === 0;
+const canaryAbsent = async () => !(await exists(CANARY));
 
 const withAttempts = fc.oneof(hostileString, fc.constantFrom(...ATTEMPTS));
 
 describe('a hostile string sent to a real host over SSH', () => {
+  it('would be seen: the canary check finds a file that an unquoted attempt creates', async () => {
+    await ssh.run(`printf '%s' ${ATTEMPTS[0]?.replace(CANARY, `${CANARY}-control`)}`);
+    expect(await exists(`${CANARY}-control`)).toBe(true);
+    expect(await canaryAbsent()).toBe(true);
+  });
+
   it('reaches printf as exactly one argument, byte for byte', async () => {
     await fc.assert(
       fc.asyncProperty(withAttempts, async (value) => {
