@@ -29,6 +29,7 @@ import {
 } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
+import { shellQuote } from '../../core/transport/shell.js';
 import {
   CONFINED,
   type CommandResult,
@@ -332,11 +333,14 @@ export async function createHost(options: HostOptions): Promise<TestHost> {
       run: runInHost,
       async writeFile(path, content, mode = 0o644) {
         const q = shellQuote(path);
-        await runInHost(`mkdir -p "$(dirname ${q})" && cat > ${q} && chmod ${mode.toString(8)} ${q}`, {
-          input: content,
-        });
+        await runInHost(
+          `mkdir -p -- "$(dirname -- ${q})" && cat > ${q} && chmod -- ${mode.toString(8)} ${q}`,
+          {
+            input: content,
+          },
+        );
       },
-      readFile: (path) => runInHost(`cat ${shellQuote(path)}`),
+      readFile: (path) => runInHost(`cat -- ${shellQuote(path)}`),
       installPackages: (names) => aptInstall(root, hostname, names),
       destroy: () => destroyRecord(record),
     };
@@ -563,10 +567,6 @@ function writeInside(root: string, relative: string, content: string, mode = 0o6
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, content);
   chmodSync(path, mode);
-}
-
-function shellQuote(text: string): string {
-  return `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
 async function destroyRecord(record: HostRecord): Promise<void> {

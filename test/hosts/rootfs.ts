@@ -4,6 +4,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { shellQuote as quote } from '../../core/transport/shell.js';
 import { CONFINED, runOk, withLock } from './process.js';
 import { removeTree } from './teardown.js';
 
@@ -254,10 +255,6 @@ install "$@" || { chroot "$R" apt-get update -qq && install "$@"; }`,
       { hostname, mounts: { '/var/cache/apt/archives': debs } },
     ),
   );
-}
-
-function quote(text: string): string {
-  return `'${text.replace(/'/g, `'\\''`)}'`;
 }
 
 export function aptEnv(): NodeJS.ProcessEnv {

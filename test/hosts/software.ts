@@ -2,6 +2,7 @@
 // a web server with its own site, a user, an environment file, a kernel parameter, a
 // firewall rule, a route. Each helper changes only the host (its files, its network
 // namespace), never the control machine.
+import { shellQuote as q } from '../../core/transport/shell.js';
 import type { TestHost } from './harness.js';
 
 export interface NginxSite {
@@ -149,8 +150,4 @@ export async function addRoute(
   await host.run(
     `ip route add ${q(destination)} via ${q(options.via ?? host.gateway)} dev ${host.interface}${metric}`,
   );
-}
-
-function q(text: string): string {
-  return `'${text.replace(/'/g, `'\\''`)}'`;
 }
