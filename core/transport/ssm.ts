@@ -54,6 +54,12 @@ export interface SsmTransportOptions {
   readonly maxInlineFileBytes?: number;
   /** Largest file getFile reads through the output bucket. Default 64 MiB. */
   readonly maxFileBytes?: number;
+  /**
+   * Largest standard output `stream` accepts (a snapshot's tar archive). SSM cannot stream: the
+   * output is kept in a file on the host, then held whole here, as base64 and as bytes, so
+   * this bounds both the host's temporary space and this process's memory. Default 128 MiB.
+   */
+  readonly maxStreamBytes?: number;
   /** Injected for tests: how to wait, what time it is, and the jitter source. */
   readonly sleep?: (ms: number) => Promise<void>;
   readonly now?: () => number;
@@ -76,6 +82,8 @@ const MAX_EXECUTION_SECONDS = 172_800;
 const PUT_PIECE = 24 * 1024;
 /** A piece of a file read per command: its base64 (with line breaks) stays under 24,000 characters. */
 const GET_PIECE = 16 * 1024;
+/** What the stream script prints on stderr when it refuses an output over the limit. */
+const STREAM_TOO_LARGE = 'persona: stream output over the limit';
 
 const TERMINAL_STATUSES = new Set(['Success', 'Failed', 'TimedOut', 'Cancelled']);
 const TERMINAL_DETAILS = new Set([
@@ -110,6 +118,7 @@ export class SsmTransport implements Transport {
   private readonly maxRetries: number;
   private readonly maxInlineFileBytes: number;
   private readonly maxFileBytes: number;
+  private readonly maxStreamBytes: number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly now: () => number;
   private readonly random: () => number;
@@ -132,6 +141,7 @@ export class SsmTransport implements Transport {
     this.maxRetries = options.maxRetries ?? 8;
     this.maxInlineFileBytes = options.maxInlineFileBytes ?? 256 * 1024;
     this.maxFileBytes = options.maxFileBytes ?? 64 * 1024 * 1024;
+    this.maxStreamBytes = options.maxStreamBytes ?? 128 * 1024 * 1024;
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
     this.now = options.now ?? Date.now;
     this.random = options.random ?? Math.random;
@@ -157,15 +167,25 @@ export class SsmTransport implements Transport {
       try {
         const data = await input;
         const inner = this.withStdin(shellCommand(command, options.env), data);
+        const limit = this.maxStreamBytes;
+        // At most one byte over the limit reaches the file: enough to know it was exceeded.
+        // The command's own exit code is kept apart, since head ends the pipeline.
         const script = [
           't=$(mktemp) || exit 125',
-          `trap 'rm -f "$t"' EXIT`,
-          `${inner} > "$t"`,
-          'rc=$?',
+          `trap 'rm -f "$t" "$t.rc"' EXIT`,
+          `{ ${inner}; echo $? > "$t.rc"; } | head -c ${limit + 1} > "$t"`,
+          'rc=$(cat "$t.rc" 2>/dev/null) || rc=141',
+          `if [ "$(wc -c < "$t" | tr -d ' ')" -gt ${limit} ]; then echo '${STREAM_TOO_LARGE}' >&2; exit ${FILE_EXIT.TOO_LARGE}; fi`,
           'base64 "$t"',
           'exit $rc',
         ].join('\n');
         const result = await this.invoke(script, command, options.timeoutMs);
+        if (result.exitCode === FILE_EXIT.TOO_LARGE && result.stderr.endsWith(`${STREAM_TOO_LARGE}\n`)) {
+          throw new TooLargeError(
+            `output of "${describeCommand(command)}" on ${this.target} is over the ${limit} bytes an SSM stream can carry`,
+            limit,
+          );
+        }
         if (result.truncated) throw this.outputTooLarge(command);
         stdout.end(Buffer.from(result.stdout, 'base64'));
         return { exitCode: result.exitCode, stderr: result.stderr };

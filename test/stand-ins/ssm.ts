@@ -191,7 +191,7 @@ export async function startSsmStandIn(options: SsmStandInOptions): Promise<SsmSt
       `setsid -w sh -c 'echo $$ > pid; exec ${env} sh -c ./_script.sh' < /dev/null > stdout 2> stderr`,
     ].join('\n');
     inv.kill = async () => {
-      await host.exec(`kill -KILL -- "-$(cat '${dir}/pid')" 2>/dev/null`, { timeoutMs: 30_000 });
+      await host.exec(`kill -s KILL -- "-$(cat '${dir}/pid')" 2>/dev/null`, { timeoutMs: 30_000 });
     };
     const timer = setTimeout(() => {
       inv.stop ??= 'TimedOut';

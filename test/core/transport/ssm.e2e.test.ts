@@ -19,6 +19,7 @@ import type { Readable } from 'node:stream';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { TooLargeError } from '../../../core/errors.js';
 import { validateProfile } from '../../../core/profile/io.js';
 import { SSM_OUTPUT_BUCKET, SSM_OUTPUT_PREFIX } from '../../../core/storage/definitions.js';
 import { TransportError } from '../../../core/transport/errors.js';
@@ -219,6 +220,44 @@ describe('SsmTransport against the SSM stand-in', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('refuses a stream over its limit by name instead of holding it whole, and keeps the exit code under it', async () => {
+    const t = new SsmTransport({
+      instanceId: INSTANCE,
+      ssm: client,
+      pollDelayMs: { initial: 50, max: 250 },
+      output: { bucket: BUCKET, prefix: SSM_OUTPUT_PREFIX, s3 },
+      maxStreamBytes: 100_000,
+    });
+
+    const over = await t.stream('head -c 100001 /srv/blob.bin');
+    over.stdout.resume();
+    const refused = await over.done.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const under = await t.stream('head -c 100000 /srv/blob.bin; exit 3');
+    const bytes = await readAll(under.stdout);
+
+    expect(refused).toBeInstanceOf(TooLargeError);
+    expect((refused as Error).message).toContain('100000 bytes');
+    expect(bytes.length).toBe(100_000);
+    expect((await under.done).exitCode).toBe(3);
+  });
+
+  it('stops a command at its time-out, every process it started with it, and says so', async () => {
+    const error = await transport()
+      .run('sleep 300 & echo started; wait', { timeoutMs: 1000 })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    const left = await host.exec('ps -eo args | grep -c "^sleep 300"');
+
+    expect(error).toBeInstanceOf(TransportError);
+    expect(error).toMatchObject({ reason: 'timeout' });
+    expect(left.stdout.trim()).toBe('0');
   });
 
   it('retries throttled calls and runs the command exactly once', async () => {
