@@ -7,9 +7,14 @@ import {
   ScanCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { ConflictError, InvalidInputError, NotFoundError } from '../errors.js';
+import { z } from 'zod';
+import { ConflictError, NotFoundError } from '../errors.js';
 import { sortObjectKeys } from '../profile/collections.js';
-import type { HostRecord, HostRegistration } from './schema.js';
+import { decodeCursor, nextCursor } from '../storage/pagination.js';
+import { type HostRecord, HostRegistration } from './schema.js';
+
+const HOSTS_LISTING = 'hosts';
+const HostStart = z.strictObject({ name: HostRegistration.shape.name });
 
 export interface HostRegistry {
   register(registration: HostRegistration, now: Date): Promise<{ host: HostRecord; created: boolean }>;
@@ -85,30 +90,16 @@ export class DynamoHostRegistry implements HostRegistry {
     limit: number;
     cursor?: string | undefined;
   }): Promise<{ items: HostRecord[]; nextCursor?: string }> {
-    let start: Record<string, unknown> | undefined;
-    if (page.cursor !== undefined) {
-      try {
-        start = { name: JSON.parse(Buffer.from(page.cursor, 'base64url').toString('utf8')) as string };
-        if (typeof start.name !== 'string') throw new Error('not a name');
-      } catch {
-        throw new InvalidInputError('cursor is not one this API returned', [
-          { path: 'cursor', message: 'not a cursor returned by a previous page' },
-        ]);
-      }
-    }
     const out = await this.ddb.send(
       new ScanCommand({
         TableName: this.tableName,
         Limit: page.limit,
-        ExclusiveStartKey: start,
+        ExclusiveStartKey: decodeCursor(page.cursor, HOSTS_LISTING, HostStart),
         ConsistentRead: true,
       }),
     );
     const items = (out.Items ?? []).map(({ name: _n, ...r }) => r as HostRecord);
-    const last = out.LastEvaluatedKey?.name;
-    return typeof last === 'string'
-      ? { items, nextCursor: Buffer.from(JSON.stringify(last)).toString('base64url') }
-      : { items };
+    return { items, ...nextCursor(HOSTS_LISTING, out.LastEvaluatedKey) };
   }
 
   async recordCapture(name: string, capture: NonNullable<HostRecord['lastCapture']>): Promise<void> {

@@ -12,12 +12,27 @@ import {
   QueryCommand,
   TransactWriteCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { ConflictError, InvalidInputError, NotFoundError } from '../errors.js';
+import { z } from 'zod';
+import { ConflictError, NotFoundError } from '../errors.js';
 import { PROFILES_TABLE } from '../storage/definitions.js';
+import { decodeCursor, nextCursor } from '../storage/pagination.js';
+import { ProfileMetadata } from './schema.js';
 import type { Page, PageRequest, ProfileHead, ProfileRepository, ProfileVersion } from './store.js';
 
 const HEAD_VERSION = 0;
 const ENTITY = 'profile';
+
+// Start keys each listing can produce: the sparse index's key plus the table's (heads), or a
+// version of the one profile being listed. Anything else in a cursor is forged or foreign.
+const HEADS_LISTING = 'profiles';
+const HeadStart = z.strictObject({
+  entity: z.literal(ENTITY),
+  name: ProfileMetadata.shape.name,
+  version: z.literal(HEAD_VERSION),
+});
+const versionsListing = (name: string) => `profiles/${name}/versions`;
+const versionStart = (name: string) =>
+  z.strictObject({ name: z.literal(name), version: z.number().int().positive() });
 
 export interface DynamoProfileStoreConfig {
   readonly tableName: string;
@@ -59,10 +74,10 @@ export class DynamoProfileStore implements ProfileRepository {
         ExpressionAttributeNames: { '#entity': index.partitionKey.name },
         ExpressionAttributeValues: { ':entity': ENTITY },
         Limit: page.limit,
-        ExclusiveStartKey: decodeCursor(page.cursor),
+        ExclusiveStartKey: decodeCursor(page.cursor, HEADS_LISTING, HeadStart),
       }),
     );
-    return withCursor((out.Items ?? []).map(toHead), out.LastEvaluatedKey);
+    return { items: (out.Items ?? []).map(toHead), ...nextCursor(HEADS_LISTING, out.LastEvaluatedKey) };
   }
 
   async listVersions(name: string, page: PageRequest): Promise<Page<ProfileVersion>> {
@@ -74,11 +89,14 @@ export class DynamoProfileStore implements ProfileRepository {
         ExpressionAttributeValues: { ':name': name, ':head': HEAD_VERSION },
         ScanIndexForward: false,
         Limit: page.limit,
-        ExclusiveStartKey: decodeCursor(page.cursor),
+        ExclusiveStartKey: decodeCursor(page.cursor, versionsListing(name), versionStart(name)),
         ConsistentRead: true,
       }),
     );
-    return withCursor((out.Items ?? []).map(toVersion), out.LastEvaluatedKey);
+    return {
+      items: (out.Items ?? []).map(toVersion),
+      ...nextCursor(versionsListing(name), out.LastEvaluatedKey),
+    };
   }
 
   async writeVersion(record: ProfileVersion, expectedLatest: number): Promise<void> {
@@ -217,30 +235,4 @@ function toVersion(item: Record<string, unknown>): ProfileVersion {
     ...(description === undefined ? {} : { description }),
     ...(labels === undefined ? {} : { labels }),
   };
-}
-
-function withCursor<T>(items: T[], lastKey: Record<string, unknown> | undefined): Page<T> {
-  return lastKey === undefined ? { items } : { items, nextCursor: encodeCursor(lastKey) };
-}
-
-function encodeCursor(key: Record<string, unknown>): string {
-  return Buffer.from(JSON.stringify(key), 'utf8').toString('base64url');
-}
-
-function decodeCursor(cursor: string | undefined): Record<string, unknown> | undefined {
-  if (cursor === undefined) return undefined;
-  try {
-    const value: unknown = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-      const entries = Object.entries(value);
-      if (entries.length > 0 && entries.every(([, v]) => typeof v === 'string' || typeof v === 'number')) {
-        return value as Record<string, unknown>;
-      }
-    }
-  } catch {
-    // fall through: reported below as the caller's mistake
-  }
-  throw new InvalidInputError('cursor is not one this API returned', [
-    { path: 'cursor', message: 'not a cursor returned by a previous page' },
-  ]);
 }
