@@ -7,6 +7,7 @@ export const ERROR_CODES = [
   'CONFLICT',
   'PRECONDITION_REQUIRED',
   'TOO_LARGE',
+  'UNSUPPORTED_MEDIA_TYPE',
   'DELTA_CONFLICT',
   'CORRUPT',
   'TRANSPORT',
@@ -51,6 +52,38 @@ export class TooLargeError extends PersonaError {
   ) {
     super(message, options);
     this.name = 'TooLargeError';
+  }
+}
+
+/** A body in a format the API does not read: only JSON and YAML documents are accepted. */
+export class UnsupportedMediaTypeError extends PersonaError {
+  readonly code = 'UNSUPPORTED_MEDIA_TYPE';
+  constructor(
+    message: string,
+    /** The Content-Type the caller sent, if any. */
+    readonly contentType: string | undefined,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'UnsupportedMediaTypeError';
+  }
+}
+
+/**
+ * A stored profile version failed its integrity check: its document is missing, or does not
+ * match the hash recorded when it was written. Retrying does not help; the document has to be
+ * restored from a copy.
+ */
+export class CorruptProfileError extends PersonaError {
+  readonly code = 'CORRUPT';
+  constructor(
+    message: string,
+    readonly profile: string,
+    readonly version: number,
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'CorruptProfileError';
   }
 }
 

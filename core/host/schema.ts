@@ -15,6 +15,16 @@ function grammar(problem: (value: string) => string | undefined) {
   };
 }
 
+/** Limits on a host registration, documented in the README. */
+export const HOST_LIMITS = {
+  /** Bytes of the registration document (POST /hosts). */
+  maxBytes: 64 * 1024,
+  /** AWS allows 50 tags on a resource; a registration allows as many. */
+  maxTags: 50,
+  maxPaths: 256,
+  maxProcesses: 256,
+} as const;
+
 const hostName = z
   .string()
   .regex(/^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/, 'expected lower-case letters, digits, ".", "_" or "-"');
@@ -40,7 +50,10 @@ export const HostRegistration = z
       .string()
       .regex(/^(i|mi)-[0-9a-f]{8,17}$/, 'expected i-… or mi-…')
       .optional(),
-    region: z.string().optional(),
+    region: z
+      .string()
+      .regex(/^[a-z0-9-]{1,32}$/, 'expected a region name such as eu-west-1')
+      .optional(),
     /** SSH: where the private key is kept. */
     credentialRef: SecretRef.optional(),
     /** SSH: the host key fingerprint to pin (SHA256:…); recorded on first capture when absent. */
@@ -48,11 +61,20 @@ export const HostRegistration = z
       .string()
       .regex(/^SHA256:[A-Za-z0-9+/]{43}$/, 'expected an OpenSSH SHA256 fingerprint')
       .optional(),
-    tags: z.record(z.string().min(1).max(128), z.string().max(256)).default({}),
+    tags: z
+      .record(z.string().min(1).max(128), z.string().max(256))
+      .refine((t) => Object.keys(t).length <= HOST_LIMITS.maxTags, `at most ${HOST_LIMITS.maxTags} tags`)
+      .default({}),
     /** Application trees to snapshot besides /etc, in the path grammar (core/transport/paths.ts). */
-    paths: z.array(z.string().check(grammar(pathProblem))).default([]),
+    paths: z
+      .array(z.string().check(grammar(pathProblem)))
+      .max(HOST_LIMITS.maxPaths, `at most ${HOST_LIMITS.maxPaths} paths`)
+      .default([]),
     /** Processes (`comm` names) whose environment and allocations belong to the application. */
-    processes: z.array(z.string().check(grammar(processNameProblem))).default([]),
+    processes: z
+      .array(z.string().check(grammar(processNameProblem)))
+      .max(HOST_LIMITS.maxProcesses, `at most ${HOST_LIMITS.maxProcesses} processes`)
+      .default([]),
   })
   .superRefine((h, ctx) => {
     if (h.transport === 'ssh') {

@@ -3,7 +3,13 @@
 import { createHash } from 'node:crypto';
 import type { Delta } from '../delta/changes.js';
 import { diff } from '../delta/diff.js';
-import { ConflictError, InvalidInputError, NotFoundError, PreconditionRequiredError } from '../errors.js';
+import {
+  ConflictError,
+  CorruptProfileError,
+  InvalidInputError,
+  NotFoundError,
+  PreconditionRequiredError,
+} from '../errors.js';
 import { sortObjectKeys } from './collections.js';
 import { canonicalProfile } from './io.js';
 import type { Profile } from './schema.js';
@@ -143,7 +149,19 @@ export async function putProfile(
       current,
     );
   }
-  return { version: await write(deps, profile, current + 1, current), created: true };
+  try {
+    return { version: await write(deps, profile, current + 1, current), created: true };
+  } catch (e) {
+    // Concurrent copies of one request (a client retrying before the first answer came back)
+    // race for the same version: the losers find the winner wrote their very document and
+    // answer with its result, as a retry after the fact would.
+    if (!(e instanceof ConflictError)) throw e;
+    const now = await deps.profiles.getHead(name);
+    if (now !== undefined && now.latest === current + 1 && now.hash === sha256(serializeProfile(profile))) {
+      return { version: await latestVersion(deps, now), created: false };
+    }
+    throw e;
+  }
 }
 
 /**
@@ -190,8 +208,37 @@ export async function getProfile(
       name,
     );
   }
-  const profile = JSON.parse(await deps.profiles.getBody(record.bodyKey)) as Profile;
-  return { version: record, profile };
+  return { version: record, profile: await readDocument(deps, record) };
+}
+
+/**
+ * A version's document, checked against the hash recorded when it was written: a body changed
+ * or lost in the bucket is reported as damage to that version, never served as if it were it.
+ */
+async function readDocument(deps: ProfileDeps, record: ProfileVersion): Promise<Profile> {
+  const damaged = (what: string, cause?: unknown) =>
+    new CorruptProfileError(
+      `profile ${record.name} version ${record.version} is damaged: ${what}`,
+      record.name,
+      record.version,
+      { cause },
+    );
+  let body: string;
+  try {
+    body = await deps.profiles.getBody(record.bodyKey);
+  } catch (cause) {
+    if (cause instanceof NotFoundError) throw damaged(`its document ${record.bodyKey} is missing`, cause);
+    throw cause;
+  }
+  const actual = sha256(body);
+  if (actual !== record.hash) {
+    throw damaged(`its document ${record.bodyKey} hashes to ${actual}, not the recorded ${record.hash}`);
+  }
+  try {
+    return JSON.parse(body) as Profile;
+  } catch (cause) {
+    throw damaged(`its document ${record.bodyKey} is not JSON`, cause);
+  }
 }
 
 const pageSize = (limit: number | undefined) => Math.min(Math.max(limit ?? 50, 1), MAX_PAGE_SIZE);

@@ -11,8 +11,14 @@ import {
   type Issue,
   isPersonaError,
   TooLargeError,
+  UnsupportedMediaTypeError,
 } from '../../core/errors.js';
-import { issuesFromZod, parseDocumentText, validateProfile } from '../../core/profile/io.js';
+import {
+  issuesFromZod,
+  type ParseOptions,
+  parseDocumentText,
+  validateProfile,
+} from '../../core/profile/io.js';
 import type { Profile } from '../../core/profile/schema.js';
 import { logger } from './runtime.js';
 
@@ -29,9 +35,12 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   CONFLICT: 409,
   DELTA_CONFLICT: 409,
   TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
   PRECONDITION_REQUIRED: 428,
-  // Damaged stored data is the service's problem, not the caller's.
-  CORRUPT: 500,
+  // Damaged stored data is the service's problem, not the caller's, but not an unexplained
+  // failure either: the store behind the function answered with bytes that fail their recorded
+  // hash, which is what 502 says of an upstream (RFC 9110 15.6.3). The code says which.
+  CORRUPT: 502,
   // A managed host could not be reached or refused us: the upstream failed, not the request.
   TRANSPORT: 502,
 };
@@ -41,6 +50,7 @@ const TITLES: Readonly<Record<number, string>> = {
   404: 'Not Found',
   409: 'Conflict',
   413: 'Content Too Large',
+  415: 'Unsupported Media Type',
   428: 'Precondition Required',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
@@ -87,6 +97,45 @@ export function header(event: APIGatewayProxyEvent, name: string): string | unde
   return undefined;
 }
 
+/** The media types a request body may have: documents, JSON or YAML, in UTF-8. */
+export const DOCUMENT_MEDIA_TYPES = ['application/json', 'application/yaml', 'text/yaml'] as const;
+
+// application/x-yaml and text/x-yaml are the names YAML went by before RFC 9512; +json and
+// +yaml are structured syntax suffixes (application/merge-patch+json, ...).
+const DOCUMENT_TYPE = /^(application\/((x-)?yaml|json|[\w.+-]+\+(json|yaml))|text\/(x-)?yaml)$/;
+
+/**
+ * Refuses a body that is not declared as a JSON or YAML document. A web page can send
+ * text/plain, form data or an untyped blob to any address without asking first (a "simple"
+ * CORS request), so accepting those would let any site write; every other type makes the
+ * browser ask, and this API never says yes.
+ */
+export function requireDocumentType(event: APIGatewayProxyEvent): void {
+  if (event.body === null || event.body === undefined || event.body === '') return;
+  const raw = header(event, 'content-type');
+  const [type = '', ...params] = (raw ?? '').split(';').map((p) => p.trim().toLowerCase());
+  const charset = params
+    .find((p) => p.startsWith('charset='))
+    ?.slice('charset='.length)
+    .replace(/"/g, '');
+  if (DOCUMENT_TYPE.test(type) && (charset === undefined || charset === 'utf-8')) return;
+  throw new UnsupportedMediaTypeError(
+    raw === undefined
+      ? `the body needs a Content-Type: ${DOCUMENT_MEDIA_TYPES.join(', ')}`
+      : `Content-Type ${JSON.stringify(raw)} is not accepted; send ${DOCUMENT_MEDIA_TYPES.join(', ')} (UTF-8)`,
+    raw,
+  );
+}
+
+/** The body as the document parser takes it: text, or the bytes when API Gateway sent base64. */
+export function documentSource(event: APIGatewayProxyEvent): string | Uint8Array {
+  const body = event.body ?? '';
+  return event.isBase64Encoded ? Buffer.from(body, 'base64') : body;
+}
+
+const isBlank = (body: string | Uint8Array) =>
+  typeof body === 'string' ? body.trim() === '' : Buffer.from(body).toString('latin1').trim() === '';
+
 interface RequestSchemas<P extends z.ZodType, Q extends z.ZodType> {
   readonly params?: P;
   readonly query?: Q;
@@ -113,6 +162,7 @@ export function parseRequest<P extends z.ZodType = z.ZodType, Q extends z.ZodTyp
         );
         return undefined;
       };
+      requireDocumentType(event);
       const params = check(schemas.params, event.pathParameters, 'params');
       const query = check(schemas.query, event.queryStringParameters, 'query');
       if (issues.length > 0) throw new InvalidInputError('the request is not valid', issues);
@@ -128,16 +178,18 @@ export function parseRequest<P extends z.ZodType = z.ZodType, Q extends z.ZodTyp
  */
 export function jsonBody<S extends z.ZodType, E extends ApiEvent<unknown, unknown>>(
   schema: S,
+  limits: Pick<ParseOptions, 'maxBytes' | 'kind'> = {},
 ): MiddlewareObj<E & { parsedBody?: z.output<S> }, APIGatewayProxyResult> {
   return {
     name: 'jsonBody',
     before: (request) => {
       const event = request.event;
-      if (event.body === null || event.body === undefined || event.body.trim() === '') {
+      requireDocumentType(event);
+      const source = documentSource(event);
+      if (isBlank(source)) {
         throw new InvalidInputError('the request needs a body', [{ path: 'body', message: 'required' }]);
       }
-      const text = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
-      const { value, locate } = parseDocumentText(text, { source: 'body' });
+      const { value, locate } = parseDocumentText(source, { source: 'body', ...limits });
       const result = schema.safeParse(value);
       if (!result.success)
         throw new InvalidInputError('the body is not valid', issuesFromZod(result.error, locate));
@@ -152,13 +204,14 @@ export function profileBody<E extends ApiEvent<unknown, unknown>>(): MiddlewareO
     name: 'profileBody',
     before: (request) => {
       const event = request.event;
-      if (event.body === null || event.body === undefined || event.body.trim() === '') {
+      requireDocumentType(event);
+      const source = documentSource(event);
+      if (isBlank(source)) {
         throw new InvalidInputError('the request needs a profile document as its body', [
           { path: 'body', message: 'required' },
         ]);
       }
-      const text = event.isBase64Encoded ? Buffer.from(event.body, 'base64').toString('utf8') : event.body;
-      const { value, locate } = parseDocumentText(text, { source: 'body' });
+      const { value, locate } = parseDocumentText(source, { source: 'body' });
       event.profile = validateProfile(value, { source: 'body', locate });
     },
   };
@@ -187,10 +240,14 @@ export function apiErrors(
           Object.assign(extra, { issues: error.issues });
         if (error instanceof TooLargeError)
           Object.assign(extra, { issues: [{ path: 'body', message: error.message }] });
+        if (error instanceof UnsupportedMediaTypeError)
+          Object.assign(extra, { issues: [{ path: 'headers.content-type', message: error.message }] });
         if ('current' in error && typeof error.current === 'number')
           Object.assign(extra, { current: error.current });
         if (status >= 500) logger.error('request failed', { error });
         request.response = problem(status, error.code, error.message, extra);
+        if (error instanceof UnsupportedMediaTypeError)
+          request.response.headers = { ...request.response.headers, accept: DOCUMENT_MEDIA_TYPES.join(', ') };
         return;
       }
       logger.error('unexpected error', { error: error as Error });

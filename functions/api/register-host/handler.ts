@@ -1,6 +1,6 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { HostRegistration } from '../../../core/host/schema.js';
+import { HOST_LIMITS, HostRegistration } from '../../../core/host/schema.js';
 import { type ApiEvent, apiErrors, json, jsonBody } from '../../shared/http.js';
 import { hosts, logger } from '../../shared/runtime.js';
 
@@ -14,4 +14,4 @@ const handler = async (event: ApiEvent & { parsedBody?: unknown }) => {
 export const main = middy(handler)
   .use(injectLambdaContext(logger))
   .use(apiErrors())
-  .use(jsonBody(HostRegistration));
+  .use(jsonBody(HostRegistration, { maxBytes: HOST_LIMITS.maxBytes, kind: 'a host registration' }));
