@@ -113,9 +113,15 @@ export function shellCommand(command: string, env?: Readonly<Record<string, stri
   return `${prefix}sh -c ${shellQuote(command, 'command')}`;
 }
 
-/** The start of a command line, for messages: long scripts are cut, newlines shown as spaces. */
+/**
+ * The start of a command line, for messages: long scripts are cut, newlines shown as spaces, and
+ * other control characters (from data in the command) escaped, so a message cannot drive a terminal.
+ */
 export function describeCommand(command: string, max = 80): string {
-  const flat = command.replace(/\s+/g, ' ').trim();
+  const flat = command
+    .replace(/\s+/g, ' ')
+    .trim()
+    .replace(/[\p{Cc}\p{Cf}\p{Cs}]/gu, escapeForDisplay);
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat;
 }
 

@@ -9,6 +9,7 @@ import { InvalidInputError } from '../../../core/errors.js';
 import { checkPath, PATH_MAX_BYTES, pathProblem, relativeToRoot } from '../../../core/transport/paths.js';
 import {
   atomicWriteScript,
+  describeCommand,
   displayValue,
   sh,
   shellCommand,
@@ -78,6 +79,14 @@ describe('sh', () => {
 
   it('names the elements of a list in its error', () => {
     expect(thrown(() => shellWords(['x', 'y\0'], 'processes')).issues[0]?.path).toBe('processes[1]');
+  });
+});
+
+describe('describeCommand', () => {
+  it('shows a command on one line with the escape sequences in its data escaped', () => {
+    expect(describeCommand(sh`cat -- ${'/srv/\x1b]0;owned\x07'}\necho done`)).toBe(
+      "cat -- '/srv/\\x1b]0;owned\\x07' echo done",
+    );
   });
 });
 
