@@ -224,7 +224,7 @@ export class SsmTransport implements Transport {
       const piece = data.subarray(i * PUT_PIECE, (i + 1) * PUT_PIECE).toString('base64');
       const lines = ['set -e', 'umask 077'];
       if (i === 0) lines.push(`: > ${temp}`);
-      lines.push(`printf '%s' '${piece}' | base64 -d >> ${temp}`);
+      lines.push(`printf '%s' ${shellQuote(piece)} | base64 -d >> ${temp}`);
       if (i === pieces - 1) {
         lines.push(
           `[ "$(wc -c < ${temp} | tr -d ' ')" = ${data.length} ] || { echo 'size mismatch after upload' >&2; exit 1; }`,
@@ -320,7 +320,7 @@ export class SsmTransport implements Transport {
         PUT_PIECE,
       );
     }
-    return `printf '%s' '${data.toString('base64')}' | base64 -d | ${script}`;
+    return `printf '%s' ${shellQuote(data.toString('base64'))} | base64 -d | ${script}`;
   }
 
   private outputTooLarge(command: string): TooLargeError {
