@@ -13,6 +13,7 @@ import type { Progress, SnapshotStore } from '../core/snapshot/store.js';
 import { tarSource, writeTar } from '../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../core/snapshot/tree.js';
 import { connect } from './connect.js';
+import { EXIT } from './errors.js';
 import { table } from './render.js';
 
 /** Opens the snapshot store the environment points at. */
@@ -59,6 +60,10 @@ const profileRef = (v: string) => {
   return { name: m[1] as string, version: Number(m[3]) };
 };
 
+// Paths come from hosts: control characters in them are shown escaped, never sent to a terminal.
+const printable = (s: string) =>
+  s.replace(/\p{Cc}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
 const out = (s: string): void => {
   process.stdout.write(`${s}\n`);
 };
@@ -86,12 +91,22 @@ export function registerSnapshotCommands(program: Command): void {
     .argument('[dir]')
     .requiredOption('--host <name>', 'the host the tree belongs to')
     .option('--tar <file>', 'read the tree from a tar archive instead of a directory')
+    .option(
+      '--allow-empty',
+      'with --tar: accept a stream with no entries (refused by default: a failed tar upstream leaves one)',
+    )
     .option('--profile <name@version>', 'the profile version this snapshot belongs to', profileRef)
     .option('--rehash', 'read every file, even those the previous snapshot saw unchanged')
     .action(
       async (
         dir: string | undefined,
-        o: { host: string; tar?: string; profile?: { name: string; version: number }; rehash?: boolean },
+        o: {
+          host: string;
+          tar?: string;
+          allowEmpty?: boolean;
+          profile?: { name: string; version: number };
+          rehash?: boolean;
+        },
         cmd: Command,
       ) => {
         if ((dir === undefined) === (o.tar === undefined)) {
@@ -104,7 +119,9 @@ export function registerSnapshotCommands(program: Command): void {
         const skipped: string[] = [];
         const source =
           o.tar !== undefined
-            ? tarSource(o.tar === '-' ? process.stdin : createReadStream(o.tar), o.tar)
+            ? tarSource(o.tar === '-' ? process.stdin : createReadStream(o.tar), o.tar, {
+                allowEmpty: o.allowEmpty === true,
+              })
             : directorySource(resolve(dir as string), { onSkip: (p) => skipped.push(p) });
         const record = await store.create(source, {
           host: o.host,
@@ -197,9 +214,15 @@ export function registerSnapshotCommands(program: Command): void {
           onProgress: progress.update,
         });
         progress.done();
+        // What could not be restored is named, and the command fails: a damaged snapshot (7)
+        // or anything else (1). Everything else was restored.
+        if (stats.failed.length > 0)
+          process.exitCode = stats.failed.some((f) => f.damaged) ? EXIT.CORRUPT : EXIT.FAILURE;
         if (globals(cmd).json) return json({ record, stats });
+        for (const f of stats.failed)
+          process.stderr.write(`${pc.red('✗')} ${printable(f.path)}: ${printable(f.reason)}\n`);
         out(
-          `${pc.green('✓')} ${o.host} snapshot ${record.version} → ${target}: ${stats.written} written, ${stats.metadataOnly} metadata only, ${stats.unchanged} unchanged, ${stats.removed} removed (${bytes(stats.bytes)})`,
+          `${stats.failed.length > 0 ? pc.red('✗') : pc.green('✓')} ${o.host} snapshot ${record.version} → ${target}: ${stats.written} written, ${stats.metadataOnly} metadata only, ${stats.unchanged} unchanged, ${stats.removed} removed (${bytes(stats.bytes)})${stats.failed.length > 0 ? `; ${stats.failed.length} not restored` : ''}`,
         );
       },
     );

@@ -125,7 +125,8 @@ export async function restoreSnapshot(
       } catch (error) {
         if (!failureOfEntry(error)) throw error;
         missing.add(entry.path);
-        failed.push({ path: entry.path, reason: reasonOf(error) });
+        const damaged = error instanceof CorruptionError || error instanceof NotFoundError;
+        failed.push({ path: entry.path, reason: reasonOf(error), ...(damaged ? { damaged } : {}) });
         continue;
       }
       const now = Date.now();

@@ -195,6 +195,8 @@ const minor = (rdev: number) => Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >
 export interface RestoreFailure {
   readonly path: string;
   readonly reason: string;
+  /** The snapshot's own data failed (a chunk that does not verify, a pack that is gone). */
+  readonly damaged?: boolean;
 }
 
 /**
