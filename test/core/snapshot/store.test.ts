@@ -2,15 +2,23 @@ import { spawn } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConflictError } from '../../../core/errors.js';
 import { S3ObjectStore } from '../../../core/snapshot/object-store.js';
-import { StoreBusyError } from '../../../core/snapshot/records.js';
+import { DynamoLocks, StoreBusyError } from '../../../core/snapshot/records.js';
 import { packKeyOf, SnapshotStore } from '../../../core/snapshot/store.js';
 import { tarSource, writeTar } from '../../../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
-import { bytesFrom, describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
+import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../../local/stand-ins.js';
+import {
+  bytesFrom,
+  conditionalS3,
+  describeTree,
+  startTestStore,
+  type TestStore,
+} from '../../support/snapshot-store.js';
 
 let ts: TestStore;
 let store: SnapshotStore;
@@ -352,7 +360,15 @@ describe('SnapshotStore', () => {
     expect(await describeTree(out)).toEqual(await describeTree(src));
   });
 
-  it('survives a writer killed mid-snapshot: nothing referenced goes missing and the next snapshot succeeds', async () => {
+  it('survives a writer killed mid-snapshot: gc removes exactly the packs it left, nothing referenced goes missing', async () => {
+    const packs = async () => {
+      const keys = new Set<string>();
+      for await (const o of ts.deps().objects.list('snapshots/packs/')) keys.add(o.key);
+      return keys;
+    };
+    // Garbage of the tests before goes first, so that what gc removes below is the writer's.
+    await store.gc();
+    const before = await packs();
     const src = fresh('killed');
     for (let i = 0; i < 12; i++) await fs.writeFile(join(src, `f${i}`), bytesFrom(2000 + i, 3 * 1024 * 1024));
     const child = spawn(
@@ -363,23 +379,38 @@ describe('SnapshotStore', () => {
         stdio: ['ignore', 'pipe', 'inherit'],
       },
     );
-    // Kill it once it reports its first uploaded pack.
+    // Kill it once its first pack is in the bucket.
     await new Promise<void>((resolve, reject) => {
       child.stdout.on('data', (d: Buffer) => {
-        if (d.toString().includes('uploading')) resolve();
+        if (d.toString().includes('uploaded')) resolve();
       });
       child.once('exit', () => reject(new Error('the writer finished before it could be killed')));
     });
     child.kill('SIGKILL');
     await new Promise((r) => child.once('exit', r));
 
+    const left = [...(await packs())].filter((k) => !before.has(k));
+    expect(left.length).toBeGreaterThanOrEqual(1);
+
     const next = await ts.open({ lockTtlMs: 2000 });
     expect((await next.check()).ok).toBe(true);
     const record = await next.create(directorySource(src), { host: 'killed' });
     expect(record.version).toBe(1);
-    // Once the killed writer's lock has expired, gc removes what it left behind.
-    await new Promise((r) => setTimeout(r, 2500));
-    await next.gc();
+    const beforeGc = await packs();
+    // Once the killed writer's lock has expired (its ttl and the clock-skew margin), gc
+    // removes what it left behind: until then the store is busy.
+    let gc: Awaited<ReturnType<SnapshotStore['gc']>> | undefined;
+    for (let attempt = 0; !gc; attempt++) {
+      gc = await next.gc().catch(async (e: unknown) => {
+        if (!(e instanceof StoreBusyError) || attempt > 100) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+        return undefined;
+      });
+    }
+    const after = await packs();
+    // Exactly the dead writer's packs: no index or record named them, and nothing else went.
+    expect([...beforeGc].filter((k) => !after.has(k)).sort()).toEqual(left.sort());
+    expect(gc.packsDeleted).toBe(left.length);
     const report = await next.check({ readData: true });
     expect(report.ok).toBe(true);
     const out = fresh('killed-out');
@@ -402,6 +433,114 @@ describe('creating a store', () => {
     const record = await (stores[1] as SnapshotStore).create(directorySource(src), { host: 'fresh' });
     const out = fresh('fresh-out');
     await (stores[3] as SnapshotStore).restore(record, new DirectoryTarget(out));
+    expect(await fs.readFile(join(out, 'x'), 'utf8')).toBe('x');
+  });
+
+  it('writes the config with If-None-Match: * so that S3 itself refuses a second one', async () => {
+    await ts.s3.send(new CreateBucketCommand({ Bucket: 'conditional-store' }));
+    const puts: { path: string; ifNoneMatch: string | undefined }[] = [];
+    const s3 = new S3Client({
+      endpoint: ts.standIns.s3Endpoint,
+      region: LOCAL_REGION,
+      credentials: LOCAL_CREDENTIALS,
+      forcePathStyle: true,
+    });
+    // What goes on the wire: the embedded S3-protocol server ignores the header.
+    s3.middlewareStack.add(
+      (next) => async (args) => {
+        const request = args.request as { method?: string; path?: string; headers?: Record<string, string> };
+        if (request.method === 'PUT')
+          puts.push({ path: request.path ?? '', ifNoneMatch: request.headers?.['if-none-match'] });
+        return next(args);
+      },
+      { step: 'finalizeRequest', name: 'recordPuts' },
+    );
+    const own = await SnapshotStore.open({
+      ...ts.deps(),
+      objects: new S3ObjectStore(s3, 'conditional-store'),
+    });
+    const src = fresh('conditional');
+    await fs.writeFile(join(src, 'x'), 'x');
+    await own.create(directorySource(src), { host: 'conditional' });
+    expect(puts.filter((p) => p.path.endsWith('/snapshots/config'))).toEqual([
+      { path: '/conditional-store/snapshots/config', ifNoneMatch: '*' },
+    ]);
+    // Packs, indexes and manifests are named by their content: written unconditionally.
+    expect(puts.length).toBeGreaterThanOrEqual(4);
+    expect(puts.filter((p) => p.ifNoneMatch !== undefined)).toHaveLength(1);
+    s3.destroy();
+  });
+
+  it('keeps the first config when two creators both hold a claim, as after a claim taken from one that was only slow', async () => {
+    await ts.s3.send(new CreateBucketCommand({ Bucket: 'two-creators' }));
+    // An S3 endpoint that honours If-None-Match as S3 does.
+    const proxy = await conditionalS3(ts.standIns.s3Endpoint);
+    const s3 = new S3Client({
+      endpoint: proxy.endpoint,
+      region: LOCAL_REGION,
+      credentials: LOCAL_CREDENTIALS,
+      forcePathStyle: true,
+    });
+    try {
+      const objects = new S3ObjectStore(s3, 'two-creators');
+      await objects.put('probe', Buffer.from('first'), { ifAbsent: true });
+      await expect(objects.put('probe', Buffer.from('second'), { ifAbsent: true })).rejects.toBeInstanceOf(
+        ConflictError,
+      );
+      expect(Buffer.from(await objects.get('probe')).toString()).toBe('first');
+
+      const locks = ts.deps().locks;
+      // Every claimant is granted the claim: only the conditional write stands between them.
+      const granted = {
+        shared: locks.shared.bind(locks),
+        exclusive: locks.exclusive.bind(locks),
+        claim: async (resource: string) => ({
+          resource,
+          holder: 'creator',
+          throwIfLost: () => {},
+          assertHeld: async () => {},
+          fence: () => {
+            throw new Error('a claim fences nothing');
+          },
+          release: async () => {},
+        }),
+      };
+      const stores = await Promise.all(
+        [1, 2, 3].map(() => SnapshotStore.open({ ...ts.deps(), objects, locks: granted })),
+      );
+      const stored = JSON.parse(Buffer.from(await objects.get('snapshots/config')).toString()) as {
+        storeId: string;
+      };
+      expect(stores.map((s) => s.config.storeId)).toEqual([stored.storeId, stored.storeId, stored.storeId]);
+    } finally {
+      s3.destroy();
+      await proxy.close();
+    }
+  });
+
+  it('creates the store once the claim of a creator that died has expired', async () => {
+    await ts.s3.send(new CreateBucketCommand({ Bucket: 'dead-creator' }));
+    const objects = new S3ObjectStore(ts.s3, 'dead-creator');
+    // The dying creator's DynamoDB: its claim goes through, then nothing it sends arrives.
+    let sent = 0;
+    const dying = new Proxy(ts.ddb, {
+      get(target, property, receiver) {
+        if (property !== 'send') return Reflect.get(target, property, receiver);
+        return (command: Parameters<typeof target.send>[0]) =>
+          sent++ === 0 ? target.send(command) : new Promise(() => {});
+      },
+    });
+    const claim = await new DynamoLocks(dying, 'locks', { ttlMs: 500, clockSkewMs: 100 }).claim(
+      `${objects.location}/snapshots/config`,
+    );
+    expect(claim).toBeDefined();
+    const own = await SnapshotStore.open({ ...ts.deps({ lockTtlMs: 500, clockSkewMs: 100 }), objects });
+    expect((await objects.head('snapshots/config'))?.size).toBeGreaterThan(0);
+    const src = fresh('dead-creator');
+    await fs.writeFile(join(src, 'x'), 'x');
+    const record = await own.create(directorySource(src), { host: 'dead-creator' });
+    const out = fresh('dead-creator-out');
+    await (await SnapshotStore.open({ ...ts.deps(), objects })).restore(record, new DirectoryTarget(out));
     expect(await fs.readFile(join(out, 'x'), 'utf8')).toBe('x');
   });
 });
