@@ -388,7 +388,12 @@ export class SsmTransport implements Transport {
       const status = invocation.Status ?? '';
       const details = invocation.StatusDetails ?? '';
       if (TERMINAL_STATUSES.has(status) || TERMINAL_DETAILS.has(details)) {
-        return this.finish(invocation, commandId, command, executionSeconds, started);
+        try {
+          return await this.finish(invocation, commandId, command, executionSeconds, started);
+        } finally {
+          // Whatever the outcome: a command that failed or timed out may have printed too.
+          if (this.output) await this.discardOutput(commandId);
+        }
       }
       if (this.now() > deadline) {
         await this.ssm
@@ -445,16 +450,12 @@ export class SsmTransport implements Transport {
     const stderrCut = stderr.length >= INLINE_STDERR || stderr.endsWith(STDERR_CUT);
     const truncated = (stdoutCut || stderrCut) && !this.output;
     if (this.output) {
-      try {
-        const full = await Promise.all([
-          stdoutCut ? this.readOutput(commandId, 'stdout') : undefined,
-          stderrCut ? this.readOutput(commandId, 'stderr') : undefined,
-        ]);
-        stdout = full[0] ?? stdout;
-        stderr = full[1] ?? stderr;
-      } finally {
-        await this.discardOutput(commandId);
-      }
+      const full = await Promise.all([
+        stdoutCut ? this.readOutput(commandId, 'stdout') : undefined,
+        stderrCut ? this.readOutput(commandId, 'stderr') : undefined,
+      ]);
+      stdout = full[0] ?? stdout;
+      stderr = full[1] ?? stderr;
     }
     return {
       exitCode: code,

@@ -258,6 +258,8 @@ describe('SsmTransport against the SSM stand-in', () => {
     expect(error).toBeInstanceOf(TransportError);
     expect(error).toMatchObject({ reason: 'timeout' });
     expect(left.stdout.trim()).toBe('0');
+    // What it printed before it was stopped is not left in the bucket either.
+    expect(await outputObjectsLeft()).toBe(0);
   });
 
   it('retries throttled calls and runs the command exactly once', async () => {
