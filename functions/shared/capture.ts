@@ -16,7 +16,7 @@ import {
   SSM_OUTPUT_BUCKET,
   SSM_OUTPUT_PREFIX,
 } from '../../core/storage/definitions.js';
-import { ddb, getRequiredEnv, hosts, operations, snapshotRecords, stores } from './runtime.js';
+import { ddb, getRequiredEnv, hosts, keepOnSuccess, operations, snapshotRecords, stores } from './runtime.js';
 
 let captureDependencies: CaptureDeps | undefined;
 
@@ -29,16 +29,14 @@ export function captureDeps(): CaptureDeps {
     const keys = keyId
       ? new KmsKeyProvider(new KMSClient({}), keyId)
       : new LocalKeyProvider(getRequiredEnv('PERSONA_KEYS_DIR'));
-    let store: Promise<SnapshotStore> | undefined;
-    const snapshots = () => {
-      store ??= SnapshotStore.open({
+    const snapshots = keepOnSuccess(() =>
+      SnapshotStore.open({
         objects: new S3ObjectStore(s3, getRequiredEnv(DATA_BUCKET.env)),
         records: snapshotRecords(),
         locks: new DynamoLocks(doc, getRequiredEnv(LOCKS_TABLE.env)),
         keys,
-      });
-      return store;
-    };
+      }),
+    );
     const ssm = new SSMClient({});
     // The stack always sets it; the embedded runtime, which has no SSM, does not.
     const ssmOutputBucket = process.env[SSM_OUTPUT_BUCKET.env];
