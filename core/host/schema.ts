@@ -67,12 +67,26 @@ export const HostRegistration = z
       .default({}),
     /** Application trees to snapshot besides /etc, in the path grammar (core/transport/paths.ts). */
     paths: z
-      .array(z.string().check(grammar(pathProblem)))
+      .array(
+        z
+          .string()
+          .check(grammar(pathProblem))
+          .describe(
+            'An absolute path in normal form (no empty, "." or ".." names, no trailing "/"), without control characters, whose first name does not start with "-", at most 4095 bytes',
+          ),
+      )
       .max(HOST_LIMITS.maxPaths, `at most ${HOST_LIMITS.maxPaths} paths`)
       .default([]),
     /** Processes (`comm` names) whose environment and allocations belong to the application. */
     processes: z
-      .array(z.string().check(grammar(processNameProblem)))
+      .array(
+        z
+          .string()
+          .check(grammar(processNameProblem))
+          .describe(
+            'A process name as the kernel shows it (comm), 1 to 64 characters, no control characters',
+          ),
+      )
       .max(HOST_LIMITS.maxProcesses, `at most ${HOST_LIMITS.maxProcesses} processes`)
       .default([]),
   })
