@@ -17,7 +17,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { CreateBucketCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
-import { SSMClient } from '@aws-sdk/client-ssm';
+import {
+  DescribeInstanceInformationCommand,
+  InvalidDocument,
+  InvalidInstanceId,
+  ListCommandInvocationsCommand,
+  SendCommandCommand,
+  SSMClient,
+} from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TooLargeError } from '../../../core/errors.js';
 import { validateProfile } from '../../../core/profile/io.js';
@@ -283,6 +290,63 @@ describe('SsmTransport against the SSM stand-in', () => {
 
     expect(error).toBeInstanceOf(TransportError);
     expect(error).toMatchObject({ reason: 'unreachable' });
+  });
+});
+
+describe('the SSM stand-in', () => {
+  it('answers the SDK in SSM shapes: managed nodes, invocations with plugin details, modelled errors', async () => {
+    const nodes = await client.send(
+      new DescribeInstanceInformationCommand({ Filters: [{ Key: 'InstanceIds', Values: [INSTANCE] }] }),
+    );
+    const sent = await client.send(
+      new SendCommandCommand({
+        DocumentName: 'AWS-RunShellScript',
+        InstanceIds: [INSTANCE],
+        Parameters: { commands: ['echo one', 'echo two >&2'] },
+        OutputS3BucketName: BUCKET,
+        OutputS3KeyPrefix: 'listing',
+      }),
+    );
+    await ssm.idle();
+    const commandId = sent.Command?.CommandId as string;
+    const listed = await client.send(
+      new ListCommandInvocationsCommand({ CommandId: commandId, Details: true }),
+    );
+    const badDocument = await client
+      .send(new SendCommandCommand({ DocumentName: 'AWS-Nope', InstanceIds: [INSTANCE] }))
+      .catch((e: unknown) => e);
+    const unknownNode = await client
+      .send(
+        new SendCommandCommand({
+          DocumentName: 'AWS-RunShellScript',
+          InstanceIds: ['i-0123456789abcdef0'],
+          Parameters: { commands: ['true'] },
+        }),
+      )
+      .catch((e: unknown) => e);
+
+    expect(nodes.InstanceInformationList).toEqual([
+      expect.objectContaining({
+        InstanceId: INSTANCE,
+        PingStatus: 'Online',
+        ResourceType: 'ManagedInstance',
+      }),
+    ]);
+    expect(sent.Command).toMatchObject({ Status: 'Pending', RequestedDateTime: expect.any(Date) });
+    expect(listed.CommandInvocations?.[0]).toMatchObject({
+      Status: 'Success',
+      InstanceName: 'ssm-node-a',
+      CommandPlugins: [
+        {
+          Name: 'aws:runShellScript',
+          ResponseCode: 0,
+          Output: 'one\n\n----------ERROR-------\ntwo\n',
+          OutputS3KeyPrefix: `listing/${commandId}/${INSTANCE}/awsrunShellScript`,
+        },
+      ],
+    });
+    expect(badDocument).toBeInstanceOf(InvalidDocument);
+    expect(unknownNode).toBeInstanceOf(InvalidInstanceId);
   });
 });
 
