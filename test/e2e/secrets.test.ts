@@ -206,4 +206,34 @@ describe('secrets of a captured host', () => {
     const stored = await everythingStored();
     for (const value of secretsInClear()) expect(stored.includes(value), value).toBe(false);
   });
+
+  it('refuse, in the embedded runtime, a credential sealed by KMS: no KMS here, said before any host is reached', async () => {
+    const registered = await api.call('POST', '/hosts', {
+      body: {
+        name: 'web-kms',
+        platform: 'baremetal',
+        transport: 'ssh',
+        address: '127.0.0.1',
+        port: 1,
+        credentialRef: {
+          provider: 'aws-kms',
+          keyId: 'alias/persona-hosts',
+          ciphertext: Buffer.from('wrapped-key').toString('base64'),
+        },
+      },
+    });
+    expect(registered.status).toBe(201);
+    const started = await api.call('POST', '/hosts/web-kms/capture', {
+      headers: { 'idempotency-key': 'capture-web-kms-1' },
+    });
+    expect(started.status).toBe(202);
+    let op = started.body;
+    for (let i = 0; i < 200 && op.status !== 'FAILED' && op.status !== 'SUCCEEDED'; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      op = (await api.call('GET', `/operations/${started.body.id}`)).body;
+    }
+    expect(op.status).toBe('FAILED');
+    expect(op.error.code).toBe('INVALID_INPUT');
+    expect(op.error.message).toMatch(/aws-kms references need AWS KMS, which this runtime does not have/);
+  });
 });
