@@ -8,10 +8,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { WORKFLOWS } from '../core/operation/workflows.js';
-import {
-  SSM_OUTPUT_BUCKET,
-  SSM_OUTPUT_PREFIX,
-} from '../core/storage/definitions.js';
+import { SSM_OUTPUT_BUCKET, SSM_OUTPUT_PREFIX } from '../core/storage/definitions.js';
 import { PROJECT_ROOT } from './api.js';
 import { personaFunction } from './function.js';
 import { CAPTURE_TASK_GRANTS, FAIL_OPERATION_TASK_GRANTS } from './permissions.js';
