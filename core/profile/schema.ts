@@ -28,9 +28,6 @@ const fileMode = z.string().regex(/^[0-7]{3,4}$/, 'expected an octal mode such a
 const cidrOrAddress = z.string().regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, 'expected an IP address or CIDR');
 const labels = z.record(z.string().min(1).max(128), z.string().max(256));
 
-/** Where a sensitive value really lives. The Profile only ever holds the reference. */
-export const SecretRef = z
-  .discriminatedUnion('provider', [
 /** The longest key of a `local` secret reference. */
 export const MAX_LOCAL_SECRET_KEY = 1024;
 
@@ -53,6 +50,9 @@ export function localSecretKeyProblem(key: string): string | undefined {
   return undefined;
 }
 
+/** Where a sensitive value really lives. The Profile only ever holds the reference. */
+export const SecretRef = z
+  .discriminatedUnion('provider', [
     z.strictObject({
       provider: z.literal('aws-secretsmanager'),
       secretId: text.describe('Secret name or ARN'),

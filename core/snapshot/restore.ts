@@ -84,8 +84,7 @@ export async function restoreSnapshot(
       const extra = options.existing.entries.filter((e) => !wanted.has(e.path)).toReversed();
       for (const e of extra) {
         try {
-          await target.remove(e.path);
-          stats.removed++;
+          if (await target.remove(e.path)) stats.removed++;
         } catch (error) {
           if (!failureOfEntry(error)) throw error;
           failed.push({ path: e.path, reason: `not removed: ${reasonOf(error)}` });

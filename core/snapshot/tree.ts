@@ -352,22 +352,24 @@ export class DirectoryTarget {
     });
   }
 
-  /** Removes whatever is at `rel` (before writing something of another type there). */
-  async remove(rel: string): Promise<void> {
+  /**
+   * Removes whatever is at `rel` and says whether there was anything. Below a link or a file
+   * the path is not in this tree: nothing of it is there to remove.
+   */
+  async remove(rel: string): Promise<boolean> {
     const problem = pathProblem(rel);
     if (problem !== undefined) throw new UnsafePathError(rel, problem);
-    // Walk down without following anything: below a link or a file, the path is not in this
-    // tree and there is nothing of it to remove.
     let dir = this.base;
     const parts = rel.split('/');
     for (const part of parts.slice(0, -1)) {
       dir = join(dir, part);
-      const s = lstatOrNone(dir);
-      if (!s?.isDirectory()) return;
+      if (!lstatOrNone(dir)?.isDirectory()) return false;
     }
     const path = join(dir, parts[parts.length - 1] as string);
     const s = lstatOrNone(path);
-    if (s !== undefined) removeSync(path, s);
+    if (s === undefined) return false;
+    removeSync(path, s);
+    return true;
   }
 
   async write(entry: ManifestEntry, content?: AsyncIterable<Uint8Array>): Promise<void> {

@@ -203,6 +203,7 @@ describe('links already in the target', () => {
     };
     const stats = await store.restore(etc, new DirectoryTarget(c.target), { existing, deleteExtra: true });
     expect(stats.failed.map((f) => f.path)).toEqual(['../canary', 'etc/shadow-link']);
+    expect(stats.removed).toBe(0);
     expect(stats.failed[1]?.reason).toMatch(/link target etc\/shadow is a symlink/);
     expect(typeAt(join(c.target, 'etc/passwd'))).toBe('file');
     expect(typeAt(join(c.target, 'etc/cron.d'))).toBe('dir');
@@ -217,8 +218,9 @@ describe('links already in the target', () => {
     const file = entryOf({ name: 'a/shadow', type: 'file', content: 'x' });
     await expect(t.write(file, contentOf('x'))).rejects.toBeInstanceOf(UnsafePathError);
     await expect(t.write(entryOf({ name: 'a/p', type: 'fifo' }))).rejects.toBeInstanceOf(UnsafePathError);
-    await t.remove('a/shadow');
-    await t.remove('a/cron.d');
+    expect(await t.remove('a/shadow')).toBe(false);
+    expect(await t.remove('a/cron.d')).toBe(false);
+    await expect(t.remove('../canary')).rejects.toBeInstanceOf(UnsafePathError);
     expect(await t.finish()).toEqual([]);
     expect(readlinkSync(join(c.target, 'a'))).toBe(c.outside);
     expect(c.picture()).toEqual(c.before);
