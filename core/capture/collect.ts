@@ -58,6 +58,12 @@ export interface BuildOptions {
    */
   readonly host?: string;
   readonly executionFlag?: z.infer<typeof ExecutionFlag>;
+  /**
+   * The store's key for the content hashes of files that hold credentials (`hmac-sha256:`, see
+   * keyedContentHash): the same key for every capture of a store, so that an unchanged host
+   * gives an unchanged Profile. Without it such files keep no content hash at all.
+   */
+  readonly contentHashKey?: Uint8Array;
   /** What the caller says the application is: its name, its trees, its processes. */
   readonly application?: {
     readonly name?: string;
@@ -122,9 +128,16 @@ export function buildProfile(sections: CaptureSections, options: BuildOptions): 
 
   const { packages, manager } = parsePackages(ctx);
   const table = parseProcessTable(ctx);
-  const files = parseFiles(ctx);
+  const files = parseFiles(
+    ctx,
+    options.contentHashKey === undefined ? {} : { contentHashKey: options.contentHashKey },
+  );
   const comms = new Set(table.processes.map((p) => p.comm));
-  const services = parseServices(ctx, { runningCommands: comms, fileHash: files.hashOf });
+  const services = parseServices(ctx, {
+    runningCommands: comms,
+    fileHash: files.hashOf,
+    protect: files.protect,
+  });
   const resources = parseResources(ctx);
   const storage = parseStorage(ctx);
   const sockets = parseSockets(ctx);

@@ -15,6 +15,7 @@ import { sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
 import { captureHost } from './collect.js';
 import { type Exclusion, pinSecretRefs, sealSecrets, withoutSecretFiles } from './sealing.js';
+import { contentHashKeyOf } from './secrets.js';
 
 export const CAPTURE_STEPS = ['connect', 'collect', 'secrets', 'profile', 'snapshot'] as const;
 
@@ -124,6 +125,8 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
       (t) => t.target,
     );
     const reached = transport;
+    // Opened first: files that hold credentials keep a content hash keyed by the store.
+    const store = await deps.snapshots();
     const captured = await step(
       'collect',
       () =>
@@ -132,10 +135,10 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
           capturedAt: now().toISOString(),
           host: host.name,
           application: { paths: host.paths, processes: host.processes },
+          contentHashKey: contentHashKeyOf(store.keys),
         }),
       (c) => `${c.unknowns.length} unknown, ${c.roundTripMs} ms`,
     );
-    const store = await deps.snapshots();
     const sealed = await step(
       'secrets',
       () => sealSecrets(store.secrets, reached, captured.secrets),

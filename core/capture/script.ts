@@ -29,6 +29,9 @@
 //   The control side moves them out of the Profile (secrets.ts). Files that look like
 //   credentials are not even hashed (their names are excluded from hashing, using
 //   SENSITIVE_FILE_GLOBS), and their content never passes through the script.
+// - It works as any user. What that user may not read (/etc/shadow, another user's process
+//   environment, a root-only file or directory, the firewall) is a `missing` or `note` marker
+//   saying "permission denied", or a part naming the entries, never a silently shorter section.
 // - Everything goes to a temporary file and is printed at the end, so the usage sample (network
 //   bytes per second) does not count the capture's own output travelling back.
 // - Slow collectors (data footprint, runtime versions, I/O priorities) run in the background
@@ -54,6 +57,7 @@
 //   environ         /etc/environment and /proc/<pid>/environ of PERSONA_APP_PROCESSES
 //   files, hashes   find -printf (else stat) and sha256sum of /etc and PERSONA_CONFIG_PATHS
 //   privkeys        files under 64 KiB there with a PEM private key header
+//   credfiles       files under 64 KiB there with credential lines (secrets.ts), by name only
 //   sysctl          writable keys under /proc/sys; key names set in sysctl.d files
 //   modules         /proc/modules and /sys/module/<name>/parameters
 //   users, groups   /etc/passwd, login.defs; /etc/group
@@ -66,9 +70,17 @@
 import { randomBytes } from 'node:crypto';
 import { InvalidInputError, type Issue } from '../errors.js';
 import { pathProblem } from '../transport/paths.js';
-import { displayValue } from '../transport/shell.js';
+import { displayValue, shellQuote } from '../transport/shell.js';
 import { KEY_LIBRARIES } from './parse/runtimes.js';
-import { PUBLIC_FILES, SENSITIVE_DIRS, SENSITIVE_FILE_GLOBS } from './secrets.js';
+import {
+  CREDENTIAL_LINE_MAX_BYTES,
+  CREDENTIAL_LINE_RULES,
+  CREDENTIAL_LINE_SKIP,
+  CREDENTIAL_SCAN_MAX_BYTES,
+  PUBLIC_FILES,
+  SENSITIVE_DIRS,
+  SENSITIVE_FILE_GLOBS,
+} from './secrets.js';
 
 export const SCRIPT_VERSION = 1;
 
@@ -96,6 +108,39 @@ const findExclusions = [
 
 // Public files the exclusions above would skip by name (passwd matches *passw*).
 const publicFilesToHash = [...PUBLIC_FILES].join(' ');
+
+// The credential-line rules of secrets.ts as grep arguments (`-e 'ere' ...`).
+const greps = (patterns: readonly string[]): string => patterns.map((p) => `-e ${shellQuote(p)}`).join(' ');
+const credentialUnless = CREDENTIAL_LINE_RULES.filter((r) => r.unless !== undefined).map(
+  (r) => `{ grep -i -E ${greps([r.match])} "$T/cl" | grep -v -q -i -E ${greps([r.unless ?? ''])}; }`,
+);
+const credentialPlain = greps(
+  CREDENTIAL_LINE_RULES.filter((r) => r.unless === undefined).map((r) => r.match),
+);
+
+/**
+ * Shell functions that print which files hold credential lines, by the rules of secrets.ts
+ * (`holdsCredentialLines` gives the same answer for the same bytes): `cred_scan ROOT...` looks
+ * at the files under the roots below CREDENTIAL_SCAN_MAX_BYTES that are not already credentials
+ * by name. A first `grep -l` with every rule finds the candidates; each candidate, unless it is
+ * binary, is then checked rule by rule with its comment lines removed and its lines cut as the
+ * control side cuts them. Nothing of the content is printed, only the file's name. Needs $T.
+ */
+export const CREDENTIAL_SCAN_SH = String.raw`cred_check() {
+  while IFS= read -r f; do
+    [ -f "$f" ] || continue
+    a=$(wc -c < "$f" 2>/dev/null) || continue
+    b=$(tr -d '\000' < "$f" | wc -c)
+    [ $(( $a )) -eq $(( $b )) ] || continue
+    cut -c -${CREDENTIAL_LINE_MAX_BYTES} "$f" 2>/dev/null | grep -v -i -E ${greps([CREDENTIAL_LINE_SKIP])} >"$T/cl"
+    if grep -q -i -E ${credentialPlain} "$T/cl" || ${credentialUnless.join(' || ')}; then printf '%s
+' "$f"; fi
+  done
+  rm -f "$T/cl"
+}
+cred_scan() {
+  find "$@" -xdev -type f -size -${CREDENTIAL_SCAN_MAX_BYTES}c ${findExclusions} -exec grep -l -i -E ${greps(CREDENTIAL_LINE_RULES.map((r) => r.match))} {} + 2>/dev/null | cred_check
+}`;
 
 const keyLibraryPattern = KEY_LIBRARIES.map((l) => l.replaceAll('+', '\\+')).join('|');
 
@@ -168,6 +213,8 @@ EOF
 split_on() { IFS=$NL; set -f; }
 split_off() { IFS=$OIFS; set +f; }
 OIFS=$IFS
+ME=$(id -u 2>/dev/null)
+${CREDENTIAL_SCAN_SH}
 
 f_sample() {
   cat /proc/uptime
@@ -186,6 +233,8 @@ f_os() {
   printf 'kernel=%s\n' "$(uname -r)"
   printf 'machine=%s\n' "$(uname -m)"
   printf 'hostname=%s\n' "$(uname -n)"
+  printf 'uid=%s\n' "$ME"
+  printf 'user=%s\n' "$(id -un 2>/dev/null)"
   if [ -r /etc/timezone ]; then printf 'timezone=%s\n' "$(head -n 1 /etc/timezone)"
   elif [ -L /etc/localtime ]; then printf 'localtime=%s\n' "$(readlink /etc/localtime)"; fi
   for f in /etc/default/locale /etc/locale.conf; do
@@ -308,9 +357,13 @@ f_routes() {
 f_firewall() {
   if have nft; then
     if nft list ruleset >"$T/nft" 2>"$T/nfterr"; then mark "part nftables"; cat "$T/nft"; return 0; fi
-    note "nft list ruleset failed: $(head -n 1 "$T/nfterr")"
+    if [ "$ME" != 0 ]; then note "nft list ruleset failed: permission denied (capture as root): $(head -n 1 "$T/nfterr")"
+    else note "nft list ruleset failed: $(head -n 1 "$T/nfterr")"; fi
   fi
-  if have iptables-save; then mark "part iptables"; iptables-save; return; fi
+  if have iptables-save; then
+    if [ "$ME" != 0 ]; then missing "iptables-save needs root: permission denied (capture as root): the firewall ruleset is unknown"; return 1; fi
+    mark "part iptables"; iptables-save; return
+  fi
   if have nft; then return 1; fi
   missing "neither nft nor iptables-save found"
   return 127
@@ -324,6 +377,7 @@ f_dns() {
 
 f_sockets() {
   if have ss && ss -tuanp >"$T/ss" 2>/dev/null; then
+    if [ "$ME" != 0 ]; then note "the processes behind other users' sockets are hidden from this user: permission denied (capture as root)"; fi
     mark "part ss"
     cat "$T/ss"
     mark "part ss-unix"
@@ -451,9 +505,14 @@ f_environ() {
     split_on
     for w in $W; do
       [ "$c" = "$w" ] || continue
-      if tr '\0' '\n' < "$d/environ" 2>/dev/null | grep -qxF "PERSONA_NONCE=$N"; then break; fi
+      # Another user's process keeps its environment from all but root: say so, by pid.
+      if ! tr '\n\0' '\036\n' < "$d/environ" >"$T/env" 2>/dev/null; then
+        if [ -d "$d" ]; then mark "part denied \${d#/proc/} $c"; fi
+        break
+      fi
+      if grep -qxF "PERSONA_NONCE=$N" "$T/env"; then break; fi
       mark "part pid \${d#/proc/} $c"
-      tr '\n\0' '\036\n' < "$d/environ" | sed 's/^/= /'
+      sed 's/^/= /' "$T/env"
       break
     done
     split_off
@@ -475,6 +534,14 @@ f_files() {
   else
     missing "neither find -printf nor stat: file metadata unknown"
     return 127
+  fi
+  # Not root: name the files that cannot be read and the directories that cannot be listed,
+  # so that the Profile says what it is missing instead of being silently shorter.
+  if [ "$ME" != 0 ]; then
+    mark "part unreadable"
+    split_on
+    find $ROOTS -xdev \( -type f -o -type d \) -exec sh -c 'for f do if [ -d "$f" ]; then { [ -r "$f" ] && [ -x "$f" ]; } || printf "d\t%s\n" "$f"; elif [ ! -r "$f" ]; then printf "f\t%s\n" "$f"; fi; done' sh {} + 2>/dev/null
+    split_off
   fi
   return 0
 }
@@ -502,10 +569,19 @@ f_privkeys() {
   return 0
 }
 
+f_credfiles() {
+  split_on
+  cred_scan $ROOTS
+  split_off
+  return 0
+}
+
 f_sysctl() {
   if [ ! -d /proc/sys ]; then missing "no /proc/sys"; return 1; fi
   mark "part live"
-  find /proc/sys -xdev -type f -perm -600 ! -name stable_secret ! -name tcp_fastopen_key -exec grep -H '' {} + 2>/dev/null
+  find /proc/sys -xdev -type f -perm -600 ! -name stable_secret ! -name tcp_fastopen_key -exec grep -H '' {} + 2>"$T/syserr"
+  n=$(grep -c 'Permission denied' "$T/syserr")
+  if [ "$n" -gt 0 ]; then note "$n kernel parameters could not be read: permission denied (capture as root)"; fi
   mark "part configured"
   for f in /etc/sysctl.conf /etc/sysctl.d/*.conf /run/sysctl.d/*.conf /usr/local/lib/sysctl.d/*.conf /usr/lib/sysctl.d/*.conf /lib/sysctl.d/*.conf; do
     if [ -r "$f" ]; then sed -n 's/^[[:space:]]*-\{0,1\}\([A-Za-z0-9_][A-Za-z0-9_./*-]*\)[[:space:]]*=.*/\1/p' "$f"; fi
@@ -536,7 +612,8 @@ f_groups() { cat /etc/group; }
 
 f_shadow() {
   if [ -r /etc/shadow ]; then cut -d: -f1,2 /etc/shadow; return 0; fi
-  missing "cannot read /etc/shadow (capture as root): password states unknown"
+  if [ -e /etc/shadow ]; then missing "cannot read /etc/shadow: permission denied (capture as root): password states unknown"
+  else missing "no /etc/shadow: password states unknown"; fi
   return 1
 }
 
@@ -548,16 +625,26 @@ f_sudoers() {
     if [ -f "$f" ]; then set -- "$@" "$f"; fi
   done
   for f in "$@"; do
+    if [ ! -r "$f" ]; then missing "cannot read $f: permission denied (capture as root): its sudo rules are unknown"; continue; fi
     mark "part $f"
     cat "$f"
   done
+  if [ -d /etc/sudoers.d ] && { [ ! -r /etc/sudoers.d ] || [ ! -x /etc/sudoers.d ]; }; then
+    missing "cannot list /etc/sudoers.d: permission denied (capture as root): its sudo rules are unknown"
+  fi
   return 0
 }
 
 f_sshkeys() {
   while IFS=: read -r u _ _ _ _ h _; do
     [ -n "$h" ] || continue
+    # A home or ~/.ssh this user cannot enter hides whether keys are there at all.
+    if { [ -d "$h" ] && [ ! -x "$h" ]; } || { [ -d "$h/.ssh" ] && [ ! -x "$h/.ssh" ]; }; then
+      note "cannot read the authorized keys of $u ($h): permission denied (capture as root)"
+      continue
+    fi
     for k in "$h/.ssh/authorized_keys" "$h/.ssh/authorized_keys2"; do
+      if [ -f "$k" ] && [ ! -r "$k" ]; then note "cannot read $k: permission denied (capture as root)"; continue; fi
       if [ -f "$k" ]; then mark "part $u $k"; cat "$k"; fi
     done
   done < /etc/passwd
@@ -594,6 +681,7 @@ f_du() {
     t=\${l%% *}
     p=\${l#* }
     [ -d "$p" ] || continue
+    if [ "$ME" != 0 ] && { [ ! -r "$p" ] || [ ! -x "$p" ]; }; then note "cannot read $p: permission denied (capture as root): its size is unknown"; continue; fi
     i=$((i + 1))
     (
       if [ "$FP" = 1 ]; then
@@ -675,6 +763,7 @@ sec environ f_environ
 sec files f_files
 sec hashes f_hashes
 sec privkeys f_privkeys
+sec credfiles f_credfiles
 sec sysctl f_sysctl
 sec modules f_modules
 sec users f_users

@@ -23,7 +23,10 @@ const byteCount = z.number().int().nonnegative();
 const port = z.number().int().min(0).max(65535);
 const contentHash = z
   .string()
-  .regex(/^sha256:[0-9a-f]{64}$/, 'expected "sha256:" followed by 64 lower-case hex digits');
+  .regex(
+    /^(sha256|hmac-sha256):[0-9a-f]{64}$/,
+    'expected "sha256:" (or "hmac-sha256:", keyed) followed by 64 lower-case hex digits',
+  );
 const fileMode = z.string().regex(/^[0-7]{3,4}$/, 'expected an octal mode such as "0644"');
 const cidrOrAddress = z.string().regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, 'expected an IP address or CIDR');
 const labels = z.record(z.string().min(1).max(128), z.string().max(256));
@@ -92,9 +95,34 @@ export const SecretRef = z
 export type SecretRef = z.infer<typeof SecretRef>;
 
 // Names that almost always hold credentials. A value under such a name must be a reference
-// unless the author says otherwise with `sensitive: false`.
-const SENSITIVE_NAME = /(PASSW(OR)?D|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIAL|_KEY$|^KEY$)/i;
-export const looksSensitive = (n: string): boolean => SENSITIVE_NAME.test(n);
+// unless the author says otherwise with `sensitive: false`. Names are compared in one spelling
+// (`dbPassword`, `db-password` and `db.password` all read as DB_PASSWORD), so the same test
+// serves environment variables, command-line options and configuration keys. Short words (PASS,
+// PWD, AUTH, DSN, KEY) count only as the last word: `PWD` alone is the working directory, and
+// AUTH_METHOD says how, not with what.
+const SENSITIVE_NAME =
+  /(PASSW(OR)?DS?|PASSPHRASES?|SECRETS?|TOKENS?|API_?KEYS?|PRIVATE_?KEYS?|ACCESS_?KEYS?|CREDENTIALS?|WEBHOOKS?|AUTHORIZATION)(_|$)|(^|_)(PASS|PASSWD|PWD|AUTH|DSN)$|_KEY$|^KEY$|(REQUIRE|MASTER|STORE|KEY|DB|ROOT|ADMIN)PASS$|^MASTERAUTH$/;
+// A last word that says the value is about a credential, not the credential: a path to it, a
+// length, a lifetime, a policy (PASSWORD_MIN_LENGTH, DB_PASSWORD_FILE, TOKEN_TTL).
+export const ABOUT_A_SECRET_WORDS = [
+  ...['FILE', 'FILES', 'PATH', 'DIR', 'DIRECTORY', 'LENGTH', 'LEN', 'MIN', 'MAX', 'MINLEN', 'MAXLEN'],
+  ...['DAYS', 'AGE', 'TTL', 'EXPIRY', 'EXPIRES', 'EXPIRATION', 'LIFETIME', 'TIMEOUT', 'METHOD', 'METHODS'],
+  ...['POLICY', 'TYPE', 'MODE', 'ENABLED', 'ENABLE', 'DISABLED', 'REQUIRED', 'ROUNDS', 'ALGORITHM'],
+  ...['ENCRYPTION', 'COMPLEXITY', 'HISTORY', 'RETRIES', 'TRIES', 'ATTEMPTS', 'PROMPT', 'HELPER', 'COMMAND'],
+  ...['CMD', 'ENDPOINT', 'HOST', 'PORT', 'AUTHENTICATION'],
+] as const;
+const ABOUT_A_SECRET = new RegExp(`_(${ABOUT_A_SECRET_WORDS.join('|')})$`);
+/** A name in the one spelling the patterns above use: upper case, words joined by `_`. */
+export const normalizeName = (n: string): string =>
+  n
+    .replace(/([a-z0-9])([A-Z])/g, '$1_$2')
+    .replace(/[^A-Za-z0-9]+/g, '_')
+    .replace(/^_+|_+$/g, '')
+    .toUpperCase();
+export const looksSensitive = (n: string): boolean => {
+  const name = normalizeName(n);
+  return SENSITIVE_NAME.test(name) && name !== 'PWD' && !ABOUT_A_SECRET.test(name);
+};
 
 export const OperatingSystem = z
   .strictObject({

@@ -88,7 +88,8 @@ export class ParseContext {
   }
 }
 
-export const count = (n: number, noun: string): string => `${n} ${noun}${n === 1 ? '' : 's'}`;
+export const count = (n: number, noun: string, plural = `${noun}s`): string =>
+  `${n} ${n === 1 ? noun : plural}`;
 
 /** The first few items of a list, for messages. */
 export const sample = (items: readonly string[], max = 3): string =>

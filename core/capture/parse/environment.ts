@@ -62,8 +62,24 @@ export function parseEnvironment(ctx: ParseContext, declared: readonly string[])
       add(scope, entry.slice(0, eq), entry.slice(eq + 1).replaceAll(RS, '\n'));
     }
   }
+  // Processes of another user than the capture's: their environment is theirs and root's only.
+  const denied = new Map<string, number>();
+  for (const part of section?.parts ?? []) {
+    const m = /^denied (\d+) (.+)$/.exec(part.header);
+    if (!m?.[1] || !m[2]) continue;
+    const scope = scopeOf(m[2]);
+    const pid = Number(m[1]);
+    if (!firstPid.has(scope) && (denied.get(scope) ?? Number.POSITIVE_INFINITY) > pid) denied.set(scope, pid);
+  }
+  for (const [scope, pid] of denied) {
+    if (firstPid.has(scope)) continue;
+    ctx.unknown(
+      'environ',
+      `the environment of application process "${scope}" (pid ${pid}) could not be read: permission denied (it runs as another user; capture as root or as that user)`,
+    );
+  }
   for (const d of declared) {
-    if (!firstPid.has(d))
+    if (!firstPid.has(d) && !denied.has(d))
       ctx.unknown('environ', `application process "${d}" is not running: its environment is unknown`);
   }
   if (declared.length === 0 && parts.length === 0) {

@@ -1,17 +1,32 @@
 // Configuration files: metadata of everything under /etc and the application paths, with the
-// content hash the script computed. Content itself goes to the snapshot store, never here.
+// content hash the script computed. Content itself goes to the snapshot store, never here. A file
+// that holds credentials is a secret: by its name, by a private key in it, or by credential
+// lines (`DB_PASSWORD=...`) the script found in it; such a file keeps no bare SHA-256 here.
 import type { z } from 'zod';
 import { ConfigFile } from '../../profile/schema.js';
-import { fileLooksSensitive } from '../secrets.js';
+import { fileLooksSensitive, keyedContentHash } from '../secrets.js';
 import { lines, partWith } from '../sections.js';
 import { count, int, type ParseContext, sample } from './context.js';
 
 type FileInput = z.input<typeof ConfigFile>;
 
+export interface FileOptions {
+  /**
+   * The key under which files holding credential lines keep their content hash
+   * (`hmac-sha256:`, keyedContentHash). Without it such files keep no hash at all.
+   */
+  readonly contentHashKey?: Uint8Array;
+}
+
 export interface ParsedFiles {
   readonly files: FileInput[];
-  /** The content hash of a file, for services and monitoring agents that point at one. */
+  /**
+   * The content hash a file may show in the Profile, for services and monitoring agents that
+   * point at one: keyed for a file holding credentials, none for a private key.
+   */
   readonly hashOf: (path: string) => string | undefined;
+  /** The hash the Profile may show for a file whose SHA-256 another section computed. */
+  readonly protect: (path: string, sha256: string) => string | undefined;
 }
 
 interface Entry {
@@ -66,12 +81,33 @@ function statEntry(line: string): Entry | undefined {
   return { type, mode, owner, group, size: int(size), target: m?.[2] ?? '', path };
 }
 
-export function parseFiles(ctx: ParseContext): ParsedFiles {
+export function parseFiles(ctx: ParseContext, options: FileOptions = {}): ParsedFiles {
   const hashes = parseHashes(ctx.section('hashes')?.text ?? '');
   const privateKeys = new Set(lines(ctx.section('privkeys')?.text ?? ''));
+  // Outputs recorded before the script scanned for credential lines have no such section.
+  const credentialFiles = new Set(
+    lines((ctx.sections.has('credfiles') ? ctx.section('credfiles') : undefined)?.text ?? ''),
+  );
+  const protect = (path: string, sha256: string): string | undefined => {
+    if (privateKeys.has(path) || fileLooksSensitive(path)) return undefined;
+    if (!credentialFiles.has(path)) return sha256;
+    return options.contentHashKey === undefined
+      ? undefined
+      : keyedContentHash(options.contentHashKey, sha256);
+  };
+  const hashOf = (path: string) => {
+    const hash = hashes.get(path);
+    return hash === undefined ? undefined : protect(path, hash);
+  };
   const section = ctx.section('files');
   const part = partWith(section, 'printf') ?? partWith(section, 'stat');
-  if (!part) return { files: [], hashOf: (p) => hashes.get(p) };
+  if (!part) return { files: [], hashOf, protect };
+  const unreadable = new Set<string>();
+  const unlisted: string[] = [];
+  for (const line of lines(partWith(section, 'unreadable')?.text ?? '')) {
+    if (line.startsWith('f\t')) unreadable.add(line.slice(2));
+    else if (line.startsWith('d\t')) unlisted.push(line.slice(2));
+  }
 
   const limit = int(part.header.split(' ')[1]);
   let listed = lines(part.text);
@@ -86,6 +122,7 @@ export function parseFiles(ctx: ParseContext): ParsedFiles {
 
   const files: FileInput[] = [];
   const unhashed: string[] = [];
+  const denied: string[] = [];
   // An application path under /etc is listed twice, once for each root.
   const seen = new Set<string>();
   for (const line of listed) {
@@ -103,6 +140,9 @@ export function parseFiles(ctx: ParseContext): ParsedFiles {
       files.push({ ...common, type: 'directory' });
     } else if (e.type === 'l') {
       files.push({ ...common, type: 'symlink', target: e.target });
+    } else if (unreadable.has(e.path)) {
+      // Neither its hash nor, for a secret, its sealed content can be had by this user.
+      denied.push(e.path);
     } else if (fileLooksSensitive(e.path) || privateKeys.has(e.path)) {
       // No hash: a hash of a short secret (a password file) can be brute-forced.
       files.push({
@@ -114,12 +154,38 @@ export function parseFiles(ctx: ParseContext): ParsedFiles {
       });
     } else {
       const hash = hashes.get(e.path);
+      if (credentialFiles.has(e.path)) {
+        // Credential lines make the file a secret: sealed, kept out of the general snapshot, and
+        // here only with a keyed hash, so that a change still shows as a change of the host.
+        const keyed = hash === undefined ? undefined : protect(e.path, hash);
+        files.push({
+          ...common,
+          type: 'file',
+          ...(keyed === undefined ? {} : { hash: keyed }),
+          ...(e.size === undefined ? {} : { size: e.size }),
+          sensitive: true,
+          secretRef: ctx.secrets.add('file', e.path),
+        });
+        continue;
+      }
       if (hash === undefined) {
         unhashed.push(e.path);
         continue;
       }
       files.push({ ...common, type: 'file', hash, ...(e.size === undefined ? {} : { size: e.size }) });
     }
+  }
+  if (denied.length > 0) {
+    ctx.unknown(
+      'files',
+      `${count(denied.length, 'file')} could not be read: permission denied (capture as root): ${sample(denied)}`,
+    );
+  }
+  if (unlisted.length > 0) {
+    ctx.unknown(
+      'files',
+      `${count(unlisted.length, 'directory', 'directories')} could not be listed: permission denied (capture as root): ${sample(unlisted)}`,
+    );
   }
   if (unhashed.length > 0) {
     ctx.unknown(
@@ -129,6 +195,7 @@ export function parseFiles(ctx: ParseContext): ParsedFiles {
   }
   return {
     files: ctx.keep('files', ConfigFile, files, (f) => f.path, 'file'),
-    hashOf: (p) => hashes.get(p),
+    hashOf,
+    protect,
   };
 }

@@ -78,6 +78,17 @@ export function parseOs(ctx: ParseContext): Os {
     ctx.unknown('release', 'the distribution is unknown: no os-release or release file');
   if (version === undefined) ctx.unknown('release', 'the distribution version is unknown');
 
+  // A capture by another user than root still works; what only root may read is named, section
+  // by section, as unknown with the reason, and this says why there are such entries at all.
+  const uid = uname.get('uid');
+  if (uid !== undefined && uid !== '' && uid !== '0') {
+    const who = uname.get('user');
+    ctx.unknown(
+      'capture',
+      `captured as ${who ? `${who} (uid ${uid})` : `uid ${uid}`}, not root: what only root may read is unknown (permission denied)`,
+    );
+  }
+
   const hostname = uname.get('hostname');
   const zone = uname.get('timezone') ?? /zoneinfo\/(.+)$/.exec(uname.get('localtime') ?? '')?.[1];
   const locale = uname.get('lang');

@@ -19,19 +19,24 @@ export interface ServiceInputs {
   readonly runningCommands: ReadonlySet<string>;
   /** Content hash of a configuration file (for /etc/init.d scripts), from the files section. */
   readonly fileHash: (path: string) => string | undefined;
+  /**
+   * The hash a unit file may show, given its SHA-256 (ParsedFiles.protect): a unit under /etc
+   * with `Environment=DB_PASSWORD=...` in it shows a keyed hash, or none. Absent: as computed.
+   */
+  readonly protect?: (path: string, sha256: string) => string | undefined;
 }
 
 export function parseServices(ctx: ParseContext, inputs: ServiceInputs): ServiceInput[] {
   const section = ctx.section('services');
   if (!section) return [];
   let found: ServiceInput[] = [];
-  if (partWith(section, 'systemd')) found = systemd(ctx);
+  if (partWith(section, 'systemd')) found = systemd(ctx, inputs);
   else if (partWith(section, 'openrc')) found = initScripts(ctx, 'openrc', inputs);
   else if (partWith(section, 'sysvinit')) found = initScripts(ctx, 'sysvinit', inputs);
   return ctx.keep('services', Service, found, (s) => s.name, 'service');
 }
 
-function systemd(ctx: ParseContext): ServiceInput[] {
+function systemd(ctx: ParseContext, inputs: ServiceInputs): ServiceInput[] {
   const section = ctx.sections.get('services');
   const active = new Map<string, boolean>();
   for (const line of lines(partWith(section, 'systemd units')?.text ?? '')) {
@@ -51,7 +56,11 @@ function systemd(ctx: ParseContext): ServiceInput[] {
   const unitHash = new Map<string, string>();
   for (const line of lines(partWith(section, 'systemd unit-hashes')?.text ?? '')) {
     const m = /^([0-9a-f]{64}) [ *](.*\/)?([^/]+)$/.exec(line);
-    if (m?.[1] && m[3] && !unitHash.has(m[3])) unitHash.set(m[3], `sha256:${m[1]}`);
+    if (!m?.[1] || !m[3] || unitHash.has(m[3])) continue;
+    const sha256 = `sha256:${m[1]}`;
+    const shown = inputs.protect === undefined ? sha256 : inputs.protect(`${m[2] ?? ''}${m[3]}`, sha256);
+    // A unit whose hash may not be shown still wins over the copies further down the list.
+    unitHash.set(m[3], shown ?? '');
   }
 
   const names = new Set<string>();
@@ -64,7 +73,7 @@ function systemd(ctx: ParseContext): ServiceInput[] {
     // An instance (getty@tty1.service) takes its file state and unit file from its template.
     const template = unit.includes('@') ? unit.replace(/@[^.]*\.service$/, '@.service') : unit;
     const state = fileState.get(unit) ?? fileState.get(template);
-    const hash = unitHash.get(unit) ?? unitHash.get(template);
+    const hash = (unitHash.get(unit) ?? unitHash.get(template)) || undefined;
     out.push({
       name: unit.slice(0, -'.service'.length),
       manager: 'systemd',
