@@ -2,6 +2,8 @@
 // the real SSH transport to a real test host, and the host runs exactly the intended program
 // with exactly that argument. One host, one SSH connection for the whole file.
 import { createHash } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import fc from 'fast-check';
 import tar from 'tar-stream';
@@ -15,6 +17,7 @@ import { SshTransport } from '../../../core/transport/ssh.js';
 import type { Transport } from '../../../core/transport/transport.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
 import { hostileString } from './hostile.js';
+import { startSshd } from './sshd.js';
 
 let host: TestHost;
 let ssh: SshTransport;
@@ -177,5 +180,53 @@ describe('application trees and processes with hostile names, on a real host', (
     const others = names.filter((n) => n !== 'etc' && !n.startsWith('etc/'));
     expect(others.filter((n) => !files.some((f) => f === n || f.startsWith(`${n}/`)))).toEqual([]);
     expect(await canaryAbsent()).toBe(true);
+  });
+});
+
+describe('files with hostile names, put and read over SSH', () => {
+  // Legal names in the grammar that a shell, cat, mv or chmod would misread if not quoted and
+  // put after `--`.
+  const names = ["it's $(touch pwned)", '`touch pwned`', '-n', '--help', '* ?', 'back\\slash'];
+
+  it('writes and reads exactly the file named through SFTP on a real host', async () => {
+    for (const [i, name] of names.entries()) {
+      const path = `/srv/files/${name}`;
+      await host.run('mkdir -p /srv/files');
+      await ssh.putFile(path, Buffer.from(`content ${i}`), { mode: 0o600 });
+      expect(Buffer.from(await ssh.getFile(path)).toString()).toBe(`content ${i}`);
+    }
+    const listed = (await host.run("find /srv/files -type f -printf '%f\\0'")).split('\0').filter(Boolean);
+    expect(listed.sort()).toEqual([...names].sort());
+    // A newline is refused, naming the path: no program that reads lines could take it whole.
+    await expect(ssh.putFile('/srv/files/new\nline', Buffer.from('x'))).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+      issues: [{ path: 'path', message: '"/srv/files/new\\nline" contains a control character' }],
+    });
+    expect(await canaryAbsent()).toBe(true);
+  });
+
+  it('writes and reads exactly the file named through the shell on a server without SFTP', async () => {
+    const plain = await startSshd({ sftp: false });
+    const transport = new SshTransport({
+      host: plain.host,
+      port: plain.port,
+      username: 'root',
+      privateKey: plain.clientKey.privateKey,
+      hostKeys: new MemoryHostKeyStore({ [`[${plain.host}]:${plain.port}`]: plain.hostKey.fingerprint }),
+    });
+    try {
+      const dir = join(plain.dir, 'files');
+      await transport.run(sh`mkdir -- ${dir}`);
+      for (const [i, name] of names.entries()) {
+        await transport.putFile(join(dir, name), Buffer.from(`content ${i}`), { mode: 0o640 });
+        expect(Buffer.from(await transport.getFile(join(dir, name))).toString()).toBe(`content ${i}`);
+        expect(readFileSync(join(dir, name), 'utf8')).toBe(`content ${i}`);
+      }
+      expect(readdirSync(dir).sort()).toEqual([...names].sort());
+      expect(plain.log()).toContain('subsystem request for sftp');
+    } finally {
+      await transport.close();
+      await plain.stop();
+    }
   });
 });
