@@ -49,9 +49,14 @@ describe('pinSecretRefs', () => {
   });
 });
 
-async function tarOf(entries: readonly (tar.Headers & { body?: string })[]): Promise<Readable> {
+type Entry = Partial<tar.Header> & Pick<tar.Header, 'name'> & { body?: string };
+
+async function tarOf(entries: readonly Entry[]): Promise<Readable> {
   const pack = tar.pack();
-  for (const { body, ...header } of entries) pack.entry(header, body);
+  for (const { body, ...header } of entries) {
+    if (body === undefined) pack.entry(header);
+    else pack.entry(header, body);
+  }
   pack.finalize();
   return Readable.from(pack as unknown as AsyncIterable<Buffer>);
 }
