@@ -37,7 +37,10 @@ const failureOfEntry = (e: unknown): boolean =>
   e instanceof NotFoundError ||
   e instanceof UnsafePathError ||
   e instanceof SpecialFileError ||
-  (e instanceof Error && typeof (e as NodeJS.ErrnoException).syscall === 'string');
+  // A filesystem error names its path; a network error (the store unreachable) does not.
+  (e instanceof Error &&
+    typeof (e as NodeJS.ErrnoException).syscall === 'string' &&
+    typeof (e as NodeJS.ErrnoException).path === 'string');
 
 const reasonOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 

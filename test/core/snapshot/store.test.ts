@@ -222,7 +222,7 @@ describe('SnapshotStore', () => {
     const out = fresh('corrupt-out');
     const stats = await own.restore(record, new DirectoryTarget(out));
     expect(stats.failed).toEqual([
-      { path: 'data.bin', reason: expect.stringContaining(`${key} chunk ${chunk}`) },
+      { path: 'data.bin', reason: expect.stringContaining(`${key} chunk ${chunk}`), damaged: true },
     ]);
     expect(stats.written).toBe(0);
     expect(await fs.readdir(out)).toEqual([]);
@@ -264,7 +264,7 @@ describe('SnapshotStore', () => {
       const out = fresh('damaged-out');
       const stats = await own.restore(record, new DirectoryTarget(out));
       expect(stats.failed).toEqual([
-        { path: 'etc/app/bad.conf', reason: expect.stringContaining(`${key} chunk ${chunk}`) },
+        { path: 'etc/app/bad.conf', reason: expect.stringContaining(`${key} chunk ${chunk}`), damaged: true },
         { path: 'srv/bad-link', reason: 'its link target etc/app/bad.conf was not restored' },
       ]);
       // Everything else is there as it was, directories with their own modes (not 0700).
@@ -293,12 +293,40 @@ describe('SnapshotStore', () => {
     try {
       const out = fresh('lost-out');
       const stats = await own.restore(record, new DirectoryTarget(out));
-      expect(stats.failed).toEqual([{ path: 'new', reason: expect.stringContaining(key) }]);
+      expect(stats.failed).toEqual([{ path: 'new', reason: expect.stringContaining(key), damaged: true }]);
       expect(await fs.readFile(join(out, 'kept'))).toEqual(bytesFrom(70, 1000));
       expect(await fs.readdir(out)).toEqual(['kept']);
     } finally {
       await ts.deps().objects.put(key, original);
     }
+  });
+
+  it('ends a restore on a failure that is not about one entry, leaving no directory at 0700', async () => {
+    const src = fresh('outage');
+    await fs.mkdir(join(src, 'etc/app'), { recursive: true });
+    await fs.writeFile(join(src, 'etc/app/a.conf'), bytesFrom(80, 5000));
+    await fs.chmod(join(src, 'etc/app'), 0o751);
+    await fs.chmod(join(src, 'etc'), 0o755);
+    const record = await store.create(directorySource(src), { host: 'outage' });
+    // The bucket stops answering once the restore reads content.
+    const deps = ts.deps();
+    const objects = new Proxy(deps.objects, {
+      get(target, name, receiver) {
+        const value = Reflect.get(target, name, receiver);
+        if (name !== 'get' && name !== 'getRange')
+          return typeof value === 'function' ? value.bind(target) : value;
+        return async (key: string, ...rest: number[]) => {
+          if (key.startsWith('snapshots/packs/')) throw new Error('socket hang up');
+          return (value as (k: string, ...r: number[]) => Promise<Uint8Array>).call(target, key, ...rest);
+        };
+      },
+    });
+    const cut = await SnapshotStore.open({ ...deps, objects });
+    const out = fresh('outage-out');
+    await expect(cut.restore(record, new DirectoryTarget(out))).rejects.toThrow('socket hang up');
+    expect((await fs.stat(join(out, 'etc'))).mode & 0o7777).toBe(0o755);
+    expect((await fs.stat(join(out, 'etc/app'))).mode & 0o7777).toBe(0o751);
+    expect(await fs.readdir(join(out, 'etc/app'))).toEqual([]);
   });
 
   it('detects a flipped byte in a manifest and in an index, naming the object', async () => {
