@@ -13,7 +13,7 @@ import { tarSource } from '../snapshot/tar.js';
 import { relativeToRoot } from '../transport/paths.js';
 import { sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
-import { captureHost } from './collect.js';
+import { captureHost, type Unknown } from './collect.js';
 import { type Exclusion, pinSecretRefs, sealSecrets, withoutSecretFiles } from './sealing.js';
 import { contentHashKeyOf } from './secrets.js';
 
@@ -82,6 +82,26 @@ export function snapshotPaths(host: Pick<HostRegistration, 'paths'>): string[] {
 /** The command that streams the snapshot's trees from the host as one pax archive. */
 export function snapshotCommand(host: Pick<HostRegistration, 'paths'>): string {
   return sh`tar --format=pax --numeric-owner -cf - -C / -- ${snapshotPaths(host)}`;
+}
+
+/**
+ * The files tar could not read for want of permission, from its standard error (GNU tar:
+ * `tar: etc/shadow: Cannot open: Permission denied`; BusyBox: `can't open 'etc/shadow'`), and
+ * whether that is all it complained of. A capture by another user than root snapshots what it
+ * can read and names the rest as unknown instead of failing.
+ */
+export function unreadableInTar(stderr: string): { readonly paths: string[]; readonly onlyThese: boolean } {
+  const paths: string[] = [];
+  let onlyThese = true;
+  for (const line of stderr.split('\n')) {
+    if (line.trim() === '' || /^tar: (Exiting with failure status|Removing leading)/.test(line)) continue;
+    const m =
+      /^tar: (.+): Cannot [a-z]+(?: dir)?: Permission denied$/.exec(line) ??
+      /^tar: can't (?:open|read|stat) '(.+)': Permission denied$/.exec(line);
+    if (m?.[1] === undefined) onlyThese = false;
+    else paths.push(`/${m[1].replace(/^\/+/, '')}`);
+  }
+  return { paths, onlyThese };
 }
 
 /** Runs every step of a started capture; the operation ends SUCCEEDED or FAILED, never half-way. */
@@ -155,6 +175,7 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
       (w) => `${w.version.name} version ${w.version.version}${w.created ? '' : ' (unchanged)'}`,
     );
     const exclusion: Exclusion = { excluded: [], unlisted: [] };
+    const snapshotUnknowns: Unknown[] = [];
     const snapshot = await step(
       'snapshot',
       async () => {
@@ -175,8 +196,14 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
           profile: { name: written.version.name, version: written.version.version },
         });
         const ended = await tar.done;
-        if (ended.exitCode > 1)
+        const denied = unreadableInTar(ended.stderr);
+        if (ended.exitCode > 1 && !(ended.exitCode === 2 && denied.onlyThese && denied.paths.length > 0))
           throw new Error(`tar on the host failed: ${ended.stderr.trim().slice(0, 300)}`);
+        if (denied.paths.length > 0)
+          snapshotUnknowns.push({
+            section: 'snapshot',
+            reason: `${denied.paths.length} ${denied.paths.length === 1 ? 'file or directory' : 'files or directories'} could not be read for the snapshot: permission denied (capture as root): ${denied.paths.slice(0, 3).join(', ')}${denied.paths.length > 3 ? ', ...' : ''}`,
+          });
         return record;
       },
       (r) =>
@@ -193,7 +220,7 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
       ].sort((a, b) => a - b),
       filesSnapshotted: snapshot.stats.files,
       bytesNew: snapshot.stats.newBytes,
-      unknowns: captured.unknowns.length,
+      unknowns: captured.unknowns.length + snapshotUnknowns.length,
       secretsSealed: sealed.sealed.length + exclusion.unlisted.length,
     };
     await deps.operations.finish(
@@ -206,6 +233,11 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
           summary,
           unknowns: [
             ...captured.unknowns,
+            ...sealed.unsealed.map((u) => ({
+              section: 'secrets',
+              reason: `${u.path} holds secrets and ${u.reason}: it is neither sealed nor in the snapshot`,
+            })),
+            ...snapshotUnknowns,
             ...(exclusion.unlisted.length === 0
               ? []
               : [
