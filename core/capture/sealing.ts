@@ -2,7 +2,7 @@
 // references to the values sealed (so that each Profile version resolves its own), and keep the
 // files that hold secrets out of the general snapshot.
 import { localSecretKeyProblem, type ProfileInput, type SecretRef } from '../profile/schema.js';
-import type { SealedSecret, SecretVault } from '../snapshot/secrets.js';
+import { MAX_SECRET_BYTES, type SealedSecret, type SecretVault } from '../snapshot/secrets.js';
 import type { SourceEntry, TreeSource } from '../snapshot/tree.js';
 import type { Transport } from '../transport/transport.js';
 import { type CapturedSecret, fileLooksSensitive } from './secrets.js';
@@ -13,6 +13,8 @@ export interface SealedSecrets {
   /** Host paths (absolute) of the files sealed: the snapshot leaves them out. */
   readonly files: ReadonlySet<string>;
   readonly sealed: readonly SealedSecret[];
+  /** Files that could not be sealed (unreadable, gone, too large), with the reason. */
+  readonly unsealed: readonly { readonly path: string; readonly reason: string }[];
 }
 
 /**
@@ -27,6 +29,7 @@ export async function sealSecrets(
   const digests = new Map<string, string>();
   const files = new Set<string>();
   const sealed: SealedSecret[] = [];
+  const unsealed: { path: string; reason: string }[] = [];
   for (const s of secrets) {
     if (s.ref.provider !== 'local') continue;
     // Kept out of the snapshot whatever happens next.
@@ -34,13 +37,31 @@ export async function sealSecrets(
     // A name the Profile could not hold either (a path with control characters): the Profile
     // left its entry out as invalid, so there is nothing to pin.
     if (localSecretKeyProblem(s.ref.key) !== undefined) continue;
-    const value = s.value ?? (s.kind === 'file' ? await transport.getFile(s.source) : undefined);
+    let value: Uint8Array | string | undefined = s.value;
+    if (value === undefined && s.kind === 'file') {
+      // A file the capture may not read (a capture by a user other than root), or one gone since
+      // it was listed, stays out of the snapshot and unpinned in the Profile: an unknown, not a
+      // failed capture.
+      try {
+        value = await transport.getFile(s.source);
+      } catch (error) {
+        unsealed.push({ path: s.source, reason: `could not be read: ${(error as Error).message}` });
+        continue;
+      }
+    }
     if (value === undefined) continue;
+    if (s.kind === 'file' && value.length > MAX_SECRET_BYTES) {
+      unsealed.push({
+        path: s.source,
+        reason: `larger than a sealed secret may be (${MAX_SECRET_BYTES} bytes)`,
+      });
+      continue;
+    }
     const done = await vault.put(s.ref.key, value);
     digests.set(s.ref.key, done.digest);
     sealed.push(done);
   }
-  return { digests, files, sealed };
+  return { digests, files, sealed, unsealed };
 }
 
 const isLocalRef = (v: object): v is Extract<SecretRef, { provider: 'local' }> =>
@@ -107,8 +128,9 @@ export function withoutSecretFiles(
         const absolute = `/${e.path}`;
         if (e.type === 'file' && !sealedFiles.has(absolute)) {
           exclusion.unlisted.push(absolute);
-          if (localSecretKeyProblem(absolute.slice(1)) === undefined)
-            await sealUnlisted?.(absolute, Buffer.concat(pieces));
+          const content = Buffer.concat(pieces);
+          if (localSecretKeyProblem(absolute.slice(1)) === undefined && content.length <= MAX_SECRET_BYTES)
+            await sealUnlisted?.(absolute, content);
         }
       }
     },

@@ -71,7 +71,11 @@ class RecordedHost implements Transport {
     };
   }
 
+  /** Files the capture may not read, as for a user other than root. */
+  readonly unreadable = new Set<string>();
+
   async getFile(path: string): Promise<Uint8Array> {
+    if (this.unreadable.has(path)) throw new Error(`${path}: Permission denied`);
     // Files the recorded listing names that this stand-in does not carry read as a fixed body.
     return Buffer.from(this.files.get(path) ?? `content of ${path}\n`);
   }
@@ -260,5 +264,21 @@ describe('a captured secret, versioned', () => {
     );
     const stored = await everythingStored();
     for (const value of secretValues()) expect(stored.includes(value), value).toBe(false);
+  });
+
+  it('records a secret file it may not read as unknown, keeping it out of the snapshot, and still captures', async () => {
+    host.files.set('/etc/gshadow', 'root:*::\nshadow-group-secret-line\n');
+    host.unreadable.add('/etc/gshadow');
+    const result = await capture();
+    expect(result.unknowns).toContainEqual({
+      section: 'secrets',
+      reason:
+        '/etc/gshadow holds secrets and could not be read: /etc/gshadow: Permission denied: it is neither sealed nor in the snapshot',
+    });
+    const paths = (await store.manifest(await store.record(HOST))).entries.map((e) => e.path);
+    expect(paths).not.toContain('etc/gshadow');
+    const latest = (await getProfile(profiles, HOST)).profile;
+    expect(fileRef(latest, '/etc/gshadow')).not.toHaveProperty('digest');
+    expect((await everythingStored()).includes('shadow-group-secret-line')).toBe(false);
   });
 });
