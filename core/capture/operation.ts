@@ -237,10 +237,6 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
               section: 'secrets',
               reason: `${u.path} holds secrets and ${u.reason}: it is neither sealed nor in the snapshot`,
             })),
-            ...sealed.unsealed.map((u) => ({
-              section: 'secrets',
-              reason: `${u.path} holds secrets and ${u.reason}: it is neither sealed nor in the snapshot`,
-            })),
             ...snapshotUnknowns,
             ...(exclusion.unlisted.length === 0
               ? []
