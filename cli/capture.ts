@@ -14,7 +14,7 @@ import { LocalTransport } from '../core/transport/local.js';
 import { SshTransport } from '../core/transport/ssh.js';
 import type { PersonaClient } from './client.js';
 import { type Connection, connect } from './connect.js';
-import { table } from './render.js';
+import { jsonText, table, terminalText } from './render.js';
 
 interface Target {
   transport: 'ssh' | 'local';
@@ -48,13 +48,16 @@ function printSummary(name: string, s: CaptureSummary, result: Record<string, un
   const profile = result.profile as { name: string; version: number; created: boolean };
   const snapshot = result.snapshot as { version: number };
   const out = (l: string) => process.stdout.write(`${l}\n`);
-  out(`${pc.green('✓')} captured ${pc.bold(name)}`);
-  out(`  os         ${s.os}`);
+  // The OS line and the profile name come from the host.
+  out(`${pc.green('✓')} captured ${pc.bold(terminalText(name))}`);
+  out(`  os         ${terminalText(s.os)}`);
   out(`  packages   ${s.packages}`);
   out(`  services   ${s.services}`);
   out(`  listening  ${s.listeningPorts.join(', ') || 'none'}`);
   out(`  snapshot   ${snapshot.version}: ${s.filesSnapshotted} files, ${bytes(s.bytesNew)} new`);
-  out(`  profile    ${profile.name} version ${profile.version}${profile.created ? '' : ' (unchanged)'}`);
+  out(
+    `  profile    ${terminalText(profile.name)} version ${profile.version}${profile.created ? '' : ' (unchanged)'}`,
+  );
   if (s.secretsSealed > 0) out(`  secrets    ${s.secretsSealed} sealed, none stored in clear`);
   if (s.unknowns > 0) out(pc.dim(`  ${s.unknowns} facts unknown on this host (see --json)`));
 }
@@ -156,13 +159,15 @@ export function registerCaptureCommands(
               const mark =
                 status === 'RUNNING' ? pc.dim('…') : status === 'SUCCEEDED' ? pc.green('✓') : pc.red('✗');
               if (status !== 'RUNNING' || tty)
-                process.stderr.write(`${mark} ${name}${detail ? pc.dim(`  ${detail}`) : ''}\n`);
+                process.stderr.write(
+                  `${mark} ${terminalText(name)}${detail ? pc.dim(`  ${terminalText(detail)}`) : ''}\n`,
+                );
             },
           },
           id,
         );
         const op = await conn.operations().get(id);
-        if (json) process.stdout.write(`${JSON.stringify(op, null, 2)}\n`);
+        if (json) process.stdout.write(`${jsonText(op)}\n`);
         else printSummary(o.name, summary, op.result ?? {});
       },
     );
@@ -177,7 +182,7 @@ export function registerCaptureCommands(
         items: { registration: HostRegistration; lastCapture?: { at: string; profileVersion?: number } }[];
       }>('GET', '/hosts', { query: { limit: 100 } });
       if (cmd.optsWithGlobals<{ json?: boolean }>().json)
-        return void process.stdout.write(`${JSON.stringify(res.body, null, 2)}\n`);
+        return void process.stdout.write(`${jsonText(res.body)}\n`);
       process.stdout.write(
         `${table(
           ['NAME', 'PLATFORM', 'TRANSPORT', 'ADDRESS', 'LAST CAPTURE'],
@@ -202,7 +207,7 @@ export function registerCaptureCommands(
     .action(async (o: { file: string; key?: string }, cmd: Command) => {
       const { api } = client(cmd);
       const { parseDocumentText } = await import('../core/profile/io.js');
-      const { value } = parseDocumentText(readFileSync(o.file, 'utf8'), { source: o.file });
+      const { value } = parseDocumentText(readFileSync(o.file), { source: o.file });
       const name = (value as { name?: unknown } | null)?.name;
       if (o.key !== undefined && typeof value === 'object' && value !== null && typeof name === 'string') {
         const credentialRef = await sealCredential(await connect(), name, resolve(o.key));
@@ -210,9 +215,9 @@ export function registerCaptureCommands(
       }
       const res = await api.request<{ registration: HostRegistration }>('POST', '/hosts', { body: value });
       if (cmd.optsWithGlobals<{ json?: boolean }>().json)
-        return void process.stdout.write(`${JSON.stringify(res.body, null, 2)}\n`);
+        return void process.stdout.write(`${jsonText(res.body)}\n`);
       process.stdout.write(
-        `${res.status === 201 ? pc.green('+') : pc.dim('=')} ${res.body.registration.name} registered\n`,
+        `${res.status === 201 ? pc.green('+') : pc.dim('=')} ${terminalText(res.body.registration.name)} registered\n`,
       );
     });
 }

@@ -3,14 +3,21 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import pc from 'picocolors';
-import { stringify } from 'yaml';
 import { InvalidInputError, type Issue, isPersonaError, NotFoundError } from '../core/errors.js';
 import { formatIssues, parseProfile } from '../core/profile/io.js';
 import type { Profile } from '../core/profile/schema.js';
 import { registerCaptureCommands } from './capture.js';
 import { PersonaClient } from './client.js';
 import { ApiError, EXIT, exitCodeOf } from './errors.js';
-import { ago, type RenderableChange, renderDelta, table } from './render.js';
+import {
+  ago,
+  jsonText,
+  type RenderableChange,
+  renderDelta,
+  table,
+  terminalText,
+  yamlText,
+} from './render.js';
 import { registerSnapshotCommands } from './snapshot.js';
 
 const DEFAULT_ENDPOINT = 'http://127.0.0.1:8170';
@@ -47,7 +54,7 @@ interface WriteBody {
 const out = (s: string): void => {
   process.stdout.write(`${s}\n`);
 };
-const printJson = (v: unknown): void => out(JSON.stringify(v, null, 2));
+const printJson = (v: unknown): void => out(jsonText(v));
 
 const positiveInt = (label: string) => (value: string) => {
   if (!/^\d+$/.test(value) || Number(value) < 1)
@@ -60,9 +67,10 @@ const nonNegativeInt = (label: string) => (value: string) => {
 };
 
 function readProfileFile(file: string): Profile {
-  let text: string;
+  // Bytes, not text: the parser refuses what is not UTF-8 instead of reading U+FFFD.
+  let text: Buffer;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readFileSync(file);
   } catch (cause) {
     throw new NotFoundError(`cannot read ${file}: ${(cause as NodeJS.ErrnoException).code ?? cause}`, file, {
       cause,
@@ -141,11 +149,12 @@ export function buildProgram(): Command {
         for (const r of results) {
           if (r.valid && 'summary' in r && r.summary) {
             out(
-              `${pc.green('✓')} ${r.file}: profile ${r.name} (${r.summary.packages} packages, ${r.summary.services} services, ${r.summary.files} files)`,
+              `${pc.green('✓')} ${terminalText(r.file)}: profile ${terminalText(r.name ?? '')} (${r.summary.packages} packages, ${r.summary.services} services, ${r.summary.files} files)`,
             );
           } else {
-            process.stderr.write(`${pc.red('✗')} ${r.file}: not a valid profile\n`);
-            for (const line of formatIssues(r.issues, r.file)) process.stderr.write(`  ${line}\n`);
+            process.stderr.write(`${pc.red('✗')} ${terminalText(r.file)}: not a valid profile\n`);
+            for (const line of formatIssues(r.issues, r.file))
+              process.stderr.write(`  ${terminalText(line)}\n`);
           }
         }
       }
@@ -186,9 +195,11 @@ export function buildProgram(): Command {
       if (opts.json) return printJson(res.body);
       if (o.output === 'json') return printJson(res.body.profile);
       out(
-        `# ${name} version ${res.body.version.version} (${res.body.version.hash}, ${res.body.version.createdAt})`,
+        terminalText(
+          `# ${name} version ${res.body.version.version} (${res.body.version.hash}, ${res.body.version.createdAt})`,
+        ),
       );
-      process.stdout.write(stringify(res.body.profile, { lineWidth: 0 }));
+      process.stdout.write(yamlText(res.body.profile));
     });
 
   profiles
@@ -226,9 +237,10 @@ export function buildProgram(): Command {
             });
       if (opts.json) return printJson(res.body);
       const v = res.body.version.version;
-      if (!res.body.created) out(`${pc.dim('=')} ${name} unchanged at version ${v}`);
-      else if (v === 1) out(`${pc.green('+')} ${name} created at version 1`);
-      else out(`${pc.yellow('~')} ${name} version ${v} written (was ${v - 1})`);
+      const shown = terminalText(name);
+      if (!res.body.created) out(`${pc.dim('=')} ${shown} unchanged at version ${v}`);
+      else if (v === 1) out(`${pc.green('+')} ${shown} created at version 1`);
+      else out(`${pc.yellow('~')} ${shown} version ${v} written (was ${v - 1})`);
     });
 
   profiles
@@ -285,22 +297,26 @@ export function buildProgram(): Command {
   return program;
 }
 
+// Messages quote stored values (names, paths, a server's problem detail): shown through
+// terminalText like every other output.
 function report(error: unknown): void {
   const json = process.argv.includes('--json');
+  const say = (line: string) => process.stderr.write(`${terminalText(line)}\n`);
+  const fail = (message: string) => process.stderr.write(`${pc.red('error')}: ${terminalText(message)}\n`);
   if (error instanceof ApiError) {
-    if (json) process.stderr.write(`${JSON.stringify(error.problem)}\n`);
+    if (json) process.stderr.write(`${jsonText(error.problem, 0)}\n`);
     else {
-      process.stderr.write(`${pc.red('error')}: ${error.message}\n`);
-      for (const line of formatIssues(error.problem.issues ?? [])) process.stderr.write(`  ${line}\n`);
+      fail(error.message);
+      for (const line of formatIssues(error.problem.issues ?? [])) say(`  ${line}`);
     }
     return;
   }
   if (error instanceof InvalidInputError) {
-    process.stderr.write(`${pc.red('error')}: ${error.message}\n`);
-    for (const line of formatIssues(error.issues, error.source)) process.stderr.write(`  ${line}\n`);
+    fail(error.message);
+    for (const line of formatIssues(error.issues, error.source)) say(`  ${line}`);
     return;
   }
-  process.stderr.write(`${pc.red('error')}: ${(error as Error).message ?? String(error)}\n`);
+  fail((error as Error).message ?? String(error));
 }
 
 export async function run(argv: readonly string[]): Promise<number> {

@@ -1,17 +1,69 @@
 // How results look to people: aligned tables and coloured diffs. `--json` bypasses all of it.
+//
+// Everything shown comes from stored data (descriptions, file paths, values captured from a
+// host), so it passes through `terminalText` before our own colours are added: an escape
+// sequence in a description must not retitle the terminal, recolour the output or move the
+// cursor. JSON and YAML output stay exact documents of the same values (see jsonText, yamlText).
 import { stripVTControlCharacters } from 'node:util';
 import pc from 'picocolors';
+import { Document, visit } from 'yaml';
+
+// C0 controls (ESC among them), DEL and C1 controls (CSI is U+009B); bidirectional controls and
+// line separators, which reorder or break what is shown; lone surrogates.
+const UNSAFE = /[\p{Cc}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/gu;
+
+const hex = (c: string, width: number) => (c.codePointAt(0) ?? 0).toString(16).padStart(width, '0');
+
+/** Stored text as it may be written to a terminal: every unsafe character shown as an escape. */
+export function terminalText(text: string): string {
+  return text.replace(UNSAFE, (c) => {
+    if (c === '\n') return '\\n';
+    if (c === '\t') return '\\t';
+    if (c === '\r') return '\\r';
+    return (c.codePointAt(0) ?? 0) <= 0xff ? `\\x${hex(c, 2)}` : `\\u{${hex(c, 4)}}`;
+  });
+}
+
+// JSON.stringify and the yaml library escape C0 controls inside strings, but write DEL, C1
+// controls and bidirectional controls as they are; those only ever occur inside strings, where
+// a \u escape means the same character.
+const UNSAFE_IN_DOCUMENT = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
+const documentEscape = (c: string) => `\\u${hex(c, 4)}`;
+// Line breaks and tabs are safe on a terminal, and multi-line values read best as block text.
+const NEEDS_QUOTES = /[^\P{Cc}\n\t]|[\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]|\p{Cs}/u;
+
+/** JSON of `value`, indented, with nothing in it that a terminal would act on. Parses to `value`. */
+export function jsonText(value: unknown, indent = 2): string {
+  return JSON.stringify(value, null, indent).replace(UNSAFE_IN_DOCUMENT, documentEscape);
+}
+
+/**
+ * YAML of `value` with nothing in it that a terminal would act on. Strings holding such
+ * characters are written double-quoted, where YAML escapes mean the same characters, so the
+ * document still reads back to `value`.
+ */
+export function yamlText(value: unknown): string {
+  const doc = new Document(value);
+  visit(doc, {
+    Scalar(_key, node) {
+      if (typeof node.value === 'string' && NEEDS_QUOTES.test(node.value)) node.type = 'QUOTE_DOUBLE';
+    },
+  });
+  return doc.toString({ lineWidth: 0 }).replace(UNSAFE_IN_DOCUMENT, documentEscape);
+}
 
 const visibleLength = (s: string) => stripVTControlCharacters(s).length;
 
+/** Columns of stored values: each cell is shown through terminalText. */
 export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => visibleLength(r[i] ?? ''))));
+  const safeRows = rows.map((r) => r.map(terminalText));
+  const widths = headers.map((h, i) => Math.max(h.length, ...safeRows.map((r) => visibleLength(r[i] ?? ''))));
   const line = (cells: readonly string[]) =>
     cells
       .map((c, i) => (i === cells.length - 1 ? c : c + ' '.repeat((widths[i] ?? 0) - visibleLength(c))))
       .join('  ')
       .trimEnd();
-  return [pc.bold(line(headers)), ...rows.map(line)].join('\n');
+  return [pc.bold(line(headers)), ...safeRows.map(line)].join('\n');
 }
 
 export const ago = (iso: string, now = Date.now()): string => {
@@ -105,7 +157,8 @@ export function renderChange(change: RenderableChange): string {
       ? ''
       : fieldChanges(change.from, change.to).join(', ');
   const flag = change.disruptive ? pc.magenta(' [disruptive]') : '';
-  return `${marker} ${colour(change.kind.padEnd(21))} ${pc.bold(change.key)}${detail ? pc.dim(`  ${detail}`) : ''}${flag}`;
+  const shown = terminalText(detail);
+  return `${marker} ${colour(terminalText(change.kind).padEnd(21))} ${pc.bold(terminalText(change.key))}${shown ? pc.dim(`  ${shown}`) : ''}${flag}`;
 }
 
 export function renderDelta(delta: {
@@ -113,7 +166,8 @@ export function renderDelta(delta: {
   to?: { name?: string; version?: number };
   changes: readonly RenderableChange[];
 }): string {
-  const ref = (r?: { name?: string; version?: number }) => (r ? `${r.name ?? '?'}@${r.version ?? '?'}` : '?');
+  const ref = (r?: { name?: string; version?: number }) =>
+    r ? terminalText(`${r.name ?? '?'}@${r.version ?? '?'}`) : '?';
   const disruptive = delta.changes.filter((c) => c.disruptive).length;
   const head = pc.bold(`${ref(delta.from)} → ${ref(delta.to)}`);
   if (delta.changes.length === 0) return `${head}\n${pc.dim('no changes')}`;
