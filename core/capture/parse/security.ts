@@ -3,6 +3,7 @@
 import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import { Group, SshKey, SudoRule, User } from '../../profile/schema.js';
+import { redactCommand } from '../secrets.js';
 import { lines, partWith } from '../sections.js';
 import { int, type ParseContext } from './context.js';
 
@@ -113,7 +114,8 @@ export function parseSudoers(ctx: ParseContext): SudoInput[] {
       const m = /^(\S+)\s+(.+)$/.exec(line);
       if (!m?.[1] || !m[2]) continue;
       const rules = byPrincipal.get(m[1]) ?? [];
-      const rule = m[2].replace(/\s+/g, ' ');
+      // A rule's command may carry a credential (`NOPASSWD: /usr/bin/mysql -psecret`).
+      const rule = redactCommand(m[2].replace(/\s+/g, ' '));
       if (!rules.includes(rule)) rules.push(rule);
       byPrincipal.set(m[1], rules);
     }

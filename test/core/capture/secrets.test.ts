@@ -383,6 +383,25 @@ describe('a capture of files that hold credential lines', () => {
   });
 });
 
+describe('command lines in a capture', () => {
+  it('keeps the credential of a sudo rule’s command out of the Profile', () => {
+    const output = withSection(debian, 'sudoers', {
+      parts: [
+        [
+          '/etc/sudoers.d/backup',
+          'backup ALL=(root) NOPASSWD: /usr/bin/mysqldump -uroot -phunter2 --all-databases\n',
+        ],
+      ],
+    });
+    const built = buildFrom(output, KEY);
+    expect(built.valid.spec.security.sudoers).toContainEqual({
+      principal: 'backup',
+      rules: ['ALL=(root) NOPASSWD: /usr/bin/mysqldump -uroot -p<redacted> --all-databases'],
+    });
+    expect(built.json).not.toContain('hunter2');
+  });
+});
+
 describe('a capture by a user other than root', () => {
   const asUser = (output: string) => output.replace(`\nhostname=`, '\nuid=1001\nuser=capture\nhostname=');
   const FILES_PART = /(@@persona:[^:\n]+:part printf \d+\n[\s\S]*?)(\n@@persona:[^:\n]+:end files )/;
