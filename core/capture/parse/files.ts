@@ -88,8 +88,11 @@ export function parseFiles(ctx: ParseContext, options: FileOptions = {}): Parsed
   const credentialFiles = new Set(
     lines((ctx.sections.has('credfiles') ? ctx.section('credfiles') : undefined)?.text ?? ''),
   );
+  // Paths the files section listed: a unit file of a package under /usr/lib whose name happens
+  // to look like a credential (systemd-ask-password-*.service) is not a file of the Profile.
+  const inProfile = new Set<string>();
   const protect = (path: string, sha256: string): string | undefined => {
-    if (privateKeys.has(path) || fileLooksSensitive(path)) return undefined;
+    if (privateKeys.has(path) || (inProfile.has(path) && fileLooksSensitive(path))) return undefined;
     if (!credentialFiles.has(path)) return sha256;
     return options.contentHashKey === undefined
       ? undefined
@@ -123,12 +126,11 @@ export function parseFiles(ctx: ParseContext, options: FileOptions = {}): Parsed
   const files: FileInput[] = [];
   const unhashed: string[] = [];
   const denied: string[] = [];
-  // An application path under /etc is listed twice, once for each root.
-  const seen = new Set<string>();
+  // An application path under /etc is listed twice, once for each root: the first is kept.
   for (const line of listed) {
     const e = parse(line);
-    if (!e?.path.startsWith('/') || seen.has(e.path)) continue;
-    seen.add(e.path);
+    if (!e?.path.startsWith('/') || inProfile.has(e.path)) continue;
+    inProfile.add(e.path);
     const mode = /^[0-7]{1,4}$/.test(e.mode) ? e.mode.padStart(4, '0') : undefined;
     const common = {
       path: e.path,

@@ -383,6 +383,23 @@ describe('a capture of files that hold credential lines', () => {
   });
 });
 
+describe('hashes of unit files outside the Profile’s trees', () => {
+  it('are kept as computed, whatever their name looks like', () => {
+    const sha = 'c'.repeat(64);
+    const output = withSection(debian, 'services', {
+      parts: [
+        ['systemd units', 'systemd-ask-password-wall.service loaded active running Forward\n'],
+        ['systemd unit-files', 'systemd-ask-password-wall.service static -\n'],
+        ['systemd unit-hashes', `${sha}  /usr/lib/systemd/system/systemd-ask-password-wall.service\n`],
+      ],
+    });
+    expect(
+      buildFrom(output, KEY).valid.spec.services.find((s) => s.name === 'systemd-ask-password-wall')
+        ?.unitHash,
+    ).toBe(`sha256:${sha}`);
+  });
+});
+
 describe('command lines in a capture', () => {
   it('keeps the credential of a sudo rule’s command out of the Profile', () => {
     const output = withSection(debian, 'sudoers', {
