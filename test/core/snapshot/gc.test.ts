@@ -186,7 +186,7 @@ describe('garbage collection and snapshot writers', () => {
     await snapshot(main, await tree('lapse-keep', { 'keep.bin': bytesFrom(102, 200_000) }), 'lapse-keep');
 
     let failing = false;
-    const writer = await openWith({ lockTtlMs: 600, locksClient: refreshesFail(() => failing) });
+    const writer = await openWith({ lockTtlMs: 2000, locksClient: refreshesFail(() => failing) });
     const paused = gate();
     // The writer deduplicates shared.bin against the old snapshot's pack, which gc will delete.
     const src = await tree('lapse-w', { 'shared.bin': shared, 'new.bin': bytesFrom(103, 200_000) });
@@ -288,7 +288,7 @@ describe('garbage collection and snapshot writers', () => {
     let failing = false;
     const paused = gate();
     const collector = await openWith(
-      { lockTtlMs: 600, locksClient: refreshesFail(() => failing) },
+      { lockTtlMs: 1000, locksClient: refreshesFail(() => failing) },
       pausedObjects(ts.deps().objects, paused, (op, key) => op === 'list' && key === PACK_PREFIX),
     );
     const collecting = collector.gc();
@@ -350,9 +350,9 @@ describe('garbage collection checks before it deletes', () => {
       await tree('packless', { 'p.bin': bytesFrom(701, 200_000) }),
       'packless',
     );
+    const [pack] = (await keys(PACK_PREFIX)).filter((k) => !packsBefore.has(k));
     await snapshot(main, await tree('packless-gone', { 'g.bin': bytesFrom(702, 200_000) }), 'packless-gone');
     await forgetAll('packless-gone');
-    const [pack] = (await keys(PACK_PREFIX)).filter((k) => !packsBefore.has(k));
     const objects = ts.deps().objects;
     const bytes = await objects.get(pack as string);
     await objects.delete([pack as string]);
