@@ -14,7 +14,7 @@ import { tarSource, writeTar } from '../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../core/snapshot/tree.js';
 import { connect } from './connect.js';
 import { EXIT } from './errors.js';
-import { table } from './render.js';
+import { jsonText, table, terminalText } from './render.js';
 
 /** Opens the snapshot store the environment points at. */
 export async function openStore(): Promise<SnapshotStore> {
@@ -61,13 +61,12 @@ const profileRef = (v: string) => {
 };
 
 // Paths come from hosts: control characters in them are shown escaped, never sent to a terminal.
-const printable = (s: string) =>
-  s.replace(/\p{Cc}/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+const printable = terminalText;
 
 const out = (s: string): void => {
   process.stdout.write(`${s}\n`);
 };
-const json = (v: unknown): void => out(JSON.stringify(v, null, 2));
+const json = (v: unknown): void => out(jsonText(v));
 const globals = (cmd: Command) => cmd.optsWithGlobals<{ json?: boolean }>();
 
 function recordRow(r: SnapshotRecord): string[] {
@@ -162,7 +161,7 @@ export function registerSnapshotCommands(program: Command): void {
       out(table(['VERSION', 'CREATED', 'FILES', 'SIZE', 'NEW', 'STORED', 'PROFILE'], [recordRow(record)]));
       for (const e of manifest.entries) {
         out(
-          `${e.mode.toString(8).padStart(4, '0')} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${e.type.padEnd(8)} ${e.path}${e.target ? ` → ${e.target}` : ''}`,
+          `${e.mode.toString(8).padStart(4, '0')} ${String(e.uid).padStart(5)} ${String(e.gid).padStart(5)} ${e.type.padEnd(8)} ${printable(e.path)}${e.target ? ` → ${printable(e.target)}` : ''}`,
         );
       }
     });
@@ -176,10 +175,10 @@ export function registerSnapshotCommands(program: Command): void {
     .action(async (from: number, to: number, o: { host: string }, cmd: Command) => {
       const d = await (await openStore()).diff(o.host, from, to);
       if (globals(cmd).json) return json(d);
-      for (const p of d.added) out(`${pc.green('+')} ${p}`);
-      for (const p of d.removed) out(`${pc.red('-')} ${p}`);
-      for (const p of d.changed) out(`${pc.yellow('~')} ${p}`);
-      for (const p of d.metadata) out(`${pc.dim('m')} ${p}`);
+      for (const p of d.added) out(`${pc.green('+')} ${printable(p)}`);
+      for (const p of d.removed) out(`${pc.red('-')} ${printable(p)}`);
+      for (const p of d.changed) out(`${pc.yellow('~')} ${printable(p)}`);
+      for (const p of d.metadata) out(`${pc.dim('m')} ${printable(p)}`);
       out(
         pc.dim(
           `${d.added.length} added, ${d.removed.length} removed, ${d.changed.length} changed, ${d.metadata.length} metadata only`,
@@ -291,7 +290,7 @@ export function registerSnapshotCommands(program: Command): void {
       else {
         for (const p of report.problems)
           process.stderr.write(
-            `${pc.red('✗')} ${p.object}${p.chunk ? ` chunk ${p.chunk}` : ''}: ${p.problem}\n`,
+            `${pc.red('✗')} ${printable(p.object)}${p.chunk ? ` chunk ${p.chunk}` : ''}: ${printable(p.problem)}\n`,
           );
         out(
           `${report.ok ? pc.green('✓ no problems') : pc.red(`${report.problems.length} problems`)}: ${report.snapshots} snapshots, ${report.indexes} indexes, ${report.packs} packs, ${report.chunks} chunks${o.readData ? ' (data read)' : ''}`,

@@ -1,7 +1,7 @@
 // The CLI never writes control characters from stored data to a terminal: descriptions and
 // values holding escape sequences are shown escaped in tables and diffs, and JSON and YAML
 // output stay exact documents of the same values with nothing in them a terminal acts on.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -98,6 +98,26 @@ describe('what persona prints from stored data', () => {
     const r = await persona('validate', file);
     expect(r.code).toBe(3);
     expect(r.stderr).toContain(`invalid UTF-8 at byte ${at}`);
+  });
+});
+
+describe('snapshot paths from a host', () => {
+  it('shows file names holding escape sequences escaped in `snapshot diff` and `show`', async () => {
+    const tree = join(api.dataDir, 'hostile-tree');
+    mkdirSync(tree, { recursive: true });
+    writeFileSync(join(tree, 'plain'), 'a');
+    expect((await persona('snapshot', 'create', tree, '--host', 'hostile')).code).toBe(0);
+    writeFileSync(join(tree, 'evil\x1b]0;owned\x07\x1b[31m'), 'b');
+    expect((await persona('snapshot', 'create', tree, '--host', 'hostile')).code).toBe(0);
+    for (const args of [
+      ['snapshot', 'diff', '--host', 'hostile', '1', '2'],
+      ['snapshot', 'show', '--host', 'hostile', '2'],
+    ]) {
+      const r = await persona(...args);
+      expect(r.code, args.join(' ')).toBe(0);
+      expect(r.stdout, args.join(' ')).toContain('evil\\x1b]0;owned\\x07\\x1b[31m');
+      expect(r.stdout, args.join(' ')).not.toMatch(ACTS);
+    }
   });
 });
 
