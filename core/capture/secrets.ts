@@ -100,6 +100,8 @@ const VALUE_RULES: readonly CredentialRule[] = [
       '(akia|asia)[0-9a-z]{16}|gh[pousr]_[a-z0-9]{36}|github_pat_[a-z0-9_]{22,}|glpat-[a-z0-9_-]{20}|xox[abposr]-[a-z0-9-]{10,}|(sk|rk)_live_[a-z0-9]{16,}|aiza[0-9a-z_-]{35}|npm_[a-z0-9]{36}|(^|[^a-z0-9_-])eyj[a-z0-9_-]{10,}\\.eyj[a-z0-9_-]{10,}\\.[a-z0-9_-]{10,}',
   },
   { match: '-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY' },
+  // An HTTP credential written out as a header (`proxy_set_header Authorization "Bearer ..."`).
+  { match: `authorization["']?${SP}*:?${SP}*["']?(bearer|basic|token|digest)${SP}+[a-z0-9+/=._~-]{8,}` },
   {
     match: `(^|[;[:space:]"',_.-])(password|passwd|pwd|pass|accountkey|sharedaccesskey|sharedaccesssignature|secret|token|apikey|api_key)${SP}*=${SP}*["']?[^[:space:]"';,$%{<*&/#]`,
   },
