@@ -200,6 +200,18 @@ describe('documents that are not valid text', () => {
     expect((await api.call('GET', '/profiles/latin1')).status).toBe(404);
   });
 
+  it('refuses a capture request body that is not UTF-8 with 400 naming the byte, and starts nothing', async () => {
+    const res = await send('POST', '/hosts/host-a/capture', Buffer.from([0x7b, 0x20, 0xff, 0x7d]), {
+      'content-type': 'application/json',
+      'idempotency-key': 'not-utf8-capture',
+    });
+    expect(res.status).toBe(400);
+    expect(res.body.issues).toEqual([
+      expect.objectContaining({ message: expect.stringMatching(/^invalid UTF-8 at byte 2 /) }),
+    ]);
+    expect((await api.call('GET', '/operations/not-utf8-capture')).status).toBe(404);
+  });
+
   it('refuses lone surrogates, escaped or raw, naming where', async () => {
     const escaped = JSON.stringify(named(web, 'lone')).replace('nginx reverse', 'nginx \\udc00 reverse');
     const res = await send('POST', '/profiles', escaped, { 'content-type': 'application/json' });

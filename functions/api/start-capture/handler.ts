@@ -8,7 +8,7 @@ import { startCapture } from '../../../core/capture/operation.js';
 import { InvalidInputError } from '../../../core/errors.js';
 import { idempotency, withIdempotency } from '../../../core/operation/idempotency.js';
 import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
-import { type ApiEvent, apiErrors, header, json, parseRequest } from '../../shared/http.js';
+import { type ApiEvent, apiErrors, documentSource, header, json, parseRequest } from '../../shared/http.js';
 import { hosts, logger, operations } from '../../shared/runtime.js';
 import { workflows } from '../../shared/workflows.js';
 
@@ -26,7 +26,9 @@ const handler = async (event: ApiEvent<{ host: string }>) => {
     ]);
   }
   // The body is optional; when present it gets the same defences as every other document.
-  const located = event.body?.trim() ? parseDocumentText(event.body, { source: 'body' }) : undefined;
+  const located = event.body?.trim()
+    ? parseDocumentText(documentSource(event), { source: 'body' })
+    : undefined;
   const body = CaptureRequest.safeParse(located?.value ?? {});
   if (!body.success)
     throw new InvalidInputError('the body is not valid', issuesFromZod(body.error, located?.locate));
