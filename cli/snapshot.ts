@@ -242,9 +242,19 @@ export function registerSnapshotCommands(program: Command): void {
       const store = await conn.snapshots();
       const record = await store.record(o.host, version);
       // Secrets leave the store only when asked for by name.
-      if (o.includeSecrets === true)
-        await writeTarWithSecrets({ store, profiles: conn.profiles() }, record, process.stdout);
-      else await writeTar(store, record, process.stdout);
+      if (o.includeSecrets === true) {
+        const { skipped } = await writeTarWithSecrets(
+          { store, profiles: conn.profiles() },
+          record,
+          process.stdout,
+        );
+        if (skipped.length > 0)
+          process.stderr.write(
+            terminalText(
+              `left out ${skipped.length} files the capture could not seal: ${skipped.join(', ')}\n`,
+            ),
+          );
+      } else await writeTar(store, record, process.stdout);
     });
 
   snapshot

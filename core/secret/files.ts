@@ -57,7 +57,7 @@ export async function addSecretFiles(
     readonly host: string;
     readonly mtime: Date;
   },
-): Promise<void> {
+): Promise<{ readonly skipped: readonly string[] }> {
   const extract = tar.extract();
   const pack = tar.pack();
   const written = pipeline(pack as unknown as Readable, out);
@@ -75,7 +75,13 @@ export async function addSecretFiles(
     }
   })();
   await Promise.all([pipeline(input, extract as unknown as Writable), copying]);
+  const skipped: string[] = [];
   for (const f of options.files) {
+    // A reference the capture could not pin names no sealed value (a file it could not read).
+    if (f.ref.provider === 'local' && f.ref.digest === undefined) {
+      skipped.push(f.path);
+      continue;
+    }
     const content = await options.resolver.resolve({ ref: f.ref, host: options.host, field: f.path });
     await new Promise<void>((resolve, reject) =>
       pack.entry(
@@ -97,17 +103,19 @@ export async function addSecretFiles(
   }
   pack.finalize();
   await written;
+  return { skipped };
 }
 
 /**
  * A snapshot as a tar stream with its secret files, from the Profile version it belongs to: what
- * `persona snapshot export --include-secrets` writes. Refused for a snapshot of no Profile version.
+ * `persona snapshot export --include-secrets` writes. Refused for a snapshot of no Profile version;
+ * `skipped` names the files whose value the capture could not seal.
  */
 export async function writeTarWithSecrets(
   deps: { readonly store: SnapshotStore; readonly profiles: ProfileDeps },
   record: SnapshotRecord,
   out: Writable,
-): Promise<void> {
+): Promise<{ readonly skipped: readonly string[] }> {
   if (record.profile === undefined)
     throw new InvalidInputError(
       `snapshot ${record.version} of ${record.host} belongs to no Profile version, which is what says where its secret files go`,
@@ -115,7 +123,7 @@ export async function writeTarWithSecrets(
     );
   const { profile } = await getProfile(deps.profiles, record.profile.name, record.profile.version);
   const tarred = new PassThrough();
-  await Promise.all([
+  const [, added] = await Promise.all([
     writeTar(deps.store, record, tarred),
     addSecretFiles(tarred, out, {
       files: secretFilesOf(profile),
@@ -124,4 +132,5 @@ export async function writeTarWithSecrets(
       mtime: new Date(record.createdAt),
     }),
   ]);
+  return added;
 }
