@@ -117,7 +117,7 @@ function operation(route: Route) {
         responses: {
           ...ok(201, 'WriteResult', 'Created at version 1'),
           ...ok(200, 'WriteResult', 'The same document already exists; nothing written'),
-          ...problems(400, 409, 413),
+          ...problems(400, 409, 413, 415),
         },
       };
     case 'put-profile':
@@ -137,7 +137,7 @@ function operation(route: Route) {
         responses: {
           ...ok(201, 'WriteResult', 'A new version was written'),
           ...ok(200, 'WriteResult', 'Equal to the latest version; nothing written'),
-          ...problems(400, 409, 413, 428),
+          ...problems(400, 409, 413, 415, 428),
         },
       };
     case 'list-profiles':
@@ -159,7 +159,8 @@ function operation(route: Route) {
         parameters: pathParams,
         responses: {
           ...ok(200, 'VersionedProfile', 'The profile and its version record'),
-          ...problems(400, 404),
+          // 502 CORRUPT: the stored document does not match the hash recorded for the version.
+          ...problems(400, 404, 502),
         },
       };
     case 'register-host':
@@ -172,7 +173,7 @@ function operation(route: Route) {
         responses: {
           ...ok(201, 'HostRecord', 'Registered'),
           ...ok(200, 'HostRecord', 'Already registered with the same settings'),
-          ...problems(400, 409),
+          ...problems(400, 409, 413, 415),
         },
       };
     case 'list-hosts':
@@ -209,7 +210,7 @@ function operation(route: Route) {
       return {
         ...base,
         parameters: [...pathParams, ...queryParameters(DiffQuery)],
-        responses: { ...ok(200, 'Delta', 'The ordered Changes'), ...problems(400, 404) },
+        responses: { ...ok(200, 'Delta', 'The ordered Changes'), ...problems(400, 404, 502) },
       };
     default:
       return {
