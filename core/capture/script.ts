@@ -685,8 +685,10 @@ f_du() {
     i=$((i + 1))
     (
       if [ "$FP" = 1 ]; then
-        bounded "$DUT" find "$p" -xdev -type f -printf '%s\n' 2>/dev/null >"$T/du.$i.list"
+        bounded "$DUT" find "$p" -xdev -type f -printf '%s\n' 2>"$T/du.$i.err" >"$T/du.$i.list"
         s=$?
+        # Parts of the tree this user may not enter: what was counted is a lower bound.
+        if [ "$s" = 1 ] && grep -q 'Permission denied' "$T/du.$i.err"; then s=denied; fi
         # Through the environment, not -v: awk would read backslashes in a path as escapes.
         DU_T=$t DU_P=$p DU_S=$s awk '{ n++; b += $1 } END { printf "%s\t%s\t%d\t%.0f\t%s\n", ENVIRON["DU_T"], ENVIRON["DU_P"], n, b, ENVIRON["DU_S"] }' "$T/du.$i.list"
       else
@@ -719,7 +721,7 @@ home /home
 $(printf '%s\n' "$ROOTS" | sed '1d; s/^/application /')
 EOF
   wait
-  for f in "$T"/du.[0-9]*; do case $f in *.list) ;; *) if [ -f "$f" ]; then cat "$f"; fi ;; esac; done
+  for f in "$T"/du.[0-9]*; do case $f in *.list|*.err) ;; *) if [ -f "$f" ]; then cat "$f"; fi ;; esac; done
   return 0
 }
 

@@ -116,6 +116,12 @@ describe('persona capture as a user other than root', () => {
         'cannot read the authorized keys of root (/root): permission denied (capture as root)',
       ]),
     );
+    // /var/cache/ldconfig is root's alone.
+    expect(reasonsOf('du')).toEqual(
+      expect.arrayContaining([
+        'parts of /var/cache could not be read: permission denied (capture as root): its size and file count are lower bounds',
+      ]),
+    );
     expect(reasonsOf('snapshot')).toEqual([
       expect.stringMatching(/could not be read for the snapshot: permission denied \(capture as root\)/),
     ]);

@@ -118,6 +118,7 @@ export function parseDataFootprint(ctx: ParseContext): DataFootprint[] {
   const section = ctx.section('du');
   const byType = new Map<string, { bytes: number; files: number }>();
   const cut: string[] = [];
+  const denied: string[] = [];
   for (const line of lines(section?.text ?? '')) {
     const [type, path, files, amount, status] = line.split('\t');
     if (!type || !path || files === undefined || amount === undefined) continue;
@@ -125,6 +126,7 @@ export function parseDataFootprint(ctx: ParseContext): DataFootprint[] {
     const bytes = status === 'k' ? Number(amount) * 1024 : Number(amount);
     if (!Number.isFinite(bytes) || !Number.isFinite(Number(files))) continue;
     if (status === '124') cut.push(path);
+    if (status === 'denied') denied.push(path);
     const t = byType.get(type) ?? { bytes: 0, files: 0 };
     t.bytes += bytes;
     t.files += Number(files);
@@ -134,6 +136,12 @@ export function parseDataFootprint(ctx: ParseContext): DataFootprint[] {
     ctx.unknown(
       'du',
       `the walk of ${path} was cut short by its time limit: its size and file count are lower bounds`,
+    );
+  }
+  for (const path of denied) {
+    ctx.unknown(
+      'du',
+      `parts of ${path} could not be read: permission denied (capture as root): its size and file count are lower bounds`,
     );
   }
   return [...byType].map(([type, t]) => ({ type, bytes: Math.round(t.bytes), files: t.files }));

@@ -458,6 +458,21 @@ describe('a capture by a user other than root', () => {
     ]);
   });
 
+  it('says which data directories it could only partly walk', () => {
+    const built = buildFrom(
+      withSection(debian, 'du', {
+        body: 'cache\t/var/cache\t120\t4096000\tdenied\nlogs\t/var/log\t9\t1000\t0\n',
+      }),
+      KEY,
+    );
+    expect(reasons(built, 'du')).toEqual([
+      'parts of /var/cache could not be read: permission denied (capture as root): its size and file count are lower bounds',
+    ]);
+    expect(built.valid.observed?.usage?.data).toEqual(
+      expect.arrayContaining([expect.objectContaining({ type: 'cache', bytes: 4096000 })]),
+    );
+  });
+
   it('is no different from a root capture for root', () => {
     expect(reasons(buildFrom(debian, KEY), 'capture')).toEqual([]);
   });
