@@ -389,6 +389,8 @@ function redactWords(command: string): string {
     // `-xzf` is a cluster of short flags, not a name; a long name is two letters or more.
     if (option?.[2] !== undefined && (option[1] === '--' || option[2].length >= 3)) {
       if (!looksSensitive(option[2])) continue;
+      // mysql's `--password` alone prompts; the next word is the database.
+      if (program === 'mysql' && option[3] !== '=') continue;
       if (option[3] === '=') words[i] = `${option[1]}${option[2]}=${maskValue(option[4] ?? '')}`;
       else next = (w) => maskValue(w);
     }
@@ -396,7 +398,29 @@ function redactWords(command: string): string {
   return words.join('');
 }
 
-const SENSITIVE_ASSIGNMENT = /\b([A-Za-z_][A-Za-z0-9_]*)=([^\s;&'"]+)/g;
+const ASSIGNMENT = /\b([A-Za-z_][A-Za-z0-9_]*)=/g;
+const VALUE_END = /[\s;&'"]/;
+
+/**
+ * `NAME=value` with the value masked where NAME looks sensitive, wherever it stands: alone,
+ * inside an option (`--env=DB_PASSWORD=...`) or a connection string (`Server=db;Password=...`).
+ * A value that is not masked is looked into, not skipped, since it may hold the next assignment.
+ */
+function redactAssignments(text: string): string {
+  let out = '';
+  let last = 0;
+  ASSIGNMENT.lastIndex = 0;
+  for (let m = ASSIGNMENT.exec(text); m !== null; m = ASSIGNMENT.exec(text)) {
+    if (m[1] === undefined || !looksSensitive(m[1])) continue;
+    const start = m.index + m[0].length;
+    let end = start;
+    while (end < text.length && !VALUE_END.test(text[end] ?? ' ')) end++;
+    out += `${text.slice(last, start)}${MASK}`;
+    last = end;
+    ASSIGNMENT.lastIndex = end;
+  }
+  return out + text.slice(last);
+}
 const SENSITIVE_JSON = /"([A-Za-z_][A-Za-z0-9_]*)"\s*:\s*"((?:[^"\\]|\\.)*)"/g;
 const URL_CREDENTIALS = /(:\/\/[^/\s:@]*:)[^/\s@]+@/gi;
 const URL_KEY_USER = /(:\/\/)[A-Za-z0-9_-]{16,}@/gi;
@@ -417,8 +441,7 @@ const TOKENS = new RegExp(TOKEN_FORMATS.source.replace('(^|[^a-z0-9_-])', '(?<![
  * Masking is idempotent and everything else is left exactly as it was.
  */
 export function redactCommand(command: string): string {
-  return redactWords(command)
-    .replace(SENSITIVE_ASSIGNMENT, (m, name: string) => (looksSensitive(name) ? `${name}=${MASK}` : m))
+  return redactAssignments(redactWords(command))
     .replace(SENSITIVE_JSON, (m, name: string) => (looksSensitive(name) ? `"${name}": "${MASK}"` : m))
     .replace(CREDENTIAL_HEADER, (_m, head: string) => `${head}${MASK}`)
     .replace(URL_CREDENTIALS, `$1${MASK}@`)
