@@ -342,7 +342,11 @@ export const ConfigFile = z
   .strictObject({
     path: absolutePath,
     type: z.enum(['file', 'directory', 'symlink']).default('file'),
-    hash: contentHash.optional().describe('Content hash; the content itself is in the snapshot store'),
+    hash: contentHash
+      .optional()
+      .describe(
+        'Content hash; the content itself is in the snapshot store. "hmac-sha256:" for a file that holds credentials: an HMAC of its SHA-256 under a key of the store, whose content is a sealed secret',
+      ),
     size: byteCount.optional(),
     mode: fileMode.optional(),
     owner: text.optional(),
