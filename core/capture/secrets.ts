@@ -103,7 +103,7 @@ const VALUE_RULES: readonly CredentialRule[] = [
   // An HTTP credential written out as a header (`proxy_set_header Authorization "Bearer ..."`).
   { match: `authorization["']?${SP}*:?${SP}*["']?(bearer|basic|token|digest)${SP}+[a-z0-9+/=._~-]{8,}` },
   {
-    match: `(^|[;[:space:]"',_.-])(password|passwd|pwd|pass|accountkey|sharedaccesskey|sharedaccesssignature|secret|token|apikey|api_key)${SP}*=${SP}*["']?[^[:space:]"';,$%{<*&/#]`,
+    match: `(^|[;[:space:]"',_.-])(password|passwd|pwd|pass|accountkey|sharedaccesskey|sharedaccesssignature|secret|token|apikey|api_key|auth|authtoken|auth_token|access_token)${SP}*=${SP}*["']?[^[:space:]"';,$%{<*&/#]`,
   },
 ];
 
@@ -149,8 +149,11 @@ export const CREDENTIAL_LINE_RULES: readonly CredentialRule[] = [
   ...VALUE_RULES,
 ];
 
-/** Lines that are comments (`#`, `;`, `//`, `-- `, `!`, `*`, `/*`, `<!--`, `REM`): never credentials. */
-export const CREDENTIAL_LINE_SKIP = `^${SP}*(#|;|//|--${SP}|!|\\*|/\\*|<!--|rem${SP})`;
+/**
+ * Lines that are comments (`#`, `;`, `// `, `-- `, `!`, `*`, `/*`, `<!--`, `REM`): never
+ * credentials. `//` needs a space after it: `//registry.npmjs.org/:_authToken=` is no comment.
+ */
+export const CREDENTIAL_LINE_SKIP = `^${SP}*(#|;|//(${SP}|$)|--${SP}|!|\\*|/\\*|<!--|rem${SP})`;
 
 /** Files the capture scans for credential lines are below this size (as for private keys). */
 export const CREDENTIAL_SCAN_MAX_BYTES = 64 * 1024;
