@@ -3,6 +3,7 @@
 // their data under one folder so that a restart finds everything where it was.
 import { type ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, mkdirSync, readdirSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -199,17 +200,47 @@ export interface StandInOptions {
   readonly buckets: readonly string[];
 }
 
+/**
+ * The S3-protocol server, answering only to its own name. Its one key pair is public (S3RVER),
+ * so a web page whose name was rebound to 127.0.0.1 could otherwise sign requests and read or
+ * write every object.
+ */
+class LoopbackS3rver extends S3rver {
+  constructor(
+    options: ConstructorParameters<typeof S3rver>[0],
+    private readonly own: ReadonlySet<string>,
+  ) {
+    super(options);
+  }
+
+  override callback(): ReturnType<S3rver['callback']> {
+    const inner = super.callback();
+    return (req, res) => {
+      const host = req.headers.host?.toLowerCase();
+      if (host !== undefined && this.own.has(host)) return inner(req, res);
+      // Only ever an HTTP/1.1 server here (no key or certificate is configured).
+      const refused = res as ServerResponse;
+      refused.writeHead(421, { 'content-type': 'text/plain' });
+      refused.end("not this server's name\n");
+    };
+  }
+}
+
 export async function startStandIns(options: StandInOptions): Promise<StandIns> {
   privateDirectory(options.dataDir);
   const s3Dir = join(options.dataDir, 's3');
   privateDirectory(s3Dir);
-  const s3 = new S3rver({
-    address: '127.0.0.1',
-    port: options.s3Port ?? (await freePort()),
-    directory: s3Dir,
-    silent: true,
-    configureBuckets: options.buckets.map((name) => ({ name, configs: [] })),
-  });
+  const s3Port = options.s3Port ?? (await freePort());
+  const s3 = new LoopbackS3rver(
+    {
+      address: '127.0.0.1',
+      port: s3Port,
+      directory: s3Dir,
+      silent: true,
+      configureBuckets: options.buckets.map((name) => ({ name, configs: [] })),
+    },
+    new Set([`127.0.0.1:${s3Port}`, `localhost:${s3Port}`]),
+  );
   const [dynamo, s3Address] = await Promise.all([
     startDynamo(join(options.dataDir, 'dynamodb'), options.dynamoPort ?? (await freePort())),
     s3.run(),

@@ -27,17 +27,24 @@ function raw(
   path: string,
   headers: Record<string, string>,
   body?: string,
+  to = port,
 ): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, method, path, headers }, (res) => {
+    const req = request({ host: '127.0.0.1', port: to, method, path, headers }, (res) => {
       let text = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => {
         text += d;
       });
-      res.on('end', () =>
-        resolve({ status: res.statusCode ?? 0, body: text ? JSON.parse(text) : undefined }),
-      );
+      res.on('end', () => {
+        let parsed: unknown;
+        try {
+          parsed = text ? JSON.parse(text) : undefined;
+        } catch {
+          parsed = text;
+        }
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
     });
     req.on('error', reject);
     req.end(body);
@@ -101,6 +108,26 @@ describe('the Host header', () => {
     );
     expect(write.status).toBe(421);
     expect((await api.call('GET', '/hosts/rebound')).status).toBe(404);
+  });
+});
+
+describe('the stand-ins', () => {
+  it('answer only to their own name: a rebound page cannot use their public credentials', async () => {
+    const listTables = {
+      'content-type': 'application/x-amz-json-1.0',
+      'x-amz-target': 'DynamoDB_20120810.ListTables',
+    };
+    for (const [what, url, path, headers] of [
+      ['DynamoDB Local', api.dynamoEndpoint, '/', listTables],
+      ['S3-protocol server', api.s3Endpoint, '/persona-data', {}],
+    ] as const) {
+      const to = portOf(url);
+      const foreign = await raw('POST', path, { ...headers, host: `evil.example:${to}` }, '{}', to);
+      expect(foreign.status, what).toBe(421);
+      const own = await raw('POST', path, { ...headers, host: `127.0.0.1:${to}` }, '{}', to);
+      // Unsigned, so refused, but by the service itself: the name was accepted.
+      expect(own.status, what).not.toBe(421);
+    }
   });
 });
 
