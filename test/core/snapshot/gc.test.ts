@@ -400,3 +400,56 @@ describe('restore alongside garbage collection', () => {
     expect(await describeTree(out)).toEqual(await describeTree(src));
   });
 });
+
+describe('garbage collection under lease faults, round after round', () => {
+  it('never leaves a recorded snapshot unrestorable, whichever writers and collectors win', async () => {
+    // Contents shared between rounds, so that writers deduplicate against packs that the
+    // collectors are deleting as the snapshots that stored them are forgotten.
+    const pool = [0, 1, 2, 3].map((i) => bytesFrom(900 + i, 150_000));
+    const outcomes: string[] = [];
+    const settle = async (what: string, work: Promise<unknown>) => {
+      try {
+        await work;
+        outcomes.push(`${what}: done`);
+      } catch (e) {
+        if (!(e instanceof StoreBusyError) && !(e instanceof LeaseLostError)) throw e;
+        outcomes.push(`${what}: ${(e as Error).name}`);
+      }
+    };
+    for (let round = 0; round < 6; round++) {
+      const files = (salt: number) => ({
+        'a.bin': pool[(round + salt) % pool.length] as Buffer,
+        'b.bin': pool[(round + salt + 1) % pool.length] as Buffer,
+        'own.txt': `round ${round} writer ${salt}\n`,
+      });
+      // Content that only a snapshot about to be forgotten holds: the flaky writer has it too.
+      const doomed = bytesFrom(950 + round, 120_000);
+      await snapshot(main, await tree(`chaos-${round}-d`, { 'doomed.bin': doomed }), 'chaos-doomed');
+      // A writer whose refreshes fail half the time, paused while a collector runs.
+      const flaky = await openWith({ lockTtlMs: 800, locksClient: refreshesFail(() => Math.random() < 0.5) });
+      const steady = await openWith({ lockTtlMs: 60_000 });
+      const paused = gate();
+      const flakySrc = await tree(`chaos-${round}-f`, { ...files(0), 'doomed.bin': doomed });
+      const steadySrc = await tree(`chaos-${round}-s`, files(1));
+      const flakyDone = settle(
+        'flaky writer',
+        flaky
+          .create(pausedSource(directorySource(flakySrc), paused), { host: `chaos-${round % 3}` })
+          .then(async (r) => trees.set(`${r.host}#${r.version}`, await describeTree(flakySrc))),
+      );
+      const steadyDone = settle('steady writer', snapshot(steady, steadySrc, `chaos-${(round + 1) % 3}`));
+      await paused.reached;
+      // Forget the host written by neither writer and the doomed content, and collect: with a clock an hour ahead, or once the flaky lease lapsed.
+      await forgetAll(`chaos-${(round + 2) % 3}`);
+      await forgetAll('chaos-doomed');
+      const collector = await openWith(round % 2 === 0 ? { now: () => Date.now() + HOUR } : {});
+      await settle('collector', round % 2 === 0 ? collector.gc() : gcOnceFree(collector));
+      paused.open();
+      await Promise.all([flakyDone, steadyDone]);
+    }
+    expect(outcomes).toHaveLength(18);
+    await expectEverySnapshotRestores();
+    await main.gc();
+    await expectEverySnapshotRestores();
+  });
+});
