@@ -446,6 +446,7 @@ describe('garbage collection under lease faults, round after round', () => {
       await settle('collector', round % 2 === 0 ? collector.gc() : gcOnceFree(collector));
       paused.open();
       await Promise.all([flakyDone, steadyDone]);
+      await expectEverySnapshotRestores();
     }
     expect(outcomes).toHaveLength(18);
     await expectEverySnapshotRestores();
