@@ -73,10 +73,12 @@ import { pathProblem } from '../transport/paths.js';
 import { displayValue, shellQuote } from '../transport/shell.js';
 import { KEY_LIBRARIES } from './parse/runtimes.js';
 import {
+  CONFIGURATION_NAME_GLOBS,
   CREDENTIAL_LINE_MAX_BYTES,
   CREDENTIAL_LINE_RULES,
   CREDENTIAL_LINE_SKIP,
   CREDENTIAL_SCAN_MAX_BYTES,
+  NOT_CONFIGURATION_GLOBS,
   PUBLIC_FILES,
   SENSITIVE_DIRS,
   SENSITIVE_FILE_GLOBS,
@@ -109,6 +111,9 @@ const findExclusions = [
 // Public files the exclusions above would skip by name (passwd matches *passw*).
 const publicFilesToHash = [...PUBLIC_FILES].join(' ');
 
+// Program source and documentation are not scanned, unless named like configuration.
+const configurationOnly = `\\( ! \\( ${NOT_CONFIGURATION_GLOBS.map((g) => `-name '${g}'`).join(' -o ')} \\) ${CONFIGURATION_NAME_GLOBS.map((g) => `-o -iname '${g}'`).join(' ')} \\)`;
+
 // The credential-line rules of secrets.ts as grep arguments (`-e 'ere' ...`).
 const greps = (patterns: readonly string[]): string => patterns.map((p) => `-e ${shellQuote(p)}`).join(' ');
 const credentialUnless = CREDENTIAL_LINE_RULES.filter((r) => r.unless !== undefined).map(
@@ -139,7 +144,7 @@ export const CREDENTIAL_SCAN_SH = String.raw`cred_check() {
   rm -f "$T/cl"
 }
 cred_scan() {
-  find "$@" -xdev -type f -size -${CREDENTIAL_SCAN_MAX_BYTES}c ${findExclusions} -exec grep -l -i -E ${greps(CREDENTIAL_LINE_RULES.map((r) => r.match))} {} + 2>/dev/null | cred_check
+  find "$@" -xdev -type f -size -${CREDENTIAL_SCAN_MAX_BYTES}c ${findExclusions} ${configurationOnly} -exec grep -l -i -E ${greps(CREDENTIAL_LINE_RULES.map((r) => r.match))} {} + 2>/dev/null | cred_check
 }`;
 
 const keyLibraryPattern = KEY_LIBRARIES.map((l) => l.replaceAll('+', '\\+')).join('|');

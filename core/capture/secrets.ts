@@ -65,10 +65,14 @@ const SP = '[[:space:]]';
 const NC = '[a-z0-9_.-]';
 // A key whose value is a credential, as configuration files spell it: `db_password`,
 // `spring.datasource.password`, `api-key`, `MYSQL_PWD`, `REDIS_PASS`, `SENTRY_DSN`, `NPM_AUTH`,
-// `keystorePass`, `requirepass`. Short words (pass, pwd, auth, dsn, key) only as the last word.
+// `keystorePass`, `requirepass`. Short words (pass, pwd, auth, dsn, key) only as the last word;
+// after a long one, only words that keep it a credential (SECRET_KEY_BASE, PASSWORD_HASH,
+// DB_PASSWORD_PROD), so that `git-credential-osxkeychain:` in a Makefile is no credential.
 const KEY_WORD =
   '(passw(or)?d|passphrase|secret|token|api[_.-]?key|apikey|private[_.-]?key|access[_.-]?key|credential|webhook|authorization)s?';
-const KEY_NAME = `(${NC}*${KEY_WORD}([_.-]${NC}*)?|(${NC}*[_.-])?(pass|passwd|pwd|auth|dsn)|${NC}*[_.-]key|${NC}*(require|master|store|key|db|root|admin)pass|masterauth)`;
+const KEY_SUFFIX =
+  '([_.-](key|keys|base|hash|value|salt|prod|production|dev|development|staging|stage|test|live|[0-9]+)){0,2}';
+const KEY_NAME = `(${NC}*${KEY_WORD}${KEY_SUFFIX}|([a-z0-9]${NC}*[_.-])?(pass|passwd|pwd|auth|dsn)|[a-z0-9]${NC}*[_.-]key|${NC}*(require|master|store|key|db|root|admin)pass|masterauth)`;
 // A last word that says the value is about a credential, not the credential (ABOUT_A_SECRET).
 const ABOUT = `[_.-](${ABOUT_A_SECRET_WORDS.join('|').toLowerCase()})`;
 // The start of an assignment line: shell (`export`), YAML lists, PHP/Perl sigils, quoted keys.
@@ -85,7 +89,11 @@ const URL_CREDENTIALS_ERE = '://[^/[:space:]:@]*:[^/[:space:]@]+@';
 // formats of well-known tokens, a PEM private key, and `password=` inside a connection string
 // or an option string.
 const VALUE_RULES: readonly CredentialRule[] = [
-  { match: URL_CREDENTIALS_ERE, unless: '://[^/[:space:]:@]*:(\\$|%|\\{|<|\\*)' },
+  // Not a placeholder (`app:${DB_PASSWORD}@`), nor CVS's `:pserver:user@host`.
+  {
+    match: URL_CREDENTIALS_ERE,
+    unless: '://[^/[:space:]:@]*:(\\$|%|\\{|<|\\*)|://:(pserver|ext|ssh|local|gserver|kserver):',
+  },
   { match: '://[a-z0-9_-]{16,}@' },
   {
     match:
@@ -104,6 +112,7 @@ const VALUE_RULES: readonly CredentialRule[] = [
   { match: `authorization["']?${SP}*:?${SP}*["']?(bearer|basic|token|digest)${SP}+[a-z0-9+/=._~-]{8,}` },
   {
     match: `(^|[;[:space:]"',_.-])(password|passwd|pwd|pass|accountkey|sharedaccesskey|sharedaccesssignature|secret|token|apikey|api_key|auth|authtoken|auth_token|access_token)${SP}*=${SP}*["']?[^[:space:]"';,$%{<*&/#]`,
+    unless: `(password|passwd|pwd|pass|secret|token|auth)${SP}*=${SP}*(["']?(none|no|yes|true|false|on|off|null|0|1)([^a-z0-9_.-]|$)|[a-z_][a-z0-9_.]*${SP}*\\()`,
   },
 ];
 
@@ -128,19 +137,27 @@ export const CREDENTIAL_LINE_RULES: readonly CredentialRule[] = [
     match: `${LEAD}${KEY_NAME}${ASSIGN}["']?[^[:space:]"'#;,]`,
     unless: [
       `${LEAD}${NC}*${ABOUT}${ASSIGN}`,
-      `${LEAD}${NC}*${ASSIGN}["']?(yes|no|true|false|on|off|none|null|nil|undef|disabled?|enabled?|required|optional|prompt|ask|0|1|-1)["']?${SP}*[;,]?${SP}*$`,
+      // A public key is none; systemd's LoadCredential= and the like name a credential.
+      `${LEAD}${NC}*public[_.-]?keys?${ASSIGN}`,
+      `${LEAD}(load|import|condition|assert)credential(encrypted)?${ASSIGN}`,
+      `${LEAD}${NC}*${ASSIGN}["']?(yes|no|true|false|on|off|none|null|nil|undef|disabled?|enabled?|required|optional|prompt|ask|0|1|-1)([^a-z0-9_.-]|$)`,
+      // One character is a flag or a keyboard key (HTML's accesskey="n"), not a password.
+      `${LEAD}${NC}*${ASSIGN}["']?[^[:space:]"'>=]["']?([[:space:];,>/]|$)`,
       // nsswitch.conf: `passwd: files systemd` names where the password database lives.
       `^${SP}*(passwd|shadow|gshadow)${SP}*:${SP}*(files|compat|db|nis|nisplus|ldap|sss|systemd|winbind|extrausers|cache)(${SP}|$)`,
       `${LEAD}${NC}*${ASSIGN}["']?(\\$[{(a-z_]|%\\(|%[a-z_]+%|\\{|\\[|<|@[a-z_]+@|\\*\\*\\*|xxx|\\.\\.\\.|enc\\(|vault:|!vault|!env|/|~/|\\./|file:|env:|x:)`,
+      // Code reads it from somewhere: `password = os.getenv("DB_PASSWORD")`.
+      `${LEAD}${NC}*${ASSIGN}[a-z_][a-z0-9_.]*${SP}*\\(`,
     ].join('|'),
   },
   { match: `^${SP}*(requirepass|masterauth)${SP}+["']?[^[:space:]"'#]` },
   { match: `define${SP}*\\(${SP}*["']${KEY_NAME}["']${SP}*,${SP}*["'][^"'$]` },
   {
-    match: `"${KEY_NAME}"${SP}*:${SP}*"[^"$%{<*/0-9]|${B}${KEY_NAME}${SP}*=${SP}*"[^"$%{<*/]`,
+    // An XML or HTML attribute needs four characters at least: accesskey="n" is a keyboard key.
+    match: `"${KEY_NAME}"${SP}*:${SP}*"[^"$%{<*/0-9]|${B}${KEY_NAME}${SP}*=${SP}*"[^"$%{<*/][^"]{3,}"`,
     unless: `"${NC}*${ABOUT}"${SP}*:|${B}${NC}*${ABOUT}${SP}*=${SP}*"`,
   },
-  { match: `<${KEY_NAME}>[^<[:space:]$%{/*]`, unless: `<${NC}*${ABOUT}>` },
+  { match: `<${KEY_NAME}>[^<[:space:]$%{/*][^<]*</`, unless: `<${NC}*${ABOUT}>` },
   // systemd units: Environment=NAME=value, several to a line, each possibly quoted.
   {
     match: `^${SP}*environment${SP}*=.*[[:space:]"'=]${KEY_NAME}=["']?[^[:space:]"'$]`,
@@ -299,6 +316,36 @@ export function fileLooksSensitive(path: string): boolean {
   const base = parts[parts.length - 1] ?? '';
   if (SENSITIVE_FILE_RES.some((re) => re.test(base))) return true;
   return parts.slice(0, -1).some((dir) => (SENSITIVE_DIRS as readonly string[]).includes(dir));
+}
+
+/**
+ * Program source and documentation, which mention passwords without holding them
+ * (`self.password = password`, README examples): not scanned for credential lines, unless
+ * their name says they configure something (settings.py, config.js, wp-config.php is scanned
+ * anyway). `find -name` globs, used by the script and by credentialScanCovers alike.
+ */
+export const NOT_CONFIGURATION_GLOBS = [
+  ...['*.py', '*.pyi', '*.pyc', '*.js', '*.mjs', '*.cjs', '*.jsx', '*.ts', '*.tsx', '*.map', '*.go'],
+  ...['*.c', '*.h', '*.cc', '*.cpp', '*.hpp', '*.java', '*.kt', '*.rs', '*.rb', '*.pl', '*.pm', '*.cs'],
+  ...['*.swift', '*.scala', '*.lua', '*.css', '*.svg', '*.md', '*.rst', '*.adoc', '*.html', '*.htm'],
+] as const;
+/** Names that make a file of the kinds above configuration after all (`-iname` globs). */
+export const CONFIGURATION_NAME_GLOBS = ['*conf*', '*setting*'] as const;
+
+const NOT_CONFIGURATION_RES = NOT_CONFIGURATION_GLOBS.map((g) => globToRegExp(g, false));
+const CONFIGURATION_NAME_RES = CONFIGURATION_NAME_GLOBS.map((g) => globToRegExp(g, true));
+
+/**
+ * Whether the capture looks for credential lines in a file of this path, by its name: not when
+ * its path alone already makes it a credential, nor when it is program source or documentation
+ * not named like configuration. Its size must also be under CREDENTIAL_SCAN_MAX_BYTES.
+ */
+export function credentialScanCovers(path: string): boolean {
+  if (fileLooksSensitive(path)) return false;
+  const base = path.split('/').pop() ?? '';
+  return (
+    !NOT_CONFIGURATION_RES.some((re) => re.test(base)) || CONFIGURATION_NAME_RES.some((re) => re.test(base))
+  );
 }
 
 // Command lines carry secrets too (`--password=...`, `mysql -p<pass>`, `sshpass -p <pass>`,

@@ -10,6 +10,7 @@ import {
   CREDENTIAL_LINE_MAX_BYTES,
   CREDENTIAL_SCAN_MAX_BYTES,
   contentHashKeyOf,
+  credentialScanCovers,
   envLooksSensitive,
   fileLooksSensitive,
   holdsCredentialLines,
@@ -161,7 +162,7 @@ describe('the capture script’s credential scan', () => {
     return run.stdout.split('\n').filter(Boolean).sort();
   };
 
-  // Regular files under 64 KiB that are not credentials by name, as the script looks at them.
+  // Regular files under 64 KiB that the scan covers by name, as the script looks at them.
   const candidates = (root: string): string[] => {
     const out: string[] = [];
     const walk = (d: string) => {
@@ -175,7 +176,7 @@ describe('the capture script’s credential scan', () => {
         const p = join(d, n);
         const st = lstatSync(p);
         if (st.isDirectory()) walk(p);
-        else if (st.isFile() && st.size < CREDENTIAL_SCAN_MAX_BYTES && !fileLooksSensitive(p)) out.push(p);
+        else if (st.isFile() && st.size < CREDENTIAL_SCAN_MAX_BYTES && credentialScanCovers(p)) out.push(p);
       }
     };
     walk(root);
@@ -211,6 +212,23 @@ describe('the capture script’s credential scan', () => {
       })
       .sort();
     expect(scan('/etc')).toEqual(here);
+  });
+
+  it('looks into configuration, not into program source or documentation that only handles credentials', () => {
+    const app = join(dir, 'app');
+    spawnSync('mkdir', ['-p', app]);
+    writeFileSync(
+      join(app, 'auth.py'),
+      'class Login:\n    def __init__(self, password):\n        self.password = "x" + password\n',
+    );
+    writeFileSync(join(app, 'README.md'), 'Set it up:\n\n    password = example-in-the-docs\n');
+    writeFileSync(join(app, 'settings.py'), "SECRET_KEY = 'django-insecure-abcdef0123456789'\n");
+    writeFileSync(join(app, 'app.ini'), '[db]\npassword = s3cret-pw\n');
+    expect(scan(app)).toEqual([join(app, 'app.ini'), join(app, 'settings.py')]);
+    expect(credentialScanCovers(join(app, 'auth.py'))).toBe(false);
+    expect(credentialScanCovers(join(app, 'settings.py'))).toBe(true);
+    expect(credentialScanCovers('/etc/ssl/private/web.key')).toBe(false);
+    expect(credentialScanCovers('/etc/default/shop-api')).toBe(true);
   });
 
   it('prints the names of the files, never what is in them', () => {
