@@ -177,6 +177,11 @@ export function parseFiles(ctx: ParseContext, options: FileOptions = {}): Parsed
       files.push({ ...common, type: 'file', hash, ...(e.size === undefined ? {} : { size: e.size }) });
     }
   }
+  // Past the listing limit the Profile has no entry for a file, but one that holds a private key
+  // or credential lines is still a secret: sealed, and so kept out of the snapshot.
+  for (const path of [...privateKeys, ...credentialFiles]) {
+    if (path.startsWith('/') && !inProfile.has(path) && !unreadable.has(path)) ctx.secrets.add('file', path);
+  }
   if (denied.length > 0) {
     ctx.unknown(
       'files',

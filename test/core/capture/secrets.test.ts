@@ -366,6 +366,14 @@ describe('a capture of files that hold credential lines', () => {
     expect(fileOf(other, ENV_FILE)?.hash).not.toBe(fileOf(a, ENV_FILE)?.hash);
   });
 
+  it('still seals a file past the listing limit that holds credentials, so that no snapshot keeps it', () => {
+    const built = buildFrom(withAdded(debian, 'privkeys', 'credfiles', '/etc/app/late.env\n'), KEY);
+    expect(built.valid.spec.configuration.files.map((f) => f.path)).not.toContain('/etc/app/late.env');
+    expect(built.secrets).toContainEqual(
+      expect.objectContaining({ kind: 'file', source: '/etc/app/late.env' }),
+    );
+  });
+
   it('keeps no hash at all without a key, rather than a bare one', () => {
     const built = buildFrom(withCredentials);
     expect(fileOf(built, ENV_FILE)?.hash).toBeUndefined();
