@@ -1,4 +1,4 @@
-// `persona capture` and `persona hosts`: read a live host's persona. The capture runs here,
+// `persona capture`, `persona hosts` and `persona operations`: read a live host's persona. The capture runs here,
 // beside the CLI, against the data of the embedded runtime or of AWS (see connect.ts).
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -8,13 +8,14 @@ import pc from 'picocolors';
 import { type CaptureSummary, runCapture, startCapture } from '../core/capture/operation.js';
 import { InvalidInputError } from '../core/errors.js';
 import { HostRegistration } from '../core/host/schema.js';
+import { isFinished, type Operation } from '../core/operation/schema.js';
 import type { SecretRef } from '../core/profile/schema.js';
 import { FileHostKeyStore } from '../core/transport/host-keys.js';
 import { LocalTransport } from '../core/transport/local.js';
 import { SshTransport } from '../core/transport/ssh.js';
 import type { PersonaClient } from './client.js';
 import { type Connection, connect } from './connect.js';
-import { jsonText, table, terminalText } from './render.js';
+import { jsonText, table, terminalText, yamlText } from './render.js';
 
 interface Target {
   transport: 'ssh' | 'local';
@@ -197,6 +198,42 @@ export function registerCaptureCommands(
       );
     });
   hostsCmd
+    .command('show')
+    .description('one registered host: how it is reached, what is captured, its last capture')
+    .argument('<name>')
+    .action(async (name: string, _o, cmd: Command) => {
+      const { api } = client(cmd);
+      const res = await api.request<Record<string, unknown>>('GET', `/hosts/${encodeURIComponent(name)}`);
+      if (cmd.optsWithGlobals<{ json?: boolean }>().json)
+        return void process.stdout.write(`${jsonText(res.body)}\n`);
+      process.stdout.write(yamlText(res.body));
+    });
+  hostsCmd
+    .command('capture')
+    .description('capture a registered host through the API: starts the capture workflow and follows it')
+    .argument('<name>')
+    .option('--accept-new-host-key', 'record the host key on first contact')
+    .option('--idempotency-key <key>', 'names the operation: a retry with the same key finds it')
+    .option('--no-wait', 'print the operation and return without following it')
+    .action(
+      async (
+        name: string,
+        o: { acceptNewHostKey?: boolean; idempotencyKey?: string; wait: boolean },
+        cmd: Command,
+      ) => {
+        const { api } = client(cmd);
+        const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+        const started = await api.request<Operation>('POST', `/hosts/${encodeURIComponent(name)}/capture`, {
+          body: { acceptNewHostKey: o.acceptNewHostKey === true },
+          headers: { 'idempotency-key': o.idempotencyKey ?? randomUUID() },
+        });
+        const op = o.wait ? await follow(api, started.body, json) : started.body;
+        if (json) process.stdout.write(`${jsonText(op)}\n`);
+        else if (!o.wait) process.stdout.write(`${terminalText(op.id)} ${op.status}\n`);
+        if (op.status === 'FAILED') process.exitCode = 1;
+      },
+    );
+  hostsCmd
     .command('add')
     .description('register a host from a JSON or YAML file (see POST /hosts)')
     .requiredOption('-f, --file <file>')
@@ -220,4 +257,69 @@ export function registerCaptureCommands(
         `${res.status === 201 ? pc.green('+') : pc.dim('=')} ${terminalText(res.body.registration.name)} registered\n`,
       );
     });
+
+  const operationsCmd = program.command('operations').description('operations: captures and other workflows');
+  operationsCmd
+    .command('show')
+    .description('an operation: its steps, progress and result, or the step that failed and why')
+    .argument('<id>')
+    .option('--wait', 'follow it until it ends')
+    .action(async (id: string, o: { wait?: boolean }, cmd: Command) => {
+      const { api } = client(cmd);
+      const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+      const first = (await api.request<Operation>('GET', `/operations/${encodeURIComponent(id)}`)).body;
+      const op = o.wait ? await follow(api, first, json) : first;
+      if (json) process.stdout.write(`${jsonText(op)}\n`);
+      else if (!o.wait) printOperation(op);
+      if (op.status === 'FAILED') process.exitCode = 1;
+    });
+}
+
+function printOperation(op: Operation): void {
+  const out = (l: string) => process.stdout.write(`${l}\n`);
+  out(
+    `${terminalText(op.kind)} of ${terminalText(op.host)}  ${op.status}  ${op.percent}%  (${terminalText(op.id)})`,
+  );
+  for (const step of op.steps)
+    out(
+      `  ${stepMark(step.status)} ${terminalText(step.name)}${step.detail ? pc.dim(`  ${terminalText(step.detail)}`) : ''}`,
+    );
+  if (op.error) out(pc.red(`  ${terminalText(op.error.code)}: ${terminalText(op.error.message)}`));
+  if (op.result) out(pc.dim(`  result: ${terminalText(JSON.stringify(op.result))}`));
+}
+
+const stepMark = (status: Operation['steps'][number]['status']) =>
+  status === 'SUCCEEDED'
+    ? pc.green('✓')
+    : status === 'FAILED'
+      ? pc.red('✗')
+      : status === 'RUNNING'
+        ? pc.yellow('…')
+        : pc.dim('·');
+
+/** Polls an operation until it ends, printing each step as it finishes (to stderr, unless JSON). */
+async function follow(api: PersonaClient, first: Operation, json: boolean): Promise<Operation> {
+  let op = first;
+  const shown = new Set<string>();
+  const show = () => {
+    if (json) return;
+    for (const step of op.steps)
+      if ((step.status === 'SUCCEEDED' || step.status === 'FAILED') && !shown.has(step.name)) {
+        shown.add(step.name);
+        process.stderr.write(
+          `${stepMark(step.status)} ${terminalText(step.name)}${step.detail ? pc.dim(`  ${terminalText(step.detail)}`) : ''}\n`,
+        );
+      }
+  };
+  // Bounded: a capture ends well within its workflow's own time-outs.
+  const deadline = Date.now() + 30 * 60_000;
+  while (!isFinished(op.status)) {
+    show();
+    if (Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 500));
+    op = (await api.request<Operation>('GET', `/operations/${encodeURIComponent(op.id)}`)).body;
+  }
+  show();
+  if (!json) printOperation(op);
+  return op;
 }

@@ -253,6 +253,40 @@ describe('POST /hosts/{host}/capture', () => {
     expect(op.steps.slice(1).every((s: { status: string }) => s.status === 'SKIPPED')).toBe(true);
   });
 
+  it('is driven from the CLI: hosts show, hosts capture follows the steps, operations show tells why it failed', async () => {
+    const keyFile = join(api.dataDir, 'stranger-cli');
+    await exec('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', keyFile]);
+    const added = await registerWithKey(
+      {
+        name: 'web-cli',
+        platform: 'baremetal',
+        transport: 'ssh',
+        address: host.address,
+        hostKeyFingerprint: host.hostKeyFingerprint,
+      },
+      keyFile,
+    );
+    expect(added.code, added.stderr).toBe(0);
+    const shown = await persona('hosts', 'show', 'web-cli');
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain(`address: ${host.address}`);
+    expect(shown.stdout).toContain('key: web-cli/credential/ssh');
+
+    const captured = await persona('hosts', 'capture', 'web-cli', '--idempotency-key', 'cli-capture-1');
+    expect(captured.code).toBe(1);
+    expect(captured.stderr).toMatch(/✗ connect/);
+    expect(captured.stdout).toMatch(/capture of web-cli {2}FAILED/);
+
+    const json = await persona('--json', 'hosts', 'capture', 'web-cli', '--idempotency-key', 'cli-capture-1');
+    const op = JSON.parse(json.stdout);
+    expect(op).toMatchObject({ status: 'FAILED', host: 'web-cli' });
+    const again = await persona('operations', 'show', op.id);
+    expect(again.code).toBe(1);
+    expect(again.stdout).toMatch(/✗ connect/);
+    expect(again.stdout).toMatch(/auth|denied|authentication/i);
+    expect((await persona('operations', 'show', 'no-such-operation-id')).code).toBe(4);
+  });
+
   it('answers 404 for an unregistered host and 400 naming a bad field', async () => {
     expect((await api.call('POST', '/hosts/nobody/capture', {})).status).toBe(404);
     const bad = await api.call('POST', '/hosts/web-api/capture', { body: { acceptNewHostKey: 'yes' } });
