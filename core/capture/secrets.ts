@@ -341,7 +341,8 @@ const CONFIGURATION_NAME_RES = CONFIGURATION_NAME_GLOBS.map((g) => globToRegExp(
  * not named like configuration. Its size must also be under CREDENTIAL_SCAN_MAX_BYTES.
  */
 export function credentialScanCovers(path: string): boolean {
-  if (fileLooksSensitive(path)) return false;
+  // The public files among those named like credentials are left out of the scan with them.
+  if (fileLooksSensitive(path) || PUBLIC_FILES.has(path)) return false;
   const base = path.split('/').pop() ?? '';
   return (
     !NOT_CONFIGURATION_RES.some((re) => re.test(base)) || CONFIGURATION_NAME_RES.some((re) => re.test(base))

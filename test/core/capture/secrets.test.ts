@@ -229,6 +229,8 @@ describe('the capture script’s credential scan', () => {
     expect(credentialScanCovers(join(app, 'settings.py'))).toBe(true);
     expect(credentialScanCovers('/etc/ssl/private/web.key')).toBe(false);
     expect(credentialScanCovers('/etc/default/shop-api')).toBe(true);
+    // Named like credentials, so out of the host's scan, though public.
+    expect(credentialScanCovers('/etc/passwd')).toBe(false);
   });
 
   it('prints the names of the files, never what is in them', () => {
