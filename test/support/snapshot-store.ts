@@ -153,8 +153,10 @@ export async function describeTree(root: string): Promise<TreeLine[]> {
  * An S3 endpoint in front of the S3-protocol server that honours `If-None-Match: *` on PUT as
  * S3 does (412 PreconditionFailed when the key exists), which s3rver ignores. Conditional
  * writes of one key are taken one at a time, so that the check and the write are one step.
+ * `client` reaches it; its requests name (and are signed for) the server behind, which
+ * answers only to its own name.
  */
-export async function conditionalS3(target: string): Promise<{ endpoint: string; close(): Promise<void> }> {
+export async function conditionalS3(target: string): Promise<{ client: S3Client; close(): Promise<void> }> {
   const upstream = new URL(target);
   const s3 = new S3Client({
     endpoint: target,
@@ -208,9 +210,23 @@ export async function conditionalS3(target: string): Promise<{ endpoint: string;
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
+  const client = new S3Client({
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+    forcePathStyle: true,
+  });
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      (args.request as { headers: Record<string, string> }).headers.host = upstream.host;
+      return next(args);
+    },
+    { step: 'build', priority: 'high', name: 'upstreamHost' },
+  );
+  return {
+    client,
     close: async () => {
+      client.destroy();
       s3.destroy();
       await new Promise((r) => server.close(r));
     },

@@ -503,14 +503,8 @@ describe('creating a store', () => {
     await ts.s3.send(new CreateBucketCommand({ Bucket: 'two-creators' }));
     // An S3 endpoint that honours If-None-Match as S3 does.
     const proxy = await conditionalS3(ts.standIns.s3Endpoint);
-    const s3 = new S3Client({
-      endpoint: proxy.endpoint,
-      region: LOCAL_REGION,
-      credentials: LOCAL_CREDENTIALS,
-      forcePathStyle: true,
-    });
     try {
-      const objects = new S3ObjectStore(s3, 'two-creators');
+      const objects = new S3ObjectStore(proxy.client, 'two-creators');
       await objects.put('probe', Buffer.from('first'), { ifAbsent: true });
       await expect(objects.put('probe', Buffer.from('second'), { ifAbsent: true })).rejects.toBeInstanceOf(
         ConflictError,
@@ -541,7 +535,6 @@ describe('creating a store', () => {
       };
       expect(stores.map((s) => s.config.storeId)).toEqual([stored.storeId, stored.storeId, stored.storeId]);
     } finally {
-      s3.destroy();
       await proxy.close();
     }
   });
