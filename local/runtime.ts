@@ -77,6 +77,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
       POWERTOOLS_SERVICE_NAME: 'persona',
       POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? 'WARN',
       POWERTOOLS_DEV: 'true',
+      PERSONA_RUNTIME: 'embedded',
     });
     delete process.env.AWS_PROFILE;
     for (const t of tables) process.env[t.definition.env] = t.name;

@@ -37,11 +37,6 @@ export class Credentials implements CredentialResolver {
   }
 }
 
-const unsupported = (provider: string) =>
-  new InvalidInputError(`credentials from ${provider} cannot be read here`, [
-    { path: 'credentialRef.provider', message: `${provider} is not available to this runtime` },
-  ]);
-
 /** Host keys pinned in the host's registration: recorded there on first contact when allowed. */
 export class RegisteredHostKeys implements HostKeyStore {
   constructor(
@@ -63,6 +58,11 @@ export interface ReachDeps {
   readonly credentials: CredentialResolver;
   readonly hostKeys: (host: HostRegistration) => HostKeyStore;
   readonly ssm?: SSMClient;
+  /**
+   * Whether a host registered with `transport: local` may be captured: the machine running the
+   * capture itself. Only where that machine is the user's own (the CLI, the embedded runtime).
+   */
+  readonly allowLocal?: boolean;
   /** Where SSM writes output over its inline limits; without it such output cannot be read. */
   readonly ssmOutput?: SsmOutputBucket;
 }
@@ -74,9 +74,16 @@ export async function transportFor(
 ): Promise<Transport> {
   switch (host.transport) {
     case 'local':
+      if (!deps.allowLocal)
+        throw new InvalidInputError(`host ${host.name} is local: this runtime does not capture itself`, [
+          { path: 'transport', message: 'local is only for the CLI and the embedded runtime' },
+        ]);
       return new LocalTransport();
     case 'ssm':
-      if (!deps.ssm) throw unsupported('ssm');
+      if (!deps.ssm)
+        throw new InvalidInputError(`host ${host.name} is reached over SSM, which this runtime cannot use`, [
+          { path: 'transport', message: 'ssm needs the AWS deployment (or the CLI with AWS credentials)' },
+        ]);
       return new SsmTransport({
         ssm: deps.ssm,
         instanceId: host.instanceId as string,

@@ -37,15 +37,20 @@ export function captureDeps(): CaptureDeps {
         keys,
       }),
     );
-    const ssm = new SSMClient({});
+    // The embedded runtime reaches no AWS service but its own stand-ins: hosts behind SSM and
+    // credentials in Secrets Manager or Parameter Store are refused there, by name, rather than
+    // sent to the real endpoints with the stand-ins' credentials. Lambda, in turn, never
+    // captures the machine it runs on (its environment holds the function's own credentials).
+    const embedded = process.env.PERSONA_RUNTIME === 'embedded';
+    const ssm = embedded ? undefined : new SSMClient({});
     // The stack always sets it; the embedded runtime, which has no SSM, does not.
     const ssmOutputBucket = process.env[SSM_OUTPUT_BUCKET.env];
     const ssmOutput = ssmOutputBucket
       ? { bucket: ssmOutputBucket, prefix: SSM_OUTPUT_PREFIX, s3 }
       : undefined;
     const credentials = new Credentials({
-      secretsManager: new SecretsManagerClient({}),
-      ssm,
+      ...(embedded ? {} : { secretsManager: new SecretsManagerClient({}) }),
+      ...(ssm ? { ssm } : {}),
       // Only where there is a KMS key to work with: the embedded runtime has none.
       ...(keyId ? { kms: new KMSClient({}) } : {}),
       vault: async () => (await snapshots()).secrets,
@@ -59,7 +64,8 @@ export function captureDeps(): CaptureDeps {
         transportFor(
           {
             credentials,
-            ssm,
+            ...(ssm ? { ssm } : {}),
+            allowLocal: embedded,
             ...(ssmOutput ? { ssmOutput } : {}),
             hostKeys: (h) => new RegisteredHostKeys(hosts(), h.name),
           },
