@@ -38,8 +38,10 @@ export const INDEX_PREFIX = 'snapshots/index/';
 export const PACK_PREFIX = 'snapshots/packs/';
 // Uploads in flight while chunking goes on: enough to hide S3 latency, few enough to bound memory.
 const UPLOADS_IN_FLIGHT = 3;
-// How long a process waits for another one, live and holding the claim, to create the store.
-const CREATION_WAIT_MS = 60_000;
+// How long a process waits for another one holding the claim to create the store: longer
+// than a dead creator's claim takes to become takeable (a lock's lifetime plus the clock
+// skew, 90 s by default), so that the waiter creates the store instead of giving up.
+const CREATION_WAIT_MS = 180_000;
 
 export interface StoreConfig {
   readonly format: 1;
