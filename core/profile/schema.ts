@@ -7,6 +7,7 @@
 //   observed  what a capture saw (sockets, connections, usage, the trait vector); it informs
 //             morph and validation but is never "applied" to a host
 import { z } from 'zod';
+import { recordedPathProblem } from '../transport/paths.js';
 import { duplicateKeys } from './collections.js';
 
 export const API_VERSION = 'persona/v1';
@@ -18,7 +19,15 @@ const name = z
   .min(1)
   .max(253)
   .regex(/^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$/, 'expected lower-case letters, digits, ".", "_" or "-"');
-const absolutePath = z.string().regex(/^\/[^\0]*$/, 'expected an absolute path');
+// The regex is what the JSON Schema can say; the refinement is the rest of the path grammar
+// (core/transport/paths.ts), so no recorded path can turn into an option or a second line.
+const absolutePath = z
+  .string()
+  .regex(/^\/[^\0]*$/, 'expected an absolute path')
+  .superRefine((value, ctx) => {
+    const problem = value.startsWith('/') ? recordedPathProblem(value) : undefined;
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: `the path ${problem}` });
+  });
 const byteCount = z.number().int().nonnegative();
 const port = z.number().int().min(0).max(65535);
 const contentHash = z

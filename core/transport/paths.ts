@@ -35,6 +35,19 @@ export function pathProblem(value: string): string | undefined {
 }
 
 /**
+ * The looser rule for paths a Profile records from a host (homes, mounts, cgroups, files): "/"
+ * and names written more than one way (`/home/u/`) are facts of the host, while what could
+ * still change a command's meaning — control characters, lone surrogates, "..", a first name
+ * starting with "-", overlong paths — is refused. Whatever sends one to a host checks it with
+ * checkPath first.
+ */
+export function recordedPathProblem(value: string): string | undefined {
+  if (value === '/') return undefined;
+  const problem = pathProblem(value.length > 1 ? value.replace(/\/+$/, '').replace(/\/{2,}/g, '/') : value);
+  return problem?.startsWith('is the root directory') ? undefined : problem;
+}
+
+/**
  * `value` when it obeys the grammar; otherwise an InvalidInputError naming `field` and showing
  * the value escaped, so a hostile one cannot rewrite the terminal it is shown on.
  */

@@ -71,6 +71,20 @@ describe('parseProfile', () => {
     });
   });
 
+  it('refuses recorded paths a command could misread, and keeps "/" and odd but harmless forms', () => {
+    const hostile = minimal(
+      '  application:\n    paths: ["/-rf", "/srv/\\e]0;owned\\a", "/srv/../etc", "/srv/shop/"]\n',
+    );
+    expect(issuesOf(hostile).map((i) => i.path)).toEqual([
+      'spec.application.paths[0]',
+      'spec.application.paths[1]',
+      'spec.application.paths[2]',
+    ]);
+    expect(issuesOf(hostile)[0]?.message).toMatch(/read as an option/);
+    const root = minimal('  storage:\n    mounts:\n      - { target: /, source: /dev/vda1, fstype: ext4 }\n');
+    expect(parseProfile(root).spec.storage.mounts[0]?.target).toBe('/');
+  });
+
   it('refuses a user with a password hash field', () => {
     const text = minimal(
       '  security:\n    users:\n      - { name: a, uid: 1000, gid: 1000, password: "$6$abc" }\n',
