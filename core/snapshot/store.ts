@@ -393,7 +393,12 @@ export class SnapshotStore {
 
     entries.sort((a, b) => comparePaths(a.path, b.path));
     const createdAt = (this.deps.now?.() ?? new Date()).toISOString();
-    const manifest = { format: 1 as const, host: options.host, createdAt, root: source.root, entries };
+    // The sources of this folder check their entries as they read them; any other source is
+    // held to the same rules here, so no manifest that a restore would refuse is ever recorded.
+    const manifest = checkManifest(
+      { format: 1 as const, host: options.host, createdAt, root: source.root, entries },
+      `of the snapshot of ${options.host}`,
+    );
     const sealed = this.sealManifest(manifest);
     await this.deps.objects.put(sealed.key, sealed.bytes);
     stats.storedBytes += sealed.bytes.length;

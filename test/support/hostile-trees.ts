@@ -1,8 +1,13 @@
 // Trees a hostile host could send: as tar streams, as raw entry lists that skip every check on
 // the way in (to seal a crafted manifest through the store's real code), and as manifest entries.
 import type { Readable } from 'node:stream';
+import { zstdCompressSync } from 'node:zlib';
 import tar from 'tar-stream';
 import type { ManifestEntry } from '../../core/snapshot/manifest.js';
+import { sha256Hex } from '../../core/snapshot/pack.js';
+import type { SnapshotRecord } from '../../core/snapshot/records.js';
+import { seal } from '../../core/snapshot/seal.js';
+import { MANIFEST_PREFIX, type SnapshotStore } from '../../core/snapshot/store.js';
 import type { SourceEntry, TreeSource } from '../../core/snapshot/tree.js';
 
 export interface Crafted {
@@ -65,8 +70,8 @@ export function entryOf(e: Crafted): ManifestEntry {
 }
 
 /**
- * A TreeSource that yields the entries as they are: no checker, no normalisation. The store seals
- * what it is given, so this makes a hostile manifest the way a hostile writer with the key would.
+ * A TreeSource that yields the entries as they are: no checker, no normalisation, so that the
+ * store's own check of what it writes is what refuses a hostile one.
  */
 export function rawSource(entries: readonly Crafted[]): TreeSource {
   return {
@@ -200,4 +205,47 @@ export function hostileTrees(
       ],
     },
   ];
+}
+
+/**
+ * Records a snapshot whose manifest holds exactly these entries, as a hostile writer with the
+ * store's key would: the store itself refuses such a manifest when it writes one, so the manifest
+ * is sealed here with the store's own key and format. File contents are stored first through a
+ * harmless snapshot, so that the crafted entries point at chunks that exist.
+ */
+export async function recordCrafted(
+  store: SnapshotStore,
+  entries: readonly Crafted[],
+  host: string,
+): Promise<SnapshotRecord> {
+  const files = entries.filter((e) => e.type === 'file');
+  const carrier = await store.create(
+    rawSource(files.map((f, i) => ({ name: `c${i}`, type: 'file' as const, content: f.content ?? '' }))),
+    { host: `${host}-contents` },
+  );
+  const chunks = new Map((await store.manifest(carrier)).entries.map((e) => [e.path, e.chunks ?? []]));
+  let file = 0;
+  const crafted = entries.map((e) => {
+    const entry = entryOf(e);
+    return e.type === 'file' ? { ...entry, chunks: chunks.get(`c${file++}`) ?? [] } : entry;
+  });
+  const createdAt = new Date().toISOString();
+  const manifest = { format: 1, host, createdAt, root: 'crafted', entries: crafted };
+  const bytes = seal(
+    store.keys.sealKey,
+    zstdCompressSync(Buffer.from(JSON.stringify(manifest))),
+    'manifest:',
+  );
+  const manifestKey = `${MANIFEST_PREFIX}${sha256Hex(bytes)}`;
+  await store.deps.objects.put(manifestKey, bytes);
+  const record: SnapshotRecord = {
+    host,
+    version: ((await store.deps.records.latest(host))?.version ?? 0) + 1,
+    createdAt,
+    manifestKey,
+    indexKeys: carrier.indexKeys,
+    stats: { ...carrier.stats, files: files.length },
+  };
+  await store.deps.records.put(record);
+  return record;
 }

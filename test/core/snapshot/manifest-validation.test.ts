@@ -10,7 +10,7 @@ import { checkManifest, EntryChecker, type ManifestEntry } from '../../../core/s
 import type { SnapshotStore } from '../../../core/snapshot/store.js';
 import { tarSource, writeTar } from '../../../core/snapshot/tar.js';
 import { DirectoryTarget } from '../../../core/snapshot/tree.js';
-import { type Crafted, rawSource, tarOf } from '../../support/hostile-trees.js';
+import { type Crafted, rawSource, recordCrafted, tarOf } from '../../support/hostile-trees.js';
 import { describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
 
 const e = (path: string, type: ManifestEntry['type'] = 'file', target?: string): ManifestEntry => ({
@@ -159,7 +159,11 @@ describe('a crafted manifest sealed in the store', () => {
   ];
 
   it('is refused on every read, naming the manifest and the entry: show, restore, export', async () => {
-    const record = await store.create(rawSource(hostile), { host: 'crafted' });
+    await expect(store.create(rawSource(hostile), { host: 'crafted-raw' })).rejects.toThrow(
+      'entries[1] "a/cron.d": its parent "a" is a symlink, not a directory',
+    );
+    expect(await store.list('crafted-raw')).toEqual([]);
+    const record = await recordCrafted(store, hostile, 'crafted');
     const message = `manifest ${record.manifestKey} is refused: entries[1] "a/cron.d": its parent "a" is a symlink, not a directory`;
     await expect(store.manifest(record)).rejects.toThrow(message);
     const out = fresh('crafted-out');

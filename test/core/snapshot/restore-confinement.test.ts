@@ -13,7 +13,14 @@ import type { SnapshotStore } from '../../../core/snapshot/store.js';
 import { tarSource } from '../../../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource, UnsafePathError } from '../../../core/snapshot/tree.js';
 import { type Canaries, plantCanaries } from '../../support/canaries.js';
-import { type Crafted, entryOf, hostileTrees, rawSource, tarOf } from '../../support/hostile-trees.js';
+import {
+  type Crafted,
+  entryOf,
+  hostileTrees,
+  rawSource,
+  recordCrafted,
+  tarOf,
+} from '../../support/hostile-trees.js';
 import { startTestStore, type TestStore } from '../../support/snapshot-store.js';
 
 let ts: TestStore;
@@ -78,7 +85,12 @@ describe('a hostile tree', () => {
 
       // As a manifest sealed by the store's real code (a writer that skipped the checks):
       // refused when read, before anything is written.
-      const record = await store.create(rawSource(hostile.entries), { host: `${host}-sealed` });
+      // The store refuses to write it…
+      const written = await refusalOf(store.create(rawSource(hostile.entries), { host: `${host}-raw` }));
+      expect(names(written)).toContain(JSON.stringify(hostile.refusedOnRead ?? hostile.refused));
+      expect(await store.list(`${host}-raw`)).toEqual([]);
+      // …and one sealed with the key anyway is refused when read.
+      const record = await recordCrafted(store, hostile.entries, `${host}-sealed`);
       const onRead = await refusalOf(store.restore(record, new DirectoryTarget(c.target)));
       expect(names(onRead)).toContain(JSON.stringify(hostile.refusedOnRead ?? hostile.refused));
       expect(onRead.message).toContain(record.manifestKey);
