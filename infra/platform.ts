@@ -46,6 +46,12 @@ export interface PersonaPlatformProps {
   readonly captureVpc?: ec2.IVpc;
   /** Secrets Manager and SSM Parameter Store prefix for host credentials. @default 'persona/' */
   readonly credentialPrefix?: string;
+  /**
+   * KMS keys under which `aws-kms` credential references were encrypted (with the encryption
+   * context `persona:host=<host>`). The capture task may decrypt with them only with that
+   * context. @default none: `aws-kms` references fail with AccessDenied
+   */
+  readonly credentialKeys?: readonly kms.IKey[];
 }
 
 /**
@@ -83,6 +89,7 @@ export class PersonaPlatform extends Construct {
       logRemovalPolicy: removalPolicy,
       ...(props.captureVpc ? { vpc: props.captureVpc } : {}),
       ...(props.credentialPrefix ? { credentialPrefix: props.credentialPrefix } : {}),
+      ...(props.credentialKeys ? { credentialKeys: props.credentialKeys } : {}),
     });
     this.workflows.allowStart(this.api.functions['start-capture']);
   }

@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { ArnFormat, Duration, type RemovalPolicy, Stack, Validations } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as kms from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -31,6 +32,8 @@ export interface PersonaWorkflowsProps {
    * @default 'persona/'
    */
   readonly credentialPrefix?: string;
+  /** Keys of `aws-kms` credential references (PersonaPlatformProps.credentialKeys). */
+  readonly credentialKeys?: readonly kms.IKey[];
   readonly projectRoot?: string;
 }
 
@@ -92,6 +95,17 @@ export class PersonaWorkflows extends Construct {
         ],
       }),
     );
+    if (props.credentialKeys && props.credentialKeys.length > 0) {
+      capture.addToRolePolicy(
+        new iam.PolicyStatement({
+          actions: ['kms:Decrypt'],
+          resources: props.credentialKeys.map((k) => k.keyArn),
+          // Only ciphertexts bound to a host (core/secret/resolve.ts): the role cannot open
+          // anything else encrypted under these keys.
+          conditions: { Null: { 'kms:EncryptionContext:persona:host': 'false' } },
+        }),
+      );
+    }
     capture.addToRolePolicy(
       new iam.PolicyStatement({
         actions: ['ssm:GetParameter'],

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { PolicyViolation } from 'aws-cdk-lib';
 import { App, type CfnElement, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import { Key } from 'aws-cdk-lib/aws-kms';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
@@ -664,6 +665,27 @@ describe('PersonaPlatform props', () => {
     const synthesized = synthesize({ platform: { webAclArn } }, false);
     synthesized.template.hasResourceProperties('AWS::WAFv2::WebACLAssociation', { WebACLArn: webAclArn });
     expect(describeViolations(nagViolations(synthesized.app))).toEqual([]);
+  });
+
+  it('lets the capture task decrypt aws-kms credentials under the given keys, only with a host in the context', () => {
+    const keyArn = 'arn:aws:kms:eu-west-1:111122223333:key/0b0e5c33-6c4e-4c5a-9a57-1d9f5c0f2f10';
+    const credentialKeys = [Key.fromKeyArn(new Stack(new App(), 'Keys'), 'Credentials', keyArn)];
+    const synthesized = synthesize({ platform: { credentialKeys } }, false);
+    const role = logicalId(synthesized.stack.platform.workflows.captureFunction.role as IConstruct);
+    const statements = Object.values(synthesized.template.findResources('AWS::IAM::Policy'))
+      .filter((p) => JSON.stringify(p.Properties.Roles).includes(role))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement);
+    expect(statements.filter((s) => JSON.stringify(s.Resource).includes(keyArn))).toEqual([
+      {
+        Effect: 'Allow',
+        Action: 'kms:Decrypt',
+        Resource: keyArn,
+        Condition: { Null: { 'kms:EncryptionContext:persona:host': 'false' } },
+      },
+    ]);
+    // Without the prop no other key is decryptable by the capture task.
+    const plain = synthesize({}, false);
+    expect(JSON.stringify(plain.template.toJSON())).not.toContain(keyArn);
   });
 
   it('leaves API Gateway’s account settings alone when asked to', () => {
