@@ -1,6 +1,6 @@
 // Building shell command lines for hosts. Every value that comes from a host, a document or a
 // request is data, never code: it reaches a command line only as one single-quoted word made
-// here, after `--` where the program takes options (DESIGN.md, "Data is never code"). This is
+// here, after `--` where the program takes options (README.md, "Security"). This is
 // the one quoting helper; nothing else in the project quotes for a shell.
 import { InvalidInputError, type Issue } from '../errors.js';
 

@@ -1,4 +1,4 @@
-// Real Linux test hosts (DESIGN.md, "Real test hosts"): each one is a writable layer over
+// Real Linux test hosts (test/hosts/README.md): each one is a writable layer over
 // a cached Debian root filesystem, a network namespace with its own address, and a real
 // sshd.
 //
