@@ -37,19 +37,22 @@ export function captureDeps(): CaptureDeps {
         keys,
       }),
     );
-    // The embedded runtime reaches no AWS service but its own stand-ins: hosts behind SSM and
-    // credentials in Secrets Manager or Parameter Store are refused there, by name, rather than
-    // sent to the real endpoints with the stand-ins' credentials. Lambda, in turn, never
-    // captures the machine it runs on (its environment holds the function's own credentials).
+    // The embedded runtime reaches no AWS service but the stand-ins it is pointed at (the SDK's
+    // own AWS_ENDPOINT_URL_* variables): without one, hosts behind SSM and credentials in
+    // Secrets Manager or Parameter Store are refused there, by name, rather than sent to the
+    // real endpoints with the stand-ins' credentials. Lambda, in turn, never captures the
+    // machine it runs on (its environment holds the function's own credentials).
     const embedded = process.env.PERSONA_RUNTIME === 'embedded';
-    const ssm = embedded ? undefined : new SSMClient({});
+    const reachable = (service: string) =>
+      !embedded || process.env[`AWS_ENDPOINT_URL_${service}`] !== undefined;
+    const ssm = reachable('SSM') ? new SSMClient({}) : undefined;
     // The stack always sets it; the embedded runtime, which has no SSM, does not.
     const ssmOutputBucket = process.env[SSM_OUTPUT_BUCKET.env];
     const ssmOutput = ssmOutputBucket
       ? { bucket: ssmOutputBucket, prefix: SSM_OUTPUT_PREFIX, s3 }
       : undefined;
     const credentials = new Credentials({
-      ...(embedded ? {} : { secretsManager: new SecretsManagerClient({}) }),
+      ...(reachable('SECRETS_MANAGER') ? { secretsManager: new SecretsManagerClient({}) } : {}),
       ...(ssm ? { ssm } : {}),
       // Only where there is a KMS key to work with: the embedded runtime has none.
       ...(keyId ? { kms: new KMSClient({}) } : {}),
