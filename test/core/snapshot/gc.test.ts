@@ -9,7 +9,8 @@ import { CorruptionError } from '../../../core/snapshot/errors.js';
 import type { ObjectStore } from '../../../core/snapshot/object-store.js';
 import { LeaseLostError, type SnapshotRecord, StoreBusyError } from '../../../core/snapshot/records.js';
 import { INDEX_PREFIX, MANIFEST_PREFIX, PACK_PREFIX, SnapshotStore } from '../../../core/snapshot/store.js';
-import { DirectoryTarget, directorySource, type TreeSource } from '../../../core/snapshot/tree.js';
+import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
+import { gate, pausedSource } from '../../support/gates.js';
 import {
   bytesFrom,
   describeTree,
@@ -74,35 +75,6 @@ async function keys(prefix = 'snapshots/'): Promise<string[]> {
   const out: string[] = [];
   for await (const o of ts.deps().objects.list(prefix)) out.push(o.key);
   return out.sort();
-}
-
-/** A gate a test opens: `reached` resolves when the code under test arrives at it. */
-function gate() {
-  let arrive = () => {};
-  let open = () => {};
-  const reached = new Promise<void>((r) => {
-    arrive = r;
-  });
-  const opened = new Promise<void>((r) => {
-    open = r;
-  });
-  return { reached, opened, arrive: () => arrive(), open: () => open() };
-}
-
-/** A tree source that stops before its last entry until the gate opens. */
-function pausedSource(source: TreeSource, g: ReturnType<typeof gate>): TreeSource {
-  return {
-    root: source.root,
-    async *entries() {
-      const items = [];
-      for await (const item of source.entries()) items.push(item);
-      const last = items.pop();
-      yield* items;
-      g.arrive();
-      await g.opened;
-      if (last) yield last;
-    },
-  };
 }
 
 /** An object store that waits at the gate, once, before the first call `when` picks. */

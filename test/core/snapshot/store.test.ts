@@ -12,6 +12,7 @@ import { packKeyOf, SnapshotStore } from '../../../core/snapshot/store.js';
 import { tarSource, writeTar } from '../../../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../../local/stand-ins.js';
+import { gate, pausedSource } from '../../support/gates.js';
 import {
   bytesFrom,
   conditionalS3,
@@ -355,11 +356,13 @@ describe('SnapshotStore', () => {
   it('refuses garbage collection while a snapshot is being written, and loses nothing', async () => {
     const src = fresh('busy');
     for (let i = 0; i < 6; i++) await fs.writeFile(join(src, `f${i}`), bytesFrom(500 + i, 2 * 1024 * 1024));
-    const writing = store.create(directorySource(src), { host: 'busy' });
-    // Let the writer take its lock and start uploading.
-    await new Promise((r) => setTimeout(r, 150));
+    const paused = gate();
+    const writing = store.create(pausedSource(directorySource(src), paused), { host: 'busy' });
+    // The writer holds its lock and has read all but its last file.
+    await paused.reached;
     const collector = await ts.open();
     await expect(collector.gc()).rejects.toBeInstanceOf(StoreBusyError);
+    paused.open();
     const record = await writing;
     const report = await collector.gc();
     expect(report.packsDeleted).toBe(0);
