@@ -106,12 +106,42 @@ export const OPERATIONS_TABLE = {
   description: 'Operations with their steps, progress and results',
 } as const satisfies TableDefinition;
 
+/**
+ * The bare-metal inventory: one item per machine of a pool (sk = machine name). A clone takes a
+ * free machine with a conditional write, so two clones never take the same one, and its
+ * rollback gives it back under a condition that it still holds it.
+ */
+export const INVENTORY_TABLE = {
+  id: 'Inventory',
+  env: 'INVENTORY_TABLE',
+  partitionKey: { name: 'pool', type: 'S' },
+  sortKey: { name: 'machine', type: 'S' },
+  globalSecondaryIndexes: [],
+  description: 'Bare-metal machines by pool, free or held by an operation',
+} as const satisfies TableDefinition;
+
+/**
+ * The apply journal: one item per Change an operation applies (sk = its position, from 0),
+ * written with a condition before the Change runs and marked applied after it, with what is
+ * needed to revert it. Rollback reads it, in reverse, even after the control side died.
+ */
+export const JOURNAL_TABLE = {
+  id: 'Journal',
+  env: 'JOURNAL_TABLE',
+  partitionKey: { name: 'operation', type: 'S' },
+  sortKey: { name: 'seq', type: 'N' },
+  globalSecondaryIndexes: [],
+  description: 'Changes applied by each operation and how to revert them',
+} as const satisfies TableDefinition;
+
 export const TABLES: readonly TableDefinition[] = [
   PROFILES_TABLE,
   SNAPSHOTS_TABLE,
   LOCKS_TABLE,
   HOSTS_TABLE,
   OPERATIONS_TABLE,
+  INVENTORY_TABLE,
+  JOURNAL_TABLE,
 ];
 
 export const DATA_BUCKET = {
