@@ -1,0 +1,104 @@
+// What rpm and dnf say about packages on a RHEL-family target, and the commands that ask them.
+// Names and versions reach a command line through `sh`, after `--`, once they passed the RPM
+// grammar (rpm.ts); what comes back is parsed as data and checked against the same grammar.
+import { sh } from '../transport/shell.js';
+import type { Available, Installed, ManagerDriver } from './manager.js';
+import { commandFailed } from './manager.js';
+import { checkRpmArch, checkRpmName, compareRpmVersions, formatEvr, parseEvr } from './rpm.js';
+
+// The same spelling as the capture records (`[epoch:]version-release`), so that a version read
+// from a target compares with the Profile's as text too.
+export const rpmQueryCommand = (names: readonly string[]): string =>
+  sh`rpm -q --queryformat '%{NAME}\t%|EPOCH?{%{EPOCH}:}:{}|%{VERSION}-%{RELEASE}\t%{ARCH}\n' -- ${names}`;
+
+/** Lines of rpmQueryCommand; `package x is not installed` and anything off the grammar are dropped. */
+export function parseRpmQuery(stdout: string): Installed[] {
+  const out: Installed[] = [];
+  for (const line of stdout.split('\n')) {
+    const [name = '', version = '', arch = ''] = line.split('\t');
+    const checked = check(name, version, arch);
+    if (checked) out.push(checked);
+  }
+  return out;
+}
+
+export const dnfListCommand = (names: readonly string[]): string =>
+  sh`dnf list --showduplicates --available --quiet -- ${names}`;
+
+/**
+ * `dnf list --showduplicates` lines: `name.arch  [epoch:]version-release  repo`. dnf wraps a
+ * long `name.arch` onto a line of its own with the rest indented below it; headers
+ * (`Available Packages`) and installed entries (repo `@System`, `@anaconda`) are dropped.
+ */
+export function parseDnfList(stdout: string): Available[] {
+  const out: Available[] = [];
+  const rows: string[][] = [];
+  let pending: string | undefined;
+  for (const line of stdout.split('\n')) {
+    const words = line.trim().split(/\s+/).filter(Boolean);
+    if (words.length === 1 && !/^\s/.test(line)) {
+      pending = words[0];
+      continue;
+    }
+    if (words.length === 2 && pending !== undefined && /^\s/.test(line)) rows.push([pending, ...words]);
+    else if (words.length === 3) rows.push(words);
+    pending = undefined;
+  }
+  for (const [nameArch = '', evr = '', repo = ''] of rows) {
+    if (repo.startsWith('@')) continue;
+    const dot = nameArch.lastIndexOf('.');
+    if (dot <= 0) continue;
+    const checked = check(nameArch.slice(0, dot), evr, nameArch.slice(dot + 1));
+    if (checked) out.push({ ...checked, origin: repo });
+  }
+  return out;
+}
+
+function check(name: string, version: string, arch: string): Installed | undefined {
+  try {
+    checkRpmName(name, 'name');
+    checkRpmArch(arch, 'arch');
+    const evr = parseEvr(version);
+    if (evr.release === undefined) return undefined;
+    return { name, version: formatEvr(evr), arch };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Installs the files alone: no repository is asked, so a target with no route out installs them. */
+export const dnfInstallCommand = (files: readonly string[]): string =>
+  sh`dnf install -y --disablerepo='*' -- ${files}`;
+
+export const dnf: ManagerDriver = {
+  family: 'rpm',
+  managers: ['rpm', 'dnf', 'yum'],
+  extension: 'rpm',
+  neutralArch: 'noarch',
+  checkName: (value, field) => ({ name: checkRpmName(value, field) }),
+  checkVersion: (value, field) => {
+    parseEvr(value, field);
+    return value;
+  },
+  checkArch: checkRpmArch,
+  compare: compareRpmVersions,
+  nativeArchCommand: "rpm --eval '%{_arch}'",
+  async installed(transport, names) {
+    const result = await transport.run(rpmQueryCommand(names));
+    // rpm -q exits with the number of names that are not installed: that is an answer.
+    if (result.exitCode !== 0 && !/is not installed/.test(result.stdout)) {
+      throw commandFailed(transport, 'rpm -q', result);
+    }
+    return parseRpmQuery(result.stdout);
+  },
+  async available(transport, names) {
+    const result = await transport.run(dnfListCommand(names));
+    // 1 with "No matching Packages": none of the names is available, an answer too.
+    if (result.exitCode !== 0 && !/No matching Packages/i.test(result.stderr + result.stdout)) {
+      throw commandFailed(transport, 'dnf list', result);
+    }
+    return parseDnfList(result.stdout);
+  },
+  installCommand: dnfInstallCommand,
+  installEnv: {},
+};
