@@ -1,0 +1,181 @@
+// Applying a Delta to a host: the Changes in order, each through the executor for its kind,
+// each journaled before it touches the host (journal.ts) and marked applied before the next one
+// starts. On the first failure everything the journal holds for the operation is reverted, in
+// reverse order — the failed Change too, since it may have got half-way. `resume` does the same
+// from the journal alone, for a control side that died mid-apply: nothing in memory is needed.
+import type { Change, Delta } from '../delta/changes.js';
+import { ConflictError, isPersonaError } from '../errors.js';
+import type { Transport } from '../transport/transport.js';
+import { NoExecutorError } from './errors.js';
+import type { ContentSource, Executor, ExecutorContext } from './executors/executor.js';
+import { removeBackups } from './executors/files.js';
+import type { Executors } from './executors/index.js';
+import { checkOperation, type Journal, type JournalEntry, type Outcome } from './journal.js';
+
+export interface ApplyDeps {
+  readonly transport: Transport;
+  readonly journal: Journal;
+  readonly executors: Executors;
+  readonly contents: ContentSource;
+}
+
+export interface ChangeResult {
+  readonly seq: number;
+  readonly kind: Change['kind'];
+  readonly key: string;
+  readonly outcome: Outcome;
+}
+
+export interface RevertFailure {
+  readonly seq: number;
+  readonly kind: Change['kind'];
+  readonly key: string;
+  readonly error: string;
+}
+
+export interface RollbackResult {
+  readonly reverted: readonly ChangeResult[];
+  /** Reverts that failed; empty when the host is back as it was. */
+  readonly failures: readonly RevertFailure[];
+}
+
+export type ApplyResult =
+  | { readonly status: 'applied'; readonly operation: string; readonly results: readonly ChangeResult[] }
+  | {
+      readonly status: 'rolled-back';
+      readonly operation: string;
+      readonly results: readonly ChangeResult[];
+      readonly failed: {
+        readonly seq: number;
+        readonly kind: Change['kind'];
+        readonly key: string;
+        readonly error: string;
+        readonly code?: string;
+      };
+      readonly rollback: RollbackResult;
+    };
+
+function executorFor(executors: Executors, change: Change): Executor {
+  const executor = executors.get(change.kind);
+  if (executor === undefined) throw new NoExecutorError(change.kind);
+  return executor;
+}
+
+const sameChange = (a: Change, b: Change) => JSON.stringify(a) === JSON.stringify(b);
+
+const context = (deps: ApplyDeps, operation: string, seq: number): ExecutorContext => ({
+  transport: deps.transport,
+  operation,
+  seq,
+  contents: deps.contents,
+});
+
+/**
+ * Applies `delta` as `operation`. A retry of the same operation skips what the journal says is
+ * applied and finishes a Change it left half-way from the state read before it; a Delta with a
+ * kind no executor handles is refused before anything changes.
+ */
+export async function applyChanges(deps: ApplyDeps, operation: string, delta: Delta): Promise<ApplyResult> {
+  checkOperation(operation);
+  for (const change of delta.changes) executorFor(deps.executors, change);
+  const journaled = new Map((await deps.journal.entries(operation)).map((e) => [e.seq, e]));
+  const results: ChangeResult[] = [];
+  for (const [seq, change] of delta.changes.entries()) {
+    try {
+      const outcome = await applyOne(deps, operation, seq, change, journaled.get(seq));
+      results.push({ seq, kind: change.kind, key: change.key, outcome });
+    } catch (error) {
+      if (error instanceof ConflictError && journaled.has(seq)) throw error;
+      const rollback = await revertOperation(deps, operation);
+      return {
+        status: 'rolled-back',
+        operation,
+        results,
+        failed: {
+          seq,
+          kind: change.kind,
+          key: change.key,
+          error: error instanceof Error ? error.message : String(error),
+          ...(isPersonaError(error) ? { code: error.code } : {}),
+        },
+        rollback,
+      };
+    }
+  }
+  return { status: 'applied', operation, results };
+}
+
+async function applyOne(
+  deps: ApplyDeps,
+  operation: string,
+  seq: number,
+  change: Change,
+  entry: JournalEntry | undefined,
+): Promise<Outcome> {
+  const executor = executorFor(deps.executors, change);
+  const ctx = context(deps, operation, seq);
+  if (entry !== undefined) {
+    if (!sameChange(entry.change, change) || entry.state === 'reverted') {
+      throw new ConflictError(
+        `operation ${operation} journaled another change ${seq + 1}, or rolled it back: apply it as a new operation`,
+        seq,
+      );
+    }
+    if (entry.state === 'applied' && entry.outcome !== undefined) {
+      return { status: 'unchanged', detail: `already applied by this operation: ${entry.outcome.detail}` };
+    }
+    // Written, never marked applied: the host may hold it or not; apply is idempotent from the
+    // state read before, which is what the journal kept.
+    const outcome = await executor.apply(ctx, change, entry.prior);
+    await deps.journal.applied(operation, seq, outcome);
+    return outcome;
+  }
+  const prior = await executor.prepare(ctx, change);
+  await deps.journal.begin(operation, seq, change, prior);
+  const outcome = await executor.apply(ctx, change, prior);
+  await deps.journal.applied(operation, seq, outcome);
+  return outcome;
+}
+
+/**
+ * Reverts every journaled Change of the operation not yet reverted, last first, then drops the
+ * copies kept on the host. A revert that fails is reported and the others still run: each
+ * revert puts back its own entry, whatever became of the others.
+ */
+export async function revertOperation(deps: ApplyDeps, operation: string): Promise<RollbackResult> {
+  checkOperation(operation);
+  const entries = await deps.journal.entries(operation);
+  const reverted: ChangeResult[] = [];
+  const failures: RevertFailure[] = [];
+  for (const entry of entries.toReversed()) {
+    if (entry.state === 'reverted') continue;
+    const { change, seq } = entry;
+    try {
+      const outcome = await executorFor(deps.executors, change).revert(
+        context(deps, operation, seq),
+        change,
+        entry.prior,
+      );
+      await deps.journal.reverted(operation, seq, outcome);
+      reverted.push({ seq, kind: change.kind, key: change.key, outcome });
+    } catch (error) {
+      failures.push({
+        seq,
+        kind: change.kind,
+        key: change.key,
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+  // The kept copies are what a failed revert would retry from: they stay until all went back.
+  if (failures.length === 0) await removeBackups(deps.transport, operation);
+  return { reverted, failures };
+}
+
+/** After the control side died mid-apply: revert what the journal says was done, from it alone. */
+export const resume = revertOperation;
+
+/** The operation is final (validated): the copies kept for its rollback are dropped. */
+export async function commitOperation(deps: Pick<ApplyDeps, 'transport'>, operation: string): Promise<void> {
+  await removeBackups(deps.transport, checkOperation(operation));
+}

@@ -1,0 +1,58 @@
+// What a host executor is: for one family of Change kinds, read what the Change would replace
+// (prepare, before anything changes; the journal stores it), apply the Change, and revert it
+// from what prepare read. Apply compares the host with the Change first, so a second apply
+// finds nothing to do and says so; revert puts back what was there, and does nothing where
+// that is already so, so a rollback interrupted half-way can simply run again.
+import type { Change, ChangeKind } from '../../delta/changes.js';
+import type { RunResult, Transport } from '../../transport/transport.js';
+import { HostCommandError } from '../errors.js';
+import type { Outcome } from '../journal.js';
+
+/** The bytes of a file's content, by the content hash its Change names. */
+export interface ContentSource {
+  read(hash: string, path: string): Promise<Uint8Array>;
+}
+
+export interface ExecutorContext {
+  readonly transport: Transport;
+  readonly operation: string;
+  /** The Change's position in the Delta: it names the Change's backup on the host. */
+  readonly seq: number;
+  readonly contents: ContentSource;
+}
+
+export interface Executor {
+  readonly kinds: readonly ChangeKind[];
+  /** What the Change will replace, as JSON; taken before the journal entry is written. */
+  prepare(ctx: ExecutorContext, change: Change): Promise<unknown>;
+  apply(ctx: ExecutorContext, change: Change, prior: unknown): Promise<Outcome>;
+  revert(ctx: ExecutorContext, change: Change, prior: unknown): Promise<Outcome>;
+}
+
+export const changed = (detail: string): Outcome => ({ status: 'changed', detail });
+export const unchanged = (detail: string): Outcome => ({ status: 'unchanged', detail });
+export const unresolved = (detail: string): Outcome => ({ status: 'unresolved', detail });
+
+/** Runs a command and returns its result; a non-zero exit is a HostCommandError naming `what`. */
+export async function runOk(
+  transport: Transport,
+  what: string,
+  command: string,
+  stdin?: Uint8Array | string,
+): Promise<RunResult> {
+  const result = await transport.run(command, stdin === undefined ? {} : { stdin });
+  if (result.exitCode !== 0) {
+    throw new HostCommandError(what, command, result.exitCode, result.stderr, transport.target);
+  }
+  return result;
+}
+
+// Names of users and groups as shadow's useradd accepts them by default, and no longer than
+// utmp holds: nothing a program could read as an option or a separator.
+const ACCOUNT_NAME = /^[a-z_][a-z0-9_-]{0,30}\$?$/;
+
+export function accountNameProblem(name: string): string | undefined {
+  return ACCOUNT_NAME.test(name)
+    ? undefined
+    : 'is not a user or group name (lower-case letters, digits, "_" and "-", starting with a letter or "_", at most 32)';
+}
