@@ -32,8 +32,8 @@ export interface HealthCheckOptions {
 
 // /proc/<pid>/comm of every process but this shell itself, one per line. Fixed text, no value
 // of the check in it: the name is compared on the control side.
-// biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
 const LIST_PROCESS_NAMES =
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: shell parameter expansion, not a template
   'for d in /proc/[0-9]*; do [ "${d#/proc/}" = "$$" ] && continue; IFS= read -r c < "$d/comm" && printf \'%s\\n\' "$c"; done 2>/dev/null; exit 0';
 
 // The kernel keeps 15 bytes of a process name (TASK_COMM_LEN less the NUL).

@@ -142,7 +142,10 @@ export async function runLoad(target: HttpEndpoint, options: LoadOptions): Promi
   }
 
   const end = performance.now();
-  const quantile = (q: number) => (histogram.totalCount === 0 ? 0 : histogram.getValueAtPercentile(q) / 1000);
+  const max = histogram.totalCount === 0 ? 0 : histogram.maxValue / 1000;
+  // A percentile is the top of its bucket (three significant digits); never above the exact maximum.
+  const quantile = (q: number) =>
+    histogram.totalCount === 0 ? 0 : Math.min(max, histogram.getValueAtPercentile(q) / 1000);
   const result: LoadResult = {
     target: endpointLabel(target),
     ratePerSecond: options.ratePerSecond,
@@ -156,7 +159,7 @@ export async function runLoad(target: HttpEndpoint, options: LoadOptions): Promi
       p50: quantile(50),
       p95: quantile(95),
       p99: quantile(99),
-      max: histogram.totalCount === 0 ? 0 : histogram.maxValue / 1000,
+      max,
       mean: histogram.totalCount === 0 ? 0 : round(histogram.mean / 1000),
     },
     sentPerSecond: round(sent / (plan.planned / options.ratePerSecond)),
