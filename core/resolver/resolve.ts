@@ -179,7 +179,7 @@ export async function resolvePackages(
         pkg,
         index,
         own
-          ? `a ${pkg.manager} package, and ${deps.target.target} is a ${family} host`
+          ? `a ${own}-family package (${pkg.manager}), and ${deps.target.target} has ${family === 'deb' ? 'dpkg' : 'rpm'}`
           : `${pkg.manager} packages are not resolved against a system package manager`,
       );
       return;
