@@ -1,11 +1,15 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { TLSSocket } from 'node:tls';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../../core/errors.js';
 import { HealthCheck as HealthCheckSchema } from '../../../core/profile/schema.js';
 import { LocalTransport } from '../../../core/transport/local.js';
+import type { Transport } from '../../../core/transport/transport.js';
 import { type HealthCheck, runHealthChecks } from '../../../core/validation/health.js';
 import { HealthReport } from '../../../core/validation/report.js';
 import { closedPort, startServer, type TestServer } from './servers.js';
@@ -56,7 +60,6 @@ function startNamed(name: string): ChildProcess {
 }
 
 async function waitForComm(child: ChildProcess, name: string): Promise<void> {
-  const { readFileSync } = await import('node:fs');
   for (let i = 0; i < 100; i++) {
     try {
       if (readFileSync(`/proc/${child.pid}/comm`, 'utf8').trim() === name.slice(0, 15)) return;
@@ -119,6 +122,56 @@ describe('runHealthChecks: HTTP', () => {
     expect(report.results[0]?.reason).toContain('within 300 ms');
     expect(report.results[1]?.reason).toContain('ECONNREFUSED');
     expect(report.passed).toBe(false);
+  });
+});
+
+describe('runHealthChecks: HTTPS', () => {
+  it("sends the check's host name as the TLS server name and verifies the certificate unless told not to", async () => {
+    const key = join(dir, 'key.pem');
+    const cert = join(dir, 'cert.pem');
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=www.shop.example',
+        '-addext',
+        'subjectAltName=DNS:www.shop.example',
+      ],
+      { stdio: 'ignore' },
+    );
+    let serverName: string | undefined;
+    const server = https.createServer({ key: readFileSync(key), cert: readFileSync(cert) }, (req, res) => {
+      serverName = (req.socket as TLSSocket).servername || undefined;
+      res.end('ok');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const check = checks({ type: 'http', name: 'tls', url: `https://www.shop.example:${port}/` });
+      const verified = await runHealthChecks({ transport }, check, { address: '127.0.0.1' });
+      expect(verified.results[0]?.passed).toBe(false);
+      expect(verified.results[0]?.reason).toMatch(/self[- ]signed/i);
+      const unverified = await runHealthChecks({ transport }, check, {
+        address: '127.0.0.1',
+        verifyTls: false,
+      });
+      expect(unverified.results[0]).toMatchObject({ passed: true, target: `https://127.0.0.1:${port}/` });
+      expect(serverName).toBe('www.shop.example');
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 });
 
@@ -200,6 +253,30 @@ describe('runHealthChecks: command and process, through the transport', () => {
     );
     expect(report.results[0]).toMatchObject({ passed: false, observed: { processCount: 0 } });
     expect(existsSync(marker)).toBe(false);
+  });
+
+  it('ends a check at its time-out plus a grace even when the transport never answers', async () => {
+    const hung: Transport = {
+      target: 'ssh://root@hung',
+      run: () => new Promise(() => {}),
+      stream: () => new Promise(() => {}),
+      putFile: async () => {},
+      getFile: async () => new Uint8Array(),
+      close: async () => {},
+    };
+    const report = await runHealthChecks(
+      { transport: hung },
+      checks({ type: 'process', name: 'p', process: 'nginx' }),
+      {
+        address: '127.0.0.1',
+        processTimeoutMs: 100,
+      },
+    );
+    expect(report.results[0]).toMatchObject({
+      passed: false,
+      target: 'ssh://root@hung',
+      reason: 'no result within 2100 ms',
+    });
   });
 
   it('refuses an address that is not a host name or address', async () => {
