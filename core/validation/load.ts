@@ -77,10 +77,8 @@ export async function runLoad(target: HttpEndpoint, options: LoadOptions): Promi
   const inFlight = new Set<Promise<void>>();
 
   const fire = (index: number, intended: number) => {
-    const request = plan.requests[index % plan.requests.length] as Required<
-      Pick<LoadRequest, 'method' | 'path'>
-    > &
-      LoadRequest;
+    const request = plan.requests[index % plan.requests.length];
+    if (!request) return;
     const now = performance.now();
     const byDeadline = deadline - now < plan.requestTimeoutMs - (now - intended);
     const timeoutMs = Math.max(1, Math.min(plan.requestTimeoutMs - (now - intended), deadline - now));
