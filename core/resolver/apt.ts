@@ -162,6 +162,10 @@ export class AptMirror {
    * (`apt-cache show`), and the package's own control fields naming that package and version.
    */
   async fetch(spec: PackageSpec): Promise<{ readonly bytes: Uint8Array; readonly record: AptRecord }> {
+    // A saved plan is a document: its specs pass the grammar again before reaching a command.
+    checkDebianName(spec.name, 'spec.name');
+    parseDebianVersion(spec.version, 'spec.version');
+    checkDebianArch(spec.arch, 'spec.arch');
     const wanted = aptSpec(spec, await this.nativeArch());
     const shown = await this.control.run(aptShowCommand(wanted));
     const record = shown.exitCode === 0 ? parseAptShow(shown.stdout) : undefined;

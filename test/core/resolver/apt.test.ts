@@ -1,8 +1,11 @@
 // The Debian family on output recorded from dpkg and apt on a bookworm machine: what the
 // resolver sends, how it reads the answers, and which source it prefers for a version.
+
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Package } from '../../../core/profile/schema.js';
 import {
+  AptMirror,
   aptMadisonCommand,
   aptShowCommand,
   aptSpec,
@@ -238,5 +241,72 @@ describe('resolving on a Debian target', () => {
       ],
     });
     expect(host.sent).toEqual([]);
+  });
+});
+
+describe('fetching on the control machine', () => {
+  const bytes = new TextEncoder().encode('a .deb file');
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const show = `Package: tree\nVersion: 2.1.0-1\nArchitecture: amd64\nSize: ${bytes.length}\nSHA256: ${sha256}\n`;
+  const dir = '/tmp/tmp.ctl';
+  const control = (showText: string, fields: string) => {
+    const t = new RecordedTransport(
+      new Map<string, Answer>([
+        ['dpkg --print-architecture', { stdout: 'amd64\n' }],
+        [aptShowCommand('tree=2.1.0-1'), { stdout: showText }],
+        ['mktemp -d', { stdout: `${dir}\n` }],
+        [
+          `cd '${dir}' && apt-get download -q -- 'tree=2.1.0-1' >&2 && ls -1`,
+          { stdout: 'tree_2.1.0-1_amd64.deb\n' },
+        ],
+        [`dpkg-deb -f -- '${dir}/tree_2.1.0-1_amd64.deb' Package Version Architecture`, { stdout: fields }],
+        [`rm -rf -- '${dir}'`, {}],
+      ]),
+    );
+    t.files.set(`${dir}/tree_2.1.0-1_amd64.deb`, bytes);
+    return t;
+  };
+  const spec = { name: 'tree', version: '2.1.0-1', arch: 'amd64' };
+  const fields = 'Package: tree\nVersion: 2.1.0-1\nArchitecture: amd64\n';
+
+  it('returns the bytes when they match the Packages index and the package names itself', async () => {
+    const t = control(show, fields);
+    const got = await new AptMirror(t).fetch(spec);
+    expect(got.record).toEqual({
+      name: 'tree',
+      version: '2.1.0-1',
+      arch: 'amd64',
+      sha256,
+      size: bytes.length,
+    });
+    expect(t.sent.at(-1)?.command).toBe(`rm -rf -- '${dir}'`);
+  });
+
+  it('refuses a download whose SHA-256 is not the index’s, and removes the directory', async () => {
+    const t = control(show.replace(sha256, 'e'.repeat(64)), fields);
+    await expect(new AptMirror(t).fetch(spec)).rejects.toMatchObject({
+      code: 'CORRUPT',
+      message: expect.stringContaining('the Packages index says eeee'),
+    });
+    expect(t.sent.at(-1)?.command).toBe(`rm -rf -- '${dir}'`);
+  });
+
+  it('refuses a spec off the grammar (a saved plan is a document) before sending anything', async () => {
+    const t = control(show, fields);
+    await expect(
+      new AptMirror(t).fetch({ ...spec, version: '2.1.0-1 --allow-unauthenticated' }),
+    ).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+      issues: [expect.objectContaining({ path: 'spec.version' })],
+    });
+    expect(t.sent).toEqual([]);
+  });
+
+  it('refuses a file that is another package than the one asked for', async () => {
+    const t = control(show, fields.replace('Package: tree', 'Package: evil'));
+    await expect(new AptMirror(t).fetch(spec)).rejects.toMatchObject({
+      code: 'CORRUPT',
+      message: expect.stringContaining('is not that package'),
+    });
   });
 });

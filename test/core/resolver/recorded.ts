@@ -37,8 +37,10 @@ export class RecordedTransport implements Transport {
     this.files.set(path, content);
   }
 
-  async getFile(): Promise<Uint8Array> {
-    throw new Error('the resolver reads no file from a target');
+  async getFile(path: string): Promise<Uint8Array> {
+    const bytes = this.files.get(path);
+    if (!bytes) throw new Error(`no recorded file ${path}`);
+    return bytes;
   }
 
   async close(): Promise<void> {}
