@@ -1,0 +1,304 @@
+// The orchestrator on a real test host over SSH, journaling into DynamoDB Local: a small Delta
+// lands and shows on the host, a second apply changes nothing, a failure at the third Change
+// leaves the host exactly as it was, and a control side that died mid-apply is undone from the
+// journal alone. One host for the whole file.
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Change, Delta, summarize } from '../../../core/delta/changes.js';
+import { type ApplyDeps, applyChanges, resume, revertOperation } from '../../../core/orchestrator/apply.js';
+import type { ContentSource, Executor } from '../../../core/orchestrator/executors/executor.js';
+import { DEBIAN_EXECUTORS, type Executors } from '../../../core/orchestrator/executors/index.js';
+import { DynamoJournal } from '../../../core/orchestrator/journal.js';
+import { JOURNAL_TABLE } from '../../../core/storage/definitions.js';
+import { MemoryHostKeyStore } from '../../../core/transport/host-keys.js';
+import { SshTransport } from '../../../core/transport/ssh.js';
+import { LOCAL_CREDENTIALS, LOCAL_REGION, type StandIns, startStandIns } from '../../../local/stand-ins.js';
+import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
+
+let dir: string;
+let standIns: StandIns;
+let host: TestHost;
+const opened: { close(): Promise<void> | void }[] = [];
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'persona-orchestrator-'));
+  [standIns, host] = await Promise.all([
+    startStandIns({
+      dataDir: join(dir, 'data'),
+      tables: [{ definition: JOURNAL_TABLE, name: 'journal' }],
+      buckets: [],
+    }),
+    createHost({ name: 'orchestrate' }),
+  ]);
+}, 600_000);
+
+afterAll(async () => {
+  for (const o of opened) await o.close();
+  await destroyAllHosts();
+  await standIns?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}, 120_000);
+
+/** Everything the control side holds: a fresh set is what a restarted control side has. */
+function controlSide(executors: Executors = DEBIAN_EXECUTORS): ApplyDeps & { journal: DynamoJournal } {
+  const client = new DynamoDBClient({
+    endpoint: standIns.dynamoEndpoint,
+    region: LOCAL_REGION,
+    credentials: LOCAL_CREDENTIALS,
+  });
+  const ddb = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
+  const transport = new SshTransport({
+    host: host.address,
+    port: host.port,
+    username: host.user,
+    privateKey: host.privateKey,
+    hostKeys: new MemoryHostKeyStore({ [`[${host.address}]:${host.port}`]: host.hostKeyFingerprint }),
+  });
+  opened.push(transport, { close: () => ddb.destroy() });
+  return { transport, journal: new DynamoJournal(ddb, 'journal'), executors, contents };
+}
+
+const CONFIG = Buffer.from('listen = 8080\nname = "persona test"\n');
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+const blobs = new Map([[`sha256:${sha(CONFIG)}`, CONFIG]]);
+const contents: ContentSource = {
+  async read(hash) {
+    const b = blobs.get(hash);
+    if (b === undefined) throw new Error(`no content ${hash}`);
+    return b;
+  },
+};
+
+const TTL = 'net.ipv4.ip_default_ttl';
+const FILE = '/etc/persona-app/app.conf';
+
+const CHANGES: Change[] = [
+  { kind: 'sysctl.set', section: 'sysctl', key: TTL, from: '64', to: '77', disruptive: false },
+  {
+    kind: 'file.write',
+    section: 'files',
+    key: FILE,
+    from: null,
+    to: {
+      path: FILE,
+      type: 'file',
+      hash: `sha256:${sha(CONFIG)}`,
+      size: CONFIG.length,
+      mode: '0640',
+      owner: 'root',
+      group: 'root',
+    },
+    disruptive: false,
+  },
+  {
+    kind: 'group.add',
+    section: 'groups',
+    key: 'papp',
+    from: null,
+    to: { name: 'papp', gid: 2501, members: [] },
+    disruptive: false,
+  },
+  {
+    kind: 'user.add',
+    section: 'users',
+    key: 'papp',
+    from: null,
+    to: { name: 'papp', uid: 2501, gid: 2501, home: '/srv/papp', shell: '/bin/sh', groups: [] },
+    disruptive: false,
+  },
+  {
+    kind: 'env.set',
+    section: 'env',
+    key: 'APP_MODE',
+    from: null,
+    to: { name: 'APP_MODE', value: 'production' },
+    disruptive: false,
+  },
+];
+
+const delta = (changes: Change[]): Delta =>
+  Delta.parse({ from: { name: 'bare' }, to: { name: 'web' }, changes, summary: summarize(changes) });
+
+/**
+ * What the Delta could change, and what could be left behind: accounts, the sysctl live and
+ * persisted, the environment file, and every file of /etc and /var/lib with its mode, owner and
+ * hash. shadow's own `-` backups (/etc/passwd- ...) are rewritten by any account change and
+ * restored by none: they are left out.
+ */
+async function hostState(): Promise<Record<string, string>> {
+  const run = (command: string) => host.run(command);
+  return {
+    passwd: await run('getent passwd'),
+    group: await run('getent group'),
+    sysctl: await run(`sysctl -n ${TTL}`),
+    environment: await run('cat /etc/environment'),
+    files: await run(
+      "find /etc /var/lib /srv -xdev ! -name '*-' \\( -type f -printf '%p %m %u %g ' -exec sh -c 'sha256sum < \"$1\"' _ {} \\; \\) -o ! -type f -printf '%p %y %m %u %g\\n' | sort",
+    ),
+  };
+}
+
+describe('applyChanges on a real host', () => {
+  it('applies a small Delta so that the host shows it, and a second apply changes nothing', async () => {
+    const before = await hostState();
+    // The listing sees files with their mode, owner and hash.
+    expect(before.files).toMatch(/^\/etc\/environment 644 root root e3b0c442[0-9a-f]{56} {2}-$/m);
+    const deps = controlSide();
+    const first = await applyChanges(deps, 'apply-1', delta(CHANGES));
+    expect(first.status).toBe('applied');
+    expect(first.results.map((r) => r.outcome.status)).toEqual([
+      'changed',
+      'changed',
+      'changed',
+      'changed',
+      'changed',
+    ]);
+
+    expect((await host.run(`sysctl -n ${TTL}`)).trim()).toBe('77');
+    expect(await host.readFile('/etc/sysctl.d/60-persona.conf')).toBe(`${TTL} = 77\n`);
+    expect(await host.readFile(FILE)).toBe(CONFIG.toString());
+    expect((await host.run(`stat -c '%a %U %G' ${FILE}`)).trim()).toBe('640 root root');
+    expect((await host.run('getent group papp')).trim()).toBe('papp:x:2501:');
+    expect((await host.run('getent passwd papp')).trim()).toBe('papp:x:2501:2501::/srv/papp:/bin/sh');
+    expect(await host.readFile('/etc/environment')).toBe('APP_MODE=production\n');
+
+    const again = await applyChanges(deps, 'apply-2', delta(CHANGES));
+    expect(again.status).toBe('applied');
+    expect(again.results.map((r) => r.outcome.status)).toEqual([
+      'unchanged',
+      'unchanged',
+      'unchanged',
+      'unchanged',
+      'unchanged',
+    ]);
+    // The same operation asked again (a retried step) reads its journal and does nothing either.
+    const retried = await applyChanges(deps, 'apply-1', delta(CHANGES));
+    expect(retried.results.every((r) => r.outcome.detail.startsWith('already applied'))).toBe(true);
+
+    // Rolling both back, the second's first: nothing of either is left.
+    expect((await revertOperation(deps, 'apply-2')).failures).toEqual([]);
+    expect((await host.run(`sysctl -n ${TTL}`)).trim()).toBe('77');
+    const rollback = await revertOperation(deps, 'apply-1');
+    expect(rollback.failures).toEqual([]);
+    expect(rollback.reverted.map((r) => r.kind)).toEqual([
+      'env.set',
+      'user.add',
+      'group.add',
+      'file.write',
+      'sysctl.set',
+    ]);
+    expect(await hostState()).toEqual(before);
+  });
+
+  it('reverts the applied Changes in reverse when the third fails, leaving the host exactly as it was', async () => {
+    const before = await hostState();
+    // The third Change lands on the host, then its executor fails (a connection lost after the
+    // command ran): the write-ahead journal has it, so it is reverted too.
+    const failing = new Map(DEBIAN_EXECUTORS);
+    const real = DEBIAN_EXECUTORS.get('group.add') as Executor;
+    failing.set('group.add', {
+      ...real,
+      async apply(ctx, change, prior) {
+        await real.apply(ctx, change, prior);
+        throw new Error('injected: connection lost after groupadd');
+      },
+    });
+    const deps = controlSide(failing);
+    const result = await applyChanges(deps, 'fail-3', delta(CHANGES));
+    expect(result.status).toBe('rolled-back');
+    if (result.status !== 'rolled-back') return;
+    expect(result.failed).toMatchObject({ seq: 2, kind: 'group.add', key: 'papp', error: /injected/ });
+    expect(result.results.map((r) => r.kind)).toEqual(['sysctl.set', 'file.write']);
+    expect(result.rollback.failures).toEqual([]);
+    expect(result.rollback.reverted.map((r) => [r.kind, r.outcome.status])).toEqual([
+      ['group.add', 'changed'],
+      ['file.write', 'changed'],
+      ['sysctl.set', 'changed'],
+    ]);
+    expect((await host.exec(`test -e ${FILE}`)).exitCode).not.toBe(0);
+    expect((await host.exec('getent group papp')).exitCode).toBe(2);
+    expect(await hostState()).toEqual(before);
+    const entries = await deps.journal.entries('fail-3');
+    expect(entries.map((e) => e.state)).toEqual(['reverted', 'reverted', 'reverted']);
+  });
+
+  it('reverts from the DynamoDB journal alone after the control side died mid-apply', async () => {
+    const before = await hostState();
+    let reached: () => void = () => {};
+    const dying = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    // The third Change runs on the host and then the control side is gone: its apply never
+    // returns, and nothing it held in memory is used again.
+    const hanging = new Map(DEBIAN_EXECUTORS);
+    const real = DEBIAN_EXECUTORS.get('group.add') as Executor;
+    hanging.set('group.add', {
+      ...real,
+      async apply(ctx, change, prior) {
+        await real.apply(ctx, change, prior);
+        reached();
+        return new Promise(() => {});
+      },
+    });
+    void applyChanges(controlSide(hanging), 'crash-1', delta(CHANGES));
+    await dying;
+
+    const restarted = controlSide();
+    const journaled = await restarted.journal.entries('crash-1');
+    expect(journaled.map((e) => [e.change.kind, e.state])).toEqual([
+      ['sysctl.set', 'applied'],
+      ['file.write', 'applied'],
+      ['group.add', 'applying'],
+    ]);
+    expect((await host.run('getent group papp')).trim()).toBe('papp:x:2501:');
+    const rollback = await resume(restarted, 'crash-1');
+    expect(rollback.failures).toEqual([]);
+    expect(rollback.reverted.map((r) => r.kind)).toEqual(['group.add', 'file.write', 'sysctl.set']);
+    expect(await hostState()).toEqual(before);
+    // Resuming again finds nothing left to revert.
+    expect((await resume(restarted, 'crash-1')).reverted).toEqual([]);
+  });
+
+  it('refuses to write below a symbolic link and leaves the host as it was', async () => {
+    await host.run('mkdir -p /srv/outside && ln -s /srv/outside /etc/persona-link');
+    const before = await hostState();
+    const path = '/etc/persona-link/app.conf';
+    const change: Change = {
+      kind: 'file.write',
+      section: 'files',
+      key: path,
+      from: null,
+      to: { path, type: 'file', hash: `sha256:${sha(CONFIG)}`, mode: '0644' },
+      disruptive: false,
+    };
+    const result = await applyChanges(controlSide(), 'symlink-1', delta([CHANGES[0] as Change, change]));
+    expect(result.status).toBe('rolled-back');
+    if (result.status !== 'rolled-back') return;
+    expect(result.failed.error).toMatch(/symbolic link: refusing to write through it/);
+    expect((await host.exec('test -e /srv/outside/app.conf')).exitCode).not.toBe(0);
+    expect(await hostState()).toEqual(before);
+    await host.run('rm /etc/persona-link && rmdir /srv/outside');
+  });
+
+  it('refuses a user name that is not one before it reaches the host', async () => {
+    const before = await hostState();
+    const name = '$(touch /pwned)';
+    const change: Change = {
+      kind: 'user.add',
+      section: 'users',
+      key: name,
+      from: null,
+      to: { name, uid: 2600, gid: 0, groups: [] },
+      disruptive: false,
+    };
+    const result = await applyChanges(controlSide(), 'hostile-1', delta([CHANGES[0] as Change, change]));
+    expect(result).toMatchObject({ status: 'rolled-back', failed: { seq: 1, code: 'INVALID_INPUT' } });
+    expect((await host.exec('test -e /pwned')).exitCode).not.toBe(0);
+    expect(await hostState()).toEqual(before);
+  });
+});
