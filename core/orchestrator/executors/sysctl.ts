@@ -103,7 +103,10 @@ export const sysctlExecutor: Executor = {
     if (next === text && liveDone)
       return unchanged(`${c.key} is already ${value === null ? 'not persisted' : value}`);
     if (value !== null && !liveDone) await setLive(ctx.transport, c.key, value);
-    if (next !== text) {
+    if (next === '' && text !== '') {
+      // The file is Persona's own: with no line left it goes, rather than stay empty.
+      await runOk(ctx.transport, `removing ${SYSCTL_FILE}`, sh`rm -f -- ${SYSCTL_FILE}`);
+    } else if (next !== text) {
       const attrs =
         prior.file.state.kind === 'file'
           ? {

@@ -302,3 +302,98 @@ describe('applyChanges on a real host', () => {
     expect(await hostState()).toEqual(before);
   });
 });
+
+describe('removals and services on a real host', () => {
+  const HASH =
+    '$6$persona$0QpLZ3xmZyzjC4/kA1h0b2bV0z5t0wq5rYxv4JwEo2r7G9Xy8Gm3zQv1Yc5cQ8rS2n9l7kP0dT6uW1eA3bC4.';
+  const OLD = Buffer.from('old = true\n');
+  const INIT = [
+    '#!/bin/sh',
+    'case "$1" in',
+    '  start) sleep 100000 </dev/null >/dev/null 2>&1 & echo $! > /run/pdemo.pid ;;',
+    '  stop) [ -f /run/pdemo.pid ] && kill "$(cat /run/pdemo.pid)"; rm -f /run/pdemo.pid ;;',
+    '  status) [ -f /run/pdemo.pid ] && kill -0 "$(cat /run/pdemo.pid)" 2>/dev/null ;;',
+    'esac',
+    '',
+  ].join('\n');
+
+  beforeAll(async () => {
+    await host.run(
+      'groupadd --gid 2700 pold && useradd --uid 2700 --gid 2700 --groups users --no-create-home pold',
+    );
+    await host.run(`usermod -p '${HASH}' pold`);
+    await host.writeFile('/etc/persona-old.conf', OLD.toString(), 0o600);
+    await host.writeFile('/etc/environment', 'LANGUAGE=C\nOLD_MODE=legacy\n', 0o644);
+    await host.writeFile('/etc/sysctl.d/60-persona.conf', `${TTL} = 64\n`, 0o644);
+    await host.writeFile('/etc/init.d/pdemo', INIT, 0o755);
+  }, 120_000);
+
+  const removals: Change[] = [
+    {
+      kind: 'file.delete',
+      section: 'files',
+      key: '/etc/persona-old.conf',
+      from: { path: '/etc/persona-old.conf', type: 'file', hash: `sha256:${sha(OLD)}`, mode: '0600' },
+      to: null,
+      disruptive: false,
+    },
+    {
+      kind: 'env.unset',
+      section: 'env',
+      key: 'OLD_MODE',
+      from: { name: 'OLD_MODE', value: 'legacy' },
+      to: null,
+      disruptive: false,
+    },
+    { kind: 'sysctl.unset', section: 'sysctl', key: TTL, from: '64', to: null, disruptive: false },
+    {
+      kind: 'user.remove',
+      section: 'users',
+      key: 'pold',
+      from: { name: 'pold', uid: 2700, gid: 2700, groups: ['users'] },
+      to: null,
+      disruptive: false,
+    },
+    {
+      kind: 'group.remove',
+      section: 'groups',
+      key: 'pold',
+      from: { name: 'pold', gid: 2700, members: [] },
+      to: null,
+      disruptive: false,
+    },
+    {
+      kind: 'service.start',
+      section: 'services',
+      key: 'pdemo',
+      from: { name: 'pdemo', manager: 'sysvinit', state: 'stopped', enabled: false },
+      to: { name: 'pdemo', manager: 'sysvinit', state: 'running', enabled: false },
+      disruptive: false,
+    },
+  ];
+
+  it('removes a file, a variable, a persisted sysctl, a user and a group, starts a service, and reverts all of it exactly', async () => {
+    const before = await hostState();
+    const shadowBefore = await host.run('getent shadow pold');
+    const deps = controlSide();
+    const result = await applyChanges(deps, 'remove-1', delta(removals));
+    expect(result.status).toBe('applied');
+    expect(result.results.map((r) => r.outcome.status)).toEqual(Array(6).fill('changed'));
+    expect((await host.exec('test -e /etc/persona-old.conf')).exitCode).not.toBe(0);
+    expect(await host.readFile('/etc/environment')).toBe('LANGUAGE=C\n');
+    expect((await host.exec('test -e /etc/sysctl.d/60-persona.conf')).exitCode).not.toBe(0);
+    expect((await host.exec('getent passwd pold')).exitCode).toBe(2);
+    expect((await host.exec('getent group pold')).exitCode).toBe(2);
+    expect((await host.exec('service pdemo status')).exitCode).toBe(0);
+
+    const again = await applyChanges(deps, 'remove-2', delta(removals));
+    expect(again.results.map((r) => r.outcome.status)).toEqual(Array(6).fill('unchanged'));
+
+    expect((await revertOperation(deps, 'remove-2')).failures).toEqual([]);
+    const rollback = await revertOperation(deps, 'remove-1');
+    expect(rollback.failures).toEqual([]);
+    expect((await host.exec('service pdemo status')).exitCode).not.toBe(0);
+    expect(await host.run('getent shadow pold')).toBe(shadowBefore);
+    expect(await hostState()).toEqual(before);
+  });
+});
