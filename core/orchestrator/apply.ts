@@ -85,7 +85,9 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
       const outcome = await applyOne(deps, operation, seq, change, journaled.get(seq));
       results.push({ seq, kind: change.kind, key: change.key, outcome });
     } catch (error) {
-      if (error instanceof ConflictError && journaled.has(seq)) throw error;
+      // The journal holds another Delta for this operation, or another apply of it is writing
+      // the same positions: reverting would undo that one's work. Stop without touching the host.
+      if (error instanceof ConflictError) throw error;
       const rollback = await revertOperation(deps, operation);
       return {
         status: 'rolled-back',
