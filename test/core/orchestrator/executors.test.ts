@@ -237,4 +237,50 @@ describe('applyChanges', () => {
     await expect(applyChanges(deps, 'op-1', delta)).rejects.toBeInstanceOf(NoExecutorError);
     expect(transport.sent).toEqual([]);
   });
+
+  it('stops without reverting when the journal holds another Delta for the operation', async () => {
+    const transport = recorded([]);
+    const other: Change = {
+      kind: 'sysctl.set',
+      section: 'sysctl',
+      key: 'net.ipv4.ip_forward',
+      from: '0',
+      to: '1',
+      disruptive: false,
+    };
+    const mine: Change = { ...other, to: '0', from: '1' } as Change;
+    const journal: Journal = {
+      entries: async (operation) => [
+        {
+          operation,
+          seq: 0,
+          change: other,
+          prior: null,
+          state: 'applied',
+          updatedAt: '2026-01-01T00:00:00Z',
+        },
+      ],
+      begin: async () => {
+        throw new Error('begin must not be called');
+      },
+      applied: async () => {},
+      reverted: async () => {
+        throw new Error('nothing may be reverted');
+      },
+    };
+    const delta: Delta = {
+      from: { name: 'a' },
+      to: { name: 'b' },
+      changes: [mine],
+      summary: summarize([mine]),
+    };
+    const deps = {
+      transport,
+      journal,
+      executors: DEBIAN_EXECUTORS,
+      contents: { read: async () => new Uint8Array() },
+    };
+    await expect(applyChanges(deps, 'op-1', delta)).rejects.toThrow(/journaled another change 1/);
+    expect(transport.sent).toEqual([]);
+  });
 });
