@@ -100,8 +100,27 @@ export function aptSpec(spec: PackageSpec, nativeArch: string): string {
   return `${qualified}=${spec.version}`;
 }
 
-/** dpkg installs the files together, so that packages depending on each other all configure. */
-export const dpkgInstallCommand = (files: readonly string[]): string => sh`dpkg -i -- ${files}`;
+// Existing configuration files stay as they are (the snapshot restores the captured ones), and
+// nothing asks a question: there is no terminal to answer it.
+const CONFFILES = '-o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold';
+
+/**
+ * Installs the files together, so that packages depending on each other all configure. apt-get
+ * where the target has it, with an empty source list of its own in `dir`: apt then knows no
+ * repository, checks every dependency against what is installed and the files alone, and
+ * refuses before dpkg unpacks anything when one is missing, where `dpkg -i` would leave the
+ * package unpacked and unconfigured (and apt with its repositories would fetch what the plan
+ * did not name). dpkg alone on a host without apt.
+ */
+export const debInstallCommand = (dir: string, files: readonly string[]): string =>
+  [
+    'if command -v apt-get >/dev/null 2>&1; then',
+    `  ${sh`mkdir -p -- ${`${dir}/sources.list.d`}`} && ${sh`touch -- ${`${dir}/sources.list`}`} &&`,
+    `  ${sh`apt-get install -y -q --allow-downgrades -o ${`Dir::Etc::SourceList=${dir}/sources.list`} -o ${`Dir::Etc::SourceParts=${dir}/sources.list.d`}`} ${CONFFILES} ${sh`-- ${files}`}`,
+    'else',
+    `  ${sh`dpkg --force-confdef --force-confold -i -- ${files}`}`,
+    'fi',
+  ].join('\n');
 
 export const apt: ManagerDriver = {
   family: 'deb',
@@ -115,6 +134,13 @@ export const apt: ManagerDriver = {
   },
   checkArch: checkDebianArch,
   compare: compareDebianVersions,
+  distance: (a, b) => {
+    const [va, vb] = [parseDebianVersion(a), parseDebianVersion(b)];
+    if (va.epoch !== vb.epoch) return 'another epoch';
+    return va.upstream === vb.upstream
+      ? 'the same upstream version, another Debian revision'
+      : 'another upstream version';
+  },
   nativeArchCommand: 'dpkg --print-architecture',
   async installed(transport, names) {
     const result = await transport.run(dpkgQueryCommand(names));
@@ -127,7 +153,7 @@ export const apt: ManagerDriver = {
     if (result.exitCode !== 0) throw commandFailed(transport, 'apt-cache madison', result);
     return parseMadison(result.stdout);
   },
-  installCommand: dpkgInstallCommand,
+  installCommand: debInstallCommand,
   installEnv: { DEBIAN_FRONTEND: 'noninteractive' },
 };
 

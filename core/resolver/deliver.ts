@@ -100,11 +100,12 @@ export async function deliverPackages(
         );
       }
     }
-    const install = await target.run(driver.installCommand(files), {
+    const command = driver.installCommand(dir, files);
+    const install = await target.run(command, {
       env: driver.installEnv,
       timeoutMs: 600_000,
     });
-    if (install.exitCode !== 0) throw commandFailed(target, driver.installCommand(files), install);
+    if (install.exitCode !== 0) throw commandFailed(target, command, install);
   } catch (e) {
     // The failure is what the caller needs to hear, not a clean-up's on a target that may be gone.
     await target.run(sh`rm -rf -- ${dir}`).catch(() => undefined);

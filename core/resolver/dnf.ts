@@ -4,7 +4,7 @@
 import { sh } from '../transport/shell.js';
 import type { Available, Installed, ManagerDriver } from './manager.js';
 import { commandFailed } from './manager.js';
-import { checkRpmArch, checkRpmName, compareRpmVersions, formatEvr, parseEvr } from './rpm.js';
+import { checkRpmArch, checkRpmName, compareRpmVersions, formatEvr, parseEvr, rpmvercmp } from './rpm.js';
 
 // The same spelling as the capture records (`[epoch:]version-release`), so that a version read
 // from a target compares with the Profile's as text too.
@@ -82,6 +82,11 @@ export const dnf: ManagerDriver = {
   },
   checkArch: checkRpmArch,
   compare: compareRpmVersions,
+  distance: (a, b) => {
+    const [va, vb] = [parseEvr(a), parseEvr(b)];
+    if (va.epoch !== vb.epoch) return 'another epoch';
+    return rpmvercmp(va.version, vb.version) === 0 ? 'the same version, another release' : 'another version';
+  },
   nativeArchCommand: "rpm --eval '%{_arch}'",
   async installed(transport, names) {
     const result = await transport.run(rpmQueryCommand(names));
@@ -99,6 +104,6 @@ export const dnf: ManagerDriver = {
     }
     return parseDnfList(result.stdout);
   },
-  installCommand: dnfInstallCommand,
+  installCommand: (_dir, files) => dnfInstallCommand(files),
   installEnv: {},
 };

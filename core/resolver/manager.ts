@@ -39,12 +39,17 @@ export interface ManagerDriver {
   checkArch(value: string, field: string): string;
   /** The manager's own ordering: negative, zero or positive. */
   compare(a: string, b: string): number;
+  /** How far apart two versions are, for a reason: `the same upstream version, another revision`. */
+  distance(a: string, b: string): string;
   /** Prints the host's native architecture, in the manager's spelling. */
   readonly nativeArchCommand: string;
   installed(transport: Transport, names: readonly string[]): Promise<Installed[]>;
   available(transport: Transport, names: readonly string[]): Promise<Available[]>;
-  /** Installs the package files (absolute paths) from the files alone, no repository needed. */
-  installCommand(files: readonly string[]): string;
+  /**
+   * Installs the package files (absolute paths, in `dir`, a directory of Persona's own) from
+   * the files alone: no repository is asked, so a missing dependency fails before any change.
+   */
+  installCommand(dir: string, files: readonly string[]): string;
   readonly installEnv: Readonly<Record<string, string>>;
 }
 
@@ -66,7 +71,9 @@ export class PackageVerificationError extends PersonaError {
 
 /** A command the resolver sent did not answer as the manager answers. */
 export function commandFailed(transport: Transport, what: string, result: RunResult): TransportError {
-  const said = (result.stderr.trim() || result.stdout.trim()).split('\n').slice(-3).join(' / ');
+  // apt prints why (unmet dependencies) on standard output and only its verdict on standard error.
+  const tail = (text: string) => text.trim().split('\n').filter(Boolean).slice(-3);
+  const said = [...tail(result.stdout), ...tail(result.stderr)].join(' / ');
   return new TransportError(
     `${describeCommand(what)} on ${transport.target} failed (exit ${result.exitCode})${said ? `: ${describeCommand(said, 300)}` : ''}`,
     'failed',

@@ -17,7 +17,7 @@ import type { PackageIndex } from './store.js';
 export const DRIVERS: Readonly<Record<Family, ManagerDriver>> = { deb: apt, rpm: dnf };
 
 export const familyOfManager = (manager: Package['manager']): Family | undefined =>
-  (Object.values(DRIVERS).find((d) => d.managers.includes(manager)) ?? undefined)?.family;
+  Object.values(DRIVERS).find((d) => d.managers.includes(manager))?.family;
 
 /** Where an artifact comes from, in the order the resolver prefers them. */
 export const SOURCES = ['repository', 'store', 'mirror'] as const;
@@ -309,6 +309,6 @@ function resolveOne(
   return {
     status: 'nearest',
     ...base(candidate),
-    reason: `${m.version} is not in ${where}; ${chosen} is the nearest ${newer ? 'newer' : 'older'} version (of ${versions.join(', ')})`,
+    reason: `${m.version} is not in ${where}; ${chosen} is the nearest ${newer ? 'newer' : 'older'} version, ${driver.distance(m.version, chosen)} (of ${versions.join(', ')})`,
   };
 }

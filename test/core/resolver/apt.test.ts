@@ -9,7 +9,7 @@ import {
   aptMadisonCommand,
   aptShowCommand,
   aptSpec,
-  dpkgInstallCommand,
+  debInstallCommand,
   dpkgQueryCommand,
   parseAptShow,
   parseDpkgQuery,
@@ -136,9 +136,14 @@ describe('dpkg and apt output', () => {
     );
     expect(aptMadisonCommand(['tree'])).toBe("apt-cache madison -- 'tree'");
     expect(aptShowCommand('tree=2.1.0-1')).toBe("apt-cache show --no-all-versions -- 'tree=2.1.0-1'");
-    expect(dpkgInstallCommand(['/tmp/x/a.deb', '/tmp/x/b.deb'])).toBe(
-      "dpkg -i -- '/tmp/x/a.deb' '/tmp/x/b.deb'",
-    );
+    expect(debInstallCommand('/tmp/x', ['/tmp/x/a.deb', '/tmp/x/b.deb']).split('\n')).toEqual([
+      'if command -v apt-get >/dev/null 2>&1; then',
+      "  mkdir -p -- '/tmp/x/sources.list.d' && touch -- '/tmp/x/sources.list' &&",
+      "  apt-get install -y -q --allow-downgrades -o 'Dir::Etc::SourceList=/tmp/x/sources.list' -o 'Dir::Etc::SourceParts=/tmp/x/sources.list.d' -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold -- '/tmp/x/a.deb' '/tmp/x/b.deb'",
+      'else',
+      "  dpkg --force-confdef --force-confold -i -- '/tmp/x/a.deb' '/tmp/x/b.deb'",
+      'fi',
+    ]);
     expect(aptSpec({ name: 'libc6', version: '2.36-9', arch: 'i386' }, 'amd64')).toBe('libc6:i386=2.36-9');
     expect(aptSpec({ name: 'tzdata', version: '2024a-0+deb12u1', arch: 'all' }, 'amd64')).toBe(
       'tzdata=2024a-0+deb12u1',
@@ -172,7 +177,18 @@ describe('resolving on a Debian target', () => {
     // 3.0.20 is the smallest version above 3.0.18 by dpkg's ordering (~ sorts low).
     expect(out[3]).toMatchObject({
       spec: { version: '3.0.20-1~deb12u2' },
-      reason: expect.stringContaining('3.0.20-1~deb12u2 is the nearest newer version'),
+      reason: expect.stringContaining(
+        '3.0.20-1~deb12u2 is the nearest newer version, another upstream version',
+      ),
+    });
+    const [rebuilt] = await resolvePackages([apt('bash', '5.2.15-2+b9')], { target: debianHost(['bash']) });
+    expect(rebuilt).toMatchObject({
+      status: 'nearest',
+      spec: { version: '5.2.15-2+b13' },
+      installed: '5.2.15-2+b8',
+      reason: expect.stringContaining(
+        'nearest newer version, the same upstream version, another Debian revision',
+      ),
     });
     // A removed package whose configuration remains is not installed; no repository has it.
     expect(out[4]).toMatchObject({ reason: expect.stringContaining('no version of nginx for amd64') });
@@ -214,7 +230,7 @@ describe('resolving on a Debian target', () => {
       status: 'nearest',
       source: 'mirror',
       reason:
-        "3.0.19-1 is not in the control machine's mirror; 3.0.17-1~deb12u2 is the nearest older version (of 3.0.17-1~deb12u2)",
+        "3.0.19-1 is not in the control machine's mirror; 3.0.17-1~deb12u2 is the nearest older version, another upstream version (of 3.0.17-1~deb12u2)",
     });
   });
 

@@ -5,6 +5,7 @@
 import { readdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AptMirror, parseAptShow, parseMadison } from '../../../core/resolver/apt.js';
+import { compareDebianVersions } from '../../../core/resolver/debian.js';
 import { deliverPackages, fetchIntoStore } from '../../../core/resolver/deliver.js';
 import {
   assertResolvable,
@@ -52,6 +53,16 @@ async function controlVersion(): Promise<string> {
     );
   }
   return found.version;
+}
+
+/** The newest version the control machine's mirror offers, as a Profile's package. */
+async function latestOnControl(name: string) {
+  const versions = parseMadison((await control.run(`apt-cache madison -- ${name}`)).stdout).map(
+    (a) => a.version,
+  );
+  const latest = versions.sort(compareDebianVersions).at(-1);
+  if (!latest) throw new Error(`the control machine's apt knows no version of ${name}`);
+  return { name, version: latest, manager: 'apt' as const };
 }
 
 beforeAll(async () => {
@@ -141,6 +152,41 @@ describe('packages for a host with no route out', () => {
     expect(resolutions[0]).toMatchObject({ status: 'exact', source: 'store' });
     await deliverPackages(ssh, 'deb', store, await fetchIntoStore(resolutions, { store, family: 'deb' }));
     expect(await installedVersion()).toBe(version);
+  });
+
+  it('installs nothing when a delivered package depends on one neither installed nor delivered', async () => {
+    const jq = await latestOnControl('jq');
+    const libjq1 = await latestOnControl('libjq1');
+    const libonig5 = await latestOnControl('libonig5');
+    const alone = await resolvePackages(
+      [jq],
+      { target: ssh, store, mirror },
+      { targetRepositories: 'offline' },
+    );
+    const entries = await fetchIntoStore(alone, { store, mirror, family: 'deb' });
+    const before = await dpkgState();
+    await expect(deliverPackages(ssh, 'deb', store, entries)).rejects.toMatchObject({
+      code: 'TRANSPORT',
+      message: expect.stringMatching(/unmet dependencies.*libjq1/),
+    });
+    expect(await dpkgState()).toBe(before);
+    expect((await host.run('ls -A /tmp')).trim()).toBe('');
+    // Delivered together, they configure together.
+    const all = await resolvePackages(
+      [jq, libjq1, libonig5],
+      { target: ssh, store, mirror },
+      {
+        targetRepositories: 'offline',
+      },
+    );
+    await deliverPackages(ssh, 'deb', store, await fetchIntoStore(all, { store, mirror, family: 'deb' }));
+    expect((await host.run('printf \'{"a":[1,2]}\' | jq -c .a')).trim()).toBe('[1,2]');
+    const again = await resolvePackages(
+      [jq, libjq1, libonig5],
+      { target: ssh, store },
+      { targetRepositories: 'offline' },
+    );
+    expect(again.map((r) => r.status)).toEqual(['installed', 'installed', 'installed']);
   });
 
   it('fails a plan with an unresolvable package before any change, naming it; offers the nearest otherwise', async () => {
