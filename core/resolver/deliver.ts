@@ -34,7 +34,7 @@ export async function fetchIntoStore(
 ): Promise<StoredPackage[]> {
   const out: StoredPackage[] = [];
   for (const r of resolutions.filter(fromStoreOrMirror)) {
-    const versions = await deps.store.versions(deps.family, r.spec.name);
+    const versions = await deps.store.versionsOf(deps.family, [r.spec.name]);
     const neutral = DRIVERS[deps.family].neutralArch;
     const have = versions.find(
       (v) => v.version === r.spec.version && (v.arch === r.spec.arch || v.arch === neutral),

@@ -191,14 +191,15 @@ export async function resolvePackages(
     const native = await nativeArch(deps.target, driver);
     const names = [...new Set(mine.map((m) => m.name))].sort();
     const useRepositories = (options.targetRepositories ?? 'use') === 'use';
-    const [installed, repository, mirror, stored] = await Promise.all([
-      driver.installed(deps.target, names),
-      useRepositories ? driver.available(deps.target, names) : Promise.resolve([]),
-      deps.mirror && deps.mirror.family === family ? deps.mirror.available(names) : Promise.resolve([]),
-      deps.store
-        ? Promise.all(names.map((n) => deps.store?.versions(family, n) ?? [])).then((all) => all.flat())
-        : Promise.resolve([]),
+    const { mirror: control, store } = deps;
+    const [installed, repository, mirror, storedAll] = await Promise.all([
+      inBatches(names, (some) => driver.installed(deps.target, some)),
+      useRepositories ? inBatches(names, (some) => driver.available(deps.target, some)) : [],
+      control && control.family === family ? inBatches(names, (some) => control.available(some)) : [],
+      store ? store.versionsOf(family, names) : [],
     ]);
+    // The index is a document in a bucket: an entry off the grammar is no candidate.
+    const stored = storedAll.filter((s) => isValid(() => driver.checkVersion(s.version, 'version')));
     const candidates: Candidate[] = [
       ...repository.map((a) => ({ ...a, source: 'repository' as const })),
       ...stored.map((s) => ({
@@ -229,6 +230,28 @@ export async function resolvePackages(
   }
   return results.map((r, i) => r ?? unresolvable(packages[i] as Package, i, 'not resolved'));
 }
+
+// Command lines stay far below the longest a host runs (COMMAND_MAX_BYTES) however many
+// packages a Profile has.
+const BATCH = 500;
+
+async function inBatches<T>(
+  names: readonly string[],
+  ask: (some: readonly string[]) => Promise<readonly T[]>,
+) {
+  const out: T[] = [];
+  for (let i = 0; i < names.length; i += BATCH) out.push(...(await ask(names.slice(i, i + BATCH))));
+  return out;
+}
+
+const isValid = (check: () => unknown): boolean => {
+  try {
+    check();
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 interface Candidate extends Available {
   readonly source: Source;

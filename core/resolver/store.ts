@@ -28,7 +28,7 @@ export type StoredPackage = z.infer<typeof IndexEntry>;
 /** Where a resolver finds what it fetched before; PackageStore is the one implementation. */
 export interface PackageIndex {
   readonly location: string;
-  versions(family: Family, name: string): Promise<readonly StoredPackage[]>;
+  versionsOf(family: Family, names: readonly string[]): Promise<readonly StoredPackage[]>;
 }
 
 const sha256Of = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
@@ -94,11 +94,29 @@ export class PackageStore implements PackageIndex {
 
   /** Every stored version of the package, for every architecture; entries that do not parse are skipped. */
   async versions(family: Family, name: string): Promise<StoredPackage[]> {
+    return this.versionsOf(family, [name]);
+  }
+
+  /**
+   * Every stored version of each of the packages: one listing of the family's index, then only
+   * the entries of those names are read, however many packages a Profile has.
+   */
+  async versionsOf(family: Family, names: readonly string[]): Promise<StoredPackage[]> {
+    const wanted = new Set(names);
+    const familyPrefix = `${this.prefix}index/${family}/`;
+    const keys: string[] = [];
+    for await (const info of this.objects.list(
+      names.length === 1 ? this.namePrefix(family, names[0] as string) : familyPrefix,
+    )) {
+      const folder = info.key.slice(familyPrefix.length).split('/')[0] ?? '';
+      if (wanted.has(safeDecode(folder))) keys.push(info.key);
+    }
     const out: StoredPackage[] = [];
-    for await (const info of this.objects.list(this.namePrefix(family, name))) {
-      const text = new TextDecoder().decode(await this.objects.get(info.key));
+    for (const key of keys) {
+      const text = new TextDecoder().decode(await this.objects.get(key));
       const parsed = IndexEntry.safeParse(safeJson(text));
-      if (parsed.success && parsed.data.family === family && parsed.data.name === name) out.push(parsed.data);
+      if (parsed.success && parsed.data.family === family && wanted.has(parsed.data.name))
+        out.push(parsed.data);
     }
     return out;
   }
@@ -120,6 +138,14 @@ export class PackageStore implements PackageIndex {
       );
     }
     return bytes;
+  }
+}
+
+function safeDecode(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return '';
   }
 }
 

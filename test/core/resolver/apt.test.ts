@@ -205,7 +205,7 @@ describe('resolving on a Debian target', () => {
       size: 10,
       storedAt: '2026-12-01T00:00:00.000Z',
     };
-    const store: PackageIndex = { location: 's3://b/packages/', versions: async () => [entry] };
+    const store: PackageIndex = { location: 's3://b/packages/', versionsOf: async () => [entry] };
     const mirrorRows: Available[] = [
       { ...entry, origin: 'http://deb.debian.org/debian bookworm-updates/main' },
     ];

@@ -58,6 +58,10 @@ describe('the package store', () => {
       '1:2.36-9~bpo1',
       '2.36-9+deb12u7',
     ]);
+    // Several names at once: one listing, only their entries.
+    expect(
+      (await store.versionsOf('deb', ['libc6-dev', 'libc6', 'zlib1g'])).map((e) => e.name).sort(),
+    ).toEqual(['libc6', 'libc6', 'libc6-dev']);
   });
 
   it('refuses bytes that do not hash to what the index says, and records nothing', async () => {
@@ -113,5 +117,27 @@ describe('the package store', () => {
       { family: 'deb', targetRepositories: 'offline' },
     );
     expect(tree).toMatchObject({ status: 'exact', source: 'store', spec });
+  });
+
+  it('takes no candidate from an index entry whose version is off the grammar', async () => {
+    const store = new PackageStore(objects, 'seven/');
+    const bytes = bytesFrom(5, 100);
+    const entry = await store.put('deb', { ...spec, version: '2.1.1-1' }, bytes, sha(bytes));
+    await objects.put(
+      'seven/index/deb/tree/forged.json',
+      new TextEncoder().encode(JSON.stringify({ ...entry, version: '2.1.0-1 $(touch /pwned)' })),
+    );
+    const host = new RecordedTransport(
+      new Map<string, Answer>([
+        ['dpkg --print-architecture', { stdout: 'amd64\n' }],
+        [dpkgQueryCommand(['tree']), { exitCode: 1 }],
+      ]),
+    );
+    const [tree] = await resolvePackages(
+      [{ name: 'tree', version: '2.1.0-1', manager: 'apt' }],
+      { target: host, store },
+      { family: 'deb', targetRepositories: 'offline' },
+    );
+    expect(tree).toMatchObject({ status: 'nearest', spec: { version: '2.1.1-1' } });
   });
 });
