@@ -2,6 +2,7 @@
 // mirror has is fetched on the control side into Persona's package store (verified there), and
 // the store's files are put over the transport into a temporary directory of the target,
 // checked by hash where they landed, and installed from the files alone.
+import { NotFoundError } from '../errors.js';
 import { sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
 import type { Family, PackageSpec } from './manager.js';
@@ -43,10 +44,11 @@ export async function fetchIntoStore(
       out.push(have);
       continue;
     }
-    if (!deps.mirror || r.source !== 'mirror') {
-      throw new PackageVerificationError(
-        `${r.spec.name} ${r.spec.version} (${r.spec.arch}) is no longer in ${deps.store.location}`,
-        r.spec.name,
+    // Resolved from the store but gone from it since: the mirror may still have it.
+    if (!deps.mirror) {
+      throw new NotFoundError(
+        `${r.spec.name} ${r.spec.version} (${r.spec.arch}) is not in ${deps.store.location}, and no mirror was given to fetch it from`,
+        `${r.spec.name}=${r.spec.version}`,
       );
     }
     const { bytes, record } = await deps.mirror.fetch(r.spec);

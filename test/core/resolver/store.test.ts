@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dpkgQueryCommand } from '../../../core/resolver/apt.js';
+import { fetchIntoStore } from '../../../core/resolver/deliver.js';
 import { PackageVerificationError } from '../../../core/resolver/manager.js';
 import { resolvePackages } from '../../../core/resolver/resolve.js';
 import { PackageStore } from '../../../core/resolver/store.js';
@@ -117,6 +118,22 @@ describe('the package store', () => {
       { family: 'deb', targetRepositories: 'offline' },
     );
     expect(tree).toMatchObject({ status: 'exact', source: 'store', spec });
+  });
+
+  it('says which package is missing when a resolved one has left the store and there is no mirror', async () => {
+    const store = new PackageStore(objects, 'eight/');
+    const resolution = {
+      status: 'exact' as const,
+      package: { name: 'tree', version: '2.1.0-1', manager: 'apt' as const },
+      field: 'packages[0]',
+      spec,
+      source: 'store' as const,
+      origin: store.location,
+    };
+    await expect(fetchIntoStore([resolution], { store, family: 'deb' })).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringContaining('tree 2.1.0-1 (amd64) is not in'),
+    });
   });
 
   it('takes no candidate from an index entry whose version is off the grammar', async () => {
