@@ -151,9 +151,10 @@ export const groupExecutor: Executor = {
     return readGroup(ctx.transport, accountChange(change).key);
   },
 
-  async apply(ctx, change, prior) {
+  async apply(ctx, change) {
     const c = accountChange(change);
-    const now = prior as GroupEntry | null;
+    // Read again rather than taken from prior: an apply finished after a crash finds its work.
+    const now = await readGroup(ctx.transport, c.key);
     if (c.kind === 'group.remove') {
       if (now === null) return unchanged(`group ${c.key} is already absent`);
       await runOk(ctx.transport, `removing group ${c.key}`, sh`groupdel -- ${c.key}`);
@@ -209,17 +210,18 @@ export const userExecutor: Executor = {
     return { user, groups, ...(shadow === undefined ? {} : { shadow }) } satisfies UserPrior;
   },
 
-  async apply(ctx, change, prior) {
+  async apply(ctx, change) {
     const c = accountChange(change);
-    const before = prior as UserPrior;
+    // Read again rather than taken from prior: an apply finished after a crash finds its work.
+    const now = await readUser(ctx.transport, c.key);
     if (c.kind === 'user.remove') {
-      if (before.user === null) return unchanged(`user ${c.key} is already absent`);
+      if (now === null) return unchanged(`user ${c.key} is already absent`);
       await userdel(ctx.transport, c.key);
       return changed(`removed user ${c.key}`);
     }
     const user = c.to as User;
-    if (before.user !== null) {
-      const u = before.user;
+    if (now !== null) {
+      const u = now;
       const differs: string[] = [];
       if (u.uid !== user.uid) differs.push(`uid ${u.uid}, not ${user.uid}`);
       if (u.gid !== user.gid) differs.push(`gid ${u.gid}, not ${user.gid}`);

@@ -6,8 +6,9 @@ import type { Change } from '../../delta/changes.js';
 import type { EnvVar } from '../../profile/schema.js';
 import { pathProblem } from '../../transport/paths.js';
 import { sh } from '../../transport/shell.js';
+import { HostStateConflictError } from '../errors.js';
 import { changed, type Executor, runOk, unchanged, unresolved } from './executor.js';
-import { type FilePrior, prepareFile, restoreFile, writeFile } from './files.js';
+import { type FilePrior, prepareFile, probeFile, restoreFile, writeFile } from './files.js';
 
 export const GLOBAL_ENVIRONMENT_FILE = '/etc/environment';
 
@@ -67,7 +68,7 @@ export const envExecutor: Executor = {
     return prepareFile(ctx, file.path, `${c.kind} ${c.key}`);
   },
 
-  async apply(ctx, change, prior) {
+  async apply(ctx, change) {
     const c = envChange(change);
     const variable = (c.to ?? c.from) as EnvVar;
     const file = environmentFile(variable);
@@ -80,22 +81,26 @@ export const envExecutor: Executor = {
       if (line === undefined)
         return unresolved(`${c.key}: its value holds a quote, "\\", "$", "\`" or a control character`);
     }
-    const before = prior as FilePrior;
-    if (before.state.kind === 'absent' && line === undefined) return unchanged(`${c.key} is not set`);
+    // Compared with the host as it is now: an apply finished after a crash finds its own work.
+    const { state: now } = await probeFile(ctx.transport, file.path, `${c.kind} ${c.key}`);
+    if (now.kind === 'other') {
+      throw new HostStateConflictError(
+        `${file.path} is a ${now.type} on the host, not a file`,
+        c.kind,
+        c.key,
+      );
+    }
+    if (now.kind === 'absent' && line === undefined) return unchanged(`${c.key} is not set`);
     const text =
-      before.state.kind === 'file'
+      now.kind === 'file'
         ? (await runOk(ctx.transport, `reading ${file.path}`, sh`cat -- ${file.path}`)).stdout
         : '';
     const next = withVariable(text, variable.name, line);
     if (next === text)
       return unchanged(line === undefined ? `${c.key} is not set` : `${c.key} is already set so`);
     const attrs =
-      before.state.kind === 'file'
-        ? {
-            mode: Number.parseInt(before.state.mode, 8),
-            owner: before.state.owner,
-            group: before.state.group,
-          }
+      now.kind === 'file'
+        ? { mode: Number.parseInt(now.mode, 8), owner: now.owner, group: now.group }
         : { mode: 0o644, owner: 'root', group: 'root' };
     await writeFile(ctx.transport, file.path, Buffer.from(next, 'utf8'), attrs);
     return changed(

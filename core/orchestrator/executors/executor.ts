@@ -25,6 +25,11 @@ export interface Executor {
   readonly kinds: readonly ChangeKind[];
   /** What the Change will replace, as JSON; taken before the journal entry is written. */
   prepare(ctx: ExecutorContext, change: Change): Promise<unknown>;
+  /**
+   * Applies the Change, comparing it with the host as it is now rather than with `prior` (which
+   * sets only defaults, such as the mode a replaced file had): an apply run again after a crash
+   * then finds its own earlier work and leaves it.
+   */
   apply(ctx: ExecutorContext, change: Change, prior: unknown): Promise<Outcome>;
   revert(ctx: ExecutorContext, change: Change, prior: unknown): Promise<Outcome>;
 }

@@ -20,6 +20,7 @@ import {
   type FilePrior,
   fileMatches,
   prepareFile,
+  probeFile,
   restoreFile,
   sha256Hex,
   writeFile,
@@ -76,8 +77,18 @@ export const fileExecutor: Executor = {
   async apply(ctx: ExecutorContext, change, prior) {
     const c = fileChange(change);
     const before = prior as FilePrior;
+    // Compared with the host as it is now, not as prepare saw it: an apply finished after a
+    // crash finds its own earlier work and leaves it.
+    const now = await probeFile(ctx.transport, c.key, `${c.kind} ${c.key}`);
+    if (now.state.kind === 'other') {
+      throw new HostStateConflictError(
+        `${c.key} is a ${now.state.type} on the host, not a file`,
+        c.kind,
+        c.key,
+      );
+    }
     if (c.kind === 'file.delete') {
-      if (before.state.kind === 'absent') return unchanged(`${c.key} is already absent`);
+      if (now.state.kind === 'absent') return unchanged(`${c.key} is already absent`);
       await runOk(ctx.transport, `deleting ${c.key}`, sh`rm -f -- ${c.key}`);
       return changed(`deleted ${c.key}`);
     }
@@ -86,7 +97,7 @@ export const fileExecutor: Executor = {
     if (why !== undefined) return unresolved(`${c.key}: ${why}`);
     const hash = (file.hash as string).slice('sha256:'.length);
     const attrs = attributesOf(file, before);
-    if (fileMatches(before.state, hash, attrs))
+    if (fileMatches(now.state, hash, attrs))
       return unchanged(`${c.key} already holds that content, owner and mode`);
     const content = await ctx.contents.read(file.hash as string, c.key);
     if (sha256Hex(content) !== hash) {

@@ -89,10 +89,11 @@ export const serviceExecutor: Executor = {
     return readState(ctx.transport, serviceChange(change).key);
   },
 
-  async apply(ctx, change, prior) {
+  async apply(ctx, change) {
     const c = serviceChange(change);
     const s = step(c);
-    const state = prior as ServiceState;
+    // Read again rather than taken from prior: an apply finished after a crash finds its work.
+    const state = await readState(ctx.transport, c.key);
     if (state.init === 'none')
       return unresolved(`${c.key}: the host has no init system (systemd or service) to ${s.action} it`);
     if (state[s.field] === s.want)

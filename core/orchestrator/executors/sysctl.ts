@@ -8,7 +8,7 @@ import { displayValue, sh } from '../../transport/shell.js';
 import type { Transport } from '../../transport/transport.js';
 import { HostStateConflictError } from '../errors.js';
 import { changed, type Executor, runOk, unchanged } from './executor.js';
-import { type FilePrior, prepareFile, restoreFile, writeFile } from './files.js';
+import { type FilePrior, prepareFile, probeFile, restoreFile, writeFile } from './files.js';
 
 export const SYSCTL_FILE = '/etc/sysctl.d/60-persona.conf';
 
@@ -83,23 +83,33 @@ export const sysctlExecutor: Executor = {
     return prior;
   },
 
-  async apply(ctx, change, priorValue) {
+  async apply(ctx, change) {
     const c = sysctlChange(change);
-    const prior = priorValue as SysctlPrior;
-    if (c.kind === 'sysctl.set' && prior.live === null) {
+    // Compared with the host as it is now, not as prepare saw it: an apply finished after a
+    // crash finds its own earlier work and leaves it.
+    const live = await liveValue(ctx.transport, c.key);
+    if (c.kind === 'sysctl.set' && live === null) {
       throw new HostStateConflictError(
         `the kernel of ${ctx.transport.target} has no ${c.key}`,
         c.kind,
         c.key,
       );
     }
+    const { state } = await probeFile(ctx.transport, SYSCTL_FILE, `${c.kind} ${c.key}`);
+    if (state.kind === 'other') {
+      throw new HostStateConflictError(
+        `${SYSCTL_FILE} is a ${state.type} on the host, not a file`,
+        c.kind,
+        c.key,
+      );
+    }
     const text =
-      prior.file.state.kind === 'file'
+      state.kind === 'file'
         ? (await runOk(ctx.transport, `reading ${SYSCTL_FILE}`, sh`cat -- ${SYSCTL_FILE}`)).stdout
         : '';
     const value = c.to;
     const next = withKey(text, c.key, value === null ? undefined : lineOf(c.key, value));
-    const liveDone = value === null || prior.live === normal(value);
+    const liveDone = value === null || live === normal(value);
     if (next === text && liveDone)
       return unchanged(`${c.key} is already ${value === null ? 'not persisted' : value}`);
     if (value !== null && !liveDone) await setLive(ctx.transport, c.key, value);
@@ -108,12 +118,8 @@ export const sysctlExecutor: Executor = {
       await runOk(ctx.transport, `removing ${SYSCTL_FILE}`, sh`rm -f -- ${SYSCTL_FILE}`);
     } else if (next !== text) {
       const attrs =
-        prior.file.state.kind === 'file'
-          ? {
-              mode: Number.parseInt(prior.file.state.mode, 8),
-              owner: prior.file.state.owner,
-              group: prior.file.state.group,
-            }
+        state.kind === 'file'
+          ? { mode: Number.parseInt(state.mode, 8), owner: state.owner, group: state.group }
           : { mode: 0o644, owner: 'root', group: 'root' };
       await writeFile(ctx.transport, SYSCTL_FILE, Buffer.from(next, 'utf8'), attrs);
     }

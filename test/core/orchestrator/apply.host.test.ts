@@ -264,6 +264,73 @@ describe('applyChanges on a real host', () => {
     expect((await resume(restarted, 'crash-1')).reverted).toEqual([]);
   });
 
+  it('finishes a crashed apply when the same operation is run again, from what the journal read before', async () => {
+    const before = await hostState();
+    let reached: () => void = () => {};
+    const dying = new Promise<void>((resolve) => {
+      reached = resolve;
+    });
+    const hanging = new Map(DEBIAN_EXECUTORS);
+    const real = DEBIAN_EXECUTORS.get('file.write') as Executor;
+    hanging.set('file.write', {
+      ...real,
+      async apply(ctx, change, prior) {
+        await real.apply(ctx, change, prior);
+        reached();
+        return new Promise(() => {});
+      },
+    });
+    void applyChanges(controlSide(hanging), 'crash-2', delta(CHANGES));
+    await dying;
+
+    const restarted = controlSide();
+    const result = await applyChanges(restarted, 'crash-2', delta(CHANGES));
+    expect(result.status).toBe('applied');
+    expect(result.results.map((r) => r.outcome.status)).toEqual([
+      'unchanged',
+      'unchanged',
+      'changed',
+      'changed',
+      'changed',
+    ]);
+    expect((await restarted.journal.entries('crash-2')).every((e) => e.state === 'applied')).toBe(true);
+    // The file's entry kept the state from before the crash (no file), so rollback removes it.
+    expect((await revertOperation(restarted, 'crash-2')).failures).toEqual([]);
+    expect(await hostState()).toEqual(before);
+  });
+
+  it('refuses content that changed on the way to the host and leaves the file as it was', async () => {
+    const before = await hostState();
+    const deps = controlSide();
+    const inner = deps.transport;
+    // A byte flipped between the control side and the file: the host's own hash check sees it.
+    const corrupting = new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop !== 'run') return Reflect.get(target, prop, receiver);
+        return (command: string, options?: { stdin?: Uint8Array | string }) => {
+          if (options?.stdin === undefined || typeof options.stdin === 'string' || !command.includes(FILE))
+            return target.run(command, options);
+          const bytes = Buffer.from(options.stdin);
+          bytes[0] = (bytes[0] ?? 0) ^ 0xff;
+          return target.run(command, { ...options, stdin: bytes });
+        };
+      },
+    });
+    const result = await applyChanges(
+      { ...deps, transport: corrupting },
+      'corrupt-1',
+      delta(CHANGES.slice(0, 2)),
+    );
+    expect(result).toMatchObject({
+      status: 'rolled-back',
+      failed: { seq: 1, kind: 'file.write', code: 'TRANSPORT' },
+    });
+    if (result.status !== 'rolled-back') return;
+    expect(result.failed.error).toMatch(/content changed on the way/);
+    expect((await host.exec(`test -e ${FILE}`)).exitCode).not.toBe(0);
+    expect(await hostState()).toEqual(before);
+  });
+
   it('refuses to write below a symbolic link and leaves the host as it was', async () => {
     await host.run('mkdir -p /srv/outside && ln -s /srv/outside /etc/persona-link');
     const before = await hostState();

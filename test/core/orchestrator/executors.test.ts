@@ -137,7 +137,8 @@ describe('serviceExecutor', () => {
       status: 'unresolved',
       detail: expect.stringMatching(/no init system/),
     });
-    expect(transport.sent).toHaveLength(1);
+    expect(transport.sent.length).toBeGreaterThan(0);
+    expect(transport.sent.every((command) => INIT.test(command))).toBe(true);
   });
 
   it('refuses a service name that a program could read as an option or a second command', async () => {
