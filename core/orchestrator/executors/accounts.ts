@@ -11,6 +11,7 @@ import { checkPath } from '../../transport/paths.js';
 import { sh } from '../../transport/shell.js';
 import type { Transport } from '../../transport/transport.js';
 import { HostStateConflictError } from '../errors.js';
+import { checkOperation } from '../journal.js';
 import {
   accountNameProblem,
   changed,
@@ -134,7 +135,7 @@ interface UserPrior {
 }
 
 async function keepShadow(ctx: ExecutorContext, name: string): Promise<string> {
-  const dir = `${BACKUP_ROOT}/${ctx.operation}`;
+  const dir = `${BACKUP_ROOT}/${checkOperation(ctx.operation)}`;
   const file = `${dir}/${ctx.seq}.shadow`;
   await runOk(
     ctx.transport,

@@ -8,6 +8,7 @@ import { checkPath } from '../../transport/paths.js';
 import { octalMode, sh } from '../../transport/shell.js';
 import type { Transport } from '../../transport/transport.js';
 import { HostStateConflictError, VerificationError } from '../errors.js';
+import { checkOperation } from '../journal.js';
 import { type ExecutorContext, runOk } from './executor.js';
 
 /** Where executors keep the bytes of files they replace, one folder per operation. */
@@ -105,7 +106,7 @@ function parseState(line: string, path: string): FileState {
 
 /** Keeps the file's bytes, owner and mode on the host, under the operation's backup folder. */
 export async function backupFile(ctx: ExecutorContext, path: string): Promise<string> {
-  const dir = `${BACKUP_ROOT}/${ctx.operation}`;
+  const dir = `${BACKUP_ROOT}/${checkOperation(ctx.operation)}`;
   const backup = `${dir}/${ctx.seq}`;
   await runOk(
     ctx.transport,
@@ -227,7 +228,7 @@ const sameFile = (a: FileState & { kind: 'file' }, b: FileState & { kind: 'file'
 
 /** Drops the operation's kept copies once they are no longer needed (committed or rolled back). */
 export async function removeBackups(transport: Transport, operation: string): Promise<void> {
-  const dir = `${BACKUP_ROOT}/${operation}`;
+  const dir = `${BACKUP_ROOT}/${checkOperation(operation)}`;
   const parents = [BACKUP_ROOT, BACKUP_ROOT.slice(0, BACKUP_ROOT.lastIndexOf('/'))];
   await runOk(
     transport,
