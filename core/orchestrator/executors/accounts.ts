@@ -171,7 +171,22 @@ export const groupExecutor: Executor = {
       );
     }
     await runOk(ctx.transport, `adding group ${c.key}`, sh`groupadd --gid ${String(group.gid)} -- ${c.key}`);
-    return changed(`added group ${c.key} (gid ${group.gid})`);
+    // Members whose users exist join now; the others join when their user.add names the group.
+    // Only for a group this Change made, so that its revert (groupdel) takes the memberships too.
+    const later: string[] = [];
+    for (const [i, member] of group.members.entries()) {
+      checkName(member, `members[${i}]`);
+      if ((await readUser(ctx.transport, member)) === null) later.push(member);
+      else {
+        await runOk(
+          ctx.transport,
+          `adding ${member} to ${c.key}`,
+          sh`usermod --append --groups ${c.key} -- ${member}`,
+        );
+      }
+    }
+    const pending = later.length === 0 ? '' : `; ${later.join(', ')} join when their users are added`;
+    return changed(`added group ${c.key} (gid ${group.gid})${pending}`);
   },
 
   async revert(ctx, change, prior) {

@@ -463,4 +463,26 @@ describe('removals and services on a real host', () => {
     expect(await host.run('getent shadow pold')).toBe(shadowBefore);
     expect(await hostState()).toEqual(before);
   });
+
+  it('adds the members of a new group whose users exist, and takes them away with the group on revert', async () => {
+    const before = await hostState();
+    const change: Change = {
+      kind: 'group.add',
+      section: 'groups',
+      key: 'pteam',
+      from: null,
+      to: { name: 'pteam', gid: 2800, members: ['pold', 'pnobody'] },
+      disruptive: false,
+    };
+    const deps = controlSide();
+    const result = await applyChanges(deps, 'members-1', delta([change]));
+    expect(result.results[0]?.outcome).toMatchObject({
+      status: 'changed',
+      detail: /pnobody join when their users are added/,
+    });
+    expect((await host.run('getent group pteam')).trim()).toBe('pteam:x:2800:pold');
+    expect((await revertOperation(deps, 'members-1')).failures).toEqual([]);
+    expect((await host.run('id -Gn pold')).trim()).toBe('pold users');
+    expect(await hostState()).toEqual(before);
+  });
 });
