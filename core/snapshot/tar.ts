@@ -61,8 +61,9 @@ const makedev = (major: number, minor: number) =>
       (BigInt(minor) & 0xffn) |
       ((BigInt(minor) & ~0xffn) << 12n),
   );
-const majorOf = (rdev: number) => Number(((BigInt(rdev) >> 8n) & 0xfffn) | ((BigInt(rdev) >> 32n) & ~0xfffn));
-const minorOf = (rdev: number) => Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & ~0xffn));
+export const majorOf = (rdev: number) =>
+  Number(((BigInt(rdev) >> 8n) & 0xfffn) | ((BigInt(rdev) >> 32n) & ~0xfffn));
+export const minorOf = (rdev: number) => Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & ~0xffn));
 
 function mtimeNs(header: Partial<tar.Header>): string {
   const pax = (header.pax as Record<string, string> | null | undefined)?.mtime;
@@ -149,7 +150,7 @@ export function tarSource(stream: Readable, root: string, options: TarSourceOpti
   };
 }
 
-async function* withHoles(store: SnapshotStore, entry: ManifestEntry): AsyncGenerator<Uint8Array> {
+export async function* withHoles(store: SnapshotStore, entry: ManifestEntry): AsyncGenerator<Uint8Array> {
   if (!entry.sparse) {
     yield* store.content(entry);
     return;
