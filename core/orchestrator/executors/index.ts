@@ -4,6 +4,10 @@ import { groupExecutor, userExecutor } from './accounts.js';
 import { envExecutor } from './env.js';
 import type { Executor } from './executor.js';
 import { fileExecutor } from './file.js';
+import { firewallExecutor } from './firewall.js';
+import { kmodExecutor } from './kmod.js';
+import { type PackageSource, packageExecutor } from './packages.js';
+import { routeExecutor } from './routes.js';
 import { serviceExecutor } from './services.js';
 import { sysctlExecutor } from './sysctl.js';
 
@@ -22,4 +26,16 @@ export const DEBIAN_EXECUTORS: Executors = executorsFor([
   groupExecutor,
   userExecutor,
   serviceExecutor,
+  firewallExecutor,
+  routeExecutor,
+  kmodExecutor,
 ]);
+
+/**
+ * The Debian executors with packages, installed from `packages` (the package store and the
+ * mirror the control side reaches). Without a package source a Delta holding a package Change
+ * is refused before anything changes.
+ */
+export function debianExecutors(packages: PackageSource): Executors {
+  return executorsFor([...new Set(DEBIAN_EXECUTORS.values()), packageExecutor(packages)]);
+}
