@@ -1,0 +1,322 @@
+// Identity is translated, not copied. A clone must behave like its source without becoming a
+// second copy of it on the network: the target keeps its own hostname, interfaces, addresses,
+// MACs, machine-id and SSH host keys, and routes through the source's own gateways are pointed
+// at the target's. IDENTITY.md lists the same fields as the constants below; a test keeps the
+// two in agreement.
+import { BlockList, isIP } from 'node:net';
+import { z } from 'zod';
+import { sameValue, stableJson } from '../delta/sections.js';
+import { routeKey } from '../profile/collections.js';
+import { canonicalProfile } from '../profile/io.js';
+import { Profile } from '../profile/schema.js';
+
+type Spec = Profile['spec'];
+type Interface = Spec['network']['interfaces'][number];
+type Route = Spec['network']['routes'][number];
+type ConfigFile = Spec['configuration']['files'][number];
+
+/** Fields of a Profile whose value belongs to the host, not to what it runs. */
+export const IDENTITY_FIELDS = [
+  { field: 'spec.os.hostname', rule: "the target's (absent when the target has none)" },
+  {
+    field: 'spec.network.interfaces[].name',
+    rule: "the target's; a source interface is matched to a target interface by name, then by position among the unmatched ones (of the same type, when both say it)",
+  },
+  { field: 'spec.network.interfaces[].type', rule: "the target's" },
+  { field: 'spec.network.interfaces[].mac', rule: "the target's" },
+  { field: 'spec.network.interfaces[].addresses', rule: "the target's" },
+  {
+    field: 'spec.network.routes[] with no gateway to an own subnet',
+    rule: "the target's: they follow from the addresses (the kernel's connected routes)",
+  },
+  {
+    field: 'spec.network.routes[].gateway in an own subnet',
+    rule: "kept when it lies in the matching target subnet too; else the source's main gateway there (its default route's, else the first) maps to the target's main gateway in the matching subnet; unresolved otherwise",
+  },
+  {
+    field: 'spec.network.routes[].interface',
+    rule: "mapped to the matching target interface's name; unresolved when the source interface has no match",
+  },
+  {
+    field: 'spec.configuration.files[] at an identity path',
+    rule: "the target's entry, or none when the target has none (the paths are listed below)",
+  },
+] as const;
+
+/**
+ * Files that hold the host's identity or are derived from it. `*` matches within one path
+ * segment; a pattern ending in `/**` matches everything beneath that directory.
+ */
+export const IDENTITY_FILES = [
+  { pattern: '/etc/hostname', holds: 'the hostname' },
+  { pattern: '/etc/mailname', holds: 'the hostname, for mail' },
+  {
+    pattern: '/etc/hosts',
+    holds:
+      "the host's own address and hostname; the Profile records its hash, not its lines, so the whole file is the target's",
+  },
+  { pattern: '/etc/machine-id', holds: 'the machine-id' },
+  { pattern: '/var/lib/dbus/machine-id', holds: 'the machine-id, for D-Bus' },
+  { pattern: '/etc/ssh/ssh_host_*', holds: 'the SSH host keys and their certificates' },
+  { pattern: '/etc/network/interfaces', holds: 'static addresses (ifupdown)' },
+  { pattern: '/etc/network/interfaces.d/**', holds: 'static addresses (ifupdown)' },
+  { pattern: '/etc/netplan/**', holds: 'static addresses (netplan)' },
+  { pattern: '/etc/systemd/network/**', holds: 'static addresses and MAC matches (systemd-networkd)' },
+  {
+    pattern: '/etc/sysconfig/network-scripts/ifcfg-*',
+    holds: 'static addresses and MACs (RHEL family)',
+  },
+  {
+    pattern: '/etc/NetworkManager/system-connections/**',
+    holds: 'static addresses and MACs (NetworkManager)',
+  },
+  { pattern: '/var/lib/dhcp/**', holds: 'DHCP leases (dhclient)' },
+  { pattern: '/var/lib/dhclient/**', holds: 'DHCP leases (dhclient, RHEL family)' },
+  { pattern: '/var/lib/NetworkManager/**', holds: 'DHCP leases and state (NetworkManager)' },
+  { pattern: '/run/systemd/netif/leases/**', holds: 'DHCP leases (systemd-networkd)' },
+] as const;
+
+const patternRegex = (pattern: string): RegExp => {
+  const glob = (s: string) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*');
+  return pattern.endsWith('/**')
+    ? new RegExp(`^${glob(pattern.slice(0, -3))}/.+$`)
+    : new RegExp(`^${glob(pattern)}$`);
+};
+const IDENTITY_FILE_REGEXES = IDENTITY_FILES.map((f) => patternRegex(f.pattern));
+
+/** Whether a file of a Profile holds the host's identity (IDENTITY_FILES). */
+export const isIdentityFile = (path: string): boolean => IDENTITY_FILE_REGEXES.some((r) => r.test(path));
+
+export const UNRESOLVED_KINDS = ['identity', 'package', 'runtime', 'other'] as const;
+
+/** Something of the source the plan cannot reproduce on the target, listed before anything changes. */
+export const Unresolved = z
+  .strictObject({
+    kind: z.enum(UNRESOLVED_KINDS),
+    field: z.string().min(1).max(1024).describe('Where it is in the source Profile: spec.network.routes[2]'),
+    reason: z.string().min(1).max(4096),
+  })
+  .meta({ id: 'Unresolved' });
+export type Unresolved = z.infer<typeof Unresolved>;
+
+export interface Translation {
+  /** The Profile the target should become: the source, with the target's identity. */
+  readonly profile: Profile;
+  readonly unresolved: readonly Unresolved[];
+}
+
+interface Subnet {
+  readonly iface: string;
+  /** The interface address with its prefix, as the Profile says it: 172.31.20.15/20. */
+  readonly cidr: string;
+  readonly family: 'ipv4' | 'ipv6';
+  /** Position among the interface's addresses of the same family. */
+  readonly index: number;
+  readonly contains: (address: string) => boolean;
+  readonly prefix: number;
+}
+
+const familyOf = (address: string): 'ipv4' | 'ipv6' | undefined => {
+  const f = isIP(address);
+  return f === 4 ? 'ipv4' : f === 6 ? 'ipv6' : undefined;
+};
+
+function subnetsOf(iface: Interface): Subnet[] {
+  const counts = { ipv4: 0, ipv6: 0 };
+  const out: Subnet[] = [];
+  for (const cidr of iface.addresses) {
+    const [address = '', bits] = cidr.split('/');
+    const family = familyOf(address);
+    // An address without a prefix names no subnet: nothing can route through it.
+    if (family === undefined || bits === undefined) continue;
+    const prefix = Number(bits);
+    if (prefix > (family === 'ipv4' ? 32 : 128)) continue;
+    const list = new BlockList();
+    list.addSubnet(address, prefix, family);
+    out.push({
+      iface: iface.name,
+      cidr,
+      family,
+      index: counts[family]++,
+      prefix,
+      contains: (a) => familyOf(a) === family && list.check(a, family),
+    });
+  }
+  return out;
+}
+
+/** A destination that is exactly `subnet` (any address of it, with the same prefix). */
+function isSubnetItself(destination: string, subnet: Subnet): boolean {
+  const [address = '', bits] = destination.split('/');
+  return bits !== undefined && Number(bits) === subnet.prefix && subnet.contains(address);
+}
+
+/**
+ * Source interface name → target interface, by name first, then by position (canonical order)
+ * among the interfaces neither side has matched yet, skipping pairs whose types disagree.
+ */
+function matchInterfaces(source: readonly Interface[], target: readonly Interface[]): Map<string, Interface> {
+  const matched = new Map<string, Interface>();
+  const byName = new Map(target.map((i) => [i.name, i]));
+  for (const s of source) {
+    const t = byName.get(s.name);
+    if (t !== undefined) matched.set(s.name, t);
+  }
+  const taken = new Set([...matched.values()].map((t) => t.name));
+  const free = target.filter((t) => !taken.has(t.name));
+  for (const s of source) {
+    if (matched.has(s.name)) continue;
+    const at = free.findIndex((t) => s.type === undefined || t.type === undefined || s.type === t.type);
+    if (at < 0) continue;
+    const [t] = free.splice(at, 1);
+    if (t !== undefined) matched.set(s.name, t);
+  }
+  return matched;
+}
+
+const withoutUndefined = <T extends object>(o: T): T =>
+  Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+
+/** The main gateway `routes` go through in `subnet`: the default route's, else the first. */
+function gatewayIn(subnet: Subnet, routes: readonly Route[]): string | undefined {
+  const via = routes.filter((r) => r.gateway !== undefined && subnet.contains(r.gateway));
+  return (via.find((r) => r.destination === 'default') ?? via[0])?.gateway;
+}
+
+/**
+ * The Profile `baseline` (a capture of the target) should become to behave like `source`:
+ * everything follows the source except the identity fields (IDENTITY_FIELDS), which keep the
+ * target's values. What cannot be mapped is returned as unresolved, with the reason, and left
+ * out of the result rather than copied with the source's identity.
+ */
+export function translateIdentity(source: Profile, baseline: Profile): Translation {
+  const src = canonicalProfile(source).spec;
+  const base = canonicalProfile(baseline).spec;
+  const unresolved: Unresolved[] = [];
+  const identity = (field: string, reason: string) => unresolved.push({ kind: 'identity', field, reason });
+
+  // Interfaces: the target's own, each with the non-identity settings of its source match.
+  const matched = matchInterfaces(src.network.interfaces, base.network.interfaces);
+  const sourceOf = new Map([...matched].map(([s, t]) => [t.name, s]));
+  const interfaces = base.network.interfaces.map((t) => {
+    const s = src.network.interfaces.find((i) => i.name === sourceOf.get(t.name));
+    if (s === undefined) return t;
+    return withoutUndefined({ ...s, name: t.name, type: t.type, mac: t.mac, addresses: t.addresses });
+  });
+  src.network.interfaces.forEach((s, i) => {
+    if (!matched.has(s.name))
+      identity(
+        `spec.network.interfaces[${i}]`,
+        `interface ${s.name} has no counterpart on the target (by name or position); its addresses and MAC are the source's own, so it is not created`,
+      );
+  });
+
+  // Routes: connected routes follow the addresses; gateways in own subnets are mapped.
+  const sourceSubnets = src.network.interfaces.flatMap(subnetsOf);
+  const targetSubnets = base.network.interfaces.flatMap(subnetsOf);
+  const isConnected = (r: Route, subnets: readonly Subnet[]) =>
+    r.gateway === undefined && subnets.some((n) => isSubnetItself(r.destination, n));
+  const counterpart = (n: Subnet): Subnet | undefined => {
+    const t = matched.get(n.iface);
+    if (t === undefined) return undefined;
+    const same = targetSubnets.filter((m) => m.iface === t.name && m.family === n.family);
+    return same.find((m) => m.index === n.index) ?? same[0];
+  };
+  const routes: Route[] = base.network.routes.filter((r) => isConnected(r, targetSubnets));
+  src.network.routes.forEach((r, i) => {
+    const field = `spec.network.routes[${i}]`;
+    const shown = `route ${routeKey(r)}`;
+    if (isConnected(r, sourceSubnets)) return;
+    let route: Route = r;
+    if (r.interface !== undefined && src.network.interfaces.some((s) => s.name === r.interface)) {
+      const t = matched.get(r.interface);
+      if (t === undefined) {
+        identity(
+          field,
+          `${shown} goes through interface ${r.interface}, which has no counterpart on the target`,
+        );
+        return;
+      }
+      route = { ...route, interface: t.name };
+    }
+    const gateway = r.gateway;
+    const own = gateway === undefined ? undefined : sourceSubnets.find((n) => n.contains(gateway));
+    if (own !== undefined) {
+      const theirs = counterpart(own);
+      if (theirs === undefined) {
+        identity(
+          field,
+          `${shown}: gateway ${gateway} is in the source's own subnet ${own.cidr} (${own.iface}), which has no counterpart on the target`,
+        );
+        return;
+      }
+      // The same subnet on both sides (a clone in the source's own network): the gateway is
+      // the target's as much as the source's.
+      if (theirs.contains(gateway as string)) {
+        routes.push(route);
+        return;
+      }
+      const mapped = gatewayIn(theirs, base.network.routes);
+      const main = gatewayIn(own, src.network.routes);
+      if (mapped !== undefined && gateway !== main) {
+        identity(
+          field,
+          `${shown}: gateway ${gateway} is in the source's own subnet ${own.cidr} (${own.iface}) but is not its main gateway there (${main}); only that one maps to the target's (${mapped})`,
+        );
+        return;
+      }
+      if (mapped === undefined) {
+        identity(
+          field,
+          `${shown}: gateway ${gateway} is in the source's own subnet ${own.cidr} (${own.iface}); the target's subnet ${theirs.cidr} (${theirs.iface}) has no gateway its routes go through`,
+        );
+        return;
+      }
+      route = { ...route, gateway: mapped };
+    }
+    routes.push(route);
+  });
+  const uniqueRoutes = [...new Map(routes.map((r) => [routeKey(r), r])).values()];
+
+  // Files: the target's identity files, the source's others.
+  const sourceHosts = src.configuration.files.find((f) => f.path === '/etc/hosts');
+  const targetHosts = base.configuration.files.find((f) => f.path === '/etc/hosts');
+  if (sourceHosts !== undefined && !sameValue(sourceHosts, targetHosts ?? null)) {
+    identity(
+      `spec.configuration.files[${src.configuration.files.indexOf(sourceHosts)}]`,
+      "/etc/hosts differs from the target's; it names the source's own address and hostname, so the target's is kept and any other lines the source has are not carried over",
+    );
+  }
+  const files: ConfigFile[] = [
+    ...src.configuration.files.filter((f) => !isIdentityFile(f.path)),
+    ...base.configuration.files.filter((f) => isIdentityFile(f.path)),
+  ];
+
+  const os = withoutUndefined({ ...src.os, hostname: base.os.hostname });
+  const spec: Spec = {
+    ...src,
+    os,
+    network: { ...src.network, interfaces, routes: uniqueRoutes },
+    configuration: { ...src.configuration, files },
+  };
+  const { observed: _seen, ...rest } = source;
+  const profile = canonicalProfile(Profile.parse({ ...rest, spec }));
+  return { profile, unresolved };
+}
+
+/**
+ * Every identity value a Profile holds, as `field=value` strings: what a translation must take
+ * from the target and never from the source.
+ */
+export function identityValues(profile: Profile): Set<string> {
+  const spec = profile.spec;
+  const out = new Set<string>();
+  if (spec.os.hostname !== undefined) out.add(`hostname=${spec.os.hostname}`);
+  for (const i of spec.network.interfaces) {
+    out.add(`interface=${i.name}`);
+    if (i.mac !== undefined) out.add(`mac=${i.mac}`);
+    for (const a of i.addresses) out.add(`address=${a}`);
+  }
+  for (const f of spec.configuration.files) if (isIdentityFile(f.path)) out.add(`file=${stableJson(f)}`);
+  return out;
+}
