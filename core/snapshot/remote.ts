@@ -14,6 +14,9 @@
 // tar's default for an existing file is to unlink it and create a new one, so a symlink at a
 // file's path is replaced, not followed. `--unlink-first` is not used: it makes tar try to
 // remove an existing non-empty directory, fail, and skip that directory's owner and mode.
+// Directory times and modes are set at the very end (`--delay-directory-restore`): hard links
+// come after every file in the stream and would otherwise change a finished directory's mtime,
+// and a read-only directory would refuse what goes into it.
 import { createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -268,7 +271,7 @@ export async function restoreToHost(
     send.filter((e) => e.type === 'dir').map((e) => e.path),
   );
   // TAR_OPTIONS from the host's environment would add options to ours: it is removed.
-  const command = sh`unset TAR_OPTIONS; cd -- ${target} && exec tar -x -f - --numeric-owner --same-owner --same-permissions`;
+  const command = sh`unset TAR_OPTIONS; cd -- ${target} && exec tar -x -f - --numeric-owner --same-owner --same-permissions --delay-directory-restore`;
   const handle = await transport.stream(command, {
     input: true,
     ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
