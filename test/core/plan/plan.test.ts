@@ -1,4 +1,8 @@
+import { readFileSync } from 'node:fs';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { applyDelta } from '../../../core/delta/apply.js';
+import { diff } from '../../../core/delta/diff.js';
 import { ConflictError, InvalidInputError, TooLargeError } from '../../../core/errors.js';
 import { translateIdentity } from '../../../core/plan/identity.js';
 import { PLAN_MAX_BYTES, parsePlan, serializePlan } from '../../../core/plan/io.js';
@@ -9,8 +13,10 @@ import {
   TargetChangedError,
   targetFingerprint,
 } from '../../../core/plan/plan.js';
+import { parseProfile } from '../../../core/profile/io.js';
 import { Profile } from '../../../core/profile/schema.js';
 import type { Resolution } from '../../../core/resolver/resolve.js';
+import { profilePairArb } from '../../support/arbitraries.js';
 import { bareTarget, webSource } from './fixtures.js';
 
 const now = () => new Date('2026-12-01T10:00:00.000Z');
@@ -106,6 +112,36 @@ describe('buildPlan', () => {
     const plan = buildPlan({ source: { profile: source }, baseline: cloned, now });
     expect(plan.delta.changes).toEqual([]);
     expect(plan.delta.summary).toEqual({ changes: 0, disruptive: 0, byKind: {} });
+  });
+
+  it('plans version 2 onto a clone of version 1 as the change between the versions, identity aside', () => {
+    const v1 = parseProfile(readFileSync(new URL('../../../examples/web.yaml', import.meta.url)));
+    const v2 = parseProfile(readFileSync(new URL('../../../examples/web-v2.yaml', import.meta.url)));
+    const clone = Profile.parse({
+      ...translateIdentity(v1, bareTarget()).profile,
+      metadata: { name: 'clone-1' },
+    });
+    const plan = buildPlan({ source: { profile: v2, version: 2 }, baseline: clone, now });
+    const keys = (changes: readonly { kind: string; key: string }[]) =>
+      changes.map((c) => `${c.kind} ${c.key}`);
+    expect(keys(plan.delta.changes)).toEqual(keys(diff(v1, v2).changes));
+    expect(plan.unresolved).toEqual([]);
+  });
+
+  it('gives a Delta that turns the baseline into the translated source, and reads back equal (property)', () => {
+    fc.assert(
+      fc.property(
+        profilePairArb,
+        fc.constantFrom('json' as const, 'yaml' as const),
+        ([source, baseline], format) => {
+          const plan = buildPlan({ source: { profile: source, version: 1 }, baseline, now });
+          const desired = translateIdentity(source, baseline).profile;
+          expect(applyDelta(baseline, plan.delta).spec).toEqual(desired.spec);
+          expect(parsePlan(serializePlan(plan, format))).toEqual(plan);
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 });
 
