@@ -323,6 +323,40 @@ describe('restoreToHost', () => {
     expect(again.expected.find((x) => x.entry.path === 'etc/app.conf')?.sha256).toBe(sha(changed));
   }, 120_000);
 
+  it('names a file whose snapshot data is damaged, restores the rest, and leaves no zero-filled file on the host', async () => {
+    const own = await ts.open();
+    const src = join(ts.dir, `tree-${counter++}`);
+    mkdirSync(src);
+    await fs.writeFile(join(src, 'good.txt'), 'intact\n');
+    await own.create(directorySource(src), { host: 'remote-damaged' });
+    const packs = async () => {
+      const keys = new Set<string>();
+      for await (const o of ts.deps().objects.list('snapshots/packs/')) keys.add(o.key);
+      return keys;
+    };
+    const before = await packs();
+    await fs.writeFile(join(src, 'data.bin'), bytesFrom(99, 700_000));
+    await fs.link(join(src, 'data.bin'), join(src, 'link-to-data'));
+    const record = await own.create(directorySource(src), { host: 'remote-damaged' });
+    // The one pack the second snapshot added holds data.bin's chunks only.
+    const key = [...(await packs())].find((k) => !before.has(k)) as string;
+    const bytes = Buffer.from(await ts.deps().objects.get(key));
+    bytes[100] = (bytes[100] as number) ^ 0xff;
+    await ts.deps().objects.put(key, bytes);
+    try {
+      const result = await restoreToHost(await ts.open(), record, ssh, { target: '/srv/damaged' });
+      expect(result.failed).toEqual([
+        { path: 'data.bin', reason: expect.stringContaining(key), damaged: true },
+        { path: 'link-to-data', reason: expect.stringContaining('link target was damaged'), damaged: true },
+      ]);
+      expect(await host.run('cd /srv/damaged && ls -A')).toBe('good.txt\n');
+      expect(await host.run('cat /srv/damaged/good.txt')).toBe('intact\n');
+    } finally {
+      bytes[100] = (bytes[100] as number) ^ 0xff;
+      await ts.deps().objects.put(key, bytes);
+    }
+  }, 120_000);
+
   it('refuses what it cannot restore faithfully before anything reaches the host', async () => {
     const record = await store.create(
       rawSource([
