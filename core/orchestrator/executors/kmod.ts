@@ -19,8 +19,12 @@ const PARAMETER = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
 // (the kernel's own parser would split or unquote them), so the module sees what the Profile says.
 const VALUE = /^[A-Za-z0-9_.,:;+/=@%#~^*!?()[\]{}<>|&$-]{0,1024}$/;
 
-/** Why modprobe did nothing that is the host's refusal rather than a fault of the Change. */
-const REFUSED = /Operation not permitted|Permission denied|not found in directory|Read-only file system/;
+/**
+ * What modprobe says when the host, not the Change, stops it: no CAP_SYS_MODULE (EPERM), a
+ * kernel built without module loading (ENOSYS), no such module for the host's kernel.
+ */
+const REFUSED =
+  /Operation not permitted|Permission denied|Function not implemented|not found in directory|Read-only file system/;
 
 function kmodChange(change: Change): { c: KmodChange; name: string; parameters: Record<string, string> } {
   if (change.section !== 'kernelModules') throw new TypeError(`${change.kind} is not a kernel module change`);
