@@ -84,8 +84,14 @@ const patternRegex = (pattern: string): RegExp => {
 };
 const IDENTITY_FILE_REGEXES = IDENTITY_FILES.map((f) => patternRegex(f.pattern));
 
-/** Whether a file of a Profile holds the host's identity (IDENTITY_FILES). */
-export const isIdentityFile = (path: string): boolean => IDENTITY_FILE_REGEXES.some((r) => r.test(path));
+/**
+ * Whether a file of a Profile holds the host's identity (IDENTITY_FILES). The path grammar lets
+ * a document say `/etc//hostname` or `/etc/hostname/`; they name the same file.
+ */
+export const isIdentityFile = (path: string): boolean => {
+  const normal = path.replace(/\/{2,}/g, '/').replace(/(.)\/+$/, '$1');
+  return IDENTITY_FILE_REGEXES.some((r) => r.test(normal));
+};
 
 export const UNRESOLVED_KINDS = ['identity', 'package', 'runtime', 'other'] as const;
 

@@ -64,6 +64,8 @@ describe('isIdentityFile', () => {
       '/etc/sysconfig/network-scripts/ifcfg-eth0',
       '/var/lib/dhcp/dhclient.eth0.leases',
       '/run/systemd/netif/leases/2',
+      '/etc//hostname',
+      '/etc/ssh/ssh_host_rsa_key/',
     ]) {
       expect(isIdentityFile(path), path).toBe(true);
     }

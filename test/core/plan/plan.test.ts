@@ -15,6 +15,8 @@ import {
 } from '../../../core/plan/plan.js';
 import { parseProfile } from '../../../core/profile/io.js';
 import { Profile } from '../../../core/profile/schema.js';
+import { createProfile } from '../../../core/profile/service.js';
+import type { ProfileRepository } from '../../../core/profile/store.js';
 import type { Resolution } from '../../../core/resolver/resolve.js';
 import { profilePairArb } from '../../support/arbitraries.js';
 import { bareTarget, webSource } from './fixtures.js';
@@ -65,6 +67,21 @@ describe('buildPlan', () => {
     // Identity is never in the Delta: no host key, hostname or address of the source.
     expect(keys.filter((k) => /ssh_host|\/etc\/hostname|machine-id|ens5|172\.31\.16\.1/.test(k))).toEqual([]);
     expect(plan.unresolved.map((u) => u.reason)).toEqual([expect.stringMatching(/^\/etc\/hosts differs/)]);
+  });
+
+  it('fingerprints the target as its stored Profile version does (specHash)', async () => {
+    const unused = () => Promise.reject(new Error('not used by createProfile'));
+    const profiles: ProfileRepository = {
+      getHead: async () => undefined,
+      getVersion: unused,
+      listHeads: unused,
+      listVersions: unused,
+      getBody: unused,
+      putBody: async () => {},
+      writeVersion: async () => {},
+    };
+    const { version } = await createProfile({ profiles }, bareTarget());
+    expect(targetFingerprint(bareTarget().spec)).toBe(version.specHash);
   });
 
   it('lists unresolvable packages from the resolver, and what the caller adds, as unresolved', () => {
