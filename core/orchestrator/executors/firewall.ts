@@ -47,14 +47,18 @@ const EMPTY: Record<FirewallTool, string> = {
 
 /**
  * A ruleset as it compares: nft prints with tabs and iptables-save with comments holding a
- * date and with packet counters, none of which is the ruleset.
+ * date, and both print packet counters, which traffic moves: none of that is the ruleset.
  */
 export function normalRuleset(tool: FirewallTool, text: string): string {
   return text
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l !== '' && !(tool === 'iptables' && l.startsWith('#')))
-    .map((l) => (tool === 'iptables' ? l.replace(/\[\d+:\d+\]/g, '[0:0]') : l.replace(/\s+/g, ' ')))
+    .map((l) =>
+      tool === 'iptables'
+        ? l.replace(/\[\d+:\d+\]/g, '[0:0]')
+        : l.replace(/\s+/g, ' ').replace(/\bcounter packets \d+ bytes \d+/g, 'counter'),
+    )
     .join('\n');
 }
 

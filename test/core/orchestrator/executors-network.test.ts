@@ -340,3 +340,59 @@ describe('packageExecutor removals', () => {
     expect(transport.sent.some((s) => /apt-get (remove|purge) -y/.test(s.command))).toBe(false);
   });
 });
+
+describe('normalRuleset', () => {
+  it('compares nft rulesets without their counters or indentation', () => {
+    const listed =
+      'table inet t {\n\tchain c {\n\t\tip saddr 10.0.0.1 counter packets 12 bytes 3400 accept\n\t}\n}\n';
+    const profile =
+      'table inet t {\n  chain c {\n    ip saddr 10.0.0.1 counter packets 0 bytes 0 accept\n  }\n}\n';
+    expect(normalRuleset('nft', listed)).toBe(normalRuleset('nft', profile));
+    expect(normalRuleset('nft', listed)).not.toBe(
+      normalRuleset('nft', profile.replace('10.0.0.1', '10.0.0.2')),
+    );
+  });
+});
+
+describe('packageExecutor upgrades', () => {
+  const upgrade: Change = {
+    kind: 'package.upgrade',
+    section: 'packages',
+    key: 'apt:tree',
+    from: { name: 'tree', version: '2.1.0-1', manager: 'apt' },
+    to: { name: 'tree', version: '2.1.1-1', manager: 'apt' },
+    disruptive: false,
+  };
+  const host = () => recorded([[/^dpkg-query -W/, { stdout: 'tree\t2.1.0-1\tamd64\tii \n' }]]);
+  const kept = {
+    family: 'deb' as const,
+    name: 'tree',
+    version: '2.1.0-1',
+    arch: 'amd64',
+    sha256: 'a'.repeat(64),
+    size: 100,
+    storedAt: '2026-12-01T00:00:00.000Z',
+  };
+
+  it('keeps the installed version’s store entry before upgrading, for revert to reinstall', async () => {
+    const store = { location: 's3://b/packages/', versions: async () => [kept] } as unknown as PackageStore;
+    const transport = host();
+    const prior = await packageExecutor({ store }).prepare(ctx(transport), upgrade);
+    expect(prior).toEqual({
+      before: { installed: { name: 'tree', version: '2.1.0-1', arch: 'amd64' }, configFiles: false },
+      kept,
+    });
+  });
+
+  it('refuses to upgrade when the installed version can be neither found in the store nor fetched', async () => {
+    const store = { location: 's3://b/packages/', versions: async () => [] } as unknown as PackageStore;
+    const transport = host();
+    await expect(packageExecutor({ store }).prepare(ctx(transport), upgrade)).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringMatching(
+        /tree 2\.1\.0-1 \(amd64\), which the host has, is not in s3:\/\/b\/packages\/.*revert could not reinstall it/,
+      ),
+    });
+    expect(transport.sent.map((s) => s.command)).toEqual([expect.stringMatching(/^dpkg-query -W/)]);
+  });
+});
