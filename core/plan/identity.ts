@@ -9,6 +9,7 @@ import { sameValue, stableJson } from '../delta/sections.js';
 import { routeKey } from '../profile/collections.js';
 import { canonicalProfile } from '../profile/io.js';
 import { Profile } from '../profile/schema.js';
+import { displayValue } from '../transport/shell.js';
 
 type Spec = Profile['spec'];
 type Interface = Spec['network']['interfaces'][number];
@@ -99,7 +100,11 @@ export const UNRESOLVED_KINDS = ['identity', 'package', 'runtime', 'other'] as c
 export const Unresolved = z
   .strictObject({
     kind: z.enum(UNRESOLVED_KINDS),
-    field: z.string().min(1).max(1024).describe('Where it is in the source Profile: spec.network.routes[2]'),
+    field: z
+      .string()
+      .min(1)
+      .max(1024)
+      .describe('Where it is in the source Profile, in canonical (stored) order: spec.network.routes[2]'),
     reason: z.string().min(1).max(4096),
   })
   .meta({ id: 'Unresolved' });
@@ -199,6 +204,8 @@ export function translateIdentity(source: Profile, baseline: Profile): Translati
   const src = canonicalProfile(source).spec;
   const base = canonicalProfile(baseline).spec;
   const unresolved: Unresolved[] = [];
+  // Names and keys come from the profiles: shown escaped, so that one cannot rewrite the
+  // terminal a plan is printed on.
   const identity = (field: string, reason: string) => unresolved.push({ kind: 'identity', field, reason });
 
   // Interfaces: the target's own, each with the non-identity settings of its source match.
@@ -213,7 +220,7 @@ export function translateIdentity(source: Profile, baseline: Profile): Translati
     if (!matched.has(s.name))
       identity(
         `spec.network.interfaces[${i}]`,
-        `interface ${s.name} has no counterpart on the target (by name or position); its addresses and MAC are the source's own, so it is not created`,
+        `interface ${displayValue(s.name)} has no counterpart on the target (by name or position); its addresses and MAC are the source's own, so it is not created`,
       );
   });
 
@@ -231,7 +238,7 @@ export function translateIdentity(source: Profile, baseline: Profile): Translati
   const routes: Route[] = base.network.routes.filter((r) => isConnected(r, targetSubnets));
   src.network.routes.forEach((r, i) => {
     const field = `spec.network.routes[${i}]`;
-    const shown = `route ${routeKey(r)}`;
+    const shown = `route ${displayValue(routeKey(r))}`;
     if (isConnected(r, sourceSubnets)) return;
     let route: Route = r;
     if (r.interface !== undefined && src.network.interfaces.some((s) => s.name === r.interface)) {
@@ -239,7 +246,7 @@ export function translateIdentity(source: Profile, baseline: Profile): Translati
       if (t === undefined) {
         identity(
           field,
-          `${shown} goes through interface ${r.interface}, which has no counterpart on the target`,
+          `${shown} goes through interface ${displayValue(r.interface)}, which has no counterpart on the target`,
         );
         return;
       }
@@ -252,7 +259,7 @@ export function translateIdentity(source: Profile, baseline: Profile): Translati
       if (theirs === undefined) {
         identity(
           field,
-          `${shown}: gateway ${gateway} is in the source's own subnet ${own.cidr} (${own.iface}), which has no counterpart on the target`,
+          `${shown}: gateway ${gateway} is in the source's own subnet ${own.cidr} (${displayValue(own.iface)}), which has no counterpart on the target`,
         );
         return;
       }
@@ -267,14 +274,14 @@ export function translateIdentity(source: Profile, baseline: Profile): Translati
       if (mapped !== undefined && gateway !== main) {
         identity(
           field,
-          `${shown}: gateway ${gateway} is in the source's own subnet ${own.cidr} (${own.iface}) but is not its main gateway there (${main}); only that one maps to the target's (${mapped})`,
+          `${shown}: gateway ${gateway} is in the source's own subnet ${own.cidr} (${displayValue(own.iface)}) but is not its main gateway there (${main}); only that one maps to the target's (${mapped})`,
         );
         return;
       }
       if (mapped === undefined) {
         identity(
           field,
-          `${shown}: gateway ${gateway} is in the source's own subnet ${own.cidr} (${own.iface}); the target's subnet ${theirs.cidr} (${theirs.iface}) has no gateway its routes go through`,
+          `${shown}: gateway ${gateway} is in the source's own subnet ${own.cidr} (${displayValue(own.iface)}); the target's subnet ${theirs.cidr} (${displayValue(theirs.iface)}) has no gateway its routes go through`,
         );
         return;
       }

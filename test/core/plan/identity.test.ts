@@ -168,7 +168,7 @@ describe('translateIdentity', () => {
       kind: 'identity',
       field: 'spec.network.routes[1]',
       reason:
-        "route main default 172.31.16.1 ens5 100: gateway 172.31.16.1 is in the source's own subnet 172.31.20.15/20 (ens5); the target's subnet 10.0.0.3/24 (eth0) has no gateway its routes go through",
+        'route "main default 172.31.16.1 ens5 100": gateway 172.31.16.1 is in the source\'s own subnet 172.31.20.15/20 ("ens5"); the target\'s subnet 10.0.0.3/24 ("eth0") has no gateway its routes go through',
     });
   });
 
@@ -199,11 +199,25 @@ describe('translateIdentity', () => {
       'spec.network.routes[0]',
       'spec.network.routes[1]',
     ]);
-    expect(unresolved[0]?.reason).toMatch(/interface eth1 has no counterpart on the target/);
+    expect(unresolved[0]?.reason).toMatch(/interface "eth1" has no counterpart on the target/);
     expect(unresolved[1]?.reason).toMatch(
-      /gateway 192\.168\.5\.1 is in the source's own subnet 192\.168\.5\.9\/24 \(eth1\), which has no counterpart/,
+      /gateway 192\.168\.5\.1 is in the source's own subnet 192\.168\.5\.9\/24 \("eth1"\), which has no counterpart/,
     );
-    expect(unresolved[2]?.reason).toMatch(/goes through interface eth1, which has no counterpart/);
+    expect(unresolved[2]?.reason).toMatch(/goes through interface "eth1", which has no counterpart/);
+  });
+
+  it('shows names from the profiles escaped in its reasons', () => {
+    const source = bareTarget({
+      network: {
+        interfaces: [
+          ethernet('eth0', '02:00:00:00:00:01', ['10.0.0.9/24']),
+          ethernet('x\u001b[2Jy', '02:00:00:00:00:02', []),
+        ],
+      },
+    });
+    const { unresolved } = translateIdentity(source, bareTarget());
+    expect(unresolved[0]?.reason).toMatch(/^interface "x\\x1b\[2Jy" has no counterpart/);
+    expect(unresolved[0]?.reason).not.toContain('\u001b');
   });
 
   it("lists a second gateway of the source's subnet as unresolved: nothing says which of the target's it is", () => {
