@@ -187,6 +187,14 @@ describe('parseProfile', () => {
     expect(issuesOf(minimal().replace('name: mini', 'name: !shell mini'))).toContainEqual(
       expect.objectContaining({ path: 'metadata.name', message: 'tag !shell is not allowed' }),
     );
+    // Under the core schema's own prefix, only the tags that add nothing to the plain value.
+    expect(issuesOf(minimal().replace('name: mini', 'name: !!js/function mini'))).toContainEqual(
+      expect.objectContaining({
+        path: 'metadata.name',
+        message: 'tag tag:yaml.org,2002:js/function is not allowed',
+      }),
+    );
+    expect(parseProfile(minimal().replace('name: mini', 'name: !!str mini')).metadata.name).toBe('mini');
   });
 
   it('reports a YAML syntax error with its position', () => {
