@@ -177,6 +177,12 @@ export function packageExecutor(source: PackageSource): Executor {
       if (resolution.status === 'installed')
         return unchanged(`${pkg.name} ${resolution.spec.version} is installed`);
       if (resolution.status === 'unresolvable') throw new TypeError('unresolvable after assertResolvable');
+      // The nearest version, installed by an earlier apply: the same resolution finds it again.
+      if (now.installed?.version === resolution.spec.version) {
+        return unchanged(
+          `${pkg.name} ${resolution.spec.version} is installed (${resolution.reason ?? 'nearest'})`,
+        );
+      }
       if (resolution.source === 'repository') {
         const command = sh`apt-get install -y -q --no-install-recommends --allow-downgrades -- ${`${pkg.name}=${resolution.spec.version}`}`;
         const result = await ctx.transport.run(command, { env: APT_ENV, timeoutMs: 600_000 });

@@ -113,15 +113,13 @@ function routeChange(change: Change): { c: RouteChange; spec: RouteSpec } {
   return { c: change, spec: checkRoute(entry, change.kind === 'route.add' ? 'to' : 'from') };
 }
 
-/** The words after `ip route <verb>` that name the route's key: table, destination, metric. */
+/**
+ * The words after `ip route <verb>` that name the route's key: destination, metric, table. The
+ * metric is always given (the kernel's default when the route has none): `ip route del`
+ * without one would take the first route of that prefix, whatever its metric.
+ */
 function keyWords(spec: RouteSpec): string[] {
-  return [
-    'to',
-    spec.destination,
-    ...(spec.metric === undefined ? [] : ['metric', String(spec.metric)]),
-    'table',
-    spec.table,
-  ];
+  return ['to', spec.destination, 'metric', String(spec.metric ?? defaultMetric(spec)), 'table', spec.table];
 }
 
 function routeWords(spec: RouteSpec): string[] {

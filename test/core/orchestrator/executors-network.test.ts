@@ -273,11 +273,13 @@ describe('routeExecutor commands', () => {
     expect(prior).toEqual({ route: null });
     expect(await routeExecutor.apply(ctx(transport), change, prior)).toMatchObject({ status: 'changed' });
     expect(transport.sent.map((s) => s.command)).toContain(
-      "ip '-4' route replace 'to' '198.51.100.0/24' 'table' 'main' 'via' '10.213.0.5' 'dev' 'eth0'",
+      "ip '-4' route replace 'to' '198.51.100.0/24' 'metric' '0' 'table' 'main' 'via' '10.213.0.5' 'dev' 'eth0'",
     );
     expect(await routeExecutor.apply(ctx(transport), change, prior)).toMatchObject({ status: 'unchanged' });
     expect(await routeExecutor.revert(ctx(transport), change, prior)).toMatchObject({ status: 'changed' });
-    expect(transport.sent.at(-1)?.command).toBe("ip '-4' route del 'to' '198.51.100.0/24' 'table' 'main'");
+    expect(transport.sent.at(-1)?.command).toBe(
+      "ip '-4' route del 'to' '198.51.100.0/24' 'metric' '0' 'table' 'main'",
+    );
     expect(await routeExecutor.revert(ctx(transport), change, prior)).toMatchObject({ status: 'unchanged' });
   });
 });
@@ -394,5 +396,42 @@ describe('packageExecutor upgrades', () => {
       ),
     });
     expect(transport.sent.map((s) => s.command)).toEqual([expect.stringMatching(/^dpkg-query -W/)]);
+  });
+});
+
+describe('packageExecutor idempotence', () => {
+  it('says unchanged when the nearest version an earlier apply installed is there', async () => {
+    const nearest = {
+      family: 'deb' as const,
+      name: 'tree',
+      version: '2.1.1-1',
+      arch: 'amd64',
+      sha256: 'b'.repeat(64),
+      size: 100,
+      storedAt: '2026-12-01T00:00:00.000Z',
+    };
+    const store = {
+      location: 's3://b/packages/',
+      versionsOf: async () => [nearest],
+      versions: async () => [nearest],
+    } as unknown as PackageStore;
+    const transport = recorded([
+      [/^dpkg-query -W/, { stdout: 'tree\t2.1.1-1\tamd64\tii \n' }],
+      [/^dpkg --print-architecture$/, { stdout: 'amd64\n' }],
+    ]);
+    const change: Change = {
+      kind: 'package.install',
+      section: 'packages',
+      key: 'apt:tree',
+      from: null,
+      to: { name: 'tree', version: '2.1.0-1', manager: 'apt' },
+      disruptive: false,
+    };
+    const executor = packageExecutor({ store, targetRepositories: 'offline' });
+    expect(await executor.apply(ctx(transport), change, {})).toMatchObject({
+      status: 'unchanged',
+      detail: expect.stringContaining('tree 2.1.1-1 is installed (2.1.0-1 is not in'),
+    });
+    expect(transport.sent.some((s) => /mktemp|apt-get/.test(s.command))).toBe(false);
   });
 });
