@@ -8,6 +8,7 @@
 // than a journal item, and a revert after the control side died must find it without it.
 import type { z } from 'zod';
 import type { Change } from '../../delta/changes.js';
+import { InvalidInputError } from '../../errors.js';
 import type { Firewall as FirewallSchema } from '../../profile/schema.js';
 import { sh } from '../../transport/shell.js';
 import type { Transport } from '../../transport/transport.js';
@@ -23,6 +24,18 @@ type Firewall = z.infer<typeof FirewallSchema>;
 
 function firewallChange(change: Change): FirewallChange {
   if (change.section !== 'firewall') throw new TypeError(`${change.kind} is not a firewall change`);
+  // `nft list ruleset` never prints an include; one in a Profile would have nft read a file of
+  // the host, and print its lines in the error that ends up in the operation record.
+  if (change.to?.backend === 'nftables' && /^\s*include\s/m.test(change.to.ruleset)) {
+    throw new InvalidInputError('the nftables ruleset holds an include, which a listed ruleset never does', [
+      { path: 'to.ruleset', message: 'holds an include statement' },
+    ]);
+  }
+  if (change.to !== null && /\0/.test(change.to.ruleset)) {
+    throw new InvalidInputError('the firewall ruleset holds a NUL byte', [
+      { path: 'to.ruleset', message: 'holds a NUL byte' },
+    ]);
+  }
   return change;
 }
 

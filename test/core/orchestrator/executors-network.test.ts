@@ -232,6 +232,19 @@ describe('bad input is refused before any command', () => {
     });
   }
 
+  it('refuses an nftables ruleset that includes a file of the host, naming to.ruleset', async () => {
+    const transport = recorded([]);
+    const change = {
+      ...iptablesChange,
+      to: { backend: 'nftables', ruleset: 'table inet t {}\n  include "/etc/shadow"\n' },
+    } as Change;
+    await expect(firewallExecutor.prepare(ctx(transport), change)).rejects.toMatchObject({
+      code: 'INVALID_INPUT',
+      issues: [{ path: 'to.ruleset', message: 'holds an include statement' }],
+    });
+    expect(transport.sent).toEqual([]);
+  });
+
   it('refuses a package name off dpkg’s grammar before any command', async () => {
     const transport = recorded([]);
     const executor = packageExecutor({ store: {} as PackageStore });
