@@ -21,10 +21,14 @@ const VALUE = /^[A-Za-z0-9_.,:;+/=@%#~^*!?()[\]{}<>|&$-]{0,1024}$/;
 
 /**
  * What modprobe says when the host, not the Change, stops it: no CAP_SYS_MODULE (EPERM), a
- * kernel built without module loading (ENOSYS), no such module for the host's kernel.
+ * kernel built without module loading (ENOSYS), a read-only module tree.
  */
-const REFUSED =
-  /Operation not permitted|Permission denied|Function not implemented|not found in directory|Read-only file system/;
+const REFUSED = /Operation not permitted|Permission denied|Function not implemented|Read-only file system/;
+/** "Module X not found in directory /lib/modules/…": a refusal only where there are no modules at all. */
+const NOT_FOUND = /not found in directory/;
+// A host whose running kernel has an indexed module tree can load modules: a module missing
+// from it is a missing module (a misspelt name, another kernel), not a host that forbids loading.
+const HAS_MODULES = 'test -f "/lib/modules/$(uname -r)/modules.dep"';
 
 function kmodChange(change: Change): { c: KmodChange; name: string; parameters: Record<string, string> } {
   if (change.section !== 'kernelModules') throw new TypeError(`${change.kind} is not a kernel module change`);
@@ -87,6 +91,12 @@ async function modprobe(
   const said = result.stderr.trim();
   if (result.exitCode === 127) return { ok: false, reason: `${transport.target} has no modprobe` };
   if (REFUSED.test(said)) return { ok: false, reason: displayValue(said, 300) };
+  if (NOT_FOUND.test(said) && (await transport.run(HAS_MODULES)).exitCode !== 0) {
+    return {
+      ok: false,
+      reason: `${transport.target} has no kernel modules for its running kernel (${displayValue(said, 300)})`,
+    };
+  }
   throw new HostCommandError(what, command, result.exitCode, result.stderr, transport.target);
 }
 

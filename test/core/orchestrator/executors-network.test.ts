@@ -322,6 +322,32 @@ describe('kmodExecutor and modprobe’s answers', () => {
     expect(await kmodExecutor.revert(ctx(transport), change, prior)).toMatchObject({ status: 'unchanged' });
   });
 
+  it('records a missing module as unresolved only on a host with no modules for its kernel at all', async () => {
+    const missing = {
+      exitCode: 1,
+      stderr: 'modprobe: FATAL: Module br_netfiltr not found in directory /lib/modules/6.1.0-27-amd64\n',
+    };
+    const bare = recorded([
+      [/^test -d /, { exitCode: 1 }],
+      [/^modprobe /, missing],
+      [/^test -f "\/lib\/modules/, { exitCode: 1 }],
+    ]);
+    expect(await kmodExecutor.apply(ctx(bare), kmodChange({}), { loaded: false })).toMatchObject({
+      status: 'unresolved',
+      detail: expect.stringMatching(/has no kernel modules for its running kernel/),
+    });
+    // Where modules exist, a name that is not among them is the Change's fault (a misspelling,
+    // another kernel): an error, so the apply stops and rolls back instead of going on.
+    const equipped = recorded([
+      [/^test -d /, { exitCode: 1 }],
+      [/^modprobe /, missing],
+      [/^test -f "\/lib\/modules/, { exitCode: 0 }],
+    ]);
+    await expect(kmodExecutor.apply(ctx(equipped), kmodChange({}), { loaded: false })).rejects.toBeInstanceOf(
+      HostCommandError,
+    );
+  });
+
   it('fails a load the kernel refuses for the Change’s own fault (a bad parameter)', async () => {
     const transport = host({
       exitCode: 1,
