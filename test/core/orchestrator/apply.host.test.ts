@@ -15,10 +15,9 @@ import type { ContentSource, Executor } from '../../../core/orchestrator/executo
 import { DEBIAN_EXECUTORS, type Executors } from '../../../core/orchestrator/executors/index.js';
 import { DynamoJournal } from '../../../core/orchestrator/journal.js';
 import { JOURNAL_TABLE } from '../../../core/storage/definitions.js';
-import { MemoryHostKeyStore } from '../../../core/transport/host-keys.js';
-import { SshTransport } from '../../../core/transport/ssh.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type StandIns, startStandIns } from '../../../local/stand-ins.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
+import { sshTransportTo } from '../../hosts/transport.js';
 
 let dir: string;
 let standIns: StandIns;
@@ -52,13 +51,7 @@ function controlSide(executors: Executors = DEBIAN_EXECUTORS): ApplyDeps & { jou
     credentials: LOCAL_CREDENTIALS,
   });
   const ddb = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
-  const transport = new SshTransport({
-    host: host.address,
-    port: host.port,
-    username: host.user,
-    privateKey: host.privateKey,
-    hostKeys: new MemoryHostKeyStore({ [`[${host.address}]:${host.port}`]: host.hostKeyFingerprint }),
-  });
+  const transport = sshTransportTo(host);
   opened.push(transport, { close: () => ddb.destroy() });
   return { transport, journal: new DynamoJournal(ddb, 'journal'), executors, contents };
 }

@@ -19,11 +19,10 @@ import { AptMirror, parseMadison } from '../../../core/resolver/apt.js';
 import { PackageStore } from '../../../core/resolver/store.js';
 import { S3ObjectStore } from '../../../core/snapshot/object-store.js';
 import { JOURNAL_TABLE } from '../../../core/storage/definitions.js';
-import { MemoryHostKeyStore } from '../../../core/transport/host-keys.js';
 import { LocalTransport } from '../../../core/transport/local.js';
-import { SshTransport } from '../../../core/transport/ssh.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type StandIns, startStandIns } from '../../../local/stand-ins.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
+import { sshTransportTo } from '../../hosts/transport.js';
 
 // Small, one dependency (libc6, which every host has), and not in the test hosts' base image.
 const PACKAGE = 'tree';
@@ -126,13 +125,7 @@ function controlSide(executors?: Executors): ApplyDeps & { journal: DynamoJourna
     credentials: LOCAL_CREDENTIALS,
   });
   const ddb = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
-  const transport = new SshTransport({
-    host: host.address,
-    port: host.port,
-    username: host.user,
-    privateKey: host.privateKey,
-    hostKeys: new MemoryHostKeyStore({ [`[${host.address}]:${host.port}`]: host.hostKeyFingerprint }),
-  });
+  const transport = sshTransportTo(host);
   opened.push(transport, { close: () => ddb.destroy() });
   return {
     transport,

@@ -14,10 +14,10 @@ import {
 } from '../../../core/resolver/resolve.js';
 import { PackageStore } from '../../../core/resolver/store.js';
 import { S3ObjectStore } from '../../../core/snapshot/object-store.js';
-import { MemoryHostKeyStore } from '../../../core/transport/host-keys.js';
 import { LocalTransport } from '../../../core/transport/local.js';
-import { SshTransport } from '../../../core/transport/ssh.js';
+import type { SshTransport } from '../../../core/transport/ssh.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
+import { sshTransportTo } from '../../hosts/transport.js';
 import { startTestStore, type TestStore } from '../../support/snapshot-store.js';
 
 // Small, one dependency (libc6, which every host has), and not in the test hosts' base image.
@@ -70,13 +70,7 @@ beforeAll(async () => {
   stand = await startTestStore();
   store = new PackageStore(new S3ObjectStore(stand.s3, stand.bucket));
   host = await createHost({ name: 'resolve' });
-  ssh = new SshTransport({
-    host: host.address,
-    port: host.port,
-    username: host.user,
-    privateKey: host.privateKey,
-    hostKeys: new MemoryHostKeyStore({ [`[${host.address}]:${host.port}`]: host.hostKeyFingerprint }),
-  });
+  ssh = sshTransportTo(host);
 }, 600_000);
 
 afterAll(async () => {

@@ -14,11 +14,11 @@ import { comparePaths } from '../../../core/snapshot/manifest.js';
 import { restoreToHost, verifyOnHost } from '../../../core/snapshot/remote.js';
 import type { SnapshotStore } from '../../../core/snapshot/store.js';
 import { directorySource } from '../../../core/snapshot/tree.js';
-import { MemoryHostKeyStore } from '../../../core/transport/host-keys.js';
 import { shellQuote } from '../../../core/transport/shell.js';
-import { SshTransport } from '../../../core/transport/ssh.js';
+import type { SshTransport } from '../../../core/transport/ssh.js';
 import type { RunOptions, StreamOptions, Transport } from '../../../core/transport/transport.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
+import { sshTransportTo } from '../../hosts/transport.js';
 import { rawSource } from '../../support/hostile-trees.js';
 import {
   bytesFrom,
@@ -39,13 +39,7 @@ beforeAll(async () => {
   ts = await startTestStore();
   store = await ts.open();
   host = await createHost({ name: 'restore' });
-  ssh = new SshTransport({
-    host: host.address,
-    port: host.port,
-    username: host.user,
-    privateKey: host.privateKey,
-    hostKeys: new MemoryHostKeyStore({ [`[${host.address}]:${host.port}`]: host.hostKeyFingerprint }),
-  });
+  ssh = sshTransportTo(host);
 }, 600_000);
 
 afterAll(async () => {

@@ -16,6 +16,7 @@ import { sh } from '../../../core/transport/shell.js';
 import { SshTransport } from '../../../core/transport/ssh.js';
 import type { Transport } from '../../../core/transport/transport.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
+import { sshTransportTo } from '../../hosts/transport.js';
 import { hostileString } from './hostile.js';
 import { startSshd } from './sshd.js';
 
@@ -35,13 +36,7 @@ const ATTEMPTS = [
 
 beforeAll(async () => {
   host = await createHost({ name: 'inject' });
-  ssh = new SshTransport({
-    host: host.address,
-    port: host.port,
-    username: host.user,
-    privateKey: host.privateKey,
-    hostKeys: new MemoryHostKeyStore({ [`[${host.address}]:${host.port}`]: host.hostKeyFingerprint }),
-  });
+  ssh = sshTransportTo(host);
 }, 600_000);
 
 afterAll(async () => {
