@@ -4,6 +4,7 @@
 // finds nothing to do and says so; revert puts back what was there, and does nothing where
 // that is already so, so a rollback interrupted half-way can simply run again.
 import type { Change, ChangeKind } from '../../delta/changes.js';
+import type { SecretRef } from '../../profile/schema.js';
 import type { RunResult, Transport } from '../../transport/transport.js';
 import { HostCommandError } from '../errors.js';
 import type { Outcome } from '../journal.js';
@@ -11,6 +12,13 @@ import type { Outcome } from '../journal.js';
 /** The bytes of a file's content, by the content hash its Change names. */
 export interface ContentSource {
   read(hash: string, path: string): Promise<Uint8Array>;
+  /**
+   * A sealed value the source holds by reference (a file that holds secrets, a secret
+   * environment value), opened in memory for this write only. `field` names where the reference
+   * sits, for messages. Absent where the control side has no secrets to open: a Change that
+   * needs one then fails, naming it.
+   */
+  readSealed?(ref: SecretRef, field: string): Promise<Uint8Array>;
 }
 
 export interface ExecutorContext {
