@@ -29,6 +29,7 @@ import {
   RuntimeDependency,
   Service,
   SshKey,
+  StartCommand,
   SudoRule,
   Threshold,
   User,
@@ -223,6 +224,12 @@ const variant = <S extends string, P extends string, V extends z.ZodType>(sectio
       .describe('Needs a restart or re-provisioning, or loses data a revert cannot restore'),
   });
 
+/** A start command with the environment it ran with (secret values stay references). */
+export const ProcessStart = z
+  .strictObject({ command: StartCommand, environment: z.array(EnvVar) })
+  .meta({ id: 'ProcessStart' });
+export type ProcessStart = z.infer<typeof ProcessStart>;
+
 const resource = <K extends string, V extends z.ZodType>(key: K, value: V) =>
   variant('resources', 'resource', value).extend({ key: z.literal(key) });
 
@@ -264,7 +271,12 @@ export const Change = z
       resource('bandwidth', Resources.shape.bandwidth.unwrap()),
     ]),
     variant('cgroups', 'cgroup', CgroupLimit),
-    variant('processes', 'process', ProcessAllocation),
+    variant('processes', 'process', ProcessAllocation).extend({
+      start: ProcessStart.optional().describe(
+        'How to start the process where no service runs it: the start command of the same name ' +
+          'and the environment scoped to it. The diff fills it from the Profile that has the process.',
+      ),
+    }),
     variant('agents', 'agent', MonitoringAgent),
     variant('thresholds', 'threshold', Threshold),
     variant('services', 'service', Service),

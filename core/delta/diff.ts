@@ -9,6 +9,7 @@ import {
   type Delta,
   KINDS,
   type ListSection,
+  type ProcessStart,
   type ProfileRef,
   type Section,
   summarize,
@@ -148,6 +149,31 @@ const kernelModules: Differ = (a, b) => {
   return { teardown, build };
 };
 
+/**
+ * The start command of the same name as a process (its first 15 characters, as the kernel keeps
+ * a name), with the environment scoped to it: what an executor needs to start it where no
+ * service does. An added process takes it from the Profile it goes to; a removed one from the
+ * Profile it leaves, so that undoing the removal can start it again.
+ */
+export function processStart(spec: ProfileSpec, name: string): ProcessStart | undefined {
+  const command = spec.application.startCommands.find((c) => c.name === name || c.name.slice(0, 15) === name);
+  if (command === undefined) return undefined;
+  const environment = spec.configuration.env.filter((e) => e.scope === command.name);
+  return { command, environment };
+}
+
+function withStart(differ: Differ): Differ {
+  return (a, b) => {
+    const { teardown, build } = differ(a, b);
+    const add = (spec: ProfileSpec) => (c: Change) => {
+      if (c.section !== 'processes' || c.kind === 'process.resize') return c;
+      const start = processStart(spec, c.key);
+      return start === undefined ? c : { ...c, start };
+    };
+    return { teardown: teardown.map(add(a)), build: build.map(add(b)) };
+  };
+}
+
 type ServiceStep = readonly [KindOf<'services'>, Service | null];
 
 /** The Changes that walk one service from `start` through each step's state in turn. */
@@ -216,8 +242,8 @@ const services: Differ = (a, b) => {
 // need them; groups before the users in them, users before the sudo rules and SSH keys that
 // name them; packages and runtimes before the files that configure them, files before the
 // users' environment that points at them; the firewall once interfaces and software exist;
-// resource limits and processes before the monitoring that watches them; services only once
-// everything they use is there; the application on top; the execution flag last, so that a
+// resource limits before the monitoring that watches them; services only once everything they
+// use is there, then the processes; the application on top; the execution flag last, so that a
 // host is not marked Production before it is one.
 // Teardown walks the same table bottom-up: services stop before the packages providing them
 // are removed, files go before the users owning them, mounts before their filesystems and
@@ -295,10 +321,6 @@ const LAYERS: readonly Layer[] = [
     diff: list('cgroups', { add: 'cgroup.set', remove: 'cgroup.unset', modify: 'cgroup.set' }),
   },
   {
-    section: 'processes',
-    diff: list('processes', { add: 'process.add', remove: 'process.remove', modify: 'process.resize' }),
-  },
-  {
     section: 'agents',
     diff: list('agents', { add: 'agent.install', remove: 'agent.remove', modify: 'agent.update' }),
   },
@@ -307,6 +329,15 @@ const LAYERS: readonly Layer[] = [
     diff: list('thresholds', { add: 'threshold.set', remove: 'threshold.unset', modify: 'threshold.set' }),
   },
   { section: 'services', diff: services },
+  // After the services: a process one of them runs is found running rather than started a second
+  // time, and an application's own processes start once the services they use are up (and stop
+  // before those go).
+  {
+    section: 'processes',
+    diff: withStart(
+      list('processes', { add: 'process.add', remove: 'process.remove', modify: 'process.resize' }),
+    ),
+  },
   { section: 'application', diff: fields('application', 'application.configure') },
   { section: 'executionFlag', diff: fields('executionFlag', 'flag.set') },
 ];
