@@ -70,6 +70,21 @@ function check(name: string, version: string, arch: string): Installed | undefin
 export const dnfInstallCommand = (files: readonly string[]): string =>
   sh`dnf install -y --disablerepo='*' -- ${files}`;
 
+/**
+ * dnf where the target has it (it installs an exact file whatever version is installed, an
+ * older one too); rpm alone elsewhere (a minimal image, RHEL 7 without dnf), where
+ * `--oldpackage` lets a revert put an older version back. Both take the files together, and
+ * both refuse before any change when a dependency is missing from the host and the files.
+ */
+export const rpmInstallCommand = (_dir: string, files: readonly string[]): string =>
+  [
+    'if command -v dnf >/dev/null 2>&1; then',
+    `  ${dnfInstallCommand(files)}`,
+    'else',
+    `  ${sh`rpm -U --oldpackage -- ${files}`}`,
+    'fi',
+  ].join('\n');
+
 export const dnf: ManagerDriver = {
   family: 'rpm',
   managers: ['rpm', 'dnf', 'yum'],
@@ -98,12 +113,14 @@ export const dnf: ManagerDriver = {
   },
   async available(transport, names) {
     const result = await transport.run(dnfListCommand(names));
+    // 127: no dnf at all (rpm alone), so no repository the target could install from.
+    if (result.exitCode === 127) return [];
     // 1 with "No matching Packages": none of the names is available, an answer too.
     if (result.exitCode !== 0 && !/No matching Packages/i.test(result.stderr + result.stdout)) {
       throw commandFailed(transport, 'dnf list', result);
     }
     return parseDnfList(result.stdout);
   },
-  installCommand: (_dir, files) => dnfInstallCommand(files),
+  installCommand: rpmInstallCommand,
   installEnv: {},
 };

@@ -10,6 +10,7 @@ import {
   dnfListCommand,
   parseDnfList,
   parseRpmQuery,
+  rpmInstallCommand,
   rpmQueryCommand,
 } from '../../../core/resolver/dnf.js';
 import {
@@ -201,7 +202,7 @@ describe('delivering rpm files to a target with no route out', () => {
       new Map<string, Answer>([
         ['mktemp -d', { stdout: '/tmp/tmp.abc\n' }],
         [`sha256sum -- '${file}'`, { stdout: `${sha256}  ${file}\n` }],
-        [dnfInstallCommand([file]), { stdout: 'Complete!\n' }],
+        [rpmInstallCommand('/tmp/tmp.abc', [file]), { stdout: 'Complete!\n' }],
         ["rm -rf -- '/tmp/tmp.abc'", {}],
       ]),
     );
@@ -211,7 +212,7 @@ describe('delivering rpm files to a target with no route out', () => {
     expect(host.sent.map((s) => s.command)).toEqual([
       'mktemp -d',
       `sha256sum -- '${file}'`,
-      `dnf install -y --disablerepo='*' -- '${file}'`,
+      `if command -v dnf >/dev/null 2>&1; then\n  dnf install -y --disablerepo='*' -- '${file}'\nelse\n  rpm -U --oldpackage -- '${file}'\nfi`,
       "rm -rf -- '/tmp/tmp.abc'",
     ]);
     expect(host.files.get(file)).toEqual(bytes);
