@@ -42,6 +42,43 @@ export const IDENTITY_FIELDS = [
     field: 'spec.configuration.files[] at an identity path',
     rule: "the target's entry, or none when the target has none (the paths are listed below)",
   },
+  {
+    field: 'spec.configuration.files[] written by another section',
+    rule: "the target's entry: the account files follow from users and groups, /etc/resolv.conf from spec.network.dns (DERIVED_FILES below)",
+  },
+  {
+    field: 'spec.network.dns.nameservers[] in an own subnet',
+    rule: "a server at the source's main gateway maps to the target's, one at any other address of the source's subnet is unresolved; servers elsewhere are kept",
+  },
+  {
+    field: 'spec.storage',
+    rule: "the target's: disks, filesystems and mounts belong to the machine (a cloud platform provisions them); a source mount the target lacks is listed as unresolved",
+  },
+  {
+    field: 'spec.security.sshKeys[] the target has',
+    rule: "kept: they are how the target is reached (Persona's own access included); the source's keys are added",
+  },
+] as const;
+
+/**
+ * Files another section's executor writes: copying the source's would undo the target's own
+ * accounts (and the password hashes in them) or its resolver. The section's Changes carry the
+ * difference; the file itself stays the target's.
+ */
+export const DERIVED_FILES = [
+  { pattern: '/etc/passwd', from: 'spec.security.users' },
+  { pattern: '/etc/passwd-', from: 'spec.security.users (backup)' },
+  { pattern: '/etc/shadow', from: 'spec.security.users' },
+  { pattern: '/etc/shadow-', from: 'spec.security.users (backup)' },
+  { pattern: '/etc/group', from: 'spec.security.groups' },
+  { pattern: '/etc/group-', from: 'spec.security.groups (backup)' },
+  { pattern: '/etc/gshadow', from: 'spec.security.groups' },
+  { pattern: '/etc/gshadow-', from: 'spec.security.groups (backup)' },
+  { pattern: '/etc/subuid', from: 'spec.security.users (subordinate ids)' },
+  { pattern: '/etc/subuid-', from: 'spec.security.users (backup)' },
+  { pattern: '/etc/subgid', from: 'spec.security.users (subordinate ids)' },
+  { pattern: '/etc/subgid-', from: 'spec.security.users (backup)' },
+  { pattern: '/etc/resolv.conf', from: 'spec.network.dns' },
 ] as const;
 
 /**
@@ -83,10 +120,11 @@ const patternRegex = (pattern: string): RegExp => {
     ? new RegExp(`^${glob(pattern.slice(0, -3))}/.+$`)
     : new RegExp(`^${glob(pattern)}$`);
 };
-const IDENTITY_FILE_REGEXES = IDENTITY_FILES.map((f) => patternRegex(f.pattern));
+const IDENTITY_FILE_REGEXES = [...IDENTITY_FILES, ...DERIVED_FILES].map((f) => patternRegex(f.pattern));
 
 /**
- * Whether a file of a Profile holds the host's identity (IDENTITY_FILES). The path grammar lets
+ * Whether a file of a Profile holds the host's identity or is written by another section
+ * (IDENTITY_FILES, DERIVED_FILES): either way the target keeps its own. The path grammar lets
  * a document say `/etc//hostname` or `/etc/hostname/`; they name the same file.
  */
 export const isIdentityFile = (path: string): boolean => {
@@ -305,12 +343,60 @@ export function translateIdentity(source: Profile, baseline: Profile): Translati
     ...base.configuration.files.filter((f) => isIdentityFile(f.path)),
   ];
 
+  // DNS servers: one at the source's main gateway is the target's main gateway; another one in
+  // the source's own subnet is an address of that network, which the target's cannot have.
+  let dns = src.network.dns;
+  if (dns !== undefined) {
+    const nameservers: string[] = [];
+    dns.nameservers.forEach((server, i) => {
+      const own = sourceSubnets.find((n) => n.contains(server));
+      if (own === undefined) {
+        nameservers.push(server);
+        return;
+      }
+      const theirs = counterpart(own);
+      if (theirs?.contains(server)) {
+        nameservers.push(server);
+        return;
+      }
+      const mapped = theirs === undefined ? undefined : gatewayIn(theirs, base.network.routes);
+      if (mapped !== undefined && server === gatewayIn(own, src.network.routes)) {
+        nameservers.push(mapped);
+        return;
+      }
+      identity(
+        `spec.network.dns.nameservers[${i}]`,
+        `name server ${displayValue(server)} is in the source's own subnet ${own.cidr} and is not its gateway there, so the target has no counterpart`,
+      );
+    });
+    dns = { ...dns, nameservers: [...new Set(nameservers)] };
+  }
+
+  // Storage belongs to the machine; a mount the target lacks cannot be made by copying.
+  src.storage.mounts.forEach((m, i) => {
+    if (!base.storage.mounts.some((t) => t.target === m.target))
+      unresolved.push({
+        kind: 'other',
+        field: `spec.storage.mounts[${i}]`,
+        reason: `mount ${displayValue(m.target)} (${displayValue(m.fstype ?? 'unknown type')}) is not on the target: its disk is the platform's to provision`,
+      });
+  });
+
+  // SSH keys: the target's stay (they are how it is reached); the source's are added.
+  const keyOf = (k: Spec['security']['sshKeys'][number]) => `${k.user}:${k.fingerprint}`;
+  const sshKeys = [
+    ...base.security.sshKeys,
+    ...src.security.sshKeys.filter((k) => !base.security.sshKeys.some((t) => keyOf(t) === keyOf(k))),
+  ];
+
   const os = withoutUndefined({ ...src.os, hostname: base.os.hostname });
   const spec: Spec = {
     ...src,
     os,
-    network: { ...src.network, interfaces, routes: uniqueRoutes },
+    network: withoutUndefined({ ...src.network, interfaces, routes: uniqueRoutes, dns }),
     configuration: { ...src.configuration, files },
+    storage: base.storage,
+    security: { ...src.security, sshKeys },
   };
   const { observed: _seen, ...rest } = source;
   const profile = canonicalProfile(Profile.parse({ ...rest, spec }));

@@ -72,6 +72,13 @@ export function bareTarget(spec: Partial<ProfileInput['spec']> = {}): Profile {
           file('/etc/ssh/sshd_config', 'b'),
         ],
       },
+      // The same disk layout as the source's, on its own devices: storage is the machine's.
+      storage: {
+        mounts: [
+          { target: '/', source: '/dev/vda1', fstype: 'ext4', options: ['rw', 'relatime'] },
+          { target: '/srv/data', source: '/dev/vdb', fstype: 'xfs', options: ['rw', 'noatime'] },
+        ],
+      },
       ...spec,
     },
   });

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { diff } from '../../../core/delta/diff.js';
 import {
+  DERIVED_FILES,
   IDENTITY_FIELDS,
   IDENTITY_FILES,
   identityValues,
@@ -27,7 +28,9 @@ function withoutIdentity(spec: ProfileSpec): unknown {
   return {
     ...spec,
     os,
-    network: { ...spec.network, interfaces: [], routes: [] },
+    network: { ...spec.network, interfaces: [], routes: [], dns: undefined },
+    storage: undefined,
+    security: { ...spec.security, sshKeys: [] },
     configuration: {
       ...spec.configuration,
       files: spec.configuration.files.filter((f) => !isIdentityFile(f.path)),
@@ -48,6 +51,10 @@ describe('IDENTITY.md', () => {
 
   it('lists exactly the identity files the code keeps, in its order', () => {
     expect(rows('identity-files')).toEqual(IDENTITY_FILES.map((f) => `| \`${f.pattern}\` | ${f.holds} |`));
+  });
+
+  it('lists exactly the files written by other sections, in its order', () => {
+    expect(rows('derived-files')).toEqual(DERIVED_FILES.map((f) => `| \`${f.pattern}\` | ${f.from} |`));
   });
 });
 
