@@ -3,7 +3,9 @@
 import { z } from 'zod';
 
 export const OPERATION_KINDS = ['capture', 'clone', 'migrate', 'morph', 'activate'] as const;
-export const OPERATION_STATUSES = ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED'] as const;
+// ROLLED_BACK: the operation failed (or was cancelled) after it changed a host, and every change
+// it made was undone: the host is as it was before it started.
+export const OPERATION_STATUSES = ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'ROLLED_BACK'] as const;
 export const STEP_STATUSES = ['PENDING', 'RUNNING', 'SUCCEEDED', 'FAILED', 'SKIPPED'] as const;
 
 export type OperationStatus = (typeof OPERATION_STATUSES)[number];
@@ -33,7 +35,16 @@ export const Operation = z
     parameters: z.record(z.string(), z.unknown()).optional(),
     /** What the operation produced: ids and keys, never documents. */
     result: z.record(z.string(), z.unknown()).optional(),
-    error: z.object({ code: z.string(), message: z.string() }).optional(),
+    error: z
+      .object({
+        code: z.string(),
+        message: z.string(),
+        /** The step that failed, where the operation has steps. */
+        step: z.string().optional(),
+      })
+      .optional(),
+    /** Asked to stop (POST /operations/{id}/cancel): the workflow rolls back at its next check. */
+    cancelRequestedAt: z.iso.datetime().optional(),
     /**
      * The Idempotency-Key of the request that started it, scoped as `<route>#<host>#<key>`: the
      * same key sent to another route or host names another operation.
@@ -48,7 +59,17 @@ export const Operation = z
 export type Operation = z.infer<typeof Operation>;
 
 /** An operation in one of these states has ended: nothing changes it any more. */
-export const isFinished = (status: OperationStatus): boolean => status === 'SUCCEEDED' || status === 'FAILED';
+export const isFinished = (status: OperationStatus): boolean =>
+  status === 'SUCCEEDED' || status === 'FAILED' || status === 'ROLLED_BACK';
+
+/** How an operation ends: a result on success; an error (and what was undone) otherwise. */
+export type OperationOutcome =
+  | { status: 'SUCCEEDED'; result: Record<string, unknown> }
+  | {
+      status: 'FAILED' | 'ROLLED_BACK';
+      error: { code: string; message: string; step?: string };
+      result?: Record<string, unknown>;
+    };
 
 export const percentOf = (steps: readonly Step[]): number =>
   steps.length === 0

@@ -5,7 +5,14 @@
 // a task delivered again, or one that outlived its time-out, changes nothing.
 import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { NotFoundError } from '../errors.js';
-import { isFinished, type Operation, percentOf, type Step, type StepStatus } from './schema.js';
+import {
+  isFinished,
+  type Operation,
+  type OperationOutcome,
+  percentOf,
+  type Step,
+  type StepStatus,
+} from './schema.js';
 
 export interface OperationStore {
   /** Creates the operation unless one with its id exists; returns whichever is stored. */
@@ -18,13 +25,12 @@ export interface OperationStore {
    * failed with the reason (it was cut short: a time-out, a crash). The first end stands; a later
    * call returns the operation as it ended.
    */
-  finish(
-    id: string,
-    outcome:
-      | { status: 'SUCCEEDED'; result: Record<string, unknown> }
-      | { status: 'FAILED'; error: { code: string; message: string } },
-    now: Date,
-  ): Promise<Operation>;
+  finish(id: string, outcome: OperationOutcome, now: Date): Promise<Operation>;
+  /**
+   * Asks a running operation to stop; its workflow rolls back at its next check. Returns the
+   * operation; one that has ended is returned as it ended.
+   */
+  requestCancel(id: string, now: Date): Promise<Operation>;
 }
 
 export class DynamoOperationStore implements OperationStore {
@@ -86,20 +92,14 @@ export class DynamoOperationStore implements OperationStore {
     }
   }
 
-  async finish(
-    id: string,
-    outcome:
-      | { status: 'SUCCEEDED'; result: Record<string, unknown> }
-      | { status: 'FAILED'; error: { code: string; message: string } },
-    now: Date,
-  ): Promise<Operation> {
+  async finish(id: string, outcome: OperationOutcome, now: Date): Promise<Operation> {
     for (;;) {
       const op = await this.get(id);
       if (isFinished(op.status)) return op;
       const at = now.toISOString();
       const steps: Step[] = op.steps.map((s) => {
         if (s.status === 'PENDING') return { ...s, status: 'SKIPPED' };
-        if (s.status === 'RUNNING' && outcome.status === 'FAILED')
+        if (s.status === 'RUNNING' && outcome.status !== 'SUCCEEDED')
           return { ...s, status: 'FAILED', endedAt: at, detail: outcome.error.message };
         return s;
       });
@@ -110,8 +110,19 @@ export class DynamoOperationStore implements OperationStore {
         percent: outcome.status === 'SUCCEEDED' ? 100 : op.percent,
         updatedAt: at,
         revision: op.revision + 1,
-        ...('result' in outcome ? { result: outcome.result } : { error: outcome.error }),
+        ...(outcome.result === undefined ? {} : { result: outcome.result }),
+        ...(outcome.status === 'SUCCEEDED' ? {} : { error: outcome.error }),
       };
+      if (await this.replace(op, next)) return next;
+    }
+  }
+
+  async requestCancel(id: string, now: Date): Promise<Operation> {
+    for (;;) {
+      const op = await this.get(id);
+      if (isFinished(op.status) || op.cancelRequestedAt !== undefined) return op;
+      const at = now.toISOString();
+      const next: Operation = { ...op, cancelRequestedAt: at, updatedAt: at, revision: op.revision + 1 };
       if (await this.replace(op, next)) return next;
     }
   }
