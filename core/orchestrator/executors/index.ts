@@ -39,3 +39,5 @@ export const DEBIAN_EXECUTORS: Executors = executorsFor([
 export function debianExecutors(packages: PackageSource): Executors {
   return executorsFor([...new Set(DEBIAN_EXECUTORS.values()), packageExecutor(packages)]);
 }
+
+export { rhelExecutors } from './rhel.js';
