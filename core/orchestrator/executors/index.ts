@@ -1,6 +1,7 @@
 // The host executors for Debian-family hosts, by the Change kind each handles.
 import type { ChangeKind } from '../../delta/changes.js';
 import { groupExecutor, userExecutor } from './accounts.js';
+import { dnsExecutor } from './dns.js';
 import { envExecutor } from './env.js';
 import type { Executor } from './executor.js';
 import { fileExecutor } from './file.js';
@@ -9,6 +10,7 @@ import { kmodExecutor } from './kmod.js';
 import { type PackageSource, packageExecutor } from './packages.js';
 import { routeExecutor } from './routes.js';
 import { serviceExecutor } from './services.js';
+import { sshKeyExecutor } from './sshkeys.js';
 import { sysctlExecutor } from './sysctl.js';
 
 export type Executors = ReadonlyMap<ChangeKind, Executor>;
@@ -29,6 +31,8 @@ export const DEBIAN_EXECUTORS: Executors = executorsFor([
   firewallExecutor,
   routeExecutor,
   kmodExecutor,
+  sshKeyExecutor,
+  dnsExecutor,
 ]);
 
 /**
