@@ -59,12 +59,20 @@ async function rpmState(transport: Transport, pkg: Package): Promise<PackageSpec
   if (result.exitCode !== 0 && !/is not installed/.test(result.stdout)) {
     throw failure(transport, 'rpm -q', result);
   }
-  const mine = parseRpmQuery(result.stdout).filter(
+  let mine = parseRpmQuery(result.stdout).filter(
     (i) => i.name === pkg.name && (pkg.arch === undefined || i.arch === pkg.arch || i.arch === 'noarch'),
   );
+  // Multilib (glibc.x86_64 and glibc.i686): a Change naming no architecture means the host's own,
+  // as the resolver reads it.
+  if (mine.length > 1 && pkg.arch === undefined) {
+    const native = await transport.run(dnf.nativeArchCommand);
+    const arch = native.stdout.trim();
+    if (native.exitCode !== 0) throw failure(transport, dnf.nativeArchCommand, native);
+    mine = mine.filter((i) => i.arch === arch || i.arch === 'noarch');
+  }
   if (mine.length > 1) {
     throw new HostStateConflictError(
-      `${pkg.name} is installed ${mine.length} times (${mine.map((m) => `${m.version}.${m.arch}`).join(', ')}): ${pkg.arch === undefined ? 'the Change names no architecture, and ' : ''}an install-only or multilib package is not changed by Persona; nothing was changed`,
+      `${pkg.name} is installed ${mine.length} times (${mine.map((m) => `${m.version}.${m.arch}`).join(', ')}): which one the Change replaces is not said, and an install-only package (a kernel) is not changed by Persona; nothing was changed`,
       'package',
       pkg.name,
     );
@@ -79,7 +87,8 @@ const LOCKED =
 
 /** A failed package command, with rpm's lock named as such. */
 function failure(transport: Transport, command: string, result: RunResult): Error {
-  if (LOCKED.test(result.stdout + result.stderr)) {
+  // dnf exits 200 for "a problem with acquiring or releasing of locks".
+  if (LOCKED.test(result.stdout + result.stderr) || (command.startsWith('dnf ') && result.exitCode === 200)) {
     return new HostStateConflictError(
       `another package transaction holds the rpm database on ${transport.target} (${describeCommand(command, 60)}): nothing was changed; try again once it finished`,
       'package',
@@ -118,7 +127,7 @@ async function install(transport: Transport, source: PackageSource, entries: rea
   try {
     await deliverPackages(transport, 'rpm', source.store, entries);
   } catch (e) {
-    if (e instanceof TransportError && LOCKED.test(e.message)) {
+    if (e instanceof TransportError && (LOCKED.test(e.message) || /\bfailed \(exit 200\)/.test(e.message))) {
       throw new HostStateConflictError(
         `another package transaction holds the rpm database on ${transport.target}: nothing was installed; try again once it finished`,
         'package',

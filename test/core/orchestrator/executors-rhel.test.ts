@@ -444,16 +444,18 @@ describe('rpmPackageExecutor', () => {
     const { store } = await storeWith(host, [{ name: 'jq', version: '1.6-15.el9', arch: 'x86_64' }]);
     const executor = rpmPackageExecutor({ store, targetRepositories: 'offline' });
     const change = pkgChange('package.install', 'jq', null, '1.6-15.el9');
-    host.installFails = () => ({
-      exitCode: 1,
-      stderr:
-        "error: can't create transaction lock on /var/lib/rpm/.rpm.lock (Resource temporarily unavailable)\n",
-    });
-    const locked = await executor.apply(ctx(host), change, {}).catch((e: unknown) => e);
-    expect(locked).toBeInstanceOf(HostStateConflictError);
-    expect((locked as Error).message).toMatch(
-      /^another package transaction holds the rpm database on ssh:\/\/root@rhel9:22: nothing was installed/,
-    );
+    // rpm's words, and dnf5's.
+    for (const stderr of [
+      "error: can't create transaction lock on /var/lib/rpm/.rpm.lock (Resource temporarily unavailable)\n",
+      'Failed to obtain rpm transaction lock. Another transaction is in progress.\n',
+    ]) {
+      host.installFails = () => ({ exitCode: 1, stderr });
+      const locked = await executor.apply(ctx(host), change, {}).catch((e: unknown) => e);
+      expect(locked).toBeInstanceOf(HostStateConflictError);
+      expect((locked as Error).message).toMatch(
+        /^another package transaction holds the rpm database on ssh:\/\/root@rhel9:22: nothing was installed/,
+      );
+    }
     host.installFails = () => ({
       exitCode: 1,
       stdout: '',
@@ -470,7 +472,7 @@ describe('rpmPackageExecutor', () => {
     );
     expect(host.installed.has('jq')).toBe(false);
     // The temporary folder goes either way.
-    expect(host.sent.filter((c) => c === "rm -rf -- '/tmp/tmp.Qm3v9cRzZp'")).toHaveLength(2);
+    expect(host.sent.filter((c) => c === "rm -rf -- '/tmp/tmp.Qm3v9cRzZp'")).toHaveLength(3);
   });
 
   it('says why a package that is in no source cannot be installed, before anything is delivered', async () => {
@@ -500,7 +502,47 @@ describe('rpmPackageExecutor', () => {
     await expect(executor.prepare(ctx(host), change)).rejects.toThrow(
       /kernel is installed 2 times \(5\.14\.0-362\.8\.1\.el9_3\.x86_64, 5\.14\.0-427\.13\.1\.el9_4\.x86_64\)/,
     );
-    expect(host.sent).toHaveLength(1);
+    expect(host.sent.every((c) => /^rpm (-q|--eval) /.test(c))).toBe(true);
+  });
+
+  it('takes the native architecture of a multilib package when the Change names none', async () => {
+    const host = new RhelHost();
+    host.installed.set('glibc', [
+      { name: 'glibc', version: '2.34-100.el9_4.2', arch: 'i686' },
+      { name: 'glibc', version: '2.34-100.el9_4.2', arch: 'x86_64' },
+    ]);
+    const { store } = await storeWith(host, []);
+    const executor = rpmPackageExecutor({ store, targetRepositories: 'offline' });
+    const change = pkgChange('package.install', 'glibc', null, '2.34-100.el9_4.2');
+    const prior = await executor.prepare(ctx(host), change);
+    expect(prior).toEqual({
+      before: { installed: { name: 'glibc', version: '2.34-100.el9_4.2', arch: 'x86_64' } },
+    });
+    expect(await executor.apply(ctx(host), change, prior)).toMatchObject({ status: 'unchanged' });
+  });
+
+  it('refuses an upgrade when the installed version can be neither found in the store nor fetched', async () => {
+    const host = new RhelHost();
+    host.setInstalled('tree', '1.8.0-10.el9');
+    const { store } = await storeWith(host, [tree('1.8.0-12.el9')]);
+    const mirror = {
+      family: 'rpm' as const,
+      available: async () => [],
+      fetch: async () => {
+        throw new Error('tree 1.8.0-10.el9 (x86_64) is in none of the repositories');
+      },
+    };
+    const change = pkgChange('package.upgrade', 'tree', '1.8.0-10.el9', '1.8.0-12.el9');
+    await expect(
+      rpmPackageExecutor({ store, mirror, targetRepositories: 'offline' }).prepare(ctx(host), change),
+    ).rejects.toMatchObject({
+      code: 'NOT_FOUND',
+      message: expect.stringMatching(
+        /^tree 1\.8\.0-10\.el9 \(x86_64\), which the host has, could not be kept in .*so a revert could not reinstall it: nothing was changed \(tree 1\.8\.0-10\.el9 \(x86_64\) is in none/,
+      ),
+    });
+    expect(host.installed.get('tree')).toEqual([tree('1.8.0-10.el9')]);
+    expect(host.sent.every((c) => /^rpm -q /.test(c))).toBe(true);
   });
 
   it('refuses a name with a leading dash, an EVR with shell characters and a bad arch before any command', async () => {
