@@ -60,6 +60,8 @@ const CHECKSUMS: Readonly<Record<string, string>> = {
   sha512: 'sha512',
 };
 const MAX_REPOMD = 4 * 1024 * 1024;
+// A mirror that stops answering fails the fetch instead of holding the apply for ever.
+const FETCH_TIMEOUT_MS = 15 * 60 * 1000;
 
 /** Thrown for repository metadata Persona will not act on: a location outside the repository. */
 function badLocation(repository: string, href: string, why: string): InvalidInputError {
@@ -362,7 +364,8 @@ export class RpmMirror {
   }
 
   private async get(url: URL, max: number, what: string): Promise<Uint8Array> {
-    const response = await fetch(url, { redirect: 'follow' });
+    // Redirects are followed as dnf follows a mirror's: what arrives is checked by its checksum.
+    const response = await fetch(url, { redirect: 'follow', signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
     if (!response.ok) {
       await response.body?.cancel().catch(() => undefined);
       throw new PackageVerificationError(`${what}: ${url.href} answered ${response.status}`, what);

@@ -333,6 +333,11 @@ describe('RpmMirror', () => {
     // A primary index repomd.xml places outside the repository is refused as well.
     repos.set('escape-md', repository([], { primaryHref: '../baseos/repodata/primary.xml.gz' }));
     await expect(mirrorOf('escape-md').available(['tree'])).rejects.toThrow(/leaves the repository/);
+    // xz and bz2, which Node cannot read, are refused by name rather than misread.
+    repos.set('xz', repository([], { primaryHref: 'repodata/abc-primary.xml.xz' }));
+    await expect(mirrorOf('xz').available(['tree'])).rejects.toThrow(
+      /the primary index "repodata\/abc-primary\.xml\.xz" is compressed in a way Persona does not read/,
+    );
   });
 
   it('drops index entries off the RPM grammar and refuses a spec off it before asking anything', async () => {
