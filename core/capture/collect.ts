@@ -16,9 +16,10 @@ import {
 } from '../profile/schema.js';
 import type { Transport } from '../transport/transport.js';
 import { IncompleteCaptureError } from './errors.js';
+import { type DiscoveredTree, discoveredTrees, type TreeCandidate, treeCandidates } from './parse/appdata.js';
 import { ParseContext, type Unknown } from './parse/context.js';
 import { parseEnvironment } from './parse/environment.js';
-import { parseFiles } from './parse/files.js';
+import { hashBudgetLeftKiB, listedFiles, parseFiles } from './parse/files.js';
 import { parseInstance } from './parse/instance.js';
 import { parseModules } from './parse/modules.js';
 import { parseMonitoringAgents } from './parse/monitoring.js';
@@ -34,9 +35,9 @@ import { parseSockets } from './parse/sockets.js';
 import { parseStorage } from './parse/storage.js';
 import { parseSysctl } from './parse/sysctl.js';
 import { parseUsage } from './parse/usage.js';
-import { CAPTURE_SCRIPT, type CaptureParams, captureEnv } from './script.js';
+import { CAPTURE_LIMITS, CAPTURE_SCRIPT, type CaptureParams, captureEnv } from './script.js';
 import { type CapturedSecret, redactCommand, SecretCollector } from './secrets.js';
-import { type CaptureSections, parseSections } from './sections.js';
+import { type CaptureSections, mergeSections, parseSections } from './sections.js';
 import { computeTraits } from './traits.js';
 
 export type { CapturedSecret, Unknown };
@@ -71,6 +72,19 @@ export interface BuildOptions {
     /** Process names (comm) whose environment, start command and ports describe the application. */
     readonly processes?: readonly string[];
   };
+  /**
+   * Application data discovery (parse/appdata.ts): the trees listening and declared processes
+   * run from or hold open, web server document roots and services' working directories join
+   * `application.paths`. On by default; the bounds default to CAPTURE_LIMITS.
+   */
+  readonly discovery?: DiscoveryOptions;
+}
+
+export interface DiscoveryOptions {
+  readonly enabled?: boolean;
+  readonly maxTrees?: number;
+  readonly treeMaxBytes?: number;
+  readonly treeDuTimeoutSeconds?: number;
 }
 
 export interface CaptureResult {
@@ -162,7 +176,8 @@ export function buildProfile(sections: CaptureSections, options: BuildOptions): 
     'alarm thresholds live in the monitoring service (CloudWatch alarms, Azure Monitor), not on the host',
   );
 
-  const application = describeApplication(declared, firstOf, sockets.listening, options);
+  const trees = discoveredTrees(ctx, candidatesOf(ctx, options), boundsOf(options));
+  const application = describeApplication(declared, firstOf, sockets.listening, options, trees);
   const appPorts = new Set(
     sockets.listening
       .filter((l) => appProcesses.some((p) => p.comm === l.process) && l.port !== undefined)
@@ -242,10 +257,29 @@ export function buildProfile(sections: CaptureSections, options: BuildOptions): 
       connections: sockets.connections,
       usage,
       traitVector,
+      ...(trees.length === 0
+        ? {}
+        : {
+            applicationTrees: trees.map((t) => ({ path: t.path, reasons: [...t.reasons], bytes: t.bytes })),
+          }),
     },
   };
   return { profile, unknowns: [...ctx.unknowns], secrets: ctx.secrets.list() };
 }
+
+const boundsOf = (options: BuildOptions) => ({
+  treeMaxBytes: options.discovery?.treeMaxBytes ?? CAPTURE_LIMITS.treeMaxBytes,
+  treeDuTimeoutSeconds: options.discovery?.treeDuTimeoutSeconds ?? CAPTURE_LIMITS.treeDuTimeoutSeconds,
+});
+
+/** The trees discovery proposes from the first pass, none when it is switched off. */
+const candidatesOf = (ctx: ParseContext, options: BuildOptions): TreeCandidate[] =>
+  options.discovery?.enabled === false
+    ? []
+    : treeCandidates(ctx, {
+        given: options.application?.paths ?? [],
+        maxTrees: options.discovery?.maxTrees ?? CAPTURE_LIMITS.maxTrees,
+      });
 
 /**
  * The application as the caller declared it, with what the capture saw of it: each process's
@@ -262,6 +296,7 @@ function describeApplication(
     process?: string | undefined;
   }[],
   options: BuildOptions,
+  discovered: readonly DiscoveredTree[],
 ): ApplicationInput {
   const startCommands: NonNullable<ApplicationInput['startCommands']> = [];
   const healthChecks: NonNullable<ApplicationInput['healthChecks']> = [];
@@ -290,15 +325,22 @@ function describeApplication(
   }
   return {
     ...(options.application?.name === undefined ? {} : { name: options.application.name }),
-    paths: [...(options.application?.paths ?? [])],
+    // The given paths first, as given; the discovered ones are never inside them.
+    paths: [...(options.application?.paths ?? []), ...discovered.map((t) => t.path)],
     startCommands,
     healthChecks,
   };
 }
 
 export interface CaptureOptions extends BuildOptions {
-  /** Limits for the script; the application's processes and paths come from `application`. */
-  readonly params?: Omit<CaptureParams, 'appProcesses' | 'configPaths'>;
+  /**
+   * Limits for the script; the application's processes and paths come from `application`, the
+   * discovered trees and their bounds from `discovery`.
+   */
+  readonly params?: Omit<
+    CaptureParams,
+    'appProcesses' | 'configPaths' | 'trees' | 'treeMaxBytes' | 'treeDuTimeoutSeconds'
+  >;
   /** How long the script may run. Default 60 s: it takes one to two seconds on a typical host. */
   readonly timeoutMs?: number;
 }
@@ -310,24 +352,21 @@ export interface HostCapture extends CaptureResult {
   readonly roundTripMs: number;
 }
 
-/** Captures a host: one run of the script over the transport, then buildProfile. */
-export async function captureHost(transport: Transport, options: CaptureOptions): Promise<HostCapture> {
-  checkMetadata(options);
-  const env = captureEnv({
-    ...options.params,
-    ...(options.application?.processes ? { appProcesses: options.application.processes } : {}),
-    ...(options.application?.paths ? { configPaths: options.application.paths } : {}),
-  });
-  const result = await transport.run(CAPTURE_SCRIPT, { env, timeoutMs: options.timeoutMs ?? 60_000 });
+/** One run of the script over the transport, split into its sections. */
+async function runScript(
+  transport: Transport,
+  env: Record<string, string>,
+  timeoutMs: number,
+): Promise<{ sections: CaptureSections; durationMs: number }> {
+  const result = await transport.run(CAPTURE_SCRIPT, { env, timeoutMs });
   if (result.truncated) {
     throw new IncompleteCaptureError(
       `the capture output from ${transport.target} came back truncated: the transport must fetch large output whole`,
       transport.target,
     );
   }
-  let sections: CaptureSections;
   try {
-    sections = parseSections(result.stdout);
+    return { sections: parseSections(result.stdout), durationMs: result.durationMs };
   } catch (error) {
     if (error instanceof IncompleteCaptureError && result.stderr.trim() !== '') {
       throw new IncompleteCaptureError(
@@ -338,9 +377,55 @@ export async function captureHost(transport: Transport, options: CaptureOptions)
     }
     throw error;
   }
+}
+
+/**
+ * Captures a host: one run of the script over the transport, then buildProfile. When discovery
+ * proposes trees beyond the given paths, a second, short run measures them and lists and hashes
+ * those that fit, within what the first run left of the file and hash bounds.
+ */
+export async function captureHost(transport: Transport, options: CaptureOptions): Promise<HostCapture> {
+  checkMetadata(options);
+  const timeoutMs = options.timeoutMs ?? 60_000;
+  const env = captureEnv({
+    ...options.params,
+    ...(options.application?.processes ? { appProcesses: options.application.processes } : {}),
+    ...(options.application?.paths ? { configPaths: options.application.paths } : {}),
+  });
+  const first = await runScript(transport, env, timeoutMs);
+  let sections = first.sections;
+  let roundTripMs = first.durationMs;
+  const probe = new ParseContext(sections, new SecretCollector(options.name), options.name);
+  const candidates = candidatesOf(probe, options);
+  if (candidates.length > 0) {
+    const maxFiles = options.params?.maxFiles ?? CAPTURE_LIMITS.maxFiles;
+    const budget = options.params?.hashBudgetBytes ?? CAPTURE_LIMITS.hashBudgetBytes;
+    const leftKiB = hashBudgetLeftKiB(sections);
+    const second = await runScript(
+      transport,
+      captureEnv({
+        trees: candidates.map((c) => c.path),
+        maxFiles: Math.max(1, maxFiles - listedFiles(sections)),
+        // At least 1 byte (captureEnv's rule): a budget spent on /etc hashes nothing more.
+        hashBudgetBytes: Math.max(1, leftKiB === undefined ? budget : leftKiB * 1024),
+        ...(options.params?.hashFileMaxBytes === undefined
+          ? {}
+          : { hashFileMaxBytes: options.params.hashFileMaxBytes }),
+        ...(options.discovery?.treeMaxBytes === undefined
+          ? {}
+          : { treeMaxBytes: options.discovery.treeMaxBytes }),
+        ...(options.discovery?.treeDuTimeoutSeconds === undefined
+          ? {}
+          : { treeDuTimeoutSeconds: options.discovery.treeDuTimeoutSeconds }),
+      }),
+      timeoutMs,
+    );
+    sections = mergeSections(sections, second.sections);
+    roundTripMs += second.durationMs;
+  }
   return {
     ...buildProfile(sections, options),
     scriptSeconds: sections.seconds,
-    roundTripMs: result.durationMs,
+    roundTripMs,
   };
 }

@@ -44,6 +44,8 @@ export interface CaptureSummary {
   readonly bytesNew: number;
   readonly unknowns: number;
   readonly secretsSealed: number;
+  /** Trees discovery added to the registration's paths (spec.application.paths), snapshotted too. */
+  readonly applicationTrees: readonly string[];
 }
 
 /** Starts (or finds, for a retried request) the operation that captures `host`. */
@@ -70,8 +72,9 @@ export async function startCapture(
 }
 
 /**
- * The trees whose content the snapshot keeps, relative to "/": /etc and the application's own.
- * The registration checked them already; a record stored before that check is checked here.
+ * The trees whose content the snapshot keeps, relative to "/": /etc and the application's own
+ * (the registration's paths and those discovery found: the Profile's spec.application.paths).
+ * The registration checked its paths and discovery its own; every one is checked again here.
  * A tree inside another one is left out: tar would archive its files twice.
  */
 export function snapshotPaths(host: Pick<HostRegistration, 'paths'>): string[] {
@@ -180,7 +183,9 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
       'snapshot',
       async () => {
         // tar says 1 when a file changed while it was read: the snapshot still holds a whole file.
-        const tar = await reached.stream(snapshotCommand(host));
+        // What the Profile names, discovered trees included, so that a host captured without
+        // --path still has its application's content in the snapshot.
+        const tar = await reached.stream(snapshotCommand({ paths: profile.spec.application.paths }));
         tar.stdin.end();
         // Files that hold secrets are sealed, not snapshotted (FORMAT.md, "Secrets").
         const source = withoutSecretFiles(
@@ -222,6 +227,7 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
       bytesNew: snapshot.stats.newBytes,
       unknowns: captured.unknowns.length + snapshotUnknowns.length,
       secretsSealed: sealed.sealed.length + exclusion.unlisted.length,
+      applicationTrees: (profile.observed?.applicationTrees ?? []).map((t) => t.path),
     };
     await deps.operations.finish(
       operationId,

@@ -67,6 +67,17 @@
 //   processes       ps (procps, else busybox) and /proc/<pid>/{comm,cgroup,status}
 //   sample-start, sample-end, loadavg   /proc/uptime, stat, net/dev, diskstats; /proc/loadavg
 //   du              file count and bytes of data directories by type, each walk bounded
+//   appdata         where the application's data may live, as raw material for parse/appdata.ts:
+//                   cwd and the folders of open regular files of listening processes (ss -tulpn,
+//                   else /proc/net socket inodes) and of PERSONA_APP_PROCESSES; root and include
+//                   lines of /etc/nginx, DocumentRoot and Include lines of /etc/apache2 and
+//                   /etc/httpd (files resolving inside them only); WorkingDirectory= of the
+//                   services enabled in /etc/systemd/system/*.wants
+//
+// With PERSONA_TREES set (the trees the control side took from appdata, one a line), the script
+// runs a second, short pass instead: `treesize` measures each tree with du -s (bounded in time)
+// and says whether it fits PERSONA_TREE_MAX_BYTES, then files, hashes, privkeys and credfiles
+// run over the trees that fit (a tree inside another one that fits is walked once).
 import { randomBytes } from 'node:crypto';
 import { InvalidInputError, type Issue } from '../errors.js';
 import { pathProblem } from '../transport/paths.js';
@@ -100,6 +111,19 @@ export const CAPTURE_LIMITS = {
   maxFiles: 20_000,
   /** Seconds each data-footprint walk (one per directory) may take before it is cut short. */
   duTimeoutSeconds: 1,
+  /**
+   * Trees found by discovery (parse/appdata.ts) measured and snapshotted per capture; the
+   * registration's own paths do not count. More candidates than this are named as unknown.
+   */
+  maxTrees: 32,
+  /**
+   * Disk usage (`du -s`) above which a discovered tree is named as unknown with its size instead
+   * of being snapshotted: a data directory of hundreds of GiB is not something to find by
+   * accident. A path given with --path has no such bound.
+   */
+  treeMaxBytes: 1024 * 1024 * 1024,
+  /** Seconds `du -s` may take on one discovered tree; a tree that takes longer is not snapshotted. */
+  treeDuTimeoutSeconds: 5,
 } as const;
 
 // `find` arguments that leave credential-looking files out of hashing.
@@ -563,7 +587,11 @@ f_hashes() {
     find "$r" -xdev -type f -size -"$FILEKB"k ${findExclusions} -print0 2>/dev/null | xargs -0 -r sha256sum 2>/dev/null
   done
   split_off
-  for f in ${publicFilesToHash}; do if [ -f "$f" ]; then sha256sum "$f"; fi; done
+  if [ -z "\${PERSONA_TREES:-}" ]; then
+    for f in ${publicFilesToHash}; do if [ -f "$f" ]; then sha256sum "$f"; fi; done
+  fi
+  # What is left of the budget, for the pass over the trees discovery finds.
+  mark "part left $left"
   return 0
 }
 
@@ -678,6 +706,161 @@ f_processes() {
   return 0
 }
 
+# Where the application's data may live: raw material only. Every path printed here is checked,
+# reduced and bounded by the control side (parse/appdata.ts) before anything uses it.
+f_appdata() {
+  : >"$T/apids"
+  if have ss && ss -tulpn >"$T/assl" 2>/dev/null; then
+    grep -o 'pid=[0-9]*' "$T/assl" | sed 's/^pid=//; s/$/ listening/' >>"$T/apids"
+    if [ "$ME" != 0 ]; then note "the processes behind other users' listening sockets are hidden from this user: permission denied (capture as root): the trees they run from are not looked for"; fi
+  else
+    # Listening TCP sockets and unconnected UDP ones, by inode, found among each process's descriptors.
+    awk 'FNR > 1 && ($4 == "0A" || $4 == "07") { print "socket:[" $10 "]" }' /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null | sort -u >"$T/ainodes"
+    if [ -s "$T/ainodes" ]; then
+      for d in /proc/[0-9]*; do
+        if ls -l "$d/fd" 2>/dev/null | grep -q -F -f "$T/ainodes"; then printf '%s listening\n' "\${d#/proc/}" >>"$T/apids"; fi
+      done
+    fi
+  fi
+  if [ -n "\${PERSONA_APP_PROCESSES:-}" ]; then
+    W=""
+    split_on
+    for w in $PERSONA_APP_PROCESSES; do W="$W$NL$(printf '%.15s' "$w")"; done
+    split_off
+    for d in /proc/[0-9]*; do
+      IFS= read -r c 2>/dev/null < "$d/comm" || continue
+      split_on
+      for w in $W; do if [ "$c" = "$w" ]; then printf '%s application\n' "\${d#/proc/}" >>"$T/apids"; break; fi; done
+      split_off
+    done
+  fi
+  # One line per process, with every reason it was picked.
+  awk '!($1 in w) { o[++n] = $1; w[$1] = $2; next } index("," w[$1] ",", "," $2 ",") == 0 { w[$1] = w[$1] "," $2 } END { for (i = 1; i <= n; i++) print o[i], w[o[i]] }' "$T/apids" | sort -n >"$T/apids.u"
+  n=0
+  denied=0
+  while read -r p why; do
+    [ -d "/proc/$p" ] || continue
+    if tr '\000' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qxF "PERSONA_NONCE=$N"; then continue; fi
+    n=$((n + 1))
+    if [ $n -gt 256 ]; then note "the trees of the first 256 listening and application processes only are looked for"; break; fi
+    # Written straight out: a path may end in a newline, which $(...) would take away.
+    if ! readlink "/proc/$p/cwd" >"$T/acwd" 2>/dev/null; then denied=$((denied + 1)); continue; fi
+    mark "part cwd $p $why"
+    cat "$T/acwd"
+    if [ "$FP" = 1 ]; then
+      find "/proc/$p/fd" -mindepth 1 -maxdepth 1 -xtype f -printf '%l\000' >"$T/afd" 2>/dev/null
+    else
+      : >"$T/afd"
+      i=0
+      for f in "/proc/$p/fd"/*; do
+        i=$((i + 1))
+        if [ $i -gt 1024 ]; then break; fi
+        if [ -f "$f" ]; then printf '%s\000' "$(readlink "$f" 2>/dev/null)" >>"$T/afd"; fi
+      done
+    fi
+    c=$(tr -cd '\000' < "$T/afd" | wc -c)
+    c=$((c))
+    if [ "$c" -gt 0 ]; then
+      # The folders of the open files, each once: ten thousand files in one folder are one line.
+      # A newline in a name becomes \036, which the control side refuses with the path.
+      mark "part fd $p $why $c"
+      tr '\n\000' '\036\n' < "$T/afd" | sed 's|/[^/]*$||' | sort -u | head -n 65
+    fi
+  done <"$T/apids.u"
+  if [ $denied -gt 0 ]; then note "$denied listening or application processes of other users hide their working directories and open files from this user: permission denied (capture as root)"; fi
+  # Web server configuration: only files that resolve inside the server's own directory.
+  for a in nginx:/etc/nginx apache:/etc/apache2 apache:/etc/httpd; do
+    k=\${a%%:*}
+    a=\${a#*:}
+    [ -d "$a" ] || continue
+    find "$a" -xdev \( -type f -o -type l \) ${findExclusions} 2>/dev/null | sort | head -n 1000 >"$T/aconf"
+    while IFS= read -r f; do
+      r=$(readlink -f "$f" 2>/dev/null) || continue
+      case $r in "$a"/*) ;; *) continue ;; esac
+      [ -f "$r" ] || continue
+      mark "part $k $f"
+      if [ "$k" = nginx ]; then
+        grep -E '(^|[[:space:];{}])(root|include)[[:space:]]' "$r" 2>/dev/null | cut -c -4096 | head -n 1000
+      else
+        grep -i -E '^[[:space:]]*(DocumentRoot|Include|IncludeOptional|ServerRoot)[[:space:]]' "$r" 2>/dev/null | cut -c -4096 | head -n 1000
+      fi
+    done <"$T/aconf"
+  done
+  # Services enabled by an administrator, read from their unit files: systemd need not run.
+  for w in /etc/systemd/system/*.wants/*.service; do
+    if [ -e "$w" ] || [ -L "$w" ]; then printf '%s\n' "\${w##*/}"; fi
+  done | sort -u | head -n 500 >"$T/aunits"
+  while IFS= read -r u; do
+    t=$u
+    case $u in *@*.service) t="\${u%%@*}@.service" ;; esac
+    set --
+    for d in /etc/systemd/system /run/systemd/system /usr/local/lib/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+      if [ $# -eq 0 ]; then
+        if [ -f "$d/$u" ]; then set -- "$d/$u"; elif [ -f "$d/$t" ]; then set -- "$d/$t"; fi
+      fi
+    done
+    [ $# -gt 0 ] || continue
+    for d in /etc/systemd/system /run/systemd/system /usr/local/lib/systemd/system /usr/lib/systemd/system /lib/systemd/system; do
+      if [ "$t" != "$u" ]; then for f in "$d/$t.d"/*.conf; do if [ -f "$f" ]; then set -- "$@" "$f"; fi; done; fi
+      for f in "$d/$u.d"/*.conf; do if [ -f "$f" ]; then set -- "$@" "$f"; fi; done
+    done
+    mark "part unit $u"
+    grep -h -E '^[[:space:]]*WorkingDirectory[[:space:]]*=' "$@" 2>/dev/null | cut -c -4096 | head -n 100
+  done <"$T/aunits"
+  return 0
+}
+
+# The second pass: each tree of PERSONA_TREES measured at once, each walk bounded in time, and
+# ROOTS set to those that fit, a tree inside another one that fits left out (walked once).
+f_treesize() {
+  TMAXKB=$(( \${PERSONA_TREE_MAX_BYTES:-${CAPTURE_LIMITS.treeMaxBytes}} / 1024 ))
+  TDT=\${PERSONA_TREE_DU_TIMEOUT:-${CAPTURE_LIMITS.treeDuTimeoutSeconds}}
+  i=0
+  split_on
+  for p in $PERSONA_TREES; do
+    i=$((i + 1))
+    (
+      s=ok
+      k=0
+      if [ -L "$p" ]; then s=symlink
+      elif [ ! -d "$p" ]; then s=missing
+      elif [ "$ME" != 0 ] && { [ ! -r "$p" ] || [ ! -x "$p" ]; }; then s=denied
+      else
+        bounded "$TDT" du -sk -x -- "$p" >"$T/ts.$i.du" 2>/dev/null
+        r=$?
+        k=$(cut -f1 < "$T/ts.$i.du")
+        case $k in
+          ''|*[!0-9]*) k=0; if [ "$r" = 124 ] || [ "$r" -ge 128 ]; then s=timeout; else s=unmeasured; fi ;;
+          *) if [ "$k" -gt "$TMAXKB" ]; then s=over; fi ;;
+        esac
+      fi
+      printf '%s\t%s\t%s\n' "$s" "$k" "$p"
+    ) </dev/null >"$T/ts.$i" &
+  done
+  split_off
+  wait
+  F=""
+  j=0
+  while [ $j -lt $i ]; do
+    j=$((j + 1))
+    [ -s "$T/ts.$j" ] || continue
+    cat "$T/ts.$j"
+    IFS= read -r l < "$T/ts.$j"
+    case $l in "ok	"*) ;; *) continue ;; esac
+    l=\${l#*	}
+    F="$F$NL\${l#*	}"
+  done
+  ROOTS=""
+  split_on
+  for r in $F; do
+    o=1
+    for q in $F; do case $r in "$q"/*) o=0; break ;; esac; done
+    if [ $o = 1 ]; then ROOTS="$ROOTS$NL$r"; fi
+  done
+  split_off
+  return 0
+}
+
 f_du() {
   # One walk per directory, all at once, each cut short after DUT seconds (status 124).
   i=0
@@ -745,6 +928,20 @@ f_loadavg() { cat /proc/loadavg; }
 
 up
 START=$U
+if [ -n "\${PERSONA_TREES:-}" ]; then
+  sec treesize f_treesize
+  if [ -n "$ROOTS" ]; then
+    sec files f_files
+    sec hashes f_hashes
+    sec privkeys f_privkeys
+    sec credfiles f_credfiles
+  fi
+  up
+  mark "done $START $U"
+  exec 1>&3 3>&-
+  cat "$T/out"
+  exit 0
+fi
 sec sample-start f_sample
 sec du f_du >"$T/bg.du" 2>&1 &
 sec runtimes f_runtimes >"$T/bg.runtimes" 2>&1 &
@@ -779,6 +976,7 @@ sec shadow f_shadow
 sec sudoers f_sudoers
 sec sshkeys f_sshkeys
 sec processes f_processes
+sec appdata f_appdata
 wait
 # The usage sample spans at least one second, so that rates are not noise.
 up
@@ -809,6 +1007,13 @@ export interface CaptureParams {
   readonly appProcesses?: readonly string[];
   /** Application trees whose files are listed and hashed alongside /etc. */
   readonly configPaths?: readonly string[];
+  /**
+   * The second pass: trees discovery found (parse/appdata.ts), measured and, those that fit
+   * treeMaxBytes, listed and hashed. The script then runs nothing else.
+   */
+  readonly trees?: readonly string[];
+  readonly treeMaxBytes?: number;
+  readonly treeDuTimeoutSeconds?: number;
   readonly hashBudgetBytes?: number;
   readonly hashFileMaxBytes?: number;
   readonly maxFiles?: number;
@@ -840,15 +1045,19 @@ export function captureEnv(params: CaptureParams = {}): Record<string, string> {
     const problem = processNameProblem(p);
     if (problem) issues.push({ path: `appProcesses[${i}]`, message: `${displayValue(p)} ${problem}` });
   });
-  (params.configPaths ?? []).forEach((p, i) => {
-    const problem = pathProblem(p);
-    if (problem) issues.push({ path: `configPaths[${i}]`, message: `${displayValue(p)} ${problem}` });
-  });
+  for (const field of ['configPaths', 'trees'] as const) {
+    (params[field] ?? []).forEach((p, i) => {
+      const problem = pathProblem(p);
+      if (problem) issues.push({ path: `${field}[${i}]`, message: `${displayValue(p)} ${problem}` });
+    });
+  }
   const counts: [keyof CaptureParams, number | undefined][] = [
     ['hashBudgetBytes', params.hashBudgetBytes],
     ['hashFileMaxBytes', params.hashFileMaxBytes],
     ['maxFiles', params.maxFiles],
     ['duTimeoutSeconds', params.duTimeoutSeconds],
+    ['treeMaxBytes', params.treeMaxBytes],
+    ['treeDuTimeoutSeconds', params.treeDuTimeoutSeconds],
   ];
   for (const [name, value] of counts) {
     if (value !== undefined && (!Number.isSafeInteger(value) || value < 1)) {
@@ -865,5 +1074,9 @@ export function captureEnv(params: CaptureParams = {}): Record<string, string> {
     env.PERSONA_HASH_FILE_MAX_BYTES = String(params.hashFileMaxBytes);
   if (params.maxFiles !== undefined) env.PERSONA_MAX_FILES = String(params.maxFiles);
   if (params.duTimeoutSeconds !== undefined) env.PERSONA_DU_TIMEOUT = String(params.duTimeoutSeconds);
+  if (params.trees?.length) env.PERSONA_TREES = params.trees.join('\n');
+  if (params.treeMaxBytes !== undefined) env.PERSONA_TREE_MAX_BYTES = String(params.treeMaxBytes);
+  if (params.treeDuTimeoutSeconds !== undefined)
+    env.PERSONA_TREE_DU_TIMEOUT = String(params.treeDuTimeoutSeconds);
   return env;
 }

@@ -185,3 +185,39 @@ export function partsWith(section: Section | undefined, prefix: string): Section
 /** The first part whose header starts with `prefix`. */
 export const partWith = (section: Section | undefined, prefix: string): SectionPart | undefined =>
   partsWith(section, prefix)[0];
+
+/**
+ * One capture out of two runs of the script on the same host: the sections of the second pass
+ * (a section the first also has gets the second's parts after its own, so a file listing of /etc
+ * and one of the discovered trees read as one listing in two parts).
+ */
+export function mergeSections(first: CaptureSections, second: CaptureSections): CaptureSections {
+  const seconds =
+    first.seconds === undefined || second.seconds === undefined
+      ? first.seconds
+      : first.seconds + second.seconds;
+  const merged = new CaptureSections(first.nonce, seconds);
+  for (const [name, section] of first) merged.set(name, section);
+  for (const [name, b] of second) {
+    const a = merged.get(name);
+    if (!a) {
+      merged.set(name, b);
+      continue;
+    }
+    const parts = [...a.parts, ...b.parts];
+    const missingAll = [...a.missingAll, ...b.missingAll];
+    const seconds = a.seconds === undefined || b.seconds === undefined ? a.seconds : a.seconds + b.seconds;
+    merged.set(name, {
+      name,
+      text: parts.map((p) => p.text).join('\n'),
+      parts,
+      status: a.status !== 0 ? a.status : b.status,
+      ...(missingAll[0] === undefined ? {} : { missing: missingAll[0] }),
+      missingAll,
+      notes: [...a.notes, ...b.notes],
+      stderr: [...a.stderr, ...b.stderr],
+      ...(seconds === undefined ? {} : { seconds }),
+    });
+  }
+  return merged;
+}

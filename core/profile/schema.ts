@@ -637,6 +637,17 @@ export const TraitVector = z
   })
   .meta({ id: 'TraitVector' });
 
+export const ApplicationTree = z
+  .strictObject({
+    path: absolutePath,
+    reasons: z
+      .array(text)
+      .min(1)
+      .describe('What showed it holds application data: a document root, a working directory, open files'),
+    bytes: byteCount.optional().describe('Disk usage when it was captured (du -s)'),
+  })
+  .meta({ id: 'ApplicationTree' });
+
 export const Observed = z
   .strictObject({
     capturedAt: z.iso.datetime().optional(),
@@ -644,6 +655,10 @@ export const Observed = z
     connections: z.array(Connection).default([]),
     usage: Usage.optional(),
     traitVector: TraitVector.optional(),
+    applicationTrees: z
+      .array(ApplicationTree)
+      .optional()
+      .describe('Trees the capture found and added to spec.application.paths, with why'),
   })
   .meta({ id: 'Observed' });
 

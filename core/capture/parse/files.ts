@@ -5,7 +5,14 @@
 import type { z } from 'zod';
 import { ConfigFile } from '../../profile/schema.js';
 import { fileLooksSensitive, keyedContentHash } from '../secrets.js';
-import { lines, partWith } from '../sections.js';
+import {
+  type CaptureSections,
+  lines,
+  partsWith,
+  partWith,
+  type Section,
+  type SectionPart,
+} from '../sections.js';
 import { count, int, type ParseContext, sample } from './context.js';
 
 type FileInput = z.input<typeof ConfigFile>;
@@ -81,6 +88,17 @@ function statEntry(line: string): Entry | undefined {
   return { type, mode, owner, group, size: int(size), target: m?.[2] ?? '', path };
 }
 
+const listingParts = (section: Section | undefined): SectionPart[] =>
+  (section?.parts ?? []).filter((p) => /^(printf|stat)( |$)/.test(p.header));
+
+/** Entries the file listings of a capture hold, against the maxFiles bound of a later pass. */
+export const listedFiles = (sections: CaptureSections): number =>
+  listingParts(sections.get('files')).reduce((n, p) => n + lines(p.text).length, 0);
+
+/** KiB of the hash budget the first pass left (its `left` part), undefined when it did not say. */
+export const hashBudgetLeftKiB = (sections: CaptureSections): number | undefined =>
+  int(partWith(sections.get('hashes'), 'left')?.header.split(' ')[1]);
+
 export function parseFiles(ctx: ParseContext, options: FileOptions = {}): ParsedFiles {
   const hashes = parseHashes(ctx.section('hashes')?.text ?? '');
   const privateKeys = new Set(lines(ctx.section('privkeys')?.text ?? ''));
@@ -103,32 +121,38 @@ export function parseFiles(ctx: ParseContext, options: FileOptions = {}): Parsed
     return hash === undefined ? undefined : protect(path, hash);
   };
   const section = ctx.section('files');
-  const part = partWith(section, 'printf') ?? partWith(section, 'stat');
-  if (!part) return { files: [], hashOf, protect };
+  // One listing per pass of the script: /etc and the given paths, then the discovered trees.
+  const listings = listingParts(section);
+  if (listings.length === 0) return { files: [], hashOf, protect };
   const unreadable = new Set<string>();
   const unlisted: string[] = [];
-  for (const line of lines(partWith(section, 'unreadable')?.text ?? '')) {
-    if (line.startsWith('f\t')) unreadable.add(line.slice(2));
-    else if (line.startsWith('d\t')) unlisted.push(line.slice(2));
+  for (const part of partsWith(section, 'unreadable')) {
+    for (const line of lines(part.text)) {
+      if (line.startsWith('f\t')) unreadable.add(line.slice(2));
+      else if (line.startsWith('d\t')) unlisted.push(line.slice(2));
+    }
   }
 
-  const limit = int(part.header.split(' ')[1]);
-  let listed = lines(part.text);
-  if (limit !== undefined && listed.length > limit) {
-    ctx.unknown(
-      'files',
-      `more than ${limit} files under /etc and the application paths: only the first ${limit} are listed`,
-    );
-    listed = listed.slice(0, limit);
+  const entries: (Entry | undefined)[] = [];
+  for (const part of listings) {
+    const limit = int(part.header.split(' ')[1]);
+    let listed = lines(part.text);
+    if (limit !== undefined && listed.length > limit) {
+      ctx.unknown(
+        'files',
+        `more than ${limit} files under /etc and the application paths: only the first ${limit} are listed`,
+      );
+      listed = listed.slice(0, limit);
+    }
+    const parse = part.header.startsWith('printf') ? printfEntry : statEntry;
+    for (const line of listed) entries.push(parse(line));
   }
-  const parse = part.header.startsWith('printf') ? printfEntry : statEntry;
 
   const files: FileInput[] = [];
   const unhashed: string[] = [];
   const denied: string[] = [];
   // An application path under /etc is listed twice, once for each root: the first is kept.
-  for (const line of listed) {
-    const e = parse(line);
+  for (const e of entries) {
     if (!e?.path.startsWith('/') || inProfile.has(e.path)) continue;
     inProfile.add(e.path);
     const mode = /^[0-7]{1,4}$/.test(e.mode) ? e.mode.padStart(4, '0') : undefined;

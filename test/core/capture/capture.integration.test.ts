@@ -35,6 +35,9 @@ describe('captureHost on this machine through the local transport', () => {
       name: 'local-host',
       capturedAt: new Date().toISOString(),
       application: { name: 'sleeper', processes: [appName], paths: [dir] },
+      // What this machine's own servers run from (a shared checkout) is not this test's to walk:
+      // discovery is tested on test hosts, where nothing else runs (discovery.host.test.ts).
+      discovery: { enabled: false },
     });
     elapsedMs = performance.now() - started;
   });
