@@ -306,6 +306,83 @@ describe('file, folder, link, sealed file, SSH key and DNS Changes on a real hos
     expect(await hostState()).toEqual(before);
   });
 
+  it('revokes exactly the lines holding a key, options or not, and puts them back exactly on revert', async () => {
+    const keys = '/root/.ssh/authorized_keys';
+    const original = await host.readFile(keys);
+    const [, blob] = ROOT_KEY.line.split(' ');
+    const held = `${original}from="10.213.0.0/16",no-pty ssh-ed25519 ${blob} restricted\n# kept\n${USER_KEY.line}\n`;
+    await host.writeFile(keys, held, 0o600);
+    try {
+      const before = await hostState();
+      const revoke: Change = {
+        kind: 'sshkey.revoke',
+        section: 'sshKeys',
+        key: `root:${ROOT_KEY.fingerprint}`,
+        from: { user: 'root', type: 'ssh-ed25519', fingerprint: ROOT_KEY.fingerprint },
+        to: null,
+        disruptive: false,
+      };
+      const deps = controlSide();
+      const result = await applyChanges(deps, 'files-revoke', delta([revoke]));
+      expect(result.results.map((r) => r.outcome.status)).toEqual(['changed']);
+      expect(await host.readFile(keys)).toBe(`${original}# kept\n${USER_KEY.line}\n`);
+      const again = await applyChanges(deps, 'files-revoke-2', delta([revoke]));
+      expect(again.results.map((r) => r.outcome.status)).toEqual(['unchanged']);
+      expect((await revertOperation(deps, 'files-revoke-2')).failures).toEqual([]);
+      expect((await revertOperation(deps, 'files-revoke')).failures).toEqual([]);
+      expect(await host.readFile(keys)).toBe(held);
+      expect(await hostState()).toEqual(before);
+    } finally {
+      await host.writeFile(keys, original, 0o600);
+    }
+  });
+
+  it('reverts an authorized key by dropping only its line when others changed the file since', async () => {
+    const keys = '/home/pkeys/.ssh/authorized_keys';
+    const change = CHANGES.find((c) => c.key.startsWith('pkeys:')) as Change;
+    const deps = controlSide();
+    expect((await applyChanges(deps, 'files-shared', delta([change]))).status).toBe('applied');
+    const added = ROOT_KEY.line.replace('deploy@web-a', 'added-by-hand');
+    await host.run(`echo '${added}' >> ${keys}`);
+    expect((await revertOperation(deps, 'files-shared')).failures).toEqual([]);
+    expect(await host.readFile(keys)).toBe(`${added}\n`);
+    expect((await host.run(`stat -c '%a %U %G' ${keys}`)).trim()).toBe('600 pkeys pkeys');
+    await host.run('rm -r /home/pkeys/.ssh');
+  });
+
+  it('replaces, never enters, a link to a folder that appears at the path between the probe and the rename', async () => {
+    await host.run('mkdir -p /srv/elsewhere');
+    const before = await hostState();
+    const deps = controlSide();
+    const inner = deps.transport;
+    const path = '/etc/persona-site-race.conf';
+    // Right before the write script runs, something puts a link to a folder where the file goes.
+    const racing = new Proxy(inner, {
+      get(target, prop, receiver) {
+        if (prop !== 'run') return Reflect.get(target, prop, receiver);
+        return async (command: string, options?: { stdin?: Uint8Array | string }) => {
+          if (command.startsWith('set -e') && command.includes(path))
+            await host.run(`ln -s /srv/elsewhere ${path}`);
+          return target.run(command, options);
+        };
+      },
+    });
+    const change = file(path, {
+      type: 'file',
+      mode: '0600',
+      owner: 'root',
+      group: 'root',
+      sensitive: true,
+      secretRef: ref('file/etc/persona-site/secret.conf'),
+    });
+    const result = await applyChanges({ ...deps, transport: racing }, 'files-race', delta([change]));
+    expect(result.status).toBe('applied');
+    expect((await host.run(`stat -c %F ${path}`)).trim()).toBe('regular file');
+    expect(await host.run('ls -A /srv/elsewhere')).toBe('');
+    expect((await revertOperation(deps, 'files-race')).failures).toEqual([]);
+    expect(await hostState()).toEqual(before);
+  });
+
   it('records DNS unresolved and leaves the link alone when resolv.conf is a symbolic link', async () => {
     await host.run(
       'mkdir -p /run/systemd/resolve && cp /etc/resolv.conf /run/systemd/resolve/stub-resolv.conf && mv /etc/resolv.conf /etc/resolv.conf.real && ln -s ../run/systemd/resolve/stub-resolv.conf /etc/resolv.conf',
