@@ -32,7 +32,7 @@ export const IDENTITY_FIELDS = [
   },
   {
     field: 'spec.network.routes[].gateway in an own subnet',
-    rule: "kept when it lies in the matching target subnet too; else the source's main gateway there (its default route's, else the first) maps to the target's main gateway in the matching subnet; unresolved otherwise",
+    rule: "kept when it lies in the matching target subnet too; else the source's main gateway there (its default route's, else the first) maps to the target's main gateway in the matching subnet, or, where the target's routes name none there, to the address at the same position of a subnet of the same size; unresolved otherwise",
   },
   {
     field: 'spec.network.routes[].interface',
@@ -226,6 +226,23 @@ function matchInterfaces(source: readonly Interface[], target: readonly Interfac
 const withoutUndefined = <T extends object>(o: T): T =>
   Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
 
+const ipv4ToInt = (a: string) => a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+const intToIpv4 = (n: number) => [24, 16, 8, 0].map((s) => Math.floor(n / 2 ** s) % 256).join('.');
+
+/**
+ * The address at the same position in `theirs` as `address` has in `own`, for IPv4 subnets of
+ * the same size: the first host of a link is the first host of the other. Undefined when the
+ * sizes differ or the position is the target's own address.
+ */
+function samePositionIn(address: string, own: Subnet, theirs: Subnet): string | undefined {
+  if (own.family !== 'ipv4' || theirs.family !== 'ipv4' || own.prefix !== theirs.prefix) return undefined;
+  const size = 2 ** (32 - own.prefix);
+  const offset = ipv4ToInt(address) % size;
+  const [theirAddress = ''] = theirs.cidr.split('/');
+  const candidate = intToIpv4(ipv4ToInt(theirAddress) - (ipv4ToInt(theirAddress) % size) + offset);
+  return candidate === theirAddress ? undefined : candidate;
+}
+
 /** The main gateway `routes` go through in `subnet`: the default route's, else the first. */
 function gatewayIn(subnet: Subnet, routes: readonly Route[]): string | undefined {
   const via = routes.filter((r) => r.gateway !== undefined && subnet.contains(r.gateway));
@@ -316,14 +333,17 @@ export function translateIdentity(source: Profile, baseline: Profile): Translati
         );
         return;
       }
-      if (mapped === undefined) {
+      // A target whose routes name no gateway there (a fresh link): the gateway at the same
+      // position of a subnet of the same size, the first host for the first host.
+      const placed = mapped ?? samePositionIn(gateway as string, own, theirs);
+      if (placed === undefined) {
         identity(
           field,
-          `${shown}: gateway ${gateway} is in the source's own subnet ${own.cidr} (${displayValue(own.iface)}); the target's subnet ${theirs.cidr} (${displayValue(theirs.iface)}) has no gateway its routes go through`,
+          `${shown}: gateway ${gateway} is in the source's own subnet ${own.cidr} (${displayValue(own.iface)}); the target's subnet ${theirs.cidr} (${displayValue(theirs.iface)}) has no gateway its routes go through, and is not of the same size to place it at the same position`,
         );
         return;
       }
-      route = { ...route, gateway: mapped };
+      route = { ...route, gateway: placed };
     }
     routes.push(route);
   });
@@ -359,8 +379,12 @@ export function translateIdentity(source: Profile, baseline: Profile): Translati
         nameservers.push(server);
         return;
       }
-      const mapped = theirs === undefined ? undefined : gatewayIn(theirs, base.network.routes);
-      if (mapped !== undefined && server === gatewayIn(own, src.network.routes)) {
+      const main = gatewayIn(own, src.network.routes);
+      const mapped =
+        theirs === undefined
+          ? undefined
+          : (gatewayIn(theirs, base.network.routes) ?? samePositionIn(server, own, theirs));
+      if (mapped !== undefined && server === main) {
         nameservers.push(mapped);
         return;
       }

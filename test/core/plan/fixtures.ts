@@ -6,7 +6,7 @@ import { Profile, type ProfileInput } from '../../../core/profile/schema.js';
 const examples = fileURLToPath(new URL('../../../examples/', import.meta.url));
 
 export const hash = (c: string) => `sha256:${c.repeat(64)}`;
-const file = (path: string, c: string) => ({
+export const file = (path: string, c: string) => ({
   path,
   hash: hash(c),
   mode: '0644',

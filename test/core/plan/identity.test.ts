@@ -13,7 +13,7 @@ import {
 import { canonicalSpec } from '../../../core/profile/collections.js';
 import { Profile, type ProfileSpec } from '../../../core/profile/schema.js';
 import { canonicalProfileArb, profilePairArb } from '../../support/arbitraries.js';
-import { bareTarget, hash, webSource } from './fixtures.js';
+import { bareTarget, file, hash, webSource } from './fixtures.js';
 
 const ethernet = (name: string, mac: string, addresses: string[]) => ({
   name,
@@ -175,8 +175,71 @@ describe('translateIdentity', () => {
       kind: 'identity',
       field: 'spec.network.routes[1]',
       reason:
-        'route "main default 172.31.16.1 ens5 100": gateway 172.31.16.1 is in the source\'s own subnet 172.31.20.15/20 ("ens5"); the target\'s subnet 10.0.0.3/24 ("eth0") has no gateway its routes go through',
+        'route "main default 172.31.16.1 ens5 100": gateway 172.31.16.1 is in the source\'s own subnet 172.31.20.15/20 ("ens5"); the target\'s subnet 10.0.0.3/24 ("eth0") has no gateway its routes go through, and is not of the same size to place it at the same position',
     });
+  });
+
+  it('places a gateway (and a name server at it) at the same position of a target link of the same size that names no gateway', () => {
+    const link = (address: string) =>
+      bareTarget({
+        network: {
+          interfaces: [ethernet('eth0', '52:54:00:12:34:56', [address])],
+          routes: [],
+          dns: { nameservers: [address.replace(/\.\d+\/30$/, '.1'), '9.9.9.9'] },
+        },
+      });
+    const source = Profile.parse({
+      ...link('10.213.0.2/30'),
+      spec: {
+        ...link('10.213.0.2/30').spec,
+        network: {
+          ...link('10.213.0.2/30').spec.network,
+          routes: [{ destination: '192.0.2.0/24', gateway: '10.213.0.1', interface: 'eth0' }],
+        },
+      },
+    });
+    const { profile, unresolved } = translateIdentity(source, link('10.213.0.18/30'));
+    expect(unresolved).toEqual([]);
+    expect(profile.spec.network.routes).toContainEqual({
+      destination: '192.0.2.0/24',
+      gateway: '10.213.0.17',
+      interface: 'eth0',
+    });
+    expect(profile.spec.network.dns?.nameservers).toEqual(['10.213.0.17', '9.9.9.9']);
+    // A name server at another address of the source's own link has no counterpart.
+    const other = Profile.parse({
+      ...source,
+      spec: { ...source.spec, network: { ...source.spec.network, dns: { nameservers: ['10.213.0.3'] } } },
+    });
+    expect(translateIdentity(other, link('10.213.0.18/30')).unresolved.map((u) => u.field)).toEqual([
+      'spec.network.dns.nameservers[0]',
+    ]);
+  });
+
+  it("keeps the target's account files, resolver file, storage and SSH keys, and adds the source's keys", () => {
+    const key = (user: string, n: string) => ({
+      user,
+      type: 'ssh-ed25519',
+      fingerprint: `SHA256:${n.repeat(43)}`,
+    });
+    const source = webSource();
+    const withKeys = Profile.parse({
+      ...source,
+      spec: { ...source.spec, security: { ...source.spec.security, sshKeys: [key('root', 'A')] } },
+    });
+    const target = bareTarget({
+      security: { sshKeys: [key('root', 'B')] },
+      configuration: { files: [file('/etc/shadow', 'b'), file('/etc/resolv.conf', 'b')] },
+    });
+    const { profile } = translateIdentity(withKeys, target);
+    expect(profile.spec.security.sshKeys.map((k) => k.fingerprint).sort()).toEqual([
+      key('root', 'A').fingerprint,
+      key('root', 'B').fingerprint,
+    ]);
+    expect(profile.spec.storage).toEqual(target.spec.storage);
+    const files = new Map(profile.spec.configuration.files.map((f) => [f.path, f]));
+    expect(files.get('/etc/shadow')?.hash).toBe(hash('b'));
+    expect(files.get('/etc/resolv.conf')?.hash).toBe(hash('b'));
   });
 
   it('lists a source interface with no counterpart, and the routes through it, as unresolved', () => {
