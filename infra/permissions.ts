@@ -2,6 +2,8 @@ import type { HandlerName } from '../core/api/routes.js';
 import {
   type DATA_BUCKET,
   HOSTS_TABLE,
+  INVENTORY_TABLE,
+  JOURNAL_TABLE,
   LOCKS_TABLE,
   OPERATIONS_TABLE,
   PROFILES_TABLE,
@@ -54,8 +56,37 @@ export const API_HANDLER_GRANTS: Readonly<Record<HandlerName, DataGrants>> = {
   'get-operation': { tables: { [OPERATIONS_TABLE.id]: 'read' } },
   // Checks the host exists and records the operation; the workflow's own functions capture.
   'start-capture': { tables: { [HOSTS_TABLE.id]: 'read', [OPERATIONS_TABLE.id]: 'read-write' } },
+  'list-operations': { tables: { [OPERATIONS_TABLE.id]: 'read' } },
+  // Records the operation and its request document; the workflow's own function clones.
+  'start-clone': { tables: { [OPERATIONS_TABLE.id]: 'read-write' }, objects: { 'operations/': 'write' } },
+  'cancel-operation': { tables: { [OPERATIONS_TABLE.id]: 'read-write' } },
+  'get-operation-document': { tables: { [OPERATIONS_TABLE.id]: 'read' }, objects: { 'operations/': 'read' } },
+  'add-machine': { tables: { [HOSTS_TABLE.id]: 'read', [INVENTORY_TABLE.id]: 'read-write' } },
+  'list-machines': { tables: { [INVENTORY_TABLE.id]: 'read' } },
   // Built from the route list and schemas compiled into the bundle: touches no data.
   'get-openapi': {},
+};
+
+/**
+ * The clone task: what a capture needs (baseline and record capture the target), the journal,
+ * the inventory, the clone's documents and the package store.
+ */
+export const CLONE_TASK_GRANTS: DataGrants = {
+  tables: {
+    [HOSTS_TABLE.id]: 'read-write',
+    [OPERATIONS_TABLE.id]: 'read-write',
+    [PROFILES_TABLE.id]: 'read-write',
+    [SNAPSHOTS_TABLE.id]: 'read-write',
+    [LOCKS_TABLE.id]: 'read-write',
+    [JOURNAL_TABLE.id]: 'read-write',
+    [INVENTORY_TABLE.id]: 'read-write',
+  },
+  objects: {
+    'profiles/': 'read-write',
+    'snapshots/': 'read-write',
+    'operations/': 'read-write',
+    'packages/': 'read-write',
+  },
 };
 
 /** The capture task: every store a capture writes, and the snapshot store's objects (no deletes). */

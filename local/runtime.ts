@@ -83,6 +83,8 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
     for (const t of tables) process.env[t.definition.env] = t.name;
 
     process.env.PERSONA_KEYS_DIR = join(dataDir, 'keys');
+    // EventBridge has no stand-in: the clone workflow's events are appended here instead.
+    process.env.PERSONA_EVENTS_FILE = join(dataDir, 'events.jsonl');
     const shared = await import('../functions/shared/workflows.js');
     const workflows = localWorkflows({ root: fileURLToPath(new URL('..', import.meta.url)) });
     shared.useWorkflowStarter(workflows);

@@ -76,5 +76,6 @@ export function withIdempotency(store: OperationStore, idem: Idempotency): Opera
     step: (id, name, status, now, detail) => store.step(id, name, status, now, detail),
     finish: (id, outcome, now) => store.finish(id, outcome, now),
     requestCancel: (id, now) => store.requestCancel(id, now),
+    list: (query) => store.list(query),
   };
 }

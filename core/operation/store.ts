@@ -3,8 +3,10 @@
 // scoped key: idempotency.ts). Every transition is a write conditional on the revision read, so
 // concurrent retries cannot lose an update, and an operation that has ended stays as it ended:
 // a task delivered again, or one that outlived its time-out, changes nothing.
-import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
+import { z } from 'zod';
 import { NotFoundError } from '../errors.js';
+import { decodeCursor, encodeCursor } from '../storage/pagination.js';
 import {
   isFinished,
   type Operation,
@@ -31,7 +33,30 @@ export interface OperationStore {
    * operation; one that has ended is returned as it ended.
    */
   requestCancel(id: string, now: Date): Promise<Operation>;
+  /** Operations, newest first, a page at a time; the filters apply within each page read. */
+  list(query: OperationQuery): Promise<{ items: Operation[]; nextCursor?: string }>;
 }
+
+export interface OperationQuery {
+  readonly limit: number;
+  readonly cursor?: string | undefined;
+  readonly kind?: Operation['kind'] | undefined;
+  readonly status?: Operation['status'] | undefined;
+  readonly host?: string | undefined;
+}
+
+/** The attribute every operation item carries for the ByCreation index. */
+const LISTING = { listing: 'operations' } as const;
+const ListingKey = z.strictObject({
+  id: z.string().min(1).max(128),
+  listing: z.literal('operations'),
+  createdAt: z.string().max(40),
+});
+
+const asOperation = (item: Record<string, unknown>): Operation => {
+  const { listing: _l, ...op } = item;
+  return op as Operation;
+};
 
 export class DynamoOperationStore implements OperationStore {
   constructor(
@@ -44,7 +69,7 @@ export class DynamoOperationStore implements OperationStore {
       await this.ddb.send(
         new PutCommand({
           TableName: this.tableName,
-          Item: operation,
+          Item: { ...operation, ...LISTING },
           ConditionExpression: 'attribute_not_exists(id)',
         }),
       );
@@ -60,7 +85,38 @@ export class DynamoOperationStore implements OperationStore {
       new GetCommand({ TableName: this.tableName, Key: { id }, ConsistentRead: true }),
     );
     if (!out.Item) throw new NotFoundError(`operation ${id} does not exist`, id);
-    return out.Item as Operation;
+    return asOperation(out.Item);
+  }
+
+  async list(query: OperationQuery): Promise<{ items: Operation[]; nextCursor?: string }> {
+    const start = decodeCursor(query.cursor, 'operations', ListingKey);
+    const filters: string[] = [];
+    const names: Record<string, string> = { '#l': 'listing' };
+    const values: Record<string, unknown> = { ':l': 'operations' };
+    for (const field of ['kind', 'status', 'host'] as const) {
+      if (query[field] === undefined) continue;
+      filters.push(`#${field} = :${field}`);
+      names[`#${field}`] = field;
+      values[`:${field}`] = query[field];
+    }
+    const out = await this.ddb.send(
+      new QueryCommand({
+        TableName: this.tableName,
+        IndexName: 'ByCreation',
+        KeyConditionExpression: '#l = :l',
+        ScanIndexForward: false,
+        Limit: query.limit,
+        ExpressionAttributeNames: names,
+        ExpressionAttributeValues: values,
+        ...(filters.length > 0 ? { FilterExpression: filters.join(' AND ') } : {}),
+        ...(start ? { ExclusiveStartKey: start } : {}),
+      }),
+    );
+    const last = out.LastEvaluatedKey as Record<string, string> | undefined;
+    return {
+      items: (out.Items ?? []).map(asOperation),
+      ...(last ? { nextCursor: encodeCursor('operations', last) } : {}),
+    };
   }
 
   // Read-modify-write, conditional on the revision read: a concurrent update makes the write
@@ -132,7 +188,7 @@ export class DynamoOperationStore implements OperationStore {
       await this.ddb.send(
         new PutCommand({
           TableName: this.tableName,
-          Item: next,
+          Item: { ...next, ...LISTING },
           ConditionExpression: 'revision = :seen',
           ExpressionAttributeValues: { ':seen': current.revision },
         }),

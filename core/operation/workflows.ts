@@ -7,6 +7,10 @@ export const WORKFLOWS = {
     /** Placeholders in the definition, and the function each one stands for. */
     tasks: { CaptureFunctionArn: 'capture', FailOperationFunctionArn: 'fail-operation' },
   },
+  clone: {
+    definition: 'statemachines/clone.asl.json',
+    tasks: { CloneFunctionArn: 'clone', FailOperationFunctionArn: 'fail-operation' },
+  },
 } as const;
 
 export type WorkflowName = keyof typeof WORKFLOWS;

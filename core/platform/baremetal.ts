@@ -43,21 +43,28 @@ export function checkName(value: string, field: string): string {
   return value;
 }
 
-export const Machine = z.strictObject({
-  pool: z.string().regex(NAME),
-  machine: z.string().regex(NAME),
-  address: z.string().min(1),
-  port: z.number().int().min(1).max(65535).default(22),
-  user: z.string().min(1),
-  hostKeyFingerprint: z
-    .string()
-    .regex(/^SHA256:[A-Za-z0-9+/]{43}$/)
-    .optional(),
-  state: z.enum(['free', 'held']),
-  /** The operation holding the machine. */
-  holder: z.string().optional(),
-  heldAt: z.iso.datetime().optional(),
-});
+export const Machine = z
+  .strictObject({
+    pool: z.string().regex(NAME),
+    machine: z.string().regex(NAME),
+    address: z.string().min(1),
+    port: z.number().int().min(1).max(65535).default(22),
+    user: z.string().min(1),
+    /**
+     * The registered host the machine is (POST /hosts): how Persona reaches it, its pinned key and
+     * its credential. Defaults to the machine's own name.
+     */
+    host: z.string().regex(NAME).optional(),
+    hostKeyFingerprint: z
+      .string()
+      .regex(/^SHA256:[A-Za-z0-9+/]{43}$/)
+      .optional(),
+    state: z.enum(['free', 'held']),
+    /** The operation holding the machine. */
+    holder: z.string().optional(),
+    heldAt: z.iso.datetime().optional(),
+  })
+  .meta({ id: 'Machine' });
 export type Machine = z.infer<typeof Machine>;
 export type NewMachine = Omit<z.input<typeof Machine>, 'state' | 'holder' | 'heldAt'>;
 

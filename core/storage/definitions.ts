@@ -102,7 +102,16 @@ export const OPERATIONS_TABLE = {
   id: 'Operations',
   env: 'OPERATIONS_TABLE',
   partitionKey: { name: 'id', type: 'S' },
-  globalSecondaryIndexes: [],
+  // Every operation carries listing = "operations": one partition, newest first, for
+  // GET /operations (filters by kind, status and host apply to the page read).
+  globalSecondaryIndexes: [
+    {
+      indexName: 'ByCreation',
+      partitionKey: { name: 'listing', type: 'S' },
+      sortKey: { name: 'createdAt', type: 'S' },
+      projection: 'ALL',
+    },
+  ],
   description: 'Operations with their steps, progress and results',
 } as const satisfies TableDefinition;
 
@@ -150,6 +159,9 @@ export const DATA_BUCKET = {
   prefixes: {
     'profiles/': 'Profile documents, content-addressed: profiles/<name>/<sha256>.json',
     'snapshots/': 'The snapshot store: config, packs, indexes, manifests (core/snapshot/FORMAT.md)',
+    'operations/':
+      "Each clone's documents: operations/<id>/{request,target,baseline,plan,applied,report,rollback}.json",
+    'packages/': 'The package store: verified .deb and .rpm artifacts by content, and their index',
   },
 } as const satisfies BucketDefinition;
 

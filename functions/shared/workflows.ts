@@ -13,9 +13,14 @@ export function useWorkflowStarter(local: WorkflowStarter): void {
 export function workflows(): WorkflowStarter {
   if (starter === undefined) {
     const sfn = new SFNClient({});
-    const arns: Record<WorkflowName, string> = { capture: getRequiredEnv('CAPTURE_STATE_MACHINE_ARN') };
+    const arns: Record<WorkflowName, string> = {
+      capture: process.env.CAPTURE_STATE_MACHINE_ARN ?? '',
+      clone: process.env.CLONE_STATE_MACHINE_ARN ?? '',
+    };
     starter = {
       async start(workflow, input) {
+        // Each starting function is given the one state machine it starts.
+        if (!arns[workflow]) getRequiredEnv(`${workflow.toUpperCase()}_STATE_MACHINE_ARN`);
         try {
           // Named after the operation: Step Functions itself refuses to start it twice.
           await sfn.send(

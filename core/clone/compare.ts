@@ -1,0 +1,70 @@
+// Whether a clone is its source: the Delta from the clone to the source with the clone's own
+// identity (what a plan for it would change) should be empty. A secret reference names the host
+// it was sealed for, so the same password on source and clone has two references: such pairs are
+// compared by the values they pin, opened in memory, never by their keys.
+import { createHash } from 'node:crypto';
+import type { Change } from '../delta/changes.js';
+import { diff } from '../delta/diff.js';
+import { sameValue } from '../delta/sections.js';
+import { translateIdentity } from '../plan/identity.js';
+import type { Profile } from '../profile/schema.js';
+import type { SnapshotStore } from '../snapshot/store.js';
+import { displayValue } from '../transport/shell.js';
+
+interface LocalRef {
+  provider: 'local';
+  key: string;
+  digest?: string;
+}
+
+const isLocalRef = (v: unknown): v is LocalRef =>
+  typeof v === 'object' &&
+  v !== null &&
+  (v as { provider?: unknown }).provider === 'local' &&
+  typeof (v as { key?: unknown }).key === 'string';
+
+/** The value with every sealed reference replaced by the SHA-256 of what it pins. */
+async function openedForComparison(value: unknown, store: SnapshotStore): Promise<unknown> {
+  if (Array.isArray(value)) return Promise.all(value.map((v) => openedForComparison(v, store)));
+  if (value === null || typeof value !== 'object') return value;
+  if (isLocalRef(value)) {
+    if (value.digest === undefined) return { unpinned: value.key };
+    try {
+      const bytes = await store.secrets.get(value.key, value.digest);
+      return { sealedSha256: createHash('sha256').update(bytes).digest('hex') };
+    } catch {
+      return { unopened: value.key };
+    }
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    // A file that holds secrets keeps a hash keyed by the store, of the same content: compared
+    // through its reference instead.
+    if (k === 'hash' && typeof v === 'string' && v.startsWith('hmac-sha256:')) continue;
+    out[k] = await openedForComparison(v, store);
+  }
+  return out;
+}
+
+async function differs(change: Change, store: SnapshotStore): Promise<boolean> {
+  const c = change as { from: unknown; to: unknown };
+  if (c.from === null || c.to === null) return true;
+  return !sameValue(await openedForComparison(c.from, store), await openedForComparison(c.to, store));
+}
+
+/**
+ * What still differs between a clone and its source, as `kind key` lines: empty when the clone
+ * is the source but for the identity fields (core/plan/IDENTITY.md).
+ */
+export async function behaviouralDifferences(
+  source: Profile,
+  clone: Profile,
+  store: SnapshotStore,
+): Promise<string[]> {
+  const { profile: desired } = translateIdentity(source, clone);
+  const out: string[] = [];
+  for (const change of diff(clone, desired).changes) {
+    if (await differs(change, store)) out.push(`${change.kind} ${displayValue(change.key)}`);
+  }
+  return out;
+}

@@ -1,0 +1,868 @@
+// The clone workflow's steps (statemachines/clone.asl.json): Validate → Provision → Baseline →
+// Plan → Apply → Start → Verify → Record, and Rollback for any failure after Validate. Each step
+// is one function of the operation id: it reads the operation record and the documents the
+// steps before it wrote (documents.ts), does its work, writes its own document and returns a
+// small summary. A step delivered again after it finished finds its document and does nothing
+// twice; the journal makes Apply and Start resumable; Rollback reverts from the journal alone.
+import type { Readable } from 'node:stream';
+import { captureHost } from '../capture/collect.js';
+import { pinSecretRefs, sealSecrets } from '../capture/sealing.js';
+import { contentHashKeyOf } from '../capture/secrets.js';
+import type { Change, Delta } from '../delta/changes.js';
+import { summarize } from '../delta/changes.js';
+import { ConflictError, InvalidInputError, isPersonaError, NotFoundError, PersonaError } from '../errors.js';
+import type { HostRegistry } from '../host/registry.js';
+import type { HostRegistration } from '../host/schema.js';
+import type { Operation } from '../operation/schema.js';
+import { isFinished } from '../operation/schema.js';
+import type { OperationStore } from '../operation/store.js';
+import { type ApplyResult, applyChanges, commitOperation, revertOperation } from '../orchestrator/apply.js';
+import type { Executors } from '../orchestrator/executors/index.js';
+import type { Journal } from '../orchestrator/journal.js';
+import { buildPlan, checkPlanApplies, type Plan, targetFingerprint } from '../plan/plan.js';
+import type { BareMetalInventory } from '../platform/baremetal.js';
+import { validateProfile } from '../profile/io.js';
+import type { Profile } from '../profile/schema.js';
+import { getProfile, type ProfileDeps, recordProfile } from '../profile/service.js';
+import {
+  type MirrorLike,
+  type Resolution,
+  resolvePackages,
+  UnresolvablePackagesError,
+} from '../resolver/resolve.js';
+import type { SnapshotRecord } from '../snapshot/records.js';
+import { restoreToHost } from '../snapshot/remote.js';
+import type { SnapshotStore } from '../snapshot/store.js';
+import { tarSource } from '../snapshot/tar.js';
+import { checkPath } from '../transport/paths.js';
+import { displayValue, sh } from '../transport/shell.js';
+import type { Transport } from '../transport/transport.js';
+import type { ValidationReport } from '../validation/report.js';
+import { validateBehaviour } from '../validation/validate.js';
+import { behaviouralDifferences } from './compare.js';
+import { SnapshotContents } from './contents.js';
+import type { OperationDocuments } from './documents.js';
+import { CLONE_STEPS, type CloneRequest, type CloneStep } from './request.js';
+
+/** Where a clone reaches what it needs; the composition root (Lambda, CLI, embedded) builds it. */
+export interface CloneDeps {
+  readonly operations: OperationStore;
+  readonly hosts: HostRegistry;
+  readonly profiles: ProfileDeps;
+  readonly snapshots: () => Promise<SnapshotStore>;
+  readonly documents: OperationDocuments;
+  readonly journal: Journal;
+  readonly inventory?: BareMetalInventory;
+  readonly transportFor: (
+    host: HostRegistration,
+    options: { readonly acceptNewHostKey: boolean },
+  ) => Promise<Transport>;
+  /** The host executors for a target, with packages delivered from Persona's package store. */
+  readonly executors: Executors;
+  /** What the resolver asks besides the target: Persona's package store and the control side's mirror. */
+  readonly packages?: {
+    readonly store?: import('../resolver/store.js').PackageIndex;
+    readonly mirror?: MirrorLike;
+  };
+  readonly events?: EventSink;
+  readonly now?: () => Date;
+}
+
+/** Where a clone's outcome is announced: EventBridge in AWS (and the SNS topic its rule feeds). */
+export interface EventSink {
+  publish(detailType: string, detail: Record<string, unknown>): Promise<void>;
+}
+
+/** Which machine the clone works on, and whether the clone took it (and must give it back). */
+export interface TargetDocument {
+  readonly host: string;
+  readonly address?: string;
+  readonly pool?: { readonly pool: string; readonly machine: string };
+}
+
+export interface BaselineDocument {
+  readonly profile: Profile;
+  readonly fingerprint: string;
+  /** The target's application trees as they were: the platform snapshot rollback restores. */
+  readonly snapshot?: { readonly host: string; readonly version: number };
+  /** Application trees of the source, and which of them the target had. */
+  readonly paths: readonly string[];
+  readonly existing: readonly string[];
+}
+
+export interface AppliedDocument {
+  readonly changes: number;
+  readonly changed: number;
+  readonly unresolved: readonly { kind: string; key: string; detail: string }[];
+  readonly data?: {
+    readonly paths: readonly string[];
+    readonly entries: number;
+    readonly bytes: number;
+    readonly sentBytes: number;
+  };
+}
+
+export interface RollbackDocument {
+  readonly failedStep: string;
+  readonly reason: string;
+  readonly reverted: number;
+  readonly failures: readonly { kind: string; key: string; error: string }[];
+  readonly dataRestored: readonly string[];
+  /** Whether a capture of the target after rollback equals its baseline. */
+  readonly verified: boolean | 'not-needed';
+  readonly differences: readonly string[];
+  readonly released?: boolean;
+}
+
+/** The operation was asked to stop: the workflow rolls back. */
+export class CancelledError extends PersonaError {
+  readonly code = 'CONFLICT';
+  constructor(at: string) {
+    super(`cancelled by request at ${at}`);
+    this.name = 'CancelledError';
+  }
+}
+
+/** The clone does not behave like its source: the report says how. */
+export class ValidationFailedError extends PersonaError {
+  readonly code = 'CONFLICT';
+  constructor(readonly reasons: readonly string[]) {
+    super(
+      `the clone does not behave like its source: ${reasons.slice(0, 5).join('; ')}${reasons.length > 5 ? `; ${reasons.length - 5} more` : ''}`,
+    );
+    this.name = 'ValidationFailedError';
+  }
+}
+
+// Changes applied by Start rather than Apply: the application is started once its whole
+// configuration is in place, services before the processes they may start.
+const START_KINDS = new Set<Change['kind']>(['service.start', 'process.add']);
+const START_ORDER: Change['kind'][] = ['service.start', 'process.add'];
+
+export const applyJournal = (operation: string) => `${operation}:apply`;
+export const startJournal = (operation: string) => `${operation}:start`;
+
+function splitDelta(delta: Delta): { apply: Delta; start: Delta } {
+  const apply = delta.changes.filter((c) => !START_KINDS.has(c.kind));
+  const start = START_ORDER.flatMap((k) => delta.changes.filter((c) => c.kind === k));
+  const part = (changes: Change[]): Delta => ({ ...delta, changes, summary: summarize(changes) });
+  return { apply: part(apply), start: part(start) };
+}
+
+const isoNow = (deps: CloneDeps) => deps.now?.() ?? new Date();
+
+/** Starts nothing: records the operation and its request. The workflow does the rest. */
+export async function startClone(
+  deps: Pick<CloneDeps, 'operations' | 'documents' | 'now'>,
+  id: string,
+  request: CloneRequest,
+): Promise<{ operation: Operation; created: boolean }> {
+  const at = isoNow(deps as CloneDeps).toISOString();
+  const steps = request.mode === 'plan' ? CLONE_STEPS.slice(0, 4) : CLONE_STEPS;
+  const started = await deps.operations.start({
+    id,
+    kind: 'clone',
+    host: request.profile.name,
+    status: 'PENDING',
+    percent: 0,
+    steps: steps.map((name) => ({ name, status: 'PENDING' })),
+    createdAt: at,
+    updatedAt: at,
+    parameters: {
+      profile: request.profile,
+      target: request.target,
+      mode: request.mode,
+      savedPlan: request.plan !== undefined,
+    },
+    revision: 0,
+  });
+  // Written by the first start only; a retried request finds the operation and its request.
+  if (started.created) await deps.documents.put(id, 'request', request);
+  return started;
+}
+
+/** The work of one step; the caller marks it running and done. */
+type StepWork = (ctx: StepContext) => Promise<Record<string, unknown>>;
+
+interface StepContext {
+  readonly deps: CloneDeps;
+  readonly op: Operation;
+  readonly request: CloneRequest;
+}
+
+async function targetRegistration(ctx: StepContext): Promise<HostRegistration> {
+  const target = await ctx.deps.documents.get<TargetDocument>(ctx.op.id, 'target');
+  return (await ctx.deps.hosts.get(target.host)).registration;
+}
+
+async function withTarget<T>(
+  ctx: StepContext,
+  work: (t: Transport, host: HostRegistration) => Promise<T>,
+): Promise<T> {
+  const host = await targetRegistration(ctx);
+  const transport = await ctx.deps.transportFor(host, { acceptNewHostKey: ctx.request.acceptNewHostKey });
+  try {
+    return await work(transport, host);
+  } finally {
+    await transport.close();
+  }
+}
+
+async function sourceProfile(ctx: StepContext): Promise<{ profile: Profile; version: number }> {
+  const got = await getProfile(ctx.deps.profiles, ctx.request.profile.name, ctx.request.profile.version);
+  return { profile: got.profile, version: got.version.version };
+}
+
+/** A capture of a host as a Profile, its secrets sealed and pinned as a capture pins them. */
+async function captureProfile(
+  deps: CloneDeps,
+  transport: Transport,
+  host: HostRegistration,
+): Promise<Profile> {
+  const store = await deps.snapshots();
+  const captured = await captureHost(transport, {
+    name: host.name,
+    capturedAt: isoNow(deps).toISOString(),
+    host: host.name,
+    application: { paths: host.paths, processes: host.processes },
+    contentHashKey: contentHashKeyOf(store.keys),
+  });
+  const sealed = await sealSecrets(store.secrets, transport, captured.secrets);
+  return validateProfile(pinSecretRefs(captured.profile, sealed.digests), {
+    source: `capture of ${host.name}`,
+  });
+}
+
+/** The source's application trees (relative to "/"), as the source's snapshot holds them. */
+function applicationPaths(profile: Profile): string[] {
+  const paths = profile.spec.application.paths.map((p, i) =>
+    checkPath(p, `spec.application.paths[${i}]`).replace(/^\/+/, '').replace(/\/+$/, ''),
+  );
+  return [...new Set(paths)].filter((p) => p !== '' && p !== 'etc' && !p.startsWith('etc/')).sort();
+}
+
+const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
+  async validate(ctx) {
+    const { deps, request } = ctx;
+    const source = await sourceProfile(ctx);
+    if (request.target.kind === 'aws' || request.target.kind === 'azure') {
+      throw new InvalidInputError(
+        `a clone to ${request.target.kind} needs its platform adaptor, which this deployment does not have`,
+        [{ path: 'target.kind', message: 'this deployment clones to registered hosts and bare-metal pools' }],
+      );
+    }
+    if (request.target.kind === 'host') {
+      const target = await deps.hosts.get(request.target.host);
+      if (target.registration.name === request.profile.name)
+        throw new InvalidInputError('a host cannot be cloned onto itself', [
+          { path: 'target.host', message: `is the source ${request.profile.name}` },
+        ]);
+    } else if (!deps.inventory) {
+      throw new InvalidInputError('this deployment has no bare-metal inventory', [
+        { path: 'target.pool', message: 'no inventory' },
+      ]);
+    }
+    const snapshots = await (await deps.snapshots()).list(request.profile.name);
+    return { profile: { name: request.profile.name, version: source.version }, snapshots: snapshots.length };
+  },
+
+  async provision(ctx) {
+    const { deps, request, op } = ctx;
+    const done = await deps.documents.find<TargetDocument>(op.id, 'target');
+    if (done) return { host: done.host, ready: true };
+    let target: TargetDocument;
+    if (request.target.kind === 'pool') {
+      const inventory = deps.inventory as BareMetalInventory;
+      const machine = await inventory.take(request.target.pool, op.id);
+      target = {
+        host: machine.host ?? machine.machine,
+        address: machine.address,
+        pool: { pool: machine.pool, machine: machine.machine },
+      };
+      // Recorded before anything else can fail, so that rollback gives the machine back.
+      await deps.documents.put(op.id, 'target', target);
+      try {
+        await deps.hosts.get(target.host);
+      } catch (e) {
+        throw new NotFoundError(
+          `machine ${displayValue(machine.machine)} of pool ${displayValue(machine.pool)} names host ${displayValue(target.host)}, which is not registered`,
+          target.host,
+          { cause: e },
+        );
+      }
+    } else if (request.target.kind === 'host') {
+      const host = await deps.hosts.get(request.target.host);
+      target = {
+        host: host.registration.name,
+        ...(host.registration.address ? { address: host.registration.address } : {}),
+      };
+      await deps.documents.put(op.id, 'target', target);
+    } else {
+      throw new InvalidInputError(`no adaptor for ${request.target.kind}`, [
+        { path: 'target.kind', message: 'unsupported here' },
+      ]);
+    }
+    return { host: target.host, ready: true };
+  },
+
+  // Bare-metal machines and registered hosts are ready once held; cloud adaptors poll here.
+  async poll(ctx) {
+    const target = await ctx.deps.documents.get<TargetDocument>(ctx.op.id, 'target');
+    return { host: target.host, ready: true };
+  },
+
+  async baseline(ctx) {
+    const { deps, op } = ctx;
+    const done = await deps.documents.find<BaselineDocument>(op.id, 'baseline');
+    if (done) return { fingerprint: done.fingerprint };
+    const source = await sourceProfile(ctx);
+    const paths = applicationPaths(source.profile);
+    return withTarget(ctx, async (transport, host) => {
+      const profile = await captureProfile(deps, transport, host);
+      const existing = await existingPaths(transport, paths);
+      let snapshot: BaselineDocument['snapshot'];
+      if (existing.length > 0) {
+        const store = await deps.snapshots();
+        const tar = await transport.stream(sh`tar --format=pax --numeric-owner -cf - -C / -- ${existing}`);
+        tar.stdin.end();
+        const record = await store.create(tarSource(tar.stdout as Readable, `${host.name}:/`), {
+          host: host.name,
+        });
+        const ended = await tar.done;
+        if (ended.exitCode > 1)
+          throw new Error(`tar on the target failed: ${ended.stderr.trim().slice(0, 300)}`);
+        snapshot = { host: record.host, version: record.version };
+      }
+      const baseline: BaselineDocument = {
+        profile,
+        fingerprint: targetFingerprint(profile.spec),
+        paths,
+        existing,
+        ...(snapshot ? { snapshot } : {}),
+      };
+      await deps.documents.put(op.id, 'baseline', baseline);
+      return {
+        fingerprint: baseline.fingerprint,
+        snapshot: snapshot?.version ?? null,
+        trees: existing.length,
+      };
+    });
+  },
+
+  async plan(ctx) {
+    const { deps, op, request } = ctx;
+    const existing = await deps.documents.find<Plan>(op.id, 'plan');
+    if (existing) return planSummary(existing, request);
+    const baseline = await deps.documents.get<BaselineDocument>(op.id, 'baseline');
+    const target = await deps.documents.get<TargetDocument>(op.id, 'target');
+    let plan: Plan;
+    if (request.plan !== undefined) {
+      // Exactly the saved plan, on exactly the target it was made for.
+      checkPlanApplies(request.plan, baseline.profile);
+      plan = request.plan;
+    } else {
+      const source = await sourceProfile(ctx);
+      const resolutions: Resolution[] = await withTarget(ctx, (transport) =>
+        resolvePackages(
+          source.profile.spec.packages,
+          {
+            target: transport,
+            ...(deps.packages?.store ? { store: deps.packages.store } : {}),
+            ...(deps.packages?.mirror ? { mirror: deps.packages.mirror } : {}),
+          },
+          { targetRepositories: 'offline' },
+        ),
+      );
+      plan = buildPlan({
+        source: { profile: source.profile, version: source.version },
+        baseline: baseline.profile,
+        resolutions,
+        ...(target.address ? { address: target.address } : {}),
+        now: () => isoNow(deps),
+      });
+    }
+    await deps.documents.put(op.id, 'plan', plan);
+    const unresolvable = (plan.resolution ?? []).filter((r) => r.status === 'unresolvable');
+    if (unresolvable.length > 0) {
+      throw new UnresolvablePackagesError(
+        unresolvable.map((r) => ({
+          status: 'unresolvable',
+          package: r.package,
+          field: r.field,
+          reason: r.reason ?? 'unresolvable',
+        })),
+      );
+    }
+    return planSummary(plan, request);
+  },
+
+  async apply(ctx) {
+    const { deps, op } = ctx;
+    const plan = await deps.documents.get<Plan>(op.id, 'plan');
+    const baseline = await deps.documents.get<BaselineDocument>(op.id, 'baseline');
+    const { apply } = splitDelta(plan.delta);
+    const store = await deps.snapshots();
+    const contents = new SnapshotContents(store, plan.source.name, plan.source.version);
+    return withTarget(ctx, async (transport) => {
+      const result = await applyChanges(
+        { transport, journal: deps.journal, executors: deps.executors, contents },
+        applyJournal(op.id),
+        apply,
+      );
+      failIfRolledBack(result);
+      // The application's trees: only what differs from what the target holds is sent.
+      let data: AppliedDocument['data'];
+      if (baseline.paths.length > 0) {
+        await checkCancelled(deps, op.id);
+        const records = await contents.records();
+        const record = records[0];
+        if (record === undefined)
+          throw new NotFoundError(
+            `no snapshot of ${displayValue(plan.source.name)} holds its application trees`,
+            plan.source.name,
+          );
+        data = await restoreTrees(store, record, transport, baseline);
+      }
+      const applied: AppliedDocument = {
+        changes: result.results.length,
+        changed: result.results.filter((r) => r.outcome.status === 'changed').length,
+        unresolved: result.results
+          .filter((r) => r.outcome.status === 'unresolved')
+          .map((r) => ({ kind: r.kind, key: r.key, detail: r.outcome.detail })),
+        ...(data ? { data } : {}),
+      };
+      await deps.documents.put(op.id, 'applied', applied);
+      return {
+        changes: applied.changes,
+        changed: applied.changed,
+        unresolved: applied.unresolved.length,
+        ...(data ? { dataEntries: data.entries, dataBytes: data.bytes } : {}),
+      };
+    });
+  },
+
+  async start(ctx) {
+    const { deps, op } = ctx;
+    const plan = await deps.documents.get<Plan>(op.id, 'plan');
+    const { start } = splitDelta(plan.delta);
+    const store = await deps.snapshots();
+    const contents = new SnapshotContents(store, plan.source.name, plan.source.version);
+    return withTarget(ctx, async (transport) => {
+      const result = await applyChanges(
+        { transport, journal: deps.journal, executors: deps.executors, contents },
+        startJournal(op.id),
+        start,
+      );
+      failIfRolledBack(result);
+      return {
+        started: result.results.filter((r) => r.outcome.status === 'changed').length,
+        unresolved: result.results.filter((r) => r.outcome.status === 'unresolved').length,
+      };
+    });
+  },
+
+  async verify(ctx) {
+    const { deps, op, request } = ctx;
+    const existing = await deps.documents.find<ValidationReport>(op.id, 'report');
+    const report = existing ?? (await validate(ctx));
+    if (!existing) await deps.documents.put(op.id, 'report', report);
+    if (report.verdict === 'failed') throw new ValidationFailedError(report.reasons);
+    void request;
+    return { verdict: report.verdict, reasons: report.reasons.length };
+  },
+
+  async record(ctx) {
+    const { deps, op } = ctx;
+    const plan = await deps.documents.get<Plan>(op.id, 'plan');
+    return withTarget(ctx, async (transport, host) => {
+      const clone = await captureProfile(deps, transport, host);
+      const written = await recordProfile(deps.profiles, clone);
+      const source = await getProfile(deps.profiles, plan.source.name, plan.source.version);
+      const differences = await behaviouralDifferences(source.profile, clone, await deps.snapshots());
+      // The copies kept on the target for rollback go once the clone is final.
+      await commitOperation({ transport }, applyJournal(op.id));
+      await commitOperation({ transport }, startJournal(op.id));
+      return {
+        profile: { name: written.version.name, version: written.version.version },
+        differences: differences.length,
+        differencesShown: differences.slice(0, 20),
+      };
+    });
+  },
+};
+
+function planSummary(plan: Plan, request: CloneRequest): Record<string, unknown> {
+  return {
+    mode: request.mode,
+    changes: plan.delta.changes.length,
+    unresolved: plan.unresolved.length,
+    packages: (plan.resolution ?? []).length,
+  };
+}
+
+function failIfRolledBack(result: ApplyResult): void {
+  if (result.status !== 'rolled-back') return;
+  const f = result.failed;
+  throw new ChangeFailedError(
+    `change ${f.seq + 1} (${f.kind} ${displayValue(f.key)}) failed: ${f.error}`,
+    f.code,
+  );
+}
+
+/** A Change failed; the orchestrator has reverted what the step had done. */
+export class ChangeFailedError extends PersonaError {
+  readonly code = 'CONFLICT';
+  constructor(
+    message: string,
+    readonly changeCode?: string,
+  ) {
+    super(message);
+    this.name = 'ChangeFailedError';
+  }
+}
+
+/** Which of the trees are on the host (a directory or anything else at that path). */
+async function existingPaths(transport: Transport, paths: readonly string[]): Promise<string[]> {
+  if (paths.length === 0) return [];
+  const r = await transport.run(
+    sh`cd / && for p in ${paths}; do if [ -e "$p" ] || [ -L "$p" ]; then printf '%s\\n' "$p"; fi; done`,
+  );
+  if (r.exitCode !== 0)
+    throw new Error(`could not list the application trees on ${transport.target}: ${r.stderr.trim()}`);
+  const found = new Set(r.stdout.split('\n').filter((l) => l !== ''));
+  return paths.filter((p) => found.has(p));
+}
+
+/** Sends the source's trees, only what differs from the target's, and removes what the source lacks. */
+async function restoreTrees(
+  store: SnapshotStore,
+  record: SnapshotRecord,
+  transport: Transport,
+  baseline: BaselineDocument,
+): Promise<NonNullable<AppliedDocument['data']>> {
+  const manifest = await store.manifest(record);
+  const inSource = (p: string) => manifest.entries.some((e) => e.path === p || e.path.startsWith(`${p}/`));
+  const paths = baseline.paths.filter(inSource);
+  const existing = baseline.snapshot
+    ? await store.manifest(await store.record(baseline.snapshot.host, baseline.snapshot.version))
+    : undefined;
+  const stats = await restoreToHost(store, record, transport, {
+    target: '/',
+    paths,
+    ...(existing ? { existing } : {}),
+  });
+  if (stats.failed.length > 0)
+    throw new Error(
+      `${stats.failed.length} entries of the application trees did not land: ${stats.failed
+        .slice(0, 3)
+        .map((f) => `${f.path} (${f.reason})`)
+        .join(', ')}`,
+    );
+  // What the target held under the trees and the source does not: removed, deepest first.
+  const wanted = new Set(manifest.entries.map((e) => e.path));
+  const extra = (existing?.entries ?? [])
+    .map((e) => e.path)
+    .filter((p) => paths.some((t) => p === t || p.startsWith(`${t}/`)) && !wanted.has(p))
+    .sort((a, b) => b.length - a.length);
+  if (extra.length > 0) await removeOnHost(transport, extra);
+  return { paths, entries: stats.entries, bytes: stats.bytes, sentBytes: stats.sentBytes };
+}
+
+/** Removes paths relative to "/", given NUL-separated on standard input: names are never parsed by a shell. */
+async function removeOnHost(transport: Transport, paths: readonly string[]): Promise<void> {
+  for (const p of paths) checkPath(`/${p}`, 'path');
+  const r = await transport.run('cd / && xargs -0 -r rm -rf --', { stdin: `${paths.join('\0')}\0` });
+  if (r.exitCode !== 0)
+    throw new Error(`could not remove ${paths.length} paths on ${transport.target}: ${r.stderr.trim()}`);
+}
+
+async function validate(ctx: StepContext): Promise<ValidationReport> {
+  const { deps, request } = ctx;
+  const plan = await deps.documents.get<Plan>(ctx.op.id, 'plan');
+  const source = await getProfile(deps.profiles, plan.source.name, plan.source.version);
+  const sourceHost = (await deps.hosts.get(plan.source.name).catch(() => undefined))?.registration;
+  const listening = new Set(
+    (source.profile.observed?.listening ?? []).flatMap((l) => (l.port === undefined ? [] : [l.port])),
+  );
+  return withTarget(ctx, async (transport, host) => {
+    const candidate = host.address;
+    if (candidate === undefined)
+      throw new InvalidInputError(`target ${host.name} has no address to validate against`, [
+        { path: 'target', message: 'no address' },
+      ]);
+    const v = request.validation;
+    const sourceAddress = sourceHost?.address;
+    const defaultPort = listening.has(80) ? 80 : undefined;
+    const probePort = v.probes?.port ?? defaultPort;
+    const probes =
+      sourceAddress !== undefined && probePort !== undefined
+        ? {
+            source: { scheme: v.probes?.scheme ?? 'http', address: sourceAddress, port: probePort },
+            candidate: { scheme: v.probes?.scheme ?? 'http', address: candidate, port: probePort },
+            requests: (v.probes?.paths ?? ['/']).map((path) => ({ method: 'GET', path })),
+            repeat: v.probes?.repeat ?? 2,
+          }
+        : undefined;
+    const loadPort = v.load?.port ?? defaultPort;
+    const load =
+      v.load !== undefined && sourceAddress !== undefined && loadPort !== undefined
+        ? {
+            source: { scheme: v.load.scheme, address: sourceAddress, port: loadPort },
+            candidate: { scheme: v.load.scheme, address: candidate, port: loadPort },
+            requests: [{ method: 'GET', path: v.load.path }],
+            ratePerSecond: v.load.ratePerSecond,
+            durationMs: v.load.durationMs,
+            maxRequests: v.load.maxRequests,
+            // The registered source and the target are the hosts this load test may reach.
+            allowedAddresses: [sourceAddress, candidate],
+            ...(v.load.tolerances ? { tolerances: v.load.tolerances } : {}),
+          }
+        : undefined;
+    return validateBehaviour(
+      { transport, now: () => isoNow(deps) },
+      {
+        candidateAddress: candidate,
+        ...(v.healthChecks ? { healthChecks: source.profile.spec.application.healthChecks } : {}),
+        ...(probes ? { probes: probes as never } : {}),
+        ...(load ? { load: load as never } : {}),
+      },
+    );
+  });
+}
+
+async function checkCancelled(deps: CloneDeps, id: string): Promise<void> {
+  const op = await deps.operations.get(id);
+  if (op.cancelRequestedAt !== undefined) throw new CancelledError(op.cancelRequestedAt);
+}
+
+export type StepName = CloneStep | 'poll';
+
+/**
+ * Runs one step of the clone. The step is marked RUNNING, then SUCCEEDED with its summary; a
+ * failure leaves it RUNNING with the error for Rollback (the workflow's Catch) to record. A
+ * step of an operation that has ended does nothing; an operation asked to stop rolls back.
+ */
+export async function runCloneStep(
+  deps: CloneDeps,
+  id: string,
+  step: StepName,
+): Promise<Record<string, unknown>> {
+  const op = await deps.operations.get(id);
+  if (isFinished(op.status)) return { redelivered: true, status: op.status };
+  if (op.cancelRequestedAt !== undefined) throw new CancelledError(op.cancelRequestedAt);
+  const request = await deps.documents.get<CloneRequest>(id, 'request');
+  const shown = step === 'poll' ? 'provision' : step;
+  await deps.operations.step(id, shown, 'RUNNING', isoNow(deps));
+  const summary = await STEPS[step]({ deps, op, request });
+  await deps.operations.step(id, shown, 'SUCCEEDED', isoNow(deps), describe(summary));
+  if (step === 'plan' && request.mode === 'plan') await finishPlanOnly(deps, id);
+  if (step === 'record') await finishClone(deps, id, summary);
+  return { ...summary, ...(step === 'plan' ? { mode: request.mode } : {}) };
+}
+
+const describe = (summary: Record<string, unknown>): string =>
+  Object.entries(summary)
+    .filter(([, v]) => typeof v !== 'object' || v === null)
+    .map(([k, v]) => `${k} ${String(v)}`)
+    .join(', ');
+
+async function releaseTarget(deps: CloneDeps, id: string): Promise<boolean | undefined> {
+  const target = await deps.documents.find<TargetDocument>(id, 'target');
+  if (!target?.pool || !deps.inventory) return undefined;
+  return deps.inventory.release(target.pool.pool, target.pool.machine, id);
+}
+
+async function finishPlanOnly(deps: CloneDeps, id: string): Promise<void> {
+  // A plan changes nothing: a machine taken from a pool to plan on goes back at once.
+  await releaseTarget(deps, id);
+  const op = await deps.operations.finish(
+    id,
+    { status: 'SUCCEEDED', result: { plan: documentKeyOf(id, 'plan') } },
+    isoNow(deps),
+  );
+  await deps.events?.publish('Clone Planned', eventDetail(op));
+}
+
+async function finishClone(deps: CloneDeps, id: string, summary: Record<string, unknown>): Promise<void> {
+  const target = await deps.documents.get<TargetDocument>(id, 'target');
+  const report = await deps.documents.find<ValidationReport>(id, 'report');
+  const op = await deps.operations.finish(
+    id,
+    {
+      status: 'SUCCEEDED',
+      result: {
+        target: target.host,
+        plan: documentKeyOf(id, 'plan'),
+        report: documentKeyOf(id, 'report'),
+        verdict: report?.verdict ?? 'inconclusive',
+        clone: summary.profile,
+        differences: summary.differences,
+      },
+    },
+    isoNow(deps),
+  );
+  await deps.events?.publish('Clone Succeeded', eventDetail(op));
+}
+
+const documentKeyOf = (id: string, name: 'plan' | 'report' | 'rollback') => `operations/${id}/${name}.json`;
+
+const eventDetail = (op: Operation): Record<string, unknown> => ({
+  operationId: op.id,
+  kind: op.kind,
+  host: op.host,
+  status: op.status,
+  ...(op.error ? { error: op.error } : {}),
+  ...(op.result?.target ? { target: op.result.target } : {}),
+});
+
+/** What a workflow's Catch hands on, as the rollback step records it. */
+export interface CaughtError {
+  readonly Error?: string | undefined;
+  readonly Cause?: string | undefined;
+}
+
+function reasonOf(error: CaughtError): { code: string; message: string } {
+  let message = error.Cause?.trim() ?? '';
+  try {
+    const parsed = JSON.parse(message) as { errorMessage?: unknown; errorType?: unknown };
+    if (typeof parsed.errorMessage === 'string') message = parsed.errorMessage;
+  } catch {
+    // The cause is the message.
+  }
+  const code = /^[A-Z_]+$/.test(error.Error ?? '')
+    ? (error.Error as string)
+    : error.Error === 'States.Timeout'
+      ? 'TIMEOUT'
+      : (error.Error ?? 'INTERNAL');
+  return { code, message: message || code };
+}
+
+/**
+ * Rollback: undoes what the clone did to the target, in reverse (Start's Changes, Apply's, the
+ * application trees), checks the target is as its baseline says, gives back a machine taken
+ * from a pool, and ends the operation ROLLED_BACK naming the step that failed and why. Rolling
+ * back again (a redelivery) finds the journal reverted and does the checks again.
+ */
+export async function rollbackClone(
+  deps: CloneDeps,
+  id: string,
+  caught: CaughtError,
+): Promise<RollbackDocument> {
+  const op = await deps.operations.get(id);
+  const already = await deps.documents.find<RollbackDocument>(id, 'rollback');
+  if (isFinished(op.status) && already) return already;
+  const failedStep =
+    op.steps.find((s) => s.status === 'RUNNING')?.name ??
+    op.steps.find((s) => s.status === 'FAILED')?.name ??
+    'validate';
+  const reason = reasonOf(caught);
+  const request = await deps.documents.find<CloneRequest>(id, 'request');
+  const target = await deps.documents.find<TargetDocument>(id, 'target');
+  const baseline = await deps.documents.find<BaselineDocument>(id, 'baseline');
+  const touched = op.steps.some((s) => (s.name === 'apply' || s.name === 'start') && s.status !== 'PENDING');
+  let doc: RollbackDocument = {
+    failedStep,
+    reason: reason.message,
+    reverted: 0,
+    failures: [],
+    dataRestored: [],
+    verified: 'not-needed',
+    differences: [],
+  };
+  if (target && touched) {
+    const host = (await deps.hosts.get(target.host)).registration;
+    const transport = await deps.transportFor(host, { acceptNewHostKey: request?.acceptNewHostKey === true });
+    try {
+      const store = await deps.snapshots();
+      const contents = new SnapshotContents(store, op.host);
+      const failures: RollbackDocument['failures'][number][] = [];
+      let reverted = 0;
+      for (const journal of [startJournal(id), applyJournal(id)]) {
+        const r = await revertOperation(
+          { transport, journal: deps.journal, executors: deps.executors, contents },
+          journal,
+        );
+        reverted += r.reverted.length;
+        failures.push(...r.failures.map((f) => ({ kind: f.kind, key: f.key, error: f.error })));
+      }
+      const dataRestored = baseline ? await restoreBaselineTrees(store, transport, baseline) : [];
+      let verified: boolean | 'not-needed' = 'not-needed';
+      let differences: string[] = [];
+      if (baseline) {
+        const after = await captureProfile(deps, transport, host);
+        verified = targetFingerprint(after.spec) === baseline.fingerprint;
+        if (!verified) {
+          const { diff } = await import('../delta/diff.js');
+          differences = diff(baseline.profile, after).changes.map((c) => `${c.kind} ${displayValue(c.key)}`);
+        }
+      }
+      doc = { ...doc, reverted, failures, dataRestored, verified, differences };
+    } finally {
+      await transport.close();
+    }
+  }
+  const released = await releaseTarget(deps, id);
+  doc = { ...doc, ...(released === undefined ? {} : { released }) };
+  await deps.documents.put(id, 'rollback', doc);
+  const clean = doc.failures.length === 0 && doc.verified !== false;
+  await deps.operations.step(id, failedStep, 'FAILED', isoNow(deps), reason.message).catch(() => undefined);
+  const ended = await deps.operations.finish(
+    id,
+    clean
+      ? {
+          status: 'ROLLED_BACK',
+          error: { code: reason.code, message: reason.message, step: failedStep },
+          result: { rollback: documentKeyOf(id, 'rollback'), reverted: doc.reverted },
+        }
+      : {
+          status: 'FAILED',
+          error: {
+            code: 'ROLLBACK_INCOMPLETE',
+            message: `${failedStep} failed (${reason.message}) and the rollback did not bring the target back: ${[
+              ...doc.failures.map((f) => `${f.kind} ${f.key}: ${f.error}`),
+              ...doc.differences,
+            ]
+              .slice(0, 5)
+              .join('; ')}`,
+            step: failedStep,
+          },
+          result: { rollback: documentKeyOf(id, 'rollback') },
+        },
+    isoNow(deps),
+  );
+  await deps.events?.publish(clean ? 'Clone Rolled Back' : 'Clone Rollback Incomplete', eventDetail(ended));
+  return doc;
+}
+
+/** The target's application trees back as the baseline's platform snapshot has them; new ones removed. */
+async function restoreBaselineTrees(
+  store: SnapshotStore,
+  transport: Transport,
+  baseline: BaselineDocument,
+): Promise<string[]> {
+  if (baseline.paths.length === 0) return [];
+  // Whatever the apply left there goes; then the trees the target had come back whole.
+  await removeOnHost(transport, baseline.paths);
+  if (baseline.snapshot && baseline.existing.length > 0) {
+    const record = await store.record(baseline.snapshot.host, baseline.snapshot.version);
+    const stats = await restoreToHost(store, record, transport, { target: '/', paths: baseline.existing });
+    if (stats.failed.length > 0)
+      throw new Error(
+        `${stats.failed.length} entries of the target's trees could not be restored: ${stats.failed
+          .slice(0, 3)
+          .map((f) => f.path)
+          .join(', ')}`,
+      );
+  }
+  return [...baseline.paths];
+}
+
+/** An error of a step as the operation record gives it: code and message. */
+export function errorOf(e: unknown): { code: string; message: string } {
+  return {
+    code: isPersonaError(e) ? e.code : 'INTERNAL',
+    message: e instanceof Error ? e.message : String(e),
+  };
+}
+
+export { ConflictError };

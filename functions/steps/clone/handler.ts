@@ -1,0 +1,32 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { z } from 'zod';
+import { rollbackClone, runCloneStep } from '../../../core/clone/workflow.js';
+import { cloneDeps } from '../../shared/clone.js';
+import { logger } from '../../shared/runtime.js';
+
+const Input = z.discriminatedUnion('step', [
+  z.object({
+    operationId: z.string().min(1),
+    step: z.enum(['validate', 'provision', 'poll', 'baseline', 'plan', 'apply', 'start', 'verify', 'record']),
+  }),
+  z.object({
+    operationId: z.string().min(1),
+    step: z.literal('rollback'),
+    error: z.object({ Error: z.string().optional(), Cause: z.string().optional() }).default({}),
+  }),
+]);
+
+// One function for every step of the clone workflow: the state names the step, the operation
+// id names the clone, and the operation record and its documents hold everything else.
+const handler = async (event: unknown) => {
+  const input = Input.parse(event);
+  const deps = await cloneDeps();
+  if (input.step === 'rollback') {
+    const done = await rollbackClone(deps, input.operationId, input.error);
+    return { operationId: input.operationId, reverted: done.reverted, verified: done.verified };
+  }
+  return { operationId: input.operationId, ...(await runCloneStep(deps, input.operationId, input.step)) };
+};
+
+export const main = middy(handler).use(injectLambdaContext(logger));
