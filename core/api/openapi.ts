@@ -2,15 +2,20 @@
 // schemas the handlers validate with. OpenAPI 3.1 speaks JSON Schema 2020-12, which is what
 // zod emits, so components need no translation.
 import { z } from 'zod';
+import { CloneRequest } from '../clone/request.js';
 import { Delta } from '../delta/changes.js';
 import { HostRegistration } from '../host/schema.js';
 import { Operation } from '../operation/schema.js';
 import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { ROUTES, type Route } from './routes.js';
 import {
+  AddMachineRequest,
   DiffQuery,
   HostList,
   HostParams,
+  MachineList,
+  OperationList,
+  OperationQuery,
   PageQuery,
   ProblemSchema,
   ProfileList,
@@ -37,6 +42,10 @@ function components(): Record<string, unknown> {
     VersionedProfileResponse,
     WriteResponse,
     SnapshotList,
+    CloneRequest,
+    OperationList,
+    AddMachineRequest,
+    MachineList,
   ];
   const { schemas } = z.toJSONSchema(z.globalRegistry, {
     uri: (id) => `#/components/schemas/${id}`,
@@ -102,7 +111,15 @@ function operation(route: Route) {
     in: 'path',
     required: true,
     schema:
-      m[1] === 'version' ? { type: 'integer', minimum: 1 } : m[1] === 'host' ? hostSchema() : nameSchema(),
+      m[1] === 'version'
+        ? { type: 'integer', minimum: 1 }
+        : m[1] === 'host'
+          ? hostSchema()
+          : m[1] === 'id' || m[1] === 'pool'
+            ? { type: 'string' }
+            : m[1] === 'document'
+              ? { type: 'string', enum: ['plan', 'report', 'rollback'] }
+              : nameSchema(),
   }));
   const base = {
     operationId: route.handler.replace(/-(\w)/g, (_, c: string) => c.toUpperCase()),
@@ -193,6 +210,72 @@ function operation(route: Route) {
         ...base,
         parameters: pathParams.map((p) => ({ ...p, schema: { type: 'string' } })),
         responses: { ...ok(200, 'Operation', 'The operation'), ...problems(400, 404) },
+      };
+    case 'list-operations':
+      return {
+        ...base,
+        parameters: queryParameters(OperationQuery),
+        responses: { ...ok(200, 'OperationList', 'A page, newest first'), ...problems(400) },
+      };
+    case 'start-clone':
+      return {
+        ...base,
+        parameters: [
+          {
+            name: 'Idempotency-Key',
+            in: 'header',
+            required: false,
+            description: 'Names the operation: a retried request finds the clone it started',
+            schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{8,80}$' },
+          },
+        ],
+        requestBody: { required: true, content: { 'application/json': { schema: ref('CloneRequest') } } },
+        responses: {
+          '202': {
+            description: 'Started; follow it at the Location',
+            headers: { Location: { schema: { type: 'string' } } },
+            content: { 'application/json': { schema: ref('Operation') } },
+          },
+          ...problems(400, 404, 409, 413, 415),
+        },
+      };
+    case 'cancel-operation':
+      return {
+        ...base,
+        parameters: pathParams,
+        responses: {
+          ...ok(202, 'Operation', 'Asked to stop; it rolls back at its next step'),
+          ...ok(200, 'Operation', 'It had ended already'),
+          ...problems(400, 404),
+        },
+      };
+    case 'get-operation-document':
+      return {
+        ...base,
+        parameters: pathParams,
+        responses: {
+          '200': {
+            description: 'The plan, validation report or rollback record',
+            content: { 'application/json': {} },
+          },
+          ...problems(400, 404),
+        },
+      };
+    case 'add-machine':
+      return {
+        ...base,
+        parameters: pathParams,
+        requestBody: {
+          required: true,
+          content: { 'application/json': { schema: ref('AddMachineRequest') } },
+        },
+        responses: { ...ok(201, 'Machine', 'Added, free'), ...problems(400, 404, 409) },
+      };
+    case 'list-machines':
+      return {
+        ...base,
+        parameters: pathParams,
+        responses: { ...ok(200, 'MachineList', 'The machines of the pool'), ...problems(400) },
       };
     case 'list-snapshots':
       return {

@@ -72,6 +72,42 @@ export const ROUTES = [
   },
   {
     method: 'GET',
+    path: '/operations',
+    handler: 'list-operations',
+    summary: 'Operations, newest first, a page at a time (filters: kind, status, host)',
+  },
+  {
+    method: 'POST',
+    path: '/operations/clone',
+    handler: 'start-clone',
+    summary: 'Clone a Profile onto a target, or only plan it: starts an operation (Idempotency-Key names it)',
+  },
+  {
+    method: 'POST',
+    path: '/operations/{id}/cancel',
+    handler: 'cancel-operation',
+    summary: 'Ask a running operation to stop: a clone rolls back at its next step',
+  },
+  {
+    method: 'GET',
+    path: '/operations/{id}/documents/{document}',
+    handler: 'get-operation-document',
+    summary: "A clone's plan, validation report or rollback record",
+  },
+  {
+    method: 'POST',
+    path: '/pools/{pool}/machines',
+    handler: 'add-machine',
+    summary: 'Add a registered host to a bare-metal pool, free for clones to take',
+  },
+  {
+    method: 'GET',
+    path: '/pools/{pool}/machines',
+    handler: 'list-machines',
+    summary: 'The machines of a pool, free or held by an operation',
+  },
+  {
+    method: 'GET',
     path: '/hosts/{host}/snapshots',
     handler: 'list-snapshots',
     summary: 'The snapshots of a host, oldest first',

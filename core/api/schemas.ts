@@ -3,6 +3,8 @@
 import { z } from 'zod';
 import { ERROR_CODES } from '../errors.js';
 import { HostRecord } from '../host/schema.js';
+import { OPERATION_KINDS, OPERATION_STATUSES, Operation } from '../operation/schema.js';
+import { Machine } from '../platform/baremetal.js';
 import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { MAX_PAGE_SIZE } from '../profile/service.js';
 import { ProfileHead, ProfileVersion } from '../profile/store.js';
@@ -32,6 +34,52 @@ export const CaptureRequest = z
 export const OperationParams = z.object({
   id: z.string().regex(/^[A-Za-z0-9_-]{8,128}$/, 'expected an operation id'),
 });
+
+export const OperationDocumentParams = OperationParams.extend({
+  document: z.enum(['plan', 'report', 'rollback']).describe('Which document of the operation'),
+});
+
+export const OperationQuery = z.object({
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_PAGE_SIZE)
+    .optional()
+    .describe(`Page size, 1 to ${MAX_PAGE_SIZE}`),
+  cursor: z.string().min(1).optional().describe('The nextCursor of the previous page'),
+  kind: z.enum(OPERATION_KINDS).optional(),
+  status: z.enum(OPERATION_STATUSES).optional(),
+  host: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/, 'expected letters, digits, ".", "_" or "-"')
+    .optional()
+    .describe('The host (for a clone: the source Profile) it concerns'),
+});
+
+export const OperationList = z
+  .object({ items: z.array(Operation), nextCursor: z.string().optional() })
+  .meta({ id: 'OperationList' });
+
+export const PoolParams = z.object({
+  pool: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'expected a pool name'),
+});
+
+export const AddMachineRequest = z
+  .strictObject({
+    machine: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/, 'expected a machine name')
+      .optional()
+      .describe('Default: the host name'),
+    host: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'expected a registered host name')
+      .describe('The registered host (POST /hosts) the machine is: its address, credential and pinned key'),
+  })
+  .meta({ id: 'AddMachineRequest' });
+
+export const MachineList = z.object({ items: z.array(Machine) }).meta({ id: 'MachineList' });
 
 export const HostList = z
   .object({ items: z.array(HostRecord), nextCursor: z.string().optional() })
