@@ -64,7 +64,7 @@ function printSummary(name: string, s: CaptureSummary, result: Record<string, un
 }
 
 /** Seals an SSH private key as `<host>/credential/ssh` and returns the reference that pins it. */
-async function sealCredential(conn: Connection, host: string, keyFile: string): Promise<SecretRef> {
+export async function sealCredential(conn: Connection, host: string, keyFile: string): Promise<SecretRef> {
   const key = `${host}/credential/ssh`;
   const sealed = await (await conn.snapshots()).secrets.put(key, readFileSync(keyFile));
   return { provider: 'local', key, digest: sealed.digest };
@@ -271,11 +271,11 @@ export function registerCaptureCommands(
       const op = o.wait ? await follow(api, first, json) : first;
       if (json) process.stdout.write(`${jsonText(op)}\n`);
       else if (!o.wait) printOperation(op);
-      if (op.status === 'FAILED') process.exitCode = 1;
+      if (op.status === 'FAILED' || op.status === 'ROLLED_BACK') process.exitCode = 1;
     });
 }
 
-function printOperation(op: Operation): void {
+export function printOperation(op: Operation): void {
   const out = (l: string) => process.stdout.write(`${l}\n`);
   out(
     `${terminalText(op.kind)} of ${terminalText(op.host)}  ${op.status}  ${op.percent}%  (${terminalText(op.id)})`,
@@ -298,7 +298,7 @@ const stepMark = (status: Operation['steps'][number]['status']) =>
         : pc.dim('·');
 
 /** Polls an operation until it ends, printing each step as it finishes (to stderr, unless JSON). */
-async function follow(api: PersonaClient, first: Operation, json: boolean): Promise<Operation> {
+export async function follow(api: PersonaClient, first: Operation, json: boolean): Promise<Operation> {
   let op = first;
   const shown = new Set<string>();
   const show = () => {

@@ -28,6 +28,8 @@ export class PersonaClient {
       body?: unknown;
       headers?: Record<string, string>;
       query?: Record<string, string | number | undefined>;
+      /** Statuses answered as they are instead of thrown (a 404 that means "not yet"). */
+      allow?: readonly number[];
     } = {},
   ): Promise<Response<T>> {
     const url = new URL(path.replace(/^\//, ''), this.base);
@@ -53,7 +55,7 @@ export class PersonaClient {
     } catch {
       // not JSON: keep the text for the message
     }
-    if (!res.ok) {
+    if (!res.ok && !(init.allow ?? []).includes(res.status)) {
       const problem =
         parsed !== null && typeof parsed === 'object'
           ? (parsed as ApiError['problem'])

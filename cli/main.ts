@@ -8,6 +8,7 @@ import { formatIssues, parseProfile } from '../core/profile/io.js';
 import type { Profile } from '../core/profile/schema.js';
 import { registerCaptureCommands } from './capture.js';
 import { PersonaClient } from './client.js';
+import { registerCloneCommands } from './clone.js';
 import { ApiError, EXIT, exitCodeOf } from './errors.js';
 import {
   ago,
@@ -294,6 +295,7 @@ export function buildProgram(): Command {
 
   registerSnapshotCommands(program);
   registerCaptureCommands(program, client);
+  registerCloneCommands(program, client);
   return program;
 }
 
