@@ -1,6 +1,7 @@
 // The host executors for Debian-family hosts, by the Change kind each handles.
 import type { ChangeKind } from '../../delta/changes.js';
 import { groupExecutor, userExecutor } from './accounts.js';
+import { cgroupExecutor, resourceExecutor } from './cgroups.js';
 import { dnsExecutor } from './dns.js';
 import { envExecutor } from './env.js';
 import type { Executor } from './executor.js';
@@ -8,8 +9,14 @@ import { fileExecutor } from './file.js';
 import { firewallExecutor } from './firewall.js';
 import { kmodExecutor } from './kmod.js';
 import { type PackageSource, packageExecutor } from './packages.js';
+import { processAddExecutor, processRemoveExecutor } from './processes.js';
 import { routeExecutor } from './routes.js';
-import { serviceExecutor } from './services.js';
+import {
+  serviceAddExecutor,
+  serviceExecutor,
+  serviceRemoveExecutor,
+  serviceUpdateExecutor,
+} from './services.js';
 import { sshKeyExecutor } from './sshkeys.js';
 import { sysctlExecutor } from './sysctl.js';
 
@@ -28,6 +35,13 @@ export const DEBIAN_EXECUTORS: Executors = executorsFor([
   groupExecutor,
   userExecutor,
   serviceExecutor,
+  serviceAddExecutor,
+  serviceUpdateExecutor,
+  serviceRemoveExecutor,
+  processAddExecutor,
+  processRemoveExecutor,
+  cgroupExecutor,
+  resourceExecutor,
   firewallExecutor,
   routeExecutor,
   kmodExecutor,
