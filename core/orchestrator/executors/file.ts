@@ -15,6 +15,7 @@ import {
   type ExecutorContext,
   runOk,
   unchanged,
+  unresolved,
 } from './executor.js';
 import {
   type EntryState,
@@ -153,11 +154,9 @@ async function writeLink(ctx: ExecutorContext, c: FileChange, file: ConfigFile, 
 }
 
 async function writeRegular(ctx: ExecutorContext, c: FileChange, file: ConfigFile, now: EntryState) {
-  if (file.hash === undefined || !file.hash.startsWith('sha256:')) {
-    throw new InvalidInputError(`${c.key} has neither a content hash nor a sealed reference to its content`, [
-      { path: 'hash', message: 'expected sha256:<hex> or a secretRef' },
-    ]);
-  }
+  // An HMAC names sealed content; without its reference there is nothing to open.
+  if (file.hash === undefined || !file.hash.startsWith('sha256:'))
+    return unresolved(`${c.key}: its content is sealed and the entry holds no reference to open it`);
   const hash = file.hash.slice('sha256:'.length);
   const attrs = attributesOf(file, now, 0o644);
   if (fileMatches(now, hash, attrs)) return unchanged(`${c.key} already holds that content, owner and mode`);

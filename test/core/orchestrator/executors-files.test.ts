@@ -388,6 +388,16 @@ describe('fileExecutor: sealed files', () => {
     expect((error as Error).message).not.toContain(sha('other'));
   });
 
+  it('records a file known only by its HMAC, with no reference to open, as unresolved', async () => {
+    const transport = scripted([[probeOf('/etc/app.key'), { stdout: 'absent\n' }]]);
+    const hmacOnly = fileChange('/etc/app.key', { type: 'file', hash: `hmac-sha256:${sha('k')}` });
+    expect(await fileExecutor.apply(ctx(transport), hmacOnly, null)).toMatchObject({
+      status: 'unresolved',
+      detail: expect.stringMatching(/no reference to open it/),
+    });
+    expect(transport.sent.filter(isWrite)).toEqual([]);
+  });
+
   it('refuses sealed bytes of another size than the Profile recorded, writing nothing', async () => {
     const transport = scripted([[probeOf('/etc/shadow'), { stdout: 'absent\n' }]]);
     const c = ctx(transport, { readSealed: async () => Buffer.from('short') });
