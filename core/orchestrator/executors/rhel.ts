@@ -8,6 +8,10 @@
 // - firewall: a host where firewalld runs records the ruleset unresolved with the reason
 //   (firewalld owns the ruleset and replaces one loaded under it at its next reload); nftables
 //   and iptables otherwise, as on Debian;
+// - files: where SELinux enforces or logs, what a file Change wrote (or its revert put back) is
+//   given the label the policy names for its path (restorecon): a file made beside its target
+//   and renamed takes its folder's label, which is not always the path's (/etc/hosts is
+//   net_conf_t in an etc_t folder), and a confined service is then denied it;
 // - users: RHEL's useradd makes a mail spool (CREATE_MAIL_SPOOL=yes in /etc/default/useradd)
 //   that userdel without -r leaves behind; the empty one useradd made is removed, so that a
 //   revert leaves the host as it was. Every other account default (login.defs' UID and GID
@@ -16,8 +20,10 @@ import type { Change } from '../../delta/changes.js';
 import { checkPath } from '../../transport/paths.js';
 import { sh } from '../../transport/shell.js';
 import type { Transport } from '../../transport/transport.js';
+import type { Outcome } from '../journal.js';
 import { userExecutor } from './accounts.js';
 import { changed, type Executor, type ExecutorContext, runOk, unchanged, unresolved } from './executor.js';
+import { fileExecutor } from './file.js';
 import { firewallExecutor } from './firewall.js';
 import { DEBIAN_EXECUTORS, type Executors, executorsFor } from './index.js';
 import type { PackageSource } from './packages.js';
@@ -80,6 +86,44 @@ export const rhelServiceExecutor: Executor = {
     return changed(`chkconfig ${change.key} ${word} again`);
   },
 };
+
+// --- files -----------------------------------------------------------------------------------
+
+const RELABEL = [
+  'if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled && command -v restorecon >/dev/null 2>&1 &&',
+  '  { [ -e "$p" ] || [ -L "$p" ]; }; then',
+  '  restorecon -- "$p" && echo relabelled',
+  'fi',
+].join('\n');
+
+/** Gives the path the policy's label where SELinux is enabled; false where it is not (or nothing is there). */
+export async function relabel(transport: Transport, path: string): Promise<boolean> {
+  const { stdout } = await runOk(
+    transport,
+    `restoring the SELinux label of ${path}`,
+    `${sh`p=${checkPath(path, 'path')}`}\n${RELABEL}`,
+  );
+  return stdout.trim() === 'relabelled';
+}
+
+/**
+ * `inner` (a file executor) with what it wrote relabelled. Only after a write that changed the
+ * host: a file left as it was keeps the label it has, which is no Change's to alter.
+ */
+export function withRelabel(inner: Executor): Executor {
+  const after = async (ctx: ExecutorContext, change: Change, outcome: Outcome): Promise<Outcome> => {
+    if (outcome.status !== 'changed' || change.section !== 'files') return outcome;
+    return (await relabel(ctx.transport, change.key))
+      ? { ...outcome, detail: `${outcome.detail}; SELinux label set by the policy` }
+      : outcome;
+  };
+  return {
+    kinds: inner.kinds,
+    prepare: (ctx, change) => inner.prepare(ctx, change),
+    apply: async (ctx, change, prior) => after(ctx, change, await inner.apply(ctx, change, prior)),
+    revert: async (ctx, change, prior) => after(ctx, change, await inner.revert(ctx, change, prior)),
+  };
+}
 
 // --- firewall --------------------------------------------------------------------------------
 
@@ -198,6 +242,7 @@ export const rhelUserExecutor: Executor = {
 export function rhelExecutors(packages?: PackageSource): Executors {
   return executorsFor([
     ...new Set(DEBIAN_EXECUTORS.values()),
+    withRelabel(fileExecutor),
     rhelServiceExecutor,
     rhelFirewallExecutor,
     rhelUserExecutor,

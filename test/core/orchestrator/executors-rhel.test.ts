@@ -15,6 +15,7 @@ import type { ExecutorContext } from '../../../core/orchestrator/executors/execu
 import { fileExecutor } from '../../../core/orchestrator/executors/file.js';
 import { DEBIAN_EXECUTORS, rhelExecutors } from '../../../core/orchestrator/executors/index.js';
 import { kmodExecutor } from '../../../core/orchestrator/executors/kmod.js';
+import { withRelabel } from '../../../core/orchestrator/executors/rhel.js';
 import { routeExecutor } from '../../../core/orchestrator/executors/routes.js';
 import { nvra, rpmPackageExecutor } from '../../../core/orchestrator/executors/rpm-packages.js';
 import { sysctlExecutor } from '../../../core/orchestrator/executors/sysctl.js';
@@ -591,7 +592,6 @@ describe('rhelExecutors', () => {
     const rhel = rhelExecutors({ store });
     for (const [kind, executor] of [
       ['sysctl.set', sysctlExecutor],
-      ['file.write', fileExecutor],
       ['group.add', groupExecutor],
       ['route.add', routeExecutor],
       ['kmod.load', kmodExecutor],
@@ -599,8 +599,9 @@ describe('rhelExecutors', () => {
       expect(rhel.get(kind)).toBe(executor);
       expect(DEBIAN_EXECUTORS.get(kind)).toBe(executor);
     }
-    for (const kind of ['service.start', 'firewall.replace', 'user.add'] as const)
+    for (const kind of ['service.start', 'firewall.replace', 'user.add', 'file.write'] as const)
       expect(rhel.get(kind)).not.toBe(DEBIAN_EXECUTORS.get(kind));
+    expect(rhel.get('file.write')?.kinds).toEqual(fileExecutor.kinds);
     expect(rhel.get('package.install')?.kinds).toEqual([
       'package.install',
       'package.upgrade',
@@ -778,6 +779,61 @@ describe('rhelExecutors', () => {
       status: 'unchanged',
       detail: "the nft ruleset is already the Profile's",
     });
+  });
+
+  it('gives what a file Change wrote or put back the label SELinux’s policy names, and only then', async () => {
+    let enforcing = true;
+    const host = new RhelHost([
+      [
+        /^p='\/etc\/hosts'\nif command -v selinuxenabled >\/dev\/null 2>&1 && selinuxenabled && command -v restorecon/,
+        () => ({ stdout: enforcing ? 'relabelled\n' : '' }),
+      ],
+    ]);
+    const outcomes = ['changed', 'unchanged', 'changed'] as const;
+    let call = 0;
+    const inner = {
+      kinds: fileExecutor.kinds,
+      prepare: async () => ({ kept: true }),
+      apply: async () => ({
+        status: outcomes[call++] ?? 'unchanged',
+        detail: 'wrote /etc/hosts (120 bytes, root:root, 0644)',
+      }),
+      revert: async () => ({ status: 'changed' as const, detail: 'restored /etc/hosts' }),
+    };
+    const executor = withRelabel(inner);
+    const change = {
+      kind: 'file.write',
+      section: 'files',
+      key: '/etc/hosts',
+      from: null,
+      to: {
+        path: '/etc/hosts',
+        hash: `sha256:${'a'.repeat(64)}`,
+        mode: '0644',
+        owner: 'root',
+        group: 'root',
+      },
+      disruptive: false,
+    } as unknown as Change;
+    expect(await executor.apply(ctx(host), change, {})).toEqual({
+      status: 'changed',
+      detail: 'wrote /etc/hosts (120 bytes, root:root, 0644); SELinux label set by the policy',
+    });
+    expect(host.sent).toHaveLength(1);
+    // Left as it was: its label is not touched.
+    expect(await executor.apply(ctx(host), change, {})).toMatchObject({ status: 'unchanged' });
+    expect(host.sent).toHaveLength(1);
+    expect(await executor.revert(ctx(host), change, {})).toEqual({
+      status: 'changed',
+      detail: 'restored /etc/hosts; SELinux label set by the policy',
+    });
+    // Without SELinux the script finds nothing to do and the outcome says nothing of labels.
+    enforcing = false;
+    expect(await executor.apply(ctx(host), change, {})).toEqual({
+      status: 'changed',
+      detail: 'wrote /etc/hosts (120 bytes, root:root, 0644)',
+    });
+    expect(host.sent.at(-1)).toContain('restorecon -- "$p"');
   });
 
   it('adds a user with the Debian useradd command and removes the empty mail spool RHEL’s useradd made', async () => {
