@@ -140,7 +140,7 @@ export function checkedKeyLine(bytes: Uint8Array, key: SshKey, name: string): st
   const line = text.endsWith('\n') ? text.slice(0, -1) : text;
   if (/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(line.replaceAll('\t', ' ')))
     refuse('holds a line break or another control character');
-  const words = line.trim().split(/ +/);
+  const words = line.trim().split(/[ \t]+/);
   const [type = '', blob = ''] = words;
   if (!KEY_TYPES.has(type))
     refuse('does not start with a key type (options such as from= or command= are refused)');

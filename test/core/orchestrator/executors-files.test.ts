@@ -94,6 +94,7 @@ describe('SSH key lines', () => {
       `ssh-ed25519 ${BLOB} deploy@web-a`,
     );
     expect(checkedKeyLine(Buffer.from(`ssh-ed25519 ${BLOB}`), KEY, 'root:x')).toBe(`ssh-ed25519 ${BLOB}`);
+    expect(checkedKeyLine(Buffer.from(`ssh-ed25519\t${BLOB}`), KEY, 'root:x')).toBe(`ssh-ed25519\t${BLOB}`);
     // The fingerprint is OpenSSH's: SHA-256 of the blob, base64 without padding.
     expect(FP).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
   });
