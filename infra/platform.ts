@@ -2,6 +2,7 @@ import { RemovalPolicy } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import type { ApiThrottling } from './api.js';
 import { PersonaApi } from './api.js';
@@ -40,7 +41,7 @@ export interface PersonaPlatformProps {
   /** A REGIONAL WAFv2 web ACL to associate with the API stage. @default none */
   readonly webAclArn?: string;
   /**
-   * Where captures run, to reach hosts over SSH (a VPC with a route to them).
+   * Where captures and clones run, to reach hosts over SSH (a VPC with a route to them).
    * @default none: hosts are reached over the internet or through SSM
    */
   readonly captureVpc?: ec2.IVpc;
@@ -48,15 +49,16 @@ export interface PersonaPlatformProps {
   readonly credentialPrefix?: string;
   /**
    * KMS keys under which `aws-kms` credential references were encrypted (with the encryption
-   * context `persona:host=<host>`). The capture task may decrypt with them only with that
-   * context. @default none: `aws-kms` references fail with AccessDenied
+   * context `persona:host=<host>`). The capture and clone tasks may decrypt with them only with
+   * that context. @default none: `aws-kms` references fail with AccessDenied
    */
   readonly credentialKeys?: readonly kms.IKey[];
 }
 
 /**
- * Persona on AWS: storage (tables, data bucket, key) and the v1 API. Secure by default, so that
- * an app embedding it passes the cdk-nag AwsSolutions checks without acknowledgements of its own.
+ * Persona on AWS: storage (tables, data bucket, key), the v1 API, the workflows and the topic
+ * that announces clone outcomes. Secure by default, so that an app embedding it passes the
+ * cdk-nag AwsSolutions checks without acknowledgements of its own.
  */
 export class PersonaPlatform extends Construct {
   readonly storage: PersonaStorage;
@@ -91,7 +93,16 @@ export class PersonaPlatform extends Construct {
       ...(props.credentialPrefix ? { credentialPrefix: props.credentialPrefix } : {}),
       ...(props.credentialKeys ? { credentialKeys: props.credentialKeys } : {}),
     });
-    this.workflows.allowStart(this.api.functions['start-capture']);
+    this.workflows.allowStart(this.api.functions['start-capture'], 'capture');
+    this.workflows.allowStart(this.api.functions['start-clone'], 'clone');
+  }
+
+  /**
+   * The SNS topic clone outcomes are published to (`Clone Succeeded`, `Clone Rolled Back`,
+   * `Clone Rollback Incomplete`, `Clone Planned`): subscribe to be told.
+   */
+  get notificationTopic(): sns.ITopic {
+    return this.workflows.notificationTopic;
   }
 
   /** The API's base URL, e.g. `https://abc123.execute-api.eu-west-1.amazonaws.com/v1/`. */

@@ -29,6 +29,11 @@ export class PersonaStack extends Stack {
       description:
         'Attach to the role of every instance profile (and hybrid activation) that Persona captures over SSM: it lets the node write command output to the SSM output bucket',
     });
+    new CfnOutput(this, 'NotificationTopicArn', {
+      value: this.platform.notificationTopic.topicArn,
+      description:
+        'SNS topic of clone outcomes (Clone Succeeded, Clone Rolled Back, Clone Rollback Incomplete, Clone Planned): subscribe to it to be told',
+    });
     new CfnOutput(this, 'KeyArn', {
       value: this.platform.storage.key.keyArn,
       description: 'KMS key that wraps the snapshot store key (PERSONA_KMS_KEY_ID for `persona snapshot`)',
