@@ -3,8 +3,9 @@
 // environment files, groups (shadow-utils takes the same options), routes (iproute2), kernel
 // modules (kmod's modprobe) — and are taken as they are. What differs is here:
 // - packages: rpm and dnf (rpm-packages.ts);
-// - services on a sysvinit host: enabled and disabled with chkconfig, which RHEL has where
-//   Debian has update-rc.d (systemd hosts and `service` start/stop are the same);
+// - services on a sysvinit host: enabled and disabled (service.enable/disable, and what
+//   service.remove disables) with chkconfig, which RHEL has where Debian has update-rc.d
+//   (systemd hosts and `service` start/stop are the same);
 // - firewall: a host where firewalld runs records the ruleset unresolved with the reason
 //   (firewalld owns the ruleset and replaces one loaded under it at its next reload); nftables
 //   and iptables otherwise, as on Debian;
@@ -28,7 +29,7 @@ import { firewallExecutor } from './firewall.js';
 import { DEBIAN_EXECUTORS, type Executors, executorsFor } from './index.js';
 import type { PackageSource } from './packages.js';
 import { rpmPackageExecutor } from './rpm-packages.js';
-import { type InitSystem, serviceExecutor } from './services.js';
+import { type InitSystem, serviceExecutor, serviceRemoveExecutor } from './services.js';
 
 // --- services --------------------------------------------------------------------------------
 
@@ -84,6 +85,56 @@ export const rhelServiceExecutor: Executor = {
     const word = before.enabled ? 'on' : 'off';
     await runOk(ctx.transport, `chkconfig ${change.key} ${word}`, sh`chkconfig ${change.key} ${word}`);
     return changed(`chkconfig ${change.key} ${word} again`);
+  },
+};
+
+/**
+ * service.remove with chkconfig on a sysvinit host that has it: what still runs is stopped with
+ * `service` and what starts at boot is disabled, and revert puts both back as they were read.
+ * Elsewhere, the service.remove executor as on Debian.
+ */
+export const rhelServiceRemoveExecutor: Executor = {
+  kinds: serviceRemoveExecutor.kinds,
+
+  prepare: (ctx, change) => serviceRemoveExecutor.prepare(ctx, change),
+
+  async apply(ctx, change, prior) {
+    const state = (await serviceRemoveExecutor.prepare(ctx, change)) as ServiceState;
+    if (state.init !== 'sysvinit' || !(await hasChkconfig(ctx.transport)))
+      return serviceRemoveExecutor.apply(ctx, change, prior);
+    const done: string[] = [];
+    if (state.running === true) {
+      await runOk(ctx.transport, `stop ${change.key}`, sh`service ${change.key} stop`);
+      done.push('stopped');
+    }
+    if (state.enabled === true) {
+      await runOk(ctx.transport, `chkconfig ${change.key} off`, sh`chkconfig ${change.key} off`);
+      done.push('disabled');
+    }
+    return done.length === 0
+      ? unchanged(
+          `${change.key} is stopped and disabled; its init script goes with its package or file Change`,
+        )
+      : changed(`${change.key} ${done.join(' and ')} (sysvinit, chkconfig)`);
+  },
+
+  async revert(ctx, change, prior) {
+    const before = prior as ServiceState;
+    if (before.init !== 'sysvinit' || !(await hasChkconfig(ctx.transport)))
+      return serviceRemoveExecutor.revert(ctx, change, prior);
+    const now = (await serviceRemoveExecutor.prepare(ctx, change)) as ServiceState;
+    const done: string[] = [];
+    if (before.enabled === true && now.enabled === false) {
+      await runOk(ctx.transport, `chkconfig ${change.key} on`, sh`chkconfig ${change.key} on`);
+      done.push('enabled');
+    }
+    if (before.running === true && now.running === false) {
+      await runOk(ctx.transport, `start ${change.key}`, sh`service ${change.key} start`);
+      done.push('started');
+    }
+    return done.length === 0
+      ? unchanged(`${change.key} is as it was`)
+      : changed(`${change.key} ${done.join(' and ')} again`);
   },
 };
 
@@ -244,6 +295,7 @@ export function rhelExecutors(packages?: PackageSource): Executors {
     ...new Set(DEBIAN_EXECUTORS.values()),
     withRelabel(fileExecutor),
     rhelServiceExecutor,
+    rhelServiceRemoveExecutor,
     rhelFirewallExecutor,
     rhelUserExecutor,
     ...(packages === undefined ? [] : [rpmPackageExecutor(packages)]),

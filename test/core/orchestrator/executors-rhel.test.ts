@@ -599,7 +599,13 @@ describe('rhelExecutors', () => {
       expect(rhel.get(kind)).toBe(executor);
       expect(DEBIAN_EXECUTORS.get(kind)).toBe(executor);
     }
-    for (const kind of ['service.start', 'firewall.replace', 'user.add', 'file.write'] as const)
+    for (const kind of [
+      'service.start',
+      'service.remove',
+      'firewall.replace',
+      'user.add',
+      'file.write',
+    ] as const)
       expect(rhel.get(kind)).not.toBe(DEBIAN_EXECUTORS.get(kind));
     expect(rhel.get('file.write')?.kinds).toEqual(fileExecutor.kinds);
     expect(rhel.get('package.install')?.kinds).toEqual([
@@ -734,6 +740,56 @@ describe('rhelExecutors', () => {
       executor?.apply(ctx(host), { ...change, key: '--del' } as Change, prior),
     ).rejects.toMatchObject({ code: 'INVALID_INPUT' });
     expect(host.sent.some((c) => c.includes('--del'))).toBe(false);
+  });
+
+  it('stops and disables a removed sysvinit service with service and chkconfig, and puts both back on revert', async () => {
+    let running = true;
+    let enabled = true;
+    const host = new RhelHost([
+      [INIT, { stdout: 'sysvinit\n' }],
+      [/^command -v chkconfig >\/dev\/null 2>&1$/, {}],
+      [
+        /^service 'vsftpd' status$/,
+        () => (running ? { stdout: 'vsftpd (pid 812) is running...\n' } : { exitCode: 3 }),
+      ],
+      [/^n='vsftpd'; for f in \/etc\/rc\[2345\]\.d/, () => ({ exitCode: enabled ? 0 : 1 })],
+      [
+        /^service 'vsftpd' (start|stop)$/,
+        (m) => {
+          running = m[1] === 'start';
+          return {};
+        },
+      ],
+      [
+        /^chkconfig 'vsftpd' (on|off)$/,
+        (m) => {
+          enabled = m[1] === 'on';
+          return {};
+        },
+      ],
+    ]);
+    const change = {
+      kind: 'service.remove',
+      section: 'services',
+      key: 'vsftpd',
+      from: { name: 'vsftpd', manager: 'sysvinit', state: 'running', enabled: true },
+      to: null,
+      disruptive: true,
+    } as Change;
+    const executor = rhelExecutors().get('service.remove');
+    const prior = await executor?.prepare(ctx(host), change);
+    expect(await executor?.apply(ctx(host), change, prior)).toEqual({
+      status: 'changed',
+      detail: 'vsftpd stopped and disabled (sysvinit, chkconfig)',
+    });
+    expect([running, enabled]).toEqual([false, false]);
+    expect(await executor?.apply(ctx(host), change, prior)).toMatchObject({ status: 'unchanged' });
+    expect(await executor?.revert(ctx(host), change, prior)).toEqual({
+      status: 'changed',
+      detail: 'vsftpd enabled and started again',
+    });
+    expect([running, enabled]).toEqual([true, true]);
+    expect(host.sent.some((c) => c.startsWith('update-rc.d'))).toBe(false);
   });
 
   it('records the ruleset unresolved where firewalld runs, and loads nothing', async () => {
