@@ -9,27 +9,37 @@
 // - firewall: a host where firewalld runs records the ruleset unresolved with the reason
 //   (firewalld owns the ruleset and replaces one loaded under it at its next reload); nftables
 //   and iptables otherwise, as on Debian;
-// - files: where SELinux enforces or logs, what a file Change wrote (or its revert put back) is
-//   given the label the policy names for its path (restorecon): a file made beside its target
-//   and renamed takes its folder's label, which is not always the path's (/etc/hosts is
-//   net_conf_t in an etc_t folder), and a confined service is then denied it;
+// - files and SSH keys: where SELinux is enabled, what a file Change or an SSH key Change wrote
+//   (or its revert put back) is given the label the policy names for its path (restorecon): a
+//   file made beside its target and renamed takes its folder's label, which is not always the
+//   path's (/etc/hosts is net_conf_t in an etc_t folder), and a confined service (sshd reading
+//   authorized_keys) is then denied it;
 // - users: RHEL's useradd makes a mail spool (CREATE_MAIL_SPOOL=yes in /etc/default/useradd)
 //   that userdel without -r leaves behind; the empty one useradd made is removed, so that a
 //   revert leaves the host as it was. Every other account default (login.defs' UID and GID
 //   ranges, useradd's GROUP=100) is never used: uid, gid and --no-create-home are always given.
 import type { Change } from '../../delta/changes.js';
-import { checkPath } from '../../transport/paths.js';
+import { checkPath, pathProblem } from '../../transport/paths.js';
 import { sh } from '../../transport/shell.js';
 import type { Transport } from '../../transport/transport.js';
 import type { Outcome } from '../journal.js';
 import { userExecutor } from './accounts.js';
-import { changed, type Executor, type ExecutorContext, runOk, unchanged, unresolved } from './executor.js';
+import {
+  accountNameProblem,
+  changed,
+  type Executor,
+  type ExecutorContext,
+  runOk,
+  unchanged,
+  unresolved,
+} from './executor.js';
 import { fileExecutor } from './file.js';
 import { firewallExecutor } from './firewall.js';
 import { DEBIAN_EXECUTORS, type Executors, executorsFor } from './index.js';
 import type { PackageSource } from './packages.js';
 import { rpmPackageExecutor } from './rpm-packages.js';
 import { type InitSystem, serviceExecutor, serviceRemoveExecutor } from './services.js';
+import { sshKeyExecutor } from './sshkeys.js';
 
 // --- services --------------------------------------------------------------------------------
 
@@ -140,31 +150,57 @@ export const rhelServiceRemoveExecutor: Executor = {
 
 // --- files -----------------------------------------------------------------------------------
 
-const RELABEL = [
-  'if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled && command -v restorecon >/dev/null 2>&1 &&',
-  '  { [ -e "$p" ] || [ -L "$p" ]; }; then',
-  '  restorecon -- "$p" && echo relabelled',
-  'fi',
-].join('\n');
+const RELABEL = (paths: readonly string[]) =>
+  [
+    'if command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled && command -v restorecon >/dev/null 2>&1; then',
+    `  ${sh`for p in ${paths}; do`}`,
+    '    if [ -e "$p" ] || [ -L "$p" ]; then restorecon -- "$p" && echo relabelled || exit 1; fi',
+    '  done',
+    'fi',
+  ].join('\n');
 
-/** Gives the path the policy's label where SELinux is enabled; false where it is not (or nothing is there). */
-export async function relabel(transport: Transport, path: string): Promise<boolean> {
+/** Gives the paths the policy's label where SELinux is enabled; false where it is not (or nothing is there). */
+export async function relabel(transport: Transport, paths: readonly string[]): Promise<boolean> {
+  if (paths.length === 0) return false;
+  const checked = paths.map((p, i) => checkPath(p, `paths[${i}]`));
   const { stdout } = await runOk(
     transport,
-    `restoring the SELinux label of ${path}`,
-    `${sh`p=${checkPath(path, 'path')}`}\n${RELABEL}`,
+    `restoring the SELinux label of ${checked.join(', ')}`,
+    RELABEL(checked),
   );
-  return stdout.trim() === 'relabelled';
+  return stdout.includes('relabelled');
 }
 
+/** The paths a Change writes: what `withRelabel` gives the policy's label after it. */
+export type WrittenPaths = (ctx: ExecutorContext, change: Change) => Promise<readonly string[]>;
+
+/** A file Change writes its key. */
+export const filePaths: WrittenPaths = async (_ctx, change) =>
+  change.section === 'files' ? [change.key] : [];
+
 /**
- * `inner` (a file executor) with what it wrote relabelled. Only after a write that changed the
- * host: a file left as it was keeps the label it has, which is no Change's to alter.
+ * An SSH key Change writes the user's ~/.ssh and its authorized_keys: sshd, confined, reads
+ * only what is labelled ssh_home_t.
  */
-export function withRelabel(inner: Executor): Executor {
+export const sshKeyPaths: WrittenPaths = async (ctx, change) => {
+  if (change.section !== 'sshKeys') return [];
+  const user = (change.to ?? change.from)?.user ?? '';
+  if (accountNameProblem(user) !== undefined) return [];
+  const found = await ctx.transport.run(sh`getent -- passwd ${user}`);
+  const home = found.exitCode === 0 ? found.stdout.replace(/\n$/, '').split(':')[5] : undefined;
+  if (home === undefined || pathProblem(home) !== undefined) return [];
+  const base = home.replace(/\/+$/, '');
+  return [`${base}/.ssh`, `${base}/.ssh/authorized_keys`];
+};
+
+/**
+ * `inner` with what it wrote relabelled. Only after a Change that changed the host: what was
+ * left as it was keeps the label it has, which is no Change's to alter.
+ */
+export function withRelabel(inner: Executor, written: WrittenPaths): Executor {
   const after = async (ctx: ExecutorContext, change: Change, outcome: Outcome): Promise<Outcome> => {
-    if (outcome.status !== 'changed' || change.section !== 'files') return outcome;
-    return (await relabel(ctx.transport, change.key))
+    if (outcome.status !== 'changed') return outcome;
+    return (await relabel(ctx.transport, await written(ctx, change)))
       ? { ...outcome, detail: `${outcome.detail}; SELinux label set by the policy` }
       : outcome;
   };
@@ -293,7 +329,8 @@ export const rhelUserExecutor: Executor = {
 export function rhelExecutors(packages?: PackageSource): Executors {
   return executorsFor([
     ...new Set(DEBIAN_EXECUTORS.values()),
-    withRelabel(fileExecutor),
+    withRelabel(fileExecutor, filePaths),
+    withRelabel(sshKeyExecutor, sshKeyPaths),
     rhelServiceExecutor,
     rhelServiceRemoveExecutor,
     rhelFirewallExecutor,

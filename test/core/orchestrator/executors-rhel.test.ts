@@ -15,7 +15,7 @@ import type { ExecutorContext } from '../../../core/orchestrator/executors/execu
 import { fileExecutor } from '../../../core/orchestrator/executors/file.js';
 import { DEBIAN_EXECUTORS, rhelExecutors } from '../../../core/orchestrator/executors/index.js';
 import { kmodExecutor } from '../../../core/orchestrator/executors/kmod.js';
-import { withRelabel } from '../../../core/orchestrator/executors/rhel.js';
+import { filePaths, sshKeyPaths, withRelabel } from '../../../core/orchestrator/executors/rhel.js';
 import { routeExecutor } from '../../../core/orchestrator/executors/routes.js';
 import { nvra, rpmPackageExecutor } from '../../../core/orchestrator/executors/rpm-packages.js';
 import { sysctlExecutor } from '../../../core/orchestrator/executors/sysctl.js';
@@ -605,6 +605,7 @@ describe('rhelExecutors', () => {
       'firewall.replace',
       'user.add',
       'file.write',
+      'sshkey.authorize',
     ] as const)
       expect(rhel.get(kind)).not.toBe(DEBIAN_EXECUTORS.get(kind));
     expect(rhel.get('file.write')?.kinds).toEqual(fileExecutor.kinds);
@@ -841,7 +842,7 @@ describe('rhelExecutors', () => {
     let enforcing = true;
     const host = new RhelHost([
       [
-        /^p='\/etc\/hosts'\nif command -v selinuxenabled >\/dev\/null 2>&1 && selinuxenabled && command -v restorecon/,
+        /^if command -v selinuxenabled >\/dev\/null 2>&1 && selinuxenabled && command -v restorecon >\/dev\/null 2>&1; then\n {2}for p in '\/etc\/hosts'; do\n/,
         () => ({ stdout: enforcing ? 'relabelled\n' : '' }),
       ],
     ]);
@@ -856,7 +857,7 @@ describe('rhelExecutors', () => {
       }),
       revert: async () => ({ status: 'changed' as const, detail: 'restored /etc/hosts' }),
     };
-    const executor = withRelabel(inner);
+    const executor = withRelabel(inner, filePaths);
     const change = {
       kind: 'file.write',
       section: 'files',
@@ -890,6 +891,39 @@ describe('rhelExecutors', () => {
       detail: 'wrote /etc/hosts (120 bytes, root:root, 0644)',
     });
     expect(host.sent.at(-1)).toContain('restorecon -- "$p"');
+  });
+
+  it('relabels the ~/.ssh and authorized_keys an SSH key Change wrote, found from the user’s passwd entry', async () => {
+    const host = new RhelHost([
+      [/^getent -- passwd 'deploy'$/, { stdout: 'deploy:x:1600:1600::/home/deploy:/bin/bash\n' }],
+      [/^if command -v selinuxenabled/, { stdout: 'relabelled\nrelabelled\n' }],
+    ]);
+    const inner = {
+      kinds: ['sshkey.authorize', 'sshkey.revoke'] as const,
+      prepare: async () => null,
+      apply: async () => ({ status: 'changed' as const, detail: 'authorized SHA256:x for deploy' }),
+      revert: async () => ({ status: 'unchanged' as const, detail: 'as it was' }),
+    };
+    const change = {
+      kind: 'sshkey.authorize',
+      section: 'sshKeys',
+      key: 'deploy:SHA256:x',
+      from: null,
+      to: { user: 'deploy', type: 'ssh-ed25519', fingerprint: `SHA256:${'A'.repeat(43)}` },
+      disruptive: false,
+    } as unknown as Change;
+    const executor = withRelabel({ ...inner, kinds: [...inner.kinds] }, sshKeyPaths);
+    expect(await executor.apply(ctx(host), change, null)).toMatchObject({
+      detail: 'authorized SHA256:x for deploy; SELinux label set by the policy',
+    });
+    expect(host.sent.at(-1)).toContain(
+      "for p in '/home/deploy/.ssh' '/home/deploy/.ssh/authorized_keys'; do",
+    );
+    expect(await executor.revert(ctx(host), change, null)).toMatchObject({ status: 'unchanged' });
+    expect(host.sent).toHaveLength(2);
+    // A user name off the grammar is never looked up.
+    expect(await sshKeyPaths(ctx(host), { ...change, to: { user: '-x' } } as unknown as Change)).toEqual([]);
+    expect(host.sent).toHaveLength(2);
   });
 
   it('adds a user with the Debian useradd command and removes the empty mail spool RHEL’s useradd made', async () => {
