@@ -116,8 +116,9 @@ export function parseProcessList(stdout: string): HostProcess[] {
 
 /**
  * The live processes that are the entry's: of its user (when it names one), and with its
- * command line, or its name or program as the kernel's 15-character name. Kernel threads (no
- * command line) and zombies are none.
+ * command line (white space as the listing shows it) or its name as the kernel keeps it (15
+ * characters). Not by program: an interpreter's name (sh, python3) would take in every script.
+ * Kernel threads (no command line) and zombies are none.
  */
 export function matchingProcesses(
   list: readonly HostProcess[],
@@ -125,13 +126,13 @@ export function matchingProcesses(
   uid: number | undefined,
 ): HostProcess[] {
   const name = entry.name.slice(0, 15);
-  const program = (entry.command.split(' ')[0] ?? '').split('/').pop()?.slice(0, 15);
+  const command = entry.command.replace(/[\n\t]/g, ' ').trim();
   return list.filter(
     (p) =>
       p.state !== 'Z' &&
       p.args !== '' &&
       (uid === undefined || p.uid === uid) &&
-      (p.args === entry.command || p.comm === name || p.comm === program),
+      (p.args === command || p.comm === name),
   );
 }
 

@@ -151,24 +151,24 @@ describe('the process list', () => {
     ]);
   });
 
-  it('matches an entry by command line, kernel name or program, of its user only, never a zombie or kernel thread', () => {
+  it('matches an entry by command line or kernel name, of its user only, never by interpreter, zombie or kernel thread', () => {
     const list = parseProcessList(
       listing(
         proc(20, { comm: 'nginx', args: 'nginx: master process /usr/sbin/nginx -g daemon on;' }),
         proc(21, { comm: 'nginx', args: 'nginx: worker process', uid: 33, ppid: 20 }),
         proc(22, { comm: 'nginx', args: 'nginx', state: 'Z' }),
         proc(23, { comm: 'nginx', args: '' }),
+        proc(24, { comm: 'sh', args: '/bin/sh /usr/local/bin/app 1 two lines' }),
+        proc(25, { comm: 'sh', args: '/bin/sh /usr/local/bin/other' }),
       ).stdout,
     );
-    expect(
-      matchingProcesses(list, { name: 'nginx', command: 'nginx: master process nginx', user: 'root' }, 0),
-    ).toEqual([expect.objectContaining({ pid: 20 })]);
+    const nginx = { name: 'nginx', command: 'nginx: master process nginx', user: 'root' };
+    expect(matchingProcesses(list, nginx, 0).map((p) => p.pid)).toEqual([20]);
     expect(matchingProcesses(list, { name: 'nginx', command: 'x' }, undefined).map((p) => p.pid)).toEqual([
       20, 21,
     ]);
-    expect(
-      matchingProcesses(list, { name: 'web', command: '/usr/sbin/nginx -g x' }, 0).map((p) => p.pid),
-    ).toEqual([20]);
+    const app = { name: 'app', command: '/bin/sh /usr/local/bin/app 1 two\nlines' };
+    expect(matchingProcesses(list, app, 0).map((p) => p.pid)).toEqual([24]);
   });
 
   it('is the listing the host shell prints (run here on the control machine)', () => {
