@@ -9,7 +9,7 @@
 // - firewall: a host where firewalld runs records the ruleset unresolved with the reason
 //   (firewalld owns the ruleset and replaces one loaded under it at its next reload); nftables
 //   and iptables otherwise, as on Debian;
-// - files and SSH keys: where SELinux is enabled, what a file Change or an SSH key Change wrote
+// - files, SSH keys and resolv.conf: where SELinux is enabled, what such a Change wrote
 //   (or its revert put back) is given the label the policy names for its path (restorecon): a
 //   file made beside its target and renamed takes its folder's label, which is not always the
 //   path's (/etc/hosts is net_conf_t in an etc_t folder), and a confined service (sshd reading
@@ -24,6 +24,7 @@ import { sh } from '../../transport/shell.js';
 import type { Transport } from '../../transport/transport.js';
 import type { Outcome } from '../journal.js';
 import { userExecutor } from './accounts.js';
+import { dnsExecutor, RESOLV_CONF } from './dns.js';
 import {
   accountNameProblem,
   changed,
@@ -178,6 +179,9 @@ export type WrittenPaths = (ctx: ExecutorContext, change: Change) => Promise<rea
 export const filePaths: WrittenPaths = async (_ctx, change) =>
   change.section === 'files' ? [change.key] : [];
 
+/** A DNS Change writes /etc/resolv.conf, net_conf_t in an etc_t folder. */
+export const dnsPaths: WrittenPaths = async (_ctx, change) => (change.section === 'dns' ? [RESOLV_CONF] : []);
+
 /**
  * An SSH key Change writes the user's ~/.ssh and its authorized_keys: sshd, confined, reads
  * only what is labelled ssh_home_t.
@@ -331,6 +335,7 @@ export function rhelExecutors(packages?: PackageSource): Executors {
     ...new Set(DEBIAN_EXECUTORS.values()),
     withRelabel(fileExecutor, filePaths),
     withRelabel(sshKeyExecutor, sshKeyPaths),
+    withRelabel(dnsExecutor, dnsPaths),
     rhelServiceExecutor,
     rhelServiceRemoveExecutor,
     rhelFirewallExecutor,

@@ -15,7 +15,7 @@ import type { ExecutorContext } from '../../../core/orchestrator/executors/execu
 import { fileExecutor } from '../../../core/orchestrator/executors/file.js';
 import { DEBIAN_EXECUTORS, rhelExecutors } from '../../../core/orchestrator/executors/index.js';
 import { kmodExecutor } from '../../../core/orchestrator/executors/kmod.js';
-import { filePaths, sshKeyPaths, withRelabel } from '../../../core/orchestrator/executors/rhel.js';
+import { dnsPaths, filePaths, sshKeyPaths, withRelabel } from '../../../core/orchestrator/executors/rhel.js';
 import { routeExecutor } from '../../../core/orchestrator/executors/routes.js';
 import { nvra, rpmPackageExecutor } from '../../../core/orchestrator/executors/rpm-packages.js';
 import { sysctlExecutor } from '../../../core/orchestrator/executors/sysctl.js';
@@ -606,6 +606,7 @@ describe('rhelExecutors', () => {
       'user.add',
       'file.write',
       'sshkey.authorize',
+      'dns.set',
     ] as const)
       expect(rhel.get(kind)).not.toBe(DEBIAN_EXECUTORS.get(kind));
     expect(rhel.get('file.write')?.kinds).toEqual(fileExecutor.kinds);
@@ -923,6 +924,9 @@ describe('rhelExecutors', () => {
     expect(host.sent).toHaveLength(2);
     // A user name off the grammar is never looked up.
     expect(await sshKeyPaths(ctx(host), { ...change, to: { user: '-x' } } as unknown as Change)).toEqual([]);
+    expect(await dnsPaths(ctx(host), { section: 'dns', kind: 'dns.set' } as unknown as Change)).toEqual([
+      '/etc/resolv.conf',
+    ]);
     expect(host.sent).toHaveLength(2);
   });
 
