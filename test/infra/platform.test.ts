@@ -2,12 +2,13 @@ import { readFileSync } from 'node:fs';
 import type { PolicyViolation } from 'aws-cdk-lib';
 import { App, type CfnElement, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import { Vpc } from 'aws-cdk-lib/aws-ec2';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type HandlerName, ROUTES } from '../../core/api/routes.js';
+import { ROUTES } from '../../core/api/routes.js';
 import { WORKFLOWS } from '../../core/operation/workflows.js';
 import {
   DATA_BUCKET,
@@ -18,6 +19,7 @@ import {
   TABLES,
 } from '../../core/storage/definitions.js';
 import { PersonaStack, type PersonaStackProps } from '../../infra/stack.js';
+import { CLONE_EVENTS } from '../../infra/workflows.js';
 
 // The same feature flags `cdk synth` runs with, so that the tests see the deployed template.
 const CDK_CONTEXT: Record<string, unknown> = JSON.parse(
@@ -25,6 +27,7 @@ const CDK_CONTEXT: Record<string, unknown> = JSON.parse(
 ).context;
 
 const HANDLERS = [...new Set(ROUTES.map((route) => route.handler))];
+const TASKS = [...new Set(Object.values(WORKFLOWS).flatMap((w) => Object.values(w.tasks)))];
 
 // The actions CDK's grant methods put in a policy, spelled out here so that a change in what a
 // function may do, or in what CDK grants, shows up in review.
@@ -81,6 +84,12 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
   'get-host': { tables: { Hosts: 'read' } },
   'get-operation': { tables: { Operations: 'read' } },
   'start-capture': { tables: { Hosts: 'read', Operations: 'read-write' } },
+  'list-operations': { tables: { Operations: 'read' } },
+  'start-clone': { tables: { Operations: 'read-write' }, objects: { 'operations/': 'put' } },
+  'cancel-operation': { tables: { Operations: 'read-write' } },
+  'get-operation-document': { tables: { Operations: 'read' }, objects: { 'operations/': 'read' } },
+  'add-machine': { tables: { Hosts: 'read', Inventory: 'read-write' } },
+  'list-machines': { tables: { Inventory: 'read' } },
   'get-openapi': {},
   'capture task': {
     tables: {
@@ -92,6 +101,25 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
     },
     objects: { 'profiles/': 'read-put', 'snapshots/': 'read-put' },
     // The snapshot store's master key is a data key under Persona's key.
+    keyActions: ['kms:GenerateDataKey'],
+  },
+  'clone task': {
+    tables: {
+      Hosts: 'read-write',
+      Operations: 'read-write',
+      Profiles: 'read-write',
+      Snapshots: 'read-write',
+      Locks: 'read-write',
+      Journal: 'read-write',
+      Inventory: 'read-write',
+    },
+    objects: {
+      'profiles/': 'read-put',
+      'snapshots/': 'read-put',
+      'operations/': 'read-put',
+      'packages/': 'read-put',
+    },
+    // Baseline and Record capture the target: the same data key as the capture task.
     keyActions: ['kms:GenerateDataKey'],
   },
   'fail-operation task': { tables: { Operations: 'read-write' } },
@@ -121,25 +149,12 @@ function logicalId(construct: IConstruct): string {
   return Stack.of(construct).getLogicalId(construct.node.defaultChild as CfnElement);
 }
 
-/** Every action any IAM policy attached to the construct's role allows. */
-function allowedActions({ stack, template }: Synthesized, handler: HandlerName): string[] {
-  const role = stack.platform.api.functions[handler].role;
-  if (!role) throw new Error(`${handler} has no role`);
-  const policies = template.findResources('AWS::IAM::Policy', {
-    Properties: { Roles: Match.arrayWith([{ Ref: logicalId(role) }]) },
-  });
-  return Object.values(policies).flatMap((policy) =>
-    policy.Properties.PolicyDocument.Statement.filter(
-      (s: { Effect: string }) => s.Effect === 'Allow',
-    ).flatMap((s: { Action: string | string[] }) => [s.Action].flat()),
-  );
-}
-
 /** Every function of the platform by the name DATA_USE knows it by. */
 function functionsOf({ stack }: Synthesized): Record<string, IConstruct & { role?: IConstruct | undefined }> {
   return {
     ...stack.platform.api.functions,
     'capture task': stack.platform.workflows.captureFunction,
+    'clone task': stack.platform.workflows.cloneFunction,
     'fail-operation task': stack.platform.workflows.failOperationFunction,
   };
 }
@@ -308,11 +323,8 @@ describe('PersonaStack', () => {
 
   describe('functions', () => {
     it('deploys one arm64 Node.js 22 function per handler, traced, with ESM bundles and source maps', () => {
-      // One per API handler, and the two tasks of the capture workflow.
-      template.resourceCountIs(
-        'AWS::Lambda::Function',
-        HANDLERS.length + Object.keys(WORKFLOWS.capture.tasks).length,
-      );
+      // One per API handler, and one per task the workflows name (fail-operation serves both).
+      template.resourceCountIs('AWS::Lambda::Function', HANDLERS.length + TASKS.length);
       for (const handler of HANDLERS) {
         template.hasResourceProperties('AWS::Lambda::Function', {
           Description: Match.stringLikeRegexp(`${handler}$`),
@@ -409,10 +421,9 @@ describe('PersonaStack', () => {
     });
 
     it('uses no AWS-managed policy for function roles', () => {
-      for (const handler of HANDLERS) {
-        const role = synthesized.stack.platform.api.functions[handler].role;
-        const resource = template.findResources('AWS::IAM::Role')[logicalId(role as IConstruct)];
-        expect(resource?.Properties.ManagedPolicyArns, handler).toBeUndefined();
+      for (const [name, fn] of Object.entries(functionsOf(synthesized))) {
+        const resource = template.findResources('AWS::IAM::Role')[logicalId(fn.role as IConstruct)];
+        expect(resource?.Properties.ManagedPolicyArns, name).toBeUndefined();
       }
     });
 
@@ -503,37 +514,265 @@ describe('PersonaStack', () => {
   });
 
   describe('workflows', () => {
-    it('deploys the capture state machine from its ASL file, traced and logged, its tasks bound', () => {
-      const asl = JSON.parse(readFileSync(WORKFLOWS.capture.definition, 'utf8'));
-      template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
-        TracingConfiguration: { Enabled: true },
-        LoggingConfiguration: Match.objectLike({ Level: 'ALL' }),
-        DefinitionSubstitutions: {
-          CaptureFunctionArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('CaptureTask'), 'Arn'] },
-          FailOperationFunctionArn: { 'Fn::GetAtt': [Match.stringLikeRegexp('FailOperationTask'), 'Arn'] },
-        },
-      });
-      // The file itself is the deployed definition (an asset), and every placeholder in it is filled.
-      const machine = Object.values(template.findResources('AWS::StepFunctions::StateMachine'))[0];
-      expect(machine?.Properties.DefinitionS3Location).toBeDefined();
-      const placeholders = [...JSON.stringify(asl).matchAll(/\$\{(\w+)\}/g)].map((m) => m[1]);
-      expect(Object.keys(machine?.Properties.DefinitionSubstitutions).sort()).toEqual(
-        [...new Set(placeholders)].sort(),
-      );
+    /** The task functions by the names WORKFLOWS gives them. */
+    const taskFunctions = (): Record<string, IConstruct> => {
+      const { workflows } = synthesized.stack.platform;
+      return {
+        capture: workflows.captureFunction,
+        clone: workflows.cloneFunction,
+        'fail-operation': workflows.failOperationFunction,
+      };
+    };
+    const machines = () => {
+      const { workflows } = synthesized.stack.platform;
+      return { capture: logicalId(workflows.capture), clone: logicalId(workflows.clone) } as const;
+    };
+
+    it('deploys each workflow from its ASL file as a Standard state machine, traced and logged, every placeholder bound to its task', () => {
+      const resources = template.findResources('AWS::StepFunctions::StateMachine');
+      expect(Object.keys(resources).sort()).toEqual(Object.values(machines()).sort());
+      for (const [name, spec] of Object.entries(WORKFLOWS) as [
+        keyof typeof WORKFLOWS,
+        (typeof WORKFLOWS)[keyof typeof WORKFLOWS],
+      ][]) {
+        const machine = resources[machines()[name]];
+        // The file itself is the deployed definition (an asset), and every placeholder in it is filled.
+        expect(machine?.Properties.DefinitionS3Location, name).toBeDefined();
+        expect(machine?.Properties, name).toMatchObject({
+          StateMachineType: 'STANDARD',
+          TracingConfiguration: { Enabled: true },
+          LoggingConfiguration: { Level: 'ALL', IncludeExecutionData: false },
+        });
+        const asl = readFileSync(spec.definition, 'utf8');
+        const placeholders = [...new Set([...asl.matchAll(/\$\{(\w+)\}/g)].map((m) => m[1] as string))];
+        expect(placeholders.sort(), name).toEqual(Object.keys(spec.tasks).sort());
+        const bound = Object.fromEntries(
+          Object.entries(spec.tasks).map(([placeholder, task]) => [
+            placeholder,
+            { 'Fn::GetAtt': [logicalId(taskFunctions()[task] as IConstruct), 'Arn'] },
+          ]),
+        );
+        expect(machine?.Properties.DefinitionSubstitutions, name).toEqual(bound);
+      }
     });
 
-    it('lets the API start captures and nothing else run them', () => {
-      const fn =
-        template.findResources('AWS::Lambda::Function')[
-          logicalId(synthesized.stack.platform.api.functions['start-capture'])
-        ];
-      expect(fn?.Properties.Environment.Variables).toHaveProperty('CAPTURE_STATE_MACHINE_ARN');
-      expect(allowedActions(synthesized, 'start-capture')).toContain('states:StartExecution');
-      template.hasResourceProperties('AWS::Lambda::Function', {
+    it('binds the Clone state machine to the clone task and the fail-operation task', () => {
+      const { workflows } = synthesized.stack.platform;
+      const clone = template.findResources('AWS::StepFunctions::StateMachine')[machines().clone];
+      expect(clone?.Properties.DefinitionSubstitutions).toEqual({
+        CloneFunctionArn: { 'Fn::GetAtt': [logicalId(workflows.cloneFunction), 'Arn'] },
+        FailOperationFunctionArn: { 'Fn::GetAtt': [logicalId(workflows.failOperationFunction), 'Arn'] },
+      });
+      // Each state machine may invoke its own tasks only: the capture workflow cannot run a clone step.
+      for (const [machine, tasks] of [
+        [workflows.clone, [workflows.cloneFunction, workflows.failOperationFunction]],
+        [workflows.capture, [workflows.captureFunction, workflows.failOperationFunction]],
+      ] as const) {
+        const invokes = [...grantsOf(synthesized, machine)].filter((p) => p.startsWith('lambda:'));
+        expect(invokes.sort()).toEqual(
+          tasks
+            .flatMap((f) => [
+              `lambda:InvokeFunction <${logicalId(f)}>`,
+              `lambda:InvokeFunction <${logicalId(f)}>:*`,
+            ])
+            .sort(),
+        );
+      }
+    });
+
+    it('lets start-capture start only captures and start-clone only clones, and no other function start either', () => {
+      const functions = template.findResources('AWS::Lambda::Function');
+      const { capture, clone } = machines();
+      const expected: Record<string, string[]> = {
+        'start-capture': [`states:StartExecution <${capture}>`],
+        'start-clone': [`states:StartExecution <${clone}>`],
+      };
+      for (const [name, fn] of Object.entries(functionsOf(synthesized))) {
+        const states = [...grantsOf(synthesized, fn)].filter((p) => p.startsWith('states:'));
+        expect(states, name).toEqual(expected[name] ?? []);
+        const variables = functions[logicalId(fn)]?.Properties.Environment.Variables ?? {};
+        if (name === 'start-capture') expect(variables.CAPTURE_STATE_MACHINE_ARN).toEqual({ Ref: capture });
+        else expect(variables, name).not.toHaveProperty('CAPTURE_STATE_MACHINE_ARN');
+        if (name === 'start-clone') expect(variables.CLONE_STATE_MACHINE_ARN).toEqual({ Ref: clone });
+        else expect(variables, name).not.toHaveProperty('CLONE_STATE_MACHINE_ARN');
+      }
+    });
+
+    it('runs capture in 14 minutes and each clone step in Lambda’s 15, with 1 GiB and the snapshot store’s key', () => {
+      const { workflows } = synthesized.stack.platform;
+      const functions = template.findResources('AWS::Lambda::Function');
+      const key = { 'Fn::GetAtt': [logicalId(synthesized.stack.platform.storage.key), 'Arn'] };
+      expect(functions[logicalId(workflows.captureFunction)]?.Properties).toMatchObject({
         Description: 'Persona workflow task: capture a host',
         Timeout: 840,
-        Environment: { Variables: Match.objectLike({ PERSONA_KEY_ID: Match.anyValue() }) },
+        MemorySize: 1024,
+        Environment: { Variables: expect.objectContaining({ PERSONA_KEY_ID: key }) },
       });
+      expect(functions[logicalId(workflows.cloneFunction)]?.Properties).toMatchObject({
+        Timeout: 900,
+        MemorySize: 1024,
+        Environment: { Variables: expect.objectContaining({ PERSONA_KEY_ID: key }) },
+      });
+    });
+
+    it('lets the clone task write the journal, the inventory, operations/ and packages/, and delete nothing in the data bucket', () => {
+      const { storage, workflows } = synthesized.stack.platform;
+      const pairs = [...grantsOf(synthesized, workflows.cloneFunction)];
+      const bucket = `<${logicalId(storage.bucket)}>`;
+      for (const table of ['Journal', 'Inventory']) {
+        const arn = `<${logicalId(storage.tables[table] as IConstruct)}>`;
+        for (const action of [
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:GetItem',
+          'dynamodb:Query',
+        ])
+          expect(pairs, table).toContain(`${action} ${arn}`);
+      }
+      for (const prefix of ['operations/', 'packages/']) {
+        expect(pairs).toContain(`s3:PutObject ${bucket}/${prefix}*`);
+        expect(pairs).toContain(`s3:GetObject* ${bucket}/${prefix}*`);
+      }
+      expect(pairs.filter((p) => /^s3:(\*|Delete)/.test(p) && p.split(' ')[1]?.startsWith(bucket))).toEqual(
+        [],
+      );
+      // Nothing over the whole bucket: only the prefixes it uses.
+      expect(pairs.filter((p) => p.endsWith(`${bucket}/*`))).toEqual([]);
+    });
+
+    it('gives the clone task the capture task’s way to hosts (credentials, SSM, Run Command output), one grant each', () => {
+      const { storage, workflows } = synthesized.stack.platform;
+      const data = [
+        `<${logicalId(storage.bucket)}>`,
+        `<${logicalId(storage.key)}>`,
+        ...Object.values(storage.tables).map((t) => `<${logicalId(t)}>`),
+      ];
+      // What a function may do besides its data and its own log group.
+      const reach = (fn: IConstruct & { role?: IConstruct | undefined }) =>
+        [...grantsOf(synthesized, fn)]
+          .filter((p) => !data.some((r) => p.split(' ')[1]?.startsWith(r)))
+          .filter((p) => !p.startsWith('logs:'))
+          .sort();
+      const capture = reach(workflows.captureFunction);
+      const clone = reach(workflows.cloneFunction);
+      expect(capture).toEqual(
+        expect.arrayContaining([
+          'secretsmanager:GetSecretValue arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:persona/*',
+          'ssm:GetParameter arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/persona/*',
+          'ssm:GetCommandInvocation *',
+        ]),
+      );
+      expect(clone.filter((p) => !p.startsWith('events:'))).toEqual(capture);
+    });
+  });
+
+  describe('notifications', () => {
+    const ids = () => {
+      const { storage, workflows } = synthesized.stack.platform;
+      return {
+        topic: logicalId(workflows.notificationTopic),
+        rule: logicalId(workflows.notificationRule),
+        key: logicalId(workflows.notificationTopic.masterKey as IConstruct),
+        dataKey: logicalId(storage.key),
+      };
+    };
+    const defaultBus = 'arn:<AWS::Partition>:events:<AWS::Region>:<AWS::AccountId>:event-bus/default';
+
+    it('lets the clone task put events on the account’s default bus, tells it that bus, and lets no other function put events', async () => {
+      const { workflows } = synthesized.stack.platform;
+      // The variable and source the clone task itself uses (functions/shared/clone.ts).
+      const { EVENT_BUS } = await import('../../functions/shared/clone.js');
+      expect({ env: CLONE_EVENTS.env, source: CLONE_EVENTS.source }).toEqual(EVENT_BUS);
+      const clone = template.findResources('AWS::Lambda::Function')[logicalId(workflows.cloneFunction)];
+      expect(renderResource(clone?.Properties.Environment.Variables[EVENT_BUS.env])).toBe(defaultBus);
+      for (const [name, fn] of Object.entries(functionsOf(synthesized))) {
+        const put = [...grantsOf(synthesized, fn)].filter((p) => p.startsWith('events:'));
+        expect(put, name).toEqual(name === 'clone task' ? [`events:PutEvents ${defaultBus}`] : []);
+      }
+    });
+
+    it('forwards the default bus’s persona Clone events, and no others, to the topic', () => {
+      const { topic, rule } = ids();
+      const rules = template.findResources('AWS::Events::Rule');
+      expect(Object.keys(rules)).toEqual([rule]);
+      expect(rules[rule]?.Properties).toMatchObject({
+        EventBusName: 'default',
+        State: 'ENABLED',
+        EventPattern: { source: ['persona'], 'detail-type': [{ prefix: 'Clone' }] },
+        Targets: [{ Arn: { Ref: topic }, Id: expect.any(String) }],
+      });
+      expect(Object.keys(rules[rule]?.Properties.EventPattern).sort()).toEqual(['detail-type', 'source']);
+    });
+
+    it('lets EventBridge publish to the topic for that rule only, and nobody without TLS', () => {
+      const { topic, rule } = ids();
+      const policies = Object.values(template.findResources('AWS::SNS::TopicPolicy'));
+      expect(policies).toHaveLength(1);
+      expect(policies[0]?.Properties.Topics).toEqual([{ Ref: topic }]);
+      const statements = policies[0]?.Properties.PolicyDocument.Statement;
+      expect(statements).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({
+            Effect: 'Deny',
+            Principal: '*',
+            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+          }),
+        ]),
+      );
+      const allows = statements.filter((s: { Effect: string }) => s.Effect === 'Allow');
+      expect(allows).toEqual([
+        expect.objectContaining({
+          Principal: { Service: 'events.amazonaws.com' },
+          Action: 'sns:Publish',
+          Resource: { Ref: topic },
+          Condition: { ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [rule, 'Arn'] } } },
+        }),
+      ]);
+    });
+
+    it('encrypts the topic under a rotating key of its own, which EventBridge may use for this account’s topics only', () => {
+      const { topic, key, dataKey } = ids();
+      expect(key).not.toBe(dataKey);
+      expect(template.findResources('AWS::SNS::Topic')[topic]?.Properties.KmsMasterKeyId).toEqual({
+        'Fn::GetAtt': [key, 'Arn'],
+      });
+      const keys = template.findResources('AWS::KMS::Key');
+      expect(keys[key]?.Properties.EnableKeyRotation).toBe(true);
+      const forEvents = keys[key]?.Properties.KeyPolicy.Statement.filter(
+        (s: { Principal: { Service?: string } }) => s.Principal.Service === 'events.amazonaws.com',
+      );
+      expect(forEvents).toEqual([
+        {
+          Effect: 'Allow',
+          Principal: { Service: 'events.amazonaws.com' },
+          Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+          Resource: '*',
+          Condition: {
+            StringLike: {
+              'kms:EncryptionContext:aws:sns:topicArn': {
+                'Fn::Join': [
+                  '',
+                  [
+                    'arn:',
+                    { Ref: 'AWS::Partition' },
+                    ':sns:',
+                    { Ref: 'AWS::Region' },
+                    ':',
+                    { Ref: 'AWS::AccountId' },
+                    ':*',
+                  ],
+                ],
+              },
+            },
+          },
+        },
+      ]);
+      // The data key is not opened to EventBridge.
+      expect(JSON.stringify(keys[dataKey]?.Properties.KeyPolicy)).not.toContain('events.amazonaws.com');
+    });
+
+    it('outputs the topic’s ARN for subscribers', () => {
+      template.hasOutput('NotificationTopicArn', { Value: { Ref: ids().topic } });
     });
   });
 
@@ -541,37 +780,43 @@ describe('PersonaStack', () => {
     const ids = () => {
       const { workflows } = synthesized.stack.platform;
       const bucket = logicalId(workflows.ssmOutputBucket);
+      // The functions that reach hosts, and so may run commands over SSM.
+      const reaching = [workflows.captureFunction, workflows.cloneFunction];
       return {
         bucket,
-        capture: logicalId(workflows.captureFunction),
-        role: logicalId(workflows.captureFunction.role as IConstruct),
+        functions: reaching.map((f) => logicalId(f)),
+        roles: reaching.map((f) => logicalId(f.role as IConstruct)),
         outputObjects: { 'Fn::Join': ['', [{ 'Fn::GetAtt': [bucket, 'Arn'] }, `/${SSM_OUTPUT_PREFIX}/*`]] },
       };
     };
 
-    it('tells the capture function the bucket and lets it read and delete under the SSM prefix only', () => {
-      const { bucket, capture, role, outputObjects } = ids();
+    it('tells the capture and clone functions the bucket and lets them read and delete under the SSM prefix only', () => {
+      const { bucket, functions: reaching, roles, outputObjects } = ids();
       const functions = template.findResources('AWS::Lambda::Function');
-      expect(functions[capture]?.Properties.Environment.Variables).toMatchObject({
-        [SSM_OUTPUT_BUCKET.env]: { Ref: bucket },
-      });
       const policies = Object.values(template.findResources('AWS::IAM::Policy'));
-      const statements = policies
-        .filter((p) => JSON.stringify(p.Properties.Roles).includes(role))
-        .flatMap((p) => p.Properties.PolicyDocument.Statement);
-      const onBucket = statements.filter((s: { Resource: unknown }) =>
-        JSON.stringify(s.Resource).includes(bucket),
-      );
-      expect(onBucket).toEqual([
-        { Effect: 'Allow', Action: ['s3:DeleteObject', 's3:GetObject'], Resource: outputObjects },
-      ]);
+      const attachedTo = (p: { Properties?: { Roles?: unknown } }) =>
+        roles.find((role) => JSON.stringify(p.Properties?.Roles).includes(role));
+      for (const [i, fn] of reaching.entries()) {
+        expect(functions[fn]?.Properties.Environment.Variables, fn).toMatchObject({
+          [SSM_OUTPUT_BUCKET.env]: { Ref: bucket },
+        });
+        const statements = policies
+          .filter((p) => attachedTo(p) === roles[i])
+          .flatMap((p) => p.Properties.PolicyDocument.Statement);
+        const onBucket = statements.filter((s: { Resource: unknown }) =>
+          JSON.stringify(s.Resource).includes(bucket),
+        );
+        expect(onBucket, fn).toEqual([
+          { Effect: 'Allow', Action: ['s3:DeleteObject', 's3:GetObject'], Resource: outputObjects },
+        ]);
+      }
       // No other function learns of the bucket or may touch it.
       for (const [id, fn] of Object.entries(functions)) {
-        if (id !== capture)
+        if (!reaching.includes(id))
           expect(fn.Properties.Environment?.Variables ?? {}, id).not.toHaveProperty(SSM_OUTPUT_BUCKET.env);
       }
       for (const policy of policies) {
-        if (!JSON.stringify(policy.Properties.Roles).includes(role))
+        if (attachedTo(policy) === undefined)
           expect(JSON.stringify(policy.Properties.PolicyDocument)).not.toContain(bucket);
       }
     });
@@ -667,25 +912,59 @@ describe('PersonaPlatform props', () => {
     expect(describeViolations(nagViolations(synthesized.app))).toEqual([]);
   });
 
-  it('lets the capture task decrypt aws-kms credentials under the given keys, only with a host in the context', () => {
+  it('lets the capture and clone tasks decrypt aws-kms credentials under the given keys, only with a host in the context', () => {
     const keyArn = 'arn:aws:kms:eu-west-1:111122223333:key/0b0e5c33-6c4e-4c5a-9a57-1d9f5c0f2f10';
     const credentialKeys = [Key.fromKeyArn(new Stack(new App(), 'Keys'), 'Credentials', keyArn)];
     const synthesized = synthesize({ platform: { credentialKeys } }, false);
-    const role = logicalId(synthesized.stack.platform.workflows.captureFunction.role as IConstruct);
-    const statements = Object.values(synthesized.template.findResources('AWS::IAM::Policy'))
-      .filter((p) => JSON.stringify(p.Properties.Roles).includes(role))
-      .flatMap((p) => p.Properties.PolicyDocument.Statement);
-    expect(statements.filter((s) => JSON.stringify(s.Resource).includes(keyArn))).toEqual([
-      {
-        Effect: 'Allow',
-        Action: 'kms:Decrypt',
-        Resource: keyArn,
-        Condition: { Null: { 'kms:EncryptionContext:persona:host': 'false' } },
-      },
-    ]);
-    // Without the prop no other key is decryptable by the capture task.
+    const { workflows } = synthesized.stack.platform;
+    const roles = [workflows.captureFunction, workflows.cloneFunction].map((f) =>
+      logicalId(f.role as IConstruct),
+    );
+    const policies = Object.values(synthesized.template.findResources('AWS::IAM::Policy'));
+    for (const role of roles) {
+      const statements = policies
+        .filter((p) => JSON.stringify(p.Properties.Roles).includes(role))
+        .flatMap((p) => p.Properties.PolicyDocument.Statement);
+      expect(
+        statements.filter((s) => JSON.stringify(s.Resource).includes(keyArn)),
+        role,
+      ).toEqual([
+        {
+          Effect: 'Allow',
+          Action: 'kms:Decrypt',
+          Resource: keyArn,
+          Condition: { Null: { 'kms:EncryptionContext:persona:host': 'false' } },
+        },
+      ]);
+    }
+    // No other role may use the keys.
+    for (const policy of policies) {
+      if (!roles.some((role) => JSON.stringify(policy.Properties.Roles).includes(role)))
+        expect(JSON.stringify(policy.Properties.PolicyDocument)).not.toContain(keyArn);
+    }
+    // Without the prop no other key is decryptable by the tasks.
     const plain = synthesize({}, false);
     expect(JSON.stringify(plain.template.toJSON())).not.toContain(keyArn);
+  });
+
+  it('runs the capture and clone tasks, and only them, in the given VPC, and still passes cdk-nag', () => {
+    const captureVpc = Vpc.fromVpcAttributes(new Stack(new App(), 'Network'), 'Vpc', {
+      vpcId: 'vpc-0a1b2c3d4e5f60718',
+      availabilityZones: ['eu-west-1a', 'eu-west-1b'],
+      privateSubnetIds: ['subnet-0a1b2c3d4e5f60718', 'subnet-0f1e2d3c4b5a60718'],
+    });
+    const synthesized = synthesize({ platform: { captureVpc } }, false);
+    const { workflows } = synthesized.stack.platform;
+    const reaching = [workflows.captureFunction, workflows.cloneFunction].map((f) => logicalId(f));
+    for (const [id, fn] of Object.entries(synthesized.template.findResources('AWS::Lambda::Function'))) {
+      if (reaching.includes(id))
+        expect(fn.Properties.VpcConfig?.SubnetIds, id).toEqual([
+          'subnet-0a1b2c3d4e5f60718',
+          'subnet-0f1e2d3c4b5a60718',
+        ]);
+      else expect(fn.Properties.VpcConfig, id).toBeUndefined();
+    }
+    expect(describeViolations(nagViolations(synthesized.app))).toEqual([]);
   });
 
   it('leaves API Gateway’s account settings alone when asked to', () => {
