@@ -1,6 +1,7 @@
-// Capture: run the script on a host in one round trip, split its output into sections, and
-// build the Profile from them — with everything the host could not tell named as unknown, and
-// every secret moved out of the Profile into a list of its own.
+// Capture: run the script on a host in one round trip (two when discovery finds application
+// trees to measure), split its output into sections, and build the Profile from them — with
+// everything the host could not tell named as unknown, and every secret moved out of the Profile
+// into a list of its own.
 import type { z } from 'zod';
 import { InvalidInputError } from '../errors.js';
 import { issuesFromZod } from '../profile/io.js';

@@ -1,5 +1,7 @@
 // The capture script: one POSIX sh program that reads everything a Profile holds in a single
-// round trip, so a capture costs one SSH exec or one SSM command however much it gathers.
+// round trip, so a capture costs one SSH exec or one SSM command however much it gathers. Only
+// when application data discovery proposes trees beyond the given paths does a second, short run
+// of the same script (PERSONA_TREES, below) measure, list and hash them.
 //
 // Output format (version 1), parsed by parseSections (sections.ts):
 //
