@@ -173,10 +173,30 @@ async function listProcesses(transport: Transport): Promise<HostProcess[]> {
   return parseProcessList((await runOk(transport, 'listing processes', LIST_PROCESSES)).stdout);
 }
 
-async function running(transport: Transport, entry: ProcessAllocation): Promise<HostProcess[]> {
+/** The entry's live processes; with `descendants`, every process below them too. */
+async function running(
+  transport: Transport,
+  entry: ProcessAllocation,
+  descendants = false,
+): Promise<HostProcess[]> {
   const uid = await uidOf(transport, entry.user);
   if (uid === null) return [];
-  return matchingProcesses(await listProcesses(transport), entry, uid);
+  const list = await listProcesses(transport);
+  const found = matchingProcesses(list, entry, uid);
+  if (!descendants) return found;
+  // A shell that runs a server waits on it: stopping the shell alone would leave the server.
+  const pids = new Set(found.map((p) => p.pid));
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of list) {
+      if (!pids.has(p.pid) && pids.has(p.ppid) && p.state !== 'Z') {
+        pids.add(p.pid);
+        found.push(p);
+        grew = true;
+      }
+    }
+  }
+  return found;
 }
 
 const backupDir = (ctx: ExecutorContext) => `${BACKUP_ROOT}/${checkOperation(ctx.operation)}`;
@@ -474,7 +494,7 @@ const processRemove: Executor = {
 
   async apply(ctx, change) {
     const { c, entry } = processChange(change);
-    const now = await running(ctx.transport, entry);
+    const now = await running(ctx.transport, entry, true);
     if (now.length === 0) return unchanged(`${c.key} does not run`);
     const stopped = await stop(ctx, `stopping ${c.key}`, now);
     return changed(`stopped ${c.key} (pid ${stopped.join(', ')})`);

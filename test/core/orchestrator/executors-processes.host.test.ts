@@ -15,7 +15,7 @@ import { diff } from '../../../core/delta/diff.js';
 import { type ApplyDeps, applyChanges, revertOperation } from '../../../core/orchestrator/apply.js';
 import type { ContentSource } from '../../../core/orchestrator/executors/executor.js';
 import { DEBIAN_EXECUTORS } from '../../../core/orchestrator/executors/index.js';
-import { processAddExecutor } from '../../../core/orchestrator/executors/processes.js';
+import { processAddExecutor, processRemoveExecutor } from '../../../core/orchestrator/executors/processes.js';
 import { DynamoJournal } from '../../../core/orchestrator/journal.js';
 import { Profile } from '../../../core/profile/schema.js';
 import { JOURNAL_TABLE } from '../../../core/storage/definitions.js';
@@ -163,6 +163,16 @@ async function processList(): Promise<string[]> {
 const shopPids = async () =>
   (await host.exec(`pgrep -u shop -f ${APP}`)).stdout.split('\n').filter((l) => l !== '');
 
+/** The application's process once it runs as its user (a start by hand takes a moment to exec). */
+async function running(): Promise<string[]> {
+  for (let i = 0; i < 50; i++) {
+    const pids = await shopPids();
+    if (pids.length > 0) return pids;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return [];
+}
+
 const outcomes = (results: readonly { kind: Change['kind']; key: string; outcome: { status: string } }[]) =>
   results.map((r) => `${r.kind} ${r.key} ${r.outcome.status}`);
 
@@ -227,6 +237,46 @@ describe('service and process Changes on a real host', () => {
     expect((await host.exec('service nginx status')).exitCode).not.toBe(0);
     expect(await processList()).toEqual(before);
   }, 180_000);
+
+  it('stops a removed process and starts it again on revert as it ran: argv, environment, folder and user', async () => {
+    const before = await processList();
+    await host.run(
+      `cd /srv/shop && setsid env -i 'A=1' 'B=two words' 'C=line\nbreak' setpriv --reuid=shop --regid=shop --init-groups -- /bin/sh ${APP} 100002 'x y' </dev/null >/dev/null 2>&1 &`,
+    );
+    const [pid] = await running();
+    const facts = async (p: string | undefined) => ({
+      argv: (await host.run(`base64 -w0 /proc/${p}/cmdline`)).trim(),
+      environ: (await host.run(`base64 -w0 /proc/${p}/environ`)).trim(),
+      cwd: (await host.run(`readlink /proc/${p}/cwd`)).trim(),
+      ids: (await host.run(`grep -E '^(Uid|Gid|Groups):' /proc/${p}/status`)).trim(),
+    });
+    const was = await facts(pid);
+    const deps = controlSide();
+    const ctx = { transport: deps.transport, operation: 'procs-4', seq: 0, contents };
+    const change: Change = {
+      kind: 'process.remove',
+      section: 'processes',
+      key: 'shop-api',
+      from: { name: 'shop-api', command: `/bin/sh ${APP} 100002 x y`, user: 'shop' },
+      to: null,
+      disruptive: false,
+    };
+    const prior = await processRemoveExecutor.prepare(ctx, change);
+    expect(JSON.stringify(prior)).not.toContain('two words');
+    expect(await processRemoveExecutor.apply(ctx, change, prior)).toMatchObject({ status: 'changed' });
+    expect(await shopPids()).toEqual([]);
+    expect(await processRemoveExecutor.apply(ctx, change, prior)).toMatchObject({ status: 'unchanged' });
+
+    expect(await processRemoveExecutor.revert(ctx, change, prior)).toMatchObject({ status: 'changed' });
+    const [again] = await running();
+    expect(again).toBeDefined();
+    expect(again).not.toBe(pid);
+    expect(await facts(again)).toEqual(was);
+    expect(await processRemoveExecutor.revert(ctx, change, prior)).toMatchObject({ status: 'unchanged' });
+    await processRemoveExecutor.apply(ctx, change, prior);
+    // Its child (`sleep`) went with it.
+    expect(await processList()).toEqual(before);
+  }, 60_000);
 
   it('never stops a process that holds a recorded pid at another start time', async () => {
     const pid = (await host.run('setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $!')).trim();

@@ -316,7 +316,7 @@ describe('process.add', () => {
 });
 
 describe('process.remove', () => {
-  it('keeps how each master was started on the host, stops them all, and starts the masters again on revert', async () => {
+  it('keeps how each master was started on the host, stops them and everything below them, and starts the masters again on revert', async () => {
     let stopped = false;
     const nul = (...w: string[]) => Buffer.from(`${w.join('\0')}\0`).toString('base64');
     const host = scripted([
@@ -340,6 +340,7 @@ describe('process.remove', () => {
                   args: '/usr/local/bin/shop-api worker',
                   start: 9001,
                 }),
+                proc(502, { uid: 1001, ppid: 501, comm: 'sleep', args: 'sleep 100000', start: 9002 }),
               ),
       ],
       [/^umask 077\n/, { stdout: `1001\n${Buffer.from('/srv/shop').toString('base64')}` }],
@@ -374,6 +375,10 @@ describe('process.remove', () => {
       status: 'changed',
       detail: 'stopped shop-api (pid 500, 501)',
     });
+    // The workers and what they run go too: a shell stopped alone would leave its child running.
+    expect(host.sent.find((s) => s.stdin?.includes('live '))?.stdin).toContain(
+      "live '500' '9000' '501' '9001' '502' '9002'\n",
+    );
     expect(await processRemoveExecutor.revert(ctx(host), change, prior)).toEqual({
       status: 'changed',
       detail: 'started shop-api again (pid 600)',
