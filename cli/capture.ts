@@ -56,6 +56,8 @@ function printSummary(name: string, s: CaptureSummary, result: Record<string, un
   out(`  services   ${s.services}`);
   out(`  listening  ${s.listeningPorts.join(', ') || 'none'}`);
   out(`  snapshot   ${snapshot.version}: ${s.filesSnapshotted} files, ${bytes(s.bytesNew)} new`);
+  // Trees found on the host (document roots, working directories, open files), not given with --path.
+  if (s.applicationTrees.length > 0) out(`  found      ${s.applicationTrees.map(terminalText).join(', ')}`);
   out(
     `  profile    ${terminalText(profile.name)} version ${profile.version}${profile.created ? '' : ' (unchanged)'}`,
   );

@@ -95,6 +95,7 @@ describe('persona capture without --path', () => {
       '--accept-new-host-key',
     );
     expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/found\s+.*\/srv\/app.*\/var\/www\/persona/);
     const { body } = await api.call('GET', '/profiles/disc');
     profile = validateProfile(body.profile);
     const paths = profile.spec.application.paths;
