@@ -239,9 +239,11 @@ export function launchScript(launch: Launch, dir: string, record: string): strin
     sh`(umask 077 && mkdir -p -- ${dir} && : >> ${record}) || exit 70`,
     sh`cd -- ${cwd} || exit 71`,
     ...identity,
+    // Found here, with the session's PATH: the process's own PATH may not lead to it.
+    'sp=$(command -v setpriv) || { echo "the host has no setpriv (util-linux)" >&2; exit 74; }',
     // `env -i` leaves the process exactly the environment given; setpriv takes the user with
     // its groups; after each `--` nothing is read as an option, not even a leading "-".
-    sh`setsid -- env -i -- ${[...env]} setpriv "$@" -- ${[...argv]} </dev/null >/dev/null 2>&1 &`,
+    sh`setsid -- env -i -- ${[...env]} "$sp" "$@" -- ${[...argv]} </dev/null >/dev/null 2>&1 &`,
     'p=$!',
     sh`if st "$p"; then printf '%s %s\\n' "$p" "$t" >> ${record}; fi`,
     'sleep 1',

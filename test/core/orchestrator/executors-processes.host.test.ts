@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Change, type Delta, summarize } from '../../../core/delta/changes.js';
 import { diff } from '../../../core/delta/diff.js';
 import { type ApplyDeps, applyChanges, revertOperation } from '../../../core/orchestrator/apply.js';
+import { cgroupExecutor } from '../../../core/orchestrator/executors/cgroups.js';
 import type { ContentSource } from '../../../core/orchestrator/executors/executor.js';
 import { DEBIAN_EXECUTORS } from '../../../core/orchestrator/executors/index.js';
 import { processAddExecutor, processRemoveExecutor } from '../../../core/orchestrator/executors/processes.js';
@@ -276,6 +277,28 @@ describe('service and process Changes on a real host', () => {
     await processRemoveExecutor.apply(ctx, change, prior);
     // Its child (`sleep`) went with it.
     expect(await processList()).toEqual(before);
+  }, 60_000);
+
+  it('records a cgroup limit as unresolved on a host with no cgroup filesystem, and writes nothing', async () => {
+    // The test hosts mount sysfs read-only and no cgroup filesystem on it.
+    const before = await host.run('ls -A /sys/fs/cgroup; echo .');
+    const deps = controlSide();
+    const ctx = { transport: deps.transport, operation: 'procs-5', seq: 0, contents };
+    const change: Change = {
+      kind: 'cgroup.set',
+      section: 'cgroups',
+      key: '/system.slice/shop.service',
+      from: null,
+      to: { path: '/system.slice/shop.service', memoryMax: 268435456, cpuMax: '50000 100000' },
+      disruptive: false,
+    };
+    const prior = await cgroupExecutor.prepare(ctx, change);
+    expect(await cgroupExecutor.apply(ctx, change, prior)).toEqual({
+      status: 'unresolved',
+      detail: '/system.slice/shop.service: the host has no cgroup filesystem at /sys/fs/cgroup',
+    });
+    expect(await cgroupExecutor.revert(ctx, change, prior)).toMatchObject({ status: 'unchanged' });
+    expect(await host.run('ls -A /sys/fs/cgroup; echo .')).toBe(before);
   }, 60_000);
 
   it('never stops a process that holds a recorded pid at another start time', async () => {

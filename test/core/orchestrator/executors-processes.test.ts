@@ -227,7 +227,7 @@ describe('process.add', () => {
     expect(launch?.stdin).toContain("cd -- '/srv/shop' || exit 71");
     expect(launch?.stdin).toContain('set -- --reuid=\'shop\' "--regid=$g" --init-groups');
     expect(launch?.stdin).toContain(
-      "setsid -- env -i -- 'APP_MODE=production' 'DB_PASSWORD=s3cret pass' setpriv \"$@\" -- '/usr/local/bin/shop-api' '100000' </dev/null >/dev/null 2>&1 &",
+      "setsid -- env -i -- 'APP_MODE=production' 'DB_PASSWORD=s3cret pass' \"$sp\" \"$@\" -- '/usr/local/bin/shop-api' '100000' </dev/null >/dev/null 2>&1 &",
     );
     expect(launch?.stdin).toContain("'/var/lib/persona/backup/op-1/4.started'");
     // No command line and no outcome holds the secret.
@@ -254,7 +254,7 @@ describe('process.add', () => {
     await processAddExecutor.apply(ctx(host), addShop(start), null);
     const stdin = launches(host)[0]?.stdin ?? '';
     expect(stdin).toContain(
-      "env -i -- 'X=it'\\''s; $(id)\nnext' setpriv \"$@\" -- '/usr/local/bin/shop-api' ';id' '$(id)' '`id`' '-rf' 'a\nb' </dev/null",
+      "env -i -- 'X=it'\\''s; $(id)\nnext' \"$sp\" \"$@\" -- '/usr/local/bin/shop-api' ';id' '$(id)' '`id`' '-rf' 'a\nb' </dev/null",
     );
     // What the host's shell makes of those words: exactly them, one argument each.
     const words = stdin.slice(stdin.indexOf("-- '/usr/local"), stdin.indexOf(' </dev/null'));
@@ -384,8 +384,9 @@ describe('process.remove', () => {
       detail: 'started shop-api again (pid 600)',
     });
     expect(launches(host)[0]?.stdin).toContain(
-      "set -- --reuid='1001' --regid='1001' --init-groups\nsetsid -- env -i -- 'A=1' 'B=x y' setpriv \"$@\" -- '/usr/local/bin/shop-api' '100000'",
+      "setsid -- env -i -- 'A=1' 'B=x y' \"$sp\" \"$@\" -- '/usr/local/bin/shop-api' '100000'",
     );
+    expect(launches(host)[0]?.stdin).toContain("set -- --reuid='1001' --regid='1001' --init-groups\n");
   });
 });
 
