@@ -9,7 +9,7 @@ import { fileExecutor } from './file.js';
 import { firewallExecutor } from './firewall.js';
 import { kmodExecutor } from './kmod.js';
 import { type PackageSource, packageExecutor } from './packages.js';
-import { processAddExecutor, processRemoveExecutor } from './processes.js';
+import { applicationExecutor, processAddExecutor, processRemoveExecutor } from './processes.js';
 import { routeExecutor } from './routes.js';
 import {
   serviceAddExecutor,
@@ -40,6 +40,7 @@ export const DEBIAN_EXECUTORS: Executors = executorsFor([
   serviceRemoveExecutor,
   processAddExecutor,
   processRemoveExecutor,
+  applicationExecutor,
   cgroupExecutor,
   resourceExecutor,
   firewallExecutor,

@@ -541,3 +541,31 @@ const processRemove: Executor = {
 
 export const processAddExecutor = processAdd;
 export const processRemoveExecutor = processRemove;
+
+/**
+ * application.configure: the application as the Profile declares it holds nothing of its own on
+ * the host. Its start commands are started by the process Changes (their `start`), its trees come
+ * with the snapshot restore, and its health checks run in validation; so this says what carries
+ * each part instead of pretending to apply it.
+ */
+export const applicationExecutor: Executor = {
+  kinds: ['application.configure'],
+
+  async prepare() {
+    return null;
+  },
+
+  async apply(_ctx, change) {
+    if (change.section !== 'application') throw new TypeError(`${change.kind} is not an application change`);
+    const to = change.to;
+    const commands = to?.startCommands.length ?? 0;
+    const checks = to?.healthChecks.length ?? 0;
+    return unchanged(
+      `nothing on the host holds the application itself: its ${commands} start command(s) run through the process Changes, its ${checks} health check(s) in validation`,
+    );
+  },
+
+  async revert() {
+    return unchanged('nothing on the host was changed');
+  },
+};

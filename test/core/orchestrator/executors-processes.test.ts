@@ -741,7 +741,7 @@ describe('resource.resize', () => {
 });
 
 describe('DEBIAN_EXECUTORS', () => {
-  it('has an executor for every service, process and cgroup kind', () => {
+  it('has an executor for every service, process, cgroup and application kind', () => {
     for (const kind of [
       'service.add',
       'service.update',
@@ -751,6 +751,7 @@ describe('DEBIAN_EXECUTORS', () => {
       'cgroup.set',
       'cgroup.unset',
       'resource.resize',
+      'application.configure',
     ] as const)
       expect(DEBIAN_EXECUTORS.has(kind), kind).toBe(true);
   });
