@@ -4,9 +4,10 @@
 // apply) is left alone. One that does not is started from its start command (the Change's
 // `start`, which the diff fills from the Profile): detached in a session of its own, stdio on
 // /dev/null, as its user, in its working directory, with exactly its environment — the script
-// that starts it goes to `sh` on standard input, every value a quoted word, so neither a value
-// nor a secret is ever part of a command line the host's process list shows for longer than
-// `env` takes to exec. Every process it started is written, pid and kernel start time, to the
+// that starts it goes to `sh` on standard input, every value a quoted word exported by that
+// shell, so no value is ever part of a command line the host's process list shows (only the
+// name and value of a variable no shell can export, which just a process's own environ can
+// hold, go to `env`'s arguments). Every process it started is written, pid and kernel start time, to the
 // operation's backup folder on the host before anything else happens, so revert (even after the
 // control side died) stops exactly those and never a process that took a reused pid.
 //
@@ -211,8 +212,11 @@ export interface Launch {
   readonly user: string | { readonly uid: number; readonly gid: number };
 }
 
+/** The shell a launch script runs in: the session's PATH, nothing else of its environment. */
+export const LAUNCH_SHELL = 'env -i "PATH=$PATH" sh';
+
 /**
- * The script (for `sh` on standard input) that starts `launch` detached and writes each process
+ * The script (for LAUNCH_SHELL on standard input) that starts `launch` detached and writes each process
  * it started, pid and start time, to `record`: first the one it forked, at once, then, a second
  * later, every live process of the session it made (a program that forks stays in it). It fails
  * when none is alive by then. Exported for tests.
@@ -229,6 +233,8 @@ export function launchScript(launch: Launch, dir: string, record: string): strin
       ]);
     }
   }
+  const exported = env.filter((e) => ENV_NAME.test(e.slice(0, e.indexOf('='))));
+  const odd = env.filter((e) => !ENV_NAME.test(e.slice(0, e.indexOf('='))));
   const identity =
     typeof user === 'string'
       ? [sh`g=$(id -g -- ${user}) || exit 73`, sh`set -- --reuid=${user} "--regid=$g" --init-groups`]
@@ -239,11 +245,19 @@ export function launchScript(launch: Launch, dir: string, record: string): strin
     sh`(umask 077 && mkdir -p -- ${dir} && : >> ${record}) || exit 70`,
     sh`cd -- ${cwd} || exit 71`,
     ...identity,
-    // Found here, with the session's PATH: the process's own PATH may not lead to it.
-    'sp=$(command -v setpriv) || { echo "the host has no setpriv (util-linux)" >&2; exit 74; }',
-    // `env -i` leaves the process exactly the environment given; setpriv takes the user with
-    // its groups; after each `--` nothing is read as an option, not even a leading "-".
-    sh`setsid -- env -i -- ${[...env]} "$sp" "$@" -- ${[...argv]} </dev/null >/dev/null 2>&1 &`,
+    // Found here, with the session's PATH: the process's own PATH may not lead to them.
+    'ss=$(command -v setsid) && sp=$(command -v setpriv) || { echo "the host has no setsid or setpriv (util-linux)" >&2; exit 74; }',
+    // The shell runs with no environment but PATH (LAUNCH_SHELL), so the subshell holds exactly
+    // the variables it exports: no value is ever an argument a process list shows. A name no
+    // shell can export goes to `env` instead. setpriv takes the user with its groups; after each
+    // `--` nothing is read as an option, not even a leading "-".
+    '(',
+    '  unset PWD OLDPWD PATH',
+    ...(exported.length > 0 ? [sh`  export ${exported}`] : []),
+    odd.length > 0
+      ? sh`  exec "$ss" -- env -- ${odd} "$sp" "$@" -- ${[...argv]} </dev/null >/dev/null 2>&1`
+      : sh`  exec "$ss" -- "$sp" "$@" -- ${[...argv]} </dev/null >/dev/null 2>&1`,
+    ') &',
     'p=$!',
     sh`if st "$p"; then printf '%s %s\\n' "$p" "$t" >> ${record}; fi`,
     'sleep 1',
@@ -307,7 +321,7 @@ const identities = (stdout: string, prefix: string): ProcessIdentity[] =>
 
 async function start(ctx: ExecutorContext, what: string, launch: Launch, record: string) {
   const script = launchScript(launch, backupDir(ctx), record);
-  const { stdout } = await runOk(ctx.transport, what, 'sh', script);
+  const { stdout } = await runOk(ctx.transport, what, LAUNCH_SHELL, script);
   return identities(stdout, 'started ');
 }
 

@@ -243,7 +243,11 @@ describe('service and process Changes on a real host', () => {
     const [pid] = await running();
     const facts = async (p: string | undefined) => ({
       argv: (await host.run(`base64 -w0 /proc/${p}/cmdline`)).trim(),
-      environ: (await host.run(`base64 -w0 /proc/${p}/environ`)).trim(),
+      // The same variables; their order in environ is the shell's, which means nothing.
+      environ: Buffer.from((await host.run(`base64 -w0 /proc/${p}/environ`)).trim(), 'base64')
+        .toString()
+        .split('\0')
+        .sort(),
       cwd: (await host.run(`readlink /proc/${p}/cwd`)).trim(),
       ids: (await host.run(`grep -E '^(Uid|Gid|Groups):' /proc/${p}/status`)).trim(),
     });

@@ -12,6 +12,7 @@ import { cgroupExecutor, resourceExecutor } from '../../../core/orchestrator/exe
 import type { ContentSource, ExecutorContext } from '../../../core/orchestrator/executors/executor.js';
 import { DEBIAN_EXECUTORS } from '../../../core/orchestrator/executors/index.js';
 import {
+  LAUNCH_SHELL,
   LIST_PROCESSES,
   launchScript,
   matchingProcesses,
@@ -49,7 +50,9 @@ function scripted(rules: readonly Rule[]): Transport & { readonly sent: Sent[] }
         stdin: options?.stdin === undefined ? undefined : Buffer.from(options.stdin).toString(),
       };
       sent.push(s);
-      const rule = rules.find(([pattern]) => pattern.test(command === 'sh' ? `sh\n${s.stdin}` : command));
+      const rule = rules.find(([pattern]) =>
+        pattern.test(s.stdin === undefined ? command : `sh\n${s.stdin}`),
+      );
       if (rule === undefined) throw new Error(`nothing scripted for: ${command}`);
       const out = typeof rule[1] === 'function' ? rule[1](s) : rule[1];
       return { exitCode: 0, stdout: '', stderr: '', durationMs: 1, ...out };
@@ -78,8 +81,7 @@ const proc = (
 const listing = (...lines: string[]) => ({ stdout: ['self 900', ...lines, ''].join('\n') });
 
 const LIST = /^set -f|^echo "self \$\$"/;
-const launches = (t: { sent: Sent[] }) =>
-  t.sent.filter((s) => s.command === 'sh' && s.stdin?.includes('setsid'));
+const launches = (t: { sent: Sent[] }) => t.sent.filter((s) => s.command === LAUNCH_SHELL);
 
 const shopStart = {
   command: {
@@ -124,7 +126,7 @@ const hostWith = (...lines: string[]) =>
     [/^id -u -- 'shop'$/, { stdout: '1001\n' }],
     [/^id -u -- 'root'$/, { stdout: '0\n' }],
     [LIST, listing(...lines)],
-    [/setsid -- env -i/, { stdout: 'started 4242 77000\nstarted 4243 77001\n' }],
+    [/exec "\$ss" --/, { stdout: 'started 4242 77000\nstarted 4243 77001\n' }],
     [/^if \[ -f .*\.started' \]/, { stdout: '' }],
   ]);
 
@@ -223,11 +225,10 @@ describe('process.add', () => {
     });
     expect(opened).toEqual(['web/env/shop-api/DB_PASSWORD processes shop-api start.environment DB_PASSWORD']);
     const [launch] = launches(host);
-    expect(launch?.command).toBe('sh');
     expect(launch?.stdin).toContain("cd -- '/srv/shop' || exit 71");
     expect(launch?.stdin).toContain('set -- --reuid=\'shop\' "--regid=$g" --init-groups');
     expect(launch?.stdin).toContain(
-      "setsid -- env -i -- 'APP_MODE=production' 'DB_PASSWORD=s3cret pass' \"$sp\" \"$@\" -- '/usr/local/bin/shop-api' '100000' </dev/null >/dev/null 2>&1 &",
+      "(\n  unset PWD OLDPWD PATH\n  export 'APP_MODE=production' 'DB_PASSWORD=s3cret pass'\n  exec \"$ss\" -- \"$sp\" \"$@\" -- '/usr/local/bin/shop-api' '100000' </dev/null >/dev/null 2>&1\n) &",
     );
     expect(launch?.stdin).toContain("'/var/lib/persona/backup/op-1/4.started'");
     // No command line and no outcome holds the secret.
@@ -254,7 +255,7 @@ describe('process.add', () => {
     await processAddExecutor.apply(ctx(host), addShop(start), null);
     const stdin = launches(host)[0]?.stdin ?? '';
     expect(stdin).toContain(
-      "env -i -- 'X=it'\\''s; $(id)\nnext' \"$sp\" \"$@\" -- '/usr/local/bin/shop-api' ';id' '$(id)' '`id`' '-rf' 'a\nb' </dev/null",
+      "export 'X=it'\\''s; $(id)\nnext'\n  exec \"$ss\" -- \"$sp\" \"$@\" -- '/usr/local/bin/shop-api' ';id' '$(id)' '`id`' '-rf' 'a\nb' </dev/null",
     );
     // What the host's shell makes of those words: exactly them, one argument each.
     const words = stdin.slice(stdin.indexOf("-- '/usr/local"), stdin.indexOf(' </dev/null'));
@@ -353,9 +354,9 @@ describe('process.remove', () => {
       ],
       [
         /^if \[ -f '.*\.cmdline' \]/,
-        { stdout: `${nul('/usr/local/bin/shop-api', '100000')}\n${nul('A=1', 'B=x y')}` },
+        { stdout: `${nul('/usr/local/bin/shop-api', '100000')}\n${nul('A=1', 'odd-name=1', 'B=x y')}` },
       ],
-      [/setsid -- env -i/, { stdout: 'started 600 9100\n' }],
+      [/exec "\$ss" --/, { stdout: 'started 600 9100\n' }],
     ]);
     const change = { ...addShop(), kind: 'process.remove', from: addShop().to, to: null } as Change;
     const prior = await processRemoveExecutor.prepare(ctx(host), change);
@@ -384,7 +385,7 @@ describe('process.remove', () => {
       detail: 'started shop-api again (pid 600)',
     });
     expect(launches(host)[0]?.stdin).toContain(
-      "setsid -- env -i -- 'A=1' 'B=x y' \"$sp\" \"$@\" -- '/usr/local/bin/shop-api' '100000'",
+      "export 'A=1' 'B=x y'\n  exec \"$ss\" -- env -- 'odd-name=1' \"$sp\" \"$@\" -- '/usr/local/bin/shop-api' '100000'",
     );
     expect(launches(host)[0]?.stdin).toContain("set -- --reuid='1001' --regid='1001' --init-groups\n");
   });
