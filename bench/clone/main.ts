@@ -28,7 +28,7 @@ import { debianExecutors, type Executors } from '../../core/orchestrator/executo
 import { DynamoJournal, type Journal, type Outcome } from '../../core/orchestrator/journal.js';
 import { buildPlan, type Plan } from '../../core/plan/plan.js';
 import { validateProfile } from '../../core/profile/io.js';
-import type { Profile } from '../../core/profile/schema.js';
+import type { ConfigFile, Profile } from '../../core/profile/schema.js';
 import { AptMirror } from '../../core/resolver/apt.js';
 import { PackageStore } from '../../core/resolver/store.js';
 import { S3ObjectStore } from '../../core/snapshot/object-store.js';
@@ -142,6 +142,20 @@ function deps(
 }
 
 const changeName = (c: { readonly kind: string; readonly key: string }) => `${c.kind} ${c.key}`;
+
+/** A file entry in a few words: what a reader needs to see why two hosts' copies differ. */
+const fileState = (f: ConfigFile | null) =>
+  f === null
+    ? 'absent'
+    : [
+        f.type,
+        f.mode,
+        `${f.owner ?? '?'}:${f.group ?? '?'}`,
+        f.type === 'symlink' ? `→ ${f.target}` : f.hash?.slice(0, 19),
+        f.secretRef?.provider === 'local' ? `sealed as ${f.secretRef.key}` : undefined,
+      ]
+        .filter((x) => x !== undefined)
+        .join(' ');
 
 /** The source's trees, copied with their times and owners, as the control side's copy of it. */
 function copyTrees(host: TestHost, into: string): string {
@@ -272,7 +286,7 @@ const outcomes = (r: ApplyResult) => countBy(r.results, (x) => x.outcome.status)
 function failedLine(r: ApplyResult): string | undefined {
   if (r.status === 'applied') return undefined;
   return (
-    `**Rolled back**: Change ${r.failed.seq + 1} (${r.failed.kind} ${r.failed.key}) failed: ${r.failed.error.slice(0, 400)}; ` +
+    `rolled back: Change ${r.failed.seq + 1} (${r.failed.kind} ${r.failed.key}) failed: ${r.failed.error.slice(0, 400)}; ` +
     `${r.rollback.reverted.length} reverted, ${r.rollback.failures.length} revert failures.`
   );
 }
@@ -342,7 +356,7 @@ async function applyAgainstAnsible(bench: Bench): Promise<void> {
   for (const [i, r] of rolledBack.entries()) {
     say();
     say(
-      `- Attempt ${i + 1} rolled back after ${sec(r.wallMs)} s: ${failedLine(r.result) ?? ''} ` +
+      `- Attempt ${i + 1}, after ${sec(r.wallMs)} s: ${failedLine(r.result) ?? ''}. ` +
         'That Change is left out from then on, on a fresh target.',
     );
   }
@@ -371,8 +385,9 @@ async function applyAgainstAnsible(bench: Bench): Promise<void> {
     ['apply of the fresh plan', replanApply],
   ] as const) {
     const failed = failedLine(r.result);
-    if (failed) say(`Persona's ${what}: ${failed}`);
+    if (failed) say(`**Persona's ${what} ${failed}.**`);
   }
+  const secondChanged = second.result.results.filter((r) => r.outcome.status === 'changed');
 
   // Ansible applies what Persona did: a Change Persona recorded unresolved is not one it made.
   const personaUnresolved = new Set(
@@ -451,7 +466,10 @@ async function applyAgainstAnsible(bench: Bench): Promise<void> {
           : `A capture of each target afterwards, compared through a plan from Persona's to Ansible's: ${apart.length} ` +
             `Changes apart (${countBy(apart, (c) => c.kind)}): ${apart
               .slice(0, 12)
-              .map((c) => changeName(c))
+              .map(
+                (c) =>
+                  `${changeName(c)}${c.section === 'files' ? ` (${fileState(c.from)} → ${fileState(c.to)})` : ''}`,
+              )
               .join(', ')}${apart.length > 12 ? ', …' : ''}.`;
     } finally {
       playbook.close();
@@ -501,6 +519,12 @@ async function applyAgainstAnsible(bench: Bench): Promise<void> {
     );
     say();
   }
+  if (secondChanged.length > 0)
+    say(
+      `**The second apply changed ${secondChanged.length} Changes again**, where it should find nothing to do: ${secondChanged
+        .map((r) => `${changeName(r)} (${r.outcome.detail.slice(0, 160)})`)
+        .join('; ')}.`,
+    );
   say(
     `Persona's runs are \`applyChanges\` over one SSH connection each (connecting and closing inside the time), ` +
       'the journal in DynamoDB Local, each Change read, journaled, applied and marked applied before the next ' +
@@ -629,7 +653,7 @@ async function incrementalAgainstRsync(bench: Bench): Promise<void> {
   await rtarget.destroy();
 
   const failed = failedLine(result);
-  if (failed) say(failed);
+  if (failed) say(`**The re-clone ${failed}.**`);
   say(
     `The source changed ${changed.length} files of its document root (${changed.join(', ')}: one edited, ` +
       `the others new, ${changed.reduce((n, p) => n + readFileSync(join(bench.copy, p)).length, 0)} bytes in all), ` +

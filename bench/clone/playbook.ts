@@ -42,6 +42,7 @@ export function generateTasks(changes: readonly Change[], options: GenerateOptio
   const tasks: Task[] = [];
   const leftOut: { change: Change; why: string }[] = [];
   const name = (c: Change) => `${c.kind} ${c.key}`;
+  let cache = false;
   for (const c of changes) {
     switch (c.kind) {
       case 'package.install':
@@ -52,6 +53,13 @@ export function generateTasks(changes: readonly Change[], options: GenerateOptio
           break;
         }
         const remote = `${REMOTE_DEBS}/${staged.entry.sha256}.deb`;
+        if (!cache) {
+          tasks.push({
+            name: 'the package cache folder',
+            'ansible.builtin.file': { path: REMOTE_DEBS, state: 'directory', mode: '0700' },
+          });
+          cache = true;
+        }
         tasks.push(
           {
             name: `copy ${staged.entry.name}_${staged.entry.version}.deb`,
@@ -63,20 +71,28 @@ export function generateTasks(changes: readonly Change[], options: GenerateOptio
       }
       case 'file.write': {
         const f: ConfigFile = need(c.to);
-        if (f.type !== 'file') {
-          leftOut.push({ change: c, why: `a ${f.type}` });
-          break;
+        const owned = { owner: f.owner ?? 'root', group: f.group ?? 'root' };
+        if (f.type === 'directory') {
+          tasks.push({
+            name: name(c),
+            'ansible.builtin.file': { path: f.path, state: 'directory', ...owned, mode: f.mode ?? '0755' },
+          });
+        } else if (f.type === 'symlink') {
+          tasks.push({
+            name: name(c),
+            'ansible.builtin.file': { path: f.path, src: f.target, state: 'link', force: true, ...owned },
+          });
+        } else {
+          tasks.push({
+            name: name(c),
+            'ansible.builtin.copy': {
+              src: join(options.tree, f.path),
+              dest: f.path,
+              ...owned,
+              mode: f.mode ?? '0644',
+            },
+          });
         }
-        tasks.push({
-          name: name(c),
-          'ansible.builtin.copy': {
-            src: join(options.tree, f.path),
-            dest: f.path,
-            owner: f.owner ?? 'root',
-            group: f.group ?? 'root',
-            mode: f.mode ?? '0644',
-          },
-        });
         break;
       }
       case 'file.delete':
