@@ -145,7 +145,60 @@ async function keepShadow(ctx: ExecutorContext, name: string): Promise<string> {
   return file;
 }
 
-export const groupExecutor: Executor = {
+// shadow's tools keep the file they replace as `<file>-`: a groupadd and its groupdel leave
+// /etc/group- other than it was. These copies are kept on the host before an account Change
+// and put back after its revert, so that a rollback leaves the account files as they were.
+const SHADOW_BACKUPS = ['passwd-', 'group-', 'shadow-', 'gshadow-', 'subuid-', 'subgid-'] as const;
+
+const accountBackupDir = (ctx: ExecutorContext) =>
+  `${BACKUP_ROOT}/${checkOperation(ctx.operation)}/${ctx.seq}.accounts`;
+
+async function keepShadowBackups(ctx: ExecutorContext): Promise<string[]> {
+  const dir = accountBackupDir(ctx);
+  const r = await runOk(
+    ctx.transport,
+    'keeping the account files',
+    sh`umask 077 && mkdir -p -- ${dir} && for f in ${[...SHADOW_BACKUPS]}; do if [ -f "/etc/$f" ] && [ ! -L "/etc/$f" ]; then cp -p -- "/etc/$f" ${dir}/ && printf '%s\n' "$f"; fi; done`,
+  );
+  return r.stdout
+    .split('\n')
+    .filter((f): f is (typeof SHADOW_BACKUPS)[number] => (SHADOW_BACKUPS as readonly string[]).includes(f));
+}
+
+async function restoreShadowBackups(
+  ctx: ExecutorContext,
+  kept: readonly string[] | undefined,
+): Promise<void> {
+  if (kept === undefined) return;
+  const dir = accountBackupDir(ctx);
+  const names = kept.filter((f) => (SHADOW_BACKUPS as readonly string[]).includes(f));
+  const absent = SHADOW_BACKUPS.filter((f) => !names.includes(f));
+  await runOk(
+    ctx.transport,
+    'restoring the account files',
+    sh`for f in ${names.length > 0 ? names : ['']}; do if [ -n "$f" ] && [ -f ${dir}/"$f" ]; then cp -p -- ${dir}/"$f" "/etc/$f.persona-tmp" && mv -T -- "/etc/$f.persona-tmp" "/etc/$f"; fi; done; for f in ${[...absent]}; do rm -f -- "/etc/$f"; done`,
+  );
+}
+
+/** The executor, with shadow's own backup copies kept before and put back after each revert. */
+function keepingShadowBackups(executor: Executor): Executor {
+  return {
+    kinds: executor.kinds,
+    async prepare(ctx, change) {
+      const prior = await executor.prepare(ctx, change);
+      return { prior, shadowBackups: await keepShadowBackups(ctx) };
+    },
+    apply: (ctx, change, prior) => executor.apply(ctx, change, (prior as { prior: unknown }).prior),
+    async revert(ctx, change, prior) {
+      const p = prior as { prior: unknown; shadowBackups?: string[] };
+      const outcome = await executor.revert(ctx, change, p.prior);
+      await restoreShadowBackups(ctx, p.shadowBackups);
+      return outcome;
+    },
+  };
+}
+
+const groupAccountExecutor: Executor = {
   kinds: ['group.add', 'group.remove'],
 
   async prepare(ctx, change) {
@@ -214,7 +267,7 @@ export const groupExecutor: Executor = {
   },
 };
 
-export const userExecutor: Executor = {
+const userAccountExecutor: Executor = {
   kinds: ['user.add', 'user.remove'],
 
   async prepare(ctx, change) {
@@ -283,3 +336,6 @@ export const userExecutor: Executor = {
     return changed(`added user ${c.key} back (uid ${u.uid})`);
   },
 };
+
+export const groupExecutor: Executor = keepingShadowBackups(groupAccountExecutor);
+export const userExecutor: Executor = keepingShadowBackups(userAccountExecutor);

@@ -939,6 +939,9 @@ describe('rhelExecutors', () => {
         () => (exists ? { stdout: 'app:x:1500:1500::/srv/app:/sbin/nologin\n' } : { exitCode: 2 }),
       ],
       [/^getent -- 'group' 'app'$/, { exitCode: 2 }],
+      // shadow's own backup copies, kept before the Change and put back after its revert.
+      [/^umask 077 && mkdir -p -- '\/var\/lib\/persona\/backup\/op-rhel\/0\.accounts'/, { stdout: 'passwd-\ngroup-\n' }],
+      [/^for f in 'passwd-' 'group-'; do .*cp -p -- .*0\.accounts/, {}],
       [/^awk '\$1 == "MAIL_DIR"/, { stdout: '/var/spool/mail\n' }],
       [/^\[ -e '\/var\/spool\/mail\/app' \]/, () => ({ exitCode: spool ? 0 : 1 })],
       [
