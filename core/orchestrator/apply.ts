@@ -63,11 +63,17 @@ function executorFor(executors: Executors, change: Change): Executor {
 
 const sameChange = (a: Change, b: Change) => JSON.stringify(a) === JSON.stringify(b);
 
-const context = (deps: ApplyDeps, operation: string, seq: number): ExecutorContext => ({
+const context = (
+  deps: ApplyDeps,
+  operation: string,
+  seq: number,
+  following?: readonly Change[],
+): ExecutorContext => ({
   transport: deps.transport,
   operation,
   seq,
   contents: deps.contents,
+  ...(following === undefined ? {} : { following }),
 });
 
 /**
@@ -82,7 +88,14 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
   const results: ChangeResult[] = [];
   for (const [seq, change] of delta.changes.entries()) {
     try {
-      const outcome = await applyOne(deps, operation, seq, change, journaled.get(seq));
+      const outcome = await applyOne(
+        deps,
+        operation,
+        seq,
+        change,
+        journaled.get(seq),
+        delta.changes.slice(seq + 1),
+      );
       results.push({ seq, kind: change.kind, key: change.key, outcome });
     } catch (error) {
       // The journal holds another Delta for this operation, or another apply of it is writing
@@ -113,9 +126,10 @@ async function applyOne(
   seq: number,
   change: Change,
   entry: JournalEntry | undefined,
+  following: readonly Change[],
 ): Promise<Outcome> {
   const executor = executorFor(deps.executors, change);
-  const ctx = context(deps, operation, seq);
+  const ctx = context(deps, operation, seq, following);
   if (entry !== undefined) {
     if (!sameChange(entry.change, change) || entry.state === 'reverted') {
       throw new ConflictError(

@@ -27,6 +27,11 @@ export interface ExecutorContext {
   /** The Change's position in the Delta: it names the Change's backup on the host. */
   readonly seq: number;
   readonly contents: ContentSource;
+  /**
+   * The Changes after this one in its Delta, when applying: packages that depend on one another
+   * (nginx and the modules that need its ABI) install together with the first of them.
+   */
+  readonly following?: readonly Change[];
 }
 
 export interface Executor {
@@ -45,6 +50,23 @@ export interface Executor {
 export const changed = (detail: string): Outcome => ({ status: 'changed', detail });
 export const unchanged = (detail: string): Outcome => ({ status: 'unchanged', detail });
 export const unresolved = (detail: string): Outcome => ({ status: 'unresolved', detail });
+
+/**
+ * A probe's answer: its own exit statuses say yes (0) or no (1–125, as each tool defines them;
+ * 255 is sysctl's "no such key"), but 126 and above (could not run, not found, killed by a
+ * signal) say nothing about the host and fail the Change, naming `what`, instead of passing for
+ * a "no" on which the executor would act.
+ */
+export function probed(transport: Transport, what: string, command: string, result: RunResult): RunResult {
+  if (result.exitCode >= 126 && result.exitCode !== 255)
+    throw new HostCommandError(what, command, result.exitCode, result.stderr, transport.target);
+  return result;
+}
+
+/** Runs a probe (see `probed`). */
+export async function probe(transport: Transport, what: string, command: string): Promise<RunResult> {
+  return probed(transport, what, command, await transport.run(command));
+}
 
 /** Runs a command and returns its result; a non-zero exit is a HostCommandError naming `what`. */
 export async function runOk(

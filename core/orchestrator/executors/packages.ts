@@ -18,7 +18,7 @@ import type { PackageStore, StoredPackage } from '../../resolver/store.js';
 import { displayValue, sh } from '../../transport/shell.js';
 import type { Transport } from '../../transport/transport.js';
 import { HostStateConflictError } from '../errors.js';
-import { changed, type Executor, runOk, unchanged, unresolved } from './executor.js';
+import { changed, type Executor, type ExecutorContext, runOk, unchanged, unresolved } from './executor.js';
 
 /** Where packages come from: Persona's store, and the mirror the control side reaches. */
 export interface PackageSource {
@@ -73,6 +73,44 @@ interface PackagePrior {
   readonly before: DpkgState;
   /** The store's copy of the version that was installed, which revert reinstalls. */
   readonly kept?: StoredPackage;
+  /**
+   * Packages of the same Delta installed with this one (packages that depend on one another
+   * configure together), each with what the host had of it: revert puts all of them back.
+   */
+  readonly companions?: readonly {
+    readonly pkg: Package;
+    readonly before: DpkgState;
+    readonly kept?: StoredPackage;
+  }[];
+}
+
+const isApt = (pkg: Package) => pkg.manager === 'apt' || pkg.manager === 'dpkg';
+
+/** The apt packages the later Changes of the Delta install or upgrade: they go in with this one. */
+function companionsOf(ctx: ExecutorContext, change: Change): Package[] {
+  if (change.kind !== 'package.install' && change.kind !== 'package.upgrade') return [];
+  const out: Package[] = [];
+  for (const later of ctx.following ?? []) {
+    if (later.kind !== 'package.install' && later.kind !== 'package.upgrade') continue;
+    const { pkg } = packageChange(later);
+    if (isApt(pkg) && !out.some((p) => p.name === pkg.name)) out.push(pkg);
+  }
+  return out;
+}
+
+/** What the host had of a package, and a copy of an installed version that will be replaced. */
+async function priorOf(
+  ctx: ExecutorContext,
+  source: PackageSource,
+  pkg: Package,
+  removing: boolean,
+): Promise<{ before: DpkgState; kept?: StoredPackage }> {
+  const before = await dpkgState(ctx.transport, pkg.name);
+  const differs = before.installed !== null && (removing || before.installed.version !== pkg.version);
+  return {
+    before,
+    ...(differs && before.installed !== null ? { kept: await keepInStore(source, before.installed) } : {}),
+  };
 }
 
 /** Makes sure the store holds the version, fetching it from the mirror when it does not. */
@@ -125,13 +163,46 @@ async function removePackage(transport: Transport, name: string, purge: boolean)
   if (result.exitCode !== 0) throw commandFailed(transport, command, result);
 }
 
-/** Installs exactly the stored version from the store, over the transport. */
-async function installStored(
+/** Removes packages together (they may depend on one another), refusing to take others with them. */
+async function removePackages(
   transport: Transport,
-  source: PackageSource,
-  entry: StoredPackage,
+  packages: readonly { readonly name: string; readonly purge: boolean }[],
 ): Promise<void> {
-  await deliverPackages(transport, 'deb', source.store, [entry]);
+  if (packages.length === 1) {
+    const [only] = packages;
+    if (only) await removePackage(transport, only.name, only.purge);
+    return;
+  }
+  const names = packages.map((p) => p.name);
+  const { stdout } = await runOk(
+    transport,
+    `simulating the removal of ${names.join(', ')}`,
+    sh`apt-get -s -q remove -- ${names}`,
+  );
+  const others = stdout
+    .split('\n')
+    .map((l) => /^Remv (\S+)/.exec(l)?.[1]?.split(':')[0])
+    .filter((n): n is string => n !== undefined && !names.includes(n));
+  if (others.length > 0) {
+    throw new HostStateConflictError(
+      `removing ${names.join(', ')} would also remove ${others.join(', ')}, which depend on them: nothing was removed`,
+      'package.remove',
+      names.join(','),
+    );
+  }
+  // apt's `name+`/`name-` suffixes are not used: each package is named alone after `--`.
+  const purge = packages.filter((p) => p.purge).map((p) => p.name);
+  const keep = packages.filter((p) => !p.purge).map((p) => p.name);
+  for (const [verb, list] of [
+    ['purge', purge],
+    ['remove', keep],
+  ] as const) {
+    if (list.length === 0) continue;
+    const command =
+      verb === 'purge' ? sh`apt-get purge -y -q -- ${list}` : sh`apt-get remove -y -q -- ${list}`;
+    const result = await transport.run(command, { env: APT_ENV, timeoutMs: 600_000 });
+    if (result.exitCode !== 0) throw commandFailed(transport, command, result);
+  }
 }
 
 /** An executor for apt/dpkg packages that takes what it installs from `source`. */
@@ -141,18 +212,12 @@ export function packageExecutor(source: PackageSource): Executor {
 
     async prepare(ctx, change) {
       const { c, pkg } = packageChange(change);
-      if (pkg.manager !== 'apt' && pkg.manager !== 'dpkg')
-        return { before: { installed: null, configFiles: false } };
-      const before = await dpkgState(ctx.transport, pkg.name);
-      const differs =
-        before.installed !== null &&
-        (c.kind === 'package.remove' || before.installed.version !== pkg.version);
-      const prior: PackagePrior = {
-        before,
-        ...(differs && before.installed !== null
-          ? { kept: await keepInStore(source, before.installed) }
-          : {}),
-      };
+      if (!isApt(pkg)) return { before: { installed: null, configFiles: false } };
+      const own = await priorOf(ctx, source, pkg, c.kind === 'package.remove');
+      const companions = [];
+      for (const other of companionsOf(ctx, change))
+        companions.push({ pkg: other, ...(await priorOf(ctx, source, other, false)) });
+      const prior: PackagePrior = { ...own, ...(companions.length > 0 ? { companions } : {}) };
       return prior;
     },
 
@@ -167,28 +232,41 @@ export function packageExecutor(source: PackageSource): Executor {
         await removePackage(ctx.transport, pkg.name, false);
         return changed(`${pkg.name} ${now.installed.version} removed`);
       }
-      const [resolution] = await resolvePackages(
-        [pkg],
+      // This package and the later ones of the Delta it may need, resolved and installed together.
+      const companions = companionsOf(ctx, change);
+      const resolutions = await resolvePackages(
+        [pkg, ...companions],
         { target: ctx.transport, store: source.store, ...(source.mirror ? { mirror: source.mirror } : {}) },
         { targetRepositories: source.targetRepositories ?? 'use', family: 'deb' },
       );
+      const resolution = resolutions[0];
       if (resolution === undefined) throw new TypeError('no resolution');
-      assertResolvable([resolution]);
-      if (resolution.status === 'installed')
-        return unchanged(`${pkg.name} ${resolution.spec.version} is installed`);
+      assertResolvable(resolutions);
       if (resolution.status === 'unresolvable') throw new TypeError('unresolvable after assertResolvable');
-      // The nearest version, installed by an earlier apply: the same resolution finds it again.
-      if (now.installed?.version === resolution.spec.version) {
+      const wanted: Exclude<(typeof resolutions)[number], { status: 'unresolvable' }>[] = [];
+      for (const r of resolutions) {
+        if (r.status === 'unresolvable' || r.status === 'installed') continue;
+        // The nearest version, installed by an earlier apply: the same resolution finds it again.
+        const have = r === resolution ? now : await dpkgState(ctx.transport, r.package.name);
+        if (have.installed?.version !== r.spec.version) wanted.push(r);
+      }
+      if (!wanted.includes(resolution as (typeof wanted)[number])) {
         return unchanged(
-          `${pkg.name} ${resolution.spec.version} is installed (${resolution.reason ?? 'nearest'})`,
+          resolution.status === 'installed'
+            ? `${pkg.name} ${resolution.spec.version} is installed`
+            : `${pkg.name} ${resolution.spec.version} is installed (${resolution.reason ?? 'nearest'})`,
         );
       }
-      if (resolution.source === 'repository') {
-        const command = sh`apt-get install -y -q --no-install-recommends --allow-downgrades -- ${`${pkg.name}=${resolution.spec.version}`}`;
+      const fromRepositories = wanted.filter((r) => r.status !== 'installed' && r.source === 'repository');
+      if (fromRepositories.length > 0) {
+        const specs = fromRepositories.map((r) => `${r.package.name}=${r.spec.version}`);
+        const command = sh`apt-get install -y -q --no-install-recommends --allow-downgrades -- ${specs}`;
         const result = await ctx.transport.run(command, { env: APT_ENV, timeoutMs: 600_000 });
         if (result.exitCode !== 0) throw commandFailed(ctx.transport, command, result);
-      } else {
-        const entries = await fetchIntoStore([resolution], {
+      }
+      const fromStore = wanted.filter((r) => r.status !== 'installed' && r.source !== 'repository');
+      if (fromStore.length > 0) {
+        const entries = await fetchIntoStore(fromStore, {
           store: source.store,
           ...(source.mirror ? { mirror: source.mirror } : {}),
           family: 'deb',
@@ -197,45 +275,61 @@ export function packageExecutor(source: PackageSource): Executor {
       }
       const from = now.installed === null ? '' : ` (was ${now.installed.version})`;
       const why = resolution.status === 'nearest' ? `; ${resolution.reason}` : '';
+      const others = wanted.filter((r) => r !== resolution).map((r) => r.package.name);
+      const along =
+        others.length === 0 ? '' : `; with ${others.length} more of this plan: ${others.join(', ')}`;
       return changed(
-        `${pkg.name} ${resolution.spec.version} installed from ${resolution.source}${from}${why}`,
+        `${pkg.name} ${resolution.spec.version} installed from ${resolution.status === 'installed' ? 'the host' : resolution.source}${from}${why}${along}`,
       );
     },
 
     async revert(ctx, change, priorValue) {
       const { pkg } = packageChange(change);
-      if (pkg.manager !== 'apt' && pkg.manager !== 'dpkg') return unchanged(`${pkg.name} was not changed`);
+      if (!isApt(pkg)) return unchanged(`${pkg.name} was not changed`);
       const prior = priorValue as PackagePrior;
-      const now = await dpkgState(ctx.transport, pkg.name);
-      const was = prior.before.installed;
-      if (was === null) {
-        if (now.installed === null) return unchanged(`${pkg.name} is not installed, as before`);
-        await removePackage(ctx.transport, pkg.name, !prior.before.configFiles);
-        return changed(`${pkg.name} ${now.installed.version} removed again`);
+      const all = [
+        { pkg, before: prior.before, ...(prior.kept ? { kept: prior.kept } : {}) },
+        ...(prior.companions ?? []),
+      ];
+      const remove: { name: string; purge: boolean }[] = [];
+      const reinstall: StoredPackage[] = [];
+      const said: string[] = [];
+      for (const p of all) {
+        const now = await dpkgState(ctx.transport, p.pkg.name);
+        const was = p.before.installed;
+        if (was === null) {
+          if (now.installed !== null) {
+            remove.push({ name: p.pkg.name, purge: !p.before.configFiles });
+            said.push(`${p.pkg.name} ${now.installed.version} removed again`);
+          }
+          continue;
+        }
+        if (now.installed?.version === was.version) continue;
+        if (p.kept === undefined)
+          throw new HostStateConflictError(
+            `no copy of ${p.pkg.name} ${was.version} was kept`,
+            change.kind,
+            p.pkg.name,
+          );
+        // The prior is a journal document: the stored entry is read back from the store itself.
+        const entry = await source.store.find('deb', {
+          name: was.name,
+          version: was.version,
+          arch: p.kept.arch,
+        });
+        if (entry === undefined || entry.sha256 !== p.kept.sha256) {
+          throw new NotFoundError(
+            `${was.name} ${was.version} is no longer in ${source.store.location} as it was kept`,
+            `${was.name}=${was.version}`,
+          );
+        }
+        reinstall.push(entry);
+        said.push(`${p.pkg.name} ${was.version} reinstalled`);
       }
-      if (now.installed?.version === was.version)
-        return unchanged(`${pkg.name} ${was.version} is installed, as before`);
-      if (prior.kept === undefined) {
-        throw new HostStateConflictError(
-          `no copy of ${pkg.name} ${was.version} was kept`,
-          change.kind,
-          pkg.name,
-        );
-      }
-      // The prior is a journal document: the stored entry is read back from the store itself.
-      const entry = await source.store.find('deb', {
-        name: was.name,
-        version: was.version,
-        arch: prior.kept.arch,
-      });
-      if (entry === undefined || entry.sha256 !== prior.kept.sha256) {
-        throw new NotFoundError(
-          `${was.name} ${was.version} is no longer in ${source.store.location} as it was kept`,
-          `${was.name}=${was.version}`,
-        );
-      }
-      await installStored(ctx.transport, source, entry);
-      return changed(`${pkg.name} ${was.version} reinstalled`);
+      if (remove.length > 0) await removePackages(ctx.transport, remove);
+      if (reinstall.length > 0) await deliverPackages(ctx.transport, 'deb', source.store, reinstall);
+      if (said.length === 0) return unchanged(`${pkg.name} is as it was before`);
+      return changed(said.join('; '));
     },
   };
 }
