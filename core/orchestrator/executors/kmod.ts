@@ -8,7 +8,7 @@ import { InvalidInputError, type Issue } from '../../errors.js';
 import { displayValue, sh } from '../../transport/shell.js';
 import type { RunResult, Transport } from '../../transport/transport.js';
 import { HostCommandError } from '../errors.js';
-import { changed, type Executor, unchanged, unresolved } from './executor.js';
+import { changed, type Executor, probe, unchanged, unresolved } from './executor.js';
 
 type KmodChange = Extract<Change, { section: 'kernelModules' }>;
 
@@ -70,7 +70,11 @@ function kmodChange(change: Change): { c: KmodChange; name: string; parameters: 
 const sysName = (name: string) => name.replaceAll('-', '_');
 
 async function isLoaded(transport: Transport, name: string): Promise<boolean> {
-  const result = await transport.run(sh`test -d ${`/sys/module/${sysName(name)}`}`);
+  const result = await probe(
+    transport,
+    `checking module ${name}`,
+    sh`test -d ${`/sys/module/${sysName(name)}`}`,
+  );
   return result.exitCode === 0;
 }
 

@@ -24,6 +24,7 @@ import {
   changed,
   type Executor,
   type ExecutorContext,
+  probe,
   runOk,
   unchanged,
   unresolved,
@@ -164,7 +165,7 @@ function checkUser(user: string, field: string): void {
 
 async function uidOf(transport: Transport, user: string | undefined): Promise<number | null | undefined> {
   if (user === undefined) return undefined;
-  const result = await transport.run(sh`id -u -- ${user}`);
+  const result = await probe(transport, `looking up user ${user}`, sh`id -u -- ${user}`);
   const uid = result.stdout.trim();
   // A user the host does not know runs nothing there.
   return result.exitCode === 0 && DIGITS.test(uid) ? Number(uid) : null;

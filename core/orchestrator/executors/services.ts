@@ -12,7 +12,7 @@ import type { Service } from '../../profile/schema.js';
 import { displayValue, sh } from '../../transport/shell.js';
 import type { Transport } from '../../transport/transport.js';
 import { HostStateConflictError } from '../errors.js';
-import { changed, type Executor, runOk, unchanged, unresolved } from './executor.js';
+import { changed, type Executor, probe, runOk, unchanged, unresolved } from './executor.js';
 
 export const INIT_SYSTEMS = ['systemd', 'sysvinit', 'none'] as const;
 export type InitSystem = (typeof INIT_SYSTEMS)[number];
@@ -45,12 +45,14 @@ async function readState(transport: Transport, name: string): Promise<ServiceSta
   const init = await initSystem(transport);
   if (init === 'none') return { init, running: null, enabled: null };
   if (init === 'systemd') {
-    const active = await transport.run(sh`systemctl is-active --quiet -- ${name}`);
-    const enabled = await transport.run(sh`systemctl is-enabled --quiet -- ${name}`);
+    const active = await probe(transport, `checking ${name}`, sh`systemctl is-active --quiet -- ${name}`);
+    const enabled = await probe(transport, `checking ${name}`, sh`systemctl is-enabled --quiet -- ${name}`);
     return { init, running: active.exitCode === 0, enabled: enabled.exitCode === 0 };
   }
-  const status = await transport.run(sh`service ${name} status`);
-  const links = await transport.run(
+  const status = await probe(transport, `checking ${name}`, sh`service ${name} status`);
+  const links = await probe(
+    transport,
+    `checking ${name}`,
     sh`n=${name}; for f in /etc/rc[2345].d/S[0-9][0-9]"$n"; do [ -e "$f" ] && exit 0; done; exit 1`,
   );
   return { init, running: status.exitCode === 0, enabled: links.exitCode === 0 };

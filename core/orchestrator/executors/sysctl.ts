@@ -7,7 +7,7 @@ import { InvalidInputError } from '../../errors.js';
 import { displayValue, sh } from '../../transport/shell.js';
 import type { Transport } from '../../transport/transport.js';
 import { HostStateConflictError } from '../errors.js';
-import { changed, type Executor, runOk, unchanged } from './executor.js';
+import { changed, type Executor, probe, runOk, unchanged } from './executor.js';
 import { type FilePrior, prepareFile, probeFile, restoreFile, writeFile } from './files.js';
 
 export const SYSCTL_FILE = '/etc/sysctl.d/60-persona.conf';
@@ -42,7 +42,7 @@ function sysctlChange(change: Change): SysctlChange {
 const normal = (value: string) => value.trim().split(/\s+/).join(' ');
 
 async function liveValue(transport: Transport, key: string): Promise<string | null> {
-  const result = await transport.run(sh`sysctl -n -- ${key}`);
+  const result = await probe(transport, `reading ${key}`, sh`sysctl -n -- ${key}`);
   return result.exitCode === 0 ? normal(result.stdout) : null;
 }
 
