@@ -79,6 +79,10 @@ export const DERIVED_FILES = [
   { pattern: '/etc/subgid', from: 'spec.security.users (subordinate ids)' },
   { pattern: '/etc/subgid-', from: 'spec.security.users (backup)' },
   { pattern: '/etc/resolv.conf', from: 'spec.network.dns' },
+  {
+    pattern: '/etc/sysctl.d/60-persona.conf',
+    from: 'spec.configuration.sysctl (where Persona persists what it sets)',
+  },
 ] as const;
 
 /**
