@@ -24,10 +24,12 @@ import type { BareMetalInventory } from '../platform/baremetal.js';
 import { validateProfile } from '../profile/io.js';
 import type { Profile } from '../profile/schema.js';
 import { getProfile, type ProfileDeps, recordProfile } from '../profile/service.js';
+import type { Family } from '../resolver/manager.js';
 import {
   type MirrorLike,
   type Resolution,
   resolvePackages,
+  targetFamily,
   UnresolvablePackagesError,
 } from '../resolver/resolve.js';
 import type { SnapshotRecord } from '../snapshot/records.js';
@@ -57,8 +59,11 @@ export interface CloneDeps {
     host: HostRegistration,
     options: { readonly acceptNewHostKey: boolean },
   ) => Promise<Transport>;
-  /** The host executors for a target, with packages delivered from Persona's package store. */
-  readonly executors: Executors;
+  /**
+   * The host executors for a target of a package family (dpkg or rpm), with packages delivered
+   * from Persona's package store.
+   */
+  readonly executors: (family: Family | undefined) => Executors;
   /** What the resolver asks besides the target: Persona's package store and the control side's mirror. */
   readonly packages?: {
     readonly store?: import('../resolver/store.js').PackageIndex;
@@ -404,8 +409,9 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     const store = await deps.snapshots();
     const contents = new SnapshotContents(store, plan.source.name, plan.source.version);
     return withTarget(ctx, async (transport) => {
+      const executors = deps.executors(await targetFamily(transport));
       const result = await applyChanges(
-        { transport, journal: deps.journal, executors: deps.executors, contents },
+        { transport, journal: deps.journal, executors, contents },
         applyJournal(op.id),
         apply,
       );
@@ -448,8 +454,9 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     const store = await deps.snapshots();
     const contents = new SnapshotContents(store, plan.source.name, plan.source.version);
     return withTarget(ctx, async (transport) => {
+      const executors = deps.executors(await targetFamily(transport));
       const result = await applyChanges(
-        { transport, journal: deps.journal, executors: deps.executors, contents },
+        { transport, journal: deps.journal, executors, contents },
         startJournal(op.id),
         start,
       );
@@ -585,6 +592,10 @@ async function validate(ctx: StepContext): Promise<ValidationReport> {
     (source.profile.observed?.listening ?? []).flatMap((l) => (l.port === undefined ? [] : [l.port])),
   );
   return withTarget(ctx, async (transport, host) => {
+    // The clone answers over its transport before anything is asked of its application.
+    const alive = await transport.run('uname -sr', { timeoutMs: 30_000 });
+    if (alive.exitCode !== 0)
+      throw new Error(`the clone ${host.name} did not run a command: ${alive.stderr.trim().slice(0, 200)}`);
     const candidate = host.address;
     if (candidate === undefined)
       throw new InvalidInputError(`target ${host.name} has no address to validate against`, [
@@ -697,6 +708,9 @@ async function finishClone(deps: CloneDeps, id: string, summary: Record<string, 
         verdict: report?.verdict ?? 'inconclusive',
         clone: summary.profile,
         differences: summary.differences,
+        ...(Array.isArray(summary.differencesShown) && summary.differencesShown.length > 0
+          ? { differencesShown: summary.differencesShown }
+          : {}),
       },
     },
     isoNow(deps),
@@ -777,11 +791,9 @@ export async function rollbackClone(
       const contents = new SnapshotContents(store, op.host);
       const failures: RollbackDocument['failures'][number][] = [];
       let reverted = 0;
+      const executors = deps.executors(await targetFamily(transport));
       for (const journal of [startJournal(id), applyJournal(id)]) {
-        const r = await revertOperation(
-          { transport, journal: deps.journal, executors: deps.executors, contents },
-          journal,
-        );
+        const r = await revertOperation({ transport, journal: deps.journal, executors, contents }, journal);
         reverted += r.reverted.length;
         failures.push(...r.failures.map((f) => ({ kind: f.kind, key: f.key, error: f.error })));
       }
@@ -855,6 +867,25 @@ async function restoreBaselineTrees(
       );
   }
   return [...baseline.paths];
+}
+
+/**
+ * The failure path before anything was provisioned (Validate refused the request): the
+ * operation ends FAILED with the reason, and the outcome is announced like any other.
+ */
+export async function failClone(deps: CloneDeps, id: string, caught: CaughtError): Promise<Operation> {
+  const op = await deps.operations.get(id);
+  if (isFinished(op.status)) return op;
+  const reason = reasonOf(caught);
+  const step = op.steps.find((s) => s.status === 'RUNNING')?.name ?? 'validate';
+  await deps.operations.step(id, step, 'FAILED', isoNow(deps), reason.message);
+  const ended = await deps.operations.finish(
+    id,
+    { status: 'FAILED', error: { code: reason.code, message: reason.message, step } },
+    isoNow(deps),
+  );
+  await deps.events?.publish('Clone Failed', eventDetail(ended));
+  return ended;
 }
 
 /** An error of a step as the operation record gives it: code and message. */

@@ -6,7 +6,7 @@ import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge
 import { S3Client } from '@aws-sdk/client-s3';
 import { OperationDocuments } from '../../core/clone/documents.js';
 import type { CloneDeps, EventSink } from '../../core/clone/workflow.js';
-import { debianExecutors } from '../../core/orchestrator/executors/index.js';
+import { debianExecutors, rhelExecutors } from '../../core/orchestrator/executors/index.js';
 import { DynamoJournal } from '../../core/orchestrator/journal.js';
 import { BareMetalInventory } from '../../core/platform/baremetal.js';
 import { AptMirror } from '../../core/resolver/apt.js';
@@ -76,6 +76,11 @@ export function cloneDeps(): Promise<CloneDeps> {
     const store = new PackageStore(objects);
     const mirror = await controlMirror();
     const events = eventSink();
+    // Every package comes from Persona's store (filled from the control side's mirror where it
+    // has one): targets with no route out get them as the others do. An rpm target is served
+    // from the store alone until repositories are configured for the control side.
+    const debian = debianExecutors({ store, ...(mirror ? { mirror } : {}), targetRepositories: 'offline' });
+    const rhel = rhelExecutors({ store, targetRepositories: 'offline' });
     return {
       operations: capture.operations,
       hosts: capture.hosts,
@@ -85,9 +90,7 @@ export function cloneDeps(): Promise<CloneDeps> {
       documents: new OperationDocuments(objects),
       journal: new DynamoJournal(doc, getRequiredEnv(JOURNAL_TABLE.env)),
       inventory: new BareMetalInventory(doc, getRequiredEnv(INVENTORY_TABLE.env)),
-      // Every package comes from Persona's store (filled from the control side's mirror where it
-      // has one): targets with no route out get them as the others do.
-      executors: debianExecutors({ store, ...(mirror ? { mirror } : {}), targetRepositories: 'offline' }),
+      executors: (family) => (family === 'rpm' ? rhel : debian),
       packages: { store, ...(mirror ? { mirror } : {}) },
       ...(events ? { events } : {}),
     };

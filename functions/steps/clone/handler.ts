@@ -1,7 +1,7 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { z } from 'zod';
-import { rollbackClone, runCloneStep } from '../../../core/clone/workflow.js';
+import { failClone, rollbackClone, runCloneStep } from '../../../core/clone/workflow.js';
 import { cloneDeps } from '../../shared/clone.js';
 import { logger } from '../../shared/runtime.js';
 
@@ -12,7 +12,7 @@ const Input = z.discriminatedUnion('step', [
   }),
   z.object({
     operationId: z.string().min(1),
-    step: z.literal('rollback'),
+    step: z.enum(['rollback', 'fail']),
     error: z.object({ Error: z.string().optional(), Cause: z.string().optional() }).default({}),
   }),
 ]);
@@ -22,6 +22,10 @@ const Input = z.discriminatedUnion('step', [
 const handler = async (event: unknown) => {
   const input = Input.parse(event);
   const deps = await cloneDeps();
+  if (input.step === 'fail') {
+    const op = await failClone(deps, input.operationId, input.error);
+    return { operationId: input.operationId, status: op.status };
+  }
   if (input.step === 'rollback') {
     const done = await rollbackClone(deps, input.operationId, input.error);
     return { operationId: input.operationId, reverted: done.reverted, verified: done.verified };
