@@ -13,13 +13,17 @@ type StepHandler = (event: unknown, context: Context) => Promise<unknown>;
 interface AslState {
   readonly Type: string;
   readonly Resource?: string;
+  readonly TimeoutSeconds?: number;
 }
+
+/** Lambda's own ceiling: a task function never runs longer. */
+const MAX_FUNCTION_MS = 900_000;
 
 /** The definition with its placeholders filled, and which function each Task state runs. */
 export function loadWorkflow(
   root: string,
   workflow: WorkflowName,
-): { definition: unknown; tasks: Map<string, string> } {
+): { definition: unknown; tasks: Map<string, string>; timeouts: Map<string, number> } {
   const spec = WORKFLOWS[workflow];
   let text = readFileSync(join(root, spec.definition), 'utf8');
   const functionByArn = new Map<string, string>();
@@ -30,14 +34,17 @@ export function loadWorkflow(
   }
   const definition = JSON.parse(text) as { States: Record<string, AslState> };
   const tasks = new Map<string, string>();
+  const timeouts = new Map<string, number>();
   for (const [name, state] of Object.entries(definition.States)) {
     if (state.Type !== 'Task') continue;
+    // The function's time-out as deployed: the state's, within Lambda's ceiling.
+    timeouts.set(name, Math.min((state.TimeoutSeconds ?? 60) * 1000, MAX_FUNCTION_MS));
     const fn = functionByArn.get(state.Resource ?? '');
     if (fn === undefined)
       throw new Error(`${spec.definition}: state ${name} names no known function (${state.Resource})`);
     tasks.set(name, fn);
   }
-  return { definition, tasks };
+  return { definition, tasks, timeouts };
 }
 
 export interface LocalWorkflowOptions {
@@ -55,11 +62,13 @@ export function localWorkflows(options: LocalWorkflowOptions): WorkflowStarter &
       const name = `${workflow}:${input.operationId}`;
       if (started.has(name)) return;
       started.add(name);
-      const { definition, tasks } = loadWorkflow(options.root, workflow);
+      const { definition, tasks, timeouts } = loadWorkflow(options.root, workflow);
       const handlers: Record<string, (input: unknown) => Promise<never>> = {};
       for (const [state, fn] of tasks) {
         const module = (await import(`../functions/steps/${fn}/handler.ts`)) as { main: StepHandler };
-        handlers[state] = (event) => module.main(event, lambdaContext(fn, randomUUID())) as Promise<never>;
+        const timeoutMs = timeouts.get(state);
+        handlers[state] = (event) =>
+          module.main(event, lambdaContext(fn, randomUUID(), timeoutMs)) as Promise<never>;
       }
       const machine = new StateMachine(definition as ConstructorParameters<typeof StateMachine>[0]);
       const execution = machine.run(input as never, {

@@ -71,6 +71,8 @@ export interface CloneDeps {
   };
   readonly events?: EventSink;
   readonly now?: () => Date;
+  /** How long the journals must stay unchanged before a rollback reverts them. Default 2 s. */
+  readonly quietMs?: number;
 }
 
 /** Where a clone's outcome is announced: EventBridge in AWS (and the SNS topic its rule feeds). */
@@ -411,7 +413,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     return withTarget(ctx, async (transport) => {
       const executors = deps.executors(await targetFamily(transport));
       const result = await applyChanges(
-        { transport, journal: deps.journal, executors, contents },
+        { transport, journal: deps.journal, executors, contents, shouldStop: stopping(deps, op.id) },
         applyJournal(op.id),
         apply,
       );
@@ -456,7 +458,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     return withTarget(ctx, async (transport) => {
       const executors = deps.executors(await targetFamily(transport));
       const result = await applyChanges(
-        { transport, journal: deps.journal, executors, contents },
+        { transport, journal: deps.journal, executors, contents, shouldStop: stopping(deps, op.id) },
         startJournal(op.id),
         start,
       );
@@ -641,6 +643,35 @@ async function validate(ctx: StepContext): Promise<ValidationReport> {
   });
 }
 
+/** Whether the operation is being stopped: cancelled, or given up on by its workflow. */
+const stopping = (deps: CloneDeps, id: string) => async (): Promise<boolean> =>
+  (await deps.operations.get(id)).cancelRequestedAt !== undefined;
+
+/**
+ * Waits until nothing writes the operation's journals any more. A step the workflow gave up on
+ * (its time-out passed while its function still ran, or a frozen function resumed) sees the
+ * stop at its next Change; reverting before it has stopped would race it on the host.
+ */
+async function journalsQuiet(deps: CloneDeps, id: string): Promise<void> {
+  const read = async () =>
+    JSON.stringify(
+      await Promise.all(
+        [applyJournal(id), startJournal(id)].map(async (j) =>
+          (await deps.journal.entries(j)).map((e) => [e.seq, e.state, e.updatedAt]),
+        ),
+      ),
+    );
+  const interval = deps.quietMs ?? 2000;
+  const deadline = Date.now() + 60_000;
+  let last = await read();
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, interval));
+    const now = await read();
+    if (now === last) return;
+    last = now;
+  }
+}
+
 async function checkCancelled(deps: CloneDeps, id: string): Promise<void> {
   const op = await deps.operations.get(id);
   if (op.cancelRequestedAt !== undefined) throw new CancelledError(op.cancelRequestedAt);
@@ -784,6 +815,9 @@ export async function rollbackClone(
     differences: [],
   };
   if (target && touched) {
+    // Whatever still runs for this operation stops at its next Change, and is waited for.
+    await deps.operations.requestCancel(id, isoNow(deps));
+    await journalsQuiet(deps, id);
     const host = (await deps.hosts.get(target.host)).registration;
     const transport = await deps.transportFor(host, { acceptNewHostKey: request?.acceptNewHostKey === true });
     try {
@@ -794,7 +828,8 @@ export async function rollbackClone(
       const executors = deps.executors(await targetFamily(transport));
       for (const journal of [startJournal(id), applyJournal(id)]) {
         const r = await revertOperation({ transport, journal: deps.journal, executors, contents }, journal);
-        reverted += r.reverted.length;
+        // Counted from the journal: an apply that failed has reverted its own Changes already.
+        reverted += (await deps.journal.entries(journal)).filter((e) => e.state === 'reverted').length;
         failures.push(...r.failures.map((f) => ({ kind: f.kind, key: f.key, error: f.error })));
       }
       const dataRestored = baseline ? await restoreBaselineTrees(store, transport, baseline) : [];

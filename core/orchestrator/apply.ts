@@ -17,6 +17,20 @@ export interface ApplyDeps {
   readonly journal: Journal;
   readonly executors: Executors;
   readonly contents: ContentSource;
+  /**
+   * Asked before each Change: true when the operation is being stopped (cancelled, or rolled
+   * back by a workflow that gave up on this apply). The apply then ends at once, reverting
+   * nothing, and leaves the rollback to whoever stopped it.
+   */
+  readonly shouldStop?: () => Promise<boolean>;
+}
+
+/** The apply stopped before a Change because its operation is being stopped. */
+export class ApplyStoppedError extends ConflictError {
+  constructor(operation: string, seq: number) {
+    super(`operation ${operation} is being stopped: its apply ended before change ${seq + 1}`);
+    this.name = 'ApplyStoppedError';
+  }
 }
 
 export interface ChangeResult {
@@ -87,6 +101,7 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
   const journaled = new Map((await deps.journal.entries(operation)).map((e) => [e.seq, e]));
   const results: ChangeResult[] = [];
   for (const [seq, change] of delta.changes.entries()) {
+    if (deps.shouldStop && (await deps.shouldStop())) throw new ApplyStoppedError(operation, seq);
     try {
       const outcome = await applyOne(
         deps,

@@ -127,6 +127,11 @@ export function requireDocumentType(event: APIGatewayProxyEvent): void {
   );
 }
 
+/** requireDocumentType as a middleware: for routes whose body is optional or parsed later. */
+export function documentTypes(): MiddlewareObj<APIGatewayProxyEvent, APIGatewayProxyResult> {
+  return { name: 'documentTypes', before: (request) => requireDocumentType(request.event) };
+}
+
 /** The body as the document parser takes it: text, or the bytes when API Gateway sent base64. */
 export function documentSource(event: APIGatewayProxyEvent): string | Uint8Array {
   const body = event.body ?? '';

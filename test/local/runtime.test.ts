@@ -165,7 +165,11 @@ describe('requests from web pages', () => {
     const writes = ROUTES.filter((r) => r.method === 'POST' || r.method === 'PUT');
     expect(writes.length).toBeGreaterThanOrEqual(4);
     for (const route of writes) {
-      const path = route.path.replace('{name}', 'web').replace('{host}', 'door');
+      const path = route.path
+        .replace('{name}', 'web')
+        .replace('{host}', 'door')
+        .replace('{id}', '00000000-0000-4000-8000-000000000000')
+        .replace('{pool}', 'pool-a');
       for (const headers of simple) {
         const res = await raw(
           route.method,

@@ -5,7 +5,14 @@ import { InvalidInputError } from '../../../core/errors.js';
 import { BareMetalInventory } from '../../../core/platform/baremetal.js';
 import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
 import { INVENTORY_TABLE } from '../../../core/storage/definitions.js';
-import { type ApiEvent, apiErrors, documentSource, json, parseRequest } from '../../shared/http.js';
+import {
+  type ApiEvent,
+  apiErrors,
+  documentSource,
+  documentTypes,
+  json,
+  parseRequest,
+} from '../../shared/http.js';
 import { ddb, getRequiredEnv, hosts, logger } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ pool: string }>) => {
@@ -36,4 +43,6 @@ const handler = async (event: ApiEvent<{ pool: string }>) => {
 export const main = middy(handler)
   .use(injectLambdaContext(logger))
   .use(apiErrors())
+  // A body of any other type is what a web page could send unasked: refused before anything.
+  .use(documentTypes())
   .use(parseRequest({ params: PoolParams }));

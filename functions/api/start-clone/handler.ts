@@ -9,7 +9,7 @@ import { InvalidInputError } from '../../../core/errors.js';
 import { idempotency, withIdempotency } from '../../../core/operation/idempotency.js';
 import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
 import { cloneDocuments } from '../../shared/documents.js';
-import { type ApiEvent, apiErrors, documentSource, header, json } from '../../shared/http.js';
+import { type ApiEvent, apiErrors, documentSource, documentTypes, header, json } from '../../shared/http.js';
 import { logger, operations } from '../../shared/runtime.js';
 import { workflows } from '../../shared/workflows.js';
 
@@ -51,4 +51,8 @@ const handler = async (event: ApiEvent) => {
   return json(202, started.operation, { location: `/operations/${id}` });
 };
 
-export const main = middy(handler).use(injectLambdaContext(logger)).use(apiErrors());
+export const main = middy(handler)
+  .use(injectLambdaContext(logger))
+  .use(apiErrors())
+  // A body of any other type is what a web page could send unasked: refused before anything.
+  .use(documentTypes());
