@@ -52,10 +52,20 @@ const definesKey = (line: string, key: string) => {
   return eq > 0 && line.slice(0, eq).trim().replaceAll('/', '.') === key.replaceAll('/', '.');
 };
 
+/**
+ * The file with the key's line replaced where it stands (appended when new, dropped when
+ * `line` is undefined): a key already persisted as wanted leaves the file byte for byte as it
+ * is, so a second apply rewrites nothing.
+ */
 function withKey(text: string, key: string, line: string | undefined): string {
   const lines = text === '' ? [] : text.replace(/\n$/, '').split('\n');
-  const out = lines.filter((l) => !definesKey(l, key));
-  if (line !== undefined) out.push(line);
+  const at = lines.findIndex((l) => definesKey(l, key));
+  const out = lines.filter((l, i) => !definesKey(l, key) || (i === at && line !== undefined));
+  if (line !== undefined) {
+    const kept = out.findIndex((l) => definesKey(l, key));
+    if (kept < 0) out.push(line);
+    else out[kept] = line;
+  }
   return out.length === 0 ? '' : `${out.join('\n')}\n`;
 }
 
