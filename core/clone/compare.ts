@@ -53,6 +53,31 @@ async function differs(change: Change, store: SnapshotStore): Promise<boolean> {
 }
 
 /**
+ * The source with each sealed entry the target holds with the same value replaced by the
+ * target's own entry (files and environment values whose references name another host): a
+ * plan then changes nothing where nothing differs, and a second plan onto a clone is empty.
+ */
+export async function alignSealed(source: Profile, target: Profile, store: SnapshotStore): Promise<Profile> {
+  const same = async (a: unknown, b: unknown) =>
+    sameValue(await openedForComparison(a, store), await openedForComparison(b, store));
+  const files = await Promise.all(
+    source.spec.configuration.files.map(async (f) => {
+      if (f.secretRef === undefined) return f;
+      const theirs = target.spec.configuration.files.find((t) => t.path === f.path);
+      return theirs !== undefined && (await same(f, theirs)) ? theirs : f;
+    }),
+  );
+  const env = await Promise.all(
+    source.spec.configuration.env.map(async (e) => {
+      if (e.secretRef === undefined) return e;
+      const theirs = target.spec.configuration.env.find((t) => t.name === e.name && t.scope === e.scope);
+      return theirs !== undefined && (await same(e, theirs)) ? theirs : e;
+    }),
+  );
+  return { ...source, spec: { ...source.spec, configuration: { ...source.spec.configuration, files, env } } };
+}
+
+/**
  * What still differs between a clone and its source, as `kind key` lines: empty when the clone
  * is the source but for the identity fields (core/plan/IDENTITY.md).
  */

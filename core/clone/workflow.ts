@@ -10,6 +10,7 @@ import { pinSecretRefs, sealSecrets } from '../capture/sealing.js';
 import { contentHashKeyOf } from '../capture/secrets.js';
 import type { Change, Delta } from '../delta/changes.js';
 import { summarize } from '../delta/changes.js';
+import { diff } from '../delta/diff.js';
 import { ConflictError, InvalidInputError, isPersonaError, NotFoundError, PersonaError } from '../errors.js';
 import type { HostRegistry } from '../host/registry.js';
 import type { HostRegistration } from '../host/schema.js';
@@ -19,6 +20,7 @@ import type { OperationStore } from '../operation/store.js';
 import { type ApplyResult, applyChanges, commitOperation, revertOperation } from '../orchestrator/apply.js';
 import type { Executors } from '../orchestrator/executors/index.js';
 import type { Journal } from '../orchestrator/journal.js';
+import { translateIdentity } from '../plan/identity.js';
 import { buildPlan, checkPlanApplies, type Plan, targetFingerprint } from '../plan/plan.js';
 import type { BareMetalInventory } from '../platform/baremetal.js';
 import { validateProfile } from '../profile/io.js';
@@ -41,7 +43,7 @@ import { displayValue, sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
 import type { ValidationReport } from '../validation/report.js';
 import { validateBehaviour } from '../validation/validate.js';
-import { behaviouralDifferences } from './compare.js';
+import { alignSealed, behaviouralDifferences } from './compare.js';
 import { SnapshotContents } from './contents.js';
 import type { OperationDocuments } from './documents.js';
 import { CLONE_STEPS, type CloneRequest, type CloneStep } from './request.js';
@@ -148,6 +150,7 @@ const START_ORDER: Change['kind'][] = ['service.start', 'process.add'];
 
 export const applyJournal = (operation: string) => `${operation}:apply`;
 export const startJournal = (operation: string) => `${operation}:start`;
+export const settleJournal = (operation: string) => `${operation}:settle`;
 
 function splitDelta(delta: Delta): { apply: Delta; start: Delta } {
   const apply = delta.changes.filter((c) => !START_KINDS.has(c.kind));
@@ -381,7 +384,10 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
         ),
       );
       plan = buildPlan({
-        source: { profile: source.profile, version: source.version },
+        source: {
+          profile: await alignSealed(source.profile, baseline.profile, await deps.snapshots()),
+          version: source.version,
+        },
         baseline: baseline.profile,
         resolutions,
         ...(target.address ? { address: target.address } : {}),
@@ -410,7 +416,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     const { apply } = splitDelta(plan.delta);
     const store = await deps.snapshots();
     const contents = new SnapshotContents(store, plan.source.name, plan.source.version);
-    return withTarget(ctx, async (transport) => {
+    return withTarget(ctx, async (transport, host) => {
       const executors = deps.executors(await targetFamily(transport));
       const result = await applyChanges(
         { transport, journal: deps.journal, executors, contents, shouldStop: stopping(deps, op.id) },
@@ -418,6 +424,22 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
         apply,
       );
       failIfRolledBack(result);
+      // What the packages' own scripts did that the source had undone (a default site nginx's
+      // package enables, a file the source deleted): the target is captured again and the files
+      // that still differ from the source are settled, journaled like the rest.
+      await checkCancelled(deps, op.id);
+      const source = await getProfile(deps.profiles, plan.source.name, plan.source.version);
+      const now = await captureProfile(deps, transport, host);
+      const aligned = await alignSealed(source.profile, now, store);
+      const settling = diff(now, translateIdentity(aligned, now).profile).changes.filter(
+        (c) => c.section === 'files',
+      );
+      const settled = await applyChanges(
+        { transport, journal: deps.journal, executors, contents, shouldStop: stopping(deps, op.id) },
+        settleJournal(op.id),
+        { ...apply, changes: settling, summary: summarize(settling) },
+      );
+      failIfRolledBack(settled);
       // The application's trees: only what differs from what the target holds is sent.
       let data: AppliedDocument['data'];
       if (baseline.paths.length > 0) {
@@ -432,8 +454,8 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
         data = await restoreTrees(store, record, transport, baseline);
       }
       const applied: AppliedDocument = {
-        changes: result.results.length,
-        changed: result.results.filter((r) => r.outcome.status === 'changed').length,
+        changes: result.results.length + settled.results.length,
+        changed: [...result.results, ...settled.results].filter((r) => r.outcome.status === 'changed').length,
         unresolved: result.results
           .filter((r) => r.outcome.status === 'unresolved')
           .map((r) => ({ kind: r.kind, key: r.key, detail: r.outcome.detail })),
@@ -489,8 +511,8 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
       const source = await getProfile(deps.profiles, plan.source.name, plan.source.version);
       const differences = await behaviouralDifferences(source.profile, clone, await deps.snapshots());
       // The copies kept on the target for rollback go once the clone is final.
-      await commitOperation({ transport }, applyJournal(op.id));
-      await commitOperation({ transport }, startJournal(op.id));
+      for (const journal of [applyJournal(op.id), settleJournal(op.id), startJournal(op.id)])
+        await commitOperation({ transport }, journal);
       return {
         profile: { name: written.version.name, version: written.version.version },
         differences: differences.length,
@@ -656,7 +678,7 @@ async function journalsQuiet(deps: CloneDeps, id: string): Promise<void> {
   const read = async () =>
     JSON.stringify(
       await Promise.all(
-        [applyJournal(id), startJournal(id)].map(async (j) =>
+        [applyJournal(id), settleJournal(id), startJournal(id)].map(async (j) =>
           (await deps.journal.entries(j)).map((e) => [e.seq, e.state, e.updatedAt]),
         ),
       ),
@@ -826,7 +848,7 @@ export async function rollbackClone(
       const failures: RollbackDocument['failures'][number][] = [];
       let reverted = 0;
       const executors = deps.executors(await targetFamily(transport));
-      for (const journal of [startJournal(id), applyJournal(id)]) {
+      for (const journal of [startJournal(id), settleJournal(id), applyJournal(id)]) {
         const r = await revertOperation({ transport, journal: deps.journal, executors, contents }, journal);
         // Counted from the journal: an apply that failed has reverted its own Changes already.
         reverted += (await deps.journal.entries(journal)).filter((e) => e.state === 'reverted').length;
@@ -839,7 +861,6 @@ export async function rollbackClone(
         const after = await captureProfile(deps, transport, host);
         verified = targetFingerprint(after.spec) === baseline.fingerprint;
         if (!verified) {
-          const { diff } = await import('../delta/diff.js');
           differences = diff(baseline.profile, after).changes.map((c) => `${c.kind} ${displayValue(c.key)}`);
         }
       }

@@ -105,7 +105,7 @@ describe('persona plan', () => {
     const op = await lastOperation();
     expect(op.status).toBe('SUCCEEDED');
     expect(op.steps.map((s) => s.name)).toEqual(['validate', 'provision', 'baseline', 'plan']);
-  });
+  }, 300_000);
 });
 
 describe('persona clone', () => {
@@ -129,13 +129,13 @@ describe('persona clone', () => {
     expect(report.body.verdict).toBe('passed');
     const events = readFileSync(join(api.dataDir, 'events.jsonl'), 'utf8');
     expect(events).toContain('"Clone Succeeded"');
-  });
+  }, 300_000);
 
   it('applies nothing a second time: the plan onto the clone is empty', async () => {
     const r = await persona('plan', 'web', '--to', 'host:bare');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/ 0 changes/);
-  });
+  }, 300_000);
 
   it('refuses a saved plan once the target has changed since it was made', async () => {
     const planFile = join(api.dataDir, 'plan-broken.json');
@@ -161,7 +161,7 @@ describe('persona clone', () => {
     expect(op.error?.step).toBe('plan');
     expect(op.error?.message).toMatch(/changed since the plan was made/);
     await broken.run('sysctl -w net.ipv4.ip_default_ttl=64 >/dev/null');
-  });
+  }, 300_000);
 
   it('rolls back a clone whose change fails half-way: the target ends exactly as it was', async () => {
     // A directory where the source has a file: the file Change fails after many have landed.
@@ -184,7 +184,7 @@ describe('persona clone', () => {
     expect(after.stdout).toBe(before.stdout);
     expect(readFileSync(join(api.dataDir, 'events.jsonl'), 'utf8')).toContain('"Clone Rolled Back"');
     await broken.run('rm -rf /etc/default/shop-api');
-  });
+  }, 300_000);
 
   it('lists clones and shows each one with its steps', async () => {
     const r = await persona('operations', 'list', '--kind', 'clone');
@@ -193,5 +193,5 @@ describe('persona clone', () => {
     expect(r.stdout).toMatch(/SUCCEEDED/);
     const op = await operation((await lastOperation()).id);
     expect(op.kind).toBe('clone');
-  });
+  }, 300_000);
 });
