@@ -52,6 +52,23 @@ async function differs(change: Change, store: SnapshotStore): Promise<boolean> {
   return !sameValue(await openedForComparison(c.from, store), await openedForComparison(c.to, store));
 }
 
+/** Which fields of an entry differ (`: nice 0 → 5`), for a reader to see why without the values of secrets. */
+function fieldsDiffering(change: Change): string {
+  const c = change as { from: unknown; to: unknown };
+  if (typeof c.from !== 'object' || typeof c.to !== 'object' || c.from === null || c.to === null) return '';
+  const a = c.from as Record<string, unknown>;
+  const b = c.to as Record<string, unknown>;
+  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter(
+    (k) => !sameValue(a[k] ?? null, b[k] ?? null),
+  );
+  const shown = keys.map((k) =>
+    /ref$|secret/i.test(k)
+      ? `${k} differs`
+      : `${k} ${displayValue(JSON.stringify(a[k]) ?? 'none')} → ${displayValue(JSON.stringify(b[k]) ?? 'none')}`,
+  );
+  return shown.length === 0 ? '' : `: ${shown.join(', ').slice(0, 300)}`;
+}
+
 /**
  * The source with each sealed entry the target holds with the same value replaced by the
  * target's own entry (files and environment values whose references name another host): a
@@ -89,7 +106,8 @@ export async function behaviouralDifferences(
   const { profile: desired } = translateIdentity(source, clone);
   const out: string[] = [];
   for (const change of diff(clone, desired).changes) {
-    if (await differs(change, store)) out.push(`${change.kind} ${displayValue(change.key)}`);
+    if (await differs(change, store))
+      out.push(`${change.kind} ${displayValue(change.key)}${fieldsDiffering(change)}`);
   }
   return out;
 }

@@ -97,6 +97,8 @@ export interface BaselineDocument {
   /** Application trees of the source, and which of them the target had. */
   readonly paths: readonly string[];
   readonly existing: readonly string[];
+  /** The topmost folders the target lacks above or at each tree: a rollback removes them. */
+  readonly created?: readonly string[];
 }
 
 export interface AppliedDocument {
@@ -330,6 +332,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     return withTarget(ctx, async (transport, host) => {
       const profile = await captureProfile(deps, transport, host);
       const existing = await existingPaths(transport, paths);
+      const created = await createdRoots(transport, paths);
       let snapshot: BaselineDocument['snapshot'];
       if (existing.length > 0) {
         const store = await deps.snapshots();
@@ -348,6 +351,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
         fingerprint: targetFingerprint(profile.spec),
         paths,
         existing,
+        created,
         ...(snapshot ? { snapshot } : {}),
       };
       await deps.documents.put(op.id, 'baseline', baseline);
@@ -573,7 +577,9 @@ async function restoreTrees(
 ): Promise<NonNullable<AppliedDocument['data']>> {
   const manifest = await store.manifest(record);
   const inSource = (p: string) => manifest.entries.some((e) => e.path === p || e.path.startsWith(`${p}/`));
-  const paths = baseline.paths.filter(inSource);
+  const paths = baseline.paths.filter((p) => manifest.entries.some((e) => e.path === p) && inSource(p));
+  if (paths.length === 0) return { paths, entries: 0, bytes: 0, sentBytes: 0 };
+  await refuseLinkedAncestors(transport, paths);
   const existing = baseline.snapshot
     ? await store.manifest(await store.record(baseline.snapshot.host, baseline.snapshot.version))
     : undefined;
@@ -597,6 +603,44 @@ async function restoreTrees(
     .sort((a, b) => b.length - a.length);
   if (extra.length > 0) await removeOnHost(transport, extra);
   return { paths, entries: stats.entries, bytes: stats.bytes, sentBytes: stats.sentBytes };
+}
+
+const ancestorsOf = (path: string): string[] => {
+  const names = path.split('/');
+  return names.slice(0, -1).map((_, i) => names.slice(0, i + 1).join('/'));
+};
+
+/**
+ * The trees go into "/" with the directories above them: none of those may be a link on the
+ * target (a merged /var, a symlinked /srv), which the restore would otherwise replace.
+ */
+async function refuseLinkedAncestors(transport: Transport, paths: readonly string[]): Promise<void> {
+  const ancestors = [...new Set(paths.flatMap(ancestorsOf))];
+  if (ancestors.length === 0) return;
+  const r = await transport.run(
+    sh`cd / && for a in ${ancestors}; do if [ -L "$a" ] || { [ -e "$a" ] && [ ! -d "$a" ]; }; then printf '%s\n' "$a"; fi; done`,
+  );
+  if (r.exitCode !== 0)
+    throw new Error(`could not check the folders above the application trees: ${r.stderr.trim()}`);
+  const linked = r.stdout.split('\n').filter((l) => l !== '');
+  if (linked.length > 0)
+    throw new InvalidInputError(
+      `the target has ${linked.map((l) => displayValue(`/${l}`)).join(', ')} where the application's trees need a folder: nothing was restored`,
+      linked.map((l) => ({ path: `/${l}`, message: 'is a link or not a folder on the target' })),
+    );
+}
+
+/**
+ * The topmost folder of each tree that the target lacks (`var/www` for `var/www/persona` on a
+ * host with no /var/www): what a rollback removes to leave no folder the clone made.
+ */
+async function createdRoots(transport: Transport, paths: readonly string[]): Promise<string[]> {
+  const candidates = [...new Set(paths.flatMap((p) => [...ancestorsOf(p), p]))];
+  const present = new Set(await existingPaths(transport, candidates));
+  const roots = paths
+    .map((p) => [...ancestorsOf(p), p].find((a) => !present.has(a)))
+    .filter((a) => a !== undefined);
+  return [...new Set(roots)].filter((r, _, all) => !all.some((o) => o !== r && r.startsWith(`${o}/`)));
 }
 
 /** Removes paths relative to "/", given NUL-separated on standard input: names are never parsed by a shell. */
@@ -848,13 +892,14 @@ export async function rollbackClone(
       const failures: RollbackDocument['failures'][number][] = [];
       let reverted = 0;
       const executors = deps.executors(await targetFamily(transport));
+      // Undone in the reverse order of Apply: the trees came last, so they go first.
+      const dataRestored = baseline ? await restoreBaselineTrees(store, transport, baseline) : [];
       for (const journal of [startJournal(id), settleJournal(id), applyJournal(id)]) {
         const r = await revertOperation({ transport, journal: deps.journal, executors, contents }, journal);
         // Counted from the journal: an apply that failed has reverted its own Changes already.
         reverted += (await deps.journal.entries(journal)).filter((e) => e.state === 'reverted').length;
         failures.push(...r.failures.map((f) => ({ kind: f.kind, key: f.key, error: f.error })));
       }
-      const dataRestored = baseline ? await restoreBaselineTrees(store, transport, baseline) : [];
       let verified: boolean | 'not-needed' = 'not-needed';
       let differences: string[] = [];
       if (baseline) {
@@ -909,8 +954,9 @@ async function restoreBaselineTrees(
   baseline: BaselineDocument,
 ): Promise<string[]> {
   if (baseline.paths.length === 0) return [];
-  // Whatever the apply left there goes; then the trees the target had come back whole.
-  await removeOnHost(transport, baseline.paths);
+  // Whatever the apply left there goes, with the folders it made above them; then the trees the
+  // target had come back whole.
+  await removeOnHost(transport, [...baseline.paths, ...(baseline.created ?? [])]);
   if (baseline.snapshot && baseline.existing.length > 0) {
     const record = await store.record(baseline.snapshot.host, baseline.snapshot.version);
     const stats = await restoreToHost(store, record, transport, { target: '/', paths: baseline.existing });

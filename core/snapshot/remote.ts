@@ -255,7 +255,10 @@ export async function restoreToHost(
   options: RemoteRestoreOptions,
 ): Promise<RemoteRestoreStats> {
   const started = performance.now();
-  const target = checkPath(options.target, 'target');
+  // "/" only for a subset: trees restored in place (a clone's application trees), never a whole
+  // snapshot over a running system. The caller checks that no directory above them is a link.
+  const target =
+    options.target === '/' && (options.paths?.length ?? 0) > 0 ? '/' : checkPath(options.target, 'target');
   // Checked as it is read (manifest.ts): a manifest that could lead outside the target is refused whole.
   const manifest = await store.manifest(record);
   const { send, unchanged } = chooseEntries(manifest, options);
@@ -387,7 +390,8 @@ export async function verifyOnHost(
   target: string,
   expected: readonly ExpectedEntry[],
 ): Promise<RestoreFailure[]> {
-  checkPath(target, 'target');
+  // Reading only: "/" is a target like another here.
+  if (target !== '/') checkPath(target, 'target');
   refuseUncarriable(expected.map((x) => x.entry));
   const names = [
     ...new Set(
