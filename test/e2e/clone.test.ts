@@ -38,6 +38,11 @@ beforeAll(async () => {
       hostname: 'web-a',
       setup: async (h) => {
         await installNginxSite(h, { page: PAGE });
+        // Run by its init script, as on a real host: the clone starts it the same way, so the
+        // two run the same command line.
+        await h.run(
+          'nginx -s quit; while [ -s /run/nginx.pid ]; do sleep 0.1; done; service nginx start >/dev/null',
+        );
         await addUser(h, 'shop', { uid: 1001 });
         await writeEnvironmentFile(h, '/etc/default/shop-api', { PORT: '8080' });
         await setSysctl(h, 'net.ipv4.ip_forward', 1);
