@@ -26,6 +26,7 @@ let broken: TestHost;
 
 const persona = (...args: string[]) => runPersona(api, ...args);
 const PAGE = '<h1>shop</h1>\n';
+const SECRET = 'hunter2-in-the-clone';
 
 const fetchPage = async (host: TestHost) =>
   (await host.exec(`curl -s --max-time 5 http://${host.address}/`)).stdout;
@@ -44,7 +45,7 @@ beforeAll(async () => {
           'nginx -s quit; while [ -s /run/nginx.pid ]; do sleep 0.1; done; service nginx start >/dev/null',
         );
         await addUser(h, 'shop', { uid: 1001 });
-        await writeEnvironmentFile(h, '/etc/default/shop-api', { PORT: '8080' });
+        await writeEnvironmentFile(h, '/etc/default/shop-api', { PORT: '8080', DB_PASSWORD: SECRET });
         await setSysctl(h, 'net.ipv4.ip_forward', 1);
         await addNftRule(h, { rule: 'tcp dport 9100 drop' });
         await addRoute(h, '192.0.2.0/24');
@@ -134,6 +135,19 @@ describe('persona clone', () => {
     expect(report.body.verdict).toBe('passed');
     const events = readFileSync(join(api.dataDir, 'events.jsonl'), 'utf8');
     expect(events).toContain('"Clone Succeeded"');
+    // The sealed environment file arrived whole, with its owner and mode; its value is nowhere
+    // in the operation, its documents, the journal or any DynamoDB item.
+    expect((await bare.exec('cat /etc/default/shop-api')).stdout).toContain(`DB_PASSWORD=${SECRET}`);
+    expect((await bare.exec('stat -c %a:%U /etc/default/shop-api')).stdout.trim()).toBe(
+      (await web.exec('stat -c %a:%U /etc/default/shop-api')).stdout.trim(),
+    );
+    for (const document of ['plan', 'report']) {
+      const d = await api.call('GET', `/operations/${op.id}/documents/${document}`);
+      expect(JSON.stringify(d.body)).not.toContain(SECRET);
+    }
+    expect(JSON.stringify(op)).not.toContain(SECRET);
+    const dynamo = readFileSync(join(api.dataDir, 'dynamodb', 'shared-local-instance.db'));
+    expect(dynamo.includes(SECRET)).toBe(false);
   }, 300_000);
 
   it('applies nothing a second time: the plan onto the clone is empty', async () => {
@@ -189,6 +203,16 @@ describe('persona clone', () => {
     expect(after.stdout).toBe(before.stdout);
     expect(readFileSync(join(api.dataDir, 'events.jsonl'), 'utf8')).toContain('"Clone Rolled Back"');
     await broken.run('rm -rf /etc/default/shop-api');
+  }, 300_000);
+
+  it('plans on a machine taken from a pool and gives it back', async () => {
+    const added = await persona('pools', 'add', 'lab', 'broken');
+    expect(added.code, added.stderr).toBe(0);
+    const r = await persona('plan', 'web', '--to', 'pool:lab');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/plan web version 1 onto broken/);
+    const pool = await api.call('GET', '/pools/lab/machines');
+    expect(pool.body.items).toEqual([expect.objectContaining({ machine: 'broken', state: 'free' })]);
   }, 300_000);
 
   it('lists clones and shows each one with its steps', async () => {
