@@ -940,7 +940,10 @@ describe('rhelExecutors', () => {
       ],
       [/^getent -- 'group' 'app'$/, { exitCode: 2 }],
       // shadow's own backup copies, kept before the Change and put back after its revert.
-      [/^umask 077 && mkdir -p -- '\/var\/lib\/persona\/backup\/op-rhel\/0\.accounts'/, { stdout: 'passwd-\ngroup-\n' }],
+      [
+        /^umask 077 && mkdir -p -- '\/var\/lib\/persona\/backup\/op-rhel\/0\.accounts'/,
+        { stdout: 'passwd-\ngroup-\n' },
+      ],
       [/^for f in 'passwd-' 'group-'; do .*cp -p -- .*0\.accounts/, {}],
       [/^awk '\$1 == "MAIL_DIR"/, { stdout: '/var/spool/mail\n' }],
       [/^\[ -e '\/var\/spool\/mail\/app' \]/, () => ({ exitCode: spool ? 0 : 1 })],
