@@ -13,7 +13,14 @@ import {
   type Section,
   summarize,
 } from './changes.js';
-import { changeState, currentState, MissingAnchorError, stableJson, writeChange } from './sections.js';
+import {
+  changeState,
+  currentState,
+  MissingAnchorError,
+  sameValue,
+  stableJson,
+  writeChange,
+} from './sections.js';
 
 /** The document does not hold what a Change starts from: the Delta was made for another base. */
 export class DeltaConflictError extends PersonaError {
@@ -59,6 +66,30 @@ function statesAhead(changes: readonly Change[]): Set<string>[] {
 }
 
 /**
+ * Whether the kernel modules already stand where the Delta leaves them: each module it touches
+ * loaded with its last Change's parameters after the module that Change names, or absent where
+ * its last Change unloads it. Modules are a list in load order, so re-applying an unload and a
+ * load that moved a module would shift its neighbours' positions: such a Delta, applied again,
+ * leaves the list alone instead.
+ */
+function kernelModulesDone(spec: ProfileSpec, changes: readonly Change[]): boolean {
+  const last = new Map<string, Change>();
+  for (const c of changes) if (c.section === 'kernelModules') last.set(c.key, c);
+  if (last.size === 0) return false;
+  const list = spec.kernelModules;
+  for (const [name, c] of last) {
+    const at = list.findIndex((m) => m.name === name);
+    if (c.to === null) {
+      if (at >= 0) return false;
+      continue;
+    }
+    if (at < 0 || !sameValue(list[at], c.to)) return false;
+    if ((list[at - 1]?.name ?? null) !== ((c as { after?: string | null }).after ?? null)) return false;
+  }
+  return true;
+}
+
+/**
  * Applies the Changes in order to a copy of `profile` and returns it, its spec in canonical
  * form (collections sorted by key, as canonicalSpec does).
  *
@@ -72,7 +103,9 @@ function statesAhead(changes: readonly Change[]): Set<string>[] {
 export function applyDelta(profile: Profile, delta: Delta): Profile {
   const spec = canonicalSpec(profile.spec);
   const ahead = statesAhead(delta.changes);
+  const modulesDone = kernelModulesDone(spec, delta.changes);
   delta.changes.forEach((change, index) => {
+    if (modulesDone && change.section === 'kernelModules') return;
     const current = stableJson(currentState(spec, change));
     if (current === stableJson(changeState(change, 'from'))) {
       try {
