@@ -9,14 +9,7 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { Operation } from '../../core/operation/schema.js';
 import { createHost, destroyAllHosts } from '../../test/hosts/harness.js';
-import {
-  addNftRule,
-  addRoute,
-  addUser,
-  installNginxSite,
-  setSysctl,
-  writeEnvironmentFile,
-} from '../../test/hosts/software.js';
+import { setUpWebHost } from '../../test/hosts/software.js';
 import { runPersona } from '../../test/support/cli.js';
 import { startTestPersona } from '../../test/support/local.js';
 import { createReport } from '../report.js';
@@ -35,17 +28,7 @@ try {
   const web = await createHost({
     name: 'bwweb',
     hostname: 'web-a',
-    setup: async (h) => {
-      await installNginxSite(h, { page: '<h1>shop</h1>\n' });
-      await h.run(
-        'nginx -s quit; while [ -s /run/nginx.pid ]; do sleep 0.1; done; service nginx start >/dev/null',
-      );
-      await addUser(h, 'shop', { uid: 1001 });
-      await writeEnvironmentFile(h, '/etc/default/shop-api', { PORT: '8080' });
-      await setSysctl(h, 'net.ipv4.ip_forward', 1);
-      await addNftRule(h, { rule: 'tcp dport 9100 drop' });
-      await addRoute(h, '192.0.2.0/24');
-    },
+    setup: (h) => setUpWebHost(h, { page: '<h1>shop</h1>\n', secret: 'hunter2-in-a-file' }),
   });
   await persona(
     'capture',

@@ -421,13 +421,8 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     const store = await deps.snapshots();
     const contents = new SnapshotContents(store, plan.source.name, plan.source.version);
     return withTarget(ctx, async (transport, host) => {
-      const executors = deps.executors(await targetFamily(transport));
-      const result = await applyChanges(
-        { transport, journal: deps.journal, executors, contents, shouldStop: stopping(deps, op.id) },
-        applyJournal(op.id),
-        apply,
-      );
-      failIfRolledBack(result);
+      const run = applier(deps, op.id, transport, deps.executors(await targetFamily(transport)), contents);
+      const result = await run(applyJournal(op.id), apply);
       // What the packages' own scripts did that the source had undone (a default site nginx's
       // package enables, a file the source deleted): the target is captured again and the files
       // that still differ from the source are settled, journaled like the rest.
@@ -438,12 +433,11 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
       const settling = diff(now, translateIdentity(aligned, now).profile).changes.filter(
         (c) => c.section === 'files',
       );
-      const settled = await applyChanges(
-        { transport, journal: deps.journal, executors, contents, shouldStop: stopping(deps, op.id) },
-        settleJournal(op.id),
-        { ...apply, changes: settling, summary: summarize(settling) },
-      );
-      failIfRolledBack(settled);
+      const settled = await run(settleJournal(op.id), {
+        ...apply,
+        changes: settling,
+        summary: summarize(settling),
+      });
       // The application's trees: only what differs from what the target holds is sent.
       let data: AppliedDocument['data'];
       if (baseline.paths.length > 0) {
@@ -482,13 +476,8 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     const store = await deps.snapshots();
     const contents = new SnapshotContents(store, plan.source.name, plan.source.version);
     return withTarget(ctx, async (transport) => {
-      const executors = deps.executors(await targetFamily(transport));
-      const result = await applyChanges(
-        { transport, journal: deps.journal, executors, contents, shouldStop: stopping(deps, op.id) },
-        startJournal(op.id),
-        start,
-      );
-      failIfRolledBack(result);
+      const run = applier(deps, op.id, transport, deps.executors(await targetFamily(transport)), contents);
+      const result = await run(startJournal(op.id), start);
       return {
         started: result.results.filter((r) => r.outcome.status === 'changed').length,
         unresolved: result.results.filter((r) => r.outcome.status === 'unresolved').length,
@@ -532,6 +521,29 @@ function planSummary(plan: Plan, request: CloneRequest): Record<string, unknown>
     changes: plan.delta.changes.length,
     unresolved: plan.unresolved.length,
     packages: (plan.resolution ?? []).length,
+  };
+}
+
+/**
+ * Applies a Delta under one of the operation's journals, stopping before the next Change when
+ * the operation is being stopped. A Change that fails has been reverted with the others of that
+ * journal, and fails the step: the workflow's Rollback undoes the rest.
+ */
+function applier(
+  deps: CloneDeps,
+  id: string,
+  transport: Transport,
+  executors: Executors,
+  contents: SnapshotContents,
+): (journal: string, delta: Delta) => Promise<Extract<ApplyResult, { status: 'applied' }>> {
+  return async (journal, delta) => {
+    const result = await applyChanges(
+      { transport, journal: deps.journal, executors, contents, shouldStop: stopping(deps, id) },
+      journal,
+      delta,
+    );
+    failIfRolledBack(result);
+    return result as Extract<ApplyResult, { status: 'applied' }>;
   };
 }
 

@@ -8,14 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Operation } from '../../core/operation/schema.js';
 import { createHost, destroyAllHosts, type TestHost } from '../hosts/harness.js';
-import {
-  addNftRule,
-  addRoute,
-  addUser,
-  installNginxSite,
-  setSysctl,
-  writeEnvironmentFile,
-} from '../hosts/software.js';
+import { setUpWebHost } from '../hosts/software.js';
 import { runPersona } from '../support/cli.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
 
@@ -37,19 +30,7 @@ beforeAll(async () => {
     createHost({
       name: 'cweb',
       hostname: 'web-a',
-      setup: async (h) => {
-        await installNginxSite(h, { page: PAGE });
-        // Run by its init script, as on a real host: the clone starts it the same way, so the
-        // two run the same command line.
-        await h.run(
-          'nginx -s quit; while [ -s /run/nginx.pid ]; do sleep 0.1; done; service nginx start >/dev/null',
-        );
-        await addUser(h, 'shop', { uid: 1001 });
-        await writeEnvironmentFile(h, '/etc/default/shop-api', { PORT: '8080', DB_PASSWORD: SECRET });
-        await setSysctl(h, 'net.ipv4.ip_forward', 1);
-        await addNftRule(h, { rule: 'tcp dport 9100 drop' });
-        await addRoute(h, '192.0.2.0/24');
-      },
+      setup: (h) => setUpWebHost(h, { page: PAGE, secret: SECRET }),
     }),
     createHost({ name: 'cbare', hostname: 'bare-b' }),
     createHost({ name: 'cbroken', hostname: 'broken-c' }),

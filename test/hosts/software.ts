@@ -151,3 +151,27 @@ export async function addRoute(
     `ip route add ${q(destination)} via ${q(options.via ?? host.gateway)} dev ${host.interface}${metric}`,
   );
 }
+
+export interface WebHostOptions {
+  readonly page: string;
+  /** A credential in the application's environment file, which a capture seals. */
+  readonly secret: string;
+}
+
+/**
+ * The web host clones are tried on: nginx serving a site (run by its init script, as on a real
+ * host, so a clone that starts it the same way runs the same command line), a user, an
+ * environment file holding a credential, a sysctl, an nftables rule and a route through the
+ * host's gateway.
+ */
+export async function setUpWebHost(host: TestHost, options: WebHostOptions): Promise<void> {
+  await installNginxSite(host, { page: options.page });
+  await host.run(
+    'nginx -s quit; while [ -s /run/nginx.pid ]; do sleep 0.1; done; service nginx start >/dev/null',
+  );
+  await addUser(host, 'shop', { uid: 1001 });
+  await writeEnvironmentFile(host, '/etc/default/shop-api', { PORT: '8080', DB_PASSWORD: options.secret });
+  await setSysctl(host, 'net.ipv4.ip_forward', 1);
+  await addNftRule(host, { rule: 'tcp dport 9100 drop' });
+  await addRoute(host, '192.0.2.0/24');
+}
