@@ -293,6 +293,10 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
       };
       // Recorded before anything else can fail, so that rollback gives the machine back.
       await deps.documents.put(op.id, 'target', target);
+      if (target.host === request.profile.name)
+        throw new InvalidInputError('a host cannot be cloned onto itself', [
+          { path: 'target.pool', message: `the machine taken, ${target.host}, is the source` },
+        ]);
       try {
         await deps.hosts.get(target.host);
       } catch (e) {

@@ -18,7 +18,7 @@ beforeAll(async () => {
     headers: { 'content-type': 'application/yaml' },
   });
   expect(created.status).toBe(201);
-  for (const name of ['target-a', 'ssm-b']) {
+  for (const name of ['target-a', 'ssm-b', 'web']) {
     const registered = await api.call('POST', '/hosts', {
       body:
         name === 'ssm-b'
@@ -115,12 +115,22 @@ describe('POST /operations/clone', () => {
     expect(op.error?.message).toMatch(/aws/);
   });
 
-  it('refuses to clone a host onto itself', async () => {
+  it('refuses to clone a host onto itself, named or taken from a pool', async () => {
     const res = await api.call('POST', '/operations/clone', {
-      body: { profile: { name: 'target-a' }, target: { kind: 'host', host: 'target-a' } },
+      body: { profile: { name: 'web' }, target: { kind: 'host', host: 'web' } },
     });
     const op = await ended(res.body.id);
     expect(op.status).toBe('FAILED');
+    expect(op.error?.message).toMatch(/onto itself/);
+    expect((await api.call('POST', '/pools/self/machines', { body: { host: 'web' } })).status).toBe(201);
+    const pooled = await api.call('POST', '/operations/clone', {
+      body: { profile: { name: 'web' }, target: { kind: 'pool', pool: 'self' } },
+    });
+    const ended2 = await ended(pooled.body.id);
+    expect(ended2.status).toBe('ROLLED_BACK');
+    expect(ended2.error?.message).toMatch(/onto itself/);
+    const pool = await api.call('GET', '/pools/self/machines');
+    expect(pool.body.items).toEqual([expect.objectContaining({ machine: 'web', state: 'free' })]);
   });
 
   it('rolls back (nothing to undo) when the pool has no free machine', async () => {
