@@ -21,7 +21,13 @@ import { type ApplyResult, applyChanges, commitOperation, revertOperation } from
 import type { Executors } from '../orchestrator/executors/index.js';
 import type { Journal } from '../orchestrator/journal.js';
 import { translateIdentity } from '../plan/identity.js';
-import { buildPlan, checkPlanApplies, type Plan, targetFingerprint } from '../plan/plan.js';
+import {
+  buildPlan,
+  checkPlanApplies,
+  type Plan,
+  Plan as PlanSchema,
+  targetFingerprint,
+} from '../plan/plan.js';
 import type { BareMetalInventory } from '../platform/baremetal.js';
 import { validateProfile } from '../profile/io.js';
 import type { Profile } from '../profile/schema.js';
@@ -380,18 +386,20 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
       plan = request.plan;
     } else {
       const source = await sourceProfile(ctx);
-      const resolutions: Resolution[] = await withTarget(ctx, (transport) =>
-        resolvePackages(
+      const { resolutions, family } = await withTarget(ctx, async (transport) => {
+        const family = await targetFamily(transport);
+        const resolutions: Resolution[] = await resolvePackages(
           source.profile.spec.packages,
           {
             target: transport,
             ...(deps.packages?.store ? { store: deps.packages.store } : {}),
             ...(deps.packages?.mirror ? { mirror: deps.packages.mirror } : {}),
           },
-          { targetRepositories: 'offline' },
-        ),
-      );
-      plan = buildPlan({
+          { targetRepositories: 'offline', ...(family ? { family } : {}) },
+        );
+        return { resolutions, family };
+      });
+      const built = buildPlan({
         source: {
           profile: await alignSealed(source.profile, baseline.profile, await deps.snapshots()),
           version: source.version,
@@ -401,6 +409,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
         ...(target.address ? { address: target.address } : {}),
         now: () => isoNow(deps),
       });
+      plan = withoutUnappliable(built, deps.executors(family));
     }
     await deps.documents.put(op.id, 'plan', plan);
     const unresolvable = (plan.resolution ?? []).filter((r) => r.status === 'unresolvable');
@@ -518,6 +527,31 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     });
   },
 };
+
+/**
+ * The plan with the Changes no executor of the target applies yet (sudo rules, runtimes from
+ * tarballs, monitoring agents, disks...) moved to `unresolved`, each named: they are listed
+ * before anything changes, and the rest of the clone goes ahead without them, rather than the
+ * whole apply being refused. A plan whose remaining Changes no longer start from the baseline
+ * without them is refused whole, naming why.
+ */
+export function withoutUnappliable(plan: Plan, executors: Executors): Plan {
+  const left = plan.delta.changes.filter((c) => !executors.has(c.kind));
+  if (left.length === 0) return plan;
+  const changes = plan.delta.changes.filter((c) => executors.has(c.kind));
+  return PlanSchema.parse({
+    ...plan,
+    delta: { ...plan.delta, changes, summary: summarize(changes) },
+    unresolved: [
+      ...plan.unresolved,
+      ...left.map((c) => ({
+        kind: 'other' as const,
+        field: `delta ${c.kind} ${displayValue(c.key)}`.slice(0, 1024),
+        reason: `no host executor applies ${c.kind} changes yet: not reproduced`,
+      })),
+    ],
+  });
+}
 
 function planSummary(plan: Plan, request: CloneRequest): Record<string, unknown> {
   return {
