@@ -11,7 +11,7 @@ import { contentHashKeyOf } from '../capture/secrets.js';
 import type { Change, Delta } from '../delta/changes.js';
 import { summarize } from '../delta/changes.js';
 import { diff } from '../delta/diff.js';
-import { ConflictError, InvalidInputError, isPersonaError, NotFoundError, PersonaError } from '../errors.js';
+import { InvalidInputError, NotFoundError, PersonaError } from '../errors.js';
 import type { HostRegistry } from '../host/registry.js';
 import type { HostRegistration } from '../host/schema.js';
 import type { Operation } from '../operation/schema.js';
@@ -499,12 +499,11 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
   },
 
   async verify(ctx) {
-    const { deps, op, request } = ctx;
+    const { deps, op } = ctx;
     const existing = await deps.documents.find<ValidationReport>(op.id, 'report');
     const report = existing ?? (await validate(ctx));
     if (!existing) await deps.documents.put(op.id, 'report', report);
     if (report.verdict === 'failed') throw new ValidationFailedError(report.reasons);
-    void request;
     return { verdict: report.verdict, reasons: report.reasons.length };
   },
 
@@ -1039,13 +1038,3 @@ export async function failClone(deps: CloneDeps, id: string, caught: CaughtError
   await deps.events?.publish('Clone Failed', eventDetail(ended));
   return ended;
 }
-
-/** An error of a step as the operation record gives it: code and message. */
-export function errorOf(e: unknown): { code: string; message: string } {
-  return {
-    code: isPersonaError(e) ? e.code : 'INTERNAL',
-    message: e instanceof Error ? e.message : String(e),
-  };
-}
-
-export { ConflictError };
