@@ -3,10 +3,9 @@
 // pool with no free machine) ending the operation as they should and announcing it, operations
 // listed and cancelled, pools of registered hosts.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Operation } from '../../core/operation/schema.js';
-import { startTestPersona, type TestPersona } from '../support/local.js';
+import { eventsWith, startTestPersona, type TestPersona } from '../support/local.js';
 
 let api: TestPersona;
 
@@ -53,8 +52,6 @@ async function ended(id: string): Promise<Operation> {
   }
   throw new Error(`operation ${id} did not end`);
 }
-
-const events = () => readFileSync(join(api.dataDir, 'events.jsonl'), 'utf8');
 
 describe('POST /operations/clone', () => {
   it('refuses a body that is not a clone request, naming each field', async () => {
@@ -103,7 +100,7 @@ describe('POST /operations/clone', () => {
     expect(op.error?.message).toMatch(/profile nobody does not exist/);
     expect(op.steps.find((s) => s.name === 'validate')?.status).toBe('FAILED');
     expect(op.steps.filter((s) => s.status === 'SKIPPED').map((s) => s.name)).toContain('apply');
-    expect(events()).toContain('"Clone Failed"');
+    expect(await eventsWith(api, 'Clone Failed')).toContain('"Clone Failed"');
   });
 
   it('ends FAILED at validate for a cloud target this deployment has no adaptor for', async () => {
@@ -142,7 +139,7 @@ describe('POST /operations/clone', () => {
     expect(op.error?.step).toBe('provision');
     const rollback = await api.call('GET', `/operations/${op.id}/documents/rollback`);
     expect(rollback.body).toMatchObject({ failedStep: 'provision', reverted: 0, verified: 'not-needed' });
-    expect(events()).toContain('"Clone Rolled Back"');
+    expect(await eventsWith(api, 'Clone Rolled Back')).toContain('"Clone Rolled Back"');
   });
 
   it('finds the operation a retried request started, and refuses the key with another body', async () => {

@@ -10,7 +10,7 @@ import type { Operation } from '../../core/operation/schema.js';
 import { createHost, destroyAllHosts, type TestHost } from '../hosts/harness.js';
 import { setUpWebHost } from '../hosts/software.js';
 import { runPersona } from '../support/cli.js';
-import { startTestPersona, type TestPersona } from '../support/local.js';
+import { eventsWith, startTestPersona, type TestPersona } from '../support/local.js';
 
 let api: TestPersona;
 let web: TestHost;
@@ -18,6 +18,7 @@ let bare: TestHost;
 let broken: TestHost;
 
 const persona = (...args: string[]) => runPersona(api, ...args);
+
 const PAGE = '<h1>shop</h1>\n';
 const SECRET = 'hunter2-in-the-clone';
 
@@ -114,8 +115,7 @@ describe('persona clone', () => {
     expect(op.result?.differences, JSON.stringify(op.result)).toBe(0);
     const report = await api.call('GET', `/operations/${op.id}/documents/report`);
     expect(report.body.verdict).toBe('passed');
-    const events = readFileSync(join(api.dataDir, 'events.jsonl'), 'utf8');
-    expect(events).toContain('"Clone Succeeded"');
+    expect(await eventsWith(api, 'Clone Succeeded')).toContain('"Clone Succeeded"');
     // The sealed environment file arrived whole, with its owner and mode; its value is nowhere
     // in the operation, its documents, the journal or any DynamoDB item.
     expect((await bare.exec('cat /etc/default/shop-api')).stdout).toContain(`DB_PASSWORD=${SECRET}`);
@@ -182,7 +182,7 @@ describe('persona clone', () => {
       'dpkg -l | sort | md5sum; getent passwd | md5sum; nft list ruleset | md5sum; ip route | md5sum; sysctl -n net.ipv4.ip_forward; ls -la /var/www 2>&1 | md5sum',
     );
     expect(after.stdout).toBe(before.stdout);
-    expect(readFileSync(join(api.dataDir, 'events.jsonl'), 'utf8')).toContain('"Clone Rolled Back"');
+    expect(await eventsWith(api, 'Clone Rolled Back')).toContain('"Clone Rolled Back"');
     await broken.run('rm -rf /etc/default/shop-api');
   }, 300_000);
 

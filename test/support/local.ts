@@ -1,6 +1,6 @@
 // Starts the embedded runtime (DynamoDB Local, the S3-protocol server, the API functions
 // behind local HTTP) in a fresh data folder, for tests that exercise the real code paths.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type LocalPersona, startLocal } from '../../local/runtime.js';
@@ -36,4 +36,23 @@ export async function startTestPersona(): Promise<TestPersona> {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The clone events the embedded runtime has announced, once `detailType` is among them: an
+ * outcome is announced just after the operation records it, so a reader that saw the operation
+ * end waits a moment (at most 4 s).
+ */
+export async function eventsWith(api: TestPersona, detailType: string): Promise<string> {
+  let text = '';
+  for (let i = 0; i < 40; i++) {
+    try {
+      text = readFileSync(join(api.dataDir, 'events.jsonl'), 'utf8');
+    } catch {
+      text = '';
+    }
+    if (text.includes(`"${detailType}"`)) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return text;
 }
