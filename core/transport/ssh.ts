@@ -288,6 +288,10 @@ export class SshTransport implements Transport {
       });
       try {
         client.connect(config);
+        // A command is a few small packets each way (exec request, reply, exit status, close),
+        // as is every step of the handshake. With Nagle's algorithm on, each waits for the
+        // peer's delayed ACK (40 ms on Linux): a `true` cost about 90 ms instead of 9.
+        client.setNoDelay(true);
       } catch (error) {
         // ssh2 parses the private key synchronously: a bad key or a missing passphrase lands here.
         connection.closed = true;
