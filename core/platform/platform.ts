@@ -7,6 +7,7 @@
 //   metal and terminating the instance in a cloud.
 // Handles and hosts are small JSON: workflow payloads carry them, never a connection.
 import type { Transport } from '../transport/transport.js';
+import type { HostShape } from './shape.js';
 
 export const PLATFORMS = ['baremetal', 'ec2', 'azure'] as const;
 export type Platform = (typeof PLATFORMS)[number];
@@ -24,6 +25,15 @@ export interface ProvisionRequest {
   readonly volumes?: readonly { readonly name: string; readonly sizeBytes: number; readonly type?: string }[];
   /** Platform-specific choices: the pool on bare metal, tags, a placement group. */
   readonly parameters?: Readonly<Record<string, string>>;
+  /** What the source is (processor, memory, OS, volumes, ports): cloud adaptors size and open from it. */
+  readonly shape?: HostShape;
+  /** Tags (labels) to put on everything provisioned, besides the adaptor's own operation tag. */
+  readonly tags?: Readonly<Record<string, string>>;
+  /**
+   * An SSH public key (OpenSSH `ssh-ed25519 AAAA...` line) to authorise for the login user, for
+   * adaptors whose transport is SSH; the private key stays with the caller.
+   */
+  readonly sshPublicKey?: string;
 }
 
 /** A provisioning in progress, to be polled; it names what it took so that it can be given back. */
