@@ -6,10 +6,12 @@ import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import type { ApiThrottling } from './api.js';
 import { PersonaApi } from './api.js';
+import { type CloneCloudProps, pickCloneCloudProps } from './cloud.js';
 import { PersonaStorage } from './storage.js';
 import { PersonaWorkflows } from './workflows.js';
 
-export interface PersonaPlatformProps {
+/** Besides these, `cloneSubnets`, `cloneInstanceRoles` and `azureCredentialsSecret` (CloneCloudProps). */
+export interface PersonaPlatformProps extends CloneCloudProps {
   /**
    * What happens to data (tables, buckets, key) and logs when they leave the stack. Use DESTROY
    * only for throwaway environments.
@@ -92,6 +94,7 @@ export class PersonaPlatform extends Construct {
       ...(props.captureVpc ? { vpc: props.captureVpc } : {}),
       ...(props.credentialPrefix ? { credentialPrefix: props.credentialPrefix } : {}),
       ...(props.credentialKeys ? { credentialKeys: props.credentialKeys } : {}),
+      cloud: pickCloneCloudProps(props),
     });
     this.workflows.allowStart(this.api.functions['start-capture'], 'capture');
     this.workflows.allowStart(this.api.functions['start-clone'], 'clone');

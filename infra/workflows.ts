@@ -13,6 +13,7 @@ import { Construct } from 'constructs';
 import { WORKFLOWS, type WorkflowName } from '../core/operation/workflows.js';
 import { SSM_OUTPUT_BUCKET, SSM_OUTPUT_PREFIX } from '../core/storage/definitions.js';
 import { PROJECT_ROOT } from './api.js';
+import { CloneCloudAccess, type CloneCloudProps } from './cloud.js';
 import { type PersonaFunctionProps, personaFunction } from './function.js';
 import { CAPTURE_TASK_GRANTS, CLONE_TASK_GRANTS, FAIL_OPERATION_TASK_GRANTS } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
@@ -49,6 +50,8 @@ export interface PersonaWorkflowsProps {
   readonly credentialPrefix?: string;
   /** Keys of `aws-kms` credential references (PersonaPlatformProps.credentialKeys). */
   readonly credentialKeys?: readonly kms.IKey[];
+  /** Subnets, instance roles and the Azure secret of clones to AWS and Azure. @default none */
+  readonly cloud?: CloneCloudProps;
   readonly projectRoot?: string;
 }
 
@@ -60,6 +63,8 @@ export class PersonaWorkflows extends Construct {
   readonly clone: sfn.StateMachine;
   /** One function for every step of the clone workflow. */
   readonly cloneFunction: lambda.IFunction;
+  /** What the clone task may do in EC2, SSM and IAM, and which Azure secret it may read. */
+  readonly cloneCloudAccess: CloneCloudAccess;
   /** The workflows' failure path: ends an operation that its task could not end itself. */
   readonly failOperationFunction: lambda.IFunction;
   /** Where managed nodes write Run Command output over SSM's inline limits (SSM_OUTPUT_BUCKET). */
@@ -157,6 +162,7 @@ export class PersonaWorkflows extends Construct {
     });
     props.storage.connect(clone, CLONE_TASK_GRANTS);
     this.reachHosts(clone);
+    this.cloneCloudAccess = new CloneCloudAccess(this, 'CloneCloudAccess', { fn: clone, ...props.cloud });
     this.cloneFunction = clone;
 
     const fail = personaFunction(this, 'FailOperationTask', {
