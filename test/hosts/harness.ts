@@ -65,6 +65,11 @@ export interface HostOptions {
   readonly hostname?: string;
   /** Debian packages baked into a cached root filesystem of their own, beyond BASE_PACKAGES. */
   readonly packages?: readonly string[];
+  /**
+   * The host's ed25519 host key (OpenSSH private key and its public line) instead of a generated
+   * one, as a cloud's provisioning gives a VM the key its creator chose.
+   */
+  readonly ed25519HostKey?: { readonly privateKey: string; readonly publicKey: string };
   /** Runs once sshd answers; a failure destroys the host and rejects createHost. */
   readonly setup?: (host: TestHost) => Promise<void>;
 }
@@ -252,6 +257,12 @@ export async function createHost(options: HostOptions): Promise<TestHost> {
     const hostKeys = await Promise.all(
       (['rsa', 'ecdsa', 'ed25519'] as const).map(async (type) => {
         const file = join(root, `etc/ssh/ssh_host_${type}_key`);
+        const given = type === 'ed25519' ? options.ed25519HostKey : undefined;
+        if (given) {
+          writeInside(root, `etc/ssh/ssh_host_${type}_key`, given.privateKey, 0o600);
+          writeInside(root, `etc/ssh/ssh_host_${type}_key.pub`, `${given.publicKey.trim()}\n`);
+          return given.publicKey.trim();
+        }
         await runOk('ssh-keygen', ['-q', '-t', type, '-N', '', '-C', `root@${hostname}`, '-f', file]);
         return readFileSync(`${file}.pub`, 'utf8').trim();
       }),
