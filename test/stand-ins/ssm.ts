@@ -55,8 +55,14 @@ export interface SsmExecution {
 export interface SsmStandIn {
   /** `http://127.0.0.1:<port>`, for `new SSMClient({ endpoint })`. */
   readonly endpoint: string;
-  /** Makes `host` the managed node `instanceId` (`i-...` for EC2, `mi-...` for a hybrid node). */
-  addNode(instanceId: string, host: SsmNodeHost): void;
+  /**
+   * Makes `host` the managed node `instanceId` (`i-...` for EC2, `mi-...` for a hybrid node).
+   * With `registersAfterPolls`, DescribeInstanceInformation leaves the node out of that many of
+   * its answers first, as a booting instance's agent registers a moment after the instance runs.
+   */
+  addNode(instanceId: string, host: SsmNodeHost, options?: { readonly registersAfterPolls?: number }): void;
+  /** The node is no longer managed (its instance terminated): commands to it are InvalidInstanceId. */
+  removeNode(instanceId: string): void;
   /** The next `times` calls of `operation` (e.g. `SendCommand`) fail with ThrottlingException. */
   throttle(operation: string, times: number): void;
   /** Whether the nodes' uploads fail, as they do when an instance profile lacks s3:PutObject. */
@@ -148,6 +154,8 @@ export async function startSsmStandIn(options: SsmStandInOptions): Promise<SsmSt
     forcePathStyle: true,
   });
   const nodes = new Map<string, SsmNodeHost>();
+  /** DescribeInstanceInformation answers that still leave a node out, by node. */
+  const unregistered = new Map<string, number>();
   const commands = new Map<string, Command>();
   const throttles = new Map<string, number>();
   const executions: SsmExecution[] = [];
@@ -504,9 +512,16 @@ export async function startSsmStandIn(options: SsmStandInOptions): Promise<SsmSt
         .flatMap((f) => f.Values ?? []),
     ];
     const now = Date.now() / 1000;
+    const registered = (id: string) => {
+      const left = unregistered.get(id) ?? 0;
+      if (left <= 0) return true;
+      unregistered.set(id, left - 1);
+      return false;
+    };
     return {
       InstanceInformationList: [...nodes]
         .filter(([id]) => wanted.length === 0 || wanted.includes(id))
+        .filter(([id]) => registered(id))
         .map(([id, host]) => ({
           InstanceId: id,
           PingStatus: 'Online',
@@ -585,11 +600,16 @@ export async function startSsmStandIn(options: SsmStandInOptions): Promise<SsmSt
 
   return {
     endpoint: `http://127.0.0.1:${port}`,
-    addNode(instanceId, host) {
+    addNode(instanceId, host, options) {
       if (!/^(i-[0-9a-f]{8}([0-9a-f]{9})?|mi-[0-9a-f]{17})$/.test(instanceId)) {
         throw new Error(`${instanceId} is not an EC2 instance id or a managed node id`);
       }
       nodes.set(instanceId, host);
+      unregistered.set(instanceId, options?.registersAfterPolls ?? 0);
+    },
+    removeNode(instanceId) {
+      nodes.delete(instanceId);
+      unregistered.delete(instanceId);
     },
     throttle(operation, times) {
       throttles.set(operation, times);
