@@ -6,8 +6,9 @@ import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 
 /**
- * The tag the EC2 adaptor puts on every instance, volume and security group it creates, valued
- * with the operation's id. The clone task may change or delete only what carries it.
+ * The tag the EC2 adaptor (core/platform/ec2.ts) puts on every instance, volume, security group
+ * and snapshot it creates, valued with the operation's id. The clone task may change or delete
+ * only what carries it.
  */
 export const OPERATION_TAG = 'persona:operation';
 
@@ -123,6 +124,12 @@ export class CloneCloudAccess extends Construct {
         conditions: { ...tagging, StringEquals: { 'ec2:CreateAction': 'CreateSecurityGroup' } },
       }),
       new iam.PolicyStatement({
+        sid: 'TagOnSnapshotCreation',
+        actions: ['ec2:CreateTags'],
+        resources: [snapshots],
+        conditions: { ...tagging, StringEquals: { 'ec2:CreateAction': 'CreateSnapshots' } },
+      }),
+      new iam.PolicyStatement({
         sid: 'CreateTaggedSecurityGroups',
         actions: ['ec2:CreateSecurityGroup'],
         resources: [securityGroups],
@@ -157,19 +164,20 @@ export class CloneCloudAccess extends Construct {
         conditions: tagged,
       }),
       new iam.PolicyStatement({
-        sid: 'CreateSnapshotsOfThem',
+        sid: 'CreateTaggedSnapshots',
         actions: ['ec2:CreateSnapshots'],
         resources: [snapshots],
+        conditions: tagging,
       }),
       new iam.PolicyStatement({
         sid: 'DescribeWithoutResourceLevelPermissions',
         actions: [
           'ec2:DescribeInstances',
           'ec2:DescribeImages',
+          'ec2:DescribeSecurityGroups',
           'ec2:DescribeSubnets',
           'ec2:DescribeVpcs',
           'ssm:DescribeInstanceInformation',
-          'ssm:ListCommandInvocations',
         ],
         resources: ['*'],
       }),
@@ -242,7 +250,7 @@ export class CloneCloudAccess extends Construct {
       ),
       nag(
         snapshots,
-        "A launch reads its AMI's EBS snapshots, and CreateSnapshots makes new ones; both have ids known only at run time.",
+        `A launch reads its AMI's EBS snapshots, and CreateSnapshots makes new ones (tagged ${OPERATION_TAG}); both have ids known only at run time.`,
       ),
       nag(ec2Arn('vpc'), 'The security group goes in the VPC of the subnet each clone request names.'),
       nag(
@@ -252,7 +260,7 @@ export class CloneCloudAccess extends Construct {
       {
         id: resource('*'),
         reason:
-          'ec2:DescribeInstances, DescribeImages, DescribeSubnets, DescribeVpcs and ssm:DescribeInstanceInformation, ListCommandInvocations support no resource-level permissions.',
+          'ec2:DescribeInstances, DescribeImages, DescribeSecurityGroups, DescribeSubnets, DescribeVpcs and ssm:DescribeInstanceInformation support no resource-level permissions.',
       },
     );
   }

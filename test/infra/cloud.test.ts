@@ -25,6 +25,7 @@ const EC2_ACTIONS = [
   'ec2:DeleteSecurityGroup',
   'ec2:DescribeImages',
   'ec2:DescribeInstances',
+  'ec2:DescribeSecurityGroups',
   'ec2:DescribeSubnets',
   'ec2:DescribeVpcs',
   'ec2:ModifyInstanceAttribute',
@@ -37,7 +38,6 @@ const SSM_ACTIONS = [
   'ssm:CancelCommand',
   'ssm:DescribeInstanceInformation',
   'ssm:GetCommandInvocation',
-  'ssm:ListCommandInvocations',
   'ssm:SendCommand',
 ];
 /** Actions that change or delete an instance or group: allowed only on what carries the tag. */
@@ -205,6 +205,13 @@ describe('the clone task in AWS, without deployer choices', () => {
           Resource: ec2Arn('security-group/*'),
           Condition: { ...TAGGING, StringEquals: { 'ec2:CreateAction': 'CreateSecurityGroup' } },
         },
+        {
+          Sid: 'TagOnSnapshotCreation',
+          Effect: 'Allow',
+          Action: 'ec2:CreateTags',
+          Resource: ec2Arn('snapshot/*', false),
+          Condition: { ...TAGGING, StringEquals: { 'ec2:CreateAction': 'CreateSnapshots' } },
+        },
       ].map((x) => normalised(x as Statement)),
     );
   });
@@ -250,9 +257,10 @@ describe('the clone task in AWS, without deployer choices', () => {
         Condition: TAGGED,
       }),
     );
-    expect(cloud.CreateSnapshotsOfThem).toMatchObject({
+    expect(cloud.CreateTaggedSnapshots).toMatchObject({
       Action: 'ec2:CreateSnapshots',
       Resource: ec2Arn('snapshot/*', false),
+      Condition: TAGGING,
     });
   });
 
@@ -271,10 +279,10 @@ describe('the clone task in AWS, without deployer choices', () => {
         Action: [
           'ec2:DescribeInstances',
           'ec2:DescribeImages',
+          'ec2:DescribeSecurityGroups',
           'ec2:DescribeSubnets',
           'ec2:DescribeVpcs',
           'ssm:DescribeInstanceInformation',
-          'ssm:ListCommandInvocations',
         ],
         Resource: '*',
       }),
