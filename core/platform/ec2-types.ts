@@ -75,6 +75,20 @@ export function ec2Arch(arch: string): Ec2Arch | undefined {
   return undefined;
 }
 
+/**
+ * The architecture of any instance type by its name: Graviton families carry a `g` among the
+ * letters after their generation (m7g, c7gn, r6gd, t4g, im4gn, hpc7g), as do the first Graviton
+ * (a1) and the Apple silicon Macs (mac2...). Undefined for a name that is not an instance type.
+ */
+export function typeArch(name: string): Ec2Arch | undefined {
+  const family = /^([a-z]+)(\d+)([a-z-]*)\.[a-z0-9-]+$/.exec(name);
+  if (family === null) return undefined;
+  const [, series, generation, suffix] = family as unknown as [string, string, string, string];
+  if (series === 'a' && generation === '1') return 'arm64';
+  if (series === 'mac' && generation !== '1') return 'arm64';
+  return suffix.includes('g') ? 'arm64' : 'x86_64';
+}
+
 export interface TypeRequest {
   readonly arch: Ec2Arch;
   /** The source's vCPUs; 2 when unknown (the smallest Intel size). */
@@ -83,8 +97,9 @@ export interface TypeRequest {
   /** An explicit type from the request: tried first, whatever the mapping says. */
   readonly size?: string;
   /**
-   * Types to try after the mapped one, in order (an account's reserved or usual types). Those
-   * of the mapping that are of the other architecture or too small are left out; others are kept.
+   * Types to try after the mapped one, in order (an account's reserved or usual types). Those of
+   * the other architecture are left out, and those of the mapping that are too small; others are
+   * kept (their size is EC2's to check).
    */
   readonly preferred?: readonly string[];
 }
@@ -127,6 +142,7 @@ export function instanceTypeCandidates(request: TypeRequest): string[] {
   add(smallestFit(request.arch, primary, cpus, memoryGiB));
   for (const name of request.preferred ?? []) {
     const spec = instanceTypeSpec(name);
+    if (typeArch(name) !== request.arch) continue;
     if (spec === undefined || fits(spec, request.arch, cpus, memoryGiB)) add(name);
   }
   const larger = CLASSES.slice(CLASSES.indexOf(primary) + 1);
