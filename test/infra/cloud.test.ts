@@ -40,6 +40,25 @@ const SSM_ACTIONS = [
   'ssm:GetCommandInvocation',
   'ssm:SendCommand',
 ];
+/**
+ * The IAM actions behind the SDK commands and paginators a file imports from one client: what
+ * the code can call, read from the code itself.
+ */
+function sdkActions(file: string, client: 'ec2' | 'ssm'): string[] {
+  const text = readFileSync(new URL(`../../${file}`, import.meta.url), 'utf8');
+  const names = [...text.matchAll(/import\s*\{([^}]*)\}\s*from\s*'@aws-sdk\/client-(\w+)'/g)]
+    .filter((m) => m[2] === client)
+    .flatMap((m) => (m[1] ?? '').split(','))
+    .map((n) => n.trim())
+    .filter((n) => n !== '' && !n.startsWith('type '));
+  return names.flatMap((n) => {
+    const command = /^(\w+)Command$/.exec(n)?.[1];
+    const paginated = /^paginate(\w+)$/.exec(n)?.[1];
+    const action = command ?? paginated;
+    return action ? [`${client}:${action}`] : [];
+  });
+}
+
 /** Actions that change or delete an instance or group: allowed only on what carries the tag. */
 const CHANGES = [
   'ec2:AuthorizeSecurityGroupIngress',
@@ -298,6 +317,21 @@ describe('the clone task in AWS, without deployer choices', () => {
     );
   });
 
+  it('grants what the EC2 adaptor and the SSM transport call, and CreateTags for their tag specifications, nothing else', () => {
+    const called = new Set([
+      ...sdkActions('core/platform/ec2.ts', 'ec2'),
+      ...sdkActions('core/platform/ec2.ts', 'ssm'),
+      ...sdkActions('core/transport/ssm.ts', 'ssm'),
+    ]);
+    expect(called.size).toBeGreaterThan(10);
+    expect([...called, 'ec2:CreateTags'].sort()).toEqual([...EC2_ACTIONS, ...SSM_ACTIONS].sort());
+  });
+
+  it('uses the tag the EC2 adaptor puts on what it launches', async () => {
+    const adaptor = await import('../../core/platform/ec2.js');
+    expect(adaptor.OPERATION_TAG).toBe(OPERATION_TAG);
+  });
+
   it('runs Run Command on launched instances through the document AWS-RunShellScript only', () => {
     const send = statementsOf(synthesized, cloneRole(synthesized)).filter((s) =>
       actionsOf(s).includes('ssm:SendCommand'),
@@ -408,6 +442,8 @@ describe('the clone task in AWS and Azure, with the deployer’s subnets, instan
       },
     });
     expect(cloneVariables(synthesized)[AZURE_CREDENTIALS_ENV]).toBe(secretArn);
+    // The credentials themselves stay in the secret: no @azure/identity variable is configured.
+    expect(Object.keys(cloneVariables(synthesized)).filter((v) => v.startsWith('AZURE_'))).toEqual([]);
   });
 
   it('tells no other function of the secret and lets none read it', () => {
