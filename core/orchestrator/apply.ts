@@ -99,8 +99,23 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
   checkOperation(operation);
   for (const change of delta.changes) executorFor(deps.executors, change);
   const journaled = new Map((await deps.journal.entries(operation)).map((e) => [e.seq, e]));
+  let known = await surveyDelta(deps, delta, journaled, 0);
   const results: ChangeResult[] = [];
+  // What this apply changed since the survey: what it read may no longer be so.
+  let touched: Change[] = [];
   for (const [seq, change] of delta.changes.entries()) {
+    let answer = known.get(seq);
+    if (answer?.status === 'unchanged' && touched.some((t) => mayAffect(t, change))) {
+      // Packages come first in a Delta and change files: after them the host is read again,
+      // once, for the Changes still to come, rather than each of them reading it for itself.
+      known = await surveyDelta(deps, delta, journaled, seq);
+      touched = [];
+      answer = known.get(seq);
+    }
+    if (answer !== undefined) {
+      results.push({ seq, kind: change.kind, key: change.key, outcome: answer });
+      continue;
+    }
     if (deps.shouldStop && (await deps.shouldStop())) throw new ApplyStoppedError(operation, seq);
     try {
       const outcome = await applyOne(
@@ -112,6 +127,7 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
         delta.changes.slice(seq + 1),
       );
       results.push({ seq, kind: change.kind, key: change.key, outcome });
+      if (outcome.status === 'changed') touched.push(change);
     } catch (error) {
       // The journal holds another Delta for this operation, or another apply of it is writing
       // the same positions: reverting would undo that one's work. Stop without touching the host.
@@ -133,6 +149,51 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
     }
   }
   return { status: 'applied', operation, results };
+}
+
+/**
+ * Each executor's survey of its Changes not yet journaled, in one round trip per executor; the
+ * outcomes known before anything is applied, by position. An executor without a survey, or
+ * whose survey fails, answers nothing: its Changes go through prepare and apply.
+ */
+async function surveyDelta(
+  deps: ApplyDeps,
+  delta: Delta,
+  journaled: ReadonlyMap<number, JournalEntry>,
+  from: number,
+): Promise<Map<number, Outcome>> {
+  const byExecutor = new Map<Executor, number[]>();
+  for (const [seq, change] of delta.changes.entries()) {
+    if (seq < from || journaled.has(seq)) continue;
+    const executor = executorFor(deps.executors, change);
+    if (executor.survey === undefined) continue;
+    byExecutor.set(executor, [...(byExecutor.get(executor) ?? []), seq]);
+  }
+  const known = new Map<number, Outcome>();
+  const ctx = { transport: deps.transport, contents: deps.contents };
+  for (const [executor, seqs] of byExecutor) {
+    const outcomes = await (executor.survey as NonNullable<Executor['survey']>)(
+      ctx,
+      seqs.map((seq) => delta.changes[seq] as Change),
+    ).catch(() => []);
+    for (const [i, seq] of seqs.entries()) {
+      const outcome = outcomes[i];
+      if (outcome !== undefined && outcome.status !== 'changed') known.set(seq, outcome);
+    }
+  }
+  return known;
+}
+
+/**
+ * Whether applying `earlier` may have changed what a survey read for `later`: a file Change
+ * touches its own path (and folders it makes above it), so files on unrelated paths stay as
+ * surveyed; any other kind (a package, a user, a service) may change any file, so it may.
+ */
+function mayAffect(earlier: Change, later: Change): boolean {
+  if (earlier.section !== 'files' || later.section !== 'files') return true;
+  const a = earlier.key;
+  const b = later.key;
+  return a === b || b.startsWith(`${a}/`) || a.startsWith(`${b}/`);
 }
 
 async function applyOne(

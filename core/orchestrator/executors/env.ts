@@ -7,6 +7,7 @@ import type { EnvVar } from '../../profile/schema.js';
 import { pathProblem } from '../../transport/paths.js';
 import { sh } from '../../transport/shell.js';
 import { HostStateConflictError } from '../errors.js';
+import type { Outcome } from '../journal.js';
 import { changed, type Executor, runOk, unchanged, unresolved } from './executor.js';
 import { type FilePrior, prepareFile, probeFile, restoreFile, writeFile } from './files.js';
 
@@ -58,13 +59,30 @@ export function withVariable(text: string, name: string, line: string | undefine
   return out.length === 0 ? '' : `${out.join('\n')}\n`;
 }
 
+/** Why the Change can never be applied as given, known from the Change alone; else undefined. */
+function staticallyUnresolved(c: ReturnType<typeof envChange>): Outcome | undefined {
+  const variable = (c.to ?? c.from) as EnvVar;
+  const file = environmentFile(variable);
+  if ('problem' in file) return unresolved(`${c.key}: ${file.problem}`);
+  if (c.kind !== 'env.set') return undefined;
+  if (variable.value === undefined)
+    return unresolved(`${c.key}: its value is sealed, which this executor does not open yet`);
+  if (envLine(variable.name, variable.value) === undefined)
+    return unresolved(`${c.key}: its value holds a quote, "\\", "$", "\`" or a control character`);
+  return undefined;
+}
+
 export const envExecutor: Executor = {
   kinds: ['env.set', 'env.unset'],
+
+  async survey(_ctx, changes) {
+    return changes.map((change) => staticallyUnresolved(envChange(change)));
+  },
 
   async prepare(ctx, change) {
     const c = envChange(change);
     const file = environmentFile((c.to ?? c.from) as EnvVar);
-    if ('problem' in file) return null;
+    if ('problem' in file || staticallyUnresolved(c) !== undefined) return null;
     return prepareFile(ctx, file.path, `${c.kind} ${c.key}`);
   },
 
@@ -72,15 +90,9 @@ export const envExecutor: Executor = {
     const c = envChange(change);
     const variable = (c.to ?? c.from) as EnvVar;
     const file = environmentFile(variable);
-    if ('problem' in file) return unresolved(`${c.key}: ${file.problem}`);
-    let line: string | undefined;
-    if (c.kind === 'env.set') {
-      if (variable.value === undefined)
-        return unresolved(`${c.key}: its value is sealed, which this executor does not open yet`);
-      line = envLine(variable.name, variable.value);
-      if (line === undefined)
-        return unresolved(`${c.key}: its value holds a quote, "\\", "$", "\`" or a control character`);
-    }
+    const never = staticallyUnresolved(c);
+    if (never !== undefined || 'problem' in file) return never as Outcome;
+    const line = c.kind === 'env.set' ? envLine(variable.name, variable.value as string) : undefined;
     // Compared with the host as it is now: an apply finished after a crash finds its own work.
     const { state: now } = await probeFile(ctx.transport, file.path, `${c.kind} ${c.key}`);
     if (now.kind === 'other') {

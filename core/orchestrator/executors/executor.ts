@@ -45,6 +45,21 @@ export interface Executor {
    */
   apply(ctx: ExecutorContext, change: Change, prior: unknown): Promise<Outcome>;
   revert(ctx: ExecutorContext, change: Change, prior: unknown): Promise<Outcome>;
+  /**
+   * Optional: the outcome of many of its Changes that can be known before any of them is
+   * applied, in one round trip: `unchanged` when the host already is as the Change would leave
+   * it, `unresolved` when the Change can never be applied as given; `undefined` for a Change that
+   * must go through prepare and apply. A Change answered here is neither journaled nor touched,
+   * so a Delta that is mostly done already (a re-clone, a second apply) costs one read, not a
+   * journal entry and a few commands per Change. The apply trusts an `unchanged` only while no
+   * Change applied before it may have changed what was read (see apply.ts).
+   */
+  survey?(ctx: SurveyContext, changes: readonly Change[]): Promise<readonly (Outcome | undefined)[]>;
+}
+
+export interface SurveyContext {
+  readonly transport: Transport;
+  readonly contents: ContentSource;
 }
 
 export const changed = (detail: string): Outcome => ({ status: 'changed', detail });

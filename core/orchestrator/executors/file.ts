@@ -8,12 +8,14 @@ import { InvalidInputError, NotFoundError } from '../../errors.js';
 import type { ConfigFile } from '../../profile/schema.js';
 import { sh } from '../../transport/shell.js';
 import { HostStateConflictError } from '../errors.js';
+import type { Outcome } from '../journal.js';
 import {
   accountNameProblem,
   changed,
   type Executor,
   type ExecutorContext,
   runOk,
+  type SurveyContext,
   unchanged,
   unresolved,
 } from './executor.js';
@@ -27,6 +29,7 @@ import {
   restoreFile,
   sameAttributes,
   sha256Hex,
+  surveyEntries,
   writeDirectory,
   writeFile,
   writeSymlink,
@@ -81,6 +84,17 @@ function refuse(c: FileChange, now: EntryState, wanted: string): never {
 
 export const fileExecutor: Executor = {
   kinds: ['file.write', 'file.delete'],
+
+  async survey(ctx, changes) {
+    const list = changes.map(fileChange);
+    // A survey that cannot be read answers nothing: each Change then reads the host itself,
+    // and says what is wrong there.
+    const states = await surveyEntries(
+      ctx.transport,
+      list.map((c) => c.key),
+    ).catch(() => list.map(() => undefined));
+    return Promise.all(list.map((c, i) => alreadyDone(ctx, c, states[i]).catch(() => undefined)));
+  },
 
   async prepare(ctx, change) {
     const c = fileChange(change);
@@ -205,4 +219,53 @@ async function writeSealed(ctx: ExecutorContext, c: FileChange, file: ConfigFile
     return unchanged(`${c.key} already holds its sealed content (${detail})`);
   await writeFile(ctx.transport, c.key, content, attrs, { sealed: true });
   return changed(`wrote ${c.key} (sealed content, ${detail})`);
+}
+
+/**
+ * The outcome apply would come to without writing, from the state a survey read: the same
+ * checks and the same words as the write functions above, or `undefined` where apply must look
+ * for itself (it would write, refuse, or needs what the survey does not read).
+ */
+async function alreadyDone(
+  ctx: SurveyContext,
+  c: FileChange,
+  now: EntryState | undefined,
+): Promise<Outcome | undefined> {
+  if (now === undefined || now.kind === 'other') return undefined;
+  if (c.kind === 'file.delete')
+    return now.kind === 'absent' ? unchanged(`${c.key} is already absent`) : undefined;
+  const file = c.to as ConfigFile;
+  if (file.type === 'directory') {
+    return now.kind === 'directory' && sameAttributes(now, attributesOf(file, now, 0o755))
+      ? unchanged(`${c.key} is already a folder with that owner and mode`)
+      : undefined;
+  }
+  if (file.type === 'symlink') {
+    const owner = ownerName(file.owner ?? 'root', 'owner');
+    const group = ownerName(file.group ?? 'root', 'group');
+    return now.kind === 'symlink' && now.target === file.target && now.owner === owner && now.group === group
+      ? unchanged(`${c.key} already links to its target`)
+      : undefined;
+  }
+  if (now.kind !== 'absent' && now.kind !== 'file') return undefined;
+  if (!isSealed(file)) {
+    if (file.hash === undefined || !file.hash.startsWith('sha256:'))
+      return unresolved(`${c.key}: its content is sealed and the entry holds no reference to open it`);
+    return fileMatches(now, file.hash.slice('sha256:'.length), attributesOf(file, now, 0o644))
+      ? unchanged(`${c.key} already holds that content, owner and mode`)
+      : undefined;
+  }
+  const ref = file.secretRef;
+  const open = ctx.contents.readSealed;
+  if (now.kind !== 'file' || ref === undefined || open === undefined) return undefined;
+  const content = await open.call(ctx.contents, ref, `files ${c.key} secretRef`);
+  const hash = sha256Hex(content);
+  if (file.size !== undefined && content.byteLength !== file.size) return undefined;
+  if (file.hash?.startsWith('sha256:') === true && file.hash !== `sha256:${hash}`) return undefined;
+  const attrs = attributesOf(file, now, 0o600);
+  return fileMatches(now, hash, attrs)
+    ? unchanged(
+        `${c.key} already holds its sealed content (${attrs.owner}:${attrs.group}, ${modeText(attrs.mode)})`,
+      )
+    : undefined;
 }

@@ -94,7 +94,8 @@ export async function probeEntry(
   transport: Transport,
   path: string,
   field: string,
-): Promise<{ state: EntryState; missing: string[] }> {
+  keep?: { readonly dir: string; readonly backup: string },
+): Promise<{ state: EntryState; missing: string[]; kept?: boolean }> {
   checkPath(path, field);
   const dirs = ancestors(path);
   const script = [
@@ -104,13 +105,23 @@ export async function probeEntry(
     'elif [ -d "$p" ]; then echo "directory $(stat -c \'%a %U %G\' -- "$p")"',
     'elif [ -e "$p" ]; then echo "other $(stat -c %F -- "$p")"',
     'else echo absent; fi',
+    'linked=0',
     ...(dirs.length === 0
       ? []
       : [
           sh`for d in ${dirs}; do`,
-          '  if [ -L "$d" ]; then echo "link $d"; elif [ ! -e "$d" ]; then echo "missing $d";',
-          '  elif [ ! -d "$d" ]; then echo "notdir $d"; fi',
+          '  if [ -L "$d" ]; then echo "link $d"; linked=1; elif [ ! -e "$d" ]; then echo "missing $d";',
+          '  elif [ ! -d "$d" ]; then echo "notdir $d"; linked=1; fi',
           'done',
+        ]),
+    // The bytes are kept in the same round trip, and only from a file reached without a link.
+    ...(keep === undefined
+      ? []
+      : [
+          'if [ "$linked" = 0 ] && [ -f "$p" ] && [ ! -L "$p" ]; then',
+          sh`  (umask 077 && mkdir -p -- ${keep.dir} && cp -P -p -- "$p" ${keep.backup}) || exit 45`,
+          '  echo kept',
+          'fi',
         ]),
   ].join('\n');
   const { stdout } = await runOk(transport, `reading ${path}`, script);
@@ -118,7 +129,12 @@ export async function probeEntry(
   // entry per line reads back unambiguously.
   const [first = '', ...rest] = stdout.split('\n').filter((l) => l !== '');
   const missing: string[] = [];
+  let kept = false;
   for (const line of rest) {
+    if (line === 'kept') {
+      kept = true;
+      continue;
+    }
     const space = line.indexOf(' ');
     const what = line.slice(0, space);
     const dir = line.slice(space + 1);
@@ -131,7 +147,108 @@ export async function probeEntry(
       );
     }
   }
-  return { state: parseState(first, path), missing };
+  return { state: parseState(first, path), missing, ...(keep === undefined ? {} : { kept }) };
+}
+
+/** Paths per survey command: their quoted names stay well below what one command line holds. */
+const SURVEY_BATCH = 256;
+
+/**
+ * What is at each of `paths`, as probeEntry reads it, in one command per batch of paths: the
+ * kind of each by shell tests, then one `stat` and one `sha256sum` over all the files, so the
+ * cost is a few processes, not a few per path. `undefined` for a path below a symbolic link (a
+ * write there is refused by probeEntry, which is left to say so). A path that changes kind
+ * between the tests and the stat makes the counts disagree: the survey then fails as a whole.
+ */
+export async function surveyEntries(
+  transport: Transport,
+  paths: readonly string[],
+): Promise<(EntryState | undefined)[]> {
+  const out: (EntryState | undefined)[] = [];
+  for (let i = 0; i < paths.length; i += SURVEY_BATCH) {
+    out.push(...(await surveyBatch(transport, paths.slice(i, i + SURVEY_BATCH))));
+  }
+  return out;
+}
+
+async function surveyBatch(
+  transport: Transport,
+  paths: readonly string[],
+): Promise<(EntryState | undefined)[]> {
+  for (const [i, path] of paths.entries()) checkPath(path, `paths[${i}]`);
+  const dirs = [...new Set(paths.flatMap(ancestors))];
+  const each = (test: string, then: string) => `for p in "$@"; do if ${test}; then ${then}; fi; done`;
+  const isFile = '[ -f "$p" ] && [ ! -L "$p" ]';
+  const script = [
+    ...(dirs.length === 0 ? [] : [sh`for d in ${dirs}; do if [ -L "$d" ]; then echo "link $d"; fi; done`]),
+    'echo --',
+    'for p in "$@"; do',
+    '  if [ -L "$p" ]; then echo L; elif [ -f "$p" ]; then echo F; elif [ -d "$p" ]; then echo D;',
+    '  elif [ -e "$p" ]; then echo O; else echo A; fi',
+    'done',
+    'echo --',
+    `${each(isFile, 'printf \'%s\\0\' "$p"')} | xargs -0 -r stat -c '%a %U %G' --`,
+    'echo --',
+    `${each(isFile, 'printf \'%s\\0\' "$p"')} | xargs -0 -r sha256sum --`,
+    'echo --',
+    `${each('[ -d "$p" ] && [ ! -L "$p" ]', 'printf \'%s\\0\' "$p"')} | xargs -0 -r stat -c '%a %U %G' --`,
+    'echo --',
+    each(
+      '[ -L "$p" ]',
+      `echo "$(stat -c '%U %G' -- "$p") $(readlink -n -- "$p" | od -An -v -tx1 | tr -d ' \\n')"`,
+    ),
+    'echo --',
+    each('[ ! -L "$p" ] && [ -e "$p" ] && [ ! -f "$p" ] && [ ! -d "$p" ]', 'stat -c %F -- "$p"'),
+  ].join('\n');
+  const { stdout } = await runOk(
+    transport,
+    `reading ${paths.length} paths`,
+    `${sh`set -- ${paths}`}\n${script}`,
+  );
+  const [linkLines, kinds, fileStats, hashes, dirStats, links, others] = stdout
+    .replace(/\n$/, '')
+    .split(/^--$/m)
+    .map((part) => part.split('\n').filter((l) => l !== ''));
+  const unreadable = () =>
+    new HostStateConflictError(
+      `could not read the state of ${paths.length} paths at once`,
+      'file',
+      paths[0] ?? '',
+    );
+  if (!linkLines || !kinds || !fileStats || !hashes || !dirStats || !links || !others) throw unreadable();
+  if (kinds.length !== paths.length) throw unreadable();
+  const linked = new Set(linkLines.map((l) => l.slice('link '.length)));
+  const take = (list: string[]) => {
+    const line = list.shift();
+    if (line === undefined) throw unreadable();
+    return line;
+  };
+  const states = kinds.map((kind, i): EntryState | undefined => {
+    const path = paths[i] as string;
+    switch (kind) {
+      case 'F': {
+        const stat = take(fileStats);
+        // sha256sum starts a line with "\" when it had to escape the name; the hash follows.
+        const hash = take(hashes).replace(/^\\/, '').slice(0, 64);
+        return parseState(`file ${stat} ${hash}`, path);
+      }
+      case 'D':
+        return parseState(`directory ${take(dirStats)}`, path);
+      case 'L':
+        return parseState(`symlink ${take(links)}`, path);
+      case 'O':
+        return { kind: 'other', type: take(others) };
+      case 'A':
+        return { kind: 'absent' };
+      default:
+        throw unreadable();
+    }
+  });
+  if (fileStats.length + hashes.length + dirStats.length + links.length + others.length > 0)
+    throw unreadable();
+  return states.map((state, i) =>
+    ancestors(paths[i] as string).some((d) => linked.has(d)) ? undefined : state,
+  );
 }
 
 /**
@@ -180,10 +297,15 @@ function parseState(line: string, path: string): EntryState {
   return { kind: 'file', mode, owner, group, sha256 };
 }
 
+/** Where the Change's copy of a file goes: one per Change, in the operation's folder. */
+function backupPlace(ctx: ExecutorContext): { dir: string; backup: string } {
+  const dir = `${BACKUP_ROOT}/${checkOperation(ctx.operation)}`;
+  return { dir, backup: `${dir}/${ctx.seq}` };
+}
+
 /** Keeps the file's bytes, owner and mode on the host, under the operation's backup folder. */
 export async function backupFile(ctx: ExecutorContext, path: string): Promise<string> {
-  const dir = `${BACKUP_ROOT}/${checkOperation(ctx.operation)}`;
-  const backup = `${dir}/${ctx.seq}`;
+  const { dir, backup } = backupPlace(ctx);
   await runOk(
     ctx.transport,
     `keeping ${path}`,
@@ -194,11 +316,16 @@ export async function backupFile(ctx: ExecutorContext, path: string): Promise<st
 
 /** What a file Change reads before it writes: the state, the missing folders, and a backup. */
 export async function prepareFile(ctx: ExecutorContext, path: string, field: string): Promise<FilePrior> {
-  const { state } = await probeFile(ctx.transport, path, field);
-  if (state.kind === 'other') {
-    throw new HostStateConflictError(`${path} is a ${state.type} on the host, not a file`, 'file', path);
+  const prior = await prepareEntry(ctx, path, field);
+  const kind = prior.state.kind;
+  if (kind === 'directory' || kind === 'symlink') {
+    throw new HostStateConflictError(
+      `${path} is a ${kind === 'directory' ? 'directory' : 'symbolic link'} on the host, not a file`,
+      'file',
+      path,
+    );
   }
-  return prepareEntry(ctx, path, field);
+  return prior;
 }
 
 /**
@@ -212,11 +339,13 @@ export async function prepareEntry(
   field: string,
   options: { readonly sealed?: boolean } = {},
 ): Promise<FilePrior> {
-  const { state, missing } = await probeEntry(ctx.transport, path, field);
+  const keep = backupPlace(ctx);
+  const { state, missing, kept: copied } = await probeEntry(ctx.transport, path, field, keep);
   if (state.kind === 'other') {
     throw new HostStateConflictError(`${path} is a ${state.type} on the host`, 'file', path);
   }
-  const backup = state.kind === 'file' ? await backupFile(ctx, path) : undefined;
+  // A file that appeared between the test and the read is kept by a second command.
+  const backup = state.kind !== 'file' ? undefined : copied ? keep.backup : await backupFile(ctx, path);
   const kept: PriorState =
     state.kind === 'file' && options.sealed === true
       ? { kind: 'file', mode: state.mode, owner: state.owner, group: state.group }
@@ -298,15 +427,17 @@ export async function writeFile(
     // followed (without it mv would move the file into that folder).
     'mv -T -f -- "$t" "$p"',
     'trap - EXIT',
+    // Hashed again where it landed, in the same round trip.
+    'sha256sum < "$p" | cut -d\' \' -f1',
   ].join('\n');
-  await runScript(
+  const landed = await runScript(
     transport,
     `writing ${path}`,
     script,
     path,
     Buffer.concat([Buffer.from(`${expected}\n`), content]),
   );
-  await verifyFile(transport, path, expected, options);
+  checkHash(path, expected, landed.trim(), options);
 }
 
 /** Runs a write script, naming a refusal of the host (a linked parent, a folder not empty). */
@@ -316,7 +447,7 @@ async function runScript(
   script: string,
   path: string,
   stdin?: Uint8Array,
-): Promise<void> {
+): Promise<string> {
   const result = await transport.run(script, stdin === undefined ? {} : { stdin });
   if (result.exitCode === EXIT_LINKED) {
     throw new HostStateConflictError(
@@ -334,6 +465,7 @@ async function runScript(
   }
   if (result.exitCode !== 0)
     throw new HostCommandError(what, script, result.exitCode, result.stderr, transport.target);
+  return result.stdout;
 }
 
 export async function verifyFile(
@@ -343,7 +475,10 @@ export async function verifyFile(
   options: WriteOptions = {},
 ): Promise<void> {
   const { stdout } = await runOk(transport, `hashing ${path}`, sh`sha256sum < ${path} | cut -d' ' -f1`);
-  const actual = stdout.trim();
+  checkHash(path, sha256, stdout.trim(), options);
+}
+
+function checkHash(path: string, sha256: string, actual: string, options: WriteOptions): void {
   if (actual === sha256) return;
   if (options.sealed === true)
     throw new VerificationError(path, "the sealed content's SHA-256", 'another SHA-256');

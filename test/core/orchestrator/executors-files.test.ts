@@ -74,7 +74,10 @@ const ctx = (transport: Transport, contents: Partial<ContentSource> = {}): Execu
 const probeOf = (path: string) =>
   new RegExp(`^p='${path.replaceAll('/', '\\/').replaceAll('.', '\\.')}'\\nif \\[ -L`);
 const WRITE = /^set -e\n/;
-const isWrite = (command: string) => /mktemp|ln -s|mkdir|rm -f|rmdir|chown|chmod/.test(command);
+// A probe writes nothing but, for a file it finds, the Change's own copy under the backup folder.
+const isProbe = (command: string) => /^p='[^']*'\nif \[ -L/.test(command);
+const isWrite = (command: string) =>
+  !isProbe(command) && /mktemp|ln -s|mkdir|rm -f|rmdir|chown|chmod/.test(command);
 
 const fileChange = (path: string, to: object, kind: Change['kind'] = 'file.write'): Change =>
   ({ kind, section: 'files', key: path, from: null, to: { path, ...to }, disruptive: false }) as Change;
@@ -340,10 +343,10 @@ describe('fileExecutor: sealed files', () => {
         WRITE,
         () => {
           written = true;
-          return {};
+          // The write script hashes the file where it landed, last.
+          return { stdout: `${sha(SECRET)}\n` };
         },
       ],
-      [/^sha256sum < '\/etc\/shadow'/, () => ({ stdout: `${sha(written ? SECRET : HOST_SHADOW)}\n` })],
     ]);
     const opened: string[] = [];
     const c = ctx(transport, {
@@ -379,8 +382,7 @@ describe('fileExecutor: sealed files', () => {
   it('reports bytes that landed wrong without naming the sealed content’s hash', async () => {
     const transport = scripted([
       [probeOf('/etc/shadow'), { stdout: 'absent\n' }],
-      [WRITE, {}],
-      [/^sha256sum < '\/etc\/shadow'/, { stdout: `${sha('other')}\n` }],
+      [WRITE, { stdout: `${sha('other')}\n` }],
     ]);
     const c = ctx(transport, { readSealed: async () => SECRET });
     const error = await fileExecutor.apply(c, change, null).catch((e: unknown) => e);
