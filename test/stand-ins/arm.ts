@@ -151,6 +151,8 @@ interface AsyncOperation {
   endTime?: string;
   error?: { code: string; message: string };
   done: Promise<void>;
+  /** What the Location URL answers once the operation succeeded (POST and PATCH results). */
+  result?: () => unknown;
 }
 
 interface Throttle {
@@ -1005,7 +1007,8 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
     if (!disk) throw notFound(TYPES.disk, rg, name);
     checkTags(body);
     if (body.tags !== undefined) disk.doc.tags = body.tags;
-    const { headers } = startOperation('Microsoft.Compute', async () => {});
+    const { operation, headers } = startOperation('Microsoft.Compute', async () => {});
+    operation.result = () => disk.doc;
     return { status: 202, headers };
   }
 
@@ -1060,7 +1063,8 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
     }
     if (operation.status === 'Failed')
       throw new ArmError(409, operation.error?.code ?? 'Failed', operation.error?.message ?? 'failed');
-    return { status: 204 };
+    // Compute's operationResults answer 200 once done, with the result if the operation has one.
+    return { status: 200, ...(operation.result ? { body: operation.result() } : {}) };
   }
 
   function route(
