@@ -98,10 +98,15 @@ function request(overrides: Partial<ProvisionRequest> = {}): ProvisionRequest {
   };
 }
 
+/** What poll said while the host was not ready yet. */
+let waited: string[] = [];
+
 async function ready(handle: ProvisionHandle): Promise<ProvisionedHost> {
+  waited = [];
   for (let i = 0; i < 1200; i++) {
     const status = await platform.poll(handle);
     if (status.state === 'ready') return status.host;
+    if (status.state === 'pending') waited.push(status.detail ?? '');
     if (status.state === 'failed') throw new Error(`provisioning failed: ${status.reason}`);
     await new Promise((resolve) => setTimeout(resolve, Math.min(status.retryAfterMs, 100)));
   }
@@ -125,7 +130,10 @@ const tagsOf = (p: Params, resourceType: string) =>
 describe('Ec2Platform end to end against the EC2 and SSM stand-ins', () => {
   it('provisions a host that runs commands over SSM, resizes and snapshots it, and terminate destroys it', async () => {
     const hostile = `$(touch ${PWNED}); \`touch ${PWNED}\` | & > <b>`;
-    const req = request({ tags: { team: 'web', note: hostile } });
+    const req = request({
+      tags: { team: 'web', note: hostile },
+      network: { subnet: ec2.vpc.subnetId, securityGroups: ` ${ec2.vpc.defaultGroupId} ` },
+    });
     const handle = await platform.provision(req);
     expect(handle).toMatchObject({ platform: 'ec2', operation: req.operation, scope: LOCAL_REGION });
     expect(handle.id).toMatch(/^i-[0-9a-f]{17}$/);
@@ -163,7 +171,8 @@ describe('Ec2Platform end to end against the EC2 and SSM stand-ins', () => {
     expect(ec2.instances.get(handle.id)?.tags.get('note')).toBe(hostile);
 
     // Its own security group, first, open on the source's ports to the VPC only.
-    const groupId = (p.SecurityGroupId as string[])[0] as string;
+    const [groupId = '', ...others] = p.SecurityGroupId as string[];
+    expect(others).toEqual([ec2.vpc.defaultGroupId]);
     const group = ec2.securityGroups.get(groupId);
     expect(group).toMatchObject({ groupName: `persona-${req.operation}`, vpcId: ec2.vpc.vpcId });
     expect(group?.tags.get(OPERATION_TAG)).toBe(req.operation);
@@ -179,6 +188,8 @@ describe('Ec2Platform end to end against the EC2 and SSM stand-ins', () => {
     expect(ec2.callsOf('RunInstances')).toHaveLength(1);
 
     const host = await ready(handle);
+    // Running is not ready: the SSM Agent registers a poll later.
+    expect(waited.some((w) => w.includes('is running; its SSM Agent is not registered yet'))).toBe(true);
     expect(host.access).toEqual({ transport: 'ssm', instanceId: handle.id, region: LOCAL_REGION });
     const transport = await platform.transport(host);
     const hostname = await transport.run('cat /etc/hostname');
@@ -219,6 +230,8 @@ describe('Ec2Platform end to end against the EC2 and SSM stand-ins', () => {
     expect(ec2.liveHosts()).toBe(0);
     expect(existsSync(root)).toBe(false);
     expect(ec2.securityGroups.has(groupId)).toBe(false);
+    // The first delete met the terminated instance's lingering interface and was tried again.
+    expect(ec2.callsOf('DeleteSecurityGroup').filter((c) => c.params.GroupId === groupId)).toHaveLength(2);
     expect(String(await failure(transport.run('true')))).toMatch(/cannot receive commands/);
     // Terminating again changes nothing and does not fail.
     await platform.terminate(handle);

@@ -360,6 +360,9 @@ describe('EC2 stand-in: an instance is a real test host', () => {
     expect(terminated.Reservations?.[0]?.Instances?.[0]?.StateReason?.Code).toBe(
       'Client.UserInitiatedShutdown',
     );
+    // The instance's network interface lingers a moment after it is terminated.
+    const lingering = await failure(client.send(new DeleteSecurityGroupCommand({ GroupId: groupId })));
+    expect(lingering.name).toBe('DependencyViolation');
     await client.send(new DeleteSecurityGroupCommand({ GroupId: groupId }));
     expect(ec2.securityGroups.has(groupId)).toBe(false);
   });

@@ -38,6 +38,12 @@ export interface Ec2StandInOptions {
    * the SSM Agent registers a moment after boot. Default 1.
    */
   readonly agentRegistersAfterPolls?: number;
+  /**
+   * How many DeleteSecurityGroup calls for a group still answer DependencyViolation after the
+   * last instance holding it is terminated: its network interface is released a moment later.
+   * Default 1.
+   */
+  readonly interfaceLingers?: number;
   /** Makes the host of a launched instance. Default: a test host of test/hosts/harness.ts. */
   readonly createHost?: (options: { readonly name: string; readonly hostname: string }) => Promise<Ec2Host>;
 }
@@ -108,7 +114,12 @@ export interface Ec2StandIn {
   readonly endpoint: string;
   readonly region: string;
   /** The one VPC and subnet of the catalog. */
-  readonly vpc: { readonly vpcId: string; readonly cidr: string; readonly subnetId: string };
+  readonly vpc: {
+    readonly vpcId: string;
+    readonly cidr: string;
+    readonly subnetId: string;
+    readonly defaultGroupId: string;
+  };
   /**
    * RunInstances for `instanceType` answers InsufficientInstanceCapacity (HTTP 500) the next
    * `times` times (default: every time). The SDK's own retry strategy retries it as a server error.
@@ -246,9 +257,14 @@ export async function startEc2StandIn(options: Ec2StandInOptions): Promise<Ec2St
     ((o: { name: string; hostname: string }) => createHost({ name: o.name, hostname: o.hostname }));
   // The VPC is the test hosts' own network (test/hosts: 10.213.0.0/16), so a security group
   // rule from the VPC's CIDR covers the addresses the hosts really have.
-  const vpc = { vpcId: 'vpc-0f1e2d3c4b5a69788', cidr: '10.213.0.0/16', subnetId: 'subnet-0a9b8c7d6e5f40312' };
+  const vpc = {
+    vpcId: 'vpc-0f1e2d3c4b5a69788',
+    cidr: '10.213.0.0/16',
+    subnetId: 'subnet-0a9b8c7d6e5f40312',
+    defaultGroupId: 'sg-0d5f1a2b3c4e50617',
+  };
   const defaultGroup: Ec2SecurityGroup = {
-    groupId: 'sg-0d5f1a2b3c4e50617',
+    groupId: vpc.defaultGroupId,
     groupName: 'default',
     description: 'default VPC security group',
     vpcId: vpc.vpcId,
@@ -263,6 +279,9 @@ export async function startEc2StandIn(options: Ec2StandInOptions): Promise<Ec2St
   const unsupported = new Set<string>();
   const throttles = new Map<string, number>();
   const work = new Set<Promise<void>>();
+  const lingers = options.interfaceLingers ?? 1;
+  /** DeleteSecurityGroup calls answered since the group's last instance was terminated. */
+  const releasing = new Map<string, number>();
   let failNext = false;
 
   const track = (p: Promise<void>) => {
@@ -978,8 +997,13 @@ export async function startEc2StandIn(options: Ec2StandInOptions): Promise<Ec2St
         'CannotDelete',
         `the specified group: "${group.groupId}" name: "default" cannot be deleted by a user`,
       );
-    // An instance holds its groups until it is terminated (its network interface is gone).
-    if ([...instances.values()].some((i) => i.state !== 'terminated' && i.groupIds.includes(group.groupId)))
+    // An instance holds its groups until it is terminated, and its network interface a moment longer.
+    const holders = [...instances.values()].filter((i) => i.groupIds.includes(group.groupId));
+    const held = holders.some((i) => i.state !== 'terminated');
+    const attempts = releasing.get(group.groupId) ?? 0;
+    const lingering = !held && holders.length > 0 && attempts < lingers;
+    if (lingering) releasing.set(group.groupId, attempts + 1);
+    if (held || lingering)
       throw new Ec2Error('DependencyViolation', `resource ${group.groupId} has a dependent object`);
     groups.delete(group.groupId);
     return { return: true, groupId: group.groupId };
