@@ -4,13 +4,11 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
+// The tag the EC2 adaptor puts on every instance, volume, security group and snapshot it creates,
+// valued with the operation's id: the clone task may change or delete only what carries it.
+import { OPERATION_TAG } from '../core/platform/ec2.js';
 
-/**
- * The tag the EC2 adaptor (core/platform/ec2.ts) puts on every instance, volume, security group
- * and snapshot it creates, valued with the operation's id. The clone task may change or delete
- * only what carries it.
- */
-export const OPERATION_TAG = 'persona:operation';
+export { OPERATION_TAG };
 
 /** The variable that tells the clone task which secret holds its Azure credentials. */
 export const AZURE_CREDENTIALS_ENV = 'PERSONA_AZURE_CREDENTIALS_SECRET';

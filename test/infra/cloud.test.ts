@@ -327,11 +327,6 @@ describe('the clone task in AWS, without deployer choices', () => {
     expect([...called, 'ec2:CreateTags'].sort()).toEqual([...EC2_ACTIONS, ...SSM_ACTIONS].sort());
   });
 
-  it('uses the tag the EC2 adaptor puts on what it launches', async () => {
-    const adaptor = await import('../../core/platform/ec2.js');
-    expect(adaptor.OPERATION_TAG).toBe(OPERATION_TAG);
-  });
-
   it('runs Run Command on launched instances through the document AWS-RunShellScript only', () => {
     const send = statementsOf(synthesized, cloneRole(synthesized)).filter((s) =>
       actionsOf(s).includes('ssm:SendCommand'),
