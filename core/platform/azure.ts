@@ -445,13 +445,12 @@ export class AzurePlatform implements PlatformAdaptor {
         { path: 'access.hostKeyFingerprint', message: 'required: an Azure VM is never trusted on first use' },
       ]);
     }
-    const where = address.includes(':') ? `[${address}]:${port}` : `[${address}]:${port}`;
     return new SshTransport({
       host: address,
       port,
       username: user,
       privateKey: await this.options.privateKeyFor(host),
-      hostKeys: new MemoryHostKeyStore({ [where]: hostKeyFingerprint }),
+      hostKeys: new MemoryHostKeyStore({ [`[${address}]:${port}`]: hostKeyFingerprint }),
       ...(this.options.connectTimeoutMs === undefined
         ? {}
         : { connectTimeoutMs: this.options.connectTimeoutMs }),
