@@ -944,7 +944,8 @@ if [ -n "\${PERSONA_TREES:-}" ]; then
   cat "$T/out"
   exit 0
 fi
-sec sample-start f_sample
+SAMPLE=\${PERSONA_SAMPLE:-1}
+if [ "$SAMPLE" = 1 ]; then sec sample-start f_sample; fi
 sec du f_du >"$T/bg.du" 2>&1 &
 sec runtimes f_runtimes >"$T/bg.runtimes" 2>&1 &
 sec ionice f_ionice >"$T/bg.ionice" 2>&1 &
@@ -980,15 +981,18 @@ sec sshkeys f_sshkeys
 sec processes f_processes
 sec appdata f_appdata
 wait
-# The usage sample spans at least one second, so that rates are not noise.
-up
-_e=$(( (\${U%.*} - \${START%.*}) * 100 + 1\${U#*.} - 1\${START#*.} ))
-if [ "$_e" -lt 1 ]; then
-  sleep 1
-elif [ "$_e" -lt 100 ]; then
-  sleep "0.$(printf '%02d' $((100 - _e)))" 2>/dev/null || sleep 1
+# The usage sample spans at least one second, so that rates are not noise. A capture asked
+# for state only (a clone's baseline) takes no sample and does not wait.
+if [ "$SAMPLE" = 1 ]; then
+  up
+  _e=$(( (\${U%.*} - \${START%.*}) * 100 + 1\${U#*.} - 1\${START#*.} ))
+  if [ "$_e" -lt 1 ]; then
+    sleep 1
+  elif [ "$_e" -lt 100 ]; then
+    sleep "0.$(printf '%02d' $((100 - _e)))" 2>/dev/null || sleep 1
+  fi
+  sec sample-end f_sample
 fi
-sec sample-end f_sample
 sec loadavg f_loadavg
 cat "$T"/bg.*
 up
@@ -1020,6 +1024,11 @@ export interface CaptureParams {
   readonly hashFileMaxBytes?: number;
   readonly maxFiles?: number;
   readonly duTimeoutSeconds?: number;
+  /**
+   * Take the usage sample (CPU, disk and network rates over at least one second). Default true;
+   * false for a capture that needs the host's state only, such as a clone's baseline.
+   */
+  readonly usageSample?: boolean;
 }
 
 /** Characters in a process name; the script matches its first 15 bytes, all the kernel keeps in `comm`. */
@@ -1080,5 +1089,6 @@ export function captureEnv(params: CaptureParams = {}): Record<string, string> {
   if (params.treeMaxBytes !== undefined) env.PERSONA_TREE_MAX_BYTES = String(params.treeMaxBytes);
   if (params.treeDuTimeoutSeconds !== undefined)
     env.PERSONA_TREE_DU_TIMEOUT = String(params.treeDuTimeoutSeconds);
+  if (params.usageSample === false) env.PERSONA_SAMPLE = '0';
   return env;
 }

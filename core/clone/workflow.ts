@@ -231,14 +231,20 @@ async function sourceProfile(ctx: StepContext): Promise<{ profile: Profile; vers
   return { profile: got.profile, version: got.version.version };
 }
 
-/** A capture of a host as a Profile, its secrets sealed and pinned as a capture pins them. */
+/**
+ * A capture of a host as a Profile, its secrets sealed and pinned as a capture pins them.
+ * `state`: the host's state only, without the usage sample's second of waiting (a baseline, a
+ * check after apply or rollback); the clone's own Profile, recorded at the end, has its usage.
+ */
 async function captureProfile(
   deps: CloneDeps,
   transport: Transport,
   host: HostRegistration,
+  what: 'state' | 'profile' = 'state',
 ): Promise<Profile> {
   const store = await deps.snapshots();
   const captured = await captureHost(transport, {
+    ...(what === 'state' ? { params: { usageSample: false } } : {}),
     name: host.name,
     capturedAt: isoNow(deps).toISOString(),
     host: host.name,
@@ -511,7 +517,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     const { deps, op } = ctx;
     const plan = await deps.documents.get<Plan>(op.id, 'plan');
     return withTarget(ctx, async (transport, host) => {
-      const clone = await captureProfile(deps, transport, host);
+      const clone = await captureProfile(deps, transport, host, 'profile');
       const written = await recordProfile(deps.profiles, clone);
       const source = await getProfile(deps.profiles, plan.source.name, plan.source.version);
       const differences = await behaviouralDifferences(source.profile, clone, await deps.snapshots());

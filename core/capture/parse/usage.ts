@@ -164,7 +164,13 @@ export function parseUsage(
   const start = readSample(ctx.section('sample-start'));
   const end = readSample(ctx.section('sample-end'));
   const r = start && end ? rates(start, end) : undefined;
-  if (!r) ctx.unknown('usage', 'no usable pair of /proc samples: CPU, disk and network rates are unknown');
+  if (!start && !end)
+    ctx.unknown(
+      'usage',
+      'not sampled (a capture of state only): CPU, disk and network rates are not measured',
+    );
+  else if (!r)
+    ctx.unknown('usage', 'no usable pair of /proc samples: CPU, disk and network rates are unknown');
 
   const loadText = ctx.section('loadavg')?.text.trim().split(/\s+/) ?? [];
   const loads = loadText.slice(0, 3).map(Number);

@@ -137,3 +137,50 @@ describe('the capture script on a host that is not Linux', () => {
     }
   });
 });
+
+describe('the script on its way to the host', () => {
+  /** The local transport, recording what is sent; `noGzip` answers the unpacker as a host without gzip would. */
+  function recording(noGzip: boolean) {
+    const local = new LocalTransport();
+    const sent: { command: string; stdinBytes: number }[] = [];
+    const transport = {
+      target: local.target,
+      sent,
+      async run(command: string, options: Parameters<LocalTransport['run']>[1] = {}) {
+        const stdin = options.stdin;
+        sent.push({ command, stdinBytes: stdin === undefined ? 0 : Buffer.byteLength(stdin) });
+        if (noGzip && command.startsWith('command -v gzip'))
+          return local.run('command -v no-such-gzip-here >/dev/null 2>&1 || exit 97', options);
+        return local.run(command, options);
+      },
+      stream: local.stream.bind(local),
+      putFile: local.putFile.bind(local),
+      getFile: local.getFile.bind(local),
+      close: local.close.bind(local),
+    };
+    return transport;
+  }
+  const options = {
+    name: 'local-host',
+    capturedAt: new Date().toISOString(),
+    discovery: { enabled: false },
+    params: { usageSample: false },
+  } as const;
+
+  it('goes compressed on standard input, not as a 40 KiB command line', async () => {
+    const transport = recording(false);
+    const capture = await captureHost(transport, options);
+    expect(() => validateProfile(capture.profile)).not.toThrow();
+    expect(transport.sent).toHaveLength(1);
+    const [only] = transport.sent;
+    expect(only?.command.length).toBeLessThan(200);
+    expect(only?.stdinBytes).toBeLessThan(CAPTURE_SCRIPT.length / 3);
+  });
+
+  it('goes as it is to a host without gzip', async () => {
+    const transport = recording(true);
+    const capture = await captureHost(transport, options);
+    expect(() => validateProfile(capture.profile)).not.toThrow();
+    expect(transport.sent.map((s) => s.command === CAPTURE_SCRIPT)).toEqual([false, true]);
+  });
+});

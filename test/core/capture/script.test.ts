@@ -30,6 +30,32 @@ describe('CAPTURE_SCRIPT', () => {
   });
 });
 
+describe('the usage sample', () => {
+  const runScript = (env: Record<string, string>) =>
+    spawnSync('sh', ['-s'], {
+      input: CAPTURE_SCRIPT,
+      env: { PATH: '/usr/bin:/bin:/usr/sbin:/sbin', ...env },
+      encoding: 'utf8',
+      maxBuffer: 256 * 1024 * 1024,
+    });
+
+  it('is taken over at least a second by default, and not at all for a capture of state only', () => {
+    const sampled = runScript(captureEnv({}));
+    expect(sampled.status).toBe(0);
+    expect(sampled.stdout).toContain('sample-start');
+    expect(sampled.stdout).toContain('sample-end');
+    const env = captureEnv({ usageSample: false });
+    expect(env.PERSONA_SAMPLE).toBe('0');
+    const state = runScript(env);
+    expect(state.status).toBe(0);
+    expect(state.stdout).not.toContain('sample-start');
+    expect(state.stdout).not.toContain('sample-end');
+    // The rest of the capture is there all the same.
+    expect(state.stdout).toContain('sysctl');
+    expect(captureEnv({ usageSample: true }).PERSONA_SAMPLE).toBeUndefined();
+  });
+});
+
 describe('captureEnv', () => {
   it('passes the application and a fresh nonce to the script', () => {
     const a = captureEnv({
