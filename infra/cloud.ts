@@ -251,10 +251,14 @@ export class CloneCloudAccess extends Construct {
         `A launch reads its AMI's EBS snapshots, and CreateSnapshots makes new ones (tagged ${OPERATION_TAG}); both have ids known only at run time.`,
       ),
       nag(ec2Arn('vpc'), 'The security group goes in the VPC of the subnet each clone request names.'),
-      nag(
-        ec2Arn('subnet'),
-        'No cloneSubnets were given: a clone may launch into the subnet its request names; tag, encryption, IMDSv2 and instance-role conditions still apply.',
-      ),
+      ...(props.cloneSubnets?.length
+        ? []
+        : [
+            nag(
+              ec2Arn('subnet'),
+              'No cloneSubnets were given: a clone may launch into the subnet its request names; tag, encryption, IMDSv2 and instance-role conditions still apply.',
+            ),
+          ]),
       {
         id: resource('*'),
         reason:
