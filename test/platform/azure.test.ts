@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ConflictError, InvalidInputError } from '../../core/errors.js';
 import {
+  AzureCapacityError,
   AzurePlatform,
   AzureSnapshotUnsupportedError,
   HOST_KEY_TAG,
@@ -315,6 +316,20 @@ describe('AzurePlatform', () => {
     }
   });
 
+  it('gives up with AzureCapacityError when no size has capacity, leaving no network behind', async () => {
+    const operation = 'op:clone-no-capacity';
+    const sizes = ['Standard_F2s_v2', 'Standard_D2s_v5', 'Standard_E2s_v5', 'Standard_F4s_v2'];
+    for (const size of sizes) arm.failCapacity(size, 'SkuNotAvailable');
+    try {
+      const error = await azure.provision(request(operation)).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(AzureCapacityError);
+      expect((error as AzureCapacityError).sizes).toEqual(sizes);
+      expect(left(operation)).toEqual([]);
+    } finally {
+      for (const size of sizes) arm.failCapacity(size, undefined);
+    }
+  });
+
   it('reports a create that fails once provisioning started with its code and message, and terminate removes its host', async () => {
     const operation = 'op:clone-fails';
     arm.failNextCreate({
@@ -351,9 +366,9 @@ describe('AzurePlatform', () => {
     expect(callsSince(before, (c) => c.method === 'PUT').map(short)).toContain(
       `PUT virtualMachines/${names.vm}`,
     );
-    // Nothing waits for the create here: delete it once it is made.
-    await arm.idle();
+    // A rollback while the create is still running: the VM and its host go all the same.
     await azure.terminate(handle);
+    expect(arm.hostOf(handle.id)).toBeUndefined();
     expect(left(operation)).toEqual([]);
   });
 

@@ -141,6 +141,8 @@ interface Resource {
   readonly name: string;
   doc: Record<string, unknown>;
   host?: TestHost | undefined;
+  /** The VM's create or update in progress: a DELETE waits for it, as ARM queues it. */
+  pending?: Promise<void>;
 }
 
 interface AsyncOperation {
@@ -827,9 +829,10 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
       existing.doc.tags = body.tags ?? existing.doc.tags;
       props(existing.doc).hardwareProfile = props(body).hardwareProfile;
       setVmState(existing, 'Updating');
-      const { headers } = startOperation('Microsoft.Compute', () =>
+      const { operation, headers } = startOperation('Microsoft.Compute', () =>
         provisionVm(existing, config, checked.user, checked.keys, checked.nics),
       );
+      existing.pending = operation.done;
       return {
         status: 200,
         body: vmView(existing, undefined),
@@ -855,9 +858,10 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
     ).customData;
     resources.set(key_(id), vm);
     setVmState(vm, 'Creating');
-    const { headers } = startOperation('Microsoft.Compute', () =>
+    const { operation, headers } = startOperation('Microsoft.Compute', () =>
       provisionVm(vm, config, checked.user, checked.keys, checked.nics),
     );
+    vm.pending = operation.done;
     // Compute answers a create with Azure-AsyncOperation only.
     return {
       status: 201,
@@ -909,7 +913,7 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
     const nics = ((p.networkProfile as { networkInterfaces: { id: string }[] }).networkInterfaces ?? []).map(
       (n) => n.id,
     );
-    const { headers } = startOperation('Microsoft.Compute', async () => {
+    const { operation, headers } = startOperation('Microsoft.Compute', async () => {
       // A failed VM is allocated again, a deallocated one stays deallocated, a running one keeps running.
       if (state === 'Failed' || !vm.host) await provisionVm(vm, config, os.adminUsername, keys, nics);
       else {
@@ -922,6 +926,7 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
         setVmState(vm, 'Succeeded');
       }
     });
+    vm.pending = operation.done;
     return {
       status: 200,
       body: vmView(vm, undefined),
@@ -968,8 +973,12 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
     const vm = get(idOf(rg, TYPES.vm, name));
     if (!vm) return { status: 204 };
     const p = props(vm.doc);
+    const pending = vm.pending;
     setVmState(vm, 'Deleting');
     const { headers } = startOperation('Microsoft.Compute', async () => {
+      // A create still running finishes first (its host included), then the VM goes.
+      await pending;
+      setVmState(vm, 'Deleting');
       const host = vm.host;
       vm.host = undefined;
       await host?.destroy();
