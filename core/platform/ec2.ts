@@ -503,10 +503,10 @@ export class Ec2Platform implements PlatformAdaptor {
     }
     const volumes = request.volumes ?? request.shape?.volumes ?? [];
     volumes.forEach((v, i) => {
-      if (!(v.sizeBytes > 0) || Math.ceil(v.sizeBytes / GIB) > MAX_VOLUME_GIB)
-        issue(`spec.storage.volumes[${i}].sizeBytes`, `a gp3 volume has 1 GiB to ${MAX_VOLUME_GIB} GiB`);
+      if (!(v.sizeBytes >= 0) || Math.ceil(v.sizeBytes / GIB) > MAX_VOLUME_GIB)
+        issue(`spec.storage.volumes[${i}].sizeBytes`, `a gp3 volume has at most ${MAX_VOLUME_GIB} GiB`);
     });
-    if (volumes.length > DATA_DEVICES.length + 1)
+    if (volumes.filter((v) => v.sizeBytes > 0).length > DATA_DEVICES.length + 1)
       issue(
         'spec.storage.volumes',
         `at most ${DATA_DEVICES.length + 1} volumes (the root and ${DATA_DEVICES.length} more)`,
@@ -577,7 +577,12 @@ export class Ec2Platform implements PlatformAdaptor {
       if (image !== undefined && image.Architecture === checked.arch)
         return this.resolved(image, checked.arch, 'spec.baseImage.ref');
     }
-    const os = shape?.os ?? { distribution: 'debian', version: '12' };
+    if (shape === undefined) {
+      throw new InvalidInputError('an EC2 target needs an AMI or the source to find its image by', [
+        { path: 'target.image', message: 'required when the source shape is not given' },
+      ]);
+    }
+    const os = shape.os;
     const query = officialImageQuery(os, checked.arch);
     if (query === undefined) {
       throw new InvalidInputError(
@@ -650,7 +655,9 @@ export class Ec2Platform implements PlatformAdaptor {
       Encrypted: true,
       DeleteOnTermination: true,
     });
-    const [root, ...data] = volumes;
+    const [root, ...rest] = volumes;
+    // A data volume of no size (an empty drive) has nothing to hold: it is not made.
+    const data = rest.filter((v) => v.sizeBytes > 0);
     return [
       {
         DeviceName: image.rootDeviceName,

@@ -284,9 +284,20 @@ describe('Ec2Platform end to end against the EC2 and SSM stand-ins', () => {
   it('leaves throttling to the SDK: RequestLimitExceeded twice is three calls seen and one sent', async () => {
     ec2.throttle('RunInstances', 2);
     const before = ec2.callsOf('RunInstances').length;
-    const handle = await platform.provision(request());
+    // A root smaller than the image's gets the image's size; a data volume of no size is not made.
+    const volumes = [{ sizeBytes: 1 }, { sizeBytes: 0 }, { sizeBytes: 5 * GIB }];
+    const handle = await platform.provision(request({ shape: { ...shape, volumes } }));
     expect(ec2.callsOf('RunInstances').length - before).toBe(3);
     expect(sent.filter((c) => c === 'RunInstancesCommand')).toHaveLength(1);
+    expect(
+      ((ec2.callsOf('RunInstances').at(-1)?.params.BlockDeviceMapping ?? []) as Params[]).map((m) => [
+        m.DeviceName,
+        (m.Ebs as Params).VolumeSize,
+      ]),
+    ).toEqual([
+      ['/dev/xvda', '8'],
+      ['/dev/sdf', '5'],
+    ]);
     await platform.terminate(handle);
   });
 
@@ -376,6 +387,12 @@ describe('Ec2Platform refuses bad input before any call', () => {
     );
     expect(version).toBeInstanceOf(InvalidInputError);
     expect((version as InvalidInputError).issues[0]?.path).toBe('target.image');
+  });
+
+  it('asks for an image when neither an AMI nor the source shape is given', async () => {
+    const { shape: _, ...bare } = request();
+    const error = await failure(platform.provision(bare));
+    expect((error as InvalidInputError).issues.map((i) => i.path)).toEqual(['target.image']);
   });
 
   it('names the distribution when no official image is found', async () => {
