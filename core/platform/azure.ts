@@ -254,6 +254,10 @@ export class AzurePlatform implements PlatformAdaptor {
       } catch (error) {
         const e = armError(error);
         if (!CAPACITY_ERRORS.has(e.code)) {
+          // A provision of the same operation running at once may have created the VM since
+          // this one looked: that VM is this operation's, and its interface must stay.
+          const raced = await this.findVm(names).catch(() => undefined);
+          if (raced?.tags?.[OPERATION_TAG] === operation) return handle;
           await this.removeNetwork(names, operation);
           throw new AzureRequestError(`creating VM ${names.vm}: ${e.code}: ${e.message}`, e.code, e.status);
         }

@@ -372,6 +372,22 @@ describe('AzurePlatform', () => {
     expect(left(operation)).toEqual([]);
   });
 
+  it('makes one VM of two provisions of the same operation at once, and keeps its interface', async () => {
+    const operation = 'op:clone-twice';
+    const names = namesFor(operation, RG);
+    const [a, b] = await Promise.all([
+      azure.provision(request(operation)),
+      azure.provision(request(operation)),
+    ]);
+    expect(a).toEqual(b);
+    expect(await settle(a)).toMatchObject({ state: 'ready' });
+    expect(
+      arm.resourceIds('Microsoft.Compute/virtualMachines').filter((id) => id.endsWith(names.vm)),
+    ).toHaveLength(1);
+    await azure.terminate(a);
+    expect(left(operation)).toEqual([]);
+  });
+
   it('never deletes a VM its operation did not tag, nor provisions over it', async () => {
     const operation = 'op:someone-else';
     const names = namesFor(operation, RG);

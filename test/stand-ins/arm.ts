@@ -857,6 +857,11 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
       props(body).osProfile as { customData?: unknown }
     ).customData;
     resources.set(key_(id), vm);
+    // The interfaces belong to the VM from its create on: none can be deleted or taken meanwhile.
+    for (const nicId of checked.nics) {
+      const nic = get(nicId);
+      if (nic) props(nic.doc).virtualMachine = { id };
+    }
     setVmState(vm, 'Creating');
     const { operation, headers } = startOperation('Microsoft.Compute', () =>
       provisionVm(vm, config, checked.user, checked.keys, checked.nics),
