@@ -238,6 +238,26 @@ describe('Ec2Platform end to end against the EC2 and SSM stand-ins', () => {
     expect(ec2.callsOf('TerminateInstances')).toHaveLength(1);
   });
 
+  it('gets the same instance from the client token when a retried step cannot see it yet', async () => {
+    // Eventual consistency: the instance is left out of the next two DescribeInstances answers.
+    ec2.lagNextLaunch(2);
+    const req = request();
+    const handle = await platform.provision(req);
+    const launched = ec2.instances.size;
+    const again = await platform.provision(req);
+    expect(again).toEqual(handle);
+    const runs = ec2.callsOf('RunInstances').slice(-2);
+    expect(runs.map((c) => c.params.ClientToken)).toEqual([req.operation, req.operation]);
+    expect(ec2.instances.size).toBe(launched);
+    expect(await platform.poll(handle)).toMatchObject({
+      state: 'pending',
+      detail: `instance ${handle.id} is not visible yet`,
+    });
+    await ready(handle);
+    await platform.terminate(handle);
+    expect(ec2.liveHosts()).toBe(0);
+  });
+
   it('falls back to the next instance type when EC2 has no capacity for the first', async () => {
     ec2.capacity('c7i.large');
     try {

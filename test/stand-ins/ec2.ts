@@ -131,6 +131,11 @@ export interface Ec2StandIn {
   throttle(action: string, times: number): void;
   /** The next launched instance fails to boot: it goes from pending to terminated with a reason. */
   failNextLaunch(): void;
+  /**
+   * The next launched instance is left out of that many DescribeInstances answers after
+   * RunInstances (asked by id: InvalidInstanceID.NotFound), as EC2's eventual consistency does.
+   */
+  lagNextLaunch(describes: number): void;
   /** Every call received, in order. */
   readonly calls: readonly Ec2Call[];
   /** The calls of one action. */
@@ -283,6 +288,9 @@ export async function startEc2StandIn(options: Ec2StandInOptions): Promise<Ec2St
   /** DeleteSecurityGroup calls answered since the group's last instance was terminated. */
   const releasing = new Map<string, number>();
   let failNext = false;
+  let lagNext = 0;
+  /** DescribeInstances answers that still leave an instance out, by instance. */
+  const lagging = new Map<string, number>();
 
   const track = (p: Promise<void>) => {
     const tracked = p.finally(() => work.delete(tracked));
@@ -673,6 +681,8 @@ export async function startEc2StandIn(options: Ec2StandInOptions): Promise<Ec2St
     if (token) tokens.set(token, { instanceId: instance.instanceId, fingerprint, reservationId });
     const fail = failNext;
     failNext = false;
+    if (lagNext > 0) lagging.set(instance.instanceId, lagNext);
+    lagNext = 0;
     launch(instance, fail);
     return reservation(reservationId, [instance]);
   }
@@ -689,7 +699,18 @@ export async function startEc2StandIn(options: Ec2StandInOptions): Promise<Ec2St
   function describeInstances(p: Params) {
     const ids = strings(p, 'InstanceId');
     const filters = filtersOf(p);
-    const selected = (ids.length > 0 ? ids.map(instanceOrThrow) : [...instances.values()]).filter((i) =>
+    const visible = [...instances.values()].filter((i) => {
+      const left = lagging.get(i.instanceId) ?? 0;
+      if (left > 0) lagging.set(i.instanceId, left - 1);
+      return left === 0;
+    });
+    const byId = (id: string) => {
+      const instance = instanceOrThrow(id);
+      if (!visible.includes(instance))
+        throw new Ec2Error('InvalidInstanceID.NotFound', `The instance ID '${id}' does not exist`);
+      return instance;
+    };
+    const selected = (ids.length > 0 ? ids.map(byId) : visible).filter((i) =>
       matches(filters, (name) => {
         if (name === 'instance-state-name') return [i.state];
         if (name === 'instance-id') return [i.instanceId];
@@ -1146,6 +1167,9 @@ export async function startEc2StandIn(options: Ec2StandInOptions): Promise<Ec2St
     },
     failNextLaunch() {
       failNext = true;
+    },
+    lagNextLaunch(describes) {
+      lagNext = describes;
     },
     calls,
     callsOf: (action) => calls.filter((c) => c.action === action),
