@@ -205,7 +205,10 @@ export class AzurePlatform implements PlatformAdaptor {
         interval,
       )
       .pollUntilDone()
-      .catch((e: unknown) => this.fail(`creating network interface ${names.nic}`, e));
+      .catch(async (e: unknown) => {
+        await this.removeNetwork(names, operation);
+        return this.fail(`creating network interface ${names.nic}`, e);
+      });
 
     const hostKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `persona-${names.vm}` });
     const fingerprint = fingerprintOf(Buffer.from(hostKey.public.split(' ')[1] as string, 'base64'));

@@ -330,6 +330,26 @@ describe('AzurePlatform', () => {
     }
   });
 
+  it('removes the security group it made when the interface cannot be made', async () => {
+    const operation = 'op:clone-bad-subnet';
+    const error = await azure
+      .provision(request(operation, { network: { subnet: subnet().replace('/subnets/', '/subnetz/') } }))
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(InvalidInputError);
+    // A subnet id Azure does not know: refused by ARM, and nothing is left.
+    const unknown = `/subscriptions/${arm.subscriptionId}/resourceGroups/network/providers/Microsoft.Network/virtualNetworks/clones/subnets/x`;
+    arm.dropSubnet(unknown);
+    const refused = await azure
+      .provision(request(operation, { network: { subnet: unknown } }))
+      .catch((e: unknown) => e);
+    expect(refused).toMatchObject({
+      name: 'AzureRequestError',
+      azureCode: 'InvalidResourceReference',
+      code: 'INVALID_INPUT',
+    });
+    expect(left(operation)).toEqual([]);
+  });
+
   it('reports a create that fails once provisioning started with its code and message, and terminate removes its host', async () => {
     const operation = 'op:clone-fails';
     arm.failNextCreate({

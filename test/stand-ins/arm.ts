@@ -83,6 +83,8 @@ export interface ArmStandIn {
   ): void;
   /** The next VM create makes its host, then fails with this error (as OS provisioning can). */
   failNextCreate(error?: { readonly code: string; readonly message: string }): void;
+  /** The subnet does not exist: an interface created in it answers InvalidResourceReference. */
+  dropSubnet(id: string): void;
   /** Stores a resource made outside the code under test (no host behind a VM). */
   seed(id: string, resource: Record<string, unknown>): void;
   /** Resolves when no long-running operation is in progress. */
@@ -175,6 +177,7 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
   const capacity = new Map<string, CapacityCode>();
   const throttles: Throttle[] = [];
   const calls: ArmCall[] = [];
+  const droppedSubnets = new Set<string>();
   let nextCreateFailure: { code: string; message: string } | undefined;
   const hostPrefix = `a${randomBytes(3).toString('hex')}`;
   let hostCount = 0;
@@ -388,7 +391,7 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
     )?.ipConfigurations?.[0]?.properties.privateIPAddress;
     const ipConfigurations = configs.map((c, i) => {
       const subnet = (c.properties?.subnet as { id?: unknown } | undefined)?.id;
-      if (typeof subnet !== 'string' || !SUBNET_ID.test(subnet)) {
+      if (typeof subnet !== 'string' || !SUBNET_ID.test(subnet) || droppedSubnets.has(subnet.toLowerCase())) {
         throw new ArmError(
           400,
           'InvalidResourceReference',
@@ -1311,6 +1314,9 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
       },
     ) {
       nextCreateFailure = error;
+    },
+    dropSubnet(id) {
+      droppedSubnets.add(id.toLowerCase());
     },
     seed(id, resource) {
       const m = /^\/subscriptions\/[^/]+\/resourceGroups\/([^/]+)\/providers\/([^/]+\/[^/]+)\/([^/]+)$/i.exec(
