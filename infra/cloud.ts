@@ -1,11 +1,12 @@
 import { Stack, Validations } from 'aws-cdk-lib';
-import type * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
-import type * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 // The tag the EC2 adaptor puts on every instance, volume, security group and snapshot it creates,
 // valued with the operation's id: the clone task may change or delete only what carries it.
+import { InvalidInputError, type Issue } from '../core/errors.js';
 import { OPERATION_TAG } from '../core/platform/ec2.js';
 
 export { OPERATION_TAG };
@@ -45,6 +46,92 @@ export function pickCloneCloudProps(props: CloneCloudProps): CloneCloudProps {
     ...(cloneSubnets ? { cloneSubnets } : {}),
     ...(cloneInstanceRoles ? { cloneInstanceRoles } : {}),
     ...(azureCredentialsSecret ? { azureCredentialsSecret } : {}),
+  };
+}
+
+/** The context keys `cdk deploy -c key=value` sets CloneCloudProps with (cloneCloudContext). */
+export const CLONE_CLOUD_CONTEXT = {
+  subnets: 'cloneSubnets',
+  instanceRoles: 'cloneInstanceRoles',
+  azureSecret: 'azureCredentialsSecret',
+} as const;
+
+const SUBNET_ID = /^subnet-[0-9a-f]{8}([0-9a-f]{9})?$/;
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/;
+const SECRET_ARN = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$/;
+const SECRET_NAME = /^[\w/+=.@-]{1,512}$/;
+
+/**
+ * CloneCloudProps from the app's context, for a stack deployed with `cdk deploy` rather than
+ * embedded: `cloneSubnets` and `cloneInstanceRoles` are comma-separated subnet ids and role
+ * ARNs, `azureCredentialsSecret` a secret's complete ARN or its name. The imports are made in
+ * `scope` (the stack). Every malformed entry is named at once, before anything is built.
+ */
+export function cloneCloudContext(scope: Construct): CloneCloudProps {
+  const issues: Issue[] = [];
+  const list = (key: string) => {
+    const value: unknown = scope.node.tryGetContext(key);
+    if (value === undefined || value === '') return [];
+    if (typeof value !== 'string') {
+      issues.push({ path: key, message: 'expected a comma-separated string' });
+      return [];
+    }
+    return value
+      .split(',')
+      .map((v) => v.trim())
+      .filter((v) => v !== '');
+  };
+  const subnetIds = list(CLONE_CLOUD_CONTEXT.subnets);
+  subnetIds.forEach((id, i) => {
+    if (!SUBNET_ID.test(id))
+      issues.push({
+        path: `${CLONE_CLOUD_CONTEXT.subnets}[${i}]`,
+        message: `${JSON.stringify(id)} is not a subnet id (subnet-...)`,
+      });
+  });
+  const roleArns = list(CLONE_CLOUD_CONTEXT.instanceRoles);
+  roleArns.forEach((arn, i) => {
+    if (!ROLE_ARN.test(arn))
+      issues.push({
+        path: `${CLONE_CLOUD_CONTEXT.instanceRoles}[${i}]`,
+        message: `${JSON.stringify(arn)} is not an IAM role ARN`,
+      });
+  });
+  const secrets = list(CLONE_CLOUD_CONTEXT.azureSecret);
+  const secret = secrets[0];
+  if (secrets.length > 1) issues.push({ path: CLONE_CLOUD_CONTEXT.azureSecret, message: 'one secret only' });
+  else if (
+    secret !== undefined &&
+    !SECRET_ARN.test(secret) &&
+    (secret.startsWith('arn:') || !SECRET_NAME.test(secret))
+  )
+    issues.push({
+      path: CLONE_CLOUD_CONTEXT.azureSecret,
+      message: `${JSON.stringify(secret)} is neither a secret's complete ARN (with its 6-character suffix) nor a secret name`,
+    });
+  if (issues.length > 0)
+    throw new InvalidInputError(
+      `the clone context is not valid: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
+      issues,
+    );
+  return {
+    ...(subnetIds.length > 0
+      ? { cloneSubnets: subnetIds.map((id) => ec2.Subnet.fromSubnetId(scope, `CloneSubnet-${id}`, id)) }
+      : {}),
+    ...(roleArns.length > 0
+      ? {
+          cloneInstanceRoles: roleArns.map((arn, i) =>
+            iam.Role.fromRoleArn(scope, `CloneInstanceRole${i}`, arn, { mutable: false }),
+          ),
+        }
+      : {}),
+    ...(secret === undefined
+      ? {}
+      : {
+          azureCredentialsSecret: SECRET_ARN.test(secret)
+            ? secretsmanager.Secret.fromSecretCompleteArn(scope, 'AzureCredentials', secret)
+            : secretsmanager.Secret.fromSecretNameV2(scope, 'AzureCredentials', secret),
+        }),
   };
 }
 

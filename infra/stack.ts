@@ -1,6 +1,7 @@
 import type { StackProps } from 'aws-cdk-lib';
 import { CfnOutput, Stack } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
+import { cloneCloudContext } from './cloud.js';
 import type { PersonaPlatformProps } from './platform.js';
 import { PersonaPlatform } from './platform.js';
 
@@ -14,7 +15,8 @@ export class PersonaStack extends Stack {
 
   constructor(scope: Construct, id: string, props: PersonaStackProps = {}) {
     super(scope, id, props);
-    this.platform = new PersonaPlatform(this, 'Platform', props.platform);
+    // `cdk deploy -c cloneSubnets=… -c cloneInstanceRoles=… -c azureCredentialsSecret=…`; props win.
+    this.platform = new PersonaPlatform(this, 'Platform', { ...cloneCloudContext(this), ...props.platform });
 
     new CfnOutput(this, 'ApiUrl', { value: this.platform.apiUrl, description: 'Persona API base URL' });
     for (const [id, table] of Object.entries(this.platform.storage.tables)) {

@@ -8,7 +8,13 @@ import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AZURE_CREDENTIALS_ENV, OPERATION_TAG } from '../../infra/cloud.js';
+import { InvalidInputError } from '../../core/errors.js';
+import {
+  AZURE_CREDENTIALS_ENV,
+  CLONE_CLOUD_CONTEXT,
+  cloneCloudContext,
+  OPERATION_TAG,
+} from '../../infra/cloud.js';
 import type { PersonaPlatformProps } from '../../infra/platform.js';
 import { PersonaStack } from '../../infra/stack.js';
 
@@ -475,5 +481,60 @@ describe('an Azure secret known by name only', () => {
     expect(JSON.stringify(cloneVariables(synthesized)[AZURE_CREDENTIALS_ENV])).toContain(
       ':secret:persona-azure',
     );
+  });
+});
+
+describe('cloneCloudContext', () => {
+  const stackWith = (context: Record<string, unknown>) =>
+    new Stack(
+      new App({ context: { ...CDK_CONTEXT, 'aws:cdk:bundling-stacks': [], ...context } }),
+      'Deployed',
+    );
+
+  it('reads subnets, instance roles and the Azure secret from `cdk deploy -c`, and the clone task gets exactly them', () => {
+    const app = new App({
+      context: {
+        ...CDK_CONTEXT,
+        'aws:cdk:bundling-stacks': [],
+        [CLONE_CLOUD_CONTEXT.subnets]: 'subnet-0a1b2c3d4e5f60718, subnet-0f1e2d3c',
+        [CLONE_CLOUD_CONTEXT.instanceRoles]: 'arn:aws:iam::111122223333:role/persona-clone',
+        [CLONE_CLOUD_CONTEXT.azureSecret]: 'persona/azure',
+      },
+    });
+    const stack = new PersonaStack(app, 'PersonaStack');
+    const synthesized = { app, stack, template: Template.fromStack(stack) };
+    const cloud = cloudStatements(synthesized);
+    const text = JSON.stringify(cloud);
+    expect(text).toContain(':subnet/subnet-0a1b2c3d4e5f60718');
+    expect(text).toContain(':subnet/subnet-0f1e2d3c');
+    expect(text).not.toContain(':subnet/*');
+    expect(cloud.PassInstanceRolesToEc2?.Resource).toBe('arn:aws:iam::111122223333:role/persona-clone');
+    expect(text).toContain(':secret:persona/azure-??????');
+    expect(nagFindings(app)).toEqual([]);
+  });
+
+  it('gives nothing without context', () => {
+    expect(cloneCloudContext(stackWith({}))).toEqual({});
+  });
+
+  it('refuses malformed entries, naming each, before anything is built', () => {
+    const stack = stackWith({
+      [CLONE_CLOUD_CONTEXT.subnets]: 'subnet-0a1b2c3d,sg-0a1b2c3d',
+      [CLONE_CLOUD_CONTEXT.instanceRoles]: 'persona-clone',
+      [CLONE_CLOUD_CONTEXT.azureSecret]: 'arn:aws:secretsmanager:eu-west-1:111122223333:secret:persona-azure',
+    });
+    let error: unknown;
+    try {
+      cloneCloudContext(stack);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InvalidInputError);
+    expect((error as InvalidInputError).issues.map((i) => i.path)).toEqual([
+      `${CLONE_CLOUD_CONTEXT.subnets}[1]`,
+      `${CLONE_CLOUD_CONTEXT.instanceRoles}[0]`,
+      CLONE_CLOUD_CONTEXT.azureSecret,
+    ]);
+    expect(stack.node.children).toEqual([]);
   });
 });
