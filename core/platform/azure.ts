@@ -180,7 +180,7 @@ export class AzurePlatform implements PlatformAdaptor {
 
     const own = { ...tags, [OPERATION_TAG]: operation };
     const interval = this.interval();
-    await network.networkSecurityGroups
+    const nsg = await network.networkSecurityGroups
       .createOrUpdate(
         resourceGroup,
         names.nsg,
@@ -189,7 +189,6 @@ export class AzurePlatform implements PlatformAdaptor {
       )
       .pollUntilDone()
       .catch((e: unknown) => this.fail(`creating network security group ${names.nsg}`, e));
-    const nsgId = `/subscriptions/${this.options.subscriptionId}/resourceGroups/${resourceGroup}/providers/Microsoft.Network/networkSecurityGroups/${names.nsg}`;
     const nic = await network.networkInterfaces
       .createOrUpdate(
         resourceGroup,
@@ -197,7 +196,7 @@ export class AzurePlatform implements PlatformAdaptor {
         {
           location,
           tags: own,
-          networkSecurityGroup: { id: nsgId },
+          networkSecurityGroup: { id: nsg.id as string },
           ipConfigurations: [
             { name: 'ipconfig1', subnet: { id: subnet }, privateIPAllocationMethod: 'Dynamic' },
           ],
