@@ -4,11 +4,11 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-// The tag the EC2 adaptor puts on every instance, volume, security group and snapshot it creates,
-// valued with the operation's id: the clone task may change or delete only what carries it.
 import { InvalidInputError, type Issue } from '../core/errors.js';
 import { OPERATION_TAG } from '../core/platform/ec2.js';
 
+// The tag the EC2 adaptor puts on every instance, volume, security group and snapshot it creates,
+// valued with the operation's id: the clone task may change or delete only what carries it.
 export { OPERATION_TAG };
 
 /** The variable that tells the clone task which secret holds its Azure credentials. */
@@ -76,10 +76,14 @@ export function cloneCloudContext(scope: Construct): CloneCloudProps {
       issues.push({ path: key, message: 'expected a comma-separated string' });
       return [];
     }
-    return value
-      .split(',')
-      .map((v) => v.trim())
-      .filter((v) => v !== '');
+    return [
+      ...new Set(
+        value
+          .split(',')
+          .map((v) => v.trim())
+          .filter((v) => v !== ''),
+      ),
+    ];
   };
   const subnetIds = list(CLONE_CLOUD_CONTEXT.subnets);
   subnetIds.forEach((id, i) => {

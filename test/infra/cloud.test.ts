@@ -496,7 +496,7 @@ describe('cloneCloudContext', () => {
       context: {
         ...CDK_CONTEXT,
         'aws:cdk:bundling-stacks': [],
-        [CLONE_CLOUD_CONTEXT.subnets]: 'subnet-0a1b2c3d4e5f60718, subnet-0f1e2d3c',
+        [CLONE_CLOUD_CONTEXT.subnets]: 'subnet-0a1b2c3d4e5f60718, subnet-0f1e2d3c,subnet-0f1e2d3c',
         [CLONE_CLOUD_CONTEXT.instanceRoles]: 'arn:aws:iam::111122223333:role/persona-clone',
         [CLONE_CLOUD_CONTEXT.azureSecret]: 'persona/azure',
       },
