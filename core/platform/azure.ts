@@ -188,7 +188,10 @@ export class AzurePlatform implements PlatformAdaptor {
         interval,
       )
       .pollUntilDone()
-      .catch((e: unknown) => this.fail(`creating network security group ${names.nsg}`, e));
+      .catch(async (e: unknown) => {
+        await this.removeNetwork(names, operation);
+        return this.fail(`creating network security group ${names.nsg}`, e);
+      });
     const nic = await network.networkInterfaces
       .createOrUpdate(
         resourceGroup,
