@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { App, type CfnElement, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { Subnet } from 'aws-cdk-lib/aws-ec2';
 import { Role } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
@@ -462,8 +462,11 @@ describe('the clone task in AWS and Azure, with the deployer’s subnets, instan
     }
   });
 
-  it('passes cdk-nag AwsSolutions with the deployer’s choices too', () => {
+  it('passes cdk-nag AwsSolutions with the deployer’s choices too, and CDK warns of nothing', () => {
     expect(nagFindings(synthesized.app)).toEqual([]);
+    const annotations = Annotations.fromStack(synthesized.stack);
+    expect(annotations.findError('*', Match.anyValue())).toEqual([]);
+    expect(annotations.findWarning('*', Match.anyValue())).toEqual([]);
   });
 });
 
