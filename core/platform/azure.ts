@@ -99,20 +99,6 @@ export class AzureCapacityError extends PersonaError {
   }
 }
 
-/**
- * Azure VM snapshots are not taken: a clone's VM is new, so rollback deletes it (terminate)
- * instead of restoring it.
- */
-export class AzureSnapshotUnsupportedError extends PersonaError {
-  readonly code = 'CONFLICT';
-  constructor(host: string) {
-    super(
-      `no platform snapshot of Azure VM ${host}: a clone's VM is deleted on rollback instead of restored`,
-    );
-    this.name = 'AzureSnapshotUnsupportedError';
-  }
-}
-
 interface Names {
   readonly resourceGroup: string;
   readonly vm: string;
@@ -334,12 +320,108 @@ export class AzurePlatform implements PlatformAdaptor {
     return { state: 'pending', retryAfterMs, detail: `VM ${names.vm} is ${state}` };
   }
 
+  /**
+   * A managed-disk snapshot of the VM's OS disk (incremental, tagged with the operation): the
+   * whole root volume, whatever the scope's paths, since a disk is the unit Azure copies. Data
+   * disks are not snapshotted.
+   */
   async snapshot(host: ProvisionedHost, _scope: SnapshotScope): Promise<PlatformSnapshotRef> {
-    throw new AzureSnapshotUnsupportedError(host.id);
+    const names = this.namesOf(host);
+    const vm = await this.ownVm(names, host.operation);
+    const osDisk = vm.storageProfile?.osDisk?.managedDisk?.id;
+    if (osDisk === undefined) throw new NotFoundError(`VM ${names.vm} has no managed OS disk`, host.id);
+    const name = `${names.vm}-snap-${Date.now().toString(36)}`;
+    const snapshot = await this.step(`snapshotting the OS disk of VM ${names.vm}`, () =>
+      this.options.compute.snapshots
+        .createOrUpdate(
+          names.resourceGroup,
+          name,
+          {
+            location: vm.location,
+            tags: { [OPERATION_TAG]: host.operation },
+            incremental: true,
+            creationData: { createOption: 'Copy', sourceResourceId: osDisk },
+          },
+          this.interval(),
+        )
+        .pollUntilDone(),
+    );
+    return { platform: 'azure', id: snapshot.id as string, host: host.id };
   }
 
-  async restore(host: ProvisionedHost, _snapshot: PlatformSnapshotRef): Promise<void> {
-    throw new AzureSnapshotUnsupportedError(host.id);
+  /**
+   * Puts the VM back on a disk made from the snapshot: a new OS disk from it, then deallocate,
+   * swap the OS disk, start, and delete the disk it ran on (Azure swaps OS disks only on a
+   * deallocated VM). The host key and address are the VM's, so the pinned access still holds.
+   */
+  async restore(host: ProvisionedHost, snapshot: PlatformSnapshotRef): Promise<void> {
+    const names = this.namesOf(host);
+    const prefix = `${this.options.subscriptionId}/resourceGroups/${names.resourceGroup}/providers/Microsoft.Compute/snapshots/${names.vm}-snap-`;
+    if (
+      snapshot.platform !== 'azure' ||
+      snapshot.host !== host.id ||
+      !snapshot.id.toLowerCase().startsWith(`/subscriptions/${prefix}`.toLowerCase())
+    ) {
+      throw new InvalidInputError(`snapshot ${displayValue(snapshot.id)} is not one of VM ${names.vm}`, [
+        { path: 'snapshot', message: `taken of ${snapshot.platform} host ${displayValue(snapshot.host)}` },
+      ]);
+    }
+    const { compute } = this.options;
+    const vm = await this.ownVm(names, host.operation);
+    const snapshotName = snapshot.id.split('/').pop() as string;
+    const stored = await compute.snapshots.get(names.resourceGroup, snapshotName).catch(missing);
+    if (stored === undefined)
+      throw new NotFoundError(`snapshot ${snapshotName} no longer exists`, snapshot.id);
+    if (stored.tags?.[OPERATION_TAG] !== host.operation) {
+      throw new ConflictError(`snapshot ${snapshotName} was not taken by operation ${host.operation}`);
+    }
+    const old = vm.storageProfile?.osDisk;
+    const interval = this.interval();
+    const diskName = `${names.osDisk}-${Date.now().toString(36)}`;
+    await this.step(`restoring VM ${names.vm} from ${snapshotName}`, async () => {
+      const disk = await compute.disks
+        .createOrUpdate(
+          names.resourceGroup,
+          diskName,
+          {
+            location: vm.location,
+            tags: { [OPERATION_TAG]: host.operation },
+            sku: { name: old?.managedDisk?.storageAccountType ?? 'Premium_LRS' },
+            creationData: { createOption: 'Copy', sourceResourceId: stored.id as string },
+          },
+          interval,
+        )
+        .pollUntilDone();
+      await compute.virtualMachines.deallocate(names.resourceGroup, names.vm, interval).pollUntilDone();
+      await compute.virtualMachines
+        .update(
+          names.resourceGroup,
+          names.vm,
+          {
+            storageProfile: {
+              osDisk: {
+                // What the OS disk was made with is unchanged: only the disk under it is swapped.
+                createOption: old?.createOption ?? 'FromImage',
+                name: diskName,
+                deleteOption: 'Delete',
+                managedDisk: { id: disk.id as string },
+              },
+            },
+          },
+          interval,
+        )
+        .pollUntilDone();
+      await compute.virtualMachines.start(names.resourceGroup, names.vm, interval).pollUntilDone();
+    });
+    const oldName = old?.managedDisk?.id?.split('/').pop();
+    if (oldName !== undefined) {
+      const disk = await compute.disks.get(names.resourceGroup, oldName).catch(missing);
+      if (disk?.tags?.[OPERATION_TAG] === host.operation) {
+        await this.step(`deleting the replaced OS disk ${oldName}`, () =>
+          compute.disks.delete(names.resourceGroup, oldName, interval).pollUntilDone(),
+        );
+      }
+    }
   }
 
   async resize(host: ProvisionedHost, size: string): Promise<ResizeResult> {
@@ -437,6 +519,15 @@ export class AzurePlatform implements PlatformAdaptor {
           compute.disks.delete(names.resourceGroup, name, interval).pollUntilDone(),
         );
     }
+    for await (const snapshot of compute.snapshots.listByResourceGroup(names.resourceGroup)) {
+      const name = snapshot.name ?? '';
+      if (!name.startsWith(`${names.vm}-snap-`)) continue;
+      if (!ours(snapshot.tags)) refused.push(`snapshot ${name}`);
+      else
+        await this.step(`deleting snapshot ${name}`, () =>
+          compute.snapshots.delete(names.resourceGroup, name, interval).pollUntilDone(),
+        );
+    }
     if (refused.length > 0) {
       throw new ConflictError(
         `left alone, not tagged ${OPERATION_TAG}=${handle.operation}: ${refused.join(', ')}`,
@@ -497,6 +588,16 @@ export class AzurePlatform implements PlatformAdaptor {
       );
     }
     return names;
+  }
+
+  /** The operation's VM, or an error saying why not. */
+  private async ownVm(names: Names, operation: string): Promise<VirtualMachine> {
+    const vm = await this.findVm(names);
+    if (vm === undefined) throw new NotFoundError(`VM ${names.vm} does not exist`, names.vm);
+    if (vm.tags?.[OPERATION_TAG] !== operation) {
+      throw new ConflictError(`VM ${names.vm} was not provisioned by operation ${operation}`);
+    }
+    return vm;
   }
 
   private async findVm(names: Names, expand?: 'instanceView'): Promise<VirtualMachine | undefined> {

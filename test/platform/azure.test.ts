@@ -12,7 +12,6 @@ import { ConflictError, InvalidInputError } from '../../core/errors.js';
 import {
   AzureCapacityError,
   AzurePlatform,
-  AzureSnapshotUnsupportedError,
   HOST_KEY_TAG,
   namesFor,
   OPERATION_TAG,
@@ -267,8 +266,36 @@ describe('AzurePlatform', () => {
       `PATCH virtualMachines/${names.vm}`,
       `POST ${names.vm}/start`,
     ]);
-    await expect(azure.snapshot(host, { paths: [], state: [] })).rejects.toBeInstanceOf(
-      AzureSnapshotUnsupportedError,
+
+    // A platform snapshot is of the OS disk; restore puts the VM back on a disk made from it.
+    const marking = await azure.transport(host);
+    await marking.run('echo before > /etc/persona-marker');
+    await marking.close();
+    const snapshot = await azure.snapshot(host, { paths: ['/etc'], state: [] });
+    expect(snapshot).toMatchObject({ platform: 'azure', host: handle.id });
+    const changing = await azure.transport(host);
+    await changing.run('echo after > /etc/persona-marker && touch /etc/persona-new');
+    await changing.close();
+    const restoring = arm.calls.length;
+    await azure.restore(host, snapshot);
+    expect(callsSince(restoring, (c) => c.method !== 'GET').map(short)).toEqual([
+      expect.stringMatching(new RegExp(`^PUT disks/${names.osDisk}-`)),
+      `POST ${names.vm}/deallocate`,
+      `PATCH virtualMachines/${names.vm}`,
+      `POST ${names.vm}/start`,
+      `DELETE disks/${names.osDisk}`,
+    ]);
+    const restored = await azure.transport(host);
+    try {
+      const files = await restored.run(
+        'cat /etc/persona-marker; test -e /etc/persona-new && echo kept || echo gone',
+      );
+      expect(files.stdout).toBe('before\ngone\n');
+    } finally {
+      await restored.close();
+    }
+    await expect(azure.restore(host, { ...snapshot, host: 'elsewhere' })).rejects.toBeInstanceOf(
+      InvalidInputError,
     );
 
     await azure.terminate(handle);

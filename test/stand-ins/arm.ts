@@ -11,6 +11,7 @@
 // A Bearer Authorization header is required (as ARM requires it) but not verified. See README.md.
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
@@ -21,7 +22,7 @@ import { promisify } from 'node:util';
 import type { TokenCredential } from '@azure/core-auth';
 import { parse as parseYaml } from 'yaml';
 import { shellQuote } from '../../core/transport/shell.js';
-import { createHost, type TestHost } from '../hosts/harness.js';
+import { createHost, hostsBase, type TestHost } from '../hosts/harness.js';
 
 export interface ArmStandInOptions {
   /** Default `00000000-0000-0000-0000-000000000000`. */
@@ -98,6 +99,7 @@ const execFileAsync = promisify(execFile);
 const TYPES = {
   vm: 'Microsoft.Compute/virtualMachines',
   disk: 'Microsoft.Compute/disks',
+  snapshot: 'Microsoft.Compute/snapshots',
   nic: 'Microsoft.Network/networkInterfaces',
   nsg: 'Microsoft.Network/networkSecurityGroups',
 } as const;
@@ -145,6 +147,10 @@ interface Resource {
   host?: TestHost | undefined;
   /** The VM's create or update in progress: a DELETE waits for it, as ARM queues it. */
   pending?: Promise<void>;
+  /** A snapshot's or a disk's contents: a copy of a host's files (see README.md). */
+  data?: string;
+  /** A VM whose OS disk was swapped while deallocated: the disk's files, laid down on start. */
+  restoreFrom?: string | undefined;
 }
 
 interface AsyncOperation {
@@ -172,6 +178,8 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
   const groups = new Map((options.resourceGroups ?? ['persona']).map((g) => [g.toLowerCase(), g]));
   const retryAfter = String(options.retryAfterSeconds ?? 1);
   const { cert, key } = await selfSignedCertificate();
+  const dataDir = await mkdtemp(join(tmpdir(), 'persona-arm-disks-'));
+  let copies = 0;
   const resources = new Map<string, Resource>();
   const operations = new Map<string, AsyncOperation>();
   const capacity = new Map<string, CapacityCode>();
@@ -911,6 +919,44 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
       }
       p.hardwareProfile = { ...(p.hardwareProfile as object), vmSize: size };
     }
+    const osDisk = (props(body).storageProfile as { osDisk?: Record<string, unknown> } | undefined)?.osDisk;
+    const swapTo = (osDisk?.managedDisk as { id?: unknown } | undefined)?.id;
+    const storage = p.storageProfile as { osDisk: Record<string, unknown> };
+    const currentOs = (storage.osDisk.managedDisk as { id: string }).id;
+    if (typeof swapTo === 'string' && key_(swapTo) !== key_(currentOs)) {
+      const disk = get(swapTo);
+      if (!disk || disk.type !== TYPES.disk) {
+        throw new ArmError(400, 'InvalidParameter', `The OS disk ${swapTo} does not exist.`);
+      }
+      if (power !== 'deallocated') {
+        throw new ArmError(
+          409,
+          'OperationNotAllowed',
+          `The OS disk of VM '${name}' can only be swapped while the VM is deallocated.`,
+        );
+      }
+      if (disk.doc.managedBy) {
+        throw new ArmError(
+          409,
+          'OperationNotAllowed',
+          `Disk ${disk.name} is attached to VM ${String(disk.doc.managedBy)}.`,
+        );
+      }
+      const old = get(currentOs);
+      if (old) {
+        delete old.doc.managedBy;
+        props(old.doc).diskState = 'Unattached';
+      }
+      disk.doc.managedBy = vm.id;
+      props(disk.doc).diskState = 'Reserved';
+      storage.osDisk = {
+        ...storage.osDisk,
+        ...osDisk,
+        name: disk.name,
+        managedDisk: { ...((osDisk?.managedDisk as object | undefined) ?? {}), id: disk.id },
+      };
+      if (disk.data !== undefined) vm.restoreFrom = disk.data;
+    }
     setVmState(vm, 'Updating');
     const config = cloudConfigOf((vm as Resource & { customData?: unknown }).customData);
     const os = p.osProfile as {
@@ -971,6 +1017,12 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
     if (!power)
       throw new ArmError(404, 'InvalidResourceType', `The resource type '${action}' could not be found.`);
     const { headers } = startOperation('Microsoft.Compute', async () => {
+      // Booting from a swapped OS disk: the host's files become the disk's (the host's
+      // processes keep running; see README.md).
+      if (power === 'running' && vm.restoreFrom !== undefined && vm.host) {
+        await copyTree(vm.restoreFrom, checkedRoot(vm.host), true);
+        vm.restoreFrom = undefined;
+      }
       (vm as Resource & { power?: string }).power = power;
       setVmState(vm, 'Succeeded');
     });
@@ -1045,6 +1097,151 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
     return { status: 202, headers };
   }
 
+  // ---- Snapshots and disks made from them ---------------------------------------------------
+
+  /** The files a disk holds: its VM's host's, if it is a running VM's OS disk, else its own copy. */
+  function filesOf(disk: Resource): { readonly host?: TestHost; readonly data?: string } {
+    const vmId = disk.doc.managedBy;
+    const vm = typeof vmId === 'string' ? get(vmId) : undefined;
+    const osDiskId = vm
+      ? ((props(vm.doc).storageProfile as { osDisk?: { managedDisk?: { id?: string } } } | undefined)?.osDisk
+          ?.managedDisk?.id ?? '')
+      : '';
+    if (vm?.host && key_(osDiskId) === key_(disk.id)) return { host: vm.host };
+    return disk.data === undefined ? {} : { data: disk.data };
+  }
+
+  function putSnapshot(rg: string, name: string, body: Record<string, unknown>) {
+    checkLocation(body);
+    checkTags(body);
+    const id = idOf(rg, TYPES.snapshot, name);
+    if (get(id)) throw new ArmError(409, 'OperationNotAllowed', `Snapshot ${name} already exists.`);
+    const creation = (props(body).creationData ?? {}) as {
+      createOption?: unknown;
+      sourceResourceId?: unknown;
+    };
+    const source = typeof creation.sourceResourceId === 'string' ? get(creation.sourceResourceId) : undefined;
+    if (creation.createOption !== 'Copy' || !source || source.type !== TYPES.disk) {
+      throw new ArmError(
+        400,
+        'InvalidParameter',
+        "A snapshot is made with creationData.createOption 'Copy' from an existing managed disk (creationData.sourceResourceId).",
+      );
+    }
+    const snapshot: Resource = {
+      id,
+      type: TYPES.snapshot,
+      resourceGroup: rg,
+      name,
+      doc: {
+        name,
+        id,
+        type: TYPES.snapshot,
+        location,
+        tags: body.tags ?? {},
+        sku: { name: 'Standard_LRS', tier: 'Standard' },
+        properties: {
+          creationData: { createOption: 'Copy', sourceResourceId: source.id },
+          incremental: props(body).incremental === true,
+          diskSizeGB: props(source.doc).diskSizeGB,
+          osType: 'Linux',
+          timeCreated: new Date().toISOString(),
+          provisioningState: 'Creating',
+        },
+      },
+    };
+    resources.set(key_(id), snapshot);
+    const files = filesOf(source);
+    const { headers } = startOperation('Microsoft.Compute', async () => {
+      if (files.host) {
+        snapshot.data = join(dataDir, `copy-${++copies}`);
+        await copyTree(checkedRoot(files.host), snapshot.data, false);
+      } else if (files.data) snapshot.data = files.data;
+      props(snapshot.doc).provisioningState = 'Succeeded';
+    });
+    return { status: 202, body: snapshot.doc, headers };
+  }
+
+  function putDisk(rg: string, name: string, body: Record<string, unknown>) {
+    checkLocation(body);
+    checkTags(body);
+    const id = idOf(rg, TYPES.disk, name);
+    const existing = get(id);
+    if (existing) {
+      existing.doc.tags = body.tags ?? existing.doc.tags;
+      return { status: 200, body: existing.doc };
+    }
+    const creation = (props(body).creationData ?? {}) as {
+      createOption?: unknown;
+      sourceResourceId?: unknown;
+    };
+    const source = typeof creation.sourceResourceId === 'string' ? get(creation.sourceResourceId) : undefined;
+    if (creation.createOption !== 'Copy' || !source || source.type !== TYPES.snapshot) {
+      throw new ArmError(
+        400,
+        'InvalidParameter',
+        "The stand-in makes disks only with creationData.createOption 'Copy' from a snapshot (creationData.sourceResourceId).",
+      );
+    }
+    const disk: Resource = {
+      id,
+      type: TYPES.disk,
+      resourceGroup: rg,
+      name,
+      doc: {
+        name,
+        id,
+        type: TYPES.disk,
+        location,
+        tags: body.tags ?? {},
+        sku: (body.sku as object | undefined) ?? { name: 'Premium_LRS', tier: 'Premium' },
+        properties: {
+          creationData: { createOption: 'Copy', sourceResourceId: source.id },
+          diskSizeGB: props(source.doc).diskSizeGB,
+          osType: 'Linux',
+          diskState: 'Unattached',
+          timeCreated: new Date().toISOString(),
+          provisioningState: 'Updating',
+        },
+      },
+      ...(source.data === undefined ? {} : { data: source.data }),
+    };
+    resources.set(key_(id), disk);
+    const { headers } = startOperation('Microsoft.Compute', async () => {
+      props(disk.doc).provisioningState = 'Succeeded';
+    });
+    return { status: 202, body: disk.doc, headers };
+  }
+
+  function deleteSnapshot(rg: string, name: string) {
+    const snapshot = get(idOf(rg, TYPES.snapshot, name));
+    if (!snapshot) return { status: 204 };
+    const { headers } = startOperation('Microsoft.Compute', async () => {
+      resources.delete(key_(snapshot.id));
+    });
+    return { status: 202, headers };
+  }
+
+  function listOf(rg: string, type: string): Answer {
+    return {
+      status: 200,
+      body: {
+        value: [...resources.values()]
+          .filter((r) => r.type === type && r.resourceGroup.toLowerCase() === rg.toLowerCase())
+          .map((r) => r.doc),
+      },
+    };
+  }
+
+  /** A host's root as the control machine sees it, refused unless it is one the harness made. */
+  function checkedRoot(host: TestHost): string {
+    const root = host.root;
+    if (!root.startsWith(`${hostsBase()}/`) || !existsSync(join(root, 'etc'))) {
+      throw new Error(`${root} is not a test host's root filesystem`);
+    }
+    return root;
+  }
+
   // ---- Routing -----------------------------------------------------------------------------
 
   type Answer = { status: number; body?: unknown; headers?: Record<string, string> };
@@ -1099,6 +1296,14 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
         throw new ArmError(405, 'MethodNotAllowed', `The method ${method} is not allowed.`);
       return operationAnswer(op[2] as string, op[5] as string, op[4] as 'operations' | 'operationResults');
     }
+    const list =
+      /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/Microsoft\.Compute\/snapshots$/i.exec(
+        path,
+      );
+    if (list && method === 'GET') {
+      checkScope(list[1] as string, list[2] as string);
+      return listOf(groups.get((list[2] as string).toLowerCase()) as string, TYPES.snapshot);
+    }
     const m =
       /^\/subscriptions\/([^/]+)\/resourceGroups\/([^/]+)\/providers\/(Microsoft\.(?:Compute|Network))\/([^/]+)\/([^/]+)(?:\/([^/]+))?$/i.exec(
         path,
@@ -1145,8 +1350,15 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
       case TYPES.disk.toLowerCase():
         if (action !== undefined) break;
         if (method === 'GET') return plain(TYPES.disk);
+        if (method === 'PUT') return putDisk(rg, name, body);
         if (method === 'PATCH') return patchDisk(rg, name, body);
         if (method === 'DELETE') return deleteDisk(rg, name);
+        break;
+      case TYPES.snapshot.toLowerCase():
+        if (action !== undefined) break;
+        if (method === 'GET') return plain(TYPES.snapshot);
+        if (method === 'PUT') return putSnapshot(rg, name, body);
+        if (method === 'DELETE') return deleteSnapshot(rg, name);
         break;
       case TYPES.nic.toLowerCase():
         if (action !== undefined) break;
@@ -1341,6 +1553,7 @@ export async function startArmStandIn(options: ArmStandInOptions = {}): Promise<
       }
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await rm(dataDir, { recursive: true, force: true });
     },
   };
 }
@@ -1375,4 +1588,24 @@ async function selfSignedCertificate(): Promise<{ cert: string; key: string }> {
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Copies a root filesystem's files (not /proc, /sys, /dev, /run: in a host those are its own
+ * mounts, empty folders from outside), with hard links, ACLs, extended attributes and numeric
+ * owners; `exact` deletes what the source lacks.
+ */
+async function copyTree(from: string, to: string, exact: boolean): Promise<void> {
+  await execFileAsync('rsync', [
+    '-aHAX',
+    '--numeric-ids',
+    ...(exact ? ['--delete'] : []),
+    '--exclude=/proc/*',
+    '--exclude=/sys/*',
+    '--exclude=/dev/*',
+    '--exclude=/run/*',
+    '--',
+    `${from}/`,
+    `${to}/`,
+  ]);
 }
