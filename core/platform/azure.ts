@@ -729,6 +729,9 @@ export class AzurePlatform implements PlatformAdaptor {
       issues.push({ path: 'sshPublicKey', message: 'required: password login is disabled' });
     else if (!SSH_PUBLIC_KEY.test(publicKey))
       issues.push({ path: 'sshPublicKey', message: 'not an OpenSSH public key line' });
+    if (request.size !== undefined && !VM_SIZE.test(request.size)) {
+      issues.push({ path: 'size', message: 'not an Azure VM size (Standard_...)' });
+    }
     const tags: Record<string, string> = {};
     for (const [name, value] of Object.entries(request.tags ?? {})) {
       const path = `tags.${name}`;

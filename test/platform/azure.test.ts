@@ -462,6 +462,7 @@ describe('AzurePlatform', () => {
     const bad = request('op:bad', {
       network: {},
       parameters: {},
+      size: 'Standard_D2s_v5,Standard_M416ms_v2',
       tags: { 'a/b': 'x', 'persona-operation': 'op:forged' },
     });
     const { sshPublicKey: _, ...withoutKey } = bad;
@@ -472,6 +473,7 @@ describe('AzurePlatform', () => {
       'parameters.location',
       'target.subnet',
       'sshPublicKey',
+      'size',
       'tags.a/b',
       'tags.persona-operation',
     ]);
