@@ -189,7 +189,7 @@ function applicable(bench: Bench, plan: Plan): { delta: Delta; leftOut: Change[]
 }
 
 async function planFor(bench: Bench, target: CountingTransport, name: string): Promise<Plan> {
-  const baseline = profileOf(await capture(target, name, bench.contentHashKey));
+  const baseline = profileOf(await capture(target, name, bench.contentHashKey, 'state'));
   return buildPlan({ source: { profile: bench.sourceProfile }, baseline });
 }
 
@@ -226,6 +226,15 @@ function timedExecutors(
       prepare: (ctx, c) => time(c, () => e.prepare(ctx, c), true),
       apply: (ctx, c, prior) => time(c, () => e.apply(ctx, c, prior)),
       revert: (ctx, c, prior) => e.revert(ctx, c, prior),
+      // The survey's read counts to the kind it answers for.
+      ...(e.survey
+        ? {
+            survey: (ctx, changes) =>
+              changes[0] === undefined
+                ? (e.survey as NonNullable<Executor['survey']>)(ctx, changes)
+                : time(changes[0], () => (e.survey as NonNullable<Executor['survey']>)(ctx, changes)),
+          }
+        : {}),
     });
   }
   return timed;
@@ -441,7 +450,9 @@ async function applyAgainstAnsible(bench: Bench): Promise<void> {
         [target, atarget].map(async (h, i) => {
           const t = sshTransportTo(h);
           try {
-            return profileOf(await capture(t, i === 0 ? 'persona' : 'ansible', bench.contentHashKey));
+            return profileOf(
+              await capture(t, i === 0 ? 'persona' : 'ansible', bench.contentHashKey, 'state'),
+            );
           } finally {
             await t.close();
           }
@@ -629,7 +640,7 @@ async function incrementalAgainstRsync(bench: Bench): Promise<void> {
       steps = [...steps, { name, ms: now - tStep, sent, received }];
       tStep = now;
     };
-    const baseline = profileOf(await capture(d.transport, 'clone', bench.contentHashKey));
+    const baseline = profileOf(await capture(d.transport, 'clone', bench.contentHashKey, 'state'));
     step('capture the target (baseline)');
     const plan = buildPlan({ source: { profile: bench.sourceProfile }, baseline });
     ({ delta, leftOut } = applicable(bench, plan));

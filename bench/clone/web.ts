@@ -75,12 +75,15 @@ export async function changeSite(host: TestHost): Promise<string[]> {
   return [`${DOCUMENT_ROOT}/index.html`, ...added];
 }
 
+/** `state`: as the clone workflow captures a target (its baseline), without the usage sample. */
 export function capture(
   transport: Transport,
   name: string,
   contentHashKey: Uint8Array,
+  what: 'state' | 'profile' = 'profile',
 ): Promise<HostCapture> {
   return captureHost(transport, {
+    ...(what === 'state' ? { params: { usageSample: false } } : {}),
     name,
     capturedAt: new Date().toISOString(),
     contentHashKey,
