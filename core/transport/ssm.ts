@@ -43,15 +43,25 @@ export interface SsmTransportOptions {
   readonly deliveryTimeoutSeconds?: number;
   /** Execution time-out of commands run without `timeoutMs`. Default one hour, SSM's own default. */
   readonly defaultTimeoutMs?: number;
-  /** Poll back-off: first and largest delay between GetCommandInvocation calls. Default 500 ms, 5 s. */
+  /**
+   * Poll back-off: first and largest delay between GetCommandInvocation calls. Default 100 ms
+   * (doubling, with jitter), 5 s: most of a clone's commands end within a second, and a clone
+   * runs some hundreds of them, so the first polls come early.
+   */
   readonly pollDelayMs?: { readonly initial?: number; readonly max?: number };
   /** Throttled calls, and invocations not yet visible after SendCommand, are retried this often. Default 8. */
   readonly maxRetries?: number;
   /**
-   * Largest file putFile and getFile move without an output bucket, in pieces of 24 KiB (put)
-   * and 16 KiB (get), one command each. Default 256 KiB: configuration files, not data sets.
+   * Largest file getFile moves without an output bucket, in pieces of 16 KiB, one command
+   * each. Default 256 KiB: configuration files, not data sets.
    */
   readonly maxInlineFileBytes?: number;
+  /**
+   * Largest file putFile writes, in pieces of 24 KiB, one command each (SSM carries input only
+   * inside commands). Default 64 MiB: a package file of the store is a few hundred KiB to a few
+   * MiB; a data set belongs in a snapshot restore, not here.
+   */
+  readonly maxPutFileBytes?: number;
   /** Largest file getFile reads through the output bucket. Default 64 MiB. */
   readonly maxFileBytes?: number;
   /**
@@ -117,6 +127,7 @@ export class SsmTransport implements Transport {
   private readonly maxDelayMs: number;
   private readonly maxRetries: number;
   private readonly maxInlineFileBytes: number;
+  private readonly maxPutFileBytes: number;
   private readonly maxFileBytes: number;
   private readonly maxStreamBytes: number;
   private readonly sleep: (ms: number) => Promise<void>;
@@ -136,10 +147,11 @@ export class SsmTransport implements Transport {
     // SSM accepts 30 s to 30 days for TimeoutSeconds.
     this.deliveryTimeoutSeconds = Math.min(2_592_000, Math.max(30, options.deliveryTimeoutSeconds ?? 600));
     this.defaultTimeoutMs = options.defaultTimeoutMs ?? 3_600_000;
-    this.initialDelayMs = options.pollDelayMs?.initial ?? 500;
+    this.initialDelayMs = options.pollDelayMs?.initial ?? 100;
     this.maxDelayMs = options.pollDelayMs?.max ?? 5000;
     this.maxRetries = options.maxRetries ?? 8;
     this.maxInlineFileBytes = options.maxInlineFileBytes ?? 256 * 1024;
+    this.maxPutFileBytes = options.maxPutFileBytes ?? 64 * 1024 * 1024;
     this.maxFileBytes = options.maxFileBytes ?? 64 * 1024 * 1024;
     this.maxStreamBytes = options.maxStreamBytes ?? 128 * 1024 * 1024;
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
@@ -206,10 +218,10 @@ export class SsmTransport implements Transport {
   async putFile(path: string, content: Uint8Array, options: { readonly mode?: number } = {}): Promise<void> {
     checkPath(path, 'path');
     if (options.mode !== undefined) octalMode(options.mode);
-    if (content.byteLength > this.maxInlineFileBytes) {
+    if (content.byteLength > this.maxPutFileBytes) {
       throw new TooLargeError(
-        `${path} is ${content.byteLength} bytes; SSM carries files inline, up to ${this.maxInlineFileBytes} bytes`,
-        this.maxInlineFileBytes,
+        `${path} is ${content.byteLength} bytes; SSM carries files inside commands, up to ${this.maxPutFileBytes} bytes`,
+        this.maxPutFileBytes,
       );
     }
     const data = toBuffer(content);

@@ -187,7 +187,7 @@ describe('SsmTransport.run', () => {
       CommandId: COMMAND_ID,
       InstanceId: INSTANCE,
     });
-    expect(time.sleeps).toEqual([375, 750, 1500, 3000]);
+    expect(time.sleeps).toEqual([75, 150, 300, 600]);
   });
 
   it('keeps the back-off jittered within [base/2, base] and capped', async () => {
@@ -200,7 +200,7 @@ describe('SsmTransport.run', () => {
 
     await t.run('true');
 
-    const bases = [500, 1000, 2000, 4000, 5000, 5000, 5000, 5000];
+    const bases = [100, 200, 400, 800, 1600, 3200, 5000, 5000];
     expect(time.sleeps).toHaveLength(8);
     time.sleeps.forEach((ms, i) => {
       expect(ms).toBeGreaterThanOrEqual((bases[i] ?? 0) / 2);
@@ -524,11 +524,11 @@ describe('SsmTransport files and streams', () => {
     );
   });
 
-  it('keeps the mode of a replaced file, and refuses files over the inline limit', async () => {
+  it('keeps the mode of a replaced file, and refuses files over the put limit', async () => {
     fakeNode();
     const path = join(dir, 'kept.conf');
     writeFileSync(path, 'v1', { mode: 0o600 });
-    const { ssm: t } = transport({ maxInlineFileBytes: 1000 });
+    const { ssm: t } = transport({ maxPutFileBytes: 1000 });
 
     await t.putFile(path, Buffer.from('v2'));
     const tooBig = await rejection(t.putFile(path, Buffer.alloc(1001)));
