@@ -689,6 +689,17 @@ f_sshkeys() {
 f_processes() {
   mark "part self"
   grep -l -F "PERSONA_NONCE=$N" /proc/[0-9]*/environ 2>/dev/null
+  # The shells the transport wrapped the capture in (SSM's agent runs it from a script of its
+  # own, without the nonce) are the capture's too: the chain of shells right above it.
+  _p=$$
+  while :; do
+    _p=$(sed 's/.*) //' "/proc/$_p/stat" 2>/dev/null | cut -d' ' -f2)
+    case "$_p" in ''|0|1|*[!0-9]*) break ;; esac
+    case "$(cat "/proc/$_p/comm" 2>/dev/null)" in
+      sh|dash|bash|ash|busybox|env) echo "/proc/$_p/environ" ;;
+      *) break ;;
+    esac
+  done
   if ps -eo pid=,ppid=,user:32=,ni=,pcpu=,rss=,args= >"$T/ps" 2>/dev/null; then
     mark "part ps procps"
     cat "$T/ps"
