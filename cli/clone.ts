@@ -12,7 +12,7 @@ import { HostRegistration } from '../core/host/schema.js';
 import type { Operation } from '../core/operation/schema.js';
 import { parsePlan, serializePlan } from '../core/plan/io.js';
 import type { Plan } from '../core/plan/plan.js';
-import { follow, parseTarget, printOperation, sealCredential } from './capture.js';
+import { collect, follow, parseTarget, printOperation, sealCredential } from './capture.js';
 import type { PersonaClient } from './client.js';
 import { connect } from './connect.js';
 import { jsonText, table, terminalText } from './render.js';
@@ -22,10 +22,62 @@ interface TargetOptions {
   key?: string;
   targetName?: string;
   acceptNewHostKey?: boolean;
+  subnet?: string;
+  securityGroup?: string[];
+  instanceProfile?: string;
+  size?: string;
+  image?: string;
+  ingressCidr?: string;
+  resourceGroup?: string;
+  location?: string;
+  tag?: string[];
 }
 
-/** `host:NAME`, `pool:NAME`, or `ssh://USER@HOST[:PORT]` (registered on the way, with --key). */
+/** `--tag KEY=VALUE`, repeatable. */
+function tagsOf(list: readonly string[] | undefined): Record<string, string> | undefined {
+  if (!list?.length) return undefined;
+  const tags: Record<string, string> = {};
+  for (const t of list) {
+    const eq = t.indexOf('=');
+    if (eq < 1) throw new InvalidArgumentError(`--tag ${t}: expected KEY=VALUE`);
+    tags[t.slice(0, eq)] = t.slice(eq + 1);
+  }
+  return tags;
+}
+
+/**
+ * `aws` or `azure`: a host provisioned for the clone, placed by the options (checked by the API,
+ * which names the field of a wrong one); nothing is sent for an option not given.
+ */
+function cloudTarget(o: TargetOptions): CloneTarget {
+  const tags = tagsOf(o.tag);
+  const given = <T>(key: string, value: T | undefined) => (value === undefined ? {} : { [key]: value });
+  if (o.to === 'aws') {
+    return {
+      kind: 'aws',
+      subnet: o.subnet ?? '',
+      instanceProfile: o.instanceProfile ?? '',
+      ...given('securityGroups', o.securityGroup?.length ? o.securityGroup : undefined),
+      ...given('instanceType', o.size),
+      ...given('image', o.image),
+      ...given('ingressCidr', o.ingressCidr),
+      ...given('tags', tags),
+    } as CloneTarget;
+  }
+  return {
+    kind: 'azure',
+    resourceGroup: o.resourceGroup ?? '',
+    location: o.location ?? '',
+    subnet: o.subnet ?? '',
+    ...given('size', o.size),
+    ...given('image', o.image),
+    ...given('tags', tags),
+  } as CloneTarget;
+}
+
+/** `host:NAME`, `pool:NAME`, `aws`, `azure`, or `ssh://USER@HOST[:PORT]` (registered on the way, with --key). */
 async function cloneTarget(api: PersonaClient, o: TargetOptions): Promise<CloneTarget> {
+  if (o.to === 'aws' || o.to === 'azure') return cloudTarget(o);
   const named = /^(host|pool):(.+)$/.exec(o.to);
   if (named) {
     return named[1] === 'host'
@@ -107,11 +159,20 @@ function targetOptions(cmd: Command): Command {
   return cmd
     .requiredOption(
       '--to <target>',
-      'ssh://USER@HOST[:PORT] (with --key), host:NAME (registered) or pool:NAME',
+      'ssh://USER@HOST[:PORT] (with --key), host:NAME (registered), pool:NAME, aws or azure',
     )
     .option('--key <file>', 'SSH private key of an ssh:// target')
     .option('--target-name <name>', 'the name an ssh:// target is registered as')
     .option('--accept-new-host-key', "record the target's host key on first contact")
+    .option('--subnet <id>', 'aws: subnet-…; azure: the subnet resource id')
+    .option('--security-group <id>', 'aws: a security group to attach too (repeatable)', collect, [])
+    .option('--instance-profile <name>', 'aws: an instance profile with AmazonSSMManagedInstanceCore')
+    .option('--size <size>', "aws/azure: the instance type or VM size (default: mapped from the source's)")
+    .option('--image <image>', 'aws: ami-…; azure: publisher:offer:sku:version')
+    .option('--ingress-cidr <cidr>', "aws: who may reach the application's ports (default: the VPC)")
+    .option('--resource-group <name>', 'azure: the resource group')
+    .option('--location <region>', 'azure: the region, e.g. westeurope')
+    .option('--tag <key=value>', 'aws/azure: a tag for what is provisioned (repeatable)', collect, [])
     .option('--idempotency-key <key>', 'names the operation: a retry with the same key finds it');
 }
 

@@ -20,6 +20,8 @@ export interface LocalOptions {
   /** A loopback address to listen on (default 127.0.0.1); nothing else is accepted. */
   readonly host?: string;
   readonly onRequest?: LocalApiOptions['onRequest'];
+  /** Cloud platform adaptors to clone onto (built by the caller), instead of none. */
+  readonly platforms?: import('../functions/shared/clone.js').PlatformsFactory;
 }
 
 export interface LocalPersona {
@@ -88,6 +90,7 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
     const shared = await import('../functions/shared/workflows.js');
     const workflows = localWorkflows({ root: fileURLToPath(new URL('..', import.meta.url)) });
     shared.useWorkflowStarter(workflows);
+    (await import('../functions/shared/clone.js')).useClonePlatforms(options.platforms);
 
     const handlers: Record<string, ApiHandler> = {};
     for (const route of ROUTES) {

@@ -25,6 +25,17 @@ const name = z
   .string()
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'expected 1 to 128 letters, digits, ".", "_" or "-"');
 
+const cidr = z
+  .string()
+  .regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'expected an IPv4 CIDR such as 10.0.0.0/16');
+const tags = z
+  .record(
+    z.string().regex(/^[\w .:/=+@-]{1,127}$/, 'expected a tag key of letters, digits and _ .:/=+-@'),
+    z.string().max(255),
+  )
+  .refine((t) => Object.keys(t).length <= 40, 'at most 40 tags')
+  .describe("Tags for everything provisioned, besides Persona's own");
+
 export const CloneTarget = z
   .discriminatedUnion('kind', [
     z.strictObject({
@@ -39,11 +50,66 @@ export const CloneTarget = z
     }),
     z.strictObject({
       kind: z.literal('aws'),
-      parameters: z.record(z.string().max(128), z.string().max(1024)).describe('Subnet, instance type...'),
+      subnet: z
+        .string()
+        .regex(/^subnet-[0-9a-f]{8,17}$/, 'expected a subnet id, subnet-…')
+        .describe('The subnet the instance is launched in (its VPC is where its security group goes)'),
+      securityGroups: z
+        .array(z.string().regex(/^sg-[0-9a-f]{8,17}$/, 'expected a security group id, sg-…'))
+        .max(4)
+        .optional()
+        .describe('Groups to attach besides the one Persona makes for the clone'),
+      instanceProfile: z
+        .string()
+        .regex(
+          /^(arn:aws[a-z-]*:iam::\d{12}:instance-profile\/)?[\w+=,.@/-]{1,128}$/,
+          'expected an instance profile name or ARN',
+        )
+        .describe(
+          'An instance profile whose role has AmazonSSMManagedInstanceCore: Persona reaches the clone over SSM',
+        ),
+      instanceType: z
+        .string()
+        .regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'expected an instance type such as m7i.large')
+        .optional()
+        .describe("Default: mapped from the source's processor and memory"),
+      image: z
+        .string()
+        .regex(/^ami-[0-9a-f]{8,17}$/, 'expected an AMI id, ami-…')
+        .optional()
+        .describe("Default: the source's own AMI, else its distribution's official image"),
+      ingressCidr: cidr.optional().describe("Who may reach the application's ports. Default: the VPC's CIDR"),
+      tags: tags.optional(),
     }),
     z.strictObject({
       kind: z.literal('azure'),
-      parameters: z.record(z.string().max(128), z.string().max(1024)).describe('Resource group, size...'),
+      resourceGroup: z
+        .string()
+        .regex(/^[-\w._()]{1,90}$/, 'expected a resource group name')
+        .describe('The resource group the VM, its disks, NIC and NSG go in'),
+      location: z
+        .string()
+        .regex(/^[a-z0-9]{1,40}$/, 'expected a location such as westeurope')
+        .describe('The Azure region'),
+      subnet: z
+        .string()
+        .max(1024)
+        .regex(
+          /^\/subscriptions\/[^/]+\/resourceGroups\/[^/]+\/providers\/Microsoft\.Network\/virtualNetworks\/[^/]+\/subnets\/[^/]+$/i,
+          'expected the resource id of a virtual network subnet',
+        )
+        .describe('The subnet the VM joins'),
+      size: z
+        .string()
+        .regex(/^[A-Za-z0-9_]{1,64}$/, 'expected a VM size such as Standard_D2s_v5')
+        .optional()
+        .describe("Default: mapped from the source's processor and memory"),
+      image: z
+        .string()
+        .regex(/^[^:\s]+:[^:\s]+:[^:\s]+:[^:\s]+$/, 'expected an image URN, publisher:offer:sku:version')
+        .optional()
+        .describe("Default: the source's distribution's image"),
+      tags: tags.optional(),
     }),
   ])
   .meta({ id: 'CloneTarget' });

@@ -49,6 +49,17 @@ import { displayValue, sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
 import type { ValidationReport } from '../validation/report.js';
 import { validateBehaviour } from '../validation/validate.js';
+import {
+  adaptorFor,
+  type CloudPlatforms,
+  type CloudRecord,
+  cloudHostName,
+  isCloud,
+  type LoginKeys,
+  pollProvisioning,
+  registerProvisioned,
+  startProvisioning,
+} from './cloud.js';
 import { alignSealed, behaviouralDifferences } from './compare.js';
 import { SnapshotContents } from './contents.js';
 import type { OperationDocuments } from './documents.js';
@@ -63,6 +74,10 @@ export interface CloneDeps {
   readonly documents: OperationDocuments;
   readonly journal: Journal;
   readonly inventory?: BareMetalInventory;
+  /** The cloud platforms this deployment provisions clones on (EC2, Azure), by target kind. */
+  readonly platforms?: CloudPlatforms;
+  /** Makes the login key of a host provisioned to be reached over SSH (Azure). */
+  readonly loginKeys?: LoginKeys;
   readonly transportFor: (
     host: HostRegistration,
     options: { readonly acceptNewHostKey: boolean },
@@ -93,6 +108,10 @@ export interface TargetDocument {
   readonly host: string;
   readonly address?: string;
   readonly pool?: { readonly pool: string; readonly machine: string };
+  /** A host provisioned for the clone in a cloud: terminated on rollback. */
+  readonly cloud?: CloudRecord;
+  /** When a provisioned host was registered (Poll found it ready and reachable). */
+  readonly registeredAt?: string;
 }
 
 export interface BaselineDocument {
@@ -128,7 +147,10 @@ export interface RollbackDocument {
   /** Whether a capture of the target after rollback equals its baseline. */
   readonly verified: boolean | 'not-needed';
   readonly differences: readonly string[];
+  /** A pooled machine went back to its pool. */
   readonly released?: boolean;
+  /** A host provisioned in a cloud was terminated (its changes went with it, unreverted). */
+  readonly terminated?: boolean;
 }
 
 /** The operation was asked to stop: the workflow rolls back. */
@@ -269,13 +291,9 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
   async validate(ctx) {
     const { deps, request } = ctx;
     const source = await sourceProfile(ctx);
-    if (request.target.kind === 'aws' || request.target.kind === 'azure') {
-      throw new InvalidInputError(
-        `a clone to ${request.target.kind} needs its platform adaptor, which this deployment does not have`,
-        [{ path: 'target.kind', message: 'this deployment clones to registered hosts and bare-metal pools' }],
-      );
-    }
-    if (request.target.kind === 'host') {
+    if (isCloud(request.target)) {
+      adaptorFor(deps.platforms, request.target.kind);
+    } else if (request.target.kind === 'host') {
       const target = await deps.hosts.get(request.target.host);
       if (target.registration.name === request.profile.name)
         throw new InvalidInputError('a host cannot be cloned onto itself', [
@@ -293,8 +311,30 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
   async provision(ctx) {
     const { deps, request, op } = ctx;
     const done = await deps.documents.find<TargetDocument>(op.id, 'target');
-    if (done) return { host: done.host, ready: true };
+    if (done && (!done.cloud || done.cloud.handle))
+      return { host: done.host, ready: !done.cloud, waitSeconds: 1 };
     let target: TargetDocument;
+    if (isCloud(request.target)) {
+      const adaptor = adaptorFor(deps.platforms, request.target.kind);
+      const host = cloudHostName(request.profile.name, op.id);
+      const cloud: CloudRecord = done?.cloud ?? {
+        kind: request.target.kind,
+        startedAt: isoNow(deps).toISOString(),
+      };
+      // Recorded before the platform is asked, so that a rollback knows to look for what it made.
+      await deps.documents.put(op.id, 'target', { host, cloud });
+      const source = await sourceProfile(ctx);
+      const started = await startProvisioning(adaptor, (await deps.snapshots()).secrets, deps.loginKeys, {
+        operation: op.id,
+        request,
+        target: request.target,
+        source: source.profile,
+        host,
+      });
+      target = { host, cloud: { ...cloud, ...started } };
+      await deps.documents.put(op.id, 'target', target);
+      return { host, ready: false, waitSeconds: 1 };
+    }
     if (request.target.kind === 'pool') {
       const inventory = deps.inventory as BareMetalInventory;
       const machine = await inventory.take(request.target.pool, op.id);
@@ -318,24 +358,55 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
           { cause: e },
         );
       }
-    } else if (request.target.kind === 'host') {
+    } else {
       const host = await deps.hosts.get(request.target.host);
       target = {
         host: host.registration.name,
         ...(host.registration.address ? { address: host.registration.address } : {}),
       };
       await deps.documents.put(op.id, 'target', target);
-    } else {
-      throw new InvalidInputError(`no adaptor for ${request.target.kind}`, [
-        { path: 'target.kind', message: 'unsupported here' },
-      ]);
     }
     return { host: target.host, ready: true };
   },
 
   // Bare-metal machines and registered hosts are ready once held; cloud adaptors poll here.
   async poll(ctx) {
-    const target = await ctx.deps.documents.get<TargetDocument>(ctx.op.id, 'target');
+    const { deps, op, request } = ctx;
+    const target = await deps.documents.get<TargetDocument>(op.id, 'target');
+    if (!target.cloud || target.registeredAt) return { host: target.host, ready: true };
+    const adaptor = adaptorFor(deps.platforms, target.cloud.kind);
+    const now = isoNow(deps);
+    const outcome = await pollProvisioning(adaptor, target.cloud, {
+      host: target.host,
+      operation: op.id,
+      now,
+    });
+    if (!outcome.ready)
+      return {
+        host: target.host,
+        ready: false,
+        waitSeconds: outcome.waitSeconds,
+        ...(outcome.detail ? { detail: outcome.detail } : {}),
+      };
+    await registerProvisioned(deps.hosts, outcome.registration, now);
+    // Up as the platform sees it is not yet reachable: sshd or the SSM Agent may still be starting.
+    const reachable = await deps
+      .transportFor(outcome.registration, { acceptNewHostKey: request.acceptNewHostKey })
+      .then(async (transport) => {
+        try {
+          return (await transport.run('true', { timeoutMs: 20_000 })).exitCode === 0;
+        } finally {
+          await transport.close();
+        }
+      })
+      .catch(() => false);
+    if (!reachable) return { host: target.host, ready: false, waitSeconds: 5, detail: 'not answering yet' };
+    const address = outcome.registration.address;
+    await deps.documents.put(op.id, 'target', {
+      ...target,
+      ...(address ? { address } : {}),
+      registeredAt: now.toISOString(),
+    });
     return { host: target.host, ready: true };
   },
 
@@ -831,8 +902,36 @@ const describe = (summary: Record<string, unknown>): string =>
 
 async function releaseTarget(deps: CloneDeps, id: string): Promise<boolean | undefined> {
   const target = await deps.documents.find<TargetDocument>(id, 'target');
+  if (target?.cloud) return terminateCloud(deps, id, target, target.cloud);
   if (!target?.pool || !deps.inventory) return undefined;
   return deps.inventory.release(target.pool.pool, target.pool.machine, id);
+}
+
+/**
+ * Terminates what was provisioned for the clone; the host's registration stays, tagged as
+ * terminated, so that the operation's record still names what it was. Again after it is done,
+ * nothing happens.
+ */
+async function terminateCloud(
+  deps: CloneDeps,
+  id: string,
+  target: TargetDocument,
+  cloud: CloudRecord,
+): Promise<boolean> {
+  if (cloud.terminatedAt) return true;
+  if (cloud.handle === undefined) return false;
+  await adaptorFor(deps.platforms, cloud.kind).terminate(cloud.handle);
+  const at = isoNow(deps);
+  await deps.documents.put(id, 'target', { ...target, cloud: { ...cloud, terminatedAt: at.toISOString() } });
+  if (target.registeredAt) {
+    const host = await deps.hosts.get(target.host).catch(() => undefined);
+    if (host)
+      await deps.hosts.save(
+        { ...host.registration, tags: { ...host.registration.tags, 'persona:terminated': at.toISOString() } },
+        at,
+      );
+  }
+  return true;
 }
 
 async function finishPlanOnly(deps: CloneDeps, id: string): Promise<void> {
@@ -935,7 +1034,7 @@ export async function rollbackClone(
     verified: 'not-needed',
     differences: [],
   };
-  if (target && touched) {
+  if (target && touched && !target.cloud) {
     // Whatever still runs for this operation stops at its next Change, and is waited for.
     await deps.operations.requestCancel(id, isoNow(deps));
     await journalsQuiet(deps, id);
@@ -969,8 +1068,16 @@ export async function rollbackClone(
       await transport.close();
     }
   }
+  if (target?.cloud && touched) {
+    // A host provisioned for the clone goes as a whole: its Changes are not reverted one by one.
+    await deps.operations.requestCancel(id, isoNow(deps));
+    await journalsQuiet(deps, id);
+  }
   const released = await releaseTarget(deps, id);
-  doc = { ...doc, ...(released === undefined ? {} : { released }) };
+  doc = {
+    ...doc,
+    ...(released === undefined ? {} : target?.cloud ? { terminated: released } : { released }),
+  };
   await deps.documents.put(id, 'rollback', doc);
   const clean = doc.failures.length === 0 && doc.verified !== false;
   await deps.operations.step(id, failedStep, 'FAILED', isoNow(deps), reason.message).catch(() => undefined);

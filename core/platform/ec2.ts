@@ -344,7 +344,15 @@ export class Ec2Platform implements PlatformAdaptor {
     }
     return {
       state: 'ready',
-      host: { ...handle, access: { transport: 'ssm', instanceId: handle.id, region: this.options.region } },
+      host: {
+        ...handle,
+        access: {
+          transport: 'ssm',
+          instanceId: handle.id,
+          region: this.options.region,
+          ...(instance.PrivateIpAddress ? { address: instance.PrivateIpAddress } : {}),
+        },
+      },
     };
   }
 

@@ -56,7 +56,13 @@ export type HostAccess =
       /** `SHA256:...`, pinned: a host that presents another key is refused. */
       readonly hostKeyFingerprint?: string;
     }
-  | { readonly transport: 'ssm'; readonly instanceId: string; readonly region?: string };
+  | {
+      readonly transport: 'ssm';
+      readonly instanceId: string;
+      readonly region?: string;
+      /** Its private address: not how Persona reaches it, but where validation probes it. */
+      readonly address?: string;
+    };
 
 export interface ProvisionedHost extends ProvisionHandle {
   readonly access: HostAccess;

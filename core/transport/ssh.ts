@@ -648,3 +648,12 @@ function messageOf(error: unknown): string {
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
+
+/**
+ * A fresh ed25519 key pair in OpenSSH form: the login key Persona makes for a host it
+ * provisions (the private half sealed in the store, the public half authorised on the host).
+ */
+export function loginKeyPair(comment: string): { privateKey: string; publicKey: string } {
+  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment });
+  return { privateKey: pair.private, publicKey: pair.public };
+}

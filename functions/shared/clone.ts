@@ -2,18 +2,36 @@
 // package store and the executors. Kept apart so that only the functions that change hosts
 // bundle the orchestrator.
 import { appendFile } from 'node:fs/promises';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { S3Client } from '@aws-sdk/client-s3';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { ComputeManagementClient } from '@azure/arm-compute';
+import { NetworkManagementClient } from '@azure/arm-network';
+import { ClientSecretCredential } from '@azure/identity';
+import type { CloudPlatforms } from '../../core/clone/cloud.js';
 import { OperationDocuments } from '../../core/clone/documents.js';
-import type { CloneDeps, EventSink } from '../../core/clone/workflow.js';
+import type { CloneDeps, EventSink, TargetDocument } from '../../core/clone/workflow.js';
+import { NotFoundError } from '../../core/errors.js';
 import { debianExecutors, rhelExecutors } from '../../core/orchestrator/executors/index.js';
 import { DynamoJournal } from '../../core/orchestrator/journal.js';
+import { AzurePlatform } from '../../core/platform/azure.js';
 import { BareMetalInventory } from '../../core/platform/baremetal.js';
+import { Ec2Platform } from '../../core/platform/ec2.js';
+import type { ProvisionHandle } from '../../core/platform/platform.js';
 import { AptMirror } from '../../core/resolver/apt.js';
 import { PackageStore } from '../../core/resolver/store.js';
 import { S3ObjectStore } from '../../core/snapshot/object-store.js';
-import { DATA_BUCKET, INVENTORY_TABLE, JOURNAL_TABLE } from '../../core/storage/definitions.js';
+import {
+  DATA_BUCKET,
+  INVENTORY_TABLE,
+  JOURNAL_TABLE,
+  SSM_OUTPUT_BUCKET,
+  SSM_OUTPUT_PREFIX,
+} from '../../core/storage/definitions.js';
 import { LocalTransport } from '../../core/transport/local.js';
+import { loginKeyPair } from '../../core/transport/ssh.js';
 import { captureDeps } from './capture.js';
 import { ddb, getRequiredEnv } from './runtime.js';
 
@@ -67,6 +85,88 @@ async function controlMirror(): Promise<AptMirror | undefined> {
   return r.exitCode === 0 ? new AptMirror(local) : undefined;
 }
 
+/** The Secrets Manager secret holding the Azure service principal (infra/cloud.ts sets it). */
+export const AZURE_CREDENTIALS_SECRET_ENV = 'PERSONA_AZURE_CREDENTIALS_SECRET';
+
+/** What a platform factory is given: how to open the login key Persona made for a host. */
+export interface PlatformKeys {
+  privateKeyFor(handle: ProvisionHandle): Promise<string>;
+}
+export type PlatformsFactory = (keys: PlatformKeys) => CloudPlatforms;
+
+let givenPlatforms: PlatformsFactory | undefined;
+
+/**
+ * The embedded runtime's own adaptors (startLocal's `platforms`), in place of those the
+ * environment names: how it clones to clouds it is handed rather than reaches.
+ */
+export function useClonePlatforms(factory: PlatformsFactory | undefined): void {
+  givenPlatforms = factory;
+  dependencies = undefined;
+}
+
+/**
+ * Azure, where the deployer stored a service principal in Secrets Manager as
+ * `{"tenantId","clientId","clientSecret","subscriptionId"}`: read once per cold start, held in
+ * memory only, handed to @azure/identity.
+ */
+async function azurePlatform(keys: PlatformKeys): Promise<AzurePlatform | undefined> {
+  const secretId = process.env[AZURE_CREDENTIALS_SECRET_ENV];
+  if (!secretId) return undefined;
+  const out = await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: secretId }));
+  const parsed = JSON.parse(out.SecretString ?? '{}') as Record<string, unknown>;
+  const field = (name: string) => {
+    const value = parsed[name];
+    if (typeof value !== 'string' || value === '')
+      throw new Error(`the Azure credentials secret has no ${name}`);
+    return value;
+  };
+  const credential = new ClientSecretCredential(field('tenantId'), field('clientId'), field('clientSecret'));
+  const subscriptionId = field('subscriptionId');
+  return new AzurePlatform({
+    compute: new ComputeManagementClient(credential, subscriptionId),
+    network: new NetworkManagementClient(credential, subscriptionId),
+    subscriptionId,
+    privateKeyFor: keys.privateKeyFor,
+  });
+}
+
+/** Instance types to try after the one mapped from the source, comma-separated. */
+export const EC2_PREFERRED_TYPES_ENV = 'PERSONA_EC2_PREFERRED_TYPES';
+
+/**
+ * The clouds this deployment provisions clones on. EC2 wherever AWS is reachable: always in
+ * Lambda, and in the embedded runtime only through the SDK's own AWS_ENDPOINT_URL_EC2 and
+ * AWS_ENDPOINT_URL_SSM (stand-ins), never the real endpoints with the stand-ins' credentials.
+ */
+async function platforms(s3: S3Client, keys: PlatformKeys): Promise<CloudPlatforms> {
+  if (givenPlatforms) return givenPlatforms(keys);
+  const embedded = process.env.PERSONA_RUNTIME === 'embedded';
+  const reachable = (service: string) =>
+    !embedded || process.env[`AWS_ENDPOINT_URL_${service}`] !== undefined;
+  const out: { -readonly [K in keyof CloudPlatforms]: CloudPlatforms[K] } = {};
+  const region = process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION;
+  if (reachable('EC2') && reachable('SSM') && region) {
+    const outputBucket = process.env[SSM_OUTPUT_BUCKET.env];
+    // The deployer's own fallback after the mapped type (reserved or usual types), in order.
+    const preferred = (process.env[EC2_PREFERRED_TYPES_ENV] ?? '')
+      .split(',')
+      .map((t) => t.trim())
+      .filter((t) => t !== '');
+    // The SDK's standard retry strategy handles throttling; five attempts ride out a burst.
+    out.aws = new Ec2Platform({
+      ec2: new EC2Client({ maxAttempts: 5 }),
+      ssm: new SSMClient({ maxAttempts: 5 }),
+      region,
+      ...(preferred.length > 0 ? { preferredTypes: preferred } : {}),
+      ...(outputBucket ? { ssmOutput: { bucket: outputBucket, prefix: SSM_OUTPUT_PREFIX, s3 } } : {}),
+    });
+  }
+  const azure = await azurePlatform(keys);
+  if (azure) out.azure = azure;
+  return out;
+}
+
 export function cloneDeps(): Promise<CloneDeps> {
   dependencies ??= (async () => {
     const capture = captureDeps();
@@ -76,6 +176,17 @@ export function cloneDeps(): Promise<CloneDeps> {
     const store = new PackageStore(objects);
     const mirror = await controlMirror();
     const events = eventSink();
+    const documents = new OperationDocuments(objects);
+    // The login key of a provisioned host, sealed when it was made (core/clone/cloud.ts).
+    const keys: PlatformKeys = {
+      async privateKeyFor(handle) {
+        const target = await documents.get<TargetDocument>(handle.operation, 'target');
+        const credential = target.cloud?.credential;
+        if (!credential)
+          throw new NotFoundError(`operation ${handle.operation} made no login key`, handle.id);
+        return (await capture.snapshots()).secrets.getText(credential.key, credential.digest);
+      },
+    };
     // Every package comes from Persona's store (filled from the control side's mirror where it
     // has one): targets with no route out get them as the others do. An rpm target is served
     // from the store alone until repositories are configured for the control side.
@@ -87,9 +198,11 @@ export function cloneDeps(): Promise<CloneDeps> {
       profiles: capture.profiles,
       snapshots: capture.snapshots,
       transportFor: capture.transportFor,
-      documents: new OperationDocuments(objects),
+      documents,
       journal: new DynamoJournal(doc, getRequiredEnv(JOURNAL_TABLE.env)),
       inventory: new BareMetalInventory(doc, getRequiredEnv(INVENTORY_TABLE.env)),
+      platforms: await platforms(s3, keys),
+      loginKeys: loginKeyPair,
       executors: (family) => (family === 'rpm' ? rhel : debian),
       packages: { store, ...(mirror ? { mirror } : {}) },
       ...(events ? { events } : {}),

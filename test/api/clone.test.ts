@@ -105,11 +105,33 @@ describe('POST /operations/clone', () => {
 
   it('ends FAILED at validate for a cloud target this deployment has no adaptor for', async () => {
     const res = await api.call('POST', '/operations/clone', {
-      body: { profile: { name: 'web' }, target: { kind: 'aws', parameters: { subnet: 'subnet-1' } } },
+      body: {
+        profile: { name: 'web' },
+        target: { kind: 'aws', subnet: 'subnet-0123456789abcdef0', instanceProfile: 'persona-ssm' },
+      },
     });
     const op = await ended(res.body.id);
     expect(op.status).toBe('FAILED');
-    expect(op.error?.message).toMatch(/aws/);
+    expect(op.error?.message).toMatch(/no AWS EC2 adaptor/);
+  });
+
+  it('refuses a cloud target whose placement is not one, naming the field, before recording anything', async () => {
+    const res = await api.call('POST', '/operations/clone', {
+      body: {
+        profile: { name: 'web' },
+        target: { kind: 'aws', subnet: '--subnet; rm -rf /', instanceProfile: 'persona-ssm' },
+      },
+    });
+    expect(res.status).toBe(400);
+    expect(JSON.stringify(res.body)).toContain('target.subnet');
+    const azure = await api.call('POST', '/operations/clone', {
+      body: {
+        profile: { name: 'web' },
+        target: { kind: 'azure', resourceGroup: 'rg', location: 'westeurope' },
+      },
+    });
+    expect(azure.status).toBe(400);
+    expect(JSON.stringify(azure.body)).toContain('target.subnet');
   });
 
   it('refuses to clone a host onto itself, named or taken from a pool', async () => {

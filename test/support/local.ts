@@ -3,7 +3,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type LocalPersona, startLocal } from '../../local/runtime.js';
+import { type LocalOptions, type LocalPersona, startLocal } from '../../local/runtime.js';
 
 export interface TestPersona extends LocalPersona {
   readonly dataDir: string;
@@ -15,9 +15,9 @@ export interface TestPersona extends LocalPersona {
   ): Promise<{ status: number; headers: Headers; body: any }>;
 }
 
-export async function startTestPersona(): Promise<TestPersona> {
+export async function startTestPersona(options: Pick<LocalOptions, 'platforms'> = {}): Promise<TestPersona> {
   const dataDir = mkdtempSync(join(tmpdir(), 'persona-test-'));
-  const persona = await startLocal({ dataDir, port: 0 });
+  const persona = await startLocal({ dataDir, port: 0, ...options });
   return {
     ...persona,
     dataDir,
