@@ -19,16 +19,38 @@ export interface HostShape {
   }[];
   /**
    * Ports the source's application answers on from beyond the host: listening sockets on an
-   * address other than loopback, one entry per protocol and port, in order.
+   * address other than loopback that its firewall does not drop, one entry per protocol and
+   * port, in order.
    */
   readonly ingress: readonly { readonly protocol: 'tcp' | 'udp'; readonly port: number }[];
 }
 
 const LOOPBACK = /^(127\.|::1$|\[::1\]$|localhost$)/;
 
+/**
+ * Ports the source's own firewall turns away outright, as nftables prints a rule that does
+ * (`tcp dport 9100 drop`, `udp dport { 53, 5353 } reject`): a cloud's firewall opens no more
+ * than the host's did. Rules with other matches before them (an address, an interface) are
+ * not read as closing the port for everyone.
+ */
+export function refusedPorts(profile: Profile): Set<string> {
+  const refused = new Set<string>();
+  const firewall = profile.spec.network.firewall;
+  if (firewall?.backend !== 'nftables') return refused;
+  const rule =
+    /^\s*(tcp|udp)\s+dport\s+(\d{1,5}|\{[\d,\s]+\})\s+(?:counter\s+(?:packets\s+\d+\s+bytes\s+\d+\s+)?)?(drop|reject)\b/;
+  for (const line of firewall.ruleset.split('\n')) {
+    const m = rule.exec(line);
+    if (!m) continue;
+    const ports = (m[2] as string).replace(/[{}\s]/g, '').split(',');
+    for (const p of ports) if (p !== '') refused.add(`${m[1]}/${Number(p)}`);
+  }
+  return refused;
+}
+
 export function shapeOf(profile: Profile): HostShape {
   const { spec } = profile;
-  const seen = new Set<string>();
+  const seen = refusedPorts(profile);
   const ingress: { protocol: 'tcp' | 'udp'; port: number }[] = [];
   for (const socket of profile.observed?.listening ?? []) {
     if (socket.protocol === 'unix' || socket.port === undefined || LOOPBACK.test(socket.address)) continue;
