@@ -224,7 +224,7 @@ async function applyOne(
   }
   const prior = await executor.prepare(ctx, change);
   await deps.journal.begin(operation, seq, change, prior);
-  const outcome = await executor.apply(ctx, change, prior);
+  const outcome = await executor.apply({ ...ctx, fresh: true }, change, prior);
   await deps.journal.applied(operation, seq, outcome);
   return outcome;
 }

@@ -32,6 +32,12 @@ export interface ExecutorContext {
    * (nginx and the modules that need its ABI) install together with the first of them.
    */
   readonly following?: readonly Change[];
+  /**
+   * Apply runs right after its own prepare, in this process, with only the journal write
+   * between: what prepare read is what the host holds, and an executor may take it as the
+   * host's state rather than read it again. Never set for an apply resumed from the journal.
+   */
+  readonly fresh?: boolean;
 }
 
 export interface Executor {

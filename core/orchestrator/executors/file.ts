@@ -66,6 +66,17 @@ function attributesOf(file: ConfigFile, now: EntryState, fallbackMode: number): 
   };
 }
 
+/**
+ * What prepare read, when apply runs right after it: the whole state, except for a sealed
+ * file, whose hash the prior leaves out (the host is read again for it).
+ */
+function freshState(ctx: ExecutorContext, prior: unknown): EntryState | undefined {
+  if (!ctx.fresh || prior === null || typeof prior !== 'object') return undefined;
+  const state = (prior as FilePrior).state;
+  if (state === undefined || (state.kind === 'file' && state.sha256 === undefined)) return undefined;
+  return state as EntryState;
+}
+
 /** A file whose content is a sealed secret: opened through its reference, never by hash. */
 const isSealed = (file: ConfigFile) => file.type === 'file' && file.secretRef !== undefined;
 
@@ -102,11 +113,11 @@ export const fileExecutor: Executor = {
     return prepareEntry(ctx, c.key, `${c.kind} ${c.key}`, { sealed: isSealed(entry) });
   },
 
-  async apply(ctx: ExecutorContext, change) {
+  async apply(ctx: ExecutorContext, change, prior) {
     const c = fileChange(change);
     // Compared with the host as it is now, not as prepare saw it: an apply finished after a
-    // crash finds its own earlier work and leaves it.
-    const { state: now } = await probeEntry(ctx.transport, c.key, `${c.kind} ${c.key}`);
+    // crash finds its own earlier work and leaves it. Right after prepare, what it read is now.
+    const now = freshState(ctx, prior) ?? (await probeEntry(ctx.transport, c.key, `${c.kind} ${c.key}`)).state;
     if (now.kind === 'other') refuse(c, now, 'a file, folder or link');
     if (c.kind === 'file.delete') return deleteEntry(ctx, c, (c.from as ConfigFile).type, now);
     const file = c.to as ConfigFile;

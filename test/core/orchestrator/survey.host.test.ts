@@ -180,6 +180,9 @@ describe('the survey of file Changes', () => {
       '/etc/persona-s/b.conf',
     ]);
     expect((await host.run('stat -c %a /etc/persona-s/b.conf')).trim()).toBe('600');
+    // The survey, the Change's read (which keeps its copy), and its write (which hashes where
+    // it landed): apply, right after its own read, does not read the host again.
+    expect(third.transport.commands).toHaveLength(3);
   });
 
   it('reads a file again after an earlier Change of the same apply changed it, instead of trusting the survey', async () => {
