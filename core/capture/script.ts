@@ -957,7 +957,8 @@ if [ -n "\${PERSONA_TREES:-}" ]; then
 fi
 SAMPLE=\${PERSONA_SAMPLE:-1}
 if [ "$SAMPLE" = 1 ]; then sec sample-start f_sample; fi
-sec du f_du >"$T/bg.du" 2>&1 &
+# Disk usage is observation, not state: a capture of state only does not walk the trees.
+if [ "$SAMPLE" = 1 ]; then sec du f_du >"$T/bg.du" 2>&1 & fi
 sec runtimes f_runtimes >"$T/bg.runtimes" 2>&1 &
 sec ionice f_ionice >"$T/bg.ionice" 2>&1 &
 sec os f_os
