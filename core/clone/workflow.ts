@@ -63,6 +63,7 @@ import {
 import { alignSealed, behaviouralDifferences } from './compare.js';
 import { SnapshotContents } from './contents.js';
 import type { OperationDocuments } from './documents.js';
+import { stateFingerprint } from './fingerprint.js';
 import { CLONE_STEPS, type CloneRequest, type CloneStep } from './request.js';
 
 /** Where a clone reaches what it needs; the composition root (Lambda, CLI, embedded) builds it. */
@@ -124,6 +125,11 @@ export interface BaselineDocument {
   readonly existing: readonly string[];
   /** The topmost folders the target lacks above or at each tree: a rollback removes them. */
   readonly created?: readonly string[];
+  /**
+   * The target's Profile version recorded by an earlier clone, used instead of a capture because
+   * the target's state fingerprint was unchanged since.
+   */
+  readonly reused?: { readonly profileVersion: number; readonly operationId: string };
 }
 
 export interface AppliedDocument {
@@ -279,6 +285,33 @@ async function captureProfile(
   });
 }
 
+/** What a state fingerprint covers for a clone of `source`: /etc and the application's trees. */
+function fingerprintPaths(source: Profile): string[] {
+  return ['/etc', ...applicationPaths(source).map((p) => `/${p}`)];
+}
+
+/**
+ * The target's Profile as an earlier clone's Record captured it, when the target's state
+ * fingerprint over the same trees is what it was then; otherwise undefined (a full capture).
+ */
+async function recordedState(
+  deps: CloneDeps,
+  transport: Transport,
+  host: HostRegistration,
+  paths: readonly string[],
+): Promise<{ profile: Profile; version: number; operationId: string } | undefined> {
+  const last = (await deps.hosts.get(host.name)).lastCapture;
+  const state = last?.state;
+  if (!last || !state || last.profileVersion === undefined) return undefined;
+  if (state.paths.length !== paths.length || state.paths.some((p, i) => p !== paths[i])) return undefined;
+  const now = await stateFingerprint(transport, paths).catch(() => undefined);
+  if (now !== state.fingerprint) return undefined;
+  const got = await getProfile(deps.profiles, host.name, last.profileVersion).catch(() => undefined);
+  return got
+    ? { profile: got.profile, version: got.version.version, operationId: last.operationId }
+    : undefined;
+}
+
 /** The source's application trees (relative to "/"), as the source's snapshot holds them. */
 function applicationPaths(profile: Profile): string[] {
   const paths = profile.spec.application.paths.map((p, i) =>
@@ -417,7 +450,8 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     const source = await sourceProfile(ctx);
     const paths = applicationPaths(source.profile);
     return withTarget(ctx, async (transport, host) => {
-      const profile = await captureProfile(deps, transport, host);
+      const reused = await recordedState(deps, transport, host, fingerprintPaths(source.profile));
+      const profile = reused?.profile ?? (await captureProfile(deps, transport, host));
       const existing = await existingPaths(transport, paths);
       const created = await createdRoots(transport, paths);
       let snapshot: BaselineDocument['snapshot'];
@@ -435,6 +469,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
       }
       const baseline: BaselineDocument = {
         profile,
+        ...(reused ? { reused: { profileVersion: reused.version, operationId: reused.operationId } } : {}),
         fingerprint: targetFingerprint(profile.spec),
         paths,
         existing,
@@ -444,6 +479,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
       await deps.documents.put(op.id, 'baseline', baseline);
       return {
         fingerprint: baseline.fingerprint,
+        ...(reused ? { reused: reused.version } : {}),
         snapshot: snapshot?.version ?? null,
         trees: existing.length,
       };
@@ -588,9 +624,19 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     const { deps, op } = ctx;
     const plan = await deps.documents.get<Plan>(op.id, 'plan');
     return withTarget(ctx, async (transport, host) => {
-      const clone = await captureProfile(deps, transport, host, 'profile');
-      const written = await recordProfile(deps.profiles, clone);
       const source = await getProfile(deps.profiles, plan.source.name, plan.source.version);
+      // The state fingerprint around the capture: kept only when nothing moved while it ran.
+      const paths = fingerprintPaths(source.profile);
+      const before = await stateFingerprint(transport, paths).catch(() => undefined);
+      const clone = await captureProfile(deps, transport, host, 'profile');
+      const after = await stateFingerprint(transport, paths).catch(() => undefined);
+      const written = await recordProfile(deps.profiles, clone);
+      await deps.hosts.recordCapture(host.name, {
+        operationId: op.id,
+        at: isoNow(deps).toISOString(),
+        profileVersion: written.version.version,
+        ...(before !== undefined && before === after ? { state: { fingerprint: after, paths } } : {}),
+      });
       const differences = await behaviouralDifferences(source.profile, clone, await deps.snapshots());
       // The copies kept on the target for rollback go once the clone is final.
       for (const journal of [applyJournal(op.id), settleJournal(op.id), startJournal(op.id)])

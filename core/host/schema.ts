@@ -135,7 +135,17 @@ export const HostRecord = z
     createdAt: z.iso.datetime(),
     updatedAt: z.iso.datetime(),
     lastCapture: z
-      .object({ operationId: z.string(), at: z.iso.datetime(), profileVersion: z.number().int().optional() })
+      .object({
+        operationId: z.string(),
+        at: z.iso.datetime(),
+        profileVersion: z.number().int().optional(),
+        /**
+         * The host's state fingerprint over these trees (core/clone/fingerprint.ts), taken
+         * before and after that capture and equal both times: a re-clone that finds it unchanged
+         * plans from this capture instead of capturing the host again.
+         */
+        state: z.object({ fingerprint: z.string(), paths: z.array(z.string()) }).optional(),
+      })
       .optional(),
   })
   .meta({ id: 'HostRecord' });

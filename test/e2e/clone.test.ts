@@ -135,6 +135,21 @@ describe('persona clone', () => {
     const r = await persona('plan', 'web', '--to', 'host:bare');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/ 0 changes/);
+    // The clone's state fingerprint is what its Record saw: planned from that capture.
+    const planned = await lastOperation();
+    expect(planned.steps.find((s) => s.name === 'baseline')?.detail).toMatch(/reused \d+/);
+  }, 300_000);
+
+  it('captures the clone again once its state moved, and plans what moved back', async () => {
+    const mode = (await bare.exec('stat -c %a /etc/nginx/nginx.conf')).stdout.trim();
+    await bare.run('chmod 0600 /etc/nginx/nginx.conf');
+    const r = await persona('plan', 'web', '--to', 'host:bare');
+    expect(r.code, r.stderr).toBe(0);
+    const planned = await lastOperation();
+    expect(planned.steps.find((s) => s.name === 'baseline')?.detail).not.toMatch(/reused/);
+    expect(r.stdout).toMatch(/ 1 changes/);
+    expect(r.stdout).toMatch(/file\.write/);
+    await bare.run(`chmod ${mode} /etc/nginx/nginx.conf`);
   }, 300_000);
 
   it('refuses a saved plan once the target has changed since it was made', async () => {
