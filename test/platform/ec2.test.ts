@@ -190,7 +190,14 @@ describe('Ec2Platform end to end against the EC2 and SSM stand-ins', () => {
     const host = await ready(handle);
     // Running is not ready: the SSM Agent registers a poll later.
     expect(waited.some((w) => w.includes('is running; its SSM Agent is not registered yet'))).toBe(true);
-    expect(host.access).toEqual({ transport: 'ssm', instanceId: handle.id, region: LOCAL_REGION });
+    // Reached by its id; its private address is where validation probes it.
+    expect(host.access).toEqual({
+      transport: 'ssm',
+      instanceId: handle.id,
+      region: LOCAL_REGION,
+      address: ec2.instances.get(handle.id)?.privateIp,
+    });
+    expect(host.access.transport === 'ssm' && host.access.address).toMatch(/^10\.213\./);
     const transport = await platform.transport(host);
     const hostname = await transport.run('cat /etc/hostname');
     expect(hostname).toMatchObject({ exitCode: 0, stdout: `${handle.id}\n` });
