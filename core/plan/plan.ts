@@ -9,7 +9,7 @@ import { type Change, Delta, ProfileRef, summarize } from '../delta/changes.js';
 import { diff } from '../delta/diff.js';
 import { sameValue } from '../delta/sections.js';
 import { ConflictError } from '../errors.js';
-import { canonicalSpec, sortObjectKeys } from '../profile/collections.js';
+import { canonicalSpec } from '../profile/collections.js';
 import { API_VERSION, Package, PROFILE_KIND, type Profile, ProfileSpec } from '../profile/schema.js';
 import type { Resolution } from '../resolver/resolve.js';
 import { SOURCES } from '../resolver/resolve.js';
@@ -27,7 +27,7 @@ const sha256 = z
  * records, so equal hosts have equal fingerprints whatever order their capture listed things in.
  */
 export function targetFingerprint(spec: ProfileSpec): string {
-  const canonical = JSON.stringify(sortObjectKeys(canonicalSpec(spec)));
+  const canonical = JSON.stringify(canonicalSpec(spec));
   return `sha256:${createHash('sha256').update(canonical, 'utf8').digest('hex')}`;
 }
 

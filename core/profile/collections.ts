@@ -212,14 +212,21 @@ const byKey =
  * by key. Two specs that describe the same host have the same canonical form.
  */
 export function canonicalSpec(spec: ProfileSpec): ProfileSpec {
-  const copy = structuredClone(spec) as unknown as Record<string, unknown>;
+  // Copied only along the paths sorted here (sortObjectKeys copies the rest): a deep clone of a
+  // large host's spec was most of the time of every plan.
+  const copy: Record<string, unknown> = { ...(spec as unknown as Record<string, unknown>) };
   for (const d of Object.values(COLLECTIONS)) {
     if (d.ordered) continue;
     const [head, tail] = d.path;
-    const parent = (tail === undefined ? copy : copy[head]) as Record<string, unknown> | undefined;
-    const field = tail ?? head;
-    const list = parent?.[field];
-    if (parent !== undefined && Array.isArray(list)) parent[field] = [...list].sort(byKey(d.key));
+    if (tail === undefined) {
+      const list = copy[head];
+      if (Array.isArray(list)) copy[head] = [...list].sort(byKey(d.key));
+      continue;
+    }
+    const parent = copy[head];
+    if (parent === null || typeof parent !== 'object' || Array.isArray(parent)) continue;
+    const list = (parent as Record<string, unknown>)[tail];
+    if (Array.isArray(list)) copy[head] = { ...parent, [tail]: [...list].sort(byKey(d.key)) };
   }
   return sortObjectKeys(copy) as unknown as ProfileSpec;
 }
