@@ -99,6 +99,7 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
   checkOperation(operation);
   for (const change of delta.changes) executorFor(deps.executors, change);
   const journaled = new Map((await deps.journal.entries(operation)).map((e) => [e.seq, e]));
+  const writer = new ApplyJournal(deps.journal, operation);
   let known = await surveyDelta(deps, delta, journaled, 0);
   const results: ChangeResult[] = [];
   // What this apply changed since the survey: what it read may no longer be so.
@@ -116,10 +117,14 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
       results.push({ seq, kind: change.kind, key: change.key, outcome: answer });
       continue;
     }
-    if (deps.shouldStop && (await deps.shouldStop())) throw new ApplyStoppedError(operation, seq);
+    if (deps.shouldStop && (await deps.shouldStop())) {
+      await writer.flush();
+      throw new ApplyStoppedError(operation, seq);
+    }
     try {
       const outcome = await applyOne(
         deps,
+        writer,
         operation,
         seq,
         change,
@@ -131,6 +136,7 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
     } catch (error) {
       // The journal holds another Delta for this operation, or another apply of it is writing
       // the same positions: reverting would undo that one's work. Stop without touching the host.
+      await writer.flush().catch(() => undefined);
       if (error instanceof ConflictError) throw error;
       const rollback = await revertOperation(deps, operation);
       return {
@@ -148,7 +154,46 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
       };
     }
   }
+  await writer.flush();
   return { status: 'applied', operation, results };
+}
+
+/**
+ * The journal as one apply writes it: a Change's `applied` is held until the next Change
+ * begins, and both go in one atomic write where the journal can, so that each Change costs one
+ * round trip to the journal instead of two. The held mark is written before the next Change
+ * touches the host, and before the apply returns or stops; a crash in between leaves the entry
+ * `applying`, which a resumed apply finishes and a rollback reverts, as for any crash after a
+ * Change ran.
+ */
+class ApplyJournal {
+  private held: { readonly seq: number; readonly outcome: Outcome } | undefined;
+
+  constructor(
+    private readonly journal: Journal,
+    private readonly operation: string,
+  ) {}
+
+  async begin(seq: number, change: Change, prior: unknown): Promise<void> {
+    const done = this.held;
+    this.held = undefined;
+    if (done !== undefined && this.journal.appliedThenBegin !== undefined) {
+      await this.journal.appliedThenBegin(this.operation, done, { seq, change, prior });
+      return;
+    }
+    if (done !== undefined) await this.journal.applied(this.operation, done.seq, done.outcome);
+    await this.journal.begin(this.operation, seq, change, prior);
+  }
+
+  applied(seq: number, outcome: Outcome): void {
+    this.held = { seq, outcome };
+  }
+
+  async flush(): Promise<void> {
+    const done = this.held;
+    this.held = undefined;
+    if (done !== undefined) await this.journal.applied(this.operation, done.seq, done.outcome);
+  }
 }
 
 /**
@@ -198,6 +243,7 @@ function mayAffect(earlier: Change, later: Change): boolean {
 
 async function applyOne(
   deps: ApplyDeps,
+  writer: ApplyJournal,
   operation: string,
   seq: number,
   change: Change,
@@ -218,14 +264,15 @@ async function applyOne(
     }
     // Written, never marked applied: the host may hold it or not; apply is idempotent from the
     // state read before, which is what the journal kept.
+    await writer.flush();
     const outcome = await executor.apply(ctx, change, entry.prior);
-    await deps.journal.applied(operation, seq, outcome);
+    writer.applied(seq, outcome);
     return outcome;
   }
   const prior = await executor.prepare(ctx, change);
-  await deps.journal.begin(operation, seq, change, prior);
+  await writer.begin(seq, change, prior);
   const outcome = await executor.apply({ ...ctx, fresh: true }, change, prior);
-  await deps.journal.applied(operation, seq, outcome);
+  writer.applied(seq, outcome);
   return outcome;
 }
 

@@ -7,7 +7,13 @@
 //
 // Nothing secret is journaled: Changes carry references, and the content a file held before is
 // kept on the target (executors/backup.ts), not here.
-import { type DynamoDBDocumentClient, PutCommand, paginateQuery, UpdateCommand } from '@aws-sdk/lib-dynamodb';
+import {
+  type DynamoDBDocumentClient,
+  PutCommand,
+  paginateQuery,
+  TransactWriteCommand,
+  UpdateCommand,
+} from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { Change } from '../delta/changes.js';
 import { ConflictError, InvalidInputError, PersonaError } from '../errors.js';
@@ -41,6 +47,16 @@ export interface Journal {
   /** Records that the Change is about to be applied; ConflictError if that position is taken. */
   begin(operation: string, seq: number, change: Change, prior: unknown): Promise<void>;
   applied(operation: string, seq: number, outcome: Outcome): Promise<void>;
+  /**
+   * Optional: `applied` for one Change and `begin` for the next in one atomic write, so that
+   * an apply journals each Change in one round trip rather than two. Either both are written or
+   * neither; a ConflictError names which condition failed.
+   */
+  appliedThenBegin?(
+    operation: string,
+    done: { readonly seq: number; readonly outcome: Outcome },
+    next: { readonly seq: number; readonly change: Change; readonly prior: unknown },
+  ): Promise<void>;
   reverted(operation: string, seq: number, outcome: Outcome): Promise<void>;
   /** Every entry of the operation, in apply order. */
   entries(operation: string): Promise<JournalEntry[]>;
@@ -110,6 +126,71 @@ export class DynamoJournal implements Journal {
 
   applied(operation: string, seq: number, outcome: Outcome): Promise<void> {
     return this.move(operation, seq, ['applying'], 'applied', outcome);
+  }
+
+  async appliedThenBegin(
+    operation: string,
+    done: { readonly seq: number; readonly outcome: Outcome },
+    next: { readonly seq: number; readonly change: Change; readonly prior: unknown },
+  ): Promise<void> {
+    checkOperation(operation);
+    const at = this.now().toISOString();
+    try {
+      await this.ddb.send(
+        new TransactWriteCommand({
+          TransactItems: [
+            {
+              Update: {
+                TableName: this.tableName,
+                Key: { operation, seq: done.seq },
+                UpdateExpression: 'SET #st = :to, #o = :o, #u = :u',
+                ConditionExpression: '#st = :from',
+                ExpressionAttributeNames: { '#st': 'state', '#o': 'outcome', '#u': 'updatedAt' },
+                ExpressionAttributeValues: {
+                  ':to': 'applied',
+                  ':o': done.outcome,
+                  ':u': at,
+                  ':from': 'applying',
+                },
+              },
+            },
+            {
+              Put: {
+                TableName: this.tableName,
+                Item: {
+                  operation,
+                  seq: next.seq,
+                  change: JSON.stringify(next.change),
+                  prior: JSON.stringify(next.prior ?? null),
+                  state: 'applying',
+                  updatedAt: at,
+                },
+                ConditionExpression: 'attribute_not_exists(#s)',
+                ExpressionAttributeNames: { '#s': 'seq' },
+              },
+            },
+          ],
+        }),
+      );
+    } catch (e) {
+      const reasons = (e as { CancellationReasons?: { Code?: string }[] }).CancellationReasons;
+      if ((e as { name?: string }).name !== 'TransactionCanceledException' || !reasons) throw e;
+      if (reasons[0]?.Code === 'ConditionalCheckFailed')
+        throw new ConflictError(
+          `change ${done.seq + 1} of operation ${operation} is not applying`,
+          done.seq,
+          {
+            cause: e,
+          },
+        );
+      if (reasons[1]?.Code === 'ConditionalCheckFailed')
+        throw new ConflictError(
+          `operation ${operation} already journaled change ${next.seq + 1}: another apply of it is running or ran`,
+          next.seq,
+          { cause: e },
+        );
+      throw e;
+    }
   }
 
   reverted(operation: string, seq: number, outcome: Outcome): Promise<void> {
