@@ -235,6 +235,8 @@ async function surveyDelta(
  * surveyed; any other kind (a package, a user, a service) may change any file, so it may.
  */
 function mayAffect(earlier: Change, later: Change): boolean {
+  // The application's own Change holds nothing on the host: nothing applied changes its answer.
+  if (later.section === 'application') return false;
   if (earlier.section !== 'files' || later.section !== 'files') return true;
   const a = earlier.key;
   const b = later.key;

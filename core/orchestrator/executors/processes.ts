@@ -18,7 +18,7 @@ import type { Change, ProcessStart } from '../../delta/changes.js';
 import { InvalidInputError, type Issue, NotFoundError } from '../../errors.js';
 import { displayValue, sh } from '../../transport/shell.js';
 import type { Transport } from '../../transport/transport.js';
-import { checkOperation } from '../journal.js';
+import { checkOperation, type Outcome } from '../journal.js';
 import {
   accountNameProblem,
   changed,
@@ -557,6 +557,16 @@ const processRemove: Executor = {
 export const processAddExecutor = processAdd;
 export const processRemoveExecutor = processRemove;
 
+function applicationOutcome(change: Change): Outcome {
+  if (change.section !== 'application') throw new TypeError(`${change.kind} is not an application change`);
+  const to = change.to;
+  const commands = to?.startCommands.length ?? 0;
+  const checks = to?.healthChecks.length ?? 0;
+  return unchanged(
+    `nothing on the host holds the application itself: its ${commands} start command(s) run through the process Changes, its ${checks} health check(s) in validation`,
+  );
+}
+
 /**
  * application.configure: the application as the Profile declares it holds nothing of its own on
  * the host. Its start commands are started by the process Changes (their `start`), its trees come
@@ -571,13 +581,12 @@ export const applicationExecutor: Executor = {
   },
 
   async apply(_ctx, change) {
-    if (change.section !== 'application') throw new TypeError(`${change.kind} is not an application change`);
-    const to = change.to;
-    const commands = to?.startCommands.length ?? 0;
-    const checks = to?.healthChecks.length ?? 0;
-    return unchanged(
-      `nothing on the host holds the application itself: its ${commands} start command(s) run through the process Changes, its ${checks} health check(s) in validation`,
-    );
+    return applicationOutcome(change);
+  },
+
+  // Known from the Change alone: nothing to journal, nothing to read.
+  async survey(_ctx, changes) {
+    return changes.map(applicationOutcome);
   },
 
   async revert() {
