@@ -66,12 +66,17 @@ export async function webHost(name: string): Promise<TestHost> {
 }
 
 /** The small change an incremental re-clone carries: one page edited, a few small files added. */
-export async function changeSite(host: TestHost): Promise<string[]> {
+/** Four files of the document root edited or added; `round` > 1 edits them again, differently. */
+export async function changeSite(host: TestHost, round = 1): Promise<string[]> {
   const added = ['about.html', 'robots.txt', 'contact.html'].map((f) => `${DOCUMENT_ROOT}/${f}`);
-  await host.writeFile(`${DOCUMENT_ROOT}/index.html`, '<h1>shop</h1>\n<p>Now open on Sundays.</p>\n');
-  await host.writeFile(added[0] as string, '<h1>About the shop</h1>\n');
-  await host.writeFile(added[1] as string, 'User-agent: *\nDisallow: /basket\n');
-  await host.writeFile(added[2] as string, '<h1>Contact</h1>\n<p>shop@example.org</p>\n');
+  const again = round > 1 ? `<!-- round ${round} -->\n` : '';
+  await host.writeFile(`${DOCUMENT_ROOT}/index.html`, `<h1>shop</h1>\n<p>Now open on Sundays.</p>\n${again}`);
+  await host.writeFile(added[0] as string, `<h1>About the shop</h1>\n${again}`);
+  await host.writeFile(
+    added[1] as string,
+    `User-agent: *\nDisallow: /basket\n${again ? `# round ${round}\n` : ''}`,
+  );
+  await host.writeFile(added[2] as string, `<h1>Contact</h1>\n<p>shop@example.org</p>\n${again}`);
   return [`${DOCUMENT_ROOT}/index.html`, ...added];
 }
 
