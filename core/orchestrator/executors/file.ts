@@ -117,7 +117,8 @@ export const fileExecutor: Executor = {
     const c = fileChange(change);
     // Compared with the host as it is now, not as prepare saw it: an apply finished after a
     // crash finds its own earlier work and leaves it. Right after prepare, what it read is now.
-    const now = freshState(ctx, prior) ?? (await probeEntry(ctx.transport, c.key, `${c.kind} ${c.key}`)).state;
+    const now =
+      freshState(ctx, prior) ?? (await probeEntry(ctx.transport, c.key, `${c.kind} ${c.key}`)).state;
     if (now.kind === 'other') refuse(c, now, 'a file, folder or link');
     if (c.kind === 'file.delete') return deleteEntry(ctx, c, (c.from as ConfigFile).type, now);
     const file = c.to as ConfigFile;
