@@ -6,7 +6,6 @@
 // operation's tag and a type the capacity fallback chose. A clone cancelled after its instance
 // came up ends ROLLED_BACK with the instance terminated and its host gone.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Operation } from '../../core/operation/schema.js';
 import { ec2Arch, instanceTypeCandidates } from '../../core/platform/ec2-types.js';
 import { shapeOf } from '../../core/platform/shape.js';
 import type { Profile } from '../../core/profile/schema.js';
@@ -19,6 +18,7 @@ import { setUpWebHost } from '../hosts/software.js';
 import { type Ec2StandIn, startEc2StandIn } from '../stand-ins/ec2.js';
 import { type SsmStandIn, startSsmStandIn } from '../stand-ins/ssm.js';
 import { runPersona } from '../support/cli.js';
+import { captureWebSource, ended, lastClone, untilWorkingOnTarget } from '../support/clone.js';
 import { eventsWith, startTestPersona, type TestPersona } from '../support/local.js';
 
 let api: TestPersona;
@@ -51,18 +51,7 @@ beforeAll(async () => {
     hostname: 'web-aws',
     setup: (h) => setUpWebHost(h, { page: PAGE, secret: 'hunter2-in-aws' }),
   });
-  const captured = await persona(
-    'capture',
-    `ssh://root@${web.address}`,
-    '--key',
-    web.privateKeyPath,
-    '--name',
-    'web',
-    '--accept-new-host-key',
-    '--path',
-    '/var/www/persona',
-  );
-  expect(captured.code, captured.stderr).toBe(0);
+  await captureWebSource(api, web);
 }, 900_000);
 
 afterAll(async () => {
@@ -76,9 +65,7 @@ afterAll(async () => {
   delete process.env[EC2_PREFERRED_TYPES_ENV];
 }, 180_000);
 
-const operation = async (id: string) => (await api.call('GET', `/operations/${id}`)).body as Operation;
-const lastOperation = async () =>
-  (await api.call('GET', '/operations?kind=clone&limit=1')).body.items[0] as Operation;
+const lastOperation = () => lastClone(api);
 
 describe('persona clone --to aws', () => {
   it('launches a tagged, encrypted, IMDSv2 instance, clones onto it over SSM and validates it against the source', async () => {
@@ -146,20 +133,11 @@ describe('persona clone --to aws', () => {
     expect(started.status).toBe(202);
     const id = started.body.id as string;
     // Stopped once the instance is up and the clone works on it.
-    for (let i = 0; i < 600; i++) {
-      const op = await operation(id);
-      if (op.steps.some((s) => (s.name === 'baseline' || s.name === 'plan') && s.status !== 'PENDING')) break;
-      if (op.status !== 'RUNNING' && op.status !== 'PENDING') break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await untilWorkingOnTarget(api, id);
     const launched = [...ec2.instances.values()].find((i) => i.tags.get('persona:operation') === id);
     expect(launched?.state).toBe('running');
     expect((await api.call('POST', `/operations/${id}/cancel`)).status).toBe(202);
-    let op = await operation(id);
-    for (let i = 0; i < 900 && (op.status === 'RUNNING' || op.status === 'PENDING'); i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      op = await operation(id);
-    }
+    const op = await ended(api, id);
     expect(op.status, JSON.stringify(op.error)).toBe('ROLLED_BACK');
     const rollback = (await api.call('GET', `/operations/${id}/documents/rollback`)).body;
     expect(rollback.terminated).toBe(true);

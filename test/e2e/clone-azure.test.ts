@@ -8,12 +8,12 @@
 import { ComputeManagementClient } from '@azure/arm-compute';
 import { NetworkManagementClient } from '@azure/arm-network';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Operation } from '../../core/operation/schema.js';
 import { AzurePlatform, OPERATION_TAG } from '../../core/platform/azure.js';
 import { createHost, destroyAllHosts, type TestHost } from '../hosts/harness.js';
 import { setUpWebHost } from '../hosts/software.js';
 import { type ArmStandIn, startArmStandIn } from '../stand-ins/arm.js';
 import { runPersona } from '../support/cli.js';
+import { captureWebSource, ended, lastClone, untilWorkingOnTarget } from '../support/clone.js';
 import { eventsWith, startTestPersona, type TestPersona } from '../support/local.js';
 
 const RG = 'clones';
@@ -47,18 +47,7 @@ beforeAll(async () => {
     hostname: 'web-azure',
     setup: (h) => setUpWebHost(h, { page: PAGE, secret: 'hunter2-in-azure' }),
   });
-  const captured = await persona(
-    'capture',
-    `ssh://root@${web.address}`,
-    '--key',
-    web.privateKeyPath,
-    '--name',
-    'web',
-    '--accept-new-host-key',
-    '--path',
-    '/var/www/persona',
-  );
-  expect(captured.code, captured.stderr).toBe(0);
+  await captureWebSource(api, web);
 }, 900_000);
 
 afterAll(async () => {
@@ -67,9 +56,7 @@ afterAll(async () => {
   await api?.stop();
 }, 180_000);
 
-const operation = async (id: string) => (await api.call('GET', `/operations/${id}`)).body as Operation;
-const lastOperation = async () =>
-  (await api.call('GET', '/operations?kind=clone&limit=1')).body.items[0] as Operation;
+const lastOperation = () => lastClone(api);
 const vmsOf = (id: string) =>
   arm
     .resourceIds('Microsoft.Compute/virtualMachines')
@@ -125,22 +112,13 @@ describe('persona clone --to azure', () => {
     });
     expect(started.status).toBe(202);
     const id = started.body.id as string;
-    for (let i = 0; i < 600; i++) {
-      const op = await operation(id);
-      if (op.steps.some((s) => (s.name === 'baseline' || s.name === 'plan') && s.status !== 'PENDING')) break;
-      if (op.status !== 'RUNNING' && op.status !== 'PENDING') break;
-      await new Promise((r) => setTimeout(r, 200));
-    }
+    await untilWorkingOnTarget(api, id);
     const [vm] = vmsOf(id);
     expect(vm).toBeDefined();
     const host = arm.hostOf(vm as string);
     expect(host).toBeDefined();
     expect((await api.call('POST', `/operations/${id}/cancel`)).status).toBe(202);
-    let op = await operation(id);
-    for (let i = 0; i < 900 && (op.status === 'RUNNING' || op.status === 'PENDING'); i++) {
-      await new Promise((r) => setTimeout(r, 200));
-      op = await operation(id);
-    }
+    const op = await ended(api, id);
     expect(op.status, JSON.stringify(op.error)).toBe('ROLLED_BACK');
     const rollback = (await api.call('GET', `/operations/${id}/documents/rollback`)).body;
     expect(rollback.terminated).toBe(true);

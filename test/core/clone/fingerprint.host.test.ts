@@ -3,34 +3,16 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stateFingerprint } from '../../../core/clone/fingerprint.js';
 import { InvalidInputError } from '../../../core/errors.js';
-import type { RunOptions, Transport } from '../../../core/transport/transport.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
-import { sshTransportTo } from '../../hosts/transport.js';
+import { type RecordingTransport, recording, sshTransportTo } from '../../hosts/transport.js';
 
 let host: TestHost;
-let transport: Transport & { sent: number[]; received: number[] };
+let transport: RecordingTransport;
 
 beforeAll(async () => {
   host = await createHost({ name: 'fprint' });
   await host.run("mkdir -p '/srv/a b' && printf 'x' > \"/srv/a b/it's\"");
-  const inner = sshTransportTo(host);
-  const sent: number[] = [];
-  const received: number[] = [];
-  transport = {
-    target: inner.target,
-    sent,
-    received,
-    async run(command: string, options?: RunOptions) {
-      sent.push(Buffer.byteLength(command));
-      const r = await inner.run(command, options);
-      received.push(Buffer.byteLength(r.stdout));
-      return r;
-    },
-    stream: (c, o) => inner.stream(c, o),
-    putFile: (p, c, o) => inner.putFile(p, c, o),
-    getFile: (p) => inner.getFile(p),
-    close: () => inner.close(),
-  };
+  transport = recording(sshTransportTo(host));
 }, 600_000);
 
 afterAll(async () => {

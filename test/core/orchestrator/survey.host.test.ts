@@ -16,10 +16,9 @@ import { probeEntry, surveyEntries } from '../../../core/orchestrator/executors/
 import { DEBIAN_EXECUTORS, executorsFor } from '../../../core/orchestrator/executors/index.js';
 import { DynamoJournal } from '../../../core/orchestrator/journal.js';
 import { JOURNAL_TABLE } from '../../../core/storage/definitions.js';
-import type { RunOptions, Transport } from '../../../core/transport/transport.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type StandIns, startStandIns } from '../../../local/stand-ins.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
-import { sshTransportTo } from '../../hosts/transport.js';
+import { type RecordingTransport, recording, sshTransportTo } from '../../hosts/transport.js';
 
 let dir: string;
 let standIns: StandIns;
@@ -55,31 +54,14 @@ const contents: ContentSource = {
   },
 };
 
-/** The transport, counting the commands sent through it. */
-function counting(inner: Transport): Transport & { commands: string[] } {
-  const commands: string[] = [];
-  return {
-    target: inner.target,
-    commands,
-    run(command: string, options?: RunOptions) {
-      commands.push(command);
-      return inner.run(command, options);
-    },
-    stream: (c, o) => inner.stream(c, o),
-    putFile: (p, c, o) => inner.putFile(p, c, o),
-    getFile: (p) => inner.getFile(p),
-    close: () => inner.close(),
-  };
-}
-
-function controlSide(executors = DEBIAN_EXECUTORS): ApplyDeps & { transport: ReturnType<typeof counting> } {
+function controlSide(executors = DEBIAN_EXECUTORS): ApplyDeps & { transport: RecordingTransport } {
   const client = new DynamoDBClient({
     endpoint: standIns.dynamoEndpoint,
     region: LOCAL_REGION,
     credentials: LOCAL_CREDENTIALS,
   });
   const ddb = DynamoDBDocumentClient.from(client, { marshallOptions: { removeUndefinedValues: true } });
-  const transport = counting(sshTransportTo(host));
+  const transport = recording(sshTransportTo(host));
   opened.push(transport, { close: () => ddb.destroy() });
   return { transport, journal: new DynamoJournal(ddb, 'journal'), executors, contents };
 }
@@ -137,7 +119,7 @@ describe('the survey of file Changes', () => {
       '/srv/hostile/fifo',
       '/srv/hostile/missing',
     ];
-    const transport = counting(sshTransportTo(host));
+    const transport = recording(sshTransportTo(host));
     opened.push(transport);
     const surveyed = await surveyEntries(transport, [...paths, '/srv/hostile/linked-dir/inside']);
     expect(transport.commands).toHaveLength(1);
