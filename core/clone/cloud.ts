@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import { InvalidInputError, PersonaError } from '../errors.js';
 import type { HostRegistry } from '../host/registry.js';
-import type { HostRegistration } from '../host/schema.js';
+import { HostRegistration } from '../host/schema.js';
 import type { Platform, PlatformAdaptor, ProvisionHandle, ProvisionRequest } from '../platform/platform.js';
 import { shapeOf } from '../platform/shape.js';
 import type { Profile } from '../profile/schema.js';
@@ -221,7 +221,16 @@ export async function pollProvisioning(
           paths: [],
           processes: [],
         };
-  return { ready: true, registration };
+  // What the platform answered is data: an address or id that is not one is refused here,
+  // before it reaches the registry, a transport or a probe's URL.
+  const checked = HostRegistration.safeParse(registration);
+  if (!checked.success)
+    throw new ProvisioningFailedError(
+      `the platform's answer for ${record.handle.id} is not a host Persona can reach: ${checked.error.issues
+        .map((i) => `${i.path.join('.')}: ${i.message}`)
+        .join('; ')}`,
+    );
+  return { ready: true, registration: checked.data };
 }
 
 /** Registers the provisioned host; a retried Poll finds it registered as it was. */
