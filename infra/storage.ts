@@ -94,6 +94,7 @@ export class PersonaStorage extends Construct {
         pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
         deletionProtection,
         removalPolicy,
+        ...(definition.timeToLiveAttribute ? { timeToLiveAttribute: definition.timeToLiveAttribute } : {}),
       });
       for (const index of definition.globalSecondaryIndexes) table.addGlobalSecondaryIndex(indexProps(index));
       tables[definition.id] = table;

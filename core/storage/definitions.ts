@@ -26,6 +26,11 @@ export interface TableDefinition {
   readonly sortKey?: KeyAttribute;
   readonly globalSecondaryIndexes: readonly IndexDefinition[];
   readonly description: string;
+  /**
+   * A number attribute (epoch seconds) after which DynamoDB deletes the item. Deletion lags by
+   * up to days, so readers also skip items whose time has passed.
+   */
+  readonly timeToLiveAttribute?: string;
 }
 
 export interface BucketDefinition {
@@ -143,6 +148,84 @@ export const JOURNAL_TABLE = {
   description: 'Changes applied by each operation and how to revert them',
 } as const satisfies TableDefinition;
 
+/**
+ * Personas: like profiles, one immutable item per version (sk = version ≥ 1) and one head
+ * item per persona (sk = 0) with the latest version, moved under a condition.
+ */
+export const PERSONAS_TABLE = {
+  id: 'Personas',
+  env: 'PERSONAS_TABLE',
+  partitionKey: { name: 'name', type: 'S' },
+  sortKey: { name: 'version', type: 'N' },
+  globalSecondaryIndexes: [
+    {
+      // Only head items carry `entity`: each persona once, by name.
+      indexName: 'byEntity',
+      partitionKey: { name: 'entity', type: 'S' },
+      sortKey: { name: 'name', type: 'S' },
+      projection: 'ALL',
+    },
+  ],
+  description: 'Persona heads and immutable persona versions',
+} as const satisfies TableDefinition;
+
+/**
+ * Each host's persona: one state item (sk = "state": the current persona, since when, a
+ * manual activation in force) and its decisions (sk = "decision#<ISO time>#<seq>"), which
+ * expire after their retention.
+ */
+export const HOST_PERSONAS_TABLE = {
+  id: 'HostPersonas',
+  env: 'HOST_PERSONAS_TABLE',
+  partitionKey: { name: 'host', type: 'S' },
+  sortKey: { name: 'sk', type: 'S' },
+  globalSecondaryIndexes: [],
+  description: "Each host's current persona and the decisions that put it there",
+  timeToLiveAttribute: 'expiresAt',
+} as const satisfies TableDefinition;
+
+/**
+ * Host metrics as reported (POST /metrics) or sampled agentlessly: one item per report
+ * (sk = epoch milliseconds), kept for as long as criteria durations and forecasts read back.
+ */
+export const METRICS_TABLE = {
+  id: 'Metrics',
+  env: 'METRICS_TABLE',
+  partitionKey: { name: 'host', type: 'S' },
+  sortKey: { name: 'at', type: 'N' },
+  globalSecondaryIndexes: [],
+  description: 'Host metric reports, by host and time, with a time to live',
+  timeToLiveAttribute: 'expiresAt',
+} as const satisfies TableDefinition;
+
+/** External signals (POST /signals): the latest value of each, until it expires. */
+export const SIGNALS_TABLE = {
+  id: 'Signals',
+  env: 'SIGNALS_TABLE',
+  partitionKey: { name: 'name', type: 'S' },
+  globalSecondaryIndexes: [],
+  description: 'The latest value of each external signal',
+  timeToLiveAttribute: 'expiresAt',
+} as const satisfies TableDefinition;
+
+/**
+ * Agent credentials: one item per credential (pk = its id, the public half of the token),
+ * holding only a hash of the secret half, the host it is scoped to, and when it was revoked.
+ */
+export const AGENTS_TABLE = {
+  id: 'Agents',
+  env: 'AGENTS_TABLE',
+  partitionKey: { name: 'id', type: 'S' },
+  globalSecondaryIndexes: [
+    {
+      indexName: 'byHost',
+      partitionKey: { name: 'host', type: 'S' },
+      projection: 'ALL',
+    },
+  ],
+  description: 'Agent credentials (hashed), each scoped to one host, revocable',
+} as const satisfies TableDefinition;
+
 export const TABLES: readonly TableDefinition[] = [
   PROFILES_TABLE,
   SNAPSHOTS_TABLE,
@@ -151,6 +234,11 @@ export const TABLES: readonly TableDefinition[] = [
   OPERATIONS_TABLE,
   INVENTORY_TABLE,
   JOURNAL_TABLE,
+  PERSONAS_TABLE,
+  HOST_PERSONAS_TABLE,
+  METRICS_TABLE,
+  SIGNALS_TABLE,
+  AGENTS_TABLE,
 ];
 
 export const DATA_BUCKET = {
