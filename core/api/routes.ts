@@ -10,6 +10,12 @@ export interface Route {
   readonly path: string;
   readonly handler: string;
   readonly summary: string;
+  /**
+   * Who may call it: `iam` (the default) for operators, CI and AWS workloads signing with
+   * SigV4; `agent` for a host's persona-agent presenting its own credential, accepted only for
+   * that host (the agent authoriser, functions/authorizers/agent).
+   */
+  readonly auth?: 'iam' | 'agent';
 }
 
 export const ROUTES = [
