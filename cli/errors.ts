@@ -28,6 +28,8 @@ const BY_CODE: Readonly<Record<ErrorCode, number>> = {
   PRECONDITION_REQUIRED: EXIT.CONFLICT,
   CORRUPT: EXIT.CORRUPT,
   TRANSPORT: EXIT.UNAVAILABLE,
+  UNAUTHORIZED: EXIT.INVALID,
+  FORBIDDEN: EXIT.INVALID,
 };
 
 /** An error answer from the API, carrying its problem document. */

@@ -11,6 +11,8 @@ export const ERROR_CODES = [
   'DELTA_CONFLICT',
   'CORRUPT',
   'TRANSPORT',
+  'UNAUTHORIZED',
+  'FORBIDDEN',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -118,6 +120,27 @@ export class PreconditionRequiredError extends PersonaError {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = 'PreconditionRequiredError';
+  }
+}
+
+/**
+ * The caller did not prove who it is: no credential, or one that is unknown, revoked or wrong.
+ * The message never says which, so that a guess learns nothing about the ids that exist.
+ */
+export class UnauthorizedError extends PersonaError {
+  readonly code = 'UNAUTHORIZED';
+  constructor(message = 'a valid credential is required', options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'UnauthorizedError';
+  }
+}
+
+/** The caller is known but may not do this: a host's agent acting for another host. */
+export class ForbiddenError extends PersonaError {
+  readonly code = 'FORBIDDEN';
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'ForbiddenError';
   }
 }
 

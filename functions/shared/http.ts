@@ -43,10 +43,14 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   CORRUPT: 502,
   // A managed host could not be reached or refused us: the upstream failed, not the request.
   TRANSPORT: 502,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
 };
 
 const TITLES: Readonly<Record<number, string>> = {
   400: 'Bad Request',
+  401: 'Unauthorized',
+  403: 'Forbidden',
   404: 'Not Found',
   409: 'Conflict',
   413: 'Content Too Large',
