@@ -179,7 +179,16 @@ export const HOST_PERSONAS_TABLE = {
   env: 'HOST_PERSONAS_TABLE',
   partitionKey: { name: 'host', type: 'S' },
   sortKey: { name: 'sk', type: 'S' },
-  globalSecondaryIndexes: [],
+  globalSecondaryIndexes: [
+    {
+      // Only state items of a host that has a persona carry `currentPersona`: the hosts that
+      // have a given persona now, without scanning every decision (a persona in use is not deleted).
+      indexName: 'byCurrentPersona',
+      partitionKey: { name: 'currentPersona', type: 'S' },
+      sortKey: { name: 'host', type: 'S' },
+      projection: 'KEYS_ONLY',
+    },
+  ],
   description: "Each host's current persona and the decisions that put it there",
   timeToLiveAttribute: 'expiresAt',
 } as const satisfies TableDefinition;
