@@ -373,6 +373,8 @@ export type Signal = z.infer<typeof Signal>;
 export interface MetricSeries {
   readonly times: ArrayLike<number>;
   readonly values: ArrayLike<number>;
+  /** The reporting interval when known; otherwise evaluation takes the samples' mean gap. */
+  readonly intervalSeconds?: number;
 }
 
 /** Everything criteria can read about one host at one instant. Synchronous by design. */

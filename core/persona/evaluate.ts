@@ -1,0 +1,334 @@
+// Which persona a host should have now, and why. Pure: the caller reads the host's state,
+// metrics and signals, calls decide, records the decision and applies it (a decision is
+// applied when its mode is 'act' and `to` differs from `from`, or it is a 'switch' to the same
+// persona at a newer version).
+//
+// Personas are taken in priority order; the first whose criteria are true is the target,
+// none → the default persona, or the host's own parameters. Around that rule sit the
+// protections against flapping (CRITERIA.md has them for users):
+//   - unknown criteria never move a host: a persona is taken on only when true, left only
+//     when false;
+//   - the host's persona is left only once its criteria have been false for its hold time,
+//     unless a persona ranked above it becomes true (that pre-empts at once);
+//   - no switch within the cool-down after the last one (the larger of the two personas');
+//   - a manual activation is kept until it expires (the next window edge, manualUntil),
+//     unless the persona the criteria choose is 'enforced'.
+import {
+  type CompiledCriteria,
+  compileCriteria,
+  FALSE,
+  TRUE,
+  type Tri,
+  triName,
+  UNKNOWN,
+} from './criteria.js';
+import { nextScheduleEdge } from './schedule.js';
+import type {
+  CriterionReason,
+  Decision,
+  DecisionAction,
+  EvaluationInput,
+  HostPersonaState,
+  Persona,
+  PersonaSpec,
+} from './schema.js';
+
+/**
+ * A host as selectors see it. `labels` left out means they are not known here (the caller has
+ * already chosen the personas by label): only the name part of a selector is checked then.
+ */
+export interface HostRef {
+  readonly name: string;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+export interface CompiledPersona {
+  readonly name: string;
+  readonly version: number;
+  readonly spec: PersonaSpec;
+  readonly criteria?: CompiledCriteria;
+  selects(host: { name: string; labels?: Record<string, string> }): boolean;
+}
+
+/** Compiles a persona's criteria and host selector once, for any number of evaluations. */
+export function compilePersona(persona: Persona, version: number): CompiledPersona {
+  const spec = persona.spec;
+  const criteria = spec.criteria === undefined ? undefined : compileCriteria(spec.criteria, 'spec.criteria');
+  const names = spec.hosts.names === undefined ? undefined : new Set(spec.hosts.names);
+  const labels = Object.entries(spec.hosts.labels ?? {});
+  return {
+    name: persona.metadata.name,
+    version,
+    spec,
+    ...(criteria === undefined ? {} : { criteria }),
+    selects(host: HostRef) {
+      if (names !== undefined && !names.has(host.name)) return false;
+      const have = host.labels;
+      if (have === undefined) return true;
+      for (const [key, value] of labels) if (have[key] !== value) return false;
+      return true;
+    },
+  };
+}
+
+const byRank = (a: CompiledPersona, b: CompiledPersona) =>
+  a.spec.priority - b.spec.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+
+function ranked(personas: readonly CompiledPersona[], host: HostRef): readonly CompiledPersona[] {
+  const chosen = personas.filter((p) => p.selects(host));
+  for (let i = 1; i < chosen.length; i++) {
+    if (byRank(chosen[i - 1] as CompiledPersona, chosen[i] as CompiledPersona) > 0)
+      return chosen.sort(byRank);
+  }
+  return chosen;
+}
+
+const iso = (t: number) => new Date(t).toISOString();
+const label = (name: string | null) => name ?? 'its own parameters';
+
+function reasonsOf(p: CompiledPersona | undefined, input: EvaluationInput): CriterionReason[] {
+  if (p?.criteria === undefined) return [];
+  return p.criteria.explain(input).map((r) => ({ ...r, detail: `${p.name}: ${r.detail}` }));
+}
+
+/** The data missing for unknown criteria, for a summary: "cpu.utilization: no samples". */
+function missing(reasons: readonly CriterionReason[]): string {
+  const leaves = reasons.filter((r) => r.holds === 'unknown' && r.values !== undefined);
+  return leaves.map((r) => r.detail).join('; ') || 'data missing';
+}
+
+/**
+ * Decides which persona `host` should have at `input.now`. `personas` are those of the host
+ * (others are filtered out again here); `state` is what the host has, undefined for a host
+ * never evaluated. Returns the decision and the state to store.
+ */
+export function decide(
+  host: string | HostRef,
+  personas: readonly CompiledPersona[],
+  state: HostPersonaState | undefined,
+  input: EvaluationInput,
+): { decision: Decision; state: HostPersonaState } {
+  const ref: HostRef = typeof host === 'string' ? { name: host } : host;
+  const now = input.now;
+  const candidates = ranked(personas, ref);
+  const current = state?.current ?? null;
+  const currentIndex = current === null ? -1 : candidates.findIndex((p) => p.name === current);
+  const held = currentIndex >= 0 ? candidates[currentIndex] : undefined;
+  const fallback = candidates.find((p) => p.spec.default);
+
+  let targetIndex = -1;
+  let heldTri: Tri = FALSE;
+  for (let i = 0; i < candidates.length; i++) {
+    const p = candidates[i] as CompiledPersona;
+    if (p.spec.default || p.criteria === undefined) continue;
+    const t = p.criteria.test(input);
+    if (i === currentIndex) heldTri = t;
+    if (t === TRUE) {
+      targetIndex = i;
+      break;
+    }
+  }
+  const target = targetIndex >= 0 ? candidates[targetIndex] : fallback;
+  const targetName = target?.name ?? null;
+
+  let manual = state?.manual;
+  if (manual !== undefined && manual.until !== null && manual.until <= now) manual = undefined;
+  const base = {
+    host: ref.name,
+    current,
+    ...(state?.currentVersion === undefined ? {} : { currentVersion: state.currentVersion }),
+    since: state?.since ?? now,
+  };
+  const make = (
+    action: DecisionAction,
+    to: string | null,
+    summary: string,
+    reasons: readonly CriterionReason[],
+    mode: 'act' | 'report' = 'act',
+  ): Decision => ({
+    host: ref.name,
+    at: now,
+    action,
+    from: current,
+    to,
+    mode,
+    summary: `${ref.name} ${summary}`,
+    reasons,
+  });
+
+  // A manual activation (or an operator's own change) stands until it expires, unless the
+  // persona the criteria choose is enforced: that one undoes it at once, cool-down or not.
+  let enforced = false;
+  if (manual !== undefined) {
+    if (target !== undefined && target.spec.override === 'enforced' && target.name !== manual.persona) {
+      enforced = true;
+      manual = undefined;
+    } else {
+      const to = manual.persona;
+      const chosen = candidates.find((p) => p.name === to);
+      const until = manual.until === null ? 'until changed' : `until ${iso(manual.until)}`;
+      const calls = targetName === to ? '' : ` (criteria call for ${label(targetName)})`;
+      return {
+        decision: make(
+          'manual',
+          to,
+          `keeps the manual choice of ${label(to)} ${until}${calls}`,
+          targetName === to ? reasonsOf(chosen, input) : reasonsOf(target, input),
+        ),
+        state: {
+          ...base,
+          current: to,
+          ...(chosen === undefined ? {} : { currentVersion: chosen.version }),
+          since: to === current ? base.since : now,
+          manual,
+        },
+      };
+    }
+  }
+
+  if (targetName === current) {
+    const reasons =
+      target?.criteria !== undefined && !target.spec.default
+        ? reasonsOf(target, input)
+        : candidates
+            .filter((p) => p.criteria !== undefined && !p.spec.default)
+            .flatMap((p) => reasonsOf(p, input).slice(0, 1));
+    const stayed = { ...base, ...(target === undefined ? {} : { currentVersion: target.version }) };
+    if (
+      target !== undefined &&
+      state?.currentVersion !== undefined &&
+      state.currentVersion !== target.version
+    ) {
+      // The persona changed under the host: its new version's parameters are to be applied.
+      const mode = target.spec.mode;
+      return {
+        decision: make(
+          'switch',
+          targetName,
+          `moves ${target.name} from version ${state.currentVersion} to ${target.version}`,
+          reasons,
+          mode,
+        ),
+        state: mode === 'report' ? base : stayed,
+      };
+    }
+    const why =
+      target === undefined || target.spec.default || target.criteria === undefined
+        ? "no persona's criteria hold"
+        : 'its criteria hold';
+    return { decision: make('stay', current, `stays on ${label(current)}: ${why}`, reasons), state: stayed };
+  }
+
+  // The host's persona ranks above the target: it is left only on its criteria being false,
+  // for its hold time.
+  let falseSince: number | undefined;
+  const leaving = held !== undefined ? reasonsOf(held, input) : [];
+  if (held !== undefined && !held.spec.default && (targetIndex < 0 || currentIndex < targetIndex)) {
+    if (heldTri === UNKNOWN) {
+      return {
+        decision: make(
+          'stay',
+          current,
+          `stays on ${held.name}: its criteria are unknown (${missing(leaving)})`,
+          leaving,
+        ),
+        state: base,
+      };
+    }
+    falseSince = state?.falseSince ?? now;
+    const holdEnd = falseSince + held.spec.hysteresis.holdSeconds * 1000;
+    if (now < holdEnd) {
+      return {
+        decision: make(
+          'hold',
+          current,
+          `stays on ${held.name} until ${iso(holdEnd)}: its criteria are false since ${iso(falseSince)}, held ${held.spec.hysteresis.holdSeconds} s (then ${label(targetName)})`,
+          leaving,
+        ),
+        state: { ...base, falseSince },
+      };
+    }
+  }
+  const tracked = falseSince === undefined ? base : { ...base, falseSince };
+  const arriving = target !== undefined && !target.spec.default ? reasonsOf(target, input) : [];
+  const gone: CriterionReason[] =
+    current !== null && held === undefined
+      ? [{ path: '', holds: triName(FALSE), detail: `${current} no longer applies to this host` }]
+      : [];
+  const reasons = [
+    ...arriving,
+    ...gone,
+    ...(held !== undefined && held.criteria !== undefined ? leaving : []),
+  ];
+
+  const coolDown =
+    Math.max(held?.spec.hysteresis.coolDownSeconds ?? 0, target?.spec.hysteresis.coolDownSeconds ?? 0) * 1000;
+  if (!enforced && state !== undefined && now < state.since + coolDown) {
+    const ends = state.since + coolDown;
+    return {
+      decision: make(
+        'cool-down',
+        current,
+        `stays on ${label(current)} until ${iso(ends)}: cool-down of ${coolDown / 1000} s after the switch at ${iso(state.since)} (criteria call for ${label(targetName)})`,
+        reasons,
+      ),
+      state: tracked,
+    };
+  }
+
+  const action: DecisionAction = target !== undefined && !target.spec.default ? 'switch' : 'revert';
+  const why =
+    action === 'switch'
+      ? `its criteria hold${held !== undefined && currentIndex > targetIndex ? `, and it ranks above ${held.name}` : ''}`
+      : held === undefined && current !== null
+        ? `${current} no longer applies`
+        : "no persona's criteria hold";
+  const undo = enforced ? ' (enforced: the manual choice is undone)' : '';
+  if (target?.spec.mode === 'report') {
+    // Report mode: what would be done is recorded; the host keeps its persona.
+    return {
+      decision: make(
+        action,
+        targetName,
+        `would ${action} from ${label(current)} to ${label(targetName)} (report mode): ${why}${undo}`,
+        reasons,
+        'report',
+      ),
+      state: tracked,
+    };
+  }
+  return {
+    decision: make(
+      action,
+      targetName,
+      `${action === 'switch' ? 'switches' : 'reverts'} from ${label(current)} to ${label(targetName)}: ${why}${undo}`,
+      reasons,
+    ),
+    state: {
+      host: ref.name,
+      current: targetName,
+      ...(target === undefined ? {} : { currentVersion: target.version }),
+      since: now,
+    },
+  };
+}
+
+/** The next instant after `now` at which any of the personas' schedules changes its verdict. */
+export function nextWindowEdge(personas: readonly CompiledPersona[], now: number): number | undefined {
+  let next: number | undefined;
+  for (const p of personas) {
+    for (const schedule of p.criteria?.schedules ?? []) {
+      const edge = nextScheduleEdge(schedule, now);
+      if (edge !== undefined && (next === undefined || edge < next)) next = edge;
+    }
+  }
+  return next;
+}
+
+/**
+ * Until when a manual activation made at `now` stands: the next window edge of the host's
+ * personas, or null (until changed) when none of them has a schedule that changes.
+ */
+export function manualUntil(personas: readonly CompiledPersona[], now: number): number | null {
+  return nextWindowEdge(personas, now) ?? null;
+}
