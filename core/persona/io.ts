@@ -1,0 +1,241 @@
+// Reading persona documents from JSON or YAML with the defences of profile documents (size,
+// depth, aliases, tags, duplicate and forbidden keys: core/profile/io.ts), plus what is
+// particular to personas: criteria nested no deeper than MAX_CRITERIA_DEPTH, and files that
+// hold several personas separated by `---`.
+import { CST, Lexer } from 'yaml';
+import { formatPath, InvalidInputError, type Issue, TooLargeError } from '../errors.js';
+import { sortObjectKeys } from '../profile/collections.js';
+import { issuesFromZod, type ParseOptions, parseDocumentText } from '../profile/io.js';
+import { MAX_CRITERIA_DEPTH, Persona } from './schema.js';
+
+/** Limits on persona documents, documented in the README. */
+export const PERSONA_LIMITS = {
+  /**
+   * Bytes of one persona document. A persona is stored whole in one DynamoDB item (400 KB at
+   * most), and a persona with every parameter set is a few kilobytes.
+   */
+  maxBytes: 256 * 1024,
+  /** Bytes of a file of several personas (`persona personas apply -f`). */
+  maxFileBytes: 4 * 1024 * 1024,
+  /** Documents in one file. */
+  maxDocuments: 200,
+} as const;
+
+type Locate = (path: readonly PropertyKey[]) => { line: number; column: number } | undefined;
+
+/**
+ * Where criteria nest deeper than MAX_CRITERIA_DEPTH (a leaf at the top is depth 1), named by
+ * the path of the first criterion too deep. Walked with an explicit stack before the schema
+ * sees the value, so that depth is refused by name rather than by the stack running out.
+ */
+export function criteriaDepthIssues(value: unknown, locate?: Locate): Issue[] {
+  const spec = (value as { spec?: unknown } | null)?.spec;
+  const root = (spec as { criteria?: unknown } | null)?.criteria;
+  if (root === undefined || root === null || typeof root !== 'object') return [];
+  const stack: { node: unknown; path: PropertyKey[]; depth: number }[] = [
+    { node: root, path: ['spec', 'criteria'], depth: 1 },
+  ];
+  while (stack.length > 0) {
+    const { node, path, depth } = stack.pop() as (typeof stack)[number];
+    if (node === null || typeof node !== 'object' || Array.isArray(node)) continue;
+    if (depth > MAX_CRITERIA_DEPTH) {
+      return [
+        {
+          path: formatPath(path),
+          message: `criteria nest deeper than ${MAX_CRITERIA_DEPTH} levels; flatten them (all/any take lists)`,
+          ...locate?.(path),
+        },
+      ];
+    }
+    const c = node as Record<string, unknown>;
+    for (const op of ['all', 'any'] as const) {
+      const list = c[op];
+      if (Array.isArray(list)) {
+        list.forEach((child, i) => {
+          stack.push({ node: child, path: [...path, op, i], depth: depth + 1 });
+        });
+      }
+    }
+    if (c.not !== undefined) stack.push({ node: c.not, path: [...path, 'not'], depth: depth + 1 });
+  }
+  return [];
+}
+
+/** Checks a plain value against the Persona schema and returns it with its defaults filled. */
+export function validatePersona(value: unknown, options: { source?: string; locate?: Locate } = {}): Persona {
+  const source = options.source ?? 'persona';
+  const refuse = (issues: Issue[]): never => {
+    throw new InvalidInputError(
+      `${source} is not a valid persona`,
+      issues,
+      options.source === undefined ? {} : { source: options.source },
+    );
+  };
+  const deep = criteriaDepthIssues(value, options.locate);
+  if (deep.length > 0) refuse(deep);
+  const result = Persona.safeParse(value);
+  if (!result.success) refuse(issuesFromZod(result.error, options.locate));
+  return canonicalPersona((result as { data: Persona }).data);
+}
+
+/** Parses and validates one persona document (JSON or YAML). */
+export function parsePersona(text: string | Uint8Array, options: ParseOptions = {}): Persona {
+  const { value, locate } = parseDocumentText(text, {
+    maxBytes: PERSONA_LIMITS.maxBytes,
+    kind: 'a persona document',
+    ...options,
+  });
+  return validatePersona(value, {
+    ...(options.source === undefined ? {} : { source: options.source }),
+    locate,
+  });
+}
+
+/** One document of a file of personas, and the line its text starts on. */
+export interface PersonaDocument {
+  readonly persona: Persona;
+  /** 1-based line of the document in its file. */
+  readonly line: number;
+}
+
+/**
+ * Parses a file of one or more persona documents separated by `---` (YAML), or one JSON
+ * document. Empty documents are skipped. Every document is checked, and the problems of all of
+ * them are reported together, each with its line in the file.
+ */
+export function parsePersonaFile(
+  input: string | Uint8Array,
+  options: { source?: string } = {},
+): PersonaDocument[] {
+  const source = options.source ?? 'file';
+  const bytes = typeof input === 'string' ? Buffer.byteLength(input, 'utf8') : input.byteLength;
+  if (bytes > PERSONA_LIMITS.maxFileBytes) {
+    throw new TooLargeError(
+      `${source} is ${bytes} bytes; the limit for a file of personas is ${PERSONA_LIMITS.maxFileBytes} bytes`,
+      PERSONA_LIMITS.maxFileBytes,
+    );
+  }
+  const text = typeof input === 'string' ? input : decodeStrict(input, source);
+  const pieces = splitDocuments(text);
+  if (pieces.length > PERSONA_LIMITS.maxDocuments) {
+    throw new InvalidInputError(
+      `${source} holds too many documents`,
+      [
+        {
+          path: '',
+          message: `${pieces.length} documents; at most ${PERSONA_LIMITS.maxDocuments} in one file`,
+        },
+      ],
+      { source },
+    );
+  }
+  const documents: PersonaDocument[] = [];
+  const issues: Issue[] = [];
+  const seen = new Map<string, number>();
+  for (const piece of pieces) {
+    const shift = (i: Issue): Issue =>
+      i.line === undefined ? { ...i, line: piece.line } : { ...i, line: i.line + piece.line - 1 };
+    try {
+      const { value, locate } = parseDocumentText(piece.text, {
+        source,
+        maxBytes: PERSONA_LIMITS.maxBytes,
+        kind: 'a persona document',
+      });
+      if (value === null || value === undefined) continue;
+      const persona = validatePersona(value, { source, locate });
+      const name = persona.metadata.name;
+      const first = seen.get(name);
+      if (first !== undefined) {
+        issues.push({
+          path: 'metadata.name',
+          message: `persona ${name} is defined twice in this file (first at line ${first})`,
+          line: piece.line,
+        });
+        continue;
+      }
+      seen.set(name, piece.line);
+      documents.push({ persona, line: piece.line });
+    } catch (e) {
+      if (e instanceof InvalidInputError) issues.push(...e.issues.map(shift));
+      else if (e instanceof TooLargeError) issues.push({ path: '', message: e.message, line: piece.line });
+      else throw e;
+    }
+  }
+  if (issues.length > 0)
+    throw new InvalidInputError(`${source} is not a valid file of personas`, issues, { source });
+  if (documents.length === 0) {
+    throw new InvalidInputError(
+      `${source} holds no persona`,
+      [{ path: '', message: 'expected at least one document of kind Persona' }],
+      { source },
+    );
+  }
+  return documents;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function decodeStrict(bytes: Uint8Array, source: string): string {
+  try {
+    return utf8.decode(bytes);
+  } catch {
+    // The document parser names the offending byte, line and column.
+    parseDocumentText(bytes, { source, maxBytes: PERSONA_LIMITS.maxFileBytes });
+    throw new InvalidInputError(`${source} is not valid UTF-8`, [{ path: '', message: 'invalid UTF-8' }], {
+      source,
+    });
+  }
+}
+
+/**
+ * The text of each document of a YAML stream and the line it starts on, split where the lexer
+ * (which does not recurse) finds a document start (`---`) or the directives before one.
+ */
+function splitDocuments(text: string): { text: string; line: number }[] {
+  const starts: number[] = [0];
+  let offset = 0;
+  let directiveAt: number | undefined;
+  let content = false;
+  for (const token of new Lexer().lex(text)) {
+    if (token === '\x02' || token === '\x1f' || token === '\x18') continue;
+    const type = CST.tokenType(token);
+    if (type === 'directive-line') directiveAt ??= offset;
+    else if (type === 'doc-start') {
+      // Comments and directives before the first `---` belong to the document it starts.
+      if (content) starts.push(directiveAt ?? offset);
+      directiveAt = undefined;
+      content = false;
+    } else if (type === 'doc-end') {
+      starts.push(offset + token.length);
+      content = false;
+    } else if (type !== 'space' && type !== 'newline' && type !== 'comment' && type !== 'byte-order-mark') {
+      content = true;
+    }
+    offset += token.length;
+  }
+  const out: { text: string; line: number }[] = [];
+  for (let i = 0; i < starts.length; i++) {
+    const from = starts[i] as number;
+    const to = starts[i + 1] ?? text.length;
+    const piece = text.slice(from, to);
+    if (piece.trim() === '') continue;
+    out.push({ text: piece, line: lineAt(text, from) });
+  }
+  return out;
+}
+
+function lineAt(text: string, offset: number): number {
+  let line = 1;
+  for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) line++;
+  return line;
+}
+
+/** The form personas are stored and compared in: defaults filled, object keys sorted. */
+export function canonicalPersona(persona: Persona): Persona {
+  return sortObjectKeys(persona) as Persona;
+}
+
+/** The stored form: equal personas are equal bytes. */
+export function serializePersona(persona: Persona): string {
+  return JSON.stringify(canonicalPersona(persona));
+}
