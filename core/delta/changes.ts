@@ -62,6 +62,7 @@ export const CHANGE_KINDS = [
   'route.remove',
   'dns.set',
   'firewall.replace',
+  'ingress.set',
   'group.add',
   'group.remove',
   'group.modify',
@@ -86,6 +87,8 @@ export const CHANGE_KINDS = [
   'resource.resize',
   'cgroup.set',
   'cgroup.unset',
+  'bandwidth.set',
+  'bandwidth.unset',
   'process.add',
   'process.remove',
   'process.resize',
@@ -159,6 +162,7 @@ export const KINDS: Readonly<Record<ChangeKind, KindInfo>> = {
   'route.remove': info('delete', 'route.add'),
   'dns.set': info('replace', 'dns.set'),
   'firewall.replace': info('replace', 'firewall.replace'),
+  'ingress.set': info('replace', 'ingress.set'),
   'group.add': info('create', 'group.remove'),
   'group.remove': info('delete', 'group.add'),
   'group.modify': info('change', 'group.modify'),
@@ -183,6 +187,8 @@ export const KINDS: Readonly<Record<ChangeKind, KindInfo>> = {
   'resource.resize': info('replace', 'resource.resize'),
   'cgroup.set': info('set', 'cgroup.unset'),
   'cgroup.unset': info('delete', 'cgroup.set'),
+  'bandwidth.set': info('set', 'bandwidth.unset'),
+  'bandwidth.unset': info('delete', 'bandwidth.set'),
   'process.add': info('create', 'process.remove'),
   'process.remove': info('delete', 'process.add'),
   'process.resize': info('change', 'process.resize'),
@@ -230,6 +236,43 @@ export const ProcessStart = z
   .meta({ id: 'ProcessStart' });
 export type ProcessStart = z.infer<typeof ProcessStart>;
 
+/**
+ * An egress rate limit on one interface (tc), as a persona sets it: a host-local parameter the
+ * Profile does not hold (a capture does not read traffic shaping), so only persona switches
+ * carry it.
+ */
+export const EgressLimit = z
+  .strictObject({
+    interface: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$/, 'expected a network interface name such as eth0'),
+    egressMbps: z.number().positive().max(400_000),
+  })
+  .meta({ id: 'EgressLimit' });
+export type EgressLimit = z.infer<typeof EgressLimit>;
+
+/**
+ * The ports Persona's own firewall table admits (nftables `table inet persona`), beside the
+ * host's own ruleset, which it leaves alone. A singleton: null is no such table.
+ */
+export const IngressTable = z
+  .strictObject({
+    rules: z.array(
+      z.strictObject({
+        port: z.number().int().min(1).max(65535),
+        protocol: z.enum(['tcp', 'udp']),
+        from: z
+          .string()
+          .regex(/^[0-9a-fA-F:.]+(\/\d{1,3})?$/, 'expected an IP address or CIDR')
+          .optional(),
+      }),
+    ),
+    /** Ports admitted whatever the rules say: the transport's own, so a switch never locks Persona out. */
+    keep: z.array(z.number().int().min(1).max(65535)).default([]),
+  })
+  .meta({ id: 'IngressTable' });
+export type IngressTable = z.infer<typeof IngressTable>;
+
 const resource = <K extends string, V extends z.ZodType>(key: K, value: V) =>
   variant('resources', 'resource', value).extend({ key: z.literal(key) });
 
@@ -271,6 +314,10 @@ export const Change = z
       resource('bandwidth', Resources.shape.bandwidth.unwrap()),
     ]),
     variant('cgroups', 'cgroup', CgroupLimit),
+    variant('bandwidth', 'bandwidth', EgressLimit).extend({
+      key: EgressLimit.shape.interface.describe('The interface the limit shapes'),
+    }),
+    variant('ingress', 'ingress', IngressTable),
     variant('processes', 'process', ProcessAllocation).extend({
       start: ProcessStart.optional().describe(
         'How to start the process where no service runs it: the start command of the same name ' +
@@ -314,6 +361,7 @@ export const SINGLETON_SECTIONS = [
   'executionFlag',
   'dns',
   'firewall',
+  'ingress',
   'application',
 ] as const satisfies readonly Section[];
 const isSingleton = (s: Section) => (SINGLETON_SECTIONS as readonly Section[]).includes(s);

@@ -24,6 +24,10 @@ export const FIELD_LOCATIONS: Readonly<Record<FieldSection, FieldLocation>> = {
   resources: { parent: ['resources'], keys: ['cpu', 'memory', 'io', 'bandwidth'] },
   sysctl: { parent: ['configuration', 'sysctl'], keys: 'any' },
   application: { parent: [], keys: ['application'] },
+  // Persona-switch state the Profile does not hold (a capture reads no traffic shaping and no
+  // table of Persona's own): a Delta holding these is applied to hosts, never to a Profile.
+  bandwidth: { parent: ['persona', 'bandwidth'], keys: 'any' },
+  ingress: { parent: ['persona'], keys: ['ingress'] },
 };
 
 type Node = Record<string, unknown>;

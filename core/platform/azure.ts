@@ -23,6 +23,7 @@ import type {
   ProvisionHandle,
   ProvisionRequest,
   ProvisionStatus,
+  ResizeOptions,
   ResizeResult,
   SnapshotScope,
 } from './platform.js';
@@ -424,11 +425,20 @@ export class AzurePlatform implements PlatformAdaptor {
     }
   }
 
-  async resize(host: ProvisionedHost, size: string): Promise<ResizeResult> {
-    if (!VM_SIZE.test(size)) {
-      throw new InvalidInputError(`size ${displayValue(size)} is not an Azure VM size`, [
-        { path: 'size', message: 'expected Standard_...' },
-      ]);
+  /**
+   * Resizes the VM, deallocating it first when its hardware cluster does not offer the size. A
+   * size Azure has no capacity for (SkuNotAvailable, AllocationFailed, ZonalAllocationFailed)
+   * gives way to the next of `fallback`; when none fits, the VM gets its own size back (started
+   * again if it ran) and AzureCapacityError names what was tried.
+   */
+  async resize(host: ProvisionedHost, size: string, options: ResizeOptions = {}): Promise<ResizeResult> {
+    const candidates = [size, ...(options.fallback ?? []).filter((s) => s !== size)];
+    for (const [i, s] of candidates.entries()) {
+      if (!VM_SIZE.test(s)) {
+        throw new InvalidInputError(`size ${displayValue(s)} is not an Azure VM size`, [
+          { path: i === 0 ? 'size' : `fallback[${i - 1}]`, message: 'expected Standard_...' },
+        ]);
+      }
     }
     const names = this.namesOf(host);
     const { compute } = this.options;
@@ -445,26 +455,55 @@ export class AzurePlatform implements PlatformAdaptor {
     for await (const s of compute.virtualMachines.listAvailableSizes(names.resourceGroup, names.vm)) {
       if (s.name) inPlace.push(s.name);
     }
-    try {
+    let deallocated = false;
+    let last: { code: string; message: string } | undefined;
+    const attempt = async (target: string) => {
       // A size the VM's hardware cluster does not offer needs the VM deallocated first.
-      const deallocate = running && !inPlace.includes(size);
-      if (deallocate)
+      if (running && !deallocated && !inPlace.includes(target)) {
         await compute.virtualMachines.deallocate(names.resourceGroup, names.vm, interval).pollUntilDone();
+        deallocated = true;
+      }
       await compute.virtualMachines
-        .update(names.resourceGroup, names.vm, { hardwareProfile: { vmSize: size } }, interval)
+        .update(names.resourceGroup, names.vm, { hardwareProfile: { vmSize: target } }, interval)
         .pollUntilDone();
-      if (deallocate)
+      if (deallocated)
         await compute.virtualMachines.start(names.resourceGroup, names.vm, interval).pollUntilDone();
-    } catch (error) {
-      const e = armError(error);
-      throw new AzureRequestError(
-        `resizing VM ${names.vm} to ${size}: ${e.code}: ${e.message}`,
-        e.code,
-        e.status,
-      );
+    };
+    for (const target of candidates) {
+      try {
+        await attempt(target);
+        // Azure restarts a running VM to resize it, in place or not.
+        return {
+          state: 'resized',
+          size: target,
+          restarted: running,
+          ...(current ? { previous: current } : {}),
+        };
+      } catch (error) {
+        const e = armError(error);
+        if (!CAPACITY_ERRORS.has(e.code)) {
+          throw new AzureRequestError(
+            `resizing VM ${names.vm} to ${target}: ${e.code}: ${e.message}`,
+            e.code,
+            e.status,
+          );
+        }
+        last = e;
+      }
     }
-    // Azure restarts a running VM to resize it, in place or not.
-    return { state: 'resized', size, restarted: running };
+    if (current !== '') {
+      try {
+        await attempt(current);
+      } catch (error) {
+        const e = armError(error);
+        throw new AzureRequestError(
+          `giving VM ${names.vm} its size ${current} back: ${e.code}: ${e.message}`,
+          e.code,
+          e.status,
+        );
+      }
+    }
+    throw new AzureCapacityError(candidates, last?.code ?? 'SkuNotAvailable', last?.message ?? '');
   }
 
   /**

@@ -52,6 +52,7 @@ import type {
   ProvisionHandle,
   ProvisionRequest,
   ProvisionStatus,
+  ResizeOptions,
   ResizeResult,
   SnapshotScope,
 } from './platform.js';
@@ -383,21 +384,35 @@ export class Ec2Platform implements PlatformAdaptor {
     throw new Ec2RestoreUnsupportedError(host.id);
   }
 
-  /** Stop, change the type, start: EC2 changes the type of a stopped instance only. */
-  async resize(host: ProvisionedHost, size: string): Promise<ResizeResult> {
+  /**
+   * Stop, change the type, start: EC2 changes the type of a stopped instance only. A type EC2 has
+   * no capacity for (InsufficientInstanceCapacity when the instance starts, Unsupported in its
+   * zone) gives way to the next of `fallback`; when none can run, the instance gets its own type
+   * back and is started again as it was, and Ec2CapacityError names what was tried.
+   */
+  async resize(host: ProvisionedHost, size: string, options: ResizeOptions = {}): Promise<ResizeResult> {
     this.checkHandle(host);
-    if (!INSTANCE_TYPE.test(size)) {
-      throw new InvalidInputError(`${displayValue(size)} is not an EC2 instance type`, [
-        { path: 'size', message: 'expected an instance type such as m7i.large' },
-      ]);
+    const candidates = [size, ...(options.fallback ?? []).filter((t) => t !== size)];
+    for (const [i, type] of candidates.entries()) {
+      if (!INSTANCE_TYPE.test(type)) {
+        throw new InvalidInputError(`${displayValue(type)} is not an EC2 instance type`, [
+          {
+            path: i === 0 ? 'size' : `fallback[${i - 1}]`,
+            message: 'expected an instance type such as m7i.large',
+          },
+        ]);
+      }
     }
     const instance = await this.owned(host);
-    if (instance.InstanceType === size) return { state: 'unchanged', size };
-    const arch = typeArch(size);
-    if (arch !== undefined && instance.Architecture !== undefined && arch !== instance.Architecture) {
-      throw new InvalidInputError(`${size} is ${arch}; instance ${host.id} runs ${instance.Architecture}`, [
-        { path: 'size', message: `expected an ${instance.Architecture} instance type` },
-      ]);
+    const previous = instance.InstanceType;
+    if (previous === size) return { state: 'unchanged', size };
+    for (const type of candidates) {
+      const arch = typeArch(type);
+      if (arch !== undefined && instance.Architecture !== undefined && arch !== instance.Architecture) {
+        throw new InvalidInputError(`${type} is ${arch}; instance ${host.id} runs ${instance.Architecture}`, [
+          { path: 'size', message: `expected an ${instance.Architecture} instance type` },
+        ]);
+      }
     }
     const running = instance.State?.Name === 'running' || instance.State?.Name === 'pending';
     if (running) {
@@ -406,14 +421,30 @@ export class Ec2Platform implements PlatformAdaptor {
     } else if (instance.State?.Name !== 'stopped') {
       await this.waitFor(host.id, 'stopped');
     }
-    await this.options.ec2.send(
-      new ModifyInstanceAttributeCommand({ InstanceId: host.id, InstanceType: { Value: size } }),
-    );
-    if (running) {
-      await this.options.ec2.send(new StartInstancesCommand({ InstanceIds: [host.id] }));
-      await this.waitFor(host.id, 'running');
+    const tried: { instanceType: string; reason: string }[] = [];
+    for (const type of candidates) {
+      try {
+        await this.setType(host.id, type, running);
+        return { state: 'resized', size: type, restarted: running, ...(previous ? { previous } : {}) };
+      } catch (error) {
+        const name = nameOf(error);
+        if (name !== 'InsufficientInstanceCapacity' && name !== 'Unsupported') throw error;
+        tried.push({ instanceType: type, reason: name });
+      }
     }
-    return { state: 'resized', size, restarted: running };
+    // No candidate runs: the instance goes back to the type it had, as it was.
+    if (previous !== undefined) await this.setType(host.id, previous, running);
+    throw new Ec2CapacityError(tried);
+  }
+
+  private async setType(id: string, type: string, start: boolean): Promise<void> {
+    await this.options.ec2.send(
+      new ModifyInstanceAttributeCommand({ InstanceId: id, InstanceType: { Value: type } }),
+    );
+    if (start) {
+      await this.options.ec2.send(new StartInstancesCommand({ InstanceIds: [id] }));
+      await this.waitFor(id, 'running');
+    }
   }
 
   /**

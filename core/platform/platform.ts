@@ -92,10 +92,20 @@ export interface PlatformSnapshotRef {
 }
 
 export type ResizeResult =
-  | { readonly state: 'resized'; readonly size: string; readonly restarted: boolean }
+  | {
+      readonly state: 'resized';
+      readonly size: string;
+      readonly restarted: boolean;
+      /** The size the host had before: what a rollback resizes back to. */
+      readonly previous?: string;
+    }
   | { readonly state: 'unchanged'; readonly size: string }
   /** The platform cannot resize (a physical machine): the plan lists it as unresolved. */
   | { readonly state: 'unsupported'; readonly reason: string };
+
+export interface ResizeOptions {
+  readonly fallback?: readonly string[];
+}
 
 export interface PlatformAdaptor {
   readonly platform: Platform;
@@ -105,7 +115,11 @@ export interface PlatformAdaptor {
   poll(handle: ProvisionHandle): Promise<ProvisionStatus>;
   snapshot(host: ProvisionedHost, scope: SnapshotScope): Promise<PlatformSnapshotRef>;
   restore(host: ProvisionedHost, snapshot: PlatformSnapshotRef): Promise<void>;
-  resize(host: ProvisionedHost, size: string): Promise<ResizeResult>;
+  /**
+   * Changes the host's size. `fallback`: sizes tried in order when the platform has no capacity
+   * for `size` (or the zone does not offer it); the result names the size the host got.
+   */
+  resize(host: ProvisionedHost, size: string, options?: ResizeOptions): Promise<ResizeResult>;
   /**
    * Gives back what `provision` took: a pooled machine returns to its pool, an instance is
    * terminated. Idempotent, and a no-op for a handle this operation no longer holds.

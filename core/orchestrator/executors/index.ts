@@ -1,12 +1,14 @@
 // The host executors for Debian-family hosts, by the Change kind each handles.
 import type { ChangeKind } from '../../delta/changes.js';
 import { groupExecutor, userExecutor } from './accounts.js';
+import { bandwidthExecutor } from './bandwidth.js';
 import { cgroupExecutor, resourceExecutor } from './cgroups.js';
 import { dnsExecutor } from './dns.js';
 import { envExecutor } from './env.js';
 import type { Executor } from './executor.js';
 import { fileExecutor } from './file.js';
 import { firewallExecutor } from './firewall.js';
+import { ingressExecutor } from './ingress.js';
 import { kmodExecutor } from './kmod.js';
 import { type PackageSource, packageExecutor } from './packages.js';
 import { applicationExecutor, processAddExecutor, processRemoveExecutor } from './processes.js';
@@ -48,6 +50,9 @@ export const DEBIAN_EXECUTORS: Executors = executorsFor([
   kmodExecutor,
   sshKeyExecutor,
   dnsExecutor,
+  // Persona switches only (a Profile holds neither): tc egress limits, Persona's own nft table.
+  bandwidthExecutor,
+  ingressExecutor,
 ]);
 
 /**
