@@ -196,6 +196,56 @@ export class SshTransport implements Transport {
     }
   }
 
+  /**
+   * A remote port forward on this transport's connection: the host listens on
+   * `address:port` (0: a port it picks) and each connection made there reaches `accept` as a
+   * channel. `closed` settles when the connection ends, which ends the forward with it.
+   */
+  async forwardRemote(
+    address: string,
+    port: number,
+    accept: (channel: ClientChannel) => void,
+  ): Promise<{ readonly port: number; readonly closed: Promise<void>; stop(): Promise<void> }> {
+    const connection = await this.connection();
+    const { client } = connection;
+    const bound = await new Promise<number>((resolve, reject) =>
+      client.forwardIn(address, port, (error, p) =>
+        error
+          ? reject(
+              new TransportError(
+                `${this.target} refused to listen on ${address}:${port} for a forward: ${error.message}`,
+                'failed',
+                this.target,
+                { cause: error },
+              ),
+            )
+          : resolve(p || port),
+      ),
+    );
+    const onConnection = (
+      info: { destIP: string; destPort: number },
+      take: () => ClientChannel,
+      refuse: () => void,
+    ) => {
+      if (info.destPort !== bound) return refuse();
+      accept(take());
+    };
+    client.on('tcp connection', onConnection);
+    const closed = new Promise<void>((resolve) => {
+      if (connection.closed) resolve();
+      client.once('close', () => resolve());
+    });
+    return {
+      port: bound,
+      closed,
+      stop: async () => {
+        client.off('tcp connection', onConnection);
+        if (connection.closed) return;
+        await new Promise<void>((resolve) => client.unforwardIn(address, bound, () => resolve()));
+      },
+    };
+  }
+
   async close(): Promise<void> {
     const pending = this.connecting;
     this.connecting = undefined;

@@ -1,0 +1,169 @@
+// What a host's agent applies itself: the host-local parameters (sysctl, cgroup files, tc
+// egress rates) of the persona assigned to the host, as a list of typed entries; and what the
+// agent reports back after applying them.
+//
+// The agent is a POSIX shell script, so the assignment travels as lines it can read with
+// `read`, not as JSON (docs/format below). Nothing in it is ever run as shell code: the agent
+// checks every field against the same grammars as here (persona-agent.sh, `valid_*`), and an
+// entry that fails them is refused, not applied.
+//
+//   persona-assignment 1
+//   persona <name or -> <version or 0> <revision>
+//   sysctl <key> <value>
+//   cgroup <path> <file> <value>
+//   tc <interface> <rate in kbit/s>
+//   refused <index> <reason>           an entry this side could not write as one line
+//   end
+//
+// Fields are separated by one TAB; the last field takes the rest of the line (a sysctl value
+// may hold spaces or tabs). `end` proves the document arrived whole.
+import { createHash } from 'node:crypto';
+import { z } from 'zod';
+import { LIMIT_FILES } from '../../orchestrator/executors/cgroups.js';
+import type { PersonaParameters } from '../schema.js';
+
+export const ASSIGNMENT_FORMAT = 'persona-assignment 1';
+
+// The grammars the agent applies (persona-agent.sh keeps the same ones as `case` patterns).
+/** Names separated by dots; no "/" (a path in /proc/sys), no leading "-", no "..". */
+export const SYSCTL_KEY = /^[a-z0-9_][a-z0-9_-]*(\.[a-z0-9_][a-z0-9_-]*){1,15}$/;
+/** Printable words, tabs between the values of a multi-value key; at most 256 characters. */
+export const SYSCTL_VALUE = /^[A-Za-z0-9_.:,/+-]([A-Za-z0-9_.:,/+ \t-]{0,254}[A-Za-z0-9_.:,/+-])?$/;
+/** "/" or "/"-separated names that are never "." or ".." and never start with "-" or ".". */
+export const CGROUP_PATH =
+  /^\/([A-Za-z0-9_@][A-Za-z0-9_.@:-]{0,254}(\/[A-Za-z0-9_@][A-Za-z0-9_.@:-]{0,254}){0,15})?$/;
+/** The limit files the agent may write; nothing else of a cgroup (not cgroup.procs). */
+export const CGROUP_FILES = [
+  'cpu.max',
+  'cpu.weight',
+  'memory.max',
+  'memory.high',
+  'io.weight',
+  'pids.max',
+  'cgroup.max.descendants',
+  'cgroup.max.depth',
+] as const;
+export const CGROUP_VALUE = /^[a-z0-9][a-z0-9 ]{0,63}$/;
+export const INTERFACE = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,14}$/;
+
+export const AssignmentEntry = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('sysctl'), key: z.string(), value: z.string() }),
+  z.strictObject({ kind: z.literal('cgroup'), path: z.string(), file: z.string(), value: z.string() }),
+  z.strictObject({
+    kind: z.literal('tc'),
+    interface: z.string(),
+    rateKbit: z.number().int().positive().describe('Egress rate limit (tbf), kbit/s'),
+  }),
+]);
+export type AssignmentEntry = z.infer<typeof AssignmentEntry>;
+
+export const AgentAssignment = z
+  .object({
+    host: z.string(),
+    persona: z.string().nullable().describe('null: no persona with host-local parameters is assigned'),
+    version: z.number().int().nonnegative(),
+    /** A hash of the entries: the agent applies a revision once. */
+    revision: z.string(),
+    entries: z.array(AssignmentEntry),
+  })
+  .meta({ id: 'AgentAssignment' });
+export type AgentAssignment = z.infer<typeof AgentAssignment>;
+
+/** The host-local entries of a persona's parameters, in the order the agent applies them. */
+export function assignmentEntries(parameters: PersonaParameters | undefined): AssignmentEntry[] {
+  if (parameters === undefined) return [];
+  const entries: AssignmentEntry[] = [];
+  for (const key of Object.keys(parameters.sysctl).sort()) {
+    entries.push({ kind: 'sysctl', key, value: parameters.sysctl[key] ?? '' });
+  }
+  for (const limit of parameters.cgroups) {
+    for (const [field, spec] of Object.entries(LIMIT_FILES) as [
+      keyof typeof LIMIT_FILES,
+      { file: string },
+    ][]) {
+      const value = limit[field];
+      if (value === undefined) continue;
+      entries.push({
+        kind: 'cgroup',
+        path: limit.path,
+        file: spec.file,
+        value: field === 'ioWeight' ? `default ${value}` : String(value),
+      });
+    }
+  }
+  for (const b of parameters.bandwidth) {
+    entries.push({
+      kind: 'tc',
+      interface: b.interface,
+      rateKbit: Math.max(1, Math.round(b.egressMbps * 1000)),
+    });
+  }
+  return entries;
+}
+
+export function assignment(
+  host: string,
+  persona: {
+    readonly name: string;
+    readonly version: number;
+    readonly parameters?: PersonaParameters;
+  } | null,
+): AgentAssignment {
+  const entries = assignmentEntries(persona?.parameters);
+  const revision = createHash('sha256')
+    .update(JSON.stringify({ persona: persona?.name ?? null, version: persona?.version ?? 0, entries }))
+    .digest('hex')
+    .slice(0, 16);
+  return { host, persona: persona?.name ?? null, version: persona?.version ?? 0, revision, entries };
+}
+
+/** The lines of one entry's fields, or why it cannot be one line. */
+function fields(entry: AssignmentEntry): string[] | string {
+  const f =
+    entry.kind === 'sysctl'
+      ? [entry.key, entry.value]
+      : entry.kind === 'cgroup'
+        ? [entry.path, entry.file, entry.value]
+        : [entry.interface, String(entry.rateKbit)];
+  // A newline would start another entry; a tab in any field but the last would shift the rest.
+  if (f.some((v) => /[\n\r\0]/.test(v))) return 'holds a line break or NUL';
+  if (f.slice(0, -1).some((v) => v.includes('\t'))) return 'holds a tab in a field other than the last';
+  return f;
+}
+
+/** The assignment as the agent reads it (the line format above). */
+export function assignmentText(a: AgentAssignment): string {
+  const lines = [ASSIGNMENT_FORMAT, ['persona', a.persona ?? '-', String(a.version), a.revision].join('\t')];
+  a.entries.forEach((entry, i) => {
+    const f = fields(entry);
+    lines.push(typeof f === 'string' ? ['refused', String(i), f].join('\t') : [entry.kind, ...f].join('\t'));
+  });
+  lines.push('end');
+  return `${lines.join('\n')}\n`;
+}
+
+/** What the agent reports after an assignment (POST /hosts/{host}/agent/reports). */
+export const AgentReport = z
+  .strictObject({
+    host: z.string().min(1).max(253),
+    revision: z.string().regex(/^[0-9a-f]{1,64}$|^-$/),
+    persona: z.string().max(128).nullable(),
+    version: z.number().int().nonnegative(),
+    outcome: z.enum(['applied', 'unchanged', 'rolled-back', 'refused', 'failed']),
+    at: z.iso.datetime(),
+    entries: z
+      .array(
+        z.strictObject({
+          index: z.number().int().nonnegative(),
+          kind: z.enum(['sysctl', 'cgroup', 'tc', 'unknown']),
+          target: z.string().max(600).optional().describe('The key, cgroup file or interface'),
+          from: z.string().max(300).optional(),
+          to: z.string().max(300).optional(),
+          status: z.enum(['changed', 'unchanged', 'failed', 'reverted', 'refused', 'not-reverted']),
+          detail: z.string().max(600).optional(),
+        }),
+      )
+      .max(1000),
+  })
+  .meta({ id: 'AgentReport' });
+export type AgentReport = z.infer<typeof AgentReport>;

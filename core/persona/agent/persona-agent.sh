@@ -1,0 +1,704 @@
+#!/bin/sh
+# persona-agent: reports this host's metrics to Persona and applies the host-local parameters
+# (sysctl, cgroup limit files, tc egress rates) of the persona assigned to it. POSIX sh and the
+# host's own tools (awk, tc, curl or wget); installed and configured by Persona
+# (core/persona/agent/install.ts), never edited by hand.
+#
+#   persona-agent.sh run          report and apply every interval, until stopped
+#   persona-agent.sh once         one cycle (what the systemd timer runs)
+#   persona-agent.sh supervise    run `run`, restarting it when it exits (hosts without systemd)
+#   persona-agent.sh start|stop   start the supervisor if it is not running / stop it
+#   persona-agent.sh apply FILE   apply an assignment file; print the report; post nothing
+#
+# Data is never code: the configuration is read line by line, never sourced; the assignment is
+# lines of TAB-separated fields, each checked against a strict grammar (valid_*) before it is
+# used, and used only as the content of a file or one argument of tc; the API's answers are
+# never evaluated. An assignment with any entry that fails a grammar is refused whole.
+#
+# Applying keeps the previous value of each entry in a journal before changing it, reads each
+# value back, and on any failure restores what it changed, in reverse. A journal left without
+# its last line (the agent died while applying) is rolled back on the next start.
+
+set -u
+set -f
+umask 077
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH
+
+CONF_DIR=/etc/persona-agent
+STATE_DIR=/var/lib/persona-agent
+PIDFILE=/run/persona-agent.pid
+LOG=/var/log/persona-agent.log
+CGROUP_ROOT=/sys/fs/cgroup
+SELF=/usr/local/lib/persona-agent/persona-agent.sh
+TAB=$(printf '\t')
+NL='
+'
+
+log() {
+  printf '%s persona-agent: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >&2
+}
+
+# Text from the host or the API as it may appear in a log line or a JSON string: printable
+# ASCII without quotes or backslashes, tabs as spaces, at most 300 characters.
+clean() {
+  printf '%s' "$1" | tr '\t\n' '  ' | tr -cd 'A-Za-z0-9 _.:,/+@%=()<>|-' | cut -c1-300
+}
+
+# --- configuration -------------------------------------------------------------------------
+
+ENDPOINT=
+HOST=
+INTERVAL=60
+
+read_conf() {
+  [ -r "$CONF_DIR/agent.conf" ] || { log "no $CONF_DIR/agent.conf"; return 1; }
+  while IFS= read -r line || [ -n "$line" ]; do
+    case $line in
+      endpoint=*) ENDPOINT=${line#endpoint=} ;;
+      host=*) HOST=${line#host=} ;;
+      interval=*) INTERVAL=${line#interval=} ;;
+      '' | '#'*) ;;
+      *) log "ignoring a line of agent.conf: $(clean "$line")" ;;
+    esac
+  done <"$CONF_DIR/agent.conf"
+  case $ENDPOINT in
+    http://* | https://*) ;;
+    *) log "endpoint is not an http(s) URL"; return 1 ;;
+  esac
+  case $ENDPOINT in
+    *[!A-Za-z0-9.:/_~%[\]-]* | *//*//*) log "endpoint holds characters a URL of the API does not"; return 1 ;;
+  esac
+  case $HOST in
+    '' | [.-]* | *[!A-Za-z0-9._-]*) log "host is not a host name"; return 1 ;;
+  esac
+  case $INTERVAL in
+    '' | *[!0-9]* | 0*) log "interval is not a number of seconds"; return 1 ;;
+  esac
+  [ "$INTERVAL" -ge 5 ] && [ "$INTERVAL" -le 3600 ] || { log "interval must be 5 to 3600 s"; return 1; }
+  ENDPOINT=${ENDPOINT%/}
+  [ -r "$CONF_DIR/credential" ] || { log "no $CONF_DIR/credential"; return 1; }
+  TOKEN=$(head -n 1 "$CONF_DIR/credential")
+  case $TOKEN in
+    '' | *[!A-Za-z0-9_.-]*) log "the credential is not a token"; return 1 ;;
+  esac
+  mkdir -p "$STATE_DIR" && chmod 0700 "$STATE_DIR"
+  # The token goes to curl in a file (-H @file), never on a command line other users can read.
+  printf 'Authorization: Bearer %s\n' "$TOKEN" >"$STATE_DIR/auth.header"
+  printf 'header = Authorization: Bearer %s\n' "$TOKEN" >"$STATE_DIR/wgetrc"
+}
+
+# --- HTTP ----------------------------------------------------------------------------------
+
+# http METHOD PATH BODYFILE|- OUTFILE [ACCEPT]: sets STATUS to the HTTP status (000 when there
+# was no answer). curl first, then wget, then (for a loopback endpoint only) nc.
+STATUS=000
+http() {
+  method=$1 url=$ENDPOINT$2 body=$3 out=$4 accept=${5:-application/json}
+  STATUS=000
+  : >"$out"
+  if command -v curl >/dev/null 2>&1; then
+    if [ "$body" = - ]; then
+      STATUS=$(curl -sS -g --max-time 20 -o "$out" -w '%{http_code}' -X "$method" \
+        -H @"$STATE_DIR/auth.header" -H "Accept: $accept" -- "$url" 2>"$STATE_DIR/http.err")
+    else
+      STATUS=$(curl -sS -g --max-time 20 -o "$out" -w '%{http_code}' -X "$method" \
+        -H @"$STATE_DIR/auth.header" -H "Accept: $accept" -H 'Content-Type: application/json' \
+        --data-binary @"$body" -- "$url" 2>"$STATE_DIR/http.err")
+    fi
+  elif command -v wget >/dev/null 2>&1 && wget --version 2>/dev/null | grep -q 'GNU Wget'; then
+    set -- --config="$STATE_DIR/wgetrc" -q -S -T 20 -t 1 -O "$out" --content-on-error --header="Accept: $accept"
+    if [ "$body" != - ]; then
+      set -- "$@" --method="$method" --header='Content-Type: application/json' --body-file="$body"
+    elif [ "$method" != GET ]; then
+      set -- "$@" --method="$method"
+    fi
+    wget "$@" -- "$url" 2>"$STATE_DIR/http.err"
+    STATUS=$(awk '$1 ~ /^HTTP\// { s = $2 } END { print s ? s : "000" }' "$STATE_DIR/http.err")
+  elif command -v nc >/dev/null 2>&1 && loopback_endpoint; then
+    http_nc "$method" "$2" "$body" "$out" "$accept"
+  else
+    log "no HTTP client: install curl or wget (plain HTTP through nc is used for a loopback endpoint only)"
+  fi
+  case $STATUS in [0-9][0-9][0-9]) ;; *) STATUS=000 ;; esac
+}
+
+loopback_endpoint() {
+  case $ENDPOINT in http://127.* | http://localhost:* | http://localhost | 'http://[::1]'*) return 0 ;; esac
+  return 1
+}
+
+# Plain HTTP/1.0 over nc, for a loopback endpoint (a tunnel back to the embedded runtime).
+http_nc() {
+  hostport=${ENDPOINT#http://}
+  hostport=${hostport%%/*}
+  prefix=${ENDPOINT#http://"$hostport"}
+  addr=${hostport%:*}
+  port=${hostport##*:}
+  [ "$port" = "$hostport" ] && port=80
+  addr=${addr#[}
+  addr=${addr%]}
+  {
+    printf '%s %s%s HTTP/1.0\r\nHost: %s\r\nAccept: %s\r\n' "$1" "$prefix" "$2" "$hostport" "$5"
+    printf 'Authorization: Bearer %s\r\n' "$TOKEN"
+    if [ "$3" != - ]; then
+      printf 'Content-Type: application/json\r\nContent-Length: %s\r\n\r\n' "$(wc -c <"$3" | tr -d ' ')"
+      cat "$3"
+    else
+      printf '\r\n'
+    fi
+  } | nc -w 20 "$addr" "$port" >"$STATE_DIR/http.raw" 2>"$STATE_DIR/http.err"
+  STATUS=$(head -n 1 "$STATE_DIR/http.raw" | awk '{ print $2 }')
+  awk 'body { print } /^\r?$/ { body = 1 }' "$STATE_DIR/http.raw" >"$4"
+}
+
+# Says why a call was refused, once per distinct answer in a row.
+LAST_REFUSAL=
+refused() {
+  what=$1
+  case $STATUS in
+    401 | 403)
+      detail=$(awk -F'"detail":"' 'NF > 1 { split($2, a, "\""); print a[1] }' "$STATE_DIR/http.out" 2>/dev/null)
+      log "$what refused with HTTP $STATUS: the credential is revoked or not valid for host $HOST ($(clean "$detail"))"
+      ;;
+    000) log "$what: no answer from $ENDPOINT ($(clean "$(cat "$STATE_DIR/http.err" 2>/dev/null)"))" ;;
+    *) log "$what: HTTP $STATUS ($(clean "$(head -c 300 "$STATE_DIR/http.out" 2>/dev/null)"))" ;;
+  esac
+}
+
+# --- metrics -------------------------------------------------------------------------------
+
+# One sample of the counters rates are made from: uptime, CPU jiffies (total, idle), disk
+# bytes and operations, network bytes received and sent.
+sample() {
+  disks=$(ls /sys/block 2>/dev/null | tr '\n' ' ')
+  awk -v disks=" $disks" '
+    FILENAME == "/proc/uptime" { up = $1 }
+    FILENAME == "/proc/stat" && $1 == "cpu" {
+      for (i = 2; i <= 9 && i <= NF; i++) total += $i
+      idle = $5 + $6
+    }
+    FILENAME == "/proc/diskstats" {
+      name = $3
+      if (name ~ /^(loop|ram|zram|sr|fd)/) next
+      if (disks != " ") { if (index(disks, " " name " ") == 0) next }
+      else if (name ~ /^(sd|vd|xvd|hd)[a-z]+[0-9]+$/ || name ~ /p[0-9]+$/) next
+      ops += $4 + $8
+      bytes += ($6 + $10) * 512
+    }
+    FILENAME == "/proc/net/dev" && index($0, ":") {
+      line = $0; sub(/^[ \t]*/, "", line)
+      split(line, parts, ":")
+      if (parts[1] == "lo") next
+      n = split(parts[2], f, " ")
+      rx += f[1]; tx += f[9]
+    }
+    END { printf "%s %.0f %.0f %.0f %.0f %.0f %.0f\n", up, total, idle, bytes, ops, rx, tx }
+  ' /proc/uptime /proc/stat /proc/diskstats /proc/net/dev 2>/dev/null
+}
+
+# The MetricReport of this cycle as JSON into $1; rates against the previous cycle's sample.
+metrics_report() {
+  now=$(sample)
+  previous=$(cat "$STATE_DIR/sample" 2>/dev/null || true)
+  printf '%s\n' "$now" >"$STATE_DIR/sample"
+  at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  awk -v now="$now" -v prev="$previous" -v host="$HOST" -v at="$at" -v interval="$INTERVAL" '
+    FILENAME == "/proc/meminfo" && $1 == "MemTotal:" { mt = $2 }
+    FILENAME == "/proc/meminfo" && $1 == "MemAvailable:" { ma = $2 }
+    FILENAME == "/proc/loadavg" { load = $1 }
+    END {
+      out = ""
+      if (mt > 0) out = out sprintf("\"memory.utilization\":%.2f", 100 * (mt - ma) / mt)
+      if (load != "") out = out (out == "" ? "" : ",") sprintf("\"load.average1\":%s", load + 0)
+      split(now, n, " "); split(prev, p, " ")
+      dt = n[1] - p[1]
+      if (prev != "" && dt > 0 && n[2] >= p[2]) {
+        dtot = n[2] - p[2]; didle = n[3] - p[3]
+        if (dtot > 0) out = out sprintf(",\"cpu.utilization\":%.2f", 100 * (dtot - didle) / dtot)
+        if (n[4] >= p[4]) out = out sprintf(",\"disk.io.bytes_per_second\":%.2f", (n[4] - p[4]) / dt)
+        if (n[5] >= p[5]) out = out sprintf(",\"disk.io.operations_per_second\":%.2f", (n[5] - p[5]) / dt)
+        if (n[6] >= p[6]) out = out sprintf(",\"network.rx.bytes_per_second\":%.2f", (n[6] - p[6]) / dt)
+        if (n[7] >= p[7]) out = out sprintf(",\"network.tx.bytes_per_second\":%.2f", (n[7] - p[7]) / dt)
+      }
+      printf "{\"host\":\"%s\",\"at\":\"%s\",\"intervalSeconds\":%d,\"values\":{%s}}\n", host, at, interval, out
+    }
+  ' /proc/meminfo /proc/loadavg >"$1"
+}
+
+# --- grammars ------------------------------------------------------------------------------
+# The same as core/persona/agent/assignment.ts. Each answers 0 (valid) or 1.
+
+valid_sysctl_key() {
+  case $1 in
+    '' | *[!a-z0-9_.-]* | [.-]* | *. | *..* | *.-*) return 1 ;;
+    *.*) [ ${#1} -le 200 ] ;;
+    *) return 1 ;;
+  esac
+}
+valid_sysctl_value() {
+  case $1 in
+    '' | *[!A-Za-z0-9_.:,/+"$TAB"\ -]* | ["$TAB"\ ]* | *["$TAB"\ ]) return 1 ;;
+  esac
+  [ ${#1} -le 256 ]
+}
+valid_cgroup_path() {
+  case $1 in
+    / ) return 0 ;;
+    '' | [!/]* | *[!A-Za-z0-9_.@:/-]* | *//* | */ | */.* | */-*) return 1 ;;
+  esac
+  [ ${#1} -le 2048 ]
+}
+valid_cgroup_file() {
+  case $1 in
+    cpu.max | cpu.weight | memory.max | memory.high | io.weight | pids.max | cgroup.max.descendants | cgroup.max.depth) return 0 ;;
+  esac
+  return 1
+}
+valid_cgroup_value() {
+  case $1 in
+    '' | [!a-z0-9]* | *[!a-z0-9\ ]*) return 1 ;;
+  esac
+  [ ${#1} -le 64 ]
+}
+valid_interface() {
+  case $1 in
+    '' | . | .. | [!A-Za-z0-9]* | *[!A-Za-z0-9_.:-]*) return 1 ;;
+  esac
+  [ ${#1} -le 15 ]
+}
+valid_rate() {
+  case $1 in
+    '' | 0* | *[!0-9]*) return 1 ;;
+  esac
+  [ ${#1} -le 10 ]
+}
+
+# --- reading and writing each kind of entry ------------------------------------------------
+
+# Values compare with runs of blanks as one space (multi-value sysctls read back with tabs).
+norm() { printf '%s' "$1" | tr '\t' ' ' | tr -s ' '; }
+
+sysctl_file() { printf '/proc/sys/%s' "$(printf '%s' "$1" | tr . /)"; }
+
+# current KIND TARGET...: prints the entry's present value; fails with a reason on stderr.
+read_sysctl() {
+  f=$(sysctl_file "$1")
+  [ -f "$f" ] || { echo "no such sysctl key" >&2; return 1; }
+  v=$(cat "$f") || return 1
+  case $v in *"$NL"*) echo "the present value spans lines" >&2; return 1 ;; esac
+  printf '%s' "$v"
+}
+write_sysctl() {
+  printf '%s\n' "$2" >"$(sysctl_file "$1")"
+}
+read_cgroup() {
+  [ -d "$CGROUP_ROOT$1" ] || { echo "no cgroup $1 under $CGROUP_ROOT" >&2; return 1; }
+  f=$CGROUP_ROOT$1/$2
+  [ -f "$f" ] && [ ! -L "$f" ] || { echo "no file $2 in cgroup $1" >&2; return 1; }
+  head -n 1 "$f"
+}
+write_cgroup() {
+  printf '%s\n' "$3" >"$CGROUP_ROOT$1/$2"
+}
+# A cgroup value as written compares with what the file reads back: "max" reads "max 100000".
+cgroup_matches() {
+  want=$(norm "$1") got=$(norm "$2")
+  [ "$want" = "$got" ] && return 0
+  case $want in *' '*) return 1 ;; esac
+  [ "${got%% *}" = "$want" ]
+}
+# The root egress rate this agent manages on an interface, in kbit/s, or "none" for the
+# kernel's default qdisc. Any other root qdisc is someone else's, and left alone.
+read_tc() {
+  [ -e "/sys/class/net/$1" ] || { echo "no interface $1" >&2; return 1; }
+  command -v tc >/dev/null 2>&1 || { echo "tc is not installed" >&2; return 1; }
+  line=$(tc qdisc show dev "$1" root 2>&1 | head -n 1) || { echo "$line" >&2; return 1; }
+  set -- $line
+  if [ "${3:-}" = "0:" ] || [ "${3:-}" = "" ]; then
+    printf 'none'
+    return 0
+  fi
+  [ "${2:-}" = tbf ] || { echo "root qdisc ${2:-?} is not one the agent manages" >&2; return 1; }
+  while [ $# -gt 0 ]; do
+    if [ "$1" = rate ] && [ $# -ge 2 ]; then
+      printf '%s' "$2" | awk '{
+        v = $0; u = v; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+$/, "", v)
+        m = (u == "bit") ? 0.001 : (u == "Kbit") ? 1 : (u == "Mbit") ? 1000 : (u == "Gbit") ? 1000000 : -1
+        if (m < 0) exit 1
+        printf "%.0f", v * m
+      }'
+      return
+    fi
+    shift
+  done
+  echo "no rate on the root tbf qdisc" >&2
+  return 1
+}
+write_tc() {
+  if [ "$2" = none ]; then
+    tc qdisc del dev "$1" root
+  else
+    tc qdisc replace dev "$1" root tbf rate "${2}kbit" burst 32kbit latency 400ms
+  fi
+}
+
+# --- applying an assignment ----------------------------------------------------------------
+
+ENTRIES_JSON=
+add_entry() { # index kind target from to status detail
+  e=$(printf '{"index":%s,"kind":"%s","target":"%s","status":"%s"' "$1" "$2" "$(clean "$3")" "$6")
+  [ -n "$4" ] && e="$e,\"from\":\"$(clean "$4")\""
+  [ -n "$5" ] && e="$e,\"to\":\"$(clean "$5")\""
+  [ -n "$7" ] && e="$e,\"detail\":\"$(clean "$7")\""
+  ENTRIES_JSON="${ENTRIES_JSON:+$ENTRIES_JSON,}$e}"
+}
+
+# Reads entry i of the checked list into KIND A B C (C the value; B empty when the kind has
+# two fields).
+split_entry() {
+  KIND=${1%%"$TAB"*}
+  rest=${1#*"$TAB"}
+  A=${rest%%"$TAB"*}
+  rest=${rest#*"$TAB"}
+  if [ "$KIND" = cgroup ]; then
+    B=${rest%%"$TAB"*}
+    C=${rest#*"$TAB"}
+  else
+    B=
+    C=$rest
+  fi
+}
+
+target_of() { if [ "$KIND" = cgroup ]; then printf '%s/%s' "$A" "$B"; else printf '%s' "$A"; fi; }
+
+read_entry() {
+  case $KIND in
+    sysctl) read_sysctl "$A" ;;
+    cgroup) read_cgroup "$A" "$B" ;;
+    tc) read_tc "$A" ;;
+  esac
+}
+write_entry() { # value
+  case $KIND in
+    sysctl) write_sysctl "$A" "$1" ;;
+    cgroup) write_cgroup "$A" "$B" "$1" ;;
+    tc) write_tc "$A" "$1" ;;
+  esac
+}
+entry_matches() { # want got
+  case $KIND in
+    cgroup) cgroup_matches "$1" "$2" ;;
+    *) [ "$(norm "$1")" = "$(norm "$2")" ] ;;
+  esac
+}
+
+# Restores, newest first, every entry of the journal in $1 that was begun; marks the journal.
+rollback_journal() {
+  journal=$1
+  failures=0
+  awk -F'\t' '$1 == "change" { lines[n++] = $0 } END { for (i = n - 1; i >= 0; i--) print lines[i] }' \
+    "$journal" >"$STATE_DIR/journal.reverse"
+  while IFS= read -r jl || [ -n "$jl" ]; do
+    jl=${jl#change"$TAB"}
+    index=${jl%%"$TAB"*}
+    jl=${jl#*"$TAB"}
+    # change <index> <kind> <a> [<b>] <value wanted> <previous value>
+    KIND=${jl%%"$TAB"*}
+    jl=${jl#*"$TAB"}
+    A=${jl%%"$TAB"*}
+    jl=${jl#*"$TAB"}
+    B=
+    if [ "$KIND" = cgroup ]; then
+      B=${jl%%"$TAB"*}
+      jl=${jl#*"$TAB"}
+    fi
+    wanted=${jl%%"$TAB"*}
+    previous=${jl#*"$TAB"}
+    target=$(target_of)
+    if write_entry "$previous" 2>"$STATE_DIR/entry.err" && got=$(read_entry 2>>"$STATE_DIR/entry.err") &&
+      entry_matches "$previous" "$got"; then
+      add_entry "$index" "$KIND" "$target" "$wanted" "$previous" reverted ""
+    else
+      failures=$((failures + 1))
+      add_entry "$index" "$KIND" "$target" "$wanted" "$previous" not-reverted "$(cat "$STATE_DIR/entry.err")"
+      log "could not restore $(clean "$target") to $(clean "$previous"): $(clean "$(cat "$STATE_DIR/entry.err")")"
+    fi
+  done <"$STATE_DIR/journal.reverse"
+  printf 'rolled-back\t%s\n' "$failures" >>"$journal"
+  return "$failures"
+}
+
+# apply_file FILE: applies an assignment; leaves the report's JSON in $STATE_DIR/report.json
+# and sets OUTCOME.
+OUTCOME=failed
+apply_file() {
+  file=$1
+  ENTRIES_JSON=
+  OUTCOME=failed
+  PERSONA=- VERSION=0 REVISION=-
+  : >"$STATE_DIR/entries"
+  n=0 refusals=0 ended=0 line_no=0 detail=
+  while IFS= read -r line; do
+    line_no=$((line_no + 1))
+    if [ "$ended" = 1 ]; then detail="lines after end"; refusals=$((refusals + 1)); break; fi
+    if [ "$line_no" = 1 ]; then
+      [ "$line" = "persona-assignment 1" ] || { detail="not an assignment (format persona-assignment 1)"; break; }
+      continue
+    fi
+    if [ "$line_no" = 2 ]; then
+      IFS=$TAB read -r tag p v r <<EOF
+$line
+EOF
+      case $tag in persona) ;; *) detail="no persona line"; break ;; esac
+      case $p in - | [a-z0-9]*) ;; *) p='?' ;; esac
+      case $p in *[!a-z0-9._-]*) detail="persona name is not a name"; break ;; esac
+      case $v in '' | *[!0-9]*) detail="persona version is not a number"; break ;; esac
+      case $r in '' | *[!0-9a-f]*) detail="revision is not a hash"; break ;; esac
+      PERSONA=$p VERSION=$v REVISION=$r
+      continue
+    fi
+    [ "$line" = end ] && { ended=1; continue; }
+    split_entry "$line"
+    reason=
+    case $KIND in
+      sysctl)
+        valid_sysctl_key "$A" || reason="sysctl key is not a key (letters, digits, _ and - in dot-separated names)"
+        [ -z "$reason" ] && { valid_sysctl_value "$C" || reason="sysctl value holds characters or a length a value may not have"; }
+        ;;
+      cgroup)
+        valid_cgroup_path "$A" || reason="cgroup path is not a path of cgroup names"
+        [ -z "$reason" ] && { valid_cgroup_file "$B" || reason="cgroup file is not a limit file the agent writes"; }
+        [ -z "$reason" ] && { valid_cgroup_value "$C" || reason="cgroup value is not a limit value"; }
+        ;;
+      tc)
+        valid_interface "$A" || reason="interface is not an interface name"
+        [ -z "$reason" ] && { valid_rate "$C" || reason="rate is not a number of kbit/s"; }
+        ;;
+      refused) reason="refused by the API: $C" ;;
+      *) reason="unknown entry kind" ;;
+    esac
+    if [ -n "$reason" ]; then
+      refusals=$((refusals + 1))
+      kind=$KIND
+      case $kind in sysctl | cgroup | tc) ;; *) kind=unknown ;; esac
+      # The refused value is not echoed: it is hostile or broken, and the report is data too.
+      add_entry "$n" "$kind" "" "" "" refused "$reason"
+      log "refused entry $n ($kind): $reason"
+    else
+      printf '%s\n' "$line" >>"$STATE_DIR/entries"
+    fi
+    n=$((n + 1))
+  done <"$file"
+  if [ -n "$detail" ] || [ "$ended" != 1 ]; then
+    [ -z "$detail" ] && detail="the assignment ended early (no end line)"
+    [ "$refusals" -gt 0 ] && OUTCOME=refused
+    add_entry 0 unknown "" "" "" refused "$detail"
+    log "assignment not applied: $detail"
+    write_report
+    return
+  fi
+  if [ "$refusals" -gt 0 ]; then
+    OUTCOME=refused
+    log "assignment $REVISION refused: $refusals entries failed their grammar; nothing applied"
+    write_report
+    return
+  fi
+  if [ "$(cat "$STATE_DIR/applied" 2>/dev/null)" = "$REVISION" ]; then
+    OUTCOME=unchanged
+    write_report
+    return
+  fi
+
+  journal=$STATE_DIR/journal
+  printf 'begin\t%s\t%s\t%s\n' "$REVISION" "$PERSONA" "$VERSION" >"$journal"
+  i=0 failed=
+  while IFS= read -r line; do
+    split_entry "$line"
+    target=$(target_of)
+    if ! current=$(read_entry 2>"$STATE_DIR/entry.err"); then
+      failed="$(cat "$STATE_DIR/entry.err")"
+      add_entry "$i" "$KIND" "$target" "" "$C" failed "$failed"
+      break
+    fi
+    if entry_matches "$C" "$current"; then
+      add_entry "$i" "$KIND" "$target" "$current" "$C" unchanged ""
+      i=$((i + 1))
+      continue
+    fi
+    # The previous value is in the journal before the host is touched. It is the last field
+    # (it may hold tabs); the wanted value, kept for the report only, has its tabs as spaces.
+    if [ "$KIND" = cgroup ]; then
+      printf 'change\t%s\t%s\t%s\t%s\t%s\t%s\n' "$i" "$KIND" "$A" "$B" "$(norm "$C")" "$current" >>"$journal"
+    else
+      printf 'change\t%s\t%s\t%s\t%s\t%s\n' "$i" "$KIND" "$A" "$(norm "$C")" "$current" >>"$journal"
+    fi
+    if ! write_entry "$C" 2>"$STATE_DIR/entry.err"; then
+      failed="$(cat "$STATE_DIR/entry.err")"
+      [ -z "$failed" ] && failed="the write failed"
+    elif ! got=$(read_entry 2>"$STATE_DIR/entry.err"); then
+      failed="read back failed: $(cat "$STATE_DIR/entry.err")"
+    elif ! entry_matches "$C" "$got"; then
+      failed="read back $(norm "$got") instead"
+    fi
+    if [ -n "$failed" ]; then
+      add_entry "$i" "$KIND" "$target" "$current" "$C" failed "$failed"
+      break
+    fi
+    add_entry "$i" "$KIND" "$target" "$current" "$C" changed ""
+    i=$((i + 1))
+  done <"$STATE_DIR/entries"
+  if [ -n "$failed" ]; then
+    log "entry $i ($(clean "$target")) failed: $(clean "$failed"); rolling back"
+    rollback_journal "$journal" || true
+    OUTCOME=rolled-back
+  else
+    printf 'done\n' >>"$journal"
+    printf '%s\n' "$REVISION" >"$STATE_DIR/applied"
+    OUTCOME=applied
+    log "assignment $REVISION applied (persona $PERSONA version $VERSION)"
+  fi
+  write_report
+}
+
+# A journal whose last line is neither done nor rolled-back: the agent died while applying.
+recover() {
+  journal=$STATE_DIR/journal
+  [ -f "$journal" ] || return 0
+  last=$(tail -n 1 "$journal")
+  case $last in done | rolled-back*) return 0 ;; esac
+  ENTRIES_JSON=
+  IFS=$TAB read -r _ REVISION PERSONA VERSION <"$journal"
+  log "an apply of $REVISION was interrupted; restoring what it changed"
+  rollback_journal "$journal" || true
+  OUTCOME=rolled-back
+  write_report
+  post_report
+}
+
+write_report() {
+  persona=null
+  [ "$PERSONA" != - ] && persona="\"$PERSONA\""
+  printf '{"host":"%s","revision":"%s","persona":%s,"version":%s,"outcome":"%s","at":"%s","entries":[%s]}\n' \
+    "$HOST" "$REVISION" "$persona" "$VERSION" "$OUTCOME" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$ENTRIES_JSON" \
+    >"$STATE_DIR/report.json"
+}
+
+post_report() {
+  http POST "/hosts/$HOST/agent/reports" "$STATE_DIR/report.json" "$STATE_DIR/http.out"
+  case $STATUS in 2??) ;; *) refused "the apply report" ;; esac
+}
+
+# --- the cycle -----------------------------------------------------------------------------
+
+cycle() {
+  metrics_report "$STATE_DIR/metrics.json"
+  http POST /metrics "$STATE_DIR/metrics.json" "$STATE_DIR/http.out"
+  case $STATUS in
+    2??) [ -n "$LAST_REFUSAL" ] && log "metrics accepted again"; LAST_REFUSAL= ;;
+    *) refused "the metrics report"; LAST_REFUSAL=$STATUS ;;
+  esac
+  http GET "/hosts/$HOST/agent/assignment" - "$STATE_DIR/assignment" text/plain
+  case $STATUS in
+    200)
+      apply_file "$STATE_DIR/assignment"
+      [ "$OUTCOME" != unchanged ] && post_report
+      ;;
+    *) refused "the assignment" ;;
+  esac
+}
+
+run() {
+  read_conf || exit 78
+  recover
+  log "reporting to $ENDPOINT every $INTERVAL s as host $HOST"
+  trap 'log "stopping"; exit 0' TERM INT
+  while :; do
+    cycle
+    sleep "$INTERVAL" &
+    wait $! || true
+  done
+}
+
+# --- supervision (hosts without systemd) ---------------------------------------------------
+
+running_pid() {
+  [ -r "$PIDFILE" ] || return 1
+  pid=$(head -n 1 "$PIDFILE")
+  case $pid in '' | *[!0-9]*) return 1 ;; esac
+  # The pid may have been reused since: it is ours only if it runs this script's supervisor.
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "persona-agent.sh supervise" || return 1
+  printf '%s' "$pid"
+}
+
+supervise() {
+  if other=$(running_pid) && [ "$other" != $$ ]; then
+    log "a supervisor already runs (pid $other)"
+    exit 0
+  fi
+  printf '%s\n' $$ >"$PIDFILE"
+  child=
+  trap '[ -n "$child" ] && kill "$child" 2>/dev/null; rm -f "$PIDFILE"; exit 0' TERM INT
+  while :; do
+    if [ -f "$LOG" ] && [ "$(wc -c <"$LOG")" -gt 1048576 ]; then mv -f "$LOG" "$LOG.1"; fi
+    "$SELF" run >>"$LOG" 2>&1 &
+    child=$!
+    wait "$child"
+    status=$?
+    child=
+    log "the agent exited ($status); restarting in 5 s" >>"$LOG" 2>&1
+    sleep 5 &
+    wait $! || true
+  done
+}
+
+start() {
+  if pid=$(running_pid); then
+    log "already running (pid $pid)"
+    return 0
+  fi
+  setsid "$SELF" supervise </dev/null >>"$LOG" 2>&1 &
+  i=0
+  while [ $i -lt 50 ]; do
+    running_pid >/dev/null && return 0
+    sleep 0.1
+    i=$((i + 1))
+  done
+  log "the supervisor did not start"
+  return 1
+}
+
+stop() {
+  pid=$(running_pid) || return 0
+  # The supervisor leads its own session and process group: TERM reaches the agent and its sleep too.
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
+  i=0
+  while [ $i -lt 50 ] && kill -0 "$pid" 2>/dev/null; do
+    sleep 0.1
+    i=$((i + 1))
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL -- "-$pid" 2>/dev/null
+  rm -f "$PIDFILE"
+  return 0
+}
+
+case ${1:-} in
+  run) run ;;
+  once) read_conf || exit 78; recover; cycle ;;
+  supervise) supervise ;;
+  start) start ;;
+  stop) stop ;;
+  apply)
+    [ $# -eq 2 ] || { echo "usage: persona-agent.sh apply FILE" >&2; exit 64; }
+    HOST=$(sed -n 's/^host=//p' "$CONF_DIR/agent.conf" 2>/dev/null | head -n 1)
+    case $HOST in '' | [.-]* | *[!A-Za-z0-9._-]*) HOST=unknown ;; esac
+    mkdir -p "$STATE_DIR"
+    apply_file "$2"
+    cat "$STATE_DIR/report.json"
+    case $OUTCOME in applied | unchanged) exit 0 ;; *) exit 1 ;; esac
+    ;;
+  *)
+    echo "usage: persona-agent.sh run|once|supervise|start|stop|apply FILE" >&2
+    exit 64
+    ;;
+esac
