@@ -229,7 +229,7 @@ export function decide(
         decision: make(
           'stay',
           current,
-          `stays on ${held.name}: its criteria are unknown (${missing(leaving)})`,
+          `stays on ${held.name}: its criteria are unknown (${missing(held.criteria?.explain(input) ?? [])})`,
           leaving,
         ),
         state: base,
@@ -279,7 +279,7 @@ export function decide(
   const action: DecisionAction = target !== undefined && !target.spec.default ? 'switch' : 'revert';
   const why =
     action === 'switch'
-      ? `its criteria hold${held !== undefined && currentIndex > targetIndex ? `, and it ranks above ${held.name}` : ''}`
+      ? `its criteria hold${held !== undefined && !held.spec.default && currentIndex > targetIndex ? `, and it ranks above ${held.name}` : ''}`
       : held === undefined && current !== null
         ? `${current} no longer applies`
         : "no persona's criteria hold";
