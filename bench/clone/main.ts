@@ -26,7 +26,12 @@ import { type Change, type ChangeKind, Delta, summarize } from '../../core/delta
 import { type ApplyDeps, type ApplyResult, applyChanges } from '../../core/orchestrator/apply.js';
 import type { Executor } from '../../core/orchestrator/executors/executor.js';
 import { debianExecutors, type Executors } from '../../core/orchestrator/executors/index.js';
-import { DynamoJournal, type Journal, type Outcome } from '../../core/orchestrator/journal.js';
+import {
+  DynamoJournal,
+  type Journal,
+  type JournalStep,
+  type Outcome,
+} from '../../core/orchestrator/journal.js';
 import { buildPlan, type Plan } from '../../core/plan/plan.js';
 import { validateProfile } from '../../core/profile/io.js';
 import type { ConfigFile, Profile } from '../../core/profile/schema.js';
@@ -129,6 +134,11 @@ class TimedJournal implements Journal {
   }
   applied(operation: string, seq: number, outcome: Outcome) {
     return this.time(() => this.inner.applied(operation, seq, outcome));
+  }
+  write(operation: string, step: JournalStep) {
+    const write = this.inner.write?.bind(this.inner);
+    if (write === undefined) throw new Error('the journal has no atomic write');
+    return this.time(() => write(operation, step));
   }
   reverted(operation: string, seq: number, outcome: Outcome) {
     return this.time(() => this.inner.reverted(operation, seq, outcome));

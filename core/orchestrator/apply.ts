@@ -10,7 +10,14 @@ import { NoExecutorError } from './errors.js';
 import type { ContentSource, Executor, ExecutorContext } from './executors/executor.js';
 import { removeBackups } from './executors/files.js';
 import type { Executors } from './executors/index.js';
-import { checkOperation, type Journal, type JournalEntry, type Outcome } from './journal.js';
+import {
+  checkOperation,
+  type Journal,
+  type JournalEntry,
+  type JournalStep,
+  MAX_JOURNAL_WRITE,
+  type Outcome,
+} from './journal.js';
 
 export interface ApplyDeps {
   readonly transport: Transport;
@@ -104,7 +111,9 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
   const results: ChangeResult[] = [];
   // What this apply changed since the survey: what it read may no longer be so.
   let touched: Change[] = [];
-  for (const [seq, change] of delta.changes.entries()) {
+  let seq = 0;
+  while (seq < delta.changes.length) {
+    const change = delta.changes[seq] as Change;
     let answer = known.get(seq);
     if (answer?.status === 'unchanged' && touched.some((t) => mayAffect(t, change))) {
       // Packages come first in a Delta and change files: after them the host is read again,
@@ -115,38 +124,63 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
     }
     if (answer !== undefined) {
       results.push({ seq, kind: change.kind, key: change.key, outcome: answer });
+      seq++;
       continue;
     }
     if (deps.shouldStop && (await deps.shouldStop())) {
       await writer.flush();
       throw new ApplyStoppedError(operation, seq);
     }
+    let current = seq;
     try {
-      const outcome = await applyOne(
-        deps,
-        writer,
-        operation,
-        seq,
-        change,
-        journaled.get(seq),
-        delta.changes.slice(seq + 1),
+      const entry = journaled.get(seq);
+      if (entry !== undefined) {
+        const outcome = await resumeOne(
+          deps,
+          writer,
+          operation,
+          seq,
+          change,
+          entry,
+          delta.changes.slice(seq + 1),
+        );
+        results.push({ seq, kind: change.kind, key: change.key, outcome });
+        if (outcome.status === 'changed') touched.push(change);
+        seq++;
+        continue;
+      }
+      // A run of Changes none of which can change what another reads (files on unrelated
+      // paths) is read first, journaled in one write, then applied: one journal round trip for
+      // the run instead of one per Change.
+      const run = await prepareRun(deps, operation, delta, runFrom(delta, seq, known, journaled));
+      await writer.begin(
+        run.map(({ seq: at, prior }) => ({ seq: at, change: delta.changes[at] as Change, prior })),
       );
-      results.push({ seq, kind: change.kind, key: change.key, outcome });
-      if (outcome.status === 'changed') touched.push(change);
+      for (const { seq: at, prior } of run) {
+        current = at;
+        const c = delta.changes[at] as Change;
+        const ctx = { ...context(deps, operation, at, delta.changes.slice(at + 1)), fresh: true };
+        const outcome = await executorFor(deps.executors, c).apply(ctx, c, prior);
+        writer.applied(at, outcome);
+        results.push({ seq: at, kind: c.kind, key: c.key, outcome });
+        if (outcome.status === 'changed') touched.push(c);
+      }
+      seq = current + 1;
     } catch (error) {
       // The journal holds another Delta for this operation, or another apply of it is writing
       // the same positions: reverting would undo that one's work. Stop without touching the host.
       await writer.flush().catch(() => undefined);
       if (error instanceof ConflictError) throw error;
+      const failedChange = delta.changes[current] as Change;
       const rollback = await revertOperation(deps, operation);
       return {
         status: 'rolled-back',
         operation,
         results,
         failed: {
-          seq,
-          kind: change.kind,
-          key: change.key,
+          seq: current,
+          kind: failedChange.kind,
+          key: failedChange.key,
           error: error instanceof Error ? error.message : String(error),
           ...(isPersonaError(error) ? { code: error.code } : {}),
         },
@@ -159,41 +193,99 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
 }
 
 /**
- * The journal as one apply writes it: a Change's `applied` is held until the next Change
- * begins, and both go in one atomic write where the journal can, so that each Change costs one
- * round trip to the journal instead of two. The held mark is written before the next Change
- * touches the host, and before the apply returns or stops; a crash in between leaves the entry
- * `applying`, which a resumed apply finishes and a rollback reverts, as for any crash after a
- * Change ran.
+ * The journal as one apply writes it: the `applied` marks are held until the next Changes
+ * begin, and all go in one atomic write where the journal can, so that a run of Changes costs
+ * one round trip to the journal instead of two per Change. The held marks are written before
+ * the next Change touches the host, and before the apply returns or stops; a crash in between
+ * leaves entries `applying`, which a resumed apply finishes and a rollback reverts, as for any
+ * crash after a Change ran.
  */
 class ApplyJournal {
-  private held: { readonly seq: number; readonly outcome: Outcome } | undefined;
+  private held: { readonly seq: number; readonly outcome: Outcome }[] = [];
 
   constructor(
     private readonly journal: Journal,
     private readonly operation: string,
   ) {}
 
-  async begin(seq: number, change: Change, prior: unknown): Promise<void> {
-    const done = this.held;
-    this.held = undefined;
-    if (done !== undefined && this.journal.appliedThenBegin !== undefined) {
-      await this.journal.appliedThenBegin(this.operation, done, { seq, change, prior });
+  async begin(entries: JournalStep['begin']): Promise<void> {
+    const applied = this.held;
+    this.held = [];
+    if (this.journal.write !== undefined && applied.length + entries.length <= MAX_JOURNAL_WRITE) {
+      await this.journal.write(this.operation, { applied, begin: entries });
       return;
     }
-    if (done !== undefined) await this.journal.applied(this.operation, done.seq, done.outcome);
-    await this.journal.begin(this.operation, seq, change, prior);
+    await this.markApplied(applied);
+    for (const e of entries) await this.journal.begin(this.operation, e.seq, e.change, e.prior);
   }
 
   applied(seq: number, outcome: Outcome): void {
-    this.held = { seq, outcome };
+    this.held.push({ seq, outcome });
   }
 
   async flush(): Promise<void> {
-    const done = this.held;
-    this.held = undefined;
-    if (done !== undefined) await this.journal.applied(this.operation, done.seq, done.outcome);
+    const applied = this.held;
+    this.held = [];
+    await this.markApplied(applied);
   }
+
+  private async markApplied(applied: JournalStep['applied']): Promise<void> {
+    if (applied.length === 0) return;
+    if (this.journal.write !== undefined && applied.length <= MAX_JOURNAL_WRITE && applied.length > 1) {
+      await this.journal.write(this.operation, { applied, begin: [] });
+      return;
+    }
+    for (const a of applied) await this.journal.applied(this.operation, a.seq, a.outcome);
+  }
+}
+
+/** The longest run of Changes journaled in one write (with the marks held before it). */
+const MAX_RUN = 32;
+
+/**
+ * The positions from `seq` that can be read before any of them is applied: consecutive, not
+ * journaled, not already answered by the survey, and none able to change what a later one
+ * reads (mayAffect). Always at least `seq` itself.
+ */
+function runFrom(
+  delta: Delta,
+  seq: number,
+  known: ReadonlyMap<number, Outcome>,
+  journaled: ReadonlyMap<number, JournalEntry>,
+): number[] {
+  const run = [seq];
+  for (let at = seq + 1; at < delta.changes.length && run.length < MAX_RUN; at++) {
+    if (known.has(at) || journaled.has(at)) break;
+    const later = delta.changes[at] as Change;
+    if (run.some((r) => mayAffect(delta.changes[r] as Change, later))) break;
+    run.push(at);
+  }
+  return run;
+}
+
+/**
+ * Each Change of the run read by its executor, in order. A Change after the first whose read
+ * fails ends the run there: it is read again on its own, at its own turn, and fails there, after
+ * the ones before it, as it would have without the run.
+ */
+async function prepareRun(
+  deps: ApplyDeps,
+  operation: string,
+  delta: Delta,
+  run: readonly number[],
+): Promise<{ readonly seq: number; readonly prior: unknown }[]> {
+  const prepared: { seq: number; prior: unknown }[] = [];
+  for (const seq of run) {
+    const change = delta.changes[seq] as Change;
+    const ctx = context(deps, operation, seq, delta.changes.slice(seq + 1));
+    try {
+      prepared.push({ seq, prior: await executorFor(deps.executors, change).prepare(ctx, change) });
+    } catch (error) {
+      if (prepared.length === 0) throw error;
+      break;
+    }
+  }
+  return prepared;
 }
 
 /**
@@ -243,37 +335,33 @@ function mayAffect(earlier: Change, later: Change): boolean {
   return a === b || b.startsWith(`${a}/`) || a.startsWith(`${b}/`);
 }
 
-async function applyOne(
+/** A Change the journal already holds for this operation: skipped, or finished from its prior. */
+async function resumeOne(
   deps: ApplyDeps,
   writer: ApplyJournal,
   operation: string,
   seq: number,
   change: Change,
-  entry: JournalEntry | undefined,
+  entry: JournalEntry,
   following: readonly Change[],
 ): Promise<Outcome> {
-  const executor = executorFor(deps.executors, change);
-  const ctx = context(deps, operation, seq, following);
-  if (entry !== undefined) {
-    if (!sameChange(entry.change, change) || entry.state === 'reverted') {
-      throw new ConflictError(
-        `operation ${operation} journaled another change ${seq + 1}, or rolled it back: apply it as a new operation`,
-        seq,
-      );
-    }
-    if (entry.state === 'applied' && entry.outcome !== undefined) {
-      return { status: 'unchanged', detail: `already applied by this operation: ${entry.outcome.detail}` };
-    }
-    // Written, never marked applied: the host may hold it or not; apply is idempotent from the
-    // state read before, which is what the journal kept.
-    await writer.flush();
-    const outcome = await executor.apply(ctx, change, entry.prior);
-    writer.applied(seq, outcome);
-    return outcome;
+  if (!sameChange(entry.change, change) || entry.state === 'reverted') {
+    throw new ConflictError(
+      `operation ${operation} journaled another change ${seq + 1}, or rolled it back: apply it as a new operation`,
+      seq,
+    );
   }
-  const prior = await executor.prepare(ctx, change);
-  await writer.begin(seq, change, prior);
-  const outcome = await executor.apply({ ...ctx, fresh: true }, change, prior);
+  if (entry.state === 'applied' && entry.outcome !== undefined) {
+    return { status: 'unchanged', detail: `already applied by this operation: ${entry.outcome.detail}` };
+  }
+  // Written, never marked applied: the host may hold it or not; apply is idempotent from the
+  // state read before, which is what the journal kept.
+  await writer.flush();
+  const outcome = await executorFor(deps.executors, change).apply(
+    context(deps, operation, seq, following),
+    change,
+    entry.prior,
+  );
   writer.applied(seq, outcome);
   return outcome;
 }

@@ -43,20 +43,26 @@ export interface JournalEntry {
   readonly updatedAt: string;
 }
 
+/** What one atomic journal write holds: Changes marked applied, then Changes begun. */
+export interface JournalStep {
+  readonly applied: readonly { readonly seq: number; readonly outcome: Outcome }[];
+  readonly begin: readonly { readonly seq: number; readonly change: Change; readonly prior: unknown }[];
+}
+
+/** The most entries one atomic write holds: DynamoDB's limit on a transaction's actions. */
+export const MAX_JOURNAL_WRITE = 100;
+
 export interface Journal {
   /** Records that the Change is about to be applied; ConflictError if that position is taken. */
   begin(operation: string, seq: number, change: Change, prior: unknown): Promise<void>;
   applied(operation: string, seq: number, outcome: Outcome): Promise<void>;
   /**
-   * Optional: `applied` for one Change and `begin` for the next in one atomic write, so that
-   * an apply journals each Change in one round trip rather than two. Either both are written or
-   * neither; a ConflictError names which condition failed.
+   * Optional: `applied` for some Changes and `begin` for the next ones in one atomic write (at
+   * most MAX_JOURNAL_WRITE entries in all), so that an apply journals a run of Changes in one
+   * round trip rather than two per Change. Either all are written or none; a ConflictError names
+   * which condition failed.
    */
-  appliedThenBegin?(
-    operation: string,
-    done: { readonly seq: number; readonly outcome: Outcome },
-    next: { readonly seq: number; readonly change: Change; readonly prior: unknown },
-  ): Promise<void>;
+  write?(operation: string, step: JournalStep): Promise<void>;
   reverted(operation: string, seq: number, outcome: Outcome): Promise<void>;
   /** Every entry of the operation, in apply order. */
   entries(operation: string): Promise<JournalEntry[]>;
@@ -128,18 +134,18 @@ export class DynamoJournal implements Journal {
     return this.move(operation, seq, ['applying'], 'applied', outcome);
   }
 
-  async appliedThenBegin(
-    operation: string,
-    done: { readonly seq: number; readonly outcome: Outcome },
-    next: { readonly seq: number; readonly change: Change; readonly prior: unknown },
-  ): Promise<void> {
+  async write(operation: string, step: JournalStep): Promise<void> {
     checkOperation(operation);
+    const size = step.applied.length + step.begin.length;
+    if (size === 0) return;
+    if (size > MAX_JOURNAL_WRITE)
+      throw new RangeError(`a journal write holds at most ${MAX_JOURNAL_WRITE} entries, not ${size}`);
     const at = this.now().toISOString();
     try {
       await this.ddb.send(
         new TransactWriteCommand({
           TransactItems: [
-            {
+            ...step.applied.map((done) => ({
               Update: {
                 TableName: this.tableName,
                 Key: { operation, seq: done.seq },
@@ -153,8 +159,8 @@ export class DynamoJournal implements Journal {
                   ':from': 'applying',
                 },
               },
-            },
-            {
+            })),
+            ...step.begin.map((next) => ({
               Put: {
                 TableName: this.tableName,
                 Item: {
@@ -168,14 +174,17 @@ export class DynamoJournal implements Journal {
                 ConditionExpression: 'attribute_not_exists(#s)',
                 ExpressionAttributeNames: { '#s': 'seq' },
               },
-            },
+            })),
           ],
         }),
       );
     } catch (e) {
       const reasons = (e as { CancellationReasons?: { Code?: string }[] }).CancellationReasons;
       if ((e as { name?: string }).name !== 'TransactionCanceledException' || !reasons) throw e;
-      if (reasons[0]?.Code === 'ConditionalCheckFailed')
+      const failed = reasons.findIndex((r) => r?.Code === 'ConditionalCheckFailed');
+      if (failed < 0) throw e;
+      const done = step.applied[failed];
+      if (done !== undefined)
         throw new ConflictError(
           `change ${done.seq + 1} of operation ${operation} is not applying`,
           done.seq,
@@ -183,13 +192,12 @@ export class DynamoJournal implements Journal {
             cause: e,
           },
         );
-      if (reasons[1]?.Code === 'ConditionalCheckFailed')
-        throw new ConflictError(
-          `operation ${operation} already journaled change ${next.seq + 1}: another apply of it is running or ran`,
-          next.seq,
-          { cause: e },
-        );
-      throw e;
+      const next = step.begin[failed - step.applied.length] as JournalStep['begin'][number];
+      throw new ConflictError(
+        `operation ${operation} already journaled change ${next.seq + 1}: another apply of it is running or ran`,
+        next.seq,
+        { cause: e },
+      );
     }
   }
 

@@ -13,7 +13,7 @@ import { type Change, Delta, summarize } from '../../../core/delta/changes.js';
 import { type ApplyDeps, applyChanges, resume, revertOperation } from '../../../core/orchestrator/apply.js';
 import type { ContentSource, Executor } from '../../../core/orchestrator/executors/executor.js';
 import { DEBIAN_EXECUTORS, type Executors } from '../../../core/orchestrator/executors/index.js';
-import { DynamoJournal } from '../../../core/orchestrator/journal.js';
+import { DynamoJournal, type Journal } from '../../../core/orchestrator/journal.js';
 import { JOURNAL_TABLE } from '../../../core/storage/definitions.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type StandIns, startStandIns } from '../../../local/stand-ins.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
@@ -360,6 +360,116 @@ describe('applyChanges on a real host', () => {
     expect(result).toMatchObject({ status: 'rolled-back', failed: { seq: 1, code: 'INVALID_INPUT' } });
     expect((await host.exec('test -e /pwned')).exitCode).not.toBe(0);
     expect(await hostState()).toEqual(before);
+  });
+});
+
+/** A file.write of CONFIG at `path`, mode 0644. */
+const configAt = (path: string): Change => ({
+  kind: 'file.write',
+  section: 'files',
+  key: path,
+  from: null,
+  to: { path, type: 'file', hash: `sha256:${sha(CONFIG)}`, size: CONFIG.length, mode: '0644' },
+  disruptive: false,
+});
+
+/** The journal's writes, counted: how many round trips an apply made to it. */
+function counted(journal: DynamoJournal) {
+  const calls: string[] = [];
+  const counting: Journal = {
+    begin(...a) {
+      calls.push('begin');
+      return journal.begin(...a);
+    },
+    applied(...a) {
+      calls.push('applied');
+      return journal.applied(...a);
+    },
+    write(op, step) {
+      calls.push(`write ${step.applied.length}+${step.begin.length}`);
+      return journal.write(op, step);
+    },
+    reverted: (...a) => journal.reverted(...a),
+    entries: (op) => journal.entries(op),
+  };
+  return { calls, journal: counting };
+}
+
+describe('runs of file Changes on a real host', () => {
+  const RUN = ['/etc/persona-run/a.conf', '/etc/persona-run/b.conf', '/srv/persona-run/c.conf'];
+
+  it('reads a run of files first and journals it in one write, then marks it applied in one more', async () => {
+    const before = await hostState();
+    const deps = controlSide();
+    const { calls, journal } = counted(deps.journal);
+    const result = await applyChanges(
+      { ...deps, journal },
+      'run-1',
+      delta([CHANGES[0] as Change, ...RUN.map(configAt)]),
+    );
+    expect(result.status).toBe('applied');
+    expect(result.results.map((r) => r.outcome.status)).toEqual(['changed', 'changed', 'changed', 'changed']);
+    for (const path of RUN) expect(await host.readFile(path)).toBe(CONFIG.toString());
+    // The sysctl goes alone (it may change what a file holds); the three files, which cannot
+    // change what one another reads, are begun in one write with its applied mark.
+    expect(calls).toEqual(['write 0+1', 'write 1+3', 'write 3+0']);
+    expect((await deps.journal.entries('run-1')).every((e) => e.state === 'applied')).toBe(true);
+    expect((await revertOperation(deps, 'run-1')).failures).toEqual([]);
+    expect(await hostState()).toEqual(before);
+  });
+
+  it('reverts the whole run, the Changes it never reached too, when one inside it fails', async () => {
+    await host.run('mkdir -p /srv/persona-run && printf old > /srv/persona-run/c.conf');
+    const before = await hostState();
+    const failing = new Map(DEBIAN_EXECUTORS);
+    const real = DEBIAN_EXECUTORS.get('file.write') as Executor;
+    failing.set('file.write', {
+      ...real,
+      async apply(ctx, change, prior) {
+        const outcome = await real.apply(ctx, change, prior);
+        if (change.key === RUN[1]) throw new Error('injected: connection lost after the write');
+        return outcome;
+      },
+    });
+    const deps = controlSide(failing);
+    const result = await applyChanges(deps, 'run-2', delta(RUN.map(configAt)));
+    expect(result).toMatchObject({ status: 'rolled-back', failed: { seq: 1, key: RUN[1] } });
+    if (result.status !== 'rolled-back') return;
+    expect(result.rollback.failures).toEqual([]);
+    // The third was journaled with the run and never written: its revert finds it as it was.
+    expect(result.rollback.reverted.map((r) => [r.key, r.outcome.status])).toEqual([
+      [RUN[2], 'unchanged'],
+      [RUN[1], 'changed'],
+      [RUN[0], 'changed'],
+    ]);
+    expect(await host.readFile('/srv/persona-run/c.conf')).toBe('old');
+    expect(await hostState()).toEqual(before);
+    await host.run('rm -r /srv/persona-run');
+  });
+
+  it('ends the run before a file that cannot be read, which then fails at its own turn', async () => {
+    await host.run('mkdir -p /srv/outside && ln -s /srv/outside /etc/persona-link');
+    const before = await hostState();
+    const deps = controlSide();
+    const { calls, journal } = counted(deps.journal);
+    const result = await applyChanges(
+      { ...deps, journal },
+      'run-3',
+      delta([configAt(RUN[0] as string), configAt('/etc/persona-link/app.conf'), configAt(RUN[1] as string)]),
+    );
+    expect(result).toMatchObject({
+      status: 'rolled-back',
+      failed: { seq: 1, key: '/etc/persona-link/app.conf' },
+    });
+    if (result.status !== 'rolled-back') return;
+    expect(result.failed.error).toMatch(/symbolic link: refusing to write through it/);
+    expect(result.results.map((r) => r.key)).toEqual([RUN[0]]);
+    // The first ran alone (the second's read failed), and the third was never journaled.
+    expect(calls).toEqual(['write 0+1', 'applied']);
+    expect((await deps.journal.entries('run-3')).map((e) => e.seq)).toEqual([0]);
+    expect((await host.exec('test -e /srv/outside/app.conf')).exitCode).not.toBe(0);
+    expect(await hostState()).toEqual(before);
+    await host.run('rm /etc/persona-link && rmdir /srv/outside');
   });
 });
 

@@ -93,27 +93,24 @@ describe('DynamoJournal', () => {
     );
   });
 
-  it('marks one entry applied and begins the next in one write, or neither when either is refused', async () => {
+  it('marks entries applied and begins the next ones in one write, or none of it when any is refused', async () => {
     await journal.begin('op-pair', 0, sysctl('70'), null);
-    await journal.appliedThenBegin(
-      'op-pair',
-      { seq: 0, outcome: { status: 'changed', detail: 'set' } },
-      {
-        seq: 1,
-        change: sysctl('71'),
-        prior: { was: '64' },
-      },
-    );
+    await journal.write('op-pair', {
+      applied: [{ seq: 0, outcome: { status: 'changed', detail: 'set' } }],
+      begin: [{ seq: 1, change: sysctl('71'), prior: { was: '64' } }],
+    });
     expect((await journal.entries('op-pair')).map((e) => [e.seq, e.state])).toEqual([
       [0, 'applied'],
       [1, 'applying'],
     ]);
     // Position 1 is taken: neither write happens, and entry 1 stays as it was.
-    const refused = journal.appliedThenBegin(
-      'op-pair',
-      { seq: 1, outcome: { status: 'changed', detail: 'set' } },
-      { seq: 1, change: sysctl('72'), prior: null },
-    );
+    const refused = journal.write('op-pair', {
+      applied: [],
+      begin: [
+        { seq: 2, change: sysctl('72'), prior: null },
+        { seq: 1, change: sysctl('72'), prior: null },
+      ],
+    });
     await expect(refused).rejects.toBeInstanceOf(ConflictError);
     await expect(refused).rejects.toThrow(/already journaled change 2/);
     expect((await journal.entries('op-pair')).map((e) => [e.seq, e.state])).toEqual([
@@ -122,15 +119,10 @@ describe('DynamoJournal', () => {
     ]);
     // An entry already applied is not applied again, and the next is not begun.
     await expect(
-      journal.appliedThenBegin(
-        'op-pair',
-        { seq: 0, outcome: { status: 'changed', detail: 'x' } },
-        {
-          seq: 2,
-          change: sysctl('73'),
-          prior: null,
-        },
-      ),
+      journal.write('op-pair', {
+        applied: [{ seq: 0, outcome: { status: 'changed', detail: 'x' } }],
+        begin: [{ seq: 2, change: sysctl('73'), prior: null }],
+      }),
     ).rejects.toThrow(/change 1 of operation op-pair is not applying/);
     expect(await journal.entries('op-pair')).toHaveLength(2);
   });
