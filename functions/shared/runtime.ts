@@ -8,13 +8,17 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoHostRegistry, type HostRegistry } from '../../core/host/registry.js';
 import { DynamoOperationStore, type OperationStore } from '../../core/operation/store.js';
+import { HostPersonaStore } from '../../core/persona/state.js';
+import { PersonaStore } from '../../core/persona/store.js';
 import { DynamoProfileStore } from '../../core/profile/dynamo-store.js';
 import type { ProfileDeps } from '../../core/profile/service.js';
 import { DynamoSnapshotRecords, type SnapshotRecords } from '../../core/snapshot/records.js';
 import {
   DATA_BUCKET,
+  HOST_PERSONAS_TABLE,
   HOSTS_TABLE,
   OPERATIONS_TABLE,
+  PERSONAS_TABLE,
   PROFILES_TABLE,
   SNAPSHOTS_TABLE,
 } from '../../core/storage/definitions.js';
@@ -73,6 +77,23 @@ export function hosts(): HostRegistry {
 export function operations(): OperationStore {
   operationStore ??= new DynamoOperationStore(ddb(), getRequiredEnv(OPERATIONS_TABLE.env));
   return operationStore;
+}
+
+let personaStore: PersonaStore | undefined;
+let hostPersonaStore: HostPersonaStore | undefined;
+
+/** Each host's persona state and decisions. */
+export function hostPersonas(): HostPersonaStore {
+  hostPersonaStore ??= new HostPersonaStore(ddb(), getRequiredEnv(HOST_PERSONAS_TABLE.env));
+  return hostPersonaStore;
+}
+
+/** Personas and their versions; a persona a host has now is not deleted. */
+export function personas(): PersonaStore {
+  personaStore ??= new PersonaStore(ddb(), getRequiredEnv(PERSONAS_TABLE.env), {
+    hostPersonas: hostPersonas(),
+  });
+  return personaStore;
 }
 
 export function snapshotRecords(): SnapshotRecords {
