@@ -20,6 +20,7 @@ import {
   type SchedulerClient,
   UpdateScheduleCommand,
 } from '@aws-sdk/client-scheduler';
+import { z } from 'zod';
 import type { Criterion, Persona, Schedule, TimeWindow } from './schema.js';
 
 /** What Scheduler sends the evaluate function (functions/events/persona-evaluate). */
@@ -286,4 +287,95 @@ export async function deletePersonaSchedules(
   const names = await existingSchedules(scheduler, target as ScheduleTarget, persona);
   for (const name of names) await deleteSchedule(scheduler, target.groupName, name);
   return names;
+}
+
+// --- CloudWatch alarms ----------------------------------------------------------------------
+
+/**
+ * Alarms whose name starts with this wake evaluation (the EventBridge rule matches the
+ * prefix): `Persona/<key>` or `Persona/<key>/<host>`.
+ */
+export const ALARM_PREFIX = 'Persona/';
+/** The dimension (or alarm tag) that names the host an alarm is about. */
+export const HOST_DIMENSION = 'PersonaHost';
+/** What criteria name an alarm's state by: `alarm/<key>`. */
+export const ALARM_SIGNAL_PREFIX = 'alarm/';
+
+const alarmKey = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,119}$/;
+const hostName = /^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$/;
+
+/** The fields of EventBridge's "CloudWatch Alarm State Change" event that are read here. */
+export const AlarmStateChange = z.object({
+  source: z.literal('aws.cloudwatch'),
+  'detail-type': z.literal('CloudWatch Alarm State Change'),
+  time: z.string(),
+  detail: z.object({
+    alarmName: z.string(),
+    state: z.object({
+      value: z.enum(['OK', 'ALARM', 'INSUFFICIENT_DATA']),
+      timestamp: z.string().optional(),
+    }),
+    configuration: z
+      .object({
+        // Metric math alarms list expressions too (no metricStat); composite alarms have none.
+        metrics: z
+          .array(
+            z.object({
+              metricStat: z
+                .object({ metric: z.object({ dimensions: z.record(z.string(), z.string()).optional() }) })
+                .optional(),
+            }),
+          )
+          .optional(),
+      })
+      .optional(),
+    alarmTags: z.record(z.string(), z.string()).optional(),
+  }),
+});
+export type AlarmStateChange = z.infer<typeof AlarmStateChange>;
+
+/** What an alarm's state change means for evaluation. */
+export interface AlarmTrigger {
+  /** The signal criteria read: `alarm/<key>`. */
+  readonly signal: string;
+  /** ALARM or OK; undefined for INSUFFICIENT_DATA, which reads as unknown. */
+  readonly value: 'ALARM' | 'OK' | undefined;
+  readonly hosts: readonly string[];
+  /** Epoch ms of the state change. */
+  readonly at: number;
+}
+
+/**
+ * Reads an alarm state change as a per-host signal, or says why it cannot: the alarm's name
+ * gives the signal (`Persona/<key>[/<host>]` → `alarm/<key>`), its hosts are the values of a
+ * `PersonaHost` dimension of its metrics, a `PersonaHost` alarm tag (alarms with tag
+ * propagation) and the name's third segment, together.
+ */
+export function alarmTrigger(event: AlarmStateChange): AlarmTrigger | { readonly ignored: string } {
+  const name = event.detail.alarmName;
+  if (!name.startsWith(ALARM_PREFIX)) return { ignored: `alarm ${name} does not start with ${ALARM_PREFIX}` };
+  const [key = '', host, ...rest] = name.slice(ALARM_PREFIX.length).split('/');
+  if (!alarmKey.test(key) || rest.length > 0)
+    return { ignored: `alarm ${name} is not named ${ALARM_PREFIX}<key> or ${ALARM_PREFIX}<key>/<host>` };
+  const hosts = new Set<string>();
+  for (const metric of event.detail.configuration?.metrics ?? []) {
+    const value = metric.metricStat?.metric.dimensions?.[HOST_DIMENSION];
+    if (value !== undefined) hosts.add(value);
+  }
+  const tagged = event.detail.alarmTags?.[HOST_DIMENSION];
+  if (tagged !== undefined) hosts.add(tagged);
+  if (host !== undefined) hosts.add(host);
+  const named = [...hosts].filter((h) => hostName.test(h));
+  if (named.length === 0)
+    return {
+      ignored: `alarm ${name} names no host: give its metric a ${HOST_DIMENSION} dimension or name it ${ALARM_PREFIX}${key}/<host>`,
+    };
+  const at = Date.parse(event.detail.state.timestamp ?? event.time);
+  const value = event.detail.state.value;
+  return {
+    signal: `${ALARM_SIGNAL_PREFIX}${key}`,
+    value: value === 'INSUFFICIENT_DATA' ? undefined : value,
+    hosts: named.sort(),
+    at: Number.isFinite(at) ? at : Date.parse(event.time),
+  };
 }
