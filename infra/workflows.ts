@@ -11,11 +11,21 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { WORKFLOWS, type WorkflowName } from '../core/operation/workflows.js';
-import { SSM_OUTPUT_BUCKET, SSM_OUTPUT_PREFIX } from '../core/storage/definitions.js';
+import {
+  HOST_PERSONAS_TABLE,
+  PERSONAS_TABLE,
+  SSM_OUTPUT_BUCKET,
+  SSM_OUTPUT_PREFIX,
+} from '../core/storage/definitions.js';
 import { PROJECT_ROOT } from './api.js';
 import { CloneCloudAccess, type CloneCloudProps } from './cloud.js';
 import { type PersonaFunctionProps, personaFunction } from './function.js';
-import { CAPTURE_TASK_GRANTS, CLONE_TASK_GRANTS, FAIL_OPERATION_TASK_GRANTS } from './permissions.js';
+import {
+  CAPTURE_TASK_GRANTS,
+  CLONE_TASK_GRANTS,
+  type DataGrants,
+  FAIL_OPERATION_TASK_GRANTS,
+} from './permissions.js';
 import type { PersonaStorage } from './storage.js';
 
 /**
@@ -30,6 +40,20 @@ export const CLONE_EVENTS = {
 
 // ssh2's optional native add-ons: it falls back to Node's own crypto without them.
 const SSH_NATIVE_ADDONS = ['cpu-features', '*.node'];
+
+/**
+ * The persona-switch task: what a clone's task reaches (hosts, the journal, the operation's
+ * documents, the package store), the persona it switches to, and the host's persona state and
+ * default (HOST_PERSONAS_TABLE).
+ */
+const PERSONA_SWITCH_TASK_GRANTS: DataGrants = {
+  tables: {
+    ...CLONE_TASK_GRANTS.tables,
+    [PERSONAS_TABLE.id]: 'read',
+    [HOST_PERSONAS_TABLE.id]: 'read-write',
+  },
+  objects: CLONE_TASK_GRANTS.objects ?? {},
+};
 
 export interface PersonaWorkflowsProps {
   readonly storage: PersonaStorage;
@@ -63,6 +87,9 @@ export class PersonaWorkflows extends Construct {
   readonly clone: sfn.StateMachine;
   /** One function for every step of the clone workflow. */
   readonly cloneFunction: lambda.IFunction;
+  /** Switches a host to a persona or back to its default: Validate, Baseline, Plan, Resize, Apply, Verify, Record, Rollback. */
+  readonly personaSwitch: sfn.StateMachine;
+  readonly personaSwitchFunction: lambda.IFunction;
   /** What the clone task may do in EC2, SSM and IAM, and which Azure secret it may read. */
   readonly cloneCloudAccess: CloneCloudAccess;
   /** The workflows' failure path: ends an operation that its task could not end itself. */
@@ -165,6 +192,35 @@ export class PersonaWorkflows extends Construct {
     this.cloneCloudAccess = new CloneCloudAccess(this, 'CloneCloudAccess', { fn: clone, ...props.cloud });
     this.cloneFunction = clone;
 
+    const personaSwitch = personaFunction(this, 'PersonaSwitchTask', {
+      ...common,
+      entry: path.join('functions', 'steps', 'persona-switch', 'handler.ts'),
+      description:
+        'Persona workflow task: switch a host to a persona or back to its default, or roll it back',
+      memorySize: 1024,
+      // Resize stops and starts an instance: minutes. One step is one invocation, as for clone.
+      timeout: Duration.minutes(15),
+      externalModules: SSH_NATIVE_ADDONS,
+      ...vpc,
+    });
+    props.storage.connect(personaSwitch, PERSONA_SWITCH_TASK_GRANTS);
+    this.reachHosts(personaSwitch);
+    // Resize: stop, modify and start only instances carrying a Persona operation tag, as a clone's.
+    new CloneCloudAccess(this, 'PersonaSwitchCloudAccess', { fn: personaSwitch, ...props.cloud });
+    const alarms = Stack.of(this).formatArn({
+      service: 'cloudwatch',
+      resource: 'alarm',
+      resourceName: 'persona-*',
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    personaSwitch.addToRolePolicy(
+      new iam.PolicyStatement({
+        actions: ['cloudwatch:PutMetricAlarm', 'cloudwatch:DeleteAlarms', 'cloudwatch:DescribeAlarms'],
+        resources: [alarms],
+      }),
+    );
+    this.personaSwitchFunction = personaSwitch;
+
     const fail = personaFunction(this, 'FailOperationTask', {
       ...common,
       entry: path.join('functions', 'steps', 'fail-operation', 'handler.ts'),
@@ -175,7 +231,7 @@ export class PersonaWorkflows extends Construct {
     props.storage.connect(fail, FAIL_OPERATION_TASK_GRANTS);
     this.failOperationFunction = fail;
 
-    for (const role of [capture.role, clone.role, fail.role]) {
+    for (const role of [capture.role, clone.role, personaSwitch.role, fail.role]) {
       if (role)
         Validations.of(role).acknowledge({
           id: 'AwsSolutions-IAM5[Resource::*]',
@@ -184,10 +240,11 @@ export class PersonaWorkflows extends Construct {
         });
     }
 
-    const tasks = { capture, clone, 'fail-operation': fail } as const;
+    const tasks = { capture, clone, 'persona-switch': personaSwitch, 'fail-operation': fail } as const;
     this.capture = this.stateMachine('Capture', 'capture', tasks);
     this.clone = this.stateMachine('Clone', 'clone', tasks);
-    this.stateMachines = { capture: this.capture, clone: this.clone };
+    this.personaSwitch = this.stateMachine('PersonaSwitch', 'persona-switch', tasks);
+    this.stateMachines = { capture: this.capture, clone: this.clone, 'persona-switch': this.personaSwitch };
 
     const notifications = this.notifications(clone);
     this.notificationTopic = notifications.topic;
@@ -198,7 +255,10 @@ export class PersonaWorkflows extends Construct {
   allowStart(fn: lambda.Function, workflow: WorkflowName): void {
     const machine = this.stateMachines[workflow];
     // The variable functions/shared/workflows.ts reads for this workflow.
-    fn.addEnvironment(`${workflow.toUpperCase()}_STATE_MACHINE_ARN`, machine.stateMachineArn);
+    fn.addEnvironment(
+      `${workflow.toUpperCase().replaceAll('-', '_')}_STATE_MACHINE_ARN`,
+      machine.stateMachineArn,
+    );
     machine.grantStartExecution(fn);
   }
 

@@ -11,6 +11,10 @@ export const WORKFLOWS = {
     definition: 'statemachines/clone.asl.json',
     tasks: { CloneFunctionArn: 'clone', FailOperationFunctionArn: 'fail-operation' },
   },
+  'persona-switch': {
+    definition: 'statemachines/persona-switch.asl.json',
+    tasks: { PersonaSwitchFunctionArn: 'persona-switch', FailOperationFunctionArn: 'fail-operation' },
+  },
 } as const;
 
 export type WorkflowName = keyof typeof WORKFLOWS;

@@ -16,11 +16,13 @@ export function workflows(): WorkflowStarter {
     const arns: Record<WorkflowName, string> = {
       capture: process.env.CAPTURE_STATE_MACHINE_ARN ?? '',
       clone: process.env.CLONE_STATE_MACHINE_ARN ?? '',
+      'persona-switch': process.env.PERSONA_SWITCH_STATE_MACHINE_ARN ?? '',
     };
     starter = {
       async start(workflow, input) {
         // Each starting function is given the one state machine it starts.
-        if (!arns[workflow]) getRequiredEnv(`${workflow.toUpperCase()}_STATE_MACHINE_ARN`);
+        if (!arns[workflow])
+          getRequiredEnv(`${workflow.toUpperCase().replaceAll('-', '_')}_STATE_MACHINE_ARN`);
         try {
           // Named after the operation: Step Functions itself refuses to start it twice.
           await sfn.send(

@@ -525,7 +525,11 @@ describe('PersonaStack', () => {
     };
     const machines = () => {
       const { workflows } = synthesized.stack.platform;
-      return { capture: logicalId(workflows.capture), clone: logicalId(workflows.clone) } as const;
+      return {
+        capture: logicalId(workflows.capture),
+        clone: logicalId(workflows.clone),
+        'persona-switch': logicalId(workflows.personaSwitch),
+      } as const;
     };
 
     it('deploys each workflow from its ASL file as a Standard state machine, traced and logged, every placeholder bound to its task', () => {
