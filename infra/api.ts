@@ -8,6 +8,7 @@ import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import type { HandlerName, Route } from '../core/api/routes.js';
 import { ROUTES } from '../core/api/routes.js';
+import { AGENTS_TABLE } from '../core/storage/definitions.js';
 import { personaFunction } from './function.js';
 import { API_HANDLER_GRANTS } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
@@ -61,6 +62,8 @@ export class PersonaApi extends Construct {
   readonly restApi: apigw.RestApi;
   readonly functions: Readonly<Record<HandlerName, nodejs.NodejsFunction>>;
   readonly accessLogs: logs.LogGroup;
+  /** The agent routes' REQUEST authoriser, when the API has agent routes. */
+  readonly agentAuthorizerFunction?: nodejs.NodejsFunction;
 
   constructor(scope: Construct, id: string, props: PersonaApiProps) {
     super(scope, id);
@@ -104,6 +107,30 @@ export class PersonaApi extends Construct {
       validateRequestParameters: true,
     });
 
+    // Routes for hosts' agents take the agent's own credential (a bearer token) instead of a
+    // SigV4 signature, checked by a REQUEST authoriser. Its answers are not cached: a revoked
+    // credential is refused from the next request on.
+    const agentRoutes = ROUTES.filter((r: Route) => r.auth === 'agent');
+    let agentAuthorizer: apigw.RequestAuthorizer | undefined;
+    if (agentRoutes.length > 0) {
+      const authorizerFunction = personaFunction(this, 'AgentAuthorizerFunction', {
+        projectRoot,
+        retention,
+        logRemovalPolicy,
+        memorySize: 256,
+        timeout: Duration.seconds(5),
+        entry: path.join('functions', 'authorizers', 'agent', 'handler.ts'),
+        description: 'Persona API: the agent authoriser (host agent credentials)',
+      });
+      props.storage.connect(authorizerFunction, { tables: { [AGENTS_TABLE.id]: 'read' } });
+      agentAuthorizer = new apigw.RequestAuthorizer(this, 'AgentAuthorizer', {
+        handler: authorizerFunction,
+        identitySources: [apigw.IdentitySource.header('Authorization')],
+        resultsCacheTtl: Duration.seconds(0),
+      });
+      this.agentAuthorizerFunction = authorizerFunction;
+    }
+
     const functions: Partial<Record<HandlerName, nodejs.NodejsFunction>> = {};
     for (const route of ROUTES) {
       const fn =
@@ -120,7 +147,9 @@ export class PersonaApi extends Construct {
         route.method,
         new apigw.LambdaIntegration(fn, { allowTestInvoke: false }),
         {
-          authorizationType: apigw.AuthorizationType.IAM,
+          ...((route as Route).auth === 'agent' && agentAuthorizer
+            ? { authorizationType: apigw.AuthorizationType.CUSTOM, authorizer: agentAuthorizer }
+            : { authorizationType: apigw.AuthorizationType.IAM }),
           requestValidator: validator,
           requestParameters: pathParameters(route),
           operationName: route.handler,

@@ -1,11 +1,15 @@
 import type { HandlerName } from '../core/api/routes.js';
 import {
+  AGENTS_TABLE,
   type DATA_BUCKET,
+  HOST_PERSONAS_TABLE,
   HOSTS_TABLE,
   INVENTORY_TABLE,
   JOURNAL_TABLE,
   LOCKS_TABLE,
+  METRICS_TABLE,
   OPERATIONS_TABLE,
+  PERSONAS_TABLE,
   PROFILES_TABLE,
   SNAPSHOTS_TABLE,
 } from '../core/storage/definitions.js';
@@ -65,6 +69,14 @@ export const API_HANDLER_GRANTS: Readonly<Record<HandlerName, DataGrants>> = {
   'list-machines': { tables: { [INVENTORY_TABLE.id]: 'read' } },
   // Built from the route list and schemas compiled into the bundle: touches no data.
   'get-openapi': {},
+  // The agent routes: each reads the caller's credential (the authoriser did too, but the
+  // handler is given the table it needs and nothing more).
+  'post-metrics': { tables: { [METRICS_TABLE.id]: 'read-write' } },
+  'get-agent-assignment': { tables: { [HOST_PERSONAS_TABLE.id]: 'read', [PERSONAS_TABLE.id]: 'read' } },
+  'post-agent-report': { tables: { [HOST_PERSONAS_TABLE.id]: 'read-write' } },
+  // Issues (and revokes older) credentials and reaches the host as a capture does.
+  'install-agent': { tables: { [HOSTS_TABLE.id]: 'read', [AGENTS_TABLE.id]: 'read-write' } },
+  'revoke-agent': { tables: { [HOSTS_TABLE.id]: 'read', [AGENTS_TABLE.id]: 'read-write' } },
 };
 
 /**

@@ -123,11 +123,24 @@ export interface LocalApiOptions {
   readonly handlers: Readonly<Record<string, ApiHandler>>;
   /** The loopback address the server listens on (default 127.0.0.1). */
   readonly host?: string;
+  /** The routes served (default all of ROUTES): the agents' listener serves the agent routes only. */
+  readonly routes?: readonly Route[];
+  /**
+   * Checks an agent route's `Authorization` header, as the agent authoriser does in AWS; the
+   * principal reaches the handler in `requestContext.authorizer`. Without it, agent routes are
+   * refused.
+   */
+  readonly agentAuth?: (authorization: string | undefined) => Promise<{ host: string; id: string }>;
+  /**
+   * Accept `Host` of this server's names at any port: a tunnel's far end listens on a port of
+   * the host's own, and the agent names that one.
+   */
+  readonly anyPort?: boolean;
   readonly onRequest?: (line: { method: string; path: string; status: number; ms: number }) => void;
 }
 
 export function createApiServer(options: LocalApiOptions): Server {
-  const compiled = ROUTES.map(compile);
+  const compiled = (options.routes ?? ROUTES).map(compile);
   return createServer(async (req, res) => {
     const started = performance.now();
     const parsed = URL.parse(req.url ?? '/', 'http://localhost');
@@ -147,7 +160,11 @@ export function createApiServer(options: LocalApiOptions): Server {
       }
       const authorities = ownAuthorities(options.host ?? '127.0.0.1', req.socket.localPort ?? 0);
       const host = (req.headers.host ?? '').toLowerCase();
-      if (!authorities.has(host)) {
+      const portless = (a: string) => a.replace(/:\d+$/, '');
+      const known = options.anyPort
+        ? [...authorities].some((a) => portless(a) === portless(host) && /:\d+$/.test(host))
+        : authorities.has(host);
+      if (!known) {
         problem(
           res,
           421,
@@ -183,6 +200,27 @@ export function createApiServer(options: LocalApiOptions): Server {
         }
         problem(res, 404, 'Not Found', `no route for ${method} ${url.pathname}`);
         return finish(404);
+      }
+      // Agent routes take a host agent's credential; the others never do (in AWS they take
+      // SigV4 only), so a bearer token there is refused rather than ignored.
+      let authorizer: Record<string, string> | null = null;
+      const authorization = req.headers.authorization;
+      if (hit.c.route.auth === 'agent') {
+        const agent = options.agentAuth
+          ? await options.agentAuth(authorization).catch(() => undefined)
+          : undefined;
+        if (agent === undefined) {
+          problem(res, 401, 'Unauthorized', 'this route is for a host agent presenting a valid credential', {
+            code: 'UNAUTHORIZED',
+          });
+          return finish(401);
+        }
+        authorizer = { principal: 'agent', host: agent.host, id: agent.id };
+      } else if (/^bearer\s/i.test(authorization ?? '')) {
+        problem(res, 403, 'Forbidden', 'agent credentials are accepted on agent routes only', {
+          code: 'FORBIDDEN',
+        });
+        return finish(403);
       }
       const body = await readBody(req);
       if (body === undefined) {
@@ -236,7 +274,7 @@ export function createApiServer(options: LocalApiOptions): Server {
         requestContext: {
           accountId: '000000000000',
           apiId: 'local',
-          authorizer: null,
+          authorizer,
           protocol: 'HTTP/1.1',
           httpMethod: method,
           identity: {} as APIGatewayProxyEvent['requestContext']['identity'],

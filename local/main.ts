@@ -4,11 +4,16 @@ import { DEFAULT_PORT, startLocal } from './runtime.js';
 
 const port = Number(process.env.PERSONA_PORT ?? DEFAULT_PORT);
 const quiet = process.env.PERSONA_QUIET === 'true';
+// `npm start -- --agent-endpoint http://10.0.0.5:8171`: an address hosts' agents reach this
+// machine at (agent routes only); without it they come back through their SSH connection.
+const flag = process.argv.indexOf('--agent-endpoint');
+const agentEndpoint = flag === -1 ? process.env.PERSONA_AGENT_ENDPOINT : process.argv[flag + 1];
 
 console.log(pc.dim('starting DynamoDB Local and the S3-protocol server…'));
 const persona = await startLocal({
   port,
   ...(process.env.PERSONA_DATA ? { dataDir: process.env.PERSONA_DATA } : {}),
+  ...(agentEndpoint ? { agentEndpoint } : {}),
   ...(quiet
     ? {}
     : { onRequest: (r) => console.log(pc.dim(`${r.method} ${r.path} → ${r.status} (${r.ms} ms)`)) }),

@@ -6,8 +6,9 @@ import type { Server } from 'node:http';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ROUTES } from '../core/api/routes.js';
+import { ROUTES, type Route } from '../core/api/routes.js';
 import { DATA_BUCKET, TABLES } from '../core/storage/definitions.js';
+import { AgentTunnels } from './agent-tunnel.js';
 import { type ApiHandler, createApiServer, type LocalApiOptions } from './http.js';
 import { freePort, LOCAL_CREDENTIALS, LOCAL_REGION, startStandIns } from './stand-ins.js';
 import { localWorkflows } from './workflows.js';
@@ -22,10 +23,18 @@ export interface LocalOptions {
   readonly onRequest?: LocalApiOptions['onRequest'];
   /** Cloud platform adaptors to clone onto (built by the caller), instead of none. */
   readonly platforms?: import('../functions/shared/clone.js').PlatformsFactory;
+  /**
+   * An address hosts' agents reach the runtime at (`--agent-endpoint http://10.0.0.5:8171`):
+   * the runtime listens there too, for the agent routes only. Without it, agents reach the
+   * runtime back through an SSH tunnel on their host's own transport connection.
+   */
+  readonly agentEndpoint?: string;
 }
 
 export interface LocalPersona {
   readonly url: string;
+  /** The agents' listener on loopback (agent routes only), where tunnels from hosts lead. */
+  readonly agentUrl: string;
   readonly dynamoEndpoint: string;
   readonly s3Endpoint: string;
   stop(): Promise<void>;
@@ -97,13 +106,25 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
       const module = (await import(`../functions/api/${route.handler}/handler.ts`)) as { main: ApiHandler };
       handlers[route.handler] = module.main;
     }
+    const runtime = await import('../functions/shared/runtime.js');
+    const { authenticateAgent } = await import('../core/persona/agent/credentials.js');
+    const agentAuth = (authorization: string | undefined) =>
+      authenticateAgent(runtime.agentCredentials(), authorization, new Date());
     const server = createApiServer({
       handlers,
       host,
+      agentAuth,
       ...(options.onRequest ? { onRequest: options.onRequest } : {}),
     });
     const port = options.port === 0 ? await freePort() : (options.port ?? DEFAULT_PORT);
     await listen(server, port, host);
+    const agents = await startAgentListeners({
+      handlers,
+      host,
+      agentAuth,
+      ...(options.onRequest ? { onRequest: options.onRequest } : {}),
+      ...(options.agentEndpoint ? { agentEndpoint: options.agentEndpoint } : {}),
+    });
     // Commands that work on data directly (snapshots of a local directory) find the
     // stand-ins through this file.
     const urlHost = host.includes(':') ? `[${host}]` : host;
@@ -121,8 +142,10 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
       url: `http://${urlHost}:${port}`,
       dynamoEndpoint: standIns.dynamoEndpoint,
       s3Endpoint: standIns.s3Endpoint,
+      agentUrl: agents.url,
       async stop() {
         rmSync(join(dataDir, ENDPOINTS_FILE), { force: true });
+        await agents.stop();
         await workflows.idle();
         await new Promise<void>((r) => server.close(() => r()));
         server.closeAllConnections();
@@ -133,6 +156,89 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
     await standIns.stop();
     throw e;
   }
+}
+
+/**
+ * The agents' side of the runtime: a listener serving the agent routes only (every one of
+ * them checks the agent's credential), on loopback for tunnels and, when the user opts in,
+ * on the address given; the tunnels; and the endpoint each install gives its agent.
+ */
+async function startAgentListeners(options: {
+  readonly handlers: Record<string, ApiHandler>;
+  readonly host: string;
+  readonly agentAuth: NonNullable<LocalApiOptions['agentAuth']>;
+  readonly onRequest?: LocalApiOptions['onRequest'];
+  readonly agentEndpoint?: string;
+}): Promise<{ url: string; stop(): Promise<void> }> {
+  const routes = ROUTES.filter((r: Route) => r.auth === 'agent');
+  const make = (host: string) =>
+    createApiServer({
+      handlers: options.handlers,
+      host,
+      routes,
+      agentAuth: options.agentAuth,
+      anyPort: true,
+      ...(options.onRequest ? { onRequest: options.onRequest } : {}),
+    });
+  const loopback = make(options.host);
+  const port = await freePort();
+  await listen(loopback, port, options.host);
+  const servers = [loopback];
+  const runtime = await import('../functions/shared/runtime.js');
+  const { captureDeps } = await import('../functions/shared/capture.js');
+  let tunnels: AgentTunnels | undefined;
+  if (options.agentEndpoint) {
+    const url = agentEndpointUrl(options.agentEndpoint);
+    const opted = make(url.hostname.replace(/^\[|\]$/g, ''));
+    await listen(opted, Number(url.port), url.hostname.replace(/^\[|\]$/g, ''));
+    servers.push(opted);
+    const endpoint = url.origin;
+    runtime.useAgentEndpoints({ endpointFor: async () => endpoint, release: async () => {} });
+  } else {
+    tunnels = new AgentTunnels({
+      connect: async (name) => {
+        const record = await runtime.hosts().get(name);
+        return captureDeps().transportFor(record.registration, { acceptNewHostKey: false });
+      },
+      target: { host: options.host, port },
+      onEvent: (e) => {
+        if (e.kind !== 'open') console.error(`agent tunnel to ${e.host}: ${e.kind}: ${e.detail}`);
+      },
+    });
+    runtime.useAgentEndpoints(tunnels);
+    // Agents installed before this runtime started are reached back again, in the background.
+    const opening = tunnels;
+    void runtime
+      .agentCredentials()
+      .liveHosts()
+      .then((names) => Promise.allSettled(names.map((n) => opening.endpointFor(n))))
+      .catch(() => {});
+  }
+  const urlHost = options.host.includes(':') ? `[${options.host}]` : options.host;
+  return {
+    url: `http://${urlHost}:${port}`,
+    async stop() {
+      runtime.useAgentEndpoints(undefined);
+      await tunnels?.close();
+      for (const s of servers) {
+        await new Promise<void>((r) => s.close(() => r()));
+        s.closeAllConnections();
+      }
+    },
+  };
+}
+
+function agentEndpointUrl(value: string): URL {
+  const url = URL.parse(value);
+  if (url === null || url.protocol !== 'http:' || url.port === '' || url.pathname !== '/' || url.search) {
+    throw new Error(
+      `--agent-endpoint ${JSON.stringify(value)} must be http://ADDRESS:PORT, an address of this machine that the hosts reach`,
+    );
+  }
+  if (isIP(url.hostname.replace(/^\[|\]$/g, '')) === 0) {
+    throw new Error(`--agent-endpoint names ${url.hostname}; give an IP address of this machine`);
+  }
+  return url;
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

@@ -124,6 +124,40 @@ export const ROUTES = [
     handler: 'get-snapshot',
     summary: 'One snapshot record of a host: when, which manifest, sizes',
   },
+  {
+    method: 'POST',
+    path: '/hosts/{host}/agent',
+    handler: 'install-agent',
+    summary: "Install (or reinstall) the host's persona-agent over its transport; answers the credential id",
+  },
+  {
+    method: 'DELETE',
+    path: '/hosts/{host}/agent',
+    handler: 'revoke-agent',
+    summary:
+      "Revoke the host's agent credentials at once, and uninstall the agent when the host is reachable",
+  },
+  {
+    method: 'POST',
+    path: '/metrics',
+    handler: 'post-metrics',
+    summary: "A host's metric report, from its agent",
+    auth: 'agent',
+  },
+  {
+    method: 'GET',
+    path: '/hosts/{host}/agent/assignment',
+    handler: 'get-agent-assignment',
+    summary: "The host-local parameters of the host's assigned persona, for its agent to apply",
+    auth: 'agent',
+  },
+  {
+    method: 'POST',
+    path: '/hosts/{host}/agent/reports',
+    handler: 'post-agent-report',
+    summary: 'What the agent applied (or rolled back, or refused) of its assignment',
+    auth: 'agent',
+  },
   { method: 'GET', path: '/openapi.json', handler: 'get-openapi', summary: 'This API, as OpenAPI 3.1' },
 ] as const satisfies readonly Route[];
 

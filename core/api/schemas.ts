@@ -158,3 +158,41 @@ export const ProblemSchema = z
     current: z.number().int().optional().describe('On a conflict: the latest version'),
   })
   .meta({ id: 'Problem', description: 'RFC 9457 problem details' });
+
+export const AgentInstallRequest = z
+  .strictObject({
+    endpoint: z
+      .string()
+      .regex(/^https?:\/\/[A-Za-z0-9.:/_~%[\]-]+$/, 'expected an http(s) URL')
+      .optional()
+      .describe(
+        "The API the agent calls. Default: in AWS the stage's own URL; in the embedded runtime a tunnel back over the host's SSH connection",
+      ),
+    intervalSeconds: z.number().int().min(5).max(3600).default(60).describe('How often the agent reports'),
+  })
+  .meta({ id: 'AgentInstallRequest' });
+
+export const AgentInstallResult = z
+  .object({
+    host: z.string(),
+    credentialId: z
+      .string()
+      .describe('The public id of the credential the agent holds; the secret is never answered'),
+    issued: z.boolean().describe('False when the credential already on the host was kept'),
+    endpoint: z.string(),
+    intervalSeconds: z.number().int(),
+    init: z.enum(['systemd', 'supervised']),
+    cron: z.boolean(),
+    http: z.enum(['curl', 'wget', 'nc', 'none']),
+    revoked: z.array(z.string()).describe('Older credentials of the host, revoked by this install'),
+  })
+  .meta({ id: 'AgentInstallResult' });
+
+export const AgentRevokeResult = z
+  .object({
+    host: z.string(),
+    revoked: z.array(z.string()),
+    uninstalled: z.boolean(),
+    detail: z.string().optional().describe('Why the agent could not be removed from the host'),
+  })
+  .meta({ id: 'AgentRevokeResult' });

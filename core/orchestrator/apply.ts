@@ -156,14 +156,24 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
       await writer.begin(
         run.map(({ seq: at, prior }) => ({ seq: at, change: delta.changes[at] as Change, prior })),
       );
-      for (const { seq: at, prior } of run) {
+      // The run's Changes touch unrelated paths: they go to the host together (the transport
+      // keeps a few commands in flight), and the first that fails, in Delta order, is the
+      // failure. All of them are journaled, so a rollback reverts any that landed.
+      const settled = await Promise.allSettled(
+        run.map(({ seq: at, prior }) => {
+          const c = delta.changes[at] as Change;
+          const ctx = { ...context(deps, operation, at, delta.changes.slice(at + 1)), fresh: true };
+          return executorFor(deps.executors, c).apply(ctx, c, prior);
+        }),
+      );
+      for (const [i, { seq: at }] of run.entries()) {
         current = at;
         const c = delta.changes[at] as Change;
-        const ctx = { ...context(deps, operation, at, delta.changes.slice(at + 1)), fresh: true };
-        const outcome = await executorFor(deps.executors, c).apply(ctx, c, prior);
-        writer.applied(at, outcome);
-        results.push({ seq: at, kind: c.kind, key: c.key, outcome });
-        if (outcome.status === 'changed') touched.push(c);
+        const result = settled[i] as PromiseSettledResult<Outcome>;
+        if (result.status === 'rejected') throw result.reason;
+        writer.applied(at, result.value);
+        results.push({ seq: at, kind: c.kind, key: c.key, outcome: result.value });
+        if (result.value.status === 'changed') touched.push(c);
       }
       seq = current + 1;
     } catch (error) {
@@ -264,8 +274,8 @@ function runFrom(
 }
 
 /**
- * Each Change of the run read by its executor, in order. A Change after the first whose read
- * fails ends the run there: it is read again on its own, at its own turn, and fails there, after
+ * Each Change of the run read by its executor, all at once (they read unrelated paths). A
+ * Change after the first whose read fails ends the run there: it is read again on its own, at its own turn, and fails there, after
  * the ones before it, as it would have without the run.
  */
 async function prepareRun(
@@ -274,16 +284,24 @@ async function prepareRun(
   delta: Delta,
   run: readonly number[],
 ): Promise<{ readonly seq: number; readonly prior: unknown }[]> {
+  const settled = await Promise.allSettled(
+    run.map((seq) => {
+      const change = delta.changes[seq] as Change;
+      const ctx = context(deps, operation, seq, delta.changes.slice(seq + 1));
+      return executorFor(deps.executors, change).prepare(ctx, change);
+    }),
+  );
   const prepared: { seq: number; prior: unknown }[] = [];
-  for (const seq of run) {
-    const change = delta.changes[seq] as Change;
-    const ctx = context(deps, operation, seq, delta.changes.slice(seq + 1));
-    try {
-      prepared.push({ seq, prior: await executorFor(deps.executors, change).prepare(ctx, change) });
-    } catch (error) {
-      if (prepared.length === 0) throw error;
-      break;
+  for (const [i, seq] of run.entries()) {
+    const result = settled[i] as PromiseSettledResult<unknown>;
+    if (result.status === 'fulfilled') {
+      prepared.push({ seq, prior: result.value });
+      continue;
     }
+    if (prepared.length === 0) throw result.reason;
+    // What was read after it is dropped; a copy it kept on the host is overwritten when its
+    // Change is read again, and goes with the operation's other copies.
+    break;
   }
   return prepared;
 }

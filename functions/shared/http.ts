@@ -11,6 +11,7 @@ import {
   type Issue,
   isPersonaError,
   TooLargeError,
+  UnauthorizedError,
   UnsupportedMediaTypeError,
 } from '../../core/errors.js';
 import {
@@ -262,6 +263,33 @@ export function apiErrors(
       logger.error('unexpected error', { error: error as Error });
       count('INTERNAL');
       request.response = problem(500, 'INTERNAL', `internal error (request ${request.context.awsRequestId})`);
+    },
+  };
+}
+
+/** The agent an agent route was called by, as the authoriser (or the embedded runtime) passed it. */
+export interface AgentCaller {
+  readonly host: string;
+  readonly id?: string;
+}
+
+/**
+ * For routes with `auth: 'agent'`: reads the principal the agent authoriser put in the request
+ * context (API Gateway) or the embedded runtime put there the same way; none is 401.
+ */
+export function agentCaller<E extends APIGatewayProxyEvent & { agent?: AgentCaller }>(): MiddlewareObj<
+  E,
+  APIGatewayProxyResult
+> {
+  return {
+    name: 'agentCaller',
+    before: (request) => {
+      const context = request.event.requestContext?.authorizer as Record<string, unknown> | null | undefined;
+      const host = context?.host;
+      if (context?.principal !== 'agent' || typeof host !== 'string' || host === '') {
+        throw new UnauthorizedError('this route is for a host agent presenting its own credential');
+      }
+      request.event.agent = { host, ...(typeof context.id === 'string' ? { id: context.id } : {}) };
     },
   };
 }

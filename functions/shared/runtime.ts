@@ -8,15 +8,24 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoHostRegistry, type HostRegistry } from '../../core/host/registry.js';
 import { DynamoOperationStore, type OperationStore } from '../../core/operation/store.js';
+import {
+  type AgentAssignmentDeps,
+  DynamoAgentReports,
+  personaAssignments,
+} from '../../core/persona/agent/assignment.js';
+import { type AgentCredentials, DynamoAgentCredentials } from '../../core/persona/agent/credentials.js';
+import { MetricStore } from '../../core/persona/metrics.js';
 import { HostPersonaStore } from '../../core/persona/state.js';
 import { PersonaStore } from '../../core/persona/store.js';
 import { DynamoProfileStore } from '../../core/profile/dynamo-store.js';
 import type { ProfileDeps } from '../../core/profile/service.js';
 import { DynamoSnapshotRecords, type SnapshotRecords } from '../../core/snapshot/records.js';
 import {
+  AGENTS_TABLE,
   DATA_BUCKET,
   HOST_PERSONAS_TABLE,
   HOSTS_TABLE,
+  METRICS_TABLE,
   OPERATIONS_TABLE,
   PERSONAS_TABLE,
   PROFILES_TABLE,
@@ -111,4 +120,66 @@ export function stores(): ProfileDeps {
     cached = { profiles: new DynamoProfileStore(ddb(), s3, { tableName, bucketName }) };
   }
   return cached;
+}
+
+// --- the persona-agent's side of the API ---------------------------------------------------
+
+let agentCredentialStore: AgentCredentials | undefined;
+let metricStore: MetricStore | undefined;
+let agentAssignments: AgentAssignmentDeps | undefined;
+
+export function agentCredentials(): AgentCredentials {
+  agentCredentialStore ??= new DynamoAgentCredentials(ddb(), getRequiredEnv(AGENTS_TABLE.env));
+  return agentCredentialStore;
+}
+
+export function metricsStore(): MetricStore {
+  metricStore ??= new MetricStore(ddb(), getRequiredEnv(METRICS_TABLE.env));
+  return metricStore;
+}
+
+/** Where an agent's assignment comes from (the host's persona now) and where its reports go. */
+export function assignments(): AgentAssignmentDeps {
+  agentAssignments ??= {
+    personas: personaAssignments(hostPersonas(), personas()),
+    reports: new DynamoAgentReports(ddb(), getRequiredEnv(HOST_PERSONAS_TABLE.env)),
+  };
+  return agentAssignments;
+}
+
+/** Replaces where assignments come from (tests that assign a persona without a switch). */
+export function useAssignments(deps: AgentAssignmentDeps | undefined): void {
+  agentAssignments = deps;
+}
+
+/**
+ * What POST /metrics does after storing a report: evaluate the host's personas against it.
+ * The evaluation service registers itself here; until it does, reports are only stored.
+ */
+export type MetricsEvaluation = (host: string, now: number) => Promise<unknown>;
+let metricsEvaluation: MetricsEvaluation | undefined;
+export function useMetricsEvaluation(evaluate: MetricsEvaluation | undefined): void {
+  metricsEvaluation = evaluate;
+}
+export function evaluationAfterMetrics(): MetricsEvaluation | undefined {
+  return metricsEvaluation;
+}
+
+/**
+ * How an agent installed from this runtime reaches the API back. The embedded runtime
+ * registers its tunnels here (local/agent-tunnel.ts); in AWS there is none and agents call the
+ * stage URL.
+ */
+export interface AgentEndpoints {
+  /** Opens (or finds) the way back from `host` and answers the endpoint its agent calls. */
+  endpointFor(host: string): Promise<string>;
+  /** The host's agent is gone: close its way back. */
+  release(host: string): Promise<void>;
+}
+let agentEndpoints: AgentEndpoints | undefined;
+export function useAgentEndpoints(endpoints: AgentEndpoints | undefined): void {
+  agentEndpoints = endpoints;
+}
+export function registeredAgentEndpoints(): AgentEndpoints | undefined {
+  return agentEndpoints;
 }

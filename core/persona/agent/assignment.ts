@@ -18,9 +18,10 @@
 // Fields are separated by one TAB; the last field takes the rest of the line (a sysctl value
 // may hold spaces or tabs). `end` proves the document arrived whole.
 import { createHash } from 'node:crypto';
+import { type DynamoDBDocumentClient, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { LIMIT_FILES } from '../../orchestrator/executors/cgroups.js';
-import type { PersonaParameters } from '../schema.js';
+import type { HostPersonaState, Persona, PersonaParameters } from '../schema.js';
 
 export const ASSIGNMENT_FORMAT = 'persona-assignment 1';
 
@@ -167,3 +168,87 @@ export const AgentReport = z
   })
   .meta({ id: 'AgentReport' });
 export type AgentReport = z.infer<typeof AgentReport>;
+
+/** The persona a host has now, with its parameters: what its agent is assigned. */
+export interface AssignedPersonas {
+  assigned(
+    host: string,
+  ): Promise<{
+    readonly name: string;
+    readonly version: number;
+    readonly parameters: PersonaParameters;
+  } | null>;
+}
+
+export interface AgentReports {
+  record(report: AgentReport, receivedAt: Date): Promise<void>;
+}
+
+export interface AgentAssignmentDeps {
+  readonly personas: AssignedPersonas;
+  readonly reports: AgentReports;
+}
+
+/**
+ * Assignments from the host persona state (its current persona and version) and the persona
+ * store. A host on its default (current null) or with no state is assigned nothing.
+ */
+export function personaAssignments(
+  states: { get(host: string): Promise<HostPersonaState | undefined> },
+  personas: {
+    get(name: string): Promise<{ readonly persona: Persona; readonly version: { readonly version: number } }>;
+    getVersion(
+      name: string,
+      version: number,
+    ): Promise<{ readonly persona: Persona; readonly version: { readonly version: number } }>;
+  },
+): AssignedPersonas {
+  return {
+    async assigned(host) {
+      const state = await states.get(host);
+      if (!state?.current) return null;
+      const stored =
+        state.currentVersion === undefined
+          ? await personas.get(state.current)
+          : await personas.getVersion(state.current, state.currentVersion);
+      return {
+        name: stored.persona.metadata.name,
+        version: stored.version.version,
+        parameters: stored.persona.spec.parameters,
+      };
+    },
+  };
+}
+
+export const AGENT_REPORT_RETENTION_DAYS = 30;
+
+/**
+ * Agent reports in the host persona table, beside the host's state and decisions: the latest
+ * under sk "agent" (what the host's agent last did) and each under
+ * sk "agent#<received ISO time>#<revision>", expiring after AGENT_REPORT_RETENTION_DAYS.
+ */
+export class DynamoAgentReports implements AgentReports {
+  constructor(
+    private readonly ddb: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async record(report: AgentReport, receivedAt: Date): Promise<void> {
+    const received = receivedAt.toISOString();
+    const expiresAt = Math.floor(receivedAt.getTime() / 1000) + AGENT_REPORT_RETENTION_DAYS * 86_400;
+    const item = { ...report, receivedAt: received };
+    await this.ddb.send(
+      new TransactWriteCommand({
+        TransactItems: [
+          {
+            Put: {
+              TableName: this.tableName,
+              Item: { ...item, host: report.host, sk: `agent#${received}#${report.revision}`, expiresAt },
+            },
+          },
+          { Put: { TableName: this.tableName, Item: { ...item, host: report.host, sk: 'agent' } } },
+        ],
+      }),
+    );
+  }
+}

@@ -9,6 +9,7 @@ import {
   GetCommand,
   PutCommand,
   paginateQuery,
+  paginateScan,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
 import { ForbiddenError, UnauthorizedError } from '../../errors.js';
@@ -41,6 +42,8 @@ export interface AgentCredentials {
   /** Revokes every live credential of `host` but `keep`; answers the ids it revoked. */
   revoke(host: string, now: Date, options?: { readonly keep?: string }): Promise<string[]>;
   list(host: string): Promise<AgentCredentialRecord[]>;
+  /** The hosts that hold a live credential: whose agents a restarted runtime reaches back to. */
+  liveHosts(): Promise<string[]>;
 }
 
 const sha256 = (secret: string): Buffer => createHash('sha256').update(secret, 'utf8').digest();
@@ -135,6 +138,20 @@ export class DynamoAgentCredentials implements AgentCredentials {
       }
     }
     return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
+  async liveHosts(): Promise<string[]> {
+    const hosts = new Set<string>();
+    const pages = paginateScan(
+      { client: this.ddb },
+      {
+        TableName: this.tableName,
+        ProjectionExpression: 'host',
+        FilterExpression: 'attribute_not_exists(revokedAt)',
+      },
+    );
+    for await (const page of pages) for (const item of page.Items ?? []) hosts.add(String(item.host));
+    return [...hosts].sort();
   }
 }
 

@@ -308,8 +308,10 @@ cgroup_matches() {
   case $want in *' '*) return 1 ;; esac
   [ "${got%% *}" = "$want" ]
 }
-# The root egress rate this agent manages on an interface, in kbit/s, or "none" for the
-# kernel's default qdisc. Any other root qdisc is someone else's, and left alone.
+# The root egress rate Persona manages on an interface, in kbit/s: a tbf under Persona's own
+# handle (9e50:, as the server-side switch uses), or "none" for the kernel's default qdisc
+# (handle 0:). Any other root qdisc is someone else's, and left alone.
+QDISC_HANDLE=9e50:
 read_tc() {
   [ -e "/sys/class/net/$1" ] || { echo "no interface $1" >&2; return 1; }
   command -v tc >/dev/null 2>&1 || { echo "tc is not installed" >&2; return 1; }
@@ -319,11 +321,12 @@ read_tc() {
     printf 'none'
     return 0
   fi
-  [ "${2:-}" = tbf ] || { echo "root qdisc ${2:-?} is not one the agent manages" >&2; return 1; }
+  [ "${2:-}" = tbf ] && [ "${3:-}" = "$QDISC_HANDLE" ] ||
+    { echo "root qdisc ${2:-?} ${3:-} is not Persona's to replace" >&2; return 1; }
   while [ $# -gt 0 ]; do
     if [ "$1" = rate ] && [ $# -ge 2 ]; then
       printf '%s' "$2" | awk '{
-        v = $0; u = v; sub(/[0-9.]+/, "", u); sub(/[A-Za-z]+$/, "", v)
+        v = $0; u = v; sub(/^[0-9.]+/, "", u); sub(/[A-Za-z]+$/, "", v)
         m = (u == "bit") ? 0.001 : (u == "Kbit") ? 1 : (u == "Mbit") ? 1000 : (u == "Gbit") ? 1000000 : -1
         if (m < 0) exit 1
         printf "%.0f", v * m
@@ -339,7 +342,10 @@ write_tc() {
   if [ "$2" = none ]; then
     tc qdisc del dev "$1" root
   else
-    tc qdisc replace dev "$1" root tbf rate "${2}kbit" burst 32kbit latency 400ms
+    # A burst of 10 ms at the rate, at least 16 KiB (the server-side switch uses the same).
+    burst=$((($2 * 5 + 3) / 4))
+    [ "$burst" -lt 16384 ] && burst=16384
+    tc qdisc replace dev "$1" root handle "$QDISC_HANDLE" tbf rate "${2}kbit" burst "$burst" latency 50ms
   fi
 }
 

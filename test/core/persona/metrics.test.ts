@@ -75,9 +75,9 @@ describe('MetricStore', () => {
     expect([...series.keys()].sort()).toEqual(['cpu.utilization', 'load.average1']);
     const cpu = series.get('cpu.utilization');
     expect(cpu?.times).toBeInstanceOf(Float64Array);
-    expect([...(cpu?.times ?? [])]).toEqual([T0 + 60_000, T0 + 120_000, T0 + 180_000]);
-    expect([...(cpu?.values ?? [])]).toEqual([10, 20, 30]);
-    expect([...(series.get('load.average1')?.values ?? [])]).toEqual([1, 3]);
+    expect(Array.from(cpu?.times ?? [])).toEqual([T0 + 60_000, T0 + 120_000, T0 + 180_000]);
+    expect(Array.from(cpu?.values ?? [])).toEqual([10, 20, 30]);
+    expect(Array.from(series.get('load.average1')?.values ?? [])).toEqual([1, 3]);
   });
 
   it('reads every page of a long history', async () => {
@@ -102,7 +102,7 @@ describe('MetricStore', () => {
     clock = T0 + 2 * 86400_000;
     try {
       const series = await store.series('old', ['cpu.utilization'], 0);
-      expect([...(series.get('cpu.utilization')?.values ?? [])]).toEqual([2]);
+      expect(Array.from(series.get('cpu.utilization')?.values ?? [])).toEqual([2]);
     } finally {
       clock = T0;
     }

@@ -1,0 +1,38 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { HostParams } from '../../../core/api/schemas.js';
+import { assignment, assignmentText } from '../../../core/persona/agent/assignment.js';
+import { requireOwnHost } from '../../../core/persona/agent/credentials.js';
+import {
+  type AgentCaller,
+  type ApiEvent,
+  agentCaller,
+  apiErrors,
+  header,
+  json,
+  parseRequest,
+} from '../../shared/http.js';
+import { assignments, logger } from '../../shared/runtime.js';
+
+type Event = ApiEvent<{ host: string }> & { agent?: AgentCaller };
+
+const handler = async (event: Event) => {
+  const host = event.params.host;
+  requireOwnHost(event.agent as AgentCaller, host, 'the assignment of host');
+  const assigned = assignment(host, await assignments().personas.assigned(host));
+  // The agent (a shell script) asks for the line format; everyone else gets JSON.
+  if ((header(event, 'accept') ?? '').includes('text/plain')) {
+    return {
+      statusCode: 200,
+      headers: { 'content-type': 'text/plain; charset=utf-8', etag: `"${assigned.revision}"` },
+      body: assignmentText(assigned),
+    };
+  }
+  return json(200, assigned, { etag: `"${assigned.revision}"` });
+};
+
+export const main = middy(handler)
+  .use(injectLambdaContext(logger))
+  .use(apiErrors())
+  .use(agentCaller())
+  .use(parseRequest({ params: HostParams }));
