@@ -182,7 +182,7 @@ interface BaselineDocument {
 }
 
 /** A state-only capture, its secrets sealed and pinned, as a clone's Baseline takes one. */
-async function captureState(
+export async function captureState(
   deps: SwitchDeps,
   transport: Transport,
   host: HostRegistration,

@@ -79,7 +79,8 @@ export function ingressScript(table: IngressTable): string {
     '    type filter hook input priority filter + 10; policy drop;',
     '    iif "lo" accept',
     '    ct state established,related accept',
-    '    meta l4proto { icmp, ipv6-icmp } accept',
+    // By number (ICMP, ICMPv6): a minimal host has no /etc/protocols to resolve names in.
+    '    meta l4proto { 1, 58 } accept',
     ...t.keep.map((p) => `    tcp dport ${p} accept`),
     ...t.rules.map((r) => {
       const source =
@@ -105,7 +106,8 @@ export interface IngressState {
 export async function readIngress(transport: Transport): Promise<IngressState> {
   const has = await transport.run('command -v nft >/dev/null 2>&1');
   if (has.exitCode !== 0) return { tool: false, digest: null };
-  const command = `nft -j list table ${PERSONA_TABLE.family} ${PERSONA_TABLE.name}`;
+  // The plain listing: nft 1.0's JSON output leaves a table's comment out.
+  const command = `nft list table ${PERSONA_TABLE.family} ${PERSONA_TABLE.name}`;
   const result = await probe(transport, "reading Persona's firewall table", command);
   if (result.exitCode !== 0) {
     if (/no such file or directory/i.test(result.stderr)) return { tool: true, digest: null };
@@ -115,9 +117,9 @@ export async function readIngress(transport: Transport): Promise<IngressState> {
       'ingress',
     );
   }
-  const parsed = JSON.parse(result.stdout || '{}') as { nftables?: { table?: { comment?: unknown } }[] };
-  const comment = parsed.nftables?.find((e) => e.table !== undefined)?.table?.comment;
-  return { tool: true, digest: typeof comment === 'string' ? comment : '' };
+  const comment = /^\s*comment "([^"]*)"\s*$/m.exec(result.stdout)?.[1];
+  // A table of that name without Persona's digest is someone's own edit: it reads as no digest.
+  return { tool: true, digest: comment ?? '' };
 }
 
 interface IngressPrior extends IngressState {

@@ -1,0 +1,287 @@
+// Persona switches on a real test host, through the embedded runtime's stores (DynamoDB Local,
+// the S3-protocol server) and the workflow's own step functions: a switch sets sysctl, a tc
+// egress limit and Persona's firewall table and reads them back; going back to the default puts
+// back exactly what was there; a kernel that refuses a value and a transport cut in the middle
+// of the apply roll back what was applied; hostile parameters are refused before anything
+// changes. One host for the file.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { diff } from '../../../core/delta/diff.js';
+import type { Operation } from '../../../core/operation/schema.js';
+import type { Decision, Persona, PersonaInput } from '../../../core/persona/schema.js';
+import { Persona as PersonaSchema } from '../../../core/persona/schema.js';
+import {
+  captureState,
+  failSwitch,
+  rollbackSwitch,
+  runSwitchStep,
+  SWITCH_STEPS,
+  type SwitchDeps,
+  type SwitchRequest,
+  startSwitch,
+  switchJournal,
+} from '../../../core/persona/switch.js';
+import type { Profile } from '../../../core/profile/schema.js';
+import type { Transport } from '../../../core/transport/transport.js';
+import { personaSwitchDeps } from '../../../functions/shared/persona-switch.js';
+import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
+import { runPersona } from '../../support/cli.js';
+import { startTestPersona, type TestPersona } from '../../support/local.js';
+
+let host: TestHost;
+let api: TestPersona;
+let deps: SwitchDeps;
+const NAME = 'switchee';
+
+beforeAll(async () => {
+  [host, api] = await Promise.all([createHost({ name: 'switch' }), startTestPersona()]);
+  const captured = await runPersona(
+    api,
+    'capture',
+    `ssh://root@${host.address}`,
+    '--key',
+    host.privateKeyPath,
+    '--name',
+    NAME,
+    '--accept-new-host-key',
+  );
+  expect(captured.code, captured.stderr).toBe(0);
+  deps = await personaSwitchDeps();
+  // The host's key, as the capture saw it, recorded for the runtime's own transports: a switch
+  // never accepts a key it was not given.
+  const registration = (await deps.hosts.get(NAME)).registration;
+  const first = await deps.transportFor(registration, { acceptNewHostKey: true });
+  await first.run('true');
+  await first.close();
+}, 600_000);
+
+afterAll(async () => {
+  await api?.stop();
+  await destroyAllHosts();
+}, 120_000);
+
+const decision = (to: string | null): Decision => ({
+  host: NAME,
+  at: Date.now(),
+  action: to === null ? 'revert' : 'switch',
+  from: null,
+  to,
+  mode: 'act',
+  summary: 'asked by the test',
+  reasons: [],
+});
+
+const persona = (name: string, parameters: PersonaInput['spec']['parameters']): Persona =>
+  PersonaSchema.parse({
+    apiVersion: 'persona/v1',
+    kind: 'Persona',
+    metadata: { name },
+    spec: { hosts: { names: [NAME] }, parameters },
+  });
+
+const FIRST_STEPS = new Set(['validate', 'baseline', 'plan']);
+
+/** Runs the workflow's steps in order as its state machine does, with its Catch paths. */
+async function runSwitch(
+  request: Omit<SwitchRequest, 'decision'>,
+  using: SwitchDeps = deps,
+): Promise<{ op: Operation; ms: Record<string, number> }> {
+  const id = randomUUID();
+  await startSwitch(using, id, { ...request, decision: decision(request.to?.name ?? null) });
+  const ms: Record<string, number> = {};
+  for (const step of SWITCH_STEPS) {
+    const started = performance.now();
+    try {
+      const summary = await runSwitchStep(using, id, step);
+      ms[step] = performance.now() - started;
+      if (step === 'plan' && summary.resize === false) continue;
+    } catch (error) {
+      const caught = { Error: (error as { code?: string }).code ?? 'Error', Cause: (error as Error).message };
+      if (FIRST_STEPS.has(step)) await failSwitch(using, id, caught);
+      else await rollbackSwitch(using, id, caught);
+      break;
+    }
+  }
+  return { op: await using.operations.get(id), ms };
+}
+
+const sysctl = async (key: string) => (await host.run(`sysctl -n ${key}`)).trim();
+const rootQdisc = async () => JSON.parse(await host.run('tc -j qdisc show dev eth0 root'))[0];
+const personaTable = async () => (await host.exec('nft list table inet persona')).stdout;
+
+async function capture(): Promise<Profile> {
+  const registration = (await deps.hosts.get(NAME)).registration;
+  const transport = await deps.transportFor(registration, { acceptNewHostKey: false });
+  try {
+    return await captureState(deps, transport, registration);
+  } finally {
+    await transport.close();
+  }
+}
+
+const FAST = persona('fast', {
+  sysctl: { 'net.ipv4.ip_default_ttl': '77', 'net.core.somaxconn': '1024' },
+  bandwidth: [{ interface: 'eth0', egressMbps: 50 }],
+  security: { allowIngress: [{ port: 8080 }, { port: 5432, from: '10.0.0.0/8' }] },
+});
+
+describe('a persona switch on a test host', () => {
+  let before: Profile;
+  let ttl: string;
+  let somaxconn: string;
+
+  it('sets sysctl, the tc egress limit and the persona firewall table, and reads them back', async () => {
+    before = await capture();
+    ttl = await sysctl('net.ipv4.ip_default_ttl');
+    somaxconn = await sysctl('net.core.somaxconn');
+    expect((await rootQdisc()).kind).toBe('noqueue');
+
+    const { op, ms } = await runSwitch({ host: NAME, to: { name: 'fast', version: 1 }, persona: FAST });
+    expect(op.status, JSON.stringify(op.error)).toBe('SUCCEEDED');
+    console.log(`switch to fast, by step (ms): ${JSON.stringify(ms)}`);
+    expect(await sysctl('net.ipv4.ip_default_ttl')).toBe('77');
+    expect(await sysctl('net.core.somaxconn')).toBe('1024');
+    expect(await host.readFile('/etc/sysctl.d/60-persona.conf')).toContain('net.ipv4.ip_default_ttl = 77');
+    const q = await rootQdisc();
+    expect(q).toMatchObject({ kind: 'tbf', handle: '9e50:' });
+    expect(q.options.rate).toBe(50_000_000 / 8);
+    const table = await personaTable();
+    expect(table).toContain('tcp dport 8080 accept');
+    expect(table).toContain('ip saddr 10.0.0.0/8 tcp dport 5432 accept');
+    // The transport's own port is kept: Persona never locks itself out.
+    expect(table).toContain('tcp dport 22 accept');
+    // The host's own ruleset is left alone: Persona's table is the only one it added.
+    expect((await host.run('nft list tables')).trim().split('\n')).toContain('table inet persona');
+    // The resize was not needed, so the step is skipped.
+    expect(op.steps.find((s) => s.name === 'resize')?.status).toBe('SKIPPED');
+  }, 240_000);
+
+  it('a second switch to the same persona changes nothing on the host', async () => {
+    const { op } = await runSwitch({ host: NAME, to: { name: 'fast', version: 1 }, persona: FAST });
+    expect(op.status).toBe('SUCCEEDED');
+    expect(op.result?.changes).toBe(0);
+  }, 240_000);
+
+  it('back to the default restores exactly the values the persona overwrote', async () => {
+    const { op } = await runSwitch({ host: NAME, to: null, persona: null });
+    expect(op.status, JSON.stringify(op.error)).toBe('SUCCEEDED');
+    expect(await sysctl('net.ipv4.ip_default_ttl')).toBe(ttl);
+    expect(await sysctl('net.core.somaxconn')).toBe(somaxconn);
+    // Persona's sysctl file did not exist before, so it does not now.
+    expect((await host.exec('test -e /etc/sysctl.d/60-persona.conf')).exitCode).toBe(1);
+    expect((await rootQdisc()).kind).toBe('noqueue');
+    expect((await host.exec('nft list table inet persona')).exitCode).not.toBe(0);
+    const after = await capture();
+    const touched = diff(before, after).changes.filter(
+      (c) => c.section === 'sysctl' || c.section === 'firewall' || c.section === 'files',
+    );
+    expect(touched.map((c) => `${c.kind} ${c.key}`)).toEqual([]);
+  }, 240_000);
+});
+
+describe('a persona switch that fails', () => {
+  it('rolls back what it applied when the kernel refuses a value, naming the step and why', async () => {
+    const somaxconn = await sysctl('net.core.somaxconn');
+    const refused = persona('refused', {
+      // net.core sorts first and is applied; a TTL of 0 is out of the kernel's range.
+      sysctl: { 'net.core.somaxconn': '2048', 'net.ipv4.ip_default_ttl': '0' },
+    });
+    const { op } = await runSwitch({ host: NAME, to: { name: 'refused', version: 1 }, persona: refused });
+    expect(op.status).toBe('ROLLED_BACK');
+    expect(op.error).toMatchObject({ step: 'apply' });
+    expect(op.error?.message).toContain('net.ipv4.ip_default_ttl');
+    expect(await sysctl('net.core.somaxconn')).toBe(somaxconn);
+    expect((await host.exec('test -e /etc/sysctl.d/60-persona.conf')).exitCode).toBe(1);
+    const entries = await deps.journal.entries(switchJournal(op.id));
+    expect(entries.length).toBeGreaterThan(0);
+    expect(entries.every((e) => e.state === 'reverted')).toBe(true);
+  }, 240_000);
+
+  it('rolls back what it applied when the transport is cut in the middle of the apply', async () => {
+    const ttl = await sysctl('net.ipv4.ip_default_ttl');
+    let opened = 0;
+    const cutting: SwitchDeps = {
+      ...deps,
+      async transportFor(registration, options) {
+        const inner = await deps.transportFor(registration, options);
+        opened += 1;
+        // The transport of the Apply step (the second opened, after Baseline's) dies at the tc command.
+        return opened === 2 ? cutAt(inner, 'tc qdisc replace') : inner;
+      },
+    };
+    const { op } = await runSwitch({ host: NAME, to: { name: 'fast', version: 1 }, persona: FAST }, cutting);
+    expect(op.status, JSON.stringify(op.error)).toBe('ROLLED_BACK');
+    expect(op.error?.step).toBe('apply');
+    // Two sysctl keys and Persona's table had landed, and the tc Change had begun, when it was cut.
+    const entries = await deps.journal.entries(switchJournal(op.id));
+    expect(entries.map((e) => e.change.kind)).toEqual([
+      'sysctl.set',
+      'sysctl.set',
+      'ingress.set',
+      'bandwidth.set',
+    ]);
+    expect(entries.every((e) => e.state === 'reverted')).toBe(true);
+    // What landed before the cut (sysctl, Persona's table) is gone again; tc was never changed.
+    expect(await sysctl('net.ipv4.ip_default_ttl')).toBe(ttl);
+    expect((await host.exec('nft list table inet persona')).exitCode).not.toBe(0);
+    expect((await rootQdisc()).kind).toBe('noqueue');
+    expect((await host.exec('test -e /etc/sysctl.d/60-persona.conf')).exitCode).toBe(1);
+  }, 240_000);
+
+  it('rolls back on a host without a cgroup filesystem, saying so, rather than pretend the limit holds', async () => {
+    const ttl = await sysctl('net.ipv4.ip_default_ttl');
+    const weighted = persona('weighted', {
+      sysctl: { 'net.ipv4.ip_default_ttl': '90' },
+      cgroups: [{ path: '/persona.slice/app.service', cpuWeight: 200, ioWeight: 300 }],
+    });
+    const { op } = await runSwitch({ host: NAME, to: { name: 'weighted', version: 1 }, persona: weighted });
+    expect(op.status).toBe('ROLLED_BACK');
+    expect(op.error?.message).toContain('no cgroup filesystem');
+    expect(await sysctl('net.ipv4.ip_default_ttl')).toBe(ttl);
+  }, 240_000);
+
+  it.each([
+    ['bandwidth[0].interface', { bandwidth: [{ interface: '-x', egressMbps: 10 }] }],
+    ['bandwidth[0].interface', { bandwidth: [{ interface: 'eth0;reboot', egressMbps: 10 }] }],
+    ['sysctl["net..ipv4.ip_forward"]', { sysctl: { 'net..ipv4.ip_forward': '1' } }],
+    ['sysctl["net.ipv4/../ip_forward"]', { sysctl: { 'net.ipv4/../ip_forward': '1' } }],
+    ['cgroups[0].path', { cgroups: [{ path: '/system.slice/../../etc', cpuWeight: 5 }] }],
+  ])(
+    'refuses %s before anything changes, naming the field',
+    async (field, parameters) => {
+      const ttl = await sysctl('net.ipv4.ip_default_ttl');
+      // As a document reaching the switch unparsed would be: the switch checks it itself.
+      const hostile = {
+        ...persona('hostile', {}),
+        spec: {
+          ...persona('hostile', {}).spec,
+          parameters: { ...persona('hostile', {}).spec.parameters, ...parameters },
+        },
+      } as Persona;
+      const { op } = await runSwitch({ host: NAME, to: { name: 'hostile', version: 1 }, persona: hostile });
+      expect(op.status).toBe('FAILED');
+      expect(op.error?.step).toBe('validate');
+      expect(op.error?.message).toContain(`spec.parameters.${field}`);
+      expect(await deps.journal.entries(switchJournal(op.id))).toEqual([]);
+      expect(await sysctl('net.ipv4.ip_default_ttl')).toBe(ttl);
+    },
+    60_000,
+  );
+});
+
+/** A transport that is cut (every command fails) from the first command holding `marker` on. */
+function cutAt(inner: Transport, marker: string): Transport {
+  let cut = false;
+  const dead = () => Promise.reject(new Error('the connection to the host was lost'));
+  return {
+    target: inner.target,
+    async run(command, options) {
+      if (command.includes(marker)) cut = true;
+      return cut ? dead() : inner.run(command, options);
+    },
+    stream: (c, o) => (cut ? dead() : inner.stream(c, o)) as ReturnType<Transport['stream']>,
+    putFile: (p, c, o) => (cut ? dead() : inner.putFile(p, c, o)),
+    getFile: (p) => (cut ? dead() : inner.getFile(p)),
+    close: () => inner.close(),
+  };
+}
