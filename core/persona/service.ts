@@ -384,3 +384,23 @@ export async function evaluateSignalHosts(
   }
   return evaluateHosts(deps, hosts, now, personas);
 }
+
+/** What the API and the triggers answer of one evaluation (the reasons stay in the history). */
+export function evaluationSummary(e: HostEvaluation) {
+  return {
+    host: e.host,
+    outcome: e.outcome,
+    ...(e.decision === undefined
+      ? {}
+      : {
+          action: e.decision.action,
+          from: e.decision.from,
+          to: e.decision.to,
+          mode: e.decision.mode,
+          summary: e.decision.summary,
+        }),
+    ...(e.recorded === undefined ? {} : { recorded: e.recorded }),
+    ...(e.operationId === undefined ? {} : { operationId: e.operationId }),
+    ...(e.error === undefined ? {} : { error: e.error }),
+  };
+}

@@ -40,6 +40,17 @@ export interface ScheduleTarget {
   readonly roleArn: string;
 }
 
+/**
+ * The variables through which a function that writes personas learns where their schedules go
+ * (infra/personas.ts sets them, functions/shared/runtime.ts reads them). Without the group,
+ * persona writes sync no schedules: triggers are off, or the runtime has its own timer.
+ */
+export const SCHEDULE_ENV = {
+  group: 'PERSONA_SCHEDULE_GROUP',
+  target: 'PERSONA_EVALUATE_FUNCTION_ARN',
+  role: 'PERSONA_SCHEDULER_ROLE_ARN',
+} as const;
+
 /** One schedule a persona needs. */
 export interface PersonaSchedule {
   readonly name: string;
