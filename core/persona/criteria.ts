@@ -28,7 +28,8 @@ export const triName = (t: Tri): CriterionReason['holds'] => HOLDS[t];
 
 export interface CompiledCriteria {
   test(input: EvaluationInput): Tri;
-  explain(input: EvaluationInput): CriterionReason[];
+  /** `label` prefixes every reason's detail (decide() puts the persona's name there). */
+  explain(input: EvaluationInput, label?: string): CriterionReason[];
   /** Every schedule the criteria name, for the triggers and the next window edge. */
   readonly schedules: readonly Schedule[];
   /** The metric names the criteria read (input.metric), each once. */
@@ -37,6 +38,8 @@ export interface CompiledCriteria {
   readonly signals: readonly string[];
   /** The metric names whose forecasts the criteria read (input.predicted), each once. */
   readonly predicted: readonly string[];
+  /** The path of the criteria's root: "/all", "/metric". */
+  readonly path: string;
   /** The longest metric duration the criteria need, in seconds: how much history to load. */
   readonly maxForSeconds: number;
 }
@@ -94,9 +97,11 @@ export function compileCriteria(criterion: Criterion, at = 'criteria'): Compiled
   const root = compileNode(criterion, '', at, 1, names);
   return {
     test: root.test,
-    explain(input) {
+    path: root.path,
+    explain(input, label = '') {
       const out: CriterionReason[] = [];
       root.explain(input, out);
+      if (label !== '') for (const r of out) (r as { detail: string }).detail = label + r.detail;
       return out;
     },
     schedules: Object.freeze(names.schedules),
@@ -159,9 +164,13 @@ function combine(
     path: self,
     test,
     explain(input, out) {
-      const results = tests.map((t) => t(input));
+      const results: Tri[] = new Array(n);
       const counts = [0, 0, 0];
-      for (const r of results) counts[r] = (counts[r] as number) + 1;
+      for (let i = 0; i < n; i++) {
+        const r = (tests[i] as Test)(input);
+        results[i] = r;
+        counts[r] = (counts[r] as number) + 1;
+      }
       const result: Tri =
         (counts[stop] as number) > 0 ? stop : (counts[UNKNOWN] as number) > 0 ? UNKNOWN : rest;
       out.push({

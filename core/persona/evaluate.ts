@@ -83,12 +83,46 @@ function ranked(personas: readonly CompiledPersona[], host: HostRef): readonly C
   return chosen;
 }
 
+// Each candidate's verdict in the last decide(), so that a host staying on its default is told
+// every persona's verdict without explaining each one again. Reused: decide runs per host.
+const NOT_TESTED = 3;
+let seen = new Uint8Array(64);
+
+/** One reason per persona tested, from the verdicts of the last decide(). */
+function verdicts(candidates: readonly CompiledPersona[]): CriterionReason[] {
+  const out: CriterionReason[] = [];
+  for (let i = 0; i < candidates.length; i++) {
+    const p = candidates[i] as CompiledPersona;
+    const t = seen[i] as number;
+    if (t === NOT_TESTED || p.criteria === undefined) continue;
+    out.push({
+      path: p.criteria.path,
+      holds: triName(t as Tri),
+      detail: `${p.name}: its criteria are ${triName(t as Tri)}`,
+    });
+  }
+  return out;
+}
+
+function decision(
+  host: string,
+  at: number,
+  from: string | null,
+  action: DecisionAction,
+  to: string | null,
+  summary: string,
+  reasons: readonly CriterionReason[],
+  mode: 'act' | 'report' = 'act',
+): Decision {
+  return { host, at, action, from, to, mode, summary: `${host} ${summary}`, reasons };
+}
+
 const iso = (t: number) => new Date(t).toISOString();
 const label = (name: string | null) => name ?? 'its own parameters';
 
 function reasonsOf(p: CompiledPersona | undefined, input: EvaluationInput): CriterionReason[] {
   if (p?.criteria === undefined) return [];
-  return p.criteria.explain(input).map((r) => ({ ...r, detail: `${p.name}: ${r.detail}` }));
+  return p.criteria.explain(input, `${p.name}: `);
 }
 
 /** The data missing for unknown criteria, for a summary: "cpu.utilization: no samples". */
@@ -112,16 +146,24 @@ export function decide(
   const now = input.now;
   const candidates = ranked(personas, ref);
   const current = state?.current ?? null;
-  const currentIndex = current === null ? -1 : candidates.findIndex((p) => p.name === current);
+  let currentIndex = -1;
+  let fallback: CompiledPersona | undefined;
+  for (let i = 0; i < candidates.length; i++) {
+    const p = candidates[i] as CompiledPersona;
+    if (p.name === current && currentIndex < 0) currentIndex = i;
+    if (p.spec.default && fallback === undefined) fallback = p;
+  }
   const held = currentIndex >= 0 ? candidates[currentIndex] : undefined;
-  const fallback = candidates.find((p) => p.spec.default);
 
+  if (seen.length < candidates.length) seen = new Uint8Array(candidates.length * 2);
   let targetIndex = -1;
   let heldTri: Tri = FALSE;
   for (let i = 0; i < candidates.length; i++) {
     const p = candidates[i] as CompiledPersona;
+    seen[i] = NOT_TESTED;
     if (p.spec.default || p.criteria === undefined) continue;
     const t = p.criteria.test(input);
+    seen[i] = t;
     if (i === currentIndex) heldTri = t;
     if (t === TRUE) {
       targetIndex = i;
@@ -139,23 +181,6 @@ export function decide(
     ...(state?.currentVersion === undefined ? {} : { currentVersion: state.currentVersion }),
     since: state?.since ?? now,
   };
-  const make = (
-    action: DecisionAction,
-    to: string | null,
-    summary: string,
-    reasons: readonly CriterionReason[],
-    mode: 'act' | 'report' = 'act',
-  ): Decision => ({
-    host: ref.name,
-    at: now,
-    action,
-    from: current,
-    to,
-    mode,
-    summary: `${ref.name} ${summary}`,
-    reasons,
-  });
-
   // A manual activation (or an operator's own change) stands until it expires, unless the
   // persona the criteria choose is enforced: that one undoes it at once, cool-down or not.
   let enforced = false;
@@ -165,11 +190,15 @@ export function decide(
       manual = undefined;
     } else {
       const to = manual.persona;
-      const chosen = candidates.find((p) => p.name === to);
+      let chosen: CompiledPersona | undefined;
+      for (const p of candidates) if (p.name === to && chosen === undefined) chosen = p;
       const until = manual.until === null ? 'until changed' : `until ${iso(manual.until)}`;
       const calls = targetName === to ? '' : ` (criteria call for ${label(targetName)})`;
       return {
-        decision: make(
+        decision: decision(
+          ref.name,
+          now,
+          current,
           'manual',
           to,
           `keeps the manual choice of ${label(to)} ${until}${calls}`,
@@ -190,9 +219,7 @@ export function decide(
     const reasons =
       target?.criteria !== undefined && !target.spec.default
         ? reasonsOf(target, input)
-        : candidates
-            .filter((p) => p.criteria !== undefined && !p.spec.default)
-            .flatMap((p) => reasonsOf(p, input).slice(0, 1));
+        : verdicts(candidates);
     const stayed = { ...base, ...(target === undefined ? {} : { currentVersion: target.version }) };
     if (
       target !== undefined &&
@@ -202,7 +229,10 @@ export function decide(
       // The persona changed under the host: its new version's parameters are to be applied.
       const mode = target.spec.mode;
       return {
-        decision: make(
+        decision: decision(
+          ref.name,
+          now,
+          current,
           'switch',
           targetName,
           `moves ${target.name} from version ${state.currentVersion} to ${target.version}`,
@@ -216,7 +246,18 @@ export function decide(
       target === undefined || target.spec.default || target.criteria === undefined
         ? "no persona's criteria hold"
         : 'its criteria hold';
-    return { decision: make('stay', current, `stays on ${label(current)}: ${why}`, reasons), state: stayed };
+    return {
+      decision: decision(
+        ref.name,
+        now,
+        current,
+        'stay',
+        current,
+        `stays on ${label(current)}: ${why}`,
+        reasons,
+      ),
+      state: stayed,
+    };
   }
 
   // The host's persona ranks above the target: it is left only on its criteria being false,
@@ -226,7 +267,10 @@ export function decide(
   if (held !== undefined && !held.spec.default && (targetIndex < 0 || currentIndex < targetIndex)) {
     if (heldTri === UNKNOWN) {
       return {
-        decision: make(
+        decision: decision(
+          ref.name,
+          now,
+          current,
           'stay',
           current,
           `stays on ${held.name}: its criteria are unknown (${missing(held.criteria?.explain(input) ?? [])})`,
@@ -239,7 +283,10 @@ export function decide(
     const holdEnd = falseSince + held.spec.hysteresis.holdSeconds * 1000;
     if (now < holdEnd) {
       return {
-        decision: make(
+        decision: decision(
+          ref.name,
+          now,
+          current,
           'hold',
           current,
           `stays on ${held.name} until ${iso(holdEnd)}: its criteria are false since ${iso(falseSince)}, held ${held.spec.hysteresis.holdSeconds} s (then ${label(targetName)})`,
@@ -266,7 +313,10 @@ export function decide(
   if (!enforced && state !== undefined && now < state.since + coolDown) {
     const ends = state.since + coolDown;
     return {
-      decision: make(
+      decision: decision(
+        ref.name,
+        now,
+        current,
         'cool-down',
         current,
         `stays on ${label(current)} until ${iso(ends)}: cool-down of ${coolDown / 1000} s after the switch at ${iso(state.since)} (criteria call for ${label(targetName)})`,
@@ -287,7 +337,10 @@ export function decide(
   if (target?.spec.mode === 'report') {
     // Report mode: what would be done is recorded; the host keeps its persona.
     return {
-      decision: make(
+      decision: decision(
+        ref.name,
+        now,
+        current,
         action,
         targetName,
         `would ${action} from ${label(current)} to ${label(targetName)} (report mode): ${why}${undo}`,
@@ -298,7 +351,10 @@ export function decide(
     };
   }
   return {
-    decision: make(
+    decision: decision(
+      ref.name,
+      now,
+      current,
       action,
       targetName,
       `${action === 'switch' ? 'switches' : 'reverts'} from ${label(current)} to ${label(targetName)}: ${why}${undo}`,
