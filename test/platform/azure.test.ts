@@ -252,6 +252,7 @@ describe('AzurePlatform', () => {
       state: 'resized',
       size: 'Standard_F4s_v2',
       restarted: true,
+      previous: 'Standard_F2s_v2',
     });
     expect(callsSince(before, (c) => c.method !== 'GET').map(short)).toEqual([
       `PATCH virtualMachines/${names.vm}`,

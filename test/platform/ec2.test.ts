@@ -212,6 +212,7 @@ describe('Ec2Platform end to end against the EC2 and SSM stand-ins', () => {
       state: 'resized',
       size: 'm7i.xlarge',
       restarted: true,
+      previous: 'c7i.large',
     });
     expect(ec2.instances.get(handle.id)?.instanceType).toBe('m7i.xlarge');
     expect(ec2.callsOf('ModifyInstanceAttribute').at(-1)?.params).toEqual({
