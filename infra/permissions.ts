@@ -67,6 +67,27 @@ export const API_HANDLER_GRANTS: Readonly<Record<HandlerName, DataGrants>> = {
   'get-operation-document': { tables: { [OPERATIONS_TABLE.id]: 'read' }, objects: { 'operations/': 'read' } },
   'add-machine': { tables: { [HOSTS_TABLE.id]: 'read', [INVENTORY_TABLE.id]: 'read-write' } },
   'list-machines': { tables: { [INVENTORY_TABLE.id]: 'read' } },
+  // Personas are whole documents in their items: reading one reads its table only.
+  'create-persona': { tables: { [PERSONAS_TABLE.id]: 'read-write' } },
+  'put-persona': { tables: { [PERSONAS_TABLE.id]: 'read-write' } },
+  'get-persona': { tables: { [PERSONAS_TABLE.id]: 'read' } },
+  'get-persona-version': { tables: { [PERSONAS_TABLE.id]: 'read' } },
+  'list-personas': { tables: { [PERSONAS_TABLE.id]: 'read' } },
+  'list-persona-versions': { tables: { [PERSONAS_TABLE.id]: 'read' } },
+  // Refused while a host has the persona: reads the index of hosts by current persona.
+  'delete-persona': { tables: { [PERSONAS_TABLE.id]: 'read-write', [HOST_PERSONAS_TABLE.id]: 'read' } },
+  // Records the manual activation and its decision, and starts the switch: its operation and
+  // request document (the switch's own task does the rest).
+  'activate-persona': {
+    tables: {
+      [PERSONAS_TABLE.id]: 'read',
+      [HOSTS_TABLE.id]: 'read',
+      [HOST_PERSONAS_TABLE.id]: 'read-write',
+      [OPERATIONS_TABLE.id]: 'read-write',
+    },
+    objects: { 'operations/': 'write' },
+  },
+  'get-host-persona': { tables: { [HOSTS_TABLE.id]: 'read', [HOST_PERSONAS_TABLE.id]: 'read' } },
   // Built from the route list and schemas compiled into the bundle: touches no data.
   'get-openapi': {},
   // The agent routes: each reads the caller's credential (the authoriser did too, but the

@@ -6,20 +6,28 @@ import { CloneRequest } from '../clone/request.js';
 import { Delta } from '../delta/changes.js';
 import { HostRegistration } from '../host/schema.js';
 import { Operation } from '../operation/schema.js';
+import { PersonaMetadata } from '../persona/schema.js';
 import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { ROUTES, type Route } from './routes.js';
 import {
+  ActivateRequest,
+  ActivationResponse,
   AddMachineRequest,
   DiffQuery,
   HostList,
   HostParams,
+  HostPersonaResponse,
   MachineList,
   OperationList,
   OperationQuery,
   PageQuery,
+  PersonaList,
+  PersonaVersionList,
+  PersonaWriteResponse,
   ProblemSchema,
   ProfileList,
   SnapshotList,
+  VersionedPersonaResponse,
   VersionedProfileResponse,
   VersionList,
   WriteResponse,
@@ -46,6 +54,13 @@ function components(): Record<string, unknown> {
     OperationList,
     AddMachineRequest,
     MachineList,
+    PersonaWriteResponse,
+    VersionedPersonaResponse,
+    PersonaList,
+    PersonaVersionList,
+    ActivateRequest,
+    ActivationResponse,
+    HostPersonaResponse,
   ];
   const { schemas } = z.toJSONSchema(z.globalRegistry, {
     uri: (id) => `#/components/schemas/${id}`,
@@ -62,6 +77,11 @@ function components(): Record<string, unknown> {
 
 function nameSchema() {
   const { $schema: _s, ...rest } = z.toJSONSchema(ProfileMetadata.shape.name) as Record<string, unknown>;
+  return rest;
+}
+
+function personaNameSchema() {
+  const { $schema: _s, ...rest } = z.toJSONSchema(PersonaMetadata.shape.name) as Record<string, unknown>;
   return rest;
 }
 
@@ -105,6 +125,25 @@ const profileBody = {
   content: { 'application/json': { schema: ref('Profile') }, 'application/yaml': { schema: ref('Profile') } },
 };
 
+const personaBody = {
+  required: true,
+  description: 'A persona document (apiVersion persona/v1, kind Persona), as JSON or YAML',
+  content: { 'application/json': { schema: ref('Persona') }, 'application/yaml': { schema: ref('Persona') } },
+};
+
+const etagHeader = {
+  description: 'The version, quoted: send it back as If-Match',
+  schema: { type: 'string' },
+};
+
+const ifMatch = (description: string, required: boolean) => ({
+  name: 'If-Match',
+  in: 'header',
+  required,
+  description,
+  schema: { type: 'string' },
+});
+
 function operation(route: Route) {
   const pathParams = [...route.path.matchAll(/\{(\w+)\}/g)].map((m) => ({
     name: m[1],
@@ -121,6 +160,10 @@ function operation(route: Route) {
               ? { type: 'string', enum: ['plan', 'report', 'rollback'] }
               : nameSchema(),
   }));
+  // Persona names are their own grammar (at most 128 characters).
+  const personaParams = pathParams.map((p) =>
+    p.name === 'name' && route.path.startsWith('/personas') ? { ...p, schema: personaNameSchema() } : p,
+  );
   const base = {
     operationId: route.handler.replace(/-(\w)/g, (_, c: string) => c.toUpperCase()),
     summary: route.summary,
@@ -294,6 +337,126 @@ function operation(route: Route) {
         ...base,
         parameters: [...pathParams, ...queryParameters(DiffQuery)],
         responses: { ...ok(200, 'Delta', 'The ordered Changes'), ...problems(400, 404, 502) },
+      };
+    case 'create-persona':
+      return {
+        ...base,
+        requestBody: personaBody,
+        responses: {
+          '201': {
+            description: 'Created at version 1',
+            headers: { ETag: etagHeader, Location: { schema: { type: 'string' } } },
+            content: { 'application/json': { schema: ref('PersonaWriteResult') } },
+          },
+          '200': {
+            description: 'The same document already exists; nothing written',
+            headers: { ETag: etagHeader, Location: { schema: { type: 'string' } } },
+            content: { 'application/json': { schema: ref('PersonaWriteResult') } },
+          },
+          // 400 names the field (criteria nested past MAX_CRITERIA_DEPTH among them).
+          ...problems(400, 409, 413, 415),
+        },
+      };
+    case 'put-persona':
+      return {
+        ...base,
+        parameters: [
+          ...personaParams,
+          ifMatch('The version this write replaces, as returned in ETag ("0" for a new persona)', true),
+        ],
+        requestBody: personaBody,
+        responses: {
+          '201': {
+            description: 'A new version was written',
+            headers: { ETag: etagHeader },
+            content: { 'application/json': { schema: ref('PersonaWriteResult') } },
+          },
+          '200': {
+            description: 'Equal to the latest version; nothing written',
+            headers: { ETag: etagHeader },
+            content: { 'application/json': { schema: ref('PersonaWriteResult') } },
+          },
+          // 409: If-Match is not the latest version (`current` says which is).
+          ...problems(400, 409, 413, 415, 428),
+        },
+      };
+    case 'get-persona':
+    case 'get-persona-version':
+      return {
+        ...base,
+        parameters: personaParams,
+        responses: {
+          '200': {
+            description: 'The persona and its version record',
+            headers: { ETag: etagHeader },
+            content: { 'application/json': { schema: ref('VersionedPersona') } },
+          },
+          // 502 CORRUPT: the stored document does not match the hash recorded for the version.
+          ...problems(400, 404, 502),
+        },
+      };
+    case 'list-personas':
+      return {
+        ...base,
+        parameters: queryParameters(PageQuery),
+        responses: { ...ok(200, 'PersonaList', 'A page, by name'), ...problems(400) },
+      };
+    case 'list-persona-versions':
+      return {
+        ...base,
+        parameters: [...personaParams, ...queryParameters(PageQuery)],
+        responses: { ...ok(200, 'PersonaVersionList', 'A page, newest first'), ...problems(400, 404) },
+      };
+    case 'delete-persona':
+      return {
+        ...base,
+        parameters: [...personaParams, ifMatch('Delete only if this is still the latest version', false)],
+        responses: {
+          '204': { description: 'Deleted, with every version' },
+          // 409: a host has the persona now, or If-Match is not the latest version.
+          ...problems(400, 404, 409),
+        },
+      };
+    case 'activate-persona':
+      return {
+        ...base,
+        parameters: [
+          ...personaParams,
+          {
+            name: 'Idempotency-Key',
+            in: 'header',
+            required: false,
+            description:
+              'Names the switch: a retried request records nothing twice and finds the switch it started',
+            schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{8,80}$' },
+          },
+        ],
+        requestBody: {
+          required: true,
+          content: {
+            'application/json': { schema: ref('ActivateRequest') },
+            'application/yaml': { schema: ref('ActivateRequest') },
+          },
+        },
+        responses: {
+          '202': {
+            description: 'Recorded, and the switch started; follow it at the Location',
+            headers: { Location: { schema: { type: 'string' } } },
+            content: { 'application/json': { schema: ref('Activation') } },
+          },
+          // 404: no such persona or registered host; 409: the persona does not select the host.
+          ...problems(400, 404, 409, 413, 415),
+        },
+      };
+    case 'get-host-persona':
+      return {
+        ...base,
+        parameters: [...pathParams, ...queryParameters(PageQuery)],
+        responses: {
+          ...ok(200, 'HostPersona', 'The current persona, why, and a page of decisions, newest first'),
+          // 404: the host is not registered.
+          ...problems(400, 404),
+        },
       };
     default:
       return {

@@ -51,6 +51,51 @@ export const ROUTES = [
     handler: 'diff-profiles',
     summary: 'The Delta that turns version `from` into version `to`',
   },
+  { method: 'POST', path: '/personas', handler: 'create-persona', summary: 'Create a persona (version 1)' },
+  { method: 'GET', path: '/personas', handler: 'list-personas', summary: 'List personas, a page at a time' },
+  {
+    method: 'GET',
+    path: '/personas/{name}',
+    handler: 'get-persona',
+    summary: 'Get the latest version of a persona',
+  },
+  {
+    method: 'PUT',
+    path: '/personas/{name}',
+    handler: 'put-persona',
+    summary: 'Write a new version of a persona; If-Match names the version the caller read',
+  },
+  {
+    method: 'DELETE',
+    path: '/personas/{name}',
+    handler: 'delete-persona',
+    summary: 'Delete a persona and its versions; refused while a host has it',
+  },
+  {
+    method: 'GET',
+    path: '/personas/{name}/versions',
+    handler: 'list-persona-versions',
+    summary: 'List the versions of a persona, newest first',
+  },
+  {
+    method: 'GET',
+    path: '/personas/{name}/versions/{version}',
+    handler: 'get-persona-version',
+    summary: 'Get one version of a persona',
+  },
+  {
+    method: 'POST',
+    path: '/personas/{name}/activate',
+    handler: 'activate-persona',
+    summary:
+      'Activate a persona on a host by hand until the next window edge: starts the switch (Idempotency-Key names it); follow it at /operations/{id}',
+  },
+  {
+    method: 'GET',
+    path: '/hosts/{host}/persona',
+    handler: 'get-host-persona',
+    summary: "A host's persona: which, since when, a manual activation in force, why, and its history",
+  },
   {
     method: 'POST',
     path: '/hosts',

@@ -4,6 +4,8 @@ import { z } from 'zod';
 import { ERROR_CODES } from '../errors.js';
 import { HostRecord } from '../host/schema.js';
 import { OPERATION_KINDS, OPERATION_STATUSES, Operation } from '../operation/schema.js';
+import { Persona, PersonaMetadata } from '../persona/schema.js';
+import { PersonaHead, PersonaVersion } from '../persona/store.js';
 import { Machine } from '../platform/baremetal.js';
 import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { MAX_PAGE_SIZE } from '../profile/service.js';
@@ -137,6 +139,102 @@ export const ProfileList = z
 export const VersionList = z
   .object({ items: z.array(ProfileVersion), nextCursor: z.string().optional() })
   .meta({ id: 'VersionList' });
+
+// --- Personas --------------------------------------------------------------------------------
+
+const personaName = PersonaMetadata.shape.name;
+export const PersonaNameParams = z.object({ name: personaName });
+export const PersonaVersionParams = z.object({ name: personaName, version: versionNumber });
+
+export const ActivateRequest = z
+  .strictObject({
+    host: hostName.describe('A registered host that the persona selects'),
+    until: z.iso
+      .datetime({ offset: true })
+      .nullable()
+      .optional()
+      .describe(
+        "When the activation ends. Left out: at the next window edge of the host's personas; null: until changed",
+      ),
+  })
+  .meta({ id: 'ActivateRequest' });
+
+export const DecisionRecord = z
+  .object({
+    host: z.string(),
+    at: z.iso.datetime(),
+    action: z.enum(['switch', 'revert', 'stay', 'hold', 'cool-down', 'manual']),
+    from: z.string().nullable().describe('The persona the host had; null: its own parameters'),
+    to: z.string().nullable(),
+    mode: z.enum(['act', 'report']).describe('report: what would have been done, not done'),
+    summary: z.string(),
+    reasons: z.array(
+      z.object({
+        path: z.string().describe('Where in the persona\'s criteria: "/all/0/metric"'),
+        holds: z.enum(['true', 'false', 'unknown']),
+        detail: z.string(),
+        values: z.record(z.string(), z.union([z.number(), z.string(), z.boolean(), z.null()])).optional(),
+      }),
+    ),
+  })
+  .meta({ id: 'Decision' });
+
+export const PersonaWriteResponse = z
+  .object({
+    version: PersonaVersion,
+    created: z
+      .boolean()
+      .describe('False when the document equalled the latest version and nothing was written'),
+    warnings: z
+      .array(z.object({ path: z.string(), message: z.string() }))
+      .describe('Accepted, but worth a look: another default persona for the same hosts'),
+  })
+  .meta({ id: 'PersonaWriteResult' });
+
+export const VersionedPersonaResponse = z
+  .object({ version: PersonaVersion, persona: Persona })
+  .meta({ id: 'VersionedPersona' });
+
+export const PersonaList = z
+  .object({ items: z.array(PersonaHead), nextCursor: z.string().optional() })
+  .meta({ id: 'PersonaList' });
+
+export const PersonaVersionList = z
+  .object({ items: z.array(PersonaVersion), nextCursor: z.string().optional() })
+  .meta({ id: 'PersonaVersionList' });
+
+export const ActivationResponse = z
+  .object({
+    host: z.string(),
+    persona: z.object({ name: z.string(), version: z.number().int() }),
+    manual: z.object({ at: z.iso.datetime(), until: z.iso.datetime().nullable() }),
+    operationId: z.string().describe('The switch that applies it: follow it at /operations/{id}'),
+    decision: DecisionRecord,
+    recorded: z.boolean().describe('False for a retried request: the same activation was in force'),
+  })
+  .meta({ id: 'Activation' });
+
+export const HostPersonaResponse = z
+  .object({
+    host: z.string(),
+    current: z.string().nullable().describe('The persona the host has; null: its own parameters'),
+    currentVersion: z.number().int().optional(),
+    since: z.iso
+      .datetime()
+      .optional()
+      .describe('When it took on `current`; absent for a host never switched'),
+    falseSince: z.iso
+      .datetime()
+      .optional()
+      .describe("When the current persona's criteria were first seen false"),
+    manual: z
+      .object({ persona: z.string().nullable(), at: z.iso.datetime(), until: z.iso.datetime().nullable() })
+      .optional()
+      .describe('A manual activation in force'),
+    why: DecisionRecord.optional().describe('The latest decision, with its reasons'),
+    history: z.object({ items: z.array(DecisionRecord), nextCursor: z.string().optional() }),
+  })
+  .meta({ id: 'HostPersona' });
 
 export const ProblemSchema = z
   .object({

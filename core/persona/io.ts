@@ -6,7 +6,14 @@ import { CST, Lexer } from 'yaml';
 import { formatPath, InvalidInputError, type Issue, TooLargeError } from '../errors.js';
 import { sortObjectKeys } from '../profile/collections.js';
 import { issuesFromZod, type ParseOptions, parseDocumentText } from '../profile/io.js';
+import { compileCriteria } from './criteria.js';
 import { MAX_CRITERIA_DEPTH, Persona } from './schema.js';
+
+/** ['spec', 'criteria', 'all', 0] from `spec.criteria.all[0]`, to locate an issue in its file. */
+const pathOf = (path: string): PropertyKey[] =>
+  [...path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) =>
+    m[2] === undefined ? (m[1] as string) : Number(m[2]),
+  );
 
 /** Limits on persona documents, documented in the README. */
 export const PERSONA_LIMITS = {
@@ -75,7 +82,18 @@ export function validatePersona(value: unknown, options: { source?: string; loca
   if (deep.length > 0) refuse(deep);
   const result = Persona.safeParse(value);
   if (!result.success) refuse(issuesFromZod(result.error, options.locate));
-  return canonicalPersona((result as { data: Persona }).data);
+  const persona = (result as { data: Persona }).data;
+  // What the schema cannot say (a true/false signal compared with ">") is found by compiling
+  // the criteria as evaluation will: refused now, naming the field, not at the first evaluation.
+  if (persona.spec.criteria !== undefined) {
+    try {
+      compileCriteria(persona.spec.criteria, 'spec.criteria');
+    } catch (e) {
+      if (!(e instanceof InvalidInputError)) throw e;
+      refuse(e.issues.map((i) => ({ ...i, ...options.locate?.(pathOf(i.path)) })));
+    }
+  }
+  return canonicalPersona(persona);
 }
 
 /** Parses and validates one persona document (JSON or YAML). */

@@ -257,3 +257,46 @@ function toDecision(item: Record<string, unknown>): Decision {
     })),
   };
 }
+
+const isoOf = (t: number) => new Date(t).toISOString();
+
+/** A decision as the API answers it: times as ISO 8601. */
+export function decisionRecord(d: Decision) {
+  return { ...d, at: isoOf(d.at), reasons: [...d.reasons] };
+}
+
+/**
+ * What GET /hosts/{host}/persona answers: the state (a manual activation only while in force),
+ * the latest decision as `why`, and a page of history.
+ */
+export function hostPersonaView(
+  host: string,
+  state: HostPersonaState | undefined,
+  latest: Decision | undefined,
+  history: { decisions: readonly Decision[]; cursor?: string },
+  now: number,
+) {
+  const manual = state?.manual;
+  const inForce = manual !== undefined && (manual.until === null || manual.until > now);
+  return {
+    host,
+    current: state?.current ?? null,
+    ...(state?.currentVersion === undefined ? {} : { currentVersion: state.currentVersion }),
+    ...(state === undefined ? {} : { since: isoOf(state.since) }),
+    ...(state?.falseSince === undefined ? {} : { falseSince: isoOf(state.falseSince) }),
+    ...(inForce && manual
+      ? {
+          manual: {
+            persona: manual.persona,
+            at: isoOf(manual.at),
+            until: manual.until === null ? null : isoOf(manual.until),
+          },
+        }
+      : {}),
+    ...(latest === undefined ? {} : { why: decisionRecord(latest) }),
+    history: {
+      items: history.decisions.map(decisionRecord),
+      ...(history.cursor === undefined ? {} : { nextCursor: history.cursor }),
+    },
+  };
+}

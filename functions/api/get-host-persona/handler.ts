@@ -1,0 +1,26 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { HostParams, PageQuery } from '../../../core/api/schemas.js';
+import { hostPersonaView } from '../../../core/persona/state.js';
+import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
+import { hostPersonas, hosts, logger } from '../../shared/runtime.js';
+
+const handler = async (event: ApiEvent<{ host: string }, { limit?: number; cursor?: string }>) => {
+  const host = (await hosts().get(event.params.host)).registration.name;
+  const states = hostPersonas();
+  const [state, history] = await Promise.all([
+    states.get(host),
+    states.history(host, {
+      ...(event.query.limit === undefined ? {} : { limit: event.query.limit }),
+      ...(event.query.cursor === undefined ? {} : { cursor: event.query.cursor }),
+    }),
+  ]);
+  // The first page starts with the latest decision; a later page does not.
+  const latest = event.query.cursor === undefined ? history.decisions[0] : await states.latest(host);
+  return json(200, hostPersonaView(host, state, latest, history, Date.now()));
+};
+
+export const main = middy(handler)
+  .use(injectLambdaContext(logger))
+  .use(apiErrors())
+  .use(parseRequest({ params: HostParams, query: PageQuery }));

@@ -1,0 +1,15 @@
+import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
+import middy from '@middy/core';
+import { etag, PersonaNameParams } from '../../../core/api/schemas.js';
+import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
+import { logger, personas } from '../../shared/runtime.js';
+
+const handler = async (event: ApiEvent<{ name: string }>) => {
+  const found = await personas().get(event.params.name);
+  return json(200, found, { etag: etag(found.version.version) });
+};
+
+export const main = middy(handler)
+  .use(injectLambdaContext(logger))
+  .use(apiErrors())
+  .use(parseRequest({ params: PersonaNameParams }));
