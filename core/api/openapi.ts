@@ -8,7 +8,10 @@ import { HostRegistration } from '../host/schema.js';
 import { Operation } from '../operation/schema.js';
 import { PersonaMetadata } from '../persona/schema.js';
 import { Profile, ProfileMetadata } from '../profile/schema.js';
+import { AgentAssignment, AgentReport } from '../persona/agent/assignment.js';
+import { MetricReport } from '../persona/schema.js';
 import { ROUTES, type Route } from './routes.js';
+import { AgentInstallRequest, AgentInstallResult, AgentRevokeResult } from './schemas.js';
 import {
   ActivateRequest,
   ActivationResponse,
@@ -37,6 +40,7 @@ const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 
 /** Every schema that has an id, as OpenAPI components. */
 function components(): Record<string, unknown> {
+  void [AgentAssignment, AgentReport, MetricReport, AgentInstallRequest, AgentInstallResult, AgentRevokeResult];
   // Touch the response schemas so that their ids are registered before the walk.
   void [
     Profile,
@@ -167,7 +171,11 @@ function operation(route: Route) {
   const base = {
     operationId: route.handler.replace(/-(\w)/g, (_, c: string) => c.toUpperCase()),
     summary: route.summary,
-    'x-amazon-apigateway-auth': { type: 'AWS_IAM' },
+    // Agent routes take the host agent's bearer credential (the agent authoriser); every
+    // other route a SigV4 signature.
+    ...(route.auth === 'agent'
+      ? { security: [{ agentCredential: [] }] }
+      : { 'x-amazon-apigateway-auth': { type: 'AWS_IAM' } }),
   };
   switch (route.handler) {
     case 'create-profile':
@@ -458,6 +466,61 @@ function operation(route: Route) {
           ...problems(400, 404),
         },
       };
+    case 'install-agent':
+      return {
+        ...base,
+        parameters: pathParams,
+        requestBody: {
+          required: false,
+          content: { 'application/json': { schema: ref('AgentInstallRequest') } },
+        },
+        responses: {
+          ...ok(200, 'AgentInstallResult', 'Installed; the credential id, never its secret'),
+          // 502 TRANSPORT: the host could not be reached or refused a step of the install.
+          ...problems(400, 404, 415, 502),
+        },
+      };
+    case 'revoke-agent':
+      return {
+        ...base,
+        parameters: pathParams,
+        responses: { ...ok(200, 'AgentRevokeResult', 'Revoked (and uninstalled when reachable)'), ...problems(400) },
+      };
+    case 'post-metrics':
+      return {
+        ...base,
+        requestBody: { required: true, content: { 'application/json': { schema: ref('MetricReport') } } },
+        responses: {
+          '202': { description: 'Stored, and the host evaluated', content: { 'application/json': {} } },
+          // 403 FORBIDDEN: the report is of another host than the agent's own.
+          ...problems(400, 401, 403, 413, 415),
+        },
+      };
+    case 'get-agent-assignment':
+      return {
+        ...base,
+        parameters: pathParams,
+        responses: {
+          '200': {
+            description: 'The host-local entries of the assigned persona; text/plain: the lines the agent reads',
+            content: {
+              'application/json': { schema: ref('AgentAssignment') },
+              'text/plain': { schema: { type: 'string' } },
+            },
+          },
+          ...problems(400, 401, 403),
+        },
+      };
+    case 'post-agent-report':
+      return {
+        ...base,
+        parameters: pathParams,
+        requestBody: { required: true, content: { 'application/json': { schema: ref('AgentReport') } } },
+        responses: {
+          '202': { description: 'Recorded', content: { 'application/json': {} } },
+          ...problems(400, 401, 403, 413, 415),
+        },
+      };
     default:
       return {
         ...base,
@@ -482,6 +545,15 @@ export function openApiDocument(): Record<string, unknown> {
     },
     servers: [{ url: '/', description: 'The stage URL (API Gateway) or the embedded runtime' }],
     paths,
-    components: { schemas: components() },
+    components: {
+      schemas: components(),
+      securitySchemes: {
+        agentCredential: {
+          type: 'http',
+          scheme: 'bearer',
+          description: "A host agent's own credential (issued at install, scoped to its host, revocable)",
+        },
+      },
+    },
   };
 }
