@@ -6,16 +6,17 @@ import { CloneRequest } from '../clone/request.js';
 import { Delta } from '../delta/changes.js';
 import { HostRegistration } from '../host/schema.js';
 import { Operation } from '../operation/schema.js';
-import { PersonaMetadata } from '../persona/schema.js';
-import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { AgentAssignment, AgentReport } from '../persona/agent/assignment.js';
-import { MetricReport } from '../persona/schema.js';
+import { MetricReport, PersonaMetadata } from '../persona/schema.js';
+import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { ROUTES, type Route } from './routes.js';
-import { AgentInstallRequest, AgentInstallResult, AgentRevokeResult } from './schemas.js';
 import {
   ActivateRequest,
   ActivationResponse,
   AddMachineRequest,
+  AgentInstallRequest,
+  AgentInstallResult,
+  AgentRevokeResult,
   DiffQuery,
   HostList,
   HostParams,
@@ -40,7 +41,14 @@ const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 
 /** Every schema that has an id, as OpenAPI components. */
 function components(): Record<string, unknown> {
-  void [AgentAssignment, AgentReport, MetricReport, AgentInstallRequest, AgentInstallResult, AgentRevokeResult];
+  void [
+    AgentAssignment,
+    AgentReport,
+    MetricReport,
+    AgentInstallRequest,
+    AgentInstallResult,
+    AgentRevokeResult,
+  ];
   // Touch the response schemas so that their ids are registered before the walk.
   void [
     Profile,
@@ -484,7 +492,10 @@ function operation(route: Route) {
       return {
         ...base,
         parameters: pathParams,
-        responses: { ...ok(200, 'AgentRevokeResult', 'Revoked (and uninstalled when reachable)'), ...problems(400) },
+        responses: {
+          ...ok(200, 'AgentRevokeResult', 'Revoked (and uninstalled when reachable)'),
+          ...problems(400),
+        },
       };
     case 'post-metrics':
       return {
@@ -502,7 +513,8 @@ function operation(route: Route) {
         parameters: pathParams,
         responses: {
           '200': {
-            description: 'The host-local entries of the assigned persona; text/plain: the lines the agent reads',
+            description:
+              'The host-local entries of the assigned persona; text/plain: the lines the agent reads',
             content: {
               'application/json': { schema: ref('AgentAssignment') },
               'text/plain': { schema: { type: 'string' } },
