@@ -6,10 +6,12 @@ import pc from 'picocolors';
 import { InvalidInputError, type Issue, isPersonaError, NotFoundError } from '../core/errors.js';
 import { formatIssues, parseProfile } from '../core/profile/io.js';
 import type { Profile } from '../core/profile/schema.js';
+import { registerAgentCommands } from './agent.js';
 import { registerCaptureCommands } from './capture.js';
 import { PersonaClient } from './client.js';
 import { registerCloneCommands } from './clone.js';
 import { ApiError, EXIT, exitCodeOf } from './errors.js';
+import { registerPersonaCommands } from './personas.js';
 import {
   ago,
   jsonText,
@@ -296,6 +298,8 @@ export function buildProgram(): Command {
   registerSnapshotCommands(program);
   registerCaptureCommands(program, client);
   registerCloneCommands(program, client);
+  registerPersonaCommands(program, client);
+  registerAgentCommands(program, client);
   return program;
 }
 
