@@ -11,6 +11,7 @@ import {
   OPERATIONS_TABLE,
   PERSONAS_TABLE,
   PROFILES_TABLE,
+  SIGNALS_TABLE,
   SNAPSHOTS_TABLE,
 } from '../core/storage/definitions.js';
 
@@ -36,6 +37,24 @@ export interface DataGrants {
    */
   readonly objects?: Readonly<Partial<Record<DataPrefix, ObjectAccess>>>;
 }
+
+/**
+ * Evaluating hosts (core/persona/service.ts), wherever it runs (POST /signals, the evaluate
+ * function of the triggers): the personas, each host's registration (its labels), its state and
+ * decisions, its metrics, the signals (alarms write theirs), and what starting a switch records:
+ * its operation and request document.
+ */
+export const PERSONA_EVALUATION_GRANTS: DataGrants = {
+  tables: {
+    [PERSONAS_TABLE.id]: 'read',
+    [HOSTS_TABLE.id]: 'read',
+    [HOST_PERSONAS_TABLE.id]: 'read-write',
+    [METRICS_TABLE.id]: 'read',
+    [SIGNALS_TABLE.id]: 'read-write',
+    [OPERATIONS_TABLE.id]: 'read-write',
+  },
+  objects: { 'operations/': 'write' },
+};
 
 /**
  * What each API function may do with Persona's data. Keyed by handler so that a new route does
@@ -67,6 +86,8 @@ export const API_HANDLER_GRANTS: Readonly<Record<HandlerName, DataGrants>> = {
   'get-operation-document': { tables: { [OPERATIONS_TABLE.id]: 'read' }, objects: { 'operations/': 'read' } },
   'add-machine': { tables: { [HOSTS_TABLE.id]: 'read', [INVENTORY_TABLE.id]: 'read-write' } },
   'list-machines': { tables: { [INVENTORY_TABLE.id]: 'read' } },
+  // Stores the signal, then evaluates the hosts whose personas name it.
+  'post-signal': PERSONA_EVALUATION_GRANTS,
   // Personas are whole documents in their items: reading one reads its table only.
   'create-persona': { tables: { [PERSONAS_TABLE.id]: 'read-write' } },
   'put-persona': { tables: { [PERSONAS_TABLE.id]: 'read-write' } },

@@ -10,6 +10,7 @@ import { ROUTES, type Route } from '../core/api/routes.js';
 import { DATA_BUCKET, TABLES } from '../core/storage/definitions.js';
 import { AgentTunnels } from './agent-tunnel.js';
 import { type ApiHandler, createApiServer, type LocalApiOptions } from './http.js';
+import { startPersonaTicker } from './persona-ticker.js';
 import { freePort, LOCAL_CREDENTIALS, LOCAL_REGION, startStandIns } from './stand-ins.js';
 import { localWorkflows } from './workflows.js';
 
@@ -110,6 +111,21 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
     const { authenticateAgent } = await import('../core/persona/agent/credentials.js');
     const agentAuth = (authorization: string | undefined) =>
       authenticateAgent(runtime.agentCredentials(), authorization, new Date());
+    // EventBridge Scheduler has no stand-in: a timer wakes evaluation at window edges instead,
+    // and persona writes re-arm it rather than syncing schedules.
+    const service = await import('../core/persona/service.js');
+    const ticker = startPersonaTicker({
+      load: async () => service.compileAll(await runtime.personas().loadAll()),
+      evaluate: async (due, now) => {
+        for (const p of due) await service.evaluatePersonaHosts(runtime.personaEvaluation(), p.name, now);
+      },
+      onError: (error) => runtime.logger.warn('window-edge evaluation failed', { error: error as Error }),
+    });
+    runtime.useTriggerSync({
+      personaWritten: async () => ticker.poke(),
+      personaDeleted: async () => ticker.poke(),
+    });
+
     const server = createApiServer({
       handlers,
       host,
@@ -146,6 +162,8 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
       async stop() {
         rmSync(join(dataDir, ENDPOINTS_FILE), { force: true });
         await agents.stop();
+        await ticker.stop();
+        runtime.useTriggerSync(undefined);
         await workflows.idle();
         await new Promise<void>((r) => server.close(() => r()));
         server.closeAllConnections();

@@ -7,7 +7,7 @@ import { Delta } from '../delta/changes.js';
 import { HostRegistration } from '../host/schema.js';
 import { Operation } from '../operation/schema.js';
 import { AgentAssignment, AgentReport } from '../persona/agent/assignment.js';
-import { MetricReport, PersonaMetadata } from '../persona/schema.js';
+import { MetricReport, PersonaMetadata, Signal } from '../persona/schema.js';
 import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { ROUTES, type Route } from './routes.js';
 import {
@@ -30,6 +30,7 @@ import {
   PersonaWriteResponse,
   ProblemSchema,
   ProfileList,
+  SignalAccepted,
   SnapshotList,
   VersionedPersonaResponse,
   VersionedProfileResponse,
@@ -73,6 +74,8 @@ function components(): Record<string, unknown> {
     ActivateRequest,
     ActivationResponse,
     HostPersonaResponse,
+    Signal,
+    SignalAccepted,
   ];
   const { schemas } = z.toJSONSchema(z.globalRegistry, {
     uri: (id) => `#/components/schemas/${id}`,
@@ -347,6 +350,22 @@ function operation(route: Route) {
         ...base,
         parameters: pathParams,
         responses: { ...ok(200, 'SnapshotRecord', 'The record'), ...problems(400, 404) },
+      };
+    case 'post-signal':
+      return {
+        ...base,
+        requestBody: {
+          required: true,
+          description: 'The signal; it replaces the previous value of its name',
+          content: {
+            'application/json': { schema: ref('Signal') },
+            'application/yaml': { schema: ref('Signal') },
+          },
+        },
+        responses: {
+          ...ok(202, 'SignalAccepted', 'Stored; the hosts whose personas name it were evaluated'),
+          ...problems(400, 413, 415),
+        },
       };
     case 'diff-profiles':
       return {

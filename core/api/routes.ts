@@ -203,6 +203,12 @@ export const ROUTES = [
     summary: 'What the agent applied (or rolled back, or refused) of its assignment',
     auth: 'agent',
   },
+  {
+    method: 'POST',
+    path: '/signals',
+    handler: 'post-signal',
+    summary: 'Post an external signal; the hosts whose personas name it are evaluated at once',
+  },
   { method: 'GET', path: '/openapi.json', handler: 'get-openapi', summary: 'This API, as OpenAPI 3.1' },
 ] as const satisfies readonly Route[];
 

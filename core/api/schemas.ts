@@ -294,3 +294,29 @@ export const AgentRevokeResult = z
     detail: z.string().optional().describe('Why the agent could not be removed from the host'),
   })
   .meta({ id: 'AgentRevokeResult' });
+
+/** What POST /signals answers: the signal as stored and what evaluating its hosts decided. */
+export const SignalAccepted = z
+  .object({
+    signal: z.string(),
+    at: z.iso.datetime().describe('When it was stored: the time criteria see it posted at'),
+    expiresAt: z.iso.datetime().optional().describe('From ttlSeconds: after this it reads as never posted'),
+    evaluated: z.number().int().describe('How many hosts were evaluated'),
+    hosts: z.array(
+      z.object({
+        host: z.string(),
+        outcome: z
+          .enum(['decided', 'superseded', 'failed'])
+          .describe('superseded: another evaluation of the host came first, and its decision stands'),
+        action: z.enum(['switch', 'revert', 'stay', 'hold', 'cool-down', 'manual']).optional(),
+        from: z.string().nullable().optional(),
+        to: z.string().nullable().optional(),
+        mode: z.enum(['act', 'report']).optional(),
+        summary: z.string().optional(),
+        recorded: z.boolean().optional().describe('Whether the decision went into the host’s history'),
+        operationId: z.string().optional().describe('The switch it started: follow it at /operations/{id}'),
+        error: z.string().optional(),
+      }),
+    ),
+  })
+  .meta({ id: 'SignalAccepted' });

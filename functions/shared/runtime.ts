@@ -5,6 +5,7 @@ import { Logger } from '@aws-lambda-powertools/logger';
 import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
+import { SchedulerClient } from '@aws-sdk/client-scheduler';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { DynamoHostRegistry, type HostRegistry } from '../../core/host/registry.js';
 import { DynamoOperationStore, type OperationStore } from '../../core/operation/store.js';
@@ -15,8 +16,17 @@ import {
 } from '../../core/persona/agent/assignment.js';
 import { type AgentCredentials, DynamoAgentCredentials } from '../../core/persona/agent/credentials.js';
 import { MetricStore } from '../../core/persona/metrics.js';
+import type { Persona } from '../../core/persona/schema.js';
+import { type EvaluationDeps, evaluateHost } from '../../core/persona/service.js';
+import { DynamoSignalStore } from '../../core/persona/signals.js';
 import { HostPersonaStore } from '../../core/persona/state.js';
 import { PersonaStore } from '../../core/persona/store.js';
+import {
+  deletePersonaSchedules,
+  SCHEDULE_ENV,
+  type ScheduleTarget,
+  syncPersonaSchedules,
+} from '../../core/persona/triggers.js';
 import { DynamoProfileStore } from '../../core/profile/dynamo-store.js';
 import type { ProfileDeps } from '../../core/profile/service.js';
 import { DynamoSnapshotRecords, type SnapshotRecords } from '../../core/snapshot/records.js';
@@ -29,6 +39,7 @@ import {
   OPERATIONS_TABLE,
   PERSONAS_TABLE,
   PROFILES_TABLE,
+  SIGNALS_TABLE,
   SNAPSHOTS_TABLE,
 } from '../../core/storage/definitions.js';
 
@@ -182,4 +193,79 @@ export function useAgentEndpoints(endpoints: AgentEndpoints | undefined): void {
 }
 export function registeredAgentEndpoints(): AgentEndpoints | undefined {
   return agentEndpoints;
+}
+
+// --- persona evaluation and what wakes it -------------------------------------------------
+
+let signals: DynamoSignalStore | undefined;
+let evaluation: EvaluationDeps | undefined;
+
+/** External signals (POST /signals) and the per-host signals alarms become. */
+export function signalStore(): DynamoSignalStore {
+  signals ??= new DynamoSignalStore(ddb(), getRequiredEnv(SIGNALS_TABLE.env));
+  return signals;
+}
+
+/** What evaluating a host reads and writes, and how it starts a switch. */
+export function personaEvaluation(): EvaluationDeps {
+  evaluation ??= {
+    personas: personas(),
+    hosts: hosts(),
+    states: hostPersonas(),
+    metrics: metricsStore(),
+    signals: signalStore(),
+    // Imported when a switch is started: the switch's module reads this one's accessors.
+    startSwitch: async (request) => (await import('./persona-switch.js')).startPersonaSwitch(request),
+  };
+  return evaluation;
+}
+
+/** Replaces what evaluation works with (tests that watch the switches it starts). */
+export function useEvaluation(deps: EvaluationDeps | undefined): void {
+  evaluation = deps;
+}
+
+// A report is evaluated where it is stored, in every runtime.
+useMetricsEvaluation((host, now) => evaluateHost(personaEvaluation(), host, now));
+
+/** What a persona write or delete tells the triggers. */
+export interface PersonaTriggerSync {
+  /** The persona's window-edge schedules are made to match its windows. */
+  personaWritten(persona: Persona): Promise<void>;
+  /** Its schedules are deleted. */
+  personaDeleted(name: string): Promise<void>;
+}
+
+const NO_TRIGGERS: PersonaTriggerSync = { personaWritten: async () => {}, personaDeleted: async () => {} };
+let triggerSync: PersonaTriggerSync | undefined;
+
+/** The embedded runtime's timer registers itself here (local/persona-ticker.ts). */
+export function useTriggerSync(sync: PersonaTriggerSync | undefined): void {
+  triggerSync = sync;
+}
+
+/**
+ * How persona writes keep the triggers current: in AWS, the persona's Scheduler schedules in
+ * the group infra/personas.ts made (PERSONA_SCHEDULE_GROUP and the target and role beside
+ * it); in the embedded runtime, its timer re-reads the personas; with triggers off, nothing.
+ */
+export function personaTriggers(): PersonaTriggerSync {
+  if (triggerSync !== undefined) return triggerSync;
+  const group = process.env[SCHEDULE_ENV.group];
+  if (group === undefined || group === '') return NO_TRIGGERS;
+  const target: ScheduleTarget = {
+    groupName: group,
+    targetArn: getRequiredEnv(SCHEDULE_ENV.target),
+    roleArn: getRequiredEnv(SCHEDULE_ENV.role),
+  };
+  const scheduler = new SchedulerClient({});
+  triggerSync = {
+    async personaWritten(persona) {
+      await syncPersonaSchedules(scheduler, target, persona);
+    },
+    async personaDeleted(name) {
+      await deletePersonaSchedules(scheduler, target, name);
+    },
+  };
+  return triggerSync;
 }
