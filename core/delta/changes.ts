@@ -109,6 +109,12 @@ export const CHANGE_KINDS = [
 export type ChangeKind = (typeof CHANGE_KINDS)[number];
 
 /**
+ * Kinds only a persona switch carries: a Profile holds no per-interface traffic shaping and no
+ * firewall table of Persona's own, so no diff of two Profiles makes them.
+ */
+export const SWITCH_ONLY_KINDS: readonly ChangeKind[] = ['bandwidth.set', 'bandwidth.unset', 'ingress.set'];
+
+/**
  * What a kind does to its entry, which decides which of `from` / `to` may be null:
  * - create:  absent before, present after
  * - delete:  present before, absent after
