@@ -1,0 +1,195 @@
+// persona-agent end to end: the embedded runtime installs the agent over SSH (`persona agent
+// install`), the agent reaches the runtime back through an SSH tunnel on that connection (the
+// runtime stays on loopback), its metrics arrive in the metric store, it applies the
+// persona assigned to its host and reports it, one host's credential is refused for another
+// host, and a revoked credential is refused at the agent's next call, which its log says.
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_PATHS } from '../../core/persona/agent/install.js';
+import { API_VERSION } from '../../core/persona/schema.js';
+import {
+  agentCredentials,
+  evaluationAfterMetrics,
+  hostPersonas,
+  type MetricsEvaluation,
+  metricsStore,
+  personas,
+  useMetricsEvaluation,
+} from '../../functions/shared/runtime.js';
+import { createHost, destroyAllHosts, type TestHost } from '../hosts/harness.js';
+import { runPersona } from '../support/cli.js';
+import { startTestPersona, type TestPersona } from '../support/local.js';
+
+let api: TestPersona;
+let web: TestHost;
+let db: TestHost;
+let evaluation: MetricsEvaluation | undefined;
+const persona = (...args: string[]) => runPersona(api, ...args);
+
+async function until<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe().catch(() => undefined);
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+async function register(host: TestHost): Promise<void> {
+  const file = join(api.dataDir, `${host.name}.host.json`);
+  writeFileSync(
+    file,
+    JSON.stringify({
+      name: host.name,
+      platform: 'baremetal',
+      transport: 'ssh',
+      address: host.address,
+      hostKeyFingerprint: host.hostKeyFingerprint,
+    }),
+  );
+  const added = await persona('hosts', 'add', '-f', file, '--key', host.privateKeyPath);
+  expect(added.code, added.stderr).toBe(0);
+}
+
+beforeAll(async () => {
+  api = await startTestPersona();
+  // These tests are about the agent: the host's persona is set here, not decided by evaluation.
+  evaluation = evaluationAfterMetrics();
+  useMetricsEvaluation(undefined);
+  [web, db] = await Promise.all([createHost({ name: 'agent-web' }), createHost({ name: 'agent-db' })]);
+  await register(web);
+  await register(db);
+  await personas().create({
+    apiVersion: API_VERSION,
+    kind: 'Persona',
+    metadata: { name: 'peak' },
+    spec: {
+      hosts: { names: ['agent-web'] },
+      parameters: {
+        sysctl: { 'net.ipv4.ip_default_ttl': '99', 'net.core.somaxconn': '2048' },
+        bandwidth: [{ interface: 'eth0', egressMbps: 50 }],
+      },
+    },
+  } as never);
+  await hostPersonas().save(
+    { host: 'agent-web', current: 'peak', currentVersion: 1, since: Date.now() },
+    undefined,
+  );
+}, 600_000);
+
+afterAll(async () => {
+  useMetricsEvaluation(evaluation);
+  await destroyAllHosts();
+  await api?.stop();
+}, 120_000);
+
+describe('persona-agent in the embedded runtime', () => {
+  it('is installed by `persona agent install`, reaching the runtime back through the SSH tunnel', async () => {
+    const r = await persona('agent', 'install', 'agent-web', '--interval', '5');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('installed persona-agent on agent-web (supervised loop, curl)');
+    expect(r.stdout).toMatch(/reports to http:\/\/127\.0\.0\.1:\d+ every 5 s/);
+    // The runtime itself listens on loopback only: the host reaches it through its own 127.0.0.1.
+    const endpoint = (await web.readFile(AGENT_PATHS.config)).match(/^endpoint=(.*)$/m)?.[1];
+    expect(endpoint).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    const installed = await persona('agent', 'install', 'agent-db', '--interval', '5');
+    expect(installed.code, installed.stderr).toBe(0);
+  }, 180_000);
+
+  it('reports metrics that arrive in the metric store, with rates from the second report on', async () => {
+    const series = await until('two reports of agent-web', async () => {
+      const s = await metricsStore().series(
+        'agent-web',
+        ['memory.utilization', 'cpu.utilization', 'network.rx.bytes_per_second', 'load.average1'],
+        0,
+      );
+      return (s.get('cpu.utilization')?.values.length ?? 0) >= 1 ? s : undefined;
+    });
+    const memory = series.get('memory.utilization')?.values[0] ?? -1;
+    expect(memory).toBeGreaterThan(0);
+    expect(memory).toBeLessThanOrEqual(100);
+    expect(series.get('cpu.utilization')?.values[0]).toBeGreaterThanOrEqual(0);
+    expect(series.has('network.rx.bytes_per_second')).toBe(true);
+    expect(series.has('load.average1')).toBe(true);
+  }, 120_000);
+
+  it("applies its host's persona (sysctl and tc), and the report of it is recorded", async () => {
+    await until('the persona applied on agent-web', async () =>
+      (await web.run('cat /proc/sys/net/ipv4/ip_default_ttl')).trim() === '99' ? true : undefined,
+    );
+    expect((await web.run('cat /proc/sys/net/core/somaxconn')).trim()).toBe('2048');
+    expect(await web.run('tc qdisc show dev eth0 root')).toMatch(/^qdisc tbf 9e50: root .*rate 50Mbit/);
+    // A host with no persona assigned is left alone.
+    expect((await db.run('cat /proc/sys/net/ipv4/ip_default_ttl')).trim()).toBe('64');
+    const ddb = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+    try {
+      const item = await until('the agent report', async () => {
+        const { Item } = await ddb.send(
+          new GetCommand({
+            TableName: process.env.HOST_PERSONAS_TABLE,
+            Key: { host: 'agent-web', sk: 'agent' },
+          }),
+        );
+        return Item;
+      });
+      expect(item).toMatchObject({ host: 'agent-web', persona: 'peak', version: 1, outcome: 'applied' });
+      expect(item.entries.map((e: { target: string; status: string }) => `${e.target}:${e.status}`)).toEqual([
+        'net.core.somaxconn:changed',
+        'net.ipv4.ip_default_ttl:changed',
+        'eth0:changed',
+      ]);
+    } finally {
+      ddb.destroy();
+    }
+  }, 120_000);
+
+  it("refuses one host's credential for another host's report", async () => {
+    const token = (await web.readFile(AGENT_PATHS.credential)).trim();
+    const res = await fetch(`${api.agentUrl}/metrics`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        host: 'agent-db',
+        at: new Date().toISOString(),
+        values: { 'cpu.utilization': 1 },
+      }),
+    });
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { code: string }).code).toBe('FORBIDDEN');
+  });
+
+  it('refuses a revoked credential at the next report, and the agent says so in its log', async () => {
+    await agentCredentials().revoke('agent-web', new Date());
+    const line = await until('the refusal in the agent log', async () =>
+      (await web.readFile(AGENT_PATHS.log))
+        .split('\n')
+        .find((l) => l.includes('the metrics report refused with HTTP 401')),
+    );
+    expect(line).toContain('the credential is revoked or not valid for host agent-web');
+    // agent-db's credential is its own, and still good.
+    const before = (await metricsStore().series('agent-db', ['memory.utilization'], 0)).get(
+      'memory.utilization',
+    );
+    await until('another report of agent-db', async () => {
+      const s = (await metricsStore().series('agent-db', ['memory.utilization'], 0)).get(
+        'memory.utilization',
+      );
+      return (s?.values.length ?? 0) > (before?.values.length ?? 0) ? true : undefined;
+    });
+  }, 120_000);
+
+  it('is removed, its credentials revoked, by `persona agent revoke`', async () => {
+    const r = await persona('agent', 'revoke', 'agent-db');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain('revoked 1 credential of agent-db');
+    expect(r.stdout).toContain('the agent was removed from the host');
+    expect(await db.run(`ls -d ${AGENT_PATHS.libDir} ${AGENT_PATHS.confDir} 2>/dev/null || echo gone`)).toBe(
+      'gone\n',
+    );
+    expect(await db.run('pgrep -f "persona-agent[.]sh" || echo none')).toBe('none\n');
+  }, 120_000);
+});
