@@ -445,6 +445,14 @@ const STEPS: Record<SwitchStep, StepWork> = {
     if (result.state === 'unsupported')
       throw new UnresolvedSwitchError([{ kind: 'instance.resize', key: 'instance', detail: result.reason }]);
     const from = result.state === 'resized' ? (result.previous ?? plan.resize.from) : plan.resize.from;
+    // The size the host had before any persona, where only the platform could tell it.
+    const stored = await deps.defaults.get(ctx.request.host);
+    if (from !== undefined && stored.defaults.instanceSize === undefined)
+      await deps.defaults.put(
+        ctx.request.host,
+        { ...stored, defaults: { ...stored.defaults, instanceSize: from } },
+        stored.revision,
+      );
     await deps.documents.put(op.id, 'target', {
       ...(from === undefined ? {} : { from }),
       to: size,
@@ -505,10 +513,13 @@ const STEPS: Record<SwitchStep, StepWork> = {
     const { deps, op, request } = ctx;
     const plan = await deps.documents.get<PlanDocument>(op.id, 'plan');
     await withHost(ctx, (transport) => commitOperation({ transport }, switchJournal(op.id)));
+    // The size the platform gave (a preferred one, on a capacity error), not only the one asked.
+    const resized = await deps.documents.find<ResizeDocument>(op.id, 'target');
+    const applied = resized ? { ...plan.applied, instanceSize: resized.to } : plan.applied;
     const stored = await deps.defaults.get(request.host);
     await deps.defaults.put(
       request.host,
-      { defaults: stored.defaults, applied: plan.applied, current: request.to },
+      { defaults: stored.defaults, applied, current: request.to },
       stored.revision,
     );
     if (deps.hostPersonas) {

@@ -5,6 +5,16 @@
 // of the apply roll back what was applied; hostile parameters are refused before anything
 // changes. One host for the file.
 import { randomUUID } from 'node:crypto';
+import {
+  DescribeInstancesCommand,
+  EC2Client,
+  EC2ServiceException,
+  ModifyInstanceAttributeCommand,
+  StartInstancesCommand,
+  StopInstancesCommand,
+} from '@aws-sdk/client-ec2';
+import { SSMClient } from '@aws-sdk/client-ssm';
+import { mockClient } from 'aws-sdk-client-mock';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diff } from '../../../core/delta/diff.js';
 import type { Operation } from '../../../core/operation/schema.js';
@@ -21,6 +31,7 @@ import {
   startSwitch,
   switchJournal,
 } from '../../../core/persona/switch.js';
+import { Ec2Platform, OPERATION_TAG } from '../../../core/platform/ec2.js';
 import type { Profile } from '../../../core/profile/schema.js';
 import type { Transport } from '../../../core/transport/transport.js';
 import { personaSwitchDeps } from '../../../functions/shared/persona-switch.js';
@@ -267,6 +278,132 @@ describe('a persona switch that fails', () => {
     },
     60_000,
   );
+});
+
+// EC2 has no stand-in that refuses a start for capacity: its API is aws-sdk-client-mock here,
+// with the documented shapes, and the instance's host is the test host, registered as on AWS.
+describe('a persona switch that resizes the instance', () => {
+  const ec2 = mockClient(EC2Client);
+  const INSTANCE = 'i-0fedcba9876543210';
+  let type = 'm6i.large';
+  let state = 'running';
+  let noCapacity: string[] = [];
+  let onAws: SwitchDeps;
+
+  beforeAll(async () => {
+    const registration = (await deps.hosts.get(NAME)).registration;
+    await deps.hosts.save(
+      {
+        ...registration,
+        platform: 'aws',
+        tags: { ...registration.tags, 'persona:operation': 'op-clone-7', 'persona:platform-id': INSTANCE },
+      },
+      new Date(),
+    );
+    onAws = {
+      ...deps,
+      platforms: {
+        aws: new Ec2Platform({
+          ec2: new EC2Client({ region: 'eu-west-1' }),
+          ssm: new SSMClient({ region: 'eu-west-1' }),
+          region: 'eu-west-1',
+          waits: { intervalMs: 1 },
+          sleep: async () => {},
+        }),
+      },
+    };
+    ec2.on(DescribeInstancesCommand).callsFake(() => ({
+      Reservations: [
+        {
+          Instances: [
+            {
+              InstanceId: INSTANCE,
+              InstanceType: type,
+              Architecture: 'x86_64',
+              State: { Name: state },
+              Tags: [{ Key: OPERATION_TAG, Value: 'op-clone-7' }],
+            },
+          ],
+        },
+      ],
+    }));
+    ec2.on(StopInstancesCommand).callsFake(() => {
+      state = 'stopped';
+      return { StoppingInstances: [{ InstanceId: INSTANCE, CurrentState: { Name: 'stopping', Code: 64 } }] };
+    });
+    ec2.on(ModifyInstanceAttributeCommand).callsFake((input: { InstanceType?: { Value?: string } }) => {
+      type = input.InstanceType?.Value ?? type;
+      return {};
+    });
+    ec2.on(StartInstancesCommand).callsFake(() => {
+      if (noCapacity.includes(type))
+        throw new EC2ServiceException({
+          name: 'InsufficientInstanceCapacity',
+          $fault: 'server',
+          $metadata: { httpStatusCode: 500 },
+          message: `We currently do not have sufficient ${type} capacity in the Availability Zone you requested.`,
+        });
+      state = 'running';
+      return { StartingInstances: [{ InstanceId: INSTANCE, CurrentState: { Name: 'pending', Code: 0 } }] };
+    });
+  });
+
+  afterAll(async () => {
+    ec2.restore();
+    const registration = (await deps.hosts.get(NAME)).registration;
+    const { 'persona:operation': _o, 'persona:platform-id': _p, ...tags } = registration.tags;
+    await deps.hosts.save({ ...registration, platform: 'baremetal', tags }, new Date());
+  });
+
+  const sized = (name: string, size: string, ttl: string, preferredSizes: string[] = []) =>
+    persona(name, { sysctl: { 'net.ipv4.ip_default_ttl': ttl }, instance: { size, preferredSizes } });
+
+  it('falls back to a preferred size on a capacity error, and a persona of the same size does not resize', async () => {
+    noCapacity = ['m6i.xlarge'];
+    const first = await runSwitch(
+      {
+        host: NAME,
+        to: { name: 'day', version: 1 },
+        persona: sized('day', 'm6i.xlarge', '70', ['m5.xlarge']),
+      },
+      onAws,
+    );
+    expect(first.op.status, JSON.stringify(first.op.error)).toBe('SUCCEEDED');
+    expect(type).toBe('m5.xlarge');
+    expect(state).toBe('running');
+    expect(first.op.steps.find((s) => s.name === 'resize')?.detail).toContain('size m5.xlarge');
+
+    const stops = ec2.commandCalls(StopInstancesCommand).length;
+    // A nested window: another persona the instance already has the size of.
+    const second = await runSwitch(
+      { host: NAME, to: { name: 'peak', version: 1 }, persona: sized('peak', 'm5.xlarge', '71') },
+      onAws,
+    );
+    expect(second.op.status, JSON.stringify(second.op.error)).toBe('SUCCEEDED');
+    expect(ec2.commandCalls(StopInstancesCommand)).toHaveLength(stops);
+    expect(second.op.steps.find((s) => s.name === 'resize')?.status).toBe('SKIPPED');
+    expect(await sysctl('net.ipv4.ip_default_ttl')).toBe('71');
+  }, 240_000);
+
+  it('resizes back when a later step fails, and back to the default takes the size the host had', async () => {
+    noCapacity = [];
+    const ttl = await sysctl('net.ipv4.ip_default_ttl');
+    const failing = persona('huge', {
+      sysctl: { 'net.ipv4.ip_default_ttl': '0' },
+      instance: { size: 'm6i.4xlarge' },
+    });
+    const { op } = await runSwitch({ host: NAME, to: { name: 'huge', version: 1 }, persona: failing }, onAws);
+    expect(op.status).toBe('ROLLED_BACK');
+    expect(op.error?.step).toBe('apply');
+    expect(type).toBe('m5.xlarge');
+    expect(state).toBe('running');
+    expect(await sysctl('net.ipv4.ip_default_ttl')).toBe(ttl);
+
+    const back = await runSwitch({ host: NAME, to: null, persona: null }, onAws);
+    expect(back.op.status, JSON.stringify(back.op.error)).toBe('SUCCEEDED');
+    expect(type).toBe('m6i.large');
+    expect(await sysctl('net.ipv4.ip_default_ttl')).toBe('64');
+  }, 240_000);
 });
 
 /** A transport that is cut (every command fails) from the first command holding `marker` on. */
