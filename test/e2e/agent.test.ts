@@ -147,6 +147,30 @@ describe('persona-agent in the embedded runtime', () => {
     }
   }, 120_000);
 
+  it('opens the tunnel again when its SSH connection drops, and the reports resume', async () => {
+    const port = (await web.readFile(AGENT_PATHS.config)).match(
+      /^endpoint=http:\/\/127\.0\.0\.1:(\d+)$/m,
+    )?.[1];
+    // The host's end of the tunnel is the sshd session that listens on the forwarded port.
+    const listener = await web.run(`ss -Htlnp 'sport = :${port}'`);
+    const pid = listener.match(/pid=(\d+)/)?.[1];
+    expect(pid, listener).toBeDefined();
+    await web.run(`kill -TERM ${pid}`);
+    const dropped = Date.now();
+    await until(
+      'a report after the drop',
+      async () => {
+        const s = (await metricsStore().series('agent-web', ['memory.utilization'], dropped)).get(
+          'memory.utilization',
+        );
+        return (s?.values.length ?? 0) > 0 ? true : undefined;
+      },
+      90_000,
+    );
+    const again = await web.run(`ss -Htlnp 'sport = :${port}'`);
+    expect(again.match(/pid=(\d+)/)?.[1]).not.toBe(pid);
+  }, 120_000);
+
   it("refuses one host's credential for another host's report", async () => {
     const token = (await web.readFile(AGENT_PATHS.credential)).trim();
     const res = await fetch(`${api.agentUrl}/metrics`, {
