@@ -363,6 +363,10 @@ const STEPS: Record<SwitchStep, StepWork> = {
       throw new InvalidInputError('a switch names a persona and carries its document, or neither', [
         { path: 'to', message: 'does not match the persona document' },
       ]);
+    if (request.decision.mode === 'report')
+      throw new InvalidInputError('a decision in report mode is recorded, never applied', [
+        { path: 'decision.mode', message: 'report: nothing is switched' },
+      ]);
     const persona = request.persona;
     if (persona !== null) {
       checkParameters(persona.spec.parameters, 'spec.parameters');
@@ -512,7 +516,6 @@ const STEPS: Record<SwitchStep, StepWork> = {
   async record(ctx) {
     const { deps, op, request } = ctx;
     const plan = await deps.documents.get<PlanDocument>(op.id, 'plan');
-    await withHost(ctx, (transport) => commitOperation({ transport }, switchJournal(op.id)));
     // The size the platform gave (a preferred one, on a capacity error), not only the one asked.
     const resized = await deps.documents.find<ResizeDocument>(op.id, 'target');
     const applied = resized ? { ...plan.applied, instanceSize: resized.to } : plan.applied;
@@ -522,20 +525,47 @@ const STEPS: Record<SwitchStep, StepWork> = {
       { defaults: stored.defaults, applied, current: request.to },
       stored.revision,
     );
-    if (deps.hostPersonas) {
-      const before = await deps.hostPersonas.get(request.host);
-      const state: HostPersonaState = {
-        host: request.host,
-        current: request.to?.name ?? null,
-        ...(request.to ? { currentVersion: request.to.version } : {}),
-        since: isoNow(deps).getTime(),
-        ...(before?.manual ? { manual: before.manual } : {}),
-      };
-      await deps.hostPersonas.save(state, before);
-    }
-    return { persona: request.to?.name ?? null, changes: plan.delta.changes.length };
+    if (deps.hostPersonas) await recordPersona(deps, deps.hostPersonas, request);
+    // Last: the copies kept for a rollback go once the switch stands. Copies left behind by a
+    // failure here are only files under the backup folder, not a reason to undo the switch.
+    const committed = await withHost(ctx, (transport) => commitOperation({ transport }, switchJournal(op.id)))
+      .then(() => true)
+      .catch(() => false);
+    return {
+      persona: request.to?.name ?? null,
+      changes: plan.delta.changes.length,
+      backupsDropped: committed,
+    };
   },
 };
+
+/**
+ * The host's new persona, written on top of the state read. Evaluation writes the same item (a
+ * hold time starting, a manual activation): a write that lost to one of those reads again
+ * rather than fail a switch that stands on the host.
+ */
+async function recordPersona(
+  deps: SwitchDeps,
+  store: HostPersonaRecorder,
+  request: SwitchRequest,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    const before = await store.get(request.host);
+    const state: HostPersonaState = {
+      host: request.host,
+      current: request.to?.name ?? null,
+      ...(request.to ? { currentVersion: request.to.version } : {}),
+      since: isoNow(deps).getTime(),
+      ...(before?.manual ? { manual: before.manual } : {}),
+    };
+    try {
+      await store.save(state, before);
+      return;
+    } catch (error) {
+      if (!(error instanceof ConflictError) || attempt >= 5) throw error;
+    }
+  }
+}
 
 const NO_CONTENTS = {
   async read(hash: string): Promise<Uint8Array> {
