@@ -164,11 +164,13 @@ export function parsePersonaFile(
       const name = persona.metadata.name;
       const first = seen.get(name);
       if (first !== undefined) {
-        issues.push({
-          path: 'metadata.name',
-          message: `persona ${name} is defined twice in this file (first at line ${first})`,
-          line: piece.line,
-        });
+        issues.push(
+          shift({
+            path: 'metadata.name',
+            message: `persona ${name} is defined twice in this file (first at line ${first})`,
+            ...locate(['metadata', 'name']),
+          }),
+        );
         continue;
       }
       seen.set(name, piece.line);
