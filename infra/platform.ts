@@ -98,6 +98,8 @@ export class PersonaPlatform extends Construct {
     });
     this.workflows.allowStart(this.api.functions['start-capture'], 'capture');
     this.workflows.allowStart(this.api.functions['start-clone'], 'clone');
+    // A manual activation starts the switch that applies it.
+    this.workflows.allowStart(this.api.functions['activate-persona'], 'persona-switch');
   }
 
   /**
