@@ -225,3 +225,50 @@ describe('POST /hosts/{host}/agent', () => {
     expect(res.status).toBe(404);
   });
 });
+
+describe('the agent authoriser (API Gateway REQUEST)', () => {
+  const event = (authorization?: string) =>
+    ({
+      type: 'REQUEST',
+      methodArn: 'arn:aws:execute-api:eu-west-1:111122223333:abc123/v1/POST/metrics',
+      resource: '/metrics',
+      path: '/metrics',
+      httpMethod: 'POST',
+      headers: authorization === undefined ? {} : { Authorization: authorization },
+      multiValueHeaders: {},
+      pathParameters: null,
+      queryStringParameters: null,
+      multiValueQueryStringParameters: null,
+      stageVariables: null,
+      requestContext: {},
+    }) as never;
+
+  it('allows the method it was asked for, with the agent’s host in the context', async () => {
+    const { main } = await import('../../functions/authorizers/agent/handler.js');
+    const { id, token } = await agentCredentials().issue('web-9', new Date());
+    const result = await main(event(`Bearer ${token}`));
+    expect(result).toEqual({
+      principalId: `agent:${id}`,
+      policyDocument: {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Action: 'execute-api:Invoke',
+            Effect: 'Allow',
+            Resource: 'arn:aws:execute-api:eu-west-1:111122223333:abc123/v1/POST/metrics',
+          },
+        ],
+      },
+      context: { principal: 'agent', host: 'web-9', id },
+    });
+  });
+
+  it('answers Unauthorized (API Gateway’s 401) for no token, a wrong one and a revoked one', async () => {
+    const { main } = await import('../../functions/authorizers/agent/handler.js');
+    const { token } = await agentCredentials().issue('web-10', new Date());
+    await agentCredentials().revoke('web-10', new Date());
+    for (const header of [undefined, 'Bearer nope', `Bearer ${token}`]) {
+      await expect(main(event(header))).rejects.toThrow(/^Unauthorized$/);
+    }
+  });
+});

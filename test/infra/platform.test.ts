@@ -68,6 +68,18 @@ interface DataUse {
   readonly keyActions?: readonly string[];
 }
 
+const EVALUATION_USE: DataUse = {
+  tables: {
+    Personas: 'read',
+    Hosts: 'read',
+    HostPersonas: 'read-write',
+    Metrics: 'read',
+    Signals: 'read-write',
+    Operations: 'read-write',
+  },
+  objects: { 'operations/': 'put' },
+};
+
 /** What each function works with, and so exactly what it may do with Persona's data. */
 const DATA_USE: Readonly<Record<string, DataUse>> = {
   'create-profile': { tables: { Profiles: 'read-write' }, objects: { 'profiles/': 'put' } },
@@ -123,6 +135,11 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
     keyActions: ['kms:GenerateDataKey'],
   },
   'fail-operation task': { tables: { Operations: 'read-write' } },
+  // Evaluation (POST /signals, POST /metrics after storing, the triggers' function) reads what
+  // criteria read, writes host state and signals, and records the switch it starts.
+  'post-signal': EVALUATION_USE,
+  'post-metrics': { ...EVALUATION_USE, tables: { ...EVALUATION_USE.tables, Metrics: 'read-write' } },
+  'persona-evaluate': EVALUATION_USE,
 };
 
 /** The functions that work with profiles and have no business with snapshots. */
@@ -156,6 +173,9 @@ function functionsOf({ stack }: Synthesized): Record<string, IConstruct & { role
     'capture task': stack.platform.workflows.captureFunction,
     'clone task': stack.platform.workflows.cloneFunction,
     'fail-operation task': stack.platform.workflows.failOperationFunction,
+    ...(stack.platform.personaTriggers
+      ? { 'persona-evaluate': stack.platform.personaTriggers.evaluateFunction }
+      : {}),
   };
 }
 
@@ -324,7 +344,8 @@ describe('PersonaStack', () => {
   describe('functions', () => {
     it('deploys one arm64 Node.js 22 function per handler, traced, with ESM bundles and source maps', () => {
       // One per API handler, and one per task the workflows name (fail-operation serves both).
-      template.resourceCountIs('AWS::Lambda::Function', HANDLERS.length + TASKS.length);
+      // And the persona triggers' evaluate function.
+      template.resourceCountIs('AWS::Lambda::Function', HANDLERS.length + TASKS.length + 1);
       for (const handler of HANDLERS) {
         template.hasResourceProperties('AWS::Lambda::Function', {
           Description: Match.stringLikeRegexp(`${handler}$`),
@@ -445,10 +466,15 @@ describe('PersonaStack', () => {
   });
 
   describe('API', () => {
-    it('serves every route with a method that requires IAM (SigV4) authorization', () => {
+    it('serves every route with a method that requires IAM (SigV4) authorization, but the agent routes', () => {
       template.resourceCountIs('AWS::ApiGateway::Method', ROUTES.length);
+      const agentRoutes = new Set(
+        ROUTES.filter((r) => 'auth' in r && r.auth === 'agent').map((r) => r.handler),
+      );
       for (const method of Object.values(template.findResources('AWS::ApiGateway::Method'))) {
-        expect(method.Properties.AuthorizationType).toBe('AWS_IAM');
+        expect(method.Properties.AuthorizationType).toBe(
+          agentRoutes.has(method.Properties.OperationName) ? 'CUSTOM' : 'AWS_IAM',
+        );
       }
       for (const route of ROUTES) {
         template.hasResourceProperties('AWS::ApiGateway::Method', {
@@ -468,6 +494,24 @@ describe('PersonaStack', () => {
             },
           },
           RequestValidatorId: Match.anyValue(),
+        });
+      }
+    });
+
+    it('checks agent routes with the agent authoriser: the bearer header, no cached answers, read of Agents only', () => {
+      const authorizers = template.findResources('AWS::ApiGateway::Authorizer');
+      expect(Object.values(authorizers)).toHaveLength(1);
+      const [authorizerId, authorizer] = Object.entries(authorizers)[0] ?? [];
+      expect(authorizer?.Properties).toMatchObject({
+        Type: 'REQUEST',
+        IdentitySource: 'method.request.header.Authorization',
+        AuthorizerResultTtlInSeconds: 0,
+      });
+      for (const route of ROUTES.filter((r) => 'auth' in r && r.auth === 'agent')) {
+        template.hasResourceProperties('AWS::ApiGateway::Method', {
+          OperationName: route.handler,
+          AuthorizationType: 'CUSTOM',
+          AuthorizerId: { Ref: authorizerId },
         });
       }
     });
@@ -586,10 +630,16 @@ describe('PersonaStack', () => {
 
     it('lets start-capture start only captures and start-clone only clones, and no other function start either', () => {
       const functions = template.findResources('AWS::Lambda::Function');
-      const { capture, clone } = machines();
+      const { capture, clone, 'persona-switch': personaSwitch } = machines();
       const expected: Record<string, string[]> = {
         'start-capture': [`states:StartExecution <${capture}>`],
         'start-clone': [`states:StartExecution <${clone}>`],
+        // Evaluation starts the switches it decides.
+        'post-signal': [`states:StartExecution <${personaSwitch}>`],
+        'post-metrics': [`states:StartExecution <${personaSwitch}>`],
+        'persona-evaluate': [`states:StartExecution <${personaSwitch}>`],
+        // A manual activation starts the switch that applies it.
+        'activate-persona': [`states:StartExecution <${personaSwitch}>`],
       };
       for (const [name, fn] of Object.entries(functionsOf(synthesized))) {
         const states = [...grantsOf(synthesized, fn)].filter((p) => p.startsWith('states:'));
@@ -701,7 +751,9 @@ describe('PersonaStack', () => {
     it('forwards the default bus’s persona Clone events, and no others, to the topic', () => {
       const { topic, rule } = ids();
       const rules = template.findResources('AWS::Events::Rule');
-      expect(Object.keys(rules)).toEqual([rule]);
+      // Besides the persona triggers' rule on alarm state changes (test/infra/personas.test.ts).
+      const alarms = logicalId(synthesized.stack.platform.personaTriggers?.alarmRule as IConstruct);
+      expect(Object.keys(rules).filter((id) => id !== alarms)).toEqual([rule]);
       expect(rules[rule]?.Properties).toMatchObject({
         EventBusName: 'default',
         State: 'ENABLED',

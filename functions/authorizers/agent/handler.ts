@@ -3,10 +3,23 @@
 // in the context for the handler to check against the host it acts for. Anything else is
 // API Gateway's 401. Results are not cached (the API sets a time to live of 0), so a
 // revocation holds from the next request.
+import { Logger } from '@aws-lambda-powertools/logger';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
 import { isPersonaError } from '../../../core/errors.js';
-import { authenticateAgent } from '../../../core/persona/agent/credentials.js';
-import { agentCredentials, logger } from '../../shared/runtime.js';
+import { authenticateAgent, DynamoAgentCredentials } from '../../../core/persona/agent/credentials.js';
+import { AGENTS_TABLE } from '../../../core/storage/definitions.js';
+
+// Its own few clients rather than functions/shared/runtime.ts: the authoriser runs before
+// every agent request, so its bundle holds the credential check and nothing else.
+const logger = new Logger({ serviceName: 'persona' });
+const tableName = process.env[AGENTS_TABLE.env];
+if (!tableName) throw new Error(`environment variable ${AGENTS_TABLE.env} is not set`);
+const credentials = new DynamoAgentCredentials(
+  DynamoDBDocumentClient.from(new DynamoDBClient({})),
+  tableName,
+);
 
 function authorization(event: APIGatewayRequestAuthorizerEvent): string | undefined {
   for (const [name, value] of Object.entries(event.headers ?? {})) {
@@ -17,7 +30,7 @@ function authorization(event: APIGatewayRequestAuthorizerEvent): string | undefi
 
 export const main = async (event: APIGatewayRequestAuthorizerEvent): Promise<APIGatewayAuthorizerResult> => {
   try {
-    const agent = await authenticateAgent(agentCredentials(), authorization(event), new Date());
+    const agent = await authenticateAgent(credentials, authorization(event), new Date());
     return {
       principalId: `agent:${agent.id}`,
       policyDocument: {
