@@ -113,7 +113,11 @@ export const API_HANDLER_GRANTS: Readonly<Record<HandlerName, DataGrants>> = {
   'get-openapi': {},
   // The agent routes: each reads the caller's credential (the authoriser did too, but the
   // handler is given the table it needs and nothing more).
-  'post-metrics': { tables: { [METRICS_TABLE.id]: 'read-write' } },
+  // Stores the report, then evaluates the host against it (and may start its switch).
+  'post-metrics': {
+    tables: { ...PERSONA_EVALUATION_GRANTS.tables, [METRICS_TABLE.id]: 'read-write' },
+    objects: { ...PERSONA_EVALUATION_GRANTS.objects },
+  },
   'get-agent-assignment': { tables: { [HOST_PERSONAS_TABLE.id]: 'read', [PERSONAS_TABLE.id]: 'read' } },
   'post-agent-report': { tables: { [HOST_PERSONAS_TABLE.id]: 'read-write' } },
   // Issues (and revokes older) credentials and reaches the host as a capture does.

@@ -7,6 +7,7 @@ import { Construct } from 'constructs';
 import type { ApiThrottling } from './api.js';
 import { PersonaApi } from './api.js';
 import { type CloneCloudProps, pickCloneCloudProps } from './cloud.js';
+import { PersonaTriggers } from './personas.js';
 import { PersonaStorage } from './storage.js';
 import { PersonaWorkflows } from './workflows.js';
 
@@ -55,6 +56,14 @@ export interface PersonaPlatformProps extends CloneCloudProps {
    * that context. @default none: `aws-kms` references fail with AccessDenied
    */
   readonly credentialKeys?: readonly kms.IKey[];
+  /**
+   * What wakes persona evaluation besides POST /metrics and POST /signals: EventBridge
+   * Scheduler schedules at the personas' window edges (kept by the persona write routes) and a
+   * rule on the state changes of CloudWatch alarms named `Persona/…`. Off, personas with time
+   * windows switch only when a metric report or a signal comes.
+   * @default true
+   */
+  readonly personaTriggers?: boolean;
 }
 
 /**
@@ -66,6 +75,8 @@ export class PersonaPlatform extends Construct {
   readonly storage: PersonaStorage;
   readonly api: PersonaApi;
   readonly workflows: PersonaWorkflows;
+  /** The persona triggers; undefined when `personaTriggers` is off. */
+  readonly personaTriggers: PersonaTriggers | undefined;
 
   constructor(scope: Construct, id: string, props: PersonaPlatformProps = {}) {
     super(scope, id);
@@ -100,6 +111,21 @@ export class PersonaPlatform extends Construct {
     this.workflows.allowStart(this.api.functions['start-clone'], 'clone');
     // A manual activation starts the switch that applies it.
     this.workflows.allowStart(this.api.functions['activate-persona'], 'persona-switch');
+    // Evaluation starts the switches it decides, wherever it runs.
+    this.workflows.allowStart(this.api.functions['post-signal'], 'persona-switch');
+    this.workflows.allowStart(this.api.functions['post-metrics'], 'persona-switch');
+    if (props.personaTriggers ?? true) {
+      this.personaTriggers = new PersonaTriggers(this, 'PersonaTriggers', {
+        storage: this.storage,
+        logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+        logRemovalPolicy: removalPolicy,
+      });
+      this.workflows.allowStart(this.personaTriggers.evaluateFunction, 'persona-switch');
+      for (const writer of ['create-persona', 'put-persona', 'delete-persona'] as const)
+        this.personaTriggers.allowSync(this.api.functions[writer]);
+    } else {
+      this.personaTriggers = undefined;
+    }
   }
 
   /**
