@@ -268,6 +268,23 @@ describe('AzurePlatform', () => {
       `POST ${names.vm}/start`,
     ]);
 
+    // No capacity for the size asked: the next preferred size is taken, in the same deallocation.
+    arm.failCapacity('Standard_D8s_v5', 'SkuNotAvailable');
+    const falling = arm.calls.length;
+    expect(await azure.resize(host, 'Standard_D8s_v5', { fallback: ['Standard_D2s_v5'] })).toEqual({
+      state: 'resized',
+      size: 'Standard_D2s_v5',
+      restarted: true,
+      previous: 'Standard_D4s_v5',
+    });
+    expect(callsSince(falling, (c) => c.method !== 'GET').map(short)).toEqual([
+      `POST ${names.vm}/deallocate`,
+      `PATCH virtualMachines/${names.vm}`,
+      `PATCH virtualMachines/${names.vm}`,
+      `POST ${names.vm}/start`,
+    ]);
+    arm.failCapacity('Standard_D8s_v5', undefined);
+
     // A platform snapshot is of the OS disk; restore puts the VM back on a disk made from it.
     const marking = await azure.transport(host);
     await marking.run('echo before > /etc/persona-marker');
