@@ -7,7 +7,7 @@ import { parseAllDocuments } from 'yaml';
 import type { WorkflowStarter } from '../../core/operation/workflows.js';
 import { MAX_CRITERIA_DEPTH } from '../../core/persona/schema.js';
 import { encodeCursor } from '../../core/storage/pagination.js';
-import { hostPersonas } from '../../functions/shared/runtime.js';
+import { hostPersonas, personaTriggers, useTriggerSync } from '../../functions/shared/runtime.js';
 import { useWorkflowStarter, workflows } from '../../functions/shared/workflows.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
 
@@ -219,7 +219,15 @@ describe('PUT /personas/{name}', () => {
   });
 
   it('refuses names that read as options or paths (400 naming params.name)', async () => {
-    for (const name of ['--force', '-rf', '.hidden', '%2e%2e%2fetc', 'a%2Fb', 'UPPER', `${'x'.repeat(129)}`]) {
+    for (const name of [
+      '--force',
+      '-rf',
+      '.hidden',
+      '%2e%2e%2fetc',
+      'a%2Fb',
+      'UPPER',
+      `${'x'.repeat(129)}`,
+    ]) {
       const res = await api.call('PUT', `/personas/${name}`, {
         body: named(peak, 'whatever'),
         headers: { 'if-match': '"0"' },
@@ -448,6 +456,55 @@ describe('GET /hosts/{host}/persona', () => {
     const foreign = await api.call('GET', `/hosts/view-1/persona?cursor=${first.body.history.nextCursor}`);
     expect(foreign.status).toBe(400);
     expect(foreign.body.issues[0].path).toBe('cursor');
+  });
+});
+
+describe('persona writes keep the triggers current', () => {
+  it('syncs schedules after every write and delete, and a retry after a failed sync syncs again', async () => {
+    const before = personaTriggers();
+    const calls: string[] = [];
+    let fail = false;
+    useTriggerSync({
+      async personaWritten(p) {
+        calls.push(`written ${p.metadata.name} ${p.spec.priority}`);
+        if (fail) throw new Error('Scheduler: ThrottlingException (injected)');
+      },
+      async personaDeleted(name) {
+        calls.push(`deleted ${name}`);
+        if (fail) throw new Error('Scheduler: ThrottlingException (injected)');
+      },
+    });
+    try {
+      await api.call('POST', '/personas', { body: named(businessHours, 'api-sync') });
+      const next = named(businessHours, 'api-sync');
+      next.spec.priority = 30;
+      fail = true;
+      const failed = await api.call('PUT', '/personas/api-sync', {
+        body: next,
+        headers: { 'if-match': '"1"' },
+      });
+      expect(failed.status).toBe(500);
+      fail = false;
+      // The version was written; the retry finds it unchanged and syncs its schedules.
+      const retry = await api.call('PUT', '/personas/api-sync', {
+        body: next,
+        headers: { 'if-match': '"1"' },
+      });
+      expect(retry.status).toBe(200);
+      fail = true;
+      expect((await api.call('DELETE', '/personas/api-sync')).status).toBe(500);
+      fail = false;
+      expect((await api.call('DELETE', '/personas/api-sync')).status).toBe(404);
+      expect(calls).toEqual([
+        'written api-sync 20',
+        'written api-sync 30',
+        'written api-sync 30',
+        'deleted api-sync',
+        'deleted api-sync',
+      ]);
+    } finally {
+      useTriggerSync(before);
+    }
   });
 });
 

@@ -6,10 +6,12 @@ import { etag } from '../../../core/api/schemas.js';
 import type { Persona } from '../../../core/persona/schema.js';
 import { apiErrors, json } from '../../shared/http.js';
 import { type PersonaEvent, personaBody } from '../../shared/persona-http.js';
-import { logger, metrics, personas } from '../../shared/runtime.js';
+import { logger, metrics, personas, personaTriggers } from '../../shared/runtime.js';
 
 const handler = async (event: PersonaEvent) => {
   const result = await personas().create(event.persona as Persona);
+  // Also when unchanged: a retry of a write whose schedules failed to sync syncs them.
+  await personaTriggers().personaWritten(event.persona as Persona);
   const { name, version } = result.version;
   metrics.addMetric(
     result.created ? 'PersonaVersionsWritten' : 'PersonaWritesUnchanged',

@@ -6,12 +6,14 @@ import { etag, PersonaNameParams } from '../../../core/api/schemas.js';
 import type { Persona } from '../../../core/persona/schema.js';
 import { apiErrors, json, parseRequest } from '../../shared/http.js';
 import { ifMatchVersion, type PersonaEvent, personaBody } from '../../shared/persona-http.js';
-import { logger, metrics, personas } from '../../shared/runtime.js';
+import { logger, metrics, personas, personaTriggers } from '../../shared/runtime.js';
 
 const handler = async (event: PersonaEvent<{ name: string }>) => {
   const result = await personas().put(event.params.name, event.persona as Persona, {
     expectedVersion: ifMatchVersion(event),
   });
+  // Also when unchanged: a retry of a write whose schedules failed to sync syncs them.
+  await personaTriggers().personaWritten(event.persona as Persona);
   metrics.addMetric(
     result.created ? 'PersonaVersionsWritten' : 'PersonaWritesUnchanged',
     MetricUnit.Count,
