@@ -233,6 +233,8 @@ function compare(op: Op, a: number | string, b: number | string): boolean {
   }
 }
 
+/** A signal value as a reader sees it: strings quoted. */
+const show = (v: unknown) => (typeof v === 'string' ? `"${v}"` : String(v));
 const round = (n: number) => Math.round(n * 1000) / 1000;
 
 // ---------------------------------------------------------------------------------- metric
@@ -375,6 +377,125 @@ function evaluateMetric(
   return each || compare(m.op, observed, m.value) ? TRUE : FALSE;
 }
 
+// The statistics of one metric over one duration, shared by every criterion that reads that
+// metric over that duration: the personas of a host ask the same "cpu over the last 5 minutes"
+// again and again at one instant, with only the threshold changing. One slot per metric name
+// and duration, keyed by the series object and the instant (a series is read as immutable
+// while it is evaluated). Filled without allocating; the arrays grow only at compile time.
+const slots = new Map<string, number>();
+const slotSeries: (MetricSeries | undefined)[] = [];
+let slotNow = new Float64Array(16);
+let slotWhy = new Uint8Array(16);
+let slotCount = new Float64Array(16);
+let slotMin = new Float64Array(16);
+let slotMax = new Float64Array(16);
+let slotSum = new Float64Array(16);
+const WHY_OK = 0;
+const WHY_UNKNOWN = 1;
+
+function grow<T extends Float64Array | Uint8Array>(a: T, size: number): T {
+  if (a.length >= size) return a;
+  const bigger = new (a.constructor as new (n: number) => T)(size * 2);
+  bigger.set(a);
+  return bigger;
+}
+
+function slotFor(name: string, forMs: number): number {
+  const key = `${name}\u0000${forMs}`;
+  let slot = slots.get(key);
+  if (slot === undefined) {
+    slot = slots.size;
+    slots.set(key, slot);
+    slotSeries.push(undefined);
+    slotNow = grow(slotNow, slot + 1);
+    slotWhy = grow(slotWhy, slot + 1);
+    slotCount = grow(slotCount, slot + 1);
+    slotMin = grow(slotMin, slot + 1);
+    slotMax = grow(slotMax, slot + 1);
+    slotSum = grow(slotSum, slot + 1);
+  }
+  return slot;
+}
+
+/** Fills `slot` with the statistics of `series` over [now - forMs, now], by the rules of evaluateMetric. */
+function fillSlot(slot: number, series: MetricSeries, now: number, forMs: number): void {
+  slotSeries[slot] = series;
+  slotNow[slot] = now;
+  const times = series.times;
+  const values = series.values;
+  const last = upperBound(times, now, 0, Math.min(times.length, values.length)) - 1;
+  const first = last < 0 ? 0 : lowerBound(times, now - forMs, 0, last + 1);
+  if (last < 0 || first > last) {
+    slotCount[slot] = 0;
+    slotWhy[slot] = WHY_UNKNOWN;
+    return;
+  }
+  const interval = intervalOf(series, last);
+  let why = WHY_OK;
+  if ((times[first] as number) - (now - forMs) > START_TOLERANCE_INTERVALS * interval) why = WHY_UNKNOWN;
+  if (now - (times[last] as number) > STALE_INTERVALS * interval) why = WHY_UNKNOWN;
+  let previous = times[first] as number;
+  let sum = 0;
+  let min = Number.POSITIVE_INFINITY;
+  let max = Number.NEGATIVE_INFINITY;
+  for (let i = first; i <= last; i++) {
+    const t = times[i] as number;
+    if (t - previous > STALE_INTERVALS * interval) why = WHY_UNKNOWN;
+    previous = t;
+    const v = values[i] as number;
+    sum += v;
+    if (v < min) min = v;
+    if (v > max) max = v;
+  }
+  slotWhy[slot] = why;
+  slotCount[slot] = last - first + 1;
+  slotMin[slot] = min;
+  slotMax[slot] = max;
+  slotSum[slot] = sum;
+}
+
+/** The compiled test of a metric criterion with a duration: evaluateMetric's verdict, from a shared slot. */
+function durationTest(m: MetricCriterion, forMs: number): Test {
+  const slot = slotFor(m.name, forMs);
+  const name = m.name;
+  const op = m.op;
+  const value = m.value;
+  const statistic = m.statistic ?? 'each';
+  return (input) => {
+    const series = input.metric(name);
+    if (series === undefined) return UNKNOWN;
+    const now = input.now;
+    if (slotSeries[slot] !== series || slotNow[slot] !== now) fillSlot(slot, series, now, forMs);
+    if (slotCount[slot] === 0) return UNKNOWN;
+    const min = slotMin[slot] as number;
+    const max = slotMax[slot] as number;
+    if (statistic === 'each') {
+      // A sample failing the threshold settles `each` however much data is missing: for an
+      // ordering, the lowest (or highest) sample is the one that would fail.
+      const fails =
+        op === '>'
+          ? min <= value
+          : op === '>='
+            ? min < value
+            : op === '<'
+              ? max >= value
+              : op === '<='
+                ? max > value
+                : min !== value || max !== value;
+      if (fails) return FALSE;
+      return slotWhy[slot] === WHY_OK ? TRUE : UNKNOWN;
+    }
+    if (slotWhy[slot] !== WHY_OK) return UNKNOWN;
+    const observed =
+      statistic === 'average'
+        ? (slotSum[slot] as number) / (slotCount[slot] as number)
+        : statistic === 'max'
+          ? max
+          : min;
+    return compare(op, observed, value) ? TRUE : FALSE;
+  };
+}
+
 function metricNode(m: MetricCriterion, path: string, field: string, names: Names): Node {
   if (typeof m?.name !== 'string' || typeof m.value !== 'number')
     throw invalid(field, 'expected name, op and value');
@@ -385,7 +506,11 @@ function metricNode(m: MetricCriterion, path: string, field: string, names: Name
   names.maxForSeconds = Math.max(names.maxForSeconds, forSeconds);
   return {
     path,
-    test: (input) => evaluateMetric(m, forMs, input, null),
+    // `!=` over every sample needs each sample, not the duration's statistics.
+    test:
+      forMs === 0 || (statistic === 'each' && m.op === '!=')
+        ? (input) => evaluateMetric(m, forMs, input, null)
+        : durationTest(m, forMs),
     explain(input, out) {
       const seen: MetricSeen = {
         why: 'ok',
@@ -418,15 +543,15 @@ function metricNode(m: MetricCriterion, path: string, field: string, names: Name
         default:
           detail = `${what} ${round(seen.observed)} ${result === TRUE ? '' : 'not '}${m.op} ${m.value}`;
       }
-      const values: Record<string, number | string | null> = {
+      const values = {
         [m.name]: Number.isNaN(seen.observed) ? null : round(seen.observed),
         op: m.op,
         threshold: m.value,
         forSeconds,
+        statistic,
         samples: seen.samples,
+        latestAgeSeconds: Number.isNaN(seen.latestAge) ? null : round(seen.latestAge / 1000),
       };
-      if (statistic !== 'each') values.statistic = statistic;
-      if (!Number.isNaN(seen.latestAge)) values.latestAgeSeconds = round(seen.latestAge / 1000);
       out.push({ path, holds: triName(result), detail, values });
       return result;
     },
@@ -462,9 +587,9 @@ function signalNode(s: SignalCriterion, path: string, field: string, names: Name
       else if (input.now - posted.at > maxAgeMs)
         detail = `${s.name}: posted ${age} s ago, older than ${s.maxAgeSeconds} s`;
       else if (typeof posted.value !== kind)
-        detail = `${s.name}: ${JSON.stringify(posted.value)} is not a ${kind} like ${JSON.stringify(s.value)}`;
+        detail = `${s.name}: ${show(posted.value)} is not a ${kind} like ${show(s.value)}`;
       else
-        detail = `${s.name} ${JSON.stringify(posted.value)} ${result === TRUE ? '' : 'not '}${s.op} ${JSON.stringify(s.value)}`;
+        detail = `${s.name} ${show(posted.value)} ${result === TRUE ? '' : 'not '}${s.op} ${show(s.value)}`;
       out.push({
         path,
         holds: triName(result),

@@ -55,7 +55,8 @@ export function compilePersona(persona: Persona, version: number): CompiledPerso
   const spec = persona.spec;
   const criteria = spec.criteria === undefined ? undefined : compileCriteria(spec.criteria, 'spec.criteria');
   const names = spec.hosts.names === undefined ? undefined : new Set(spec.hosts.names);
-  const labels = Object.entries(spec.hosts.labels ?? {});
+  const labelKeys = Object.keys(spec.hosts.labels ?? {});
+  const labelValues = labelKeys.map((k) => spec.hosts.labels?.[k]);
   return {
     name: persona.metadata.name,
     version,
@@ -65,7 +66,9 @@ export function compilePersona(persona: Persona, version: number): CompiledPerso
       if (names !== undefined && !names.has(host.name)) return false;
       const have = host.labels;
       if (have === undefined) return true;
-      for (const [key, value] of labels) if (have[key] !== value) return false;
+      for (let i = 0; i < labelKeys.length; i++) {
+        if (have[labelKeys[i] as string] !== labelValues[i]) return false;
+      }
       return true;
     },
   };
@@ -75,7 +78,8 @@ const byRank = (a: CompiledPersona, b: CompiledPersona) =>
   a.spec.priority - b.spec.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
 function ranked(personas: readonly CompiledPersona[], host: HostRef): readonly CompiledPersona[] {
-  const chosen = personas.filter((p) => p.selects(host));
+  const chosen: CompiledPersona[] = [];
+  for (const p of personas) if (p.selects(host)) chosen.push(p);
   for (let i = 1; i < chosen.length; i++) {
     if (byRank(chosen[i - 1] as CompiledPersona, chosen[i] as CompiledPersona) > 0)
       return chosen.sort(byRank);
@@ -89,11 +93,24 @@ const NOT_TESTED = 3;
 let seen = new Uint8Array(64);
 
 /** One reason per persona tested, from the verdicts of the last decide(). */
-function verdicts(candidates: readonly CompiledPersona[]): CriterionReason[] {
+/** `seen` for `n` candidates as one number, two bits each: a decision keeps it without an array. */
+function packVerdicts(n: number): number | Uint8Array {
+  if (n > 26) return seen.slice(0, n); // past 2^53
+  let packed = 0;
+  for (let i = n - 1; i >= 0; i--) packed = packed * 4 + (seen[i] as number);
+  return packed;
+}
+
+function verdicts(candidates: readonly CompiledPersona[], tris: number | Uint8Array): CriterionReason[] {
   const out: CriterionReason[] = [];
+  let packed = typeof tris === 'number' ? tris : 0;
   for (let i = 0; i < candidates.length; i++) {
     const p = candidates[i] as CompiledPersona;
-    const t = seen[i] as number;
+    let t: number;
+    if (typeof tris === 'number') {
+      t = packed % 4;
+      packed = (packed - t) / 4;
+    } else t = tris[i] as number;
     if (t === NOT_TESTED || p.criteria === undefined) continue;
     out.push({
       path: p.criteria.path,
@@ -104,6 +121,15 @@ function verdicts(candidates: readonly CompiledPersona[]): CriterionReason[] {
   return out;
 }
 
+function stateOf(
+  host: string,
+  current: string | null,
+  version: number | undefined,
+  since: number,
+): HostPersonaState {
+  return version === undefined ? { host, current, since } : { host, current, currentVersion: version, since };
+}
+
 function decision(
   host: string,
   at: number,
@@ -111,10 +137,26 @@ function decision(
   action: DecisionAction,
   to: string | null,
   summary: string,
-  reasons: readonly CriterionReason[],
+  reasons: () => readonly CriterionReason[],
   mode: 'act' | 'report' = 'act',
 ): Decision {
-  return { host, at, action, from, to, mode, summary: `${host} ${summary}`, reasons };
+  let built: readonly CriterionReason[] | undefined;
+  return {
+    host,
+    at,
+    action,
+    from,
+    to,
+    mode,
+    summary: `${host} ${summary}`,
+    // Built when first read, from the same input: a fleet's evaluation decides every host but
+    // records (and so reads the reasons of) only the decisions that change something. An own
+    // enumerable getter, so that JSON and spreads carry the reasons like a plain field.
+    get reasons() {
+      if (built === undefined) built = reasons();
+      return built;
+    },
+  };
 }
 
 const iso = (t: number) => new Date(t).toISOString();
@@ -175,12 +217,7 @@ export function decide(
 
   let manual = state?.manual;
   if (manual !== undefined && manual.until !== null && manual.until <= now) manual = undefined;
-  const base = {
-    host: ref.name,
-    current,
-    ...(state?.currentVersion === undefined ? {} : { currentVersion: state.currentVersion }),
-    since: state?.since ?? now,
-  };
+  const base = stateOf(ref.name, current, state?.currentVersion, state?.since ?? now);
   // A manual activation (or an operator's own change) stands until it expires, unless the
   // persona the criteria choose is enforced: that one undoes it at once, cool-down or not.
   let enforced = false;
@@ -202,7 +239,7 @@ export function decide(
           'manual',
           to,
           `keeps the manual choice of ${label(to)} ${until}${calls}`,
-          targetName === to ? reasonsOf(chosen, input) : reasonsOf(target, input),
+          () => (targetName === to ? reasonsOf(chosen, input) : reasonsOf(target, input)),
         ),
         state: {
           ...base,
@@ -216,11 +253,16 @@ export function decide(
   }
 
   if (targetName === current) {
-    const reasons =
-      target?.criteria !== undefined && !target.spec.default
-        ? reasonsOf(target, input)
-        : verdicts(candidates);
-    const stayed = { ...base, ...(target === undefined ? {} : { currentVersion: target.version }) };
+    let reasons: () => readonly CriterionReason[];
+    if (target?.criteria !== undefined && !target.spec.default) reasons = () => reasonsOf(target, input);
+    else {
+      const tris = packVerdicts(candidates.length); // the next decide() reuses `seen`
+      reasons = () => verdicts(candidates, tris);
+    }
+    const stayed =
+      target === undefined || target.version === state?.currentVersion
+        ? base
+        : stateOf(ref.name, current, target.version, base.since);
     if (
       target !== undefined &&
       state?.currentVersion !== undefined &&
@@ -263,7 +305,7 @@ export function decide(
   // The host's persona ranks above the target: it is left only on its criteria being false,
   // for its hold time.
   let falseSince: number | undefined;
-  const leaving = held !== undefined ? reasonsOf(held, input) : [];
+  const leaving = () => (held !== undefined ? reasonsOf(held, input) : []);
   if (held !== undefined && !held.spec.default && (targetIndex < 0 || currentIndex < targetIndex)) {
     if (heldTri === UNKNOWN) {
       return {
@@ -297,15 +339,12 @@ export function decide(
     }
   }
   const tracked = falseSince === undefined ? base : { ...base, falseSince };
-  const arriving = target !== undefined && !target.spec.default ? reasonsOf(target, input) : [];
-  const gone: CriterionReason[] =
-    current !== null && held === undefined
+  const reasons = (): CriterionReason[] => [
+    ...(target !== undefined && !target.spec.default ? reasonsOf(target, input) : []),
+    ...(current !== null && held === undefined
       ? [{ path: '', holds: triName(FALSE), detail: `${current} no longer applies to this host` }]
-      : [];
-  const reasons = [
-    ...arriving,
-    ...gone,
-    ...(held !== undefined && held.criteria !== undefined ? leaving : []),
+      : []),
+    ...(held !== undefined && held.criteria !== undefined ? leaving() : []),
   ];
 
   const coolDown =

@@ -314,10 +314,11 @@ export class CompiledSchedule {
     const days = Math.floor(local / DAY);
     civil(days);
     const minute = Math.floor((local - days * DAY) / MINUTE);
-    const pad = (n: number) => String(n).padStart(2, '0');
     return `${civilYear}-${pad(civilMonth)}-${pad(civilDay)} ${pad(Math.floor(minute / 60))}:${pad(minute % 60)} ${WEEKDAYS[weekdayOf(days)]}`;
   }
 }
+
+const pad = (n: number) => (n < 10 ? `0${n}` : String(n));
 
 const compiled = new WeakMap<Schedule, CompiledSchedule>();
 

@@ -108,6 +108,59 @@ describe('metric criteria', () => {
   });
 });
 
+describe('metric criteria: shared duration statistics', () => {
+  // test() reads a duration's statistics from a slot shared by every criterion on that metric
+  // and duration; explain() walks the samples itself. They must agree, whatever the samples.
+  const seriesArb = fc
+    .array(
+      fc.tuple(
+        // Mostly a sample a minute (durations covered), sometimes a late one or a gap.
+        fc.oneof(
+          { weight: 8, arbitrary: fc.constant(60) },
+          { weight: 1, arbitrary: fc.integer({ min: 1, max: 200 }) },
+        ),
+        fc.integer({ min: 0, max: 10 }),
+      ),
+      { minLength: 0, maxLength: 25 },
+    )
+    .chain((steps) =>
+      fc
+        .record({ end: fc.integer({ min: -90, max: 90 }), interval: fc.option(fc.constantFrom(30, 60)) })
+        .map(({ end, interval }) => {
+          let t = NOW + end * 1000;
+          const times: number[] = [];
+          const values: number[] = [];
+          for (const [gap, v] of [...steps].reverse()) {
+            times.unshift(t);
+            values.unshift(v);
+            t -= gap * 1000;
+          }
+          return { times, values, ...(interval === null ? {} : { intervalSeconds: interval }) };
+        }),
+    );
+  const metricArb = fc.record({
+    name: fc.constant('cpu.utilization' as const),
+    op: fc.constantFrom('>', '>=', '<', '<=', '==', '!=' as const),
+    value: fc.integer({ min: 0, max: 10 }),
+    forSeconds: fc.constantFrom(0, 60, 300, 900),
+    statistic: fc.constantFrom('each', 'average', 'max', 'min' as const),
+  });
+
+  it('property: test and explain reach the same verdict, criteria sharing a duration in any order', () => {
+    fc.assert(
+      fc.property(seriesArb, fc.array(metricArb, { minLength: 1, maxLength: 4 }), (series, criteria) => {
+        const facts = { metrics: { 'cpu.utilization': series } };
+        const compiled = criteria.map((metric) => compile({ metric }));
+        const tests = compiled.map((c) => c.test(input(facts)));
+        compiled.forEach((c, i) => {
+          expect(c.explain(input(facts))[0]?.holds).toBe(['false', 'true', 'unknown'][tests[i] as Tri]);
+        });
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
 describe('signal, predicted and schedule criteria', () => {
   const forecast = { signal: { name: 'lb/forecast', op: '>=', value: 1000, maxAgeSeconds: 600 } } as const;
 

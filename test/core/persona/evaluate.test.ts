@@ -334,6 +334,25 @@ describe('decide: manual activations', () => {
   });
 });
 
+describe('decide: reasons', () => {
+  const base = persona('base', { default: true });
+  const burst = persona('burst', { priority: 10, criteria: flag('burst') });
+  const batch = persona('batch', { priority: 20, criteria: flag('batch') });
+
+  it('carries its reasons through JSON and spreads, built from the evaluation it was decided on', () => {
+    const stayed = decide(HOST, [base, burst, batch], state('base'), facts(NOW, { burst: false }));
+    // Another decision in between must not change what the first one says.
+    decide(HOST, [base, burst, batch], state('base'), facts(NOW, { burst: true, batch: true }));
+    const expected = [
+      { path: '/signal', holds: 'false', detail: 'burst: its criteria are false' },
+      { path: '/signal', holds: 'unknown', detail: 'batch: its criteria are unknown' },
+    ];
+    expect(JSON.parse(JSON.stringify(stayed.decision)).reasons).toEqual(expected);
+    expect({ ...stayed.decision }.reasons).toEqual(expected);
+    expect(stayed.decision.summary).toBe("web-1 stays on base: no persona's criteria hold");
+  });
+});
+
 describe('decide: report mode and reasons', () => {
   const base = persona('base', { default: true });
   const trial = persona('trial', { priority: 10, criteria: flag('burst'), mode: 'report' });
