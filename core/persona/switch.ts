@@ -705,6 +705,8 @@ export async function rollbackSwitch(
   let reverted = 0;
   const touched = op.steps.some((s) => s.name === 'apply' && s.status !== 'PENDING');
   if (touched) {
+    // An apply the workflow gave up on stops at its next Change instead of racing the revert.
+    await deps.operations.requestCancel(id, isoNow(deps));
     const transport = await deps.transportFor(host, { acceptNewHostKey: false });
     try {
       const r = await revertOperation(
