@@ -306,7 +306,7 @@ export const SignalAccepted = z
       z.object({
         host: z.string(),
         outcome: z
-          .enum(['decided', 'superseded', 'failed'])
+          .enum(['decided', 'superseded', 'unselected', 'failed'])
           .describe('superseded: another evaluation of the host came first, and its decision stands'),
         action: z.enum(['switch', 'revert', 'stay', 'hold', 'cool-down', 'manual']).optional(),
         from: z.string().nullable().optional(),

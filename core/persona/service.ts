@@ -95,9 +95,10 @@ export interface HostEvaluation {
   /**
    * decided: the decision stands (and was applied when it called for it); superseded: another
    * evaluation changed the state twice while this one decided, and its decision stands instead;
-   * failed: see `error`.
+   * unselected: no persona selects the host and it has none, so there was nothing to decide
+   * and nothing was written; failed: see `error`.
    */
-  readonly outcome: 'decided' | 'superseded' | 'failed';
+  readonly outcome: 'decided' | 'superseded' | 'unselected' | 'failed';
   readonly decision?: Decision;
   /** Whether the decision was recorded in the host's history (see quietRecordSeconds). */
   readonly recorded?: boolean;
@@ -226,9 +227,12 @@ async function evaluateWith(
 ): Promise<HostEvaluation> {
   const ref = await hostRef(deps, host);
   const mine = personas.filter((p) => p.selects(ref));
-  const input = await readInput(deps, ref, mine, now);
   // A host that holds a persona which no longer selects it is still decided (it reverts).
   let state = await deps.states.get(host);
+  // Most reports come from hosts no persona is for: they are not worth a state or a decision.
+  if (mine.length === 0 && (state?.current ?? null) === null && state?.manual === undefined)
+    return { host, outcome: 'unselected' };
+  const input = await readInput(deps, ref, mine, now);
   for (let attempt = 0; ; attempt++) {
     const result = decide(ref, mine, state, input);
     try {

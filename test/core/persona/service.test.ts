@@ -207,6 +207,16 @@ describe('evaluateHost', () => {
     expect(f.signalReads).toHaveLength(1);
   });
 
+  it('writes nothing for a host no persona is for and that has none, but reverts one that still holds a persona', async () => {
+    expect(await evaluateHost(f.deps, 'db-1', NOW)).toEqual({ host: 'db-1', outcome: 'unselected' });
+    expect(f.states.saves).toBe(0);
+    expect(f.states.decisions).toEqual([]);
+    f.states.states.set('db-1', { host: 'db-1', current: 'hot', currentVersion: 1, since: NOW - 60 * MIN });
+    const result = await evaluateHost(f.deps, 'db-1', NOW);
+    expect(result.decision).toMatchObject({ action: 'revert', from: 'hot', to: null });
+    expect(f.switches.map((s) => [s.host, s.to])).toEqual([['db-1', null]]);
+  });
+
   it('reads a signal the criteria name and switches on it, ahead of a lower-ranked persona', async () => {
     f.metrics.set('web-1', new Map([['cpu.utilization', series(95)]]));
     f.signals.set('deploy-freeze', { name: 'deploy-freeze', value: true, at: NOW - MIN });
