@@ -147,6 +147,54 @@ describe('persona-agent in the embedded runtime', () => {
     }
   }, 120_000);
 
+  it('rolls back a persona version the kernel refuses, and does not try it again every interval', async () => {
+    const peak = (sysctl: Record<string, string>) =>
+      ({
+        apiVersion: API_VERSION,
+        kind: 'Persona',
+        metadata: { name: 'peak' },
+        spec: {
+          hosts: { names: ['agent-web'] },
+          parameters: { sysctl, bandwidth: [{ interface: 'eth0', egressMbps: 50 }] },
+        },
+      }) as never;
+    // The kernel takes a default TTL of 1 to 255 only; somaxconn, ordered first, is rolled back.
+    await personas().put('peak', peak({ 'net.core.somaxconn': '1024', 'net.ipv4.ip_default_ttl': '300' }), {
+      expectedVersion: 1,
+    });
+    const state = await hostPersonas().get('agent-web');
+    await hostPersonas().save({ ...(state as NonNullable<typeof state>), currentVersion: 2 }, state);
+    const ddb = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+    try {
+      const item = await until('the report of version 2', async () => {
+        const { Item } = await ddb.send(
+          new GetCommand({
+            TableName: process.env.HOST_PERSONAS_TABLE,
+            Key: { host: 'agent-web', sk: 'agent' },
+          }),
+        );
+        return Item?.version === 2 ? Item : undefined;
+      });
+      expect(item.outcome).toBe('rolled-back');
+      expect(item.entries.map((e: { target: string; status: string }) => `${e.target}:${e.status}`)).toEqual([
+        'net.core.somaxconn:changed',
+        'net.ipv4.ip_default_ttl:failed',
+        'net.ipv4.ip_default_ttl:reverted',
+        'net.core.somaxconn:reverted',
+      ]);
+    } finally {
+      ddb.destroy();
+    }
+    expect((await web.run('cat /proc/sys/net/core/somaxconn')).trim()).toBe('2048');
+    expect((await web.run('cat /proc/sys/net/ipv4/ip_default_ttl')).trim()).toBe('99');
+    // Three more intervals: the same revision is not applied (and rolled back) again.
+    await new Promise((r) => setTimeout(r, 16_000));
+    const rollbacks = (await web.readFile(AGENT_PATHS.log))
+      .split('\n')
+      .filter((l) => l.includes('rolling back'));
+    expect(rollbacks).toHaveLength(1);
+  }, 120_000);
+
   it('opens the tunnel again when its SSH connection drops, and the reports resume', async () => {
     const port = (await web.readFile(AGENT_PATHS.config)).match(
       /^endpoint=http:\/\/127\.0\.0\.1:(\d+)$/m,

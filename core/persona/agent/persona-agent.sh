@@ -438,6 +438,7 @@ rollback_journal() {
 # apply_file FILE: applies an assignment; leaves the report's JSON in $STATE_DIR/report.json
 # and sets OUTCOME.
 OUTCOME=failed
+MODE=cycle
 apply_file() {
   file=$1
   ENTRIES_JSON=
@@ -496,6 +497,13 @@ EOF
     fi
     n=$((n + 1))
   done <"$file"
+  # A revision that was refused or rolled back is not tried again every cycle (that would
+  # change and restore the host's values each interval): only a new revision is.
+  if [ "$MODE" = cycle ] && [ "$REVISION" != - ] && [ "$(cat "$STATE_DIR/failed" 2>/dev/null)" = "$REVISION" ]; then
+    OUTCOME=unchanged
+    write_report
+    return
+  fi
   if [ -n "$detail" ] || [ "$ended" != 1 ]; then
     [ -z "$detail" ] && detail="the assignment ended early (no end line)"
     [ "$refusals" -gt 0 ] && OUTCOME=refused
@@ -579,10 +587,13 @@ recover() {
   rollback_journal "$journal" || true
   OUTCOME=rolled-back
   write_report
+  # Interrupted is not refused: the next cycle tries the revision again.
+  rm -f "$STATE_DIR/failed"
   post_report
 }
 
 write_report() {
+  case $OUTCOME in refused | rolled-back) printf '%s\n' "$REVISION" >"$STATE_DIR/failed" ;; esac
   persona=null
   [ "$PERSONA" != - ] && persona="\"$PERSONA\""
   printf '{"host":"%s","revision":"%s","persona":%s,"version":%s,"outcome":"%s","at":"%s","entries":[%s]}\n' \
@@ -699,6 +710,7 @@ case ${1:-} in
     HOST=$(sed -n 's/^host=//p' "$CONF_DIR/agent.conf" 2>/dev/null | head -n 1)
     case $HOST in '' | [.-]* | *[!A-Za-z0-9._-]*) HOST=unknown ;; esac
     mkdir -p "$STATE_DIR"
+    MODE=apply
     apply_file "$2"
     cat "$STATE_DIR/report.json"
     case $OUTCOME in applied | unchanged) exit 0 ;; *) exit 1 ;; esac
