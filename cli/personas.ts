@@ -5,14 +5,14 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import pc from 'picocolors';
-import { NotFoundError } from '../core/errors.js';
+import { InvalidInputError, isPersonaError, NotFoundError } from '../core/errors.js';
 import type { Operation } from '../core/operation/schema.js';
 import { type PersonaDocument, parsePersonaFile } from '../core/persona/io.js';
 import type { Persona } from '../core/persona/schema.js';
 import { formatIssues } from '../core/profile/io.js';
 import { follow } from './capture.js';
 import type { PersonaClient } from './client.js';
-import { ApiError, exitCodeOf } from './errors.js';
+import { ApiError, EXIT, exitCodeOf } from './errors.js';
 import { ago, jsonText, table, terminalText, yamlText } from './render.js';
 
 type ClientOf = (cmd: Command) => { api: PersonaClient };
@@ -162,6 +162,42 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
       }
       if (json) out(jsonText(results));
       if (failed !== undefined) process.exitCode = exitCodeOf(failed);
+    });
+
+  personas
+    .command('validate')
+    .description('check persona files (YAML or JSON) without contacting the API')
+    .argument('<files...>', 'persona files')
+    .action((files: string[], _o, cmd: Command) => {
+      const results = files.map((file) => {
+        try {
+          const documents = readPersonaFile(file);
+          return {
+            file,
+            valid: true,
+            personas: documents.map((d) => ({ name: d.persona.metadata.name, line: d.line })),
+          };
+        } catch (e) {
+          if (e instanceof InvalidInputError)
+            return { file, valid: false, message: e.message, issues: e.issues };
+          if (isPersonaError(e))
+            return { file, valid: false, message: e.message, issues: [{ path: '', message: e.message }] };
+          throw e;
+        }
+      });
+      if (jsonOf(cmd)) out(jsonText(results));
+      else {
+        for (const r of results) {
+          if (r.valid && 'personas' in r) {
+            for (const p of r.personas ?? [])
+              out(`${pc.green('✓')} ${terminalText(`${r.file}:${p.line}`)}: persona ${terminalText(p.name)}`);
+          } else {
+            err(`${pc.red('✗')} ${terminalText(r.file)}: ${terminalText(r.message ?? 'not valid')}`);
+            for (const line of formatIssues(r.issues ?? [], r.file)) err(`  ${terminalText(line)}`);
+          }
+        }
+      }
+      if (results.some((r) => !r.valid)) process.exitCode = EXIT.INVALID;
     });
 
   personas

@@ -156,6 +156,31 @@ describe('persona personas apply', () => {
   });
 });
 
+describe('persona personas validate', () => {
+  it('checks files offline: each persona with its line, every problem with file, line and field', async () => {
+    const ok = await runPersona(
+      { ...api, url: 'http://127.0.0.1:9' } as TestPersona,
+      'personas',
+      'validate',
+      EXAMPLE,
+    );
+    expect(ok.code).toBe(0);
+    expect(ok.stdout.trim().split('\n')).toEqual([
+      `✓ ${EXAMPLE}:1: persona web-peak`,
+      `✓ ${EXAMPLE}:35: persona web-business-hours`,
+      `✓ ${EXAMPLE}:66: persona web-quiet`,
+    ]);
+    const bad = file(
+      'invalid.yaml',
+      'apiVersion: persona/v1\nkind: Persona\nmetadata: { name: x }\nspec: { hosts: {}, parameters: {}, mode: dry }\n',
+    );
+    const r = await persona('personas', 'validate', EXAMPLE, bad, 'no/such.yaml');
+    expect(r.code).toBe(3);
+    expect(r.stderr).toContain(`${bad}:4:42 spec.mode:`);
+    expect(r.stderr).toMatch(/cannot read no\/such\.yaml: ENOENT/);
+  });
+});
+
 describe('persona personas list, get, versions, delete', () => {
   it('lists, gets the latest or a version, and lists versions newest first', async () => {
     await persona('personas', 'apply', '-f', EXAMPLE);
