@@ -133,6 +133,9 @@ export class PersonaApi extends Construct {
 
     const functions: Partial<Record<HandlerName, nodejs.NodejsFunction>> = {};
     for (const route of ROUTES) {
+      // Installing a host's agent reaches the host (SSH or SSM) and sends it the agent script,
+      // which the bundle carries beside the code; it takes API Gateway's whole 29 s.
+      const reachesHosts = route.handler === 'install-agent' || route.handler === 'revoke-agent';
       const fn =
         functions[route.handler] ??
         this.function(route.handler, {
@@ -140,7 +143,15 @@ export class PersonaApi extends Construct {
           retention,
           logRemovalPolicy,
           memorySize: props.memorySize ?? 512,
-          timeout: props.timeout ?? Duration.seconds(10),
+          timeout: reachesHosts ? Duration.seconds(29) : (props.timeout ?? Duration.seconds(10)),
+          ...(reachesHosts
+            ? {
+                externalModules: ['cpu-features', '*.node'],
+                afterBundling: (inputDir: string, outputDir: string) => [
+                  `cp ${path.join(inputDir, 'core', 'persona', 'agent', 'persona-agent.sh')} ${path.join(outputDir, 'persona-agent.sh')}`,
+                ],
+              }
+            : {}),
         });
       functions[route.handler] = fn;
       this.resourceFor(route.path).addMethod(
@@ -200,6 +211,8 @@ export class PersonaApi extends Construct {
       readonly logRemovalPolicy: RemovalPolicy;
       readonly memorySize: number;
       readonly timeout: Duration;
+      readonly externalModules?: readonly string[];
+      readonly afterBundling?: (inputDir: string, outputDir: string) => string[];
     },
   ): nodejs.NodejsFunction {
     return personaFunction(this, pascalCase(handler), {

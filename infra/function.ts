@@ -19,6 +19,8 @@ export interface PersonaFunctionProps {
   /** Modules esbuild leaves out of the bundle (optional native add-ons that are never loaded). */
   readonly externalModules?: readonly string[];
   readonly vpc?: Pick<lambda.FunctionProps, 'vpc' | 'vpcSubnets' | 'securityGroups'>;
+  /** Commands run after bundling, in the bundle's folder: files the code reads beside itself. */
+  readonly afterBundling?: (inputDir: string, outputDir: string) => string[];
 }
 
 /**
@@ -88,6 +90,15 @@ export function personaFunction(
         "import { createRequire as personaCreateRequire } from 'node:module'; const require = personaCreateRequire(import.meta.url);",
       externalModules: ['@aws-sdk/*', ...(props.externalModules ?? [])],
       logLevel: nodejs.LogLevel.WARNING,
+      ...(props.afterBundling
+        ? {
+            commandHooks: {
+              beforeBundling: () => [],
+              beforeInstall: () => [],
+              afterBundling: props.afterBundling,
+            },
+          }
+        : {}),
     },
   });
 

@@ -109,6 +109,9 @@ export class PersonaPlatform extends Construct {
     });
     this.workflows.allowStart(this.api.functions['start-capture'], 'capture');
     this.workflows.allowStart(this.api.functions['start-clone'], 'clone');
+    // Installing and removing a host's agent reach the host as a capture does.
+    this.workflows.allowReachHosts(this.api.functions['install-agent']);
+    this.workflows.allowReachHosts(this.api.functions['revoke-agent']);
     // A manual activation starts the switch that applies it.
     this.workflows.allowStart(this.api.functions['activate-persona'], 'persona-switch');
     // Evaluation starts the switches it decides, wherever it runs.

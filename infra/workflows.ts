@@ -262,6 +262,11 @@ export class PersonaWorkflows extends Construct {
     machine.grantStartExecution(fn);
   }
 
+  /** Gives another function (installing a host's agent) the tasks' way to hosts. */
+  allowReachHosts(fn: lambda.Function): void {
+    this.reachHosts(fn);
+  }
+
   /** What a task needs to reach hosts: credentials, SSH or SSM, and the snapshot store's key. */
   private reachHosts(fn: lambda.Function): void {
     const { storage, credentialKeys } = this.props;
