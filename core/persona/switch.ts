@@ -525,7 +525,7 @@ const STEPS: Record<SwitchStep, StepWork> = {
       { defaults: stored.defaults, applied, current: request.to },
       stored.revision,
     );
-    if (deps.hostPersonas) await recordPersona(deps, deps.hostPersonas, request);
+    if (deps.hostPersonas) await recordPersona(deps, deps.hostPersonas, request.host, request.to);
     // Last: the copies kept for a rollback go once the switch stands. Copies left behind by a
     // failure here are only files under the backup folder, not a reason to undo the switch.
     const committed = await withHost(ctx, (transport) => commitOperation({ transport }, switchJournal(op.id)))
@@ -540,21 +540,25 @@ const STEPS: Record<SwitchStep, StepWork> = {
 };
 
 /**
- * The host's new persona, written on top of the state read. Evaluation writes the same item (a
- * hold time starting, a manual activation): a write that lost to one of those reads again
- * rather than fail a switch that stands on the host.
+ * The host's persona as the host now has it, written on top of the state read. Evaluation
+ * records its decision before it starts the switch: a state that already names the persona
+ * is left as it is (its `since` is evaluation's). Evaluation writes the same item (a hold time
+ * starting, a manual activation): a write that lost to one of those reads again rather than fail
+ * a switch that stands on the host.
  */
 async function recordPersona(
   deps: SwitchDeps,
   store: HostPersonaRecorder,
-  request: SwitchRequest,
+  host: string,
+  to: SwitchRequest['to'],
 ): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    const before = await store.get(request.host);
+    const before = await store.get(host);
+    if ((before?.current ?? null) === (to?.name ?? null) && before?.currentVersion === to?.version) return;
     const state: HostPersonaState = {
-      host: request.host,
-      current: request.to?.name ?? null,
-      ...(request.to ? { currentVersion: request.to.version } : {}),
+      host,
+      current: to?.name ?? null,
+      ...(to ? { currentVersion: to.version } : {}),
       since: isoNow(deps).getTime(),
       ...(before?.manual ? { manual: before.manual } : {}),
     };
@@ -565,6 +569,20 @@ async function recordPersona(
       if (!(error instanceof ConflictError) || attempt >= 5) throw error;
     }
   }
+}
+
+/**
+ * After a switch that did not happen: a state that says the host took the persona (evaluation
+ * wrote it before starting the switch) is put back to what the host has, since now, so that
+ * the cool-down keeps evaluation from asking again at once.
+ */
+async function unrecordPersona(deps: SwitchDeps, request: SwitchRequest): Promise<void> {
+  if (deps.hostPersonas === undefined) return;
+  const state = await deps.hostPersonas.get(request.host);
+  if (state === undefined || state.current !== (request.to?.name ?? null)) return;
+  const has = (await deps.defaults.get(request.host)).current;
+  if ((has?.name ?? null) === state.current && has?.version === state.currentVersion) return;
+  await recordPersona(deps, deps.hostPersonas, request.host, has);
 }
 
 const NO_CONTENTS = {
@@ -740,6 +758,13 @@ export async function rollbackSwitch(
       });
     }
   }
+  await unrecordPersona(deps, request).catch((error: unknown) =>
+    failures.push({
+      kind: 'persona',
+      key: request.host,
+      error: error instanceof Error ? error.message : String(error),
+    }),
+  );
   const doc: SwitchRollback = {
     failedStep,
     reason: reason.message,
@@ -781,6 +806,8 @@ export async function failSwitch(deps: SwitchDeps, id: string, caught: CaughtErr
   if (isFinished(op.status)) return op;
   const reason = reasonOf(caught);
   const step = op.steps.find((s) => s.status === 'RUNNING')?.name ?? 'validate';
+  const request = await deps.documents.find<SwitchRequest>(id, 'request');
+  if (request) await unrecordPersona(deps, request);
   await deps.operations.step(id, step, 'FAILED', isoNow(deps), reason.message);
   return deps.operations.finish(
     id,

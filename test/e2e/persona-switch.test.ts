@@ -132,6 +132,9 @@ describe('persona switch workflow', () => {
     await createPersona('refused', {
       sysctl: { 'net.core.somaxconn': '3000', 'net.ipv4.ip_default_ttl': '0' },
     });
+    // As evaluation does: the decision's state is written before the switch is started.
+    const read = await hostPersonas().get(NAME);
+    await hostPersonas().save({ host: NAME, current: 'refused', currentVersion: 1, since: Date.now() }, read);
     const { operationId } = await startPersonaSwitch({
       host: NAME,
       to: { name: 'refused', version: 1 },
@@ -141,6 +144,8 @@ describe('persona switch workflow', () => {
     expect(op.status).toBe('ROLLED_BACK');
     expect(op.error).toMatchObject({ step: 'apply' });
     expect(await sysctl('net.core.somaxconn')).toBe(before);
+    // The host did not take the persona: its state says what it has (its default).
+    expect(await hostPersonas().get(NAME)).toMatchObject({ current: null });
     const doc = await api.call('GET', `/operations/${operationId}/documents/rollback`);
     expect(doc.status).toBe(200);
     expect(doc.body).toMatchObject({ failedStep: 'apply', failures: [] });
