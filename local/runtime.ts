@@ -114,10 +114,11 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
     // EventBridge Scheduler has no stand-in: a timer wakes evaluation at window edges instead,
     // and persona writes re-arm it rather than syncing schedules.
     const service = await import('../core/persona/service.js');
+    const { personaEvaluation } = await import('../functions/shared/evaluation.js');
     const ticker = startPersonaTicker({
       load: async () => service.compileAll(await runtime.personas().loadAll()),
       evaluate: async (due, now) => {
-        for (const p of due) await service.evaluatePersonaHosts(runtime.personaEvaluation(), p.name, now);
+        for (const p of due) await service.evaluatePersonaHosts(personaEvaluation(), p.name, now);
       },
       onError: (error) => runtime.logger.warn('window-edge evaluation failed', { error: error as Error }),
     });

@@ -17,7 +17,6 @@ import {
 import { type AgentCredentials, DynamoAgentCredentials } from '../../core/persona/agent/credentials.js';
 import { MetricStore } from '../../core/persona/metrics.js';
 import type { Persona } from '../../core/persona/schema.js';
-import { type EvaluationDeps, evaluateHost } from '../../core/persona/service.js';
 import { DynamoSignalStore } from '../../core/persona/signals.js';
 import { HostPersonaStore } from '../../core/persona/state.js';
 import { PersonaStore } from '../../core/persona/store.js';
@@ -198,7 +197,6 @@ export function registeredAgentEndpoints(): AgentEndpoints | undefined {
 // --- persona evaluation and what wakes it -------------------------------------------------
 
 let signals: DynamoSignalStore | undefined;
-let evaluation: EvaluationDeps | undefined;
 
 /** External signals (POST /signals) and the per-host signals alarms become. */
 export function signalStore(): DynamoSignalStore {
@@ -206,27 +204,7 @@ export function signalStore(): DynamoSignalStore {
   return signals;
 }
 
-/** What evaluating a host reads and writes, and how it starts a switch. */
-export function personaEvaluation(): EvaluationDeps {
-  evaluation ??= {
-    personas: personas(),
-    hosts: hosts(),
-    states: hostPersonas(),
-    metrics: metricsStore(),
-    signals: signalStore(),
-    // Imported when a switch is started: the switch's module reads this one's accessors.
-    startSwitch: async (request) => (await import('./persona-switch.js')).startPersonaSwitch(request),
-  };
-  return evaluation;
-}
-
-/** Replaces what evaluation works with (tests that watch the switches it starts). */
-export function useEvaluation(deps: EvaluationDeps | undefined): void {
-  evaluation = deps;
-}
-
-// A report is evaluated where it is stored, in every runtime.
-useMetricsEvaluation((host, now) => evaluateHost(personaEvaluation(), host, now));
+// What evaluation works with is in ./evaluation.ts: only the functions that evaluate import it.
 
 /** What a persona write or delete tells the triggers. */
 export interface PersonaTriggerSync {

@@ -6,6 +6,7 @@ import { App, type CfnElement, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import type { IConstruct } from 'constructs';
+import { build } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ALARM_PREFIX, SCHEDULE_ENV } from '../../core/persona/triggers.js';
 import { TABLES } from '../../core/storage/definitions.js';
@@ -268,4 +269,40 @@ describe('PersonaPlatform with personaTriggers off', () => {
     ).filter((st) => actionsOf(st).includes('states:StartExecution'));
     expect(starts.map((st) => st.Resource)).toEqual([{ Ref: machine }]);
   });
+});
+
+describe('the functions that evaluate', () => {
+  it('bundle without the switch task’s own dependencies (transports, ssh2 and its native add-ons)', async () => {
+    for (const entry of [
+      'functions/api/post-signal/handler.ts',
+      'functions/api/post-metrics/handler.ts',
+      'functions/events/persona-evaluate/handler.ts',
+      // Every API function imports the shared runtime: it must not bring evaluation in.
+      'functions/api/get-host/handler.ts',
+    ]) {
+      const out = await build({
+        entryPoints: [entry],
+        bundle: true,
+        write: false,
+        metafile: true,
+        platform: 'node',
+        format: 'esm',
+        target: 'node22',
+        mainFields: ['module', 'main'],
+        external: ['@aws-sdk/*'],
+        logLevel: 'silent',
+      });
+      const inputs = Object.keys(out.metafile.inputs);
+      expect(
+        inputs.filter((i) => i.includes('node_modules/ssh2/')),
+        entry,
+      ).toEqual([]);
+      expect(
+        inputs.filter((i) => i.endsWith('functions/shared/clone.ts')),
+        entry,
+      ).toEqual([]);
+      const evaluates = inputs.some((i) => i.endsWith('core/persona/service.ts'));
+      expect(evaluates, entry).toBe(!entry.includes('get-host'));
+    }
+  }, 120_000);
 });

@@ -10,6 +10,8 @@ import {
   json,
   jsonBody,
 } from '../../shared/http.js';
+// Registers the evaluation of each report (and the switch it may start) in this function.
+import '../../shared/evaluation.js';
 import { evaluationAfterMetrics, logger, metricsStore } from '../../shared/runtime.js';
 
 type Event = ApiEvent & { agent?: AgentCaller; parsedBody?: MetricReport };

@@ -13,7 +13,8 @@ import {
   type HostEvaluation,
 } from '../../../core/persona/service.js';
 import { AlarmStateChange, alarmTrigger } from '../../../core/persona/triggers.js';
-import { logger, personaEvaluation, signalStore } from '../../shared/runtime.js';
+import { personaEvaluation } from '../../shared/evaluation.js';
+import { logger, signalStore } from '../../shared/runtime.js';
 
 export const WindowEdge = z.object({
   persona: PersonaMetadata.shape.name,
