@@ -6,7 +6,7 @@ import { InvalidInputError } from '../../../core/errors.js';
 import { activatePersona } from '../../../core/persona/activation.js';
 import { decisionRecord } from '../../../core/persona/state.js';
 import { type ApiEvent, apiErrors, header, json, jsonBody, parseRequest } from '../../shared/http.js';
-import { startPersonaSwitch } from '../../shared/persona-switch.js';
+import { startPersonaSwitch } from '../../shared/persona-switch-start.js';
 import { hostPersonas, hosts, logger, personas } from '../../shared/runtime.js';
 
 const IdempotencyKey = z.string().regex(/^[A-Za-z0-9_-]{8,80}$/);
