@@ -25,7 +25,7 @@ export interface PersonaSwitchRequest {
   readonly idempotencyKey?: string;
 }
 
-let dependencies: Promise<SwitchDeps> | undefined;
+let own: { defaults: DynamoDefaultsStore; cloudwatch: CloudWatchClient | undefined } | undefined;
 
 /**
  * CloudWatch where the deployment reaches AWS: in Lambda, and in the embedded runtime only
@@ -37,25 +37,29 @@ function cloudwatch(): CloudWatchClient | undefined {
   return new CloudWatchClient({ maxAttempts: 5 });
 }
 
-export function personaSwitchDeps(): Promise<SwitchDeps> {
-  dependencies ??= (async () => {
-    const clone = await cloneDeps();
-    const cw = cloudwatch();
-    return {
-      operations: clone.operations,
-      hosts: clone.hosts,
-      documents: clone.documents,
-      journal: clone.journal,
-      snapshots: clone.snapshots,
-      transportFor: clone.transportFor,
-      executors: clone.executors,
-      ...(clone.platforms ? { platforms: clone.platforms } : {}),
-      defaults: new DynamoDefaultsStore(ddb(), getRequiredEnv(HOST_PERSONAS_TABLE.env)),
-      hostPersonas: hostPersonas(),
-      ...(cw ? { cloudwatch: cw } : {}),
-    };
-  })();
-  return dependencies;
+/**
+ * The clone task's dependencies as they are now (the embedded runtime may hand the clone its own
+ * platforms: useClonePlatforms), with the switch's own stores.
+ */
+export async function personaSwitchDeps(): Promise<SwitchDeps> {
+  const clone = await cloneDeps();
+  own ??= {
+    defaults: new DynamoDefaultsStore(ddb(), getRequiredEnv(HOST_PERSONAS_TABLE.env)),
+    cloudwatch: cloudwatch(),
+  };
+  return {
+    operations: clone.operations,
+    hosts: clone.hosts,
+    documents: clone.documents,
+    journal: clone.journal,
+    snapshots: clone.snapshots,
+    transportFor: clone.transportFor,
+    executors: clone.executors,
+    ...(clone.platforms ? { platforms: clone.platforms } : {}),
+    defaults: own.defaults,
+    hostPersonas: hostPersonas(),
+    ...(own.cloudwatch ? { cloudwatch: own.cloudwatch } : {}),
+  };
 }
 
 /**
