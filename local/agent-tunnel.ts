@@ -5,6 +5,7 @@
 // A tunnel lives while the runtime runs and is opened again when its connection drops.
 import { connect } from 'node:net';
 import { InvalidInputError } from '../core/errors.js';
+import { AGENT_PATHS } from '../core/persona/agent/install.js';
 import { LocalTransport } from '../core/transport/local.js';
 import { SshTransport } from '../core/transport/ssh.js';
 import type { Transport } from '../core/transport/transport.js';
@@ -117,8 +118,10 @@ export class AgentTunnels {
       socket.on('close', () => channel.destroy());
       channel.pipe(socket).pipe(channel);
     };
-    // The same port number as the listener where the host has it free (easy to follow in
-    // logs); else one the host picks, kept from then on.
+    // The port the installed agent already calls (a runtime started again must bind the one
+    // its agents know); else the listener's own number where the host has it free (easy to
+    // follow in logs); else one the host picks, kept from then on.
+    tunnel.port ??= await installedPort(transport);
     const wanted = tunnel.port ?? target.port;
     let forward: Awaited<ReturnType<SshTransport['forwardRemote']>>;
     try {
@@ -179,4 +182,14 @@ export class AgentTunnels {
     tunnel.transport = undefined;
     await stop?.();
   }
+}
+
+/** The loopback port the host's installed agent calls, from its configuration, if any. */
+async function installedPort(transport: Transport): Promise<number | undefined> {
+  const text = await transport.getFile(AGENT_PATHS.config).then(
+    (bytes) => Buffer.from(bytes).toString('utf8'),
+    () => '',
+  );
+  const port = Number(/^endpoint=http:\/\/127\.0\.0\.1:(\d{1,5})$/m.exec(text)?.[1]);
+  return Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined;
 }

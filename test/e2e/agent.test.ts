@@ -4,21 +4,26 @@
 // persona assigned to its host and reports it, one host's credential is refused for another
 // host, and a revoked credential is refused at the agent's next call, which its log says.
 import { writeFileSync } from 'node:fs';
+import { type AddressInfo, connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_PATHS } from '../../core/persona/agent/install.js';
 import { API_VERSION } from '../../core/persona/schema.js';
+import { captureDeps } from '../../functions/shared/capture.js';
 import {
   agentCredentials,
   evaluationAfterMetrics,
   hostPersonas,
+  hosts,
   type MetricsEvaluation,
   metricsStore,
   personas,
+  registeredAgentEndpoints,
   useMetricsEvaluation,
 } from '../../functions/shared/runtime.js';
+import { AgentTunnels } from '../../local/agent-tunnel.js';
 import { createHost, destroyAllHosts, type TestHost } from '../hosts/harness.js';
 import { runPersona } from '../support/cli.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
@@ -217,6 +222,44 @@ describe('persona-agent in the embedded runtime', () => {
     );
     const again = await web.run(`ss -Htlnp 'sport = :${port}'`);
     expect(again.match(/pid=(\d+)/)?.[1]).not.toBe(pid);
+  }, 120_000);
+
+  it('is reached back on the port its agent knows by a runtime started again', async () => {
+    const endpoint = (await web.readFile(AGENT_PATHS.config)).match(/^endpoint=(.*)$/m)?.[1];
+    // What a restarted runtime does: new tunnels, reopened for the hosts with live agents.
+    await registeredAgentEndpoints()?.release('agent-web');
+    // A restarted runtime's agents' listener has another port: here a relay to this one's.
+    const listener = Number(new URL(api.agentUrl).port);
+    const relay = createServer((socket) => {
+      const upstream = connect(listener, '127.0.0.1');
+      socket.pipe(upstream).pipe(socket);
+      socket.on('error', () => upstream.destroy());
+      upstream.on('error', () => socket.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', () => r()));
+    const relayPort = (relay.address() as AddressInfo).port;
+    expect(relayPort).not.toBe(listener);
+    const restarted = new AgentTunnels({
+      connect: async (name) => {
+        const record = await hosts().get(name);
+        return captureDeps().transportFor(record.registration, { acceptNewHostKey: false });
+      },
+      target: { host: '127.0.0.1', port: relayPort },
+    });
+    try {
+      expect(await restarted.endpointFor('agent-web')).toBe(endpoint);
+      const reopened = Date.now();
+      await until('a report through the reopened tunnel', async () => {
+        const s = (await metricsStore().series('agent-web', ['memory.utilization'], reopened)).get(
+          'memory.utilization',
+        );
+        return (s?.values.length ?? 0) > 0 ? true : undefined;
+      });
+    } finally {
+      await restarted.close();
+      relay.close();
+    }
+    expect(await registeredAgentEndpoints()?.endpointFor('agent-web')).toBe(endpoint);
   }, 120_000);
 
   it("refuses one host's credential for another host's report", async () => {
