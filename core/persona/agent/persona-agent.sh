@@ -75,7 +75,7 @@ read_conf() {
   case $INTERVAL in
     '' | *[!0-9]* | 0*) log "interval is not a number of seconds"; return 1 ;;
   esac
-  [ "$INTERVAL" -ge 5 ] && [ "$INTERVAL" -le 3600 ] || { log "interval must be 5 to 3600 s"; return 1; }
+  if [ "$INTERVAL" -lt 5 ] || [ "$INTERVAL" -gt 3600 ]; then log "interval must be 5 to 3600 s"; return 1; fi
   ENDPOINT=${ENDPOINT%/}
   [ -r "$CONF_DIR/credential" ] || { log "no $CONF_DIR/credential"; return 1; }
   TOKEN=$(head -n 1 "$CONF_DIR/credential")
@@ -171,6 +171,8 @@ refused() {
 # One sample of the counters rates are made from: uptime, CPU jiffies (total, idle), disk
 # bytes and operations, network bytes received and sent.
 sample() {
+  # Kernel block device names (no spaces, no newlines); globbing is off (set -f).
+  # shellcheck disable=SC2012
   disks=$(ls /sys/block 2>/dev/null | tr '\n' ' ')
   awk -v disks=" $disks" '
     FILENAME == "/proc/uptime" { up = $1 }
@@ -295,7 +297,7 @@ write_sysctl() {
 read_cgroup() {
   [ -d "$CGROUP_ROOT$1" ] || { echo "no cgroup $1 under $CGROUP_ROOT" >&2; return 1; }
   f=$CGROUP_ROOT$1/$2
-  [ -f "$f" ] && [ ! -L "$f" ] || { echo "no file $2 in cgroup $1" >&2; return 1; }
+  if [ ! -f "$f" ] || [ -L "$f" ]; then echo "no file $2 in cgroup $1" >&2; return 1; fi
   head -n 1 "$f"
 }
 write_cgroup() {
@@ -316,13 +318,17 @@ read_tc() {
   [ -e "/sys/class/net/$1" ] || { echo "no interface $1" >&2; return 1; }
   command -v tc >/dev/null 2>&1 || { echo "tc is not installed" >&2; return 1; }
   line=$(tc qdisc show dev "$1" root 2>&1 | head -n 1) || { echo "$line" >&2; return 1; }
+  # Split into words on purpose (globbing is off): "qdisc tbf 9e50: root refcnt 2 rate ...".
+  # shellcheck disable=SC2086
   set -- $line
   if [ "${3:-}" = "0:" ] || [ "${3:-}" = "" ]; then
     printf 'none'
     return 0
   fi
-  [ "${2:-}" = tbf ] && [ "${3:-}" = "$QDISC_HANDLE" ] ||
-    { echo "root qdisc ${2:-?} ${3:-} is not Persona's to replace" >&2; return 1; }
+  if [ "${2:-}" != tbf ] || [ "${3:-}" != "$QDISC_HANDLE" ]; then
+    echo "root qdisc ${2:-?} ${3:-} is not Persona's to replace" >&2
+    return 1
+  fi
   while [ $# -gt 0 ]; do
     if [ "$1" = rate ] && [ $# -ge 2 ]; then
       printf '%s' "$2" | awk '{
