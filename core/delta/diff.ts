@@ -315,11 +315,15 @@ const LAYERS: readonly Layer[] = [
   },
   { section: 'env', diff: list('env', { add: 'env.set', remove: 'env.unset', modify: 'env.set' }) },
   { section: 'firewall', diff: fields('firewall', 'firewall.replace') },
+  // Persona's own table and egress limits: a Profile holds neither, so two Profiles never differ
+  // in them; the layers say where a persona switch puts them among the others.
+  { section: 'ingress', diff: fields('ingress', 'ingress.set') },
   { section: 'resources', diff: fields('resources', 'resource.resize') },
   {
     section: 'cgroups',
     diff: list('cgroups', { add: 'cgroup.set', remove: 'cgroup.unset', modify: 'cgroup.set' }),
   },
+  { section: 'bandwidth', diff: fields('bandwidth', 'bandwidth.set', 'bandwidth.unset') },
   {
     section: 'agents',
     diff: list('agents', { add: 'agent.install', remove: 'agent.remove', modify: 'agent.update' }),
