@@ -614,6 +614,24 @@ post_report() {
 
 # --- the cycle -----------------------------------------------------------------------------
 
+# One apply at a time on a host (the supervised loop, a timer's run, an operator's apply): a
+# lock directory holding its owner's pid; one left by a process that died is taken over.
+lock() {
+  tries=0
+  while ! mkdir "$STATE_DIR/lock" 2>/dev/null; do
+    owner=$(cat "$STATE_DIR/lock/pid" 2>/dev/null || true)
+    case $owner in
+      '' | *[!0-9]*) ;;
+      *) if ! kill -0 "$owner" 2>/dev/null; then rm -rf "$STATE_DIR/lock"; continue; fi ;;
+    esac
+    tries=$((tries + 1))
+    if [ "$tries" -ge 300 ]; then log "another apply holds $STATE_DIR/lock"; return 1; fi
+    sleep 0.1
+  done
+  printf '%s\n' $$ >"$STATE_DIR/lock/pid"
+}
+unlock() { rm -rf "$STATE_DIR/lock"; }
+
 cycle() {
   metrics_report "$STATE_DIR/metrics.json"
   http POST /metrics "$STATE_DIR/metrics.json" "$STATE_DIR/http.out"
@@ -624,8 +642,11 @@ cycle() {
   http GET "/hosts/$HOST/agent/assignment" - "$STATE_DIR/assignment" text/plain
   case $STATUS in
     200)
-      apply_file "$STATE_DIR/assignment"
-      [ "$OUTCOME" != unchanged ] && post_report
+      if lock; then
+        apply_file "$STATE_DIR/assignment"
+        unlock
+        [ "$OUTCOME" != unchanged ] && post_report
+      fi
       ;;
     *) refused "the assignment" ;;
   esac
@@ -633,7 +654,10 @@ cycle() {
 
 run() {
   read_conf || exit 78
-  recover
+  if lock; then
+    recover
+    unlock
+  fi
   log "reporting to $ENDPOINT every $INTERVAL s as host $HOST"
   trap 'log "stopping"; exit 0' TERM INT
   while :; do
@@ -707,7 +731,14 @@ stop() {
 
 case ${1:-} in
   run) run ;;
-  once) read_conf || exit 78; recover; cycle ;;
+  once)
+    read_conf || exit 78
+    if lock; then
+      recover
+      unlock
+    fi
+    cycle
+    ;;
   supervise) supervise ;;
   start) start ;;
   stop) stop ;;
@@ -717,7 +748,9 @@ case ${1:-} in
     case $HOST in '' | [.-]* | *[!A-Za-z0-9._-]*) HOST=unknown ;; esac
     mkdir -p "$STATE_DIR"
     MODE=apply
+    lock || exit 75
     apply_file "$2"
+    unlock
     cat "$STATE_DIR/report.json"
     case $OUTCOME in applied | unchanged) exit 0 ;; *) exit 1 ;; esac
     ;;

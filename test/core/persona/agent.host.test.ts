@@ -300,6 +300,17 @@ describe('applying an assignment', () => {
     expect((await host.readFile('/etc/hostname')).trim()).toBe('agent-a');
   }, 120_000);
 
+  it('takes over the apply lock of an agent process that died', async () => {
+    // A pid that no longer runs: a finished process's.
+    const dead = (await host.run("sh -c 'echo $$'")).trim();
+    await host.run(
+      `mkdir -p ${AGENT_PATHS.stateDir}/lock && echo ${dead} > ${AGENT_PATHS.stateDir}/lock/pid`,
+    );
+    const { exitCode, report } = await apply([`sysctl${TAB}net.ipv4.ip_default_ttl${TAB}64`]);
+    expect(exitCode, JSON.stringify(report)).toBe(0);
+    expect(await host.run(`ls ${AGENT_PATHS.stateDir}/lock 2>/dev/null || echo released`)).toBe('released\n');
+  }, 60_000);
+
   it('refuses an assignment cut short (no end line)', async () => {
     await transport.putFile(
       '/tmp/cut',
