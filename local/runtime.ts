@@ -72,6 +72,8 @@ function loopbackHost(host: string): string {
 
 export async function startLocal(options: LocalOptions = {}): Promise<LocalPersona> {
   const host = loopbackHost(options.host ?? '127.0.0.1');
+  // Refused before anything starts.
+  if (options.agentEndpoint !== undefined) agentEndpointUrl(options.agentEndpoint);
   const dataDir = resolve(options.dataDir ?? '.persona/data');
   const tables = TABLES.map((definition) => ({ definition, name: `persona-${definition.id.toLowerCase()}` }));
   const standIns = await startStandIns({ dataDir, tables, buckets: [LOCAL_BUCKET] });
