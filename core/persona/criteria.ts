@@ -145,7 +145,13 @@ function combine(
   const children = list.map((child, i) =>
     compileNode(child, `${self}/${i}`, `${field}.${kind}[${i}]`, depth + 1, names),
   );
-  const tests = children.map((child) => child.test);
+  const inOrder = children.map((child) => child.test);
+  // all and any are commutative, unknown included: the cheap children (schedules, signals)
+  // are tried first so that they settle the result before metrics are read.
+  const tests = list
+    .map((child, i) => ({ cost: costOf(child), test: inOrder[i] as Test }))
+    .sort((a, b) => a.cost - b.cost)
+    .map((t) => t.test);
   const n = tests.length;
   // all is false at its first false child, any true at its first true one; otherwise an
   // unknown child makes the whole unknown.
@@ -167,7 +173,7 @@ function combine(
       const results: Tri[] = new Array(n);
       const counts = [0, 0, 0];
       for (let i = 0; i < n; i++) {
-        const r = (tests[i] as Test)(input);
+        const r = (inOrder[i] as Test)(input);
         results[i] = r;
         counts[r] = (counts[r] as number) + 1;
       }
@@ -186,6 +192,15 @@ function combine(
       return result;
     },
   };
+}
+
+/** A rough cost of evaluating `c`: what reads a series costs more than a clock or a signal. */
+function costOf(c: Criterion): number {
+  if ('all' in c) return Math.max(...c.all.map(costOf));
+  if ('any' in c) return Math.max(...c.any.map(costOf));
+  if ('not' in c) return costOf(c.not);
+  if ('metric' in c) return (c.metric.forSeconds ?? 0) === 0 ? 2 : 3;
+  return 1;
 }
 
 const NEGATION: readonly Tri[] = [TRUE, FALSE, UNKNOWN];

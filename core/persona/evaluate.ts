@@ -78,6 +78,14 @@ const byRank = (a: CompiledPersona, b: CompiledPersona) =>
   a.spec.priority - b.spec.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
 
 function ranked(personas: readonly CompiledPersona[], host: HostRef): readonly CompiledPersona[] {
+  // Usually the caller has chosen the host's personas already, in order: then no copy.
+  let every = true;
+  for (let i = 0; i < personas.length && every; i++) {
+    every =
+      (personas[i] as CompiledPersona).selects(host) &&
+      (i === 0 || byRank(personas[i - 1] as CompiledPersona, personas[i] as CompiledPersona) <= 0);
+  }
+  if (every) return personas;
   const chosen: CompiledPersona[] = [];
   for (const p of personas) if (p.selects(host)) chosen.push(p);
   for (let i = 1; i < chosen.length; i++) {
@@ -112,13 +120,45 @@ function verdicts(candidates: readonly CompiledPersona[], tris: number | Uint8Ar
       packed = (packed - t) / 4;
     } else t = tris[i] as number;
     if (t === NOT_TESTED || p.criteria === undefined) continue;
-    out.push({
-      path: p.criteria.path,
-      holds: triName(t as Tri),
-      detail: `${p.name}: its criteria are ${triName(t as Tri)}`,
-    });
+    out.push(verdictOf(p, t as Tri));
   }
   return out;
+}
+
+// A persona's verdict as a reason depends on nothing but the persona and the verdict: made
+// once, frozen, shared by every decision that reports it.
+const verdictReasons = new WeakMap<CompiledPersona, readonly CriterionReason[]>();
+function verdictOf(p: CompiledPersona, t: Tri): CriterionReason {
+  let reasons = verdictReasons.get(p);
+  if (reasons === undefined) {
+    const path = p.criteria?.path ?? '';
+    reasons = ([FALSE, TRUE, UNKNOWN] as const).map((v) =>
+      Object.freeze({ path, holds: triName(v), detail: `${p.name}: its criteria are ${triName(v)}` }),
+    );
+    verdictReasons.set(p, reasons);
+  }
+  return reasons[t] as CriterionReason;
+}
+
+/** `f(...args)`, when asked. */
+function later<A extends unknown[], R>(f: (...args: A) => R, ...args: A): () => R {
+  return () => f(...args);
+}
+
+/** The reasons of a move from `current` (`held`, when it is still a persona of the host) to `target`. */
+function moving(
+  target: CompiledPersona | undefined,
+  current: string | null,
+  held: CompiledPersona | undefined,
+  input: EvaluationInput,
+): CriterionReason[] {
+  return [
+    ...(target !== undefined && !target.spec.default ? reasonsOf(target, input) : []),
+    ...(current !== null && held === undefined
+      ? [{ path: '', holds: triName(FALSE), detail: `${current} no longer applies to this host` }]
+      : []),
+    ...(held?.criteria !== undefined ? reasonsOf(held, input) : []),
+  ];
 }
 
 function stateOf(
@@ -254,11 +294,9 @@ export function decide(
 
   if (targetName === current) {
     let reasons: () => readonly CriterionReason[];
-    if (target?.criteria !== undefined && !target.spec.default) reasons = () => reasonsOf(target, input);
-    else {
-      const tris = packVerdicts(candidates.length); // the next decide() reuses `seen`
-      reasons = () => verdicts(candidates, tris);
-    }
+    if (target?.criteria !== undefined && !target.spec.default) reasons = later(reasonsOf, target, input);
+    // `seen` is packed: the next decide() reuses it.
+    else reasons = later(verdicts, candidates, packVerdicts(candidates.length));
     const stayed =
       target === undefined || target.version === state?.currentVersion
         ? base
@@ -305,7 +343,7 @@ export function decide(
   // The host's persona ranks above the target: it is left only on its criteria being false,
   // for its hold time.
   let falseSince: number | undefined;
-  const leaving = () => (held !== undefined ? reasonsOf(held, input) : []);
+  const leaving = later(reasonsOf, held, input);
   if (held !== undefined && !held.spec.default && (targetIndex < 0 || currentIndex < targetIndex)) {
     if (heldTri === UNKNOWN) {
       return {
@@ -339,13 +377,7 @@ export function decide(
     }
   }
   const tracked = falseSince === undefined ? base : { ...base, falseSince };
-  const reasons = (): CriterionReason[] => [
-    ...(target !== undefined && !target.spec.default ? reasonsOf(target, input) : []),
-    ...(current !== null && held === undefined
-      ? [{ path: '', holds: triName(FALSE), detail: `${current} no longer applies to this host` }]
-      : []),
-    ...(held !== undefined && held.criteria !== undefined ? leaving() : []),
-  ];
+  const reasons = later(moving, target, current, held, input);
 
   const coolDown =
     Math.max(held?.spec.hysteresis.coolDownSeconds ?? 0, target?.spec.hysteresis.coolDownSeconds ?? 0) * 1000;

@@ -228,10 +228,21 @@ export class CompiledSchedule {
     return Math.floor((now + this.clock.offsetAt(now)) / DAY);
   }
 
+  // The stretch of real time around the last instant evaluated over which the answer cannot
+  // change (no window starts or ends in it and the local day does not change): a fleet's
+  // evaluation reads the same schedule for many hosts within seconds of each other.
+  private steadyFrom = Number.NaN;
+  private steadyUntil = Number.NaN;
+  private steadyWindow = -1;
+
   /** Index of a window holding at `now`, or -1. */
   holding(now: number): number {
+    if (now >= this.steadyFrom && now < this.steadyUntil) return this.steadyWindow;
     const today = this.dayOf(now);
-    if (this.excepted(today)) return -1;
+    const clock = this.clock;
+    let from = clock.firstInstantAt(today * DAY);
+    let until = clock.firstInstantAt((today + 1) * DAY);
+    let found = -1;
     const windows = this.windows;
     for (let i = 0; i < windows.length; i++) {
       const w = windows[i] as CompiledWindow;
@@ -240,10 +251,22 @@ export class CompiledSchedule {
       const ends = w.ends;
       // Only windows that start the day before, on or after the local day can hold: see fill.
       for (let k = 0; k < 3; k++) {
-        if (now >= (starts[k] as number) && now < (ends[k] as number)) return i;
+        const start = starts[k] as number;
+        const end = ends[k] as number;
+        if (found < 0 && now >= start && now < end) found = i;
+        if (start <= now) from = Math.max(from, start);
+        else if (start < until) until = start;
+        if (end <= now) from = Math.max(from, end);
+        else if (end < until) until = end;
       }
     }
-    return -1;
+    if (this.excepted(today)) found = -1;
+    // Where the offset changes within the day, the day's bounds are not read again: no memo.
+    if (clock.offsetAt(from) !== clock.offsetAt(until - 1)) until = from;
+    this.steadyFrom = from;
+    this.steadyUntil = until;
+    this.steadyWindow = found;
+    return found;
   }
 
   holds(now: number): boolean {

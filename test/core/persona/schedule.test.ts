@@ -272,6 +272,20 @@ describe('nextScheduleEdge', () => {
       .chain((iso) => fc.integer({ min: at(iso) - 86_400_000, max: at(iso) + 86_400_000 })),
   );
 
+  it('property: a schedule read at many instants in any order answers as one read at each afresh', () => {
+    fc.assert(
+      fc.property(scheduleArb, fc.array(instant, { minLength: 1, maxLength: 30 }), (input, instants) => {
+        const shared = schedule(input);
+        for (const t of instants) {
+          // A copy is compiled anew, with nothing remembered from an earlier instant.
+          expect(scheduleHolds(shared, t)).toBe(scheduleHolds({ ...shared }, t));
+          expect(scheduleHolds(shared, t + 1)).toBe(scheduleHolds({ ...shared }, t + 1));
+        }
+      }),
+      { numRuns: 200 },
+    );
+  });
+
   it('property: the verdict is constant from an instant to the next edge, and changes at the edge', () => {
     fc.assert(
       fc.property(
