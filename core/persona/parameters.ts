@@ -11,6 +11,7 @@ import type { Change, EgressLimit, IngressTable } from '../delta/changes.js';
 import { KINDS } from '../delta/changes.js';
 import { InvalidInputError, type Issue } from '../errors.js';
 // The digest the ingress executor writes in the table's comment: how the host's table is compared.
+import { NO_TC } from '../orchestrator/executors/bandwidth.js';
 import { ingressDigest as ingressDigestOf } from '../orchestrator/executors/ingress.js';
 import type {
   CgroupLimit as CgroupLimitSchema,
@@ -38,7 +39,7 @@ export interface HostParameters {
   readonly sysctl: Readonly<Record<string, SysctlValue | null>>;
   readonly cgroups: Readonly<Record<string, Limit | null>>;
   /** null: the interface has the kernel's default qdisc; `other`: a root qdisc of someone else's. */
-  readonly bandwidth: Readonly<Record<string, EgressLimit | null | 'other'>>;
+  readonly bandwidth: Readonly<Record<string, EgressLimit | null | 'other' | 'no-tc'>>;
   /** The digest of Persona's firewall table, null without one; undefined when the host has no nft. */
   readonly ingress?: string | null;
   readonly packages: Readonly<Record<string, Package | null>>;
@@ -388,6 +389,10 @@ export function planSwitch(
   ].sort()) {
     const now = host.bandwidth[iface];
     const mine = persona?.bandwidth.find((b) => b.interface === iface);
+    if (now === 'no-tc') {
+      if (mine !== undefined) unresolved.push({ kind: 'bandwidth.set', key: iface, detail: NO_TC });
+      continue;
+    }
     if (now === 'other') {
       if (mine !== undefined)
         unresolved.push({

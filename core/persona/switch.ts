@@ -21,7 +21,7 @@ import { isFinished } from '../operation/schema.js';
 import type { OperationStore } from '../operation/store.js';
 import { applyChanges, commitOperation, revertOperation } from '../orchestrator/apply.js';
 import { alarmExecutor } from '../orchestrator/executors/alarms.js';
-import { readRootQdisc } from '../orchestrator/executors/bandwidth.js';
+import { hasTc, readRootQdisc } from '../orchestrator/executors/bandwidth.js';
 import type { Executors } from '../orchestrator/executors/index.js';
 import { executorsFor } from '../orchestrator/executors/index.js';
 import { ingressDigest, readIngress } from '../orchestrator/executors/ingress.js';
@@ -236,7 +236,12 @@ export async function readHostParameters(
   for (const path of keys.cgroups)
     cgroups[path] = profile.spec.resources.cgroups.find((c) => c.path === path) ?? null;
   const bandwidth: Record<string, HostParameters['bandwidth'][string]> = {};
+  const tc = keys.interfaces.length > 0 && (await hasTc(transport));
   for (const iface of keys.interfaces) {
+    if (!tc) {
+      bandwidth[iface] = 'no-tc';
+      continue;
+    }
     const q = await readRootQdisc(transport, iface);
     if (q === null) continue;
     bandwidth[iface] =

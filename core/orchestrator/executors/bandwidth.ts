@@ -73,6 +73,13 @@ export function tbfArguments(mbps: number): string[] {
   return ['rate', `${kbit(mbps)}kbit`, 'burst', String(burstBytes), 'latency', '50ms'];
 }
 
+/** Whether the host has tc: iproute2 on Debian, the separate iproute-tc package on RHEL 8 and on. */
+export async function hasTc(transport: Transport): Promise<boolean> {
+  return (await transport.run('command -v tc >/dev/null 2>&1')).exitCode === 0;
+}
+
+export const NO_TC = 'the host has no tc (iproute2; on RHEL the iproute-tc package)';
+
 export async function readRootQdisc(transport: Transport, name: string): Promise<RootQdisc | null> {
   interfaceName(name, 'interface');
   const command = sh`tc -j qdisc show dev ${name} root`;
@@ -132,11 +139,12 @@ export const bandwidthExecutor: Executor = {
 
   async prepare(ctx, change) {
     const c = bandwidthChange(change);
-    return readRootQdisc(ctx.transport, c.key);
+    return (await hasTc(ctx.transport)) ? readRootQdisc(ctx.transport, c.key) : null;
   },
 
   async apply(ctx, change) {
     const c = bandwidthChange(change);
+    if (!(await hasTc(ctx.transport))) return unresolved(NO_TC);
     const now = await readRootQdisc(ctx.transport, c.key);
     if (now === null) {
       throw new HostStateConflictError(`the host has no interface ${c.key}`, c.kind, c.key);

@@ -167,6 +167,14 @@ describe('planSwitch', () => {
     ]);
   });
 
+  it('lists an egress limit on a host without tc (RHEL without iproute-tc) as unresolved, naming the package', () => {
+    const host: HostParameters = { ...HOST, bandwidth: { eth0: 'no-tc' } };
+    const plan = planSwitch(host, EMPTY_DEFAULTS, NOTHING_APPLIED, day, CLOUD);
+    expect(plan.unresolved).toEqual([
+      expect.objectContaining({ kind: 'bandwidth.set', detail: expect.stringContaining('iproute-tc') }),
+    ]);
+  });
+
   it('makes thresholds alarms on EC2 only, removing those the persona drops', () => {
     const alarmed = params({ thresholds: [{ metric: 'cpu.utilization', comparison: '>', value: 80 }] });
     expect(kinds(planSwitch(HOST, EMPTY_DEFAULTS, NOTHING_APPLIED, alarmed, CLOUD))).toEqual([]);
