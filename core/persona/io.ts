@@ -216,18 +216,22 @@ function splitDocuments(text: string): { text: string; line: number }[] {
   let offset = 0;
   let directiveAt: number | undefined;
   let content = false;
+  // Whether the piece being read has its `---` already: a second one starts another document.
+  let started = false;
   for (const token of new Lexer().lex(text)) {
     if (token === '\x02' || token === '\x1f' || token === '\x18') continue;
     const type = CST.tokenType(token);
     if (type === 'directive-line') directiveAt ??= offset;
     else if (type === 'doc-start') {
       // Comments and directives before the first `---` belong to the document it starts.
-      if (content) starts.push(directiveAt ?? offset);
+      if (content || started) starts.push(directiveAt ?? offset);
       directiveAt = undefined;
       content = false;
+      started = true;
     } else if (type === 'doc-end') {
       starts.push(offset + token.length);
       content = false;
+      started = false;
     } else if (type !== 'space' && type !== 'newline' && type !== 'comment' && type !== 'byte-order-mark') {
       content = true;
     }
@@ -235,10 +239,13 @@ function splitDocuments(text: string): { text: string; line: number }[] {
   }
   const out: { text: string; line: number }[] = [];
   for (let i = 0; i < starts.length; i++) {
-    const from = starts[i] as number;
     const to = starts[i + 1] ?? text.length;
+    let from = starts[i] as number;
+    if (text.slice(from, to).trim() === '') continue;
+    // From the line of its first text: a document after `...` starts on the next line.
+    const first = from + (text.slice(from, to).length - text.slice(from, to).trimStart().length);
+    from = Math.max(from, text.lastIndexOf('\n', first - 1) + 1);
     const piece = text.slice(from, to);
-    if (piece.trim() === '') continue;
     out.push({ text: piece, line: lineAt(text, from) });
   }
   return out;

@@ -402,3 +402,52 @@ describe('PersonaStore delete', () => {
     expect((await store.get('del-stale')).version.version).toBe(2);
   });
 });
+
+describe('parsePersonaFile', () => {
+  const doc = (name: string) =>
+    `apiVersion: persona/v1\nkind: Persona\nmetadata: { name: ${name} }\nspec: { hosts: {}, parameters: {} }\n`;
+  const names = (text: string | Uint8Array) =>
+    parsePersonaFile(text).map((d) => [d.persona.metadata.name, d.line]);
+
+  it('splits at document starts and ends, keeping comments and directives with the document they precede', () => {
+    expect(names(`# the fleet\n---\n${doc('a')}---\n${doc('b')}`)).toEqual([
+      ['a', 1],
+      ['b', 7],
+    ]);
+    expect(names(`${doc('a')}...\n%YAML 1.2\n---\n${doc('b')}...\n`)).toEqual([
+      ['a', 1],
+      ['b', 6],
+    ]);
+    // A `---` inside a quoted value is not a separator.
+    expect(
+      names(
+        doc('a')
+          .replace('parameters: {}', 'parameters: {}\n  \n')
+          .replace('kind: Persona', 'kind: "Persona"'),
+      ),
+    ).toEqual([['a', 1]]);
+    expect(names(`${doc('a')}---\n---\n# nothing here\n---\n${doc('b')}`).map(([n]) => n)).toEqual([
+      'a',
+      'b',
+    ]);
+    expect(names(JSON.stringify(parsePersona(doc('j'))))).toEqual([['j', 1]]);
+  });
+
+  it('refuses an empty file, bytes that are not UTF-8 (naming the line), and too many documents', () => {
+    expect(() => parsePersonaFile('# only a comment\n')).toThrow(/holds no persona/);
+    const bad = Buffer.concat([Buffer.from(`${doc('a')}# caf`), Buffer.from([0xe9]), Buffer.from('\n')]);
+    const error = (() => {
+      try {
+        parsePersonaFile(bad, { source: 'latin1.yaml' });
+      } catch (e) {
+        return e as InvalidInputError;
+      }
+    })();
+    expect(error?.issues[0]).toMatchObject({
+      line: 5,
+      message: expect.stringMatching(/invalid UTF-8 at byte/),
+    });
+    const many = Array.from({ length: 201 }, (_, i) => doc(`p${i}`)).join('---\n');
+    expect(() => parsePersonaFile(many)).toThrow(/too many documents/);
+  });
+});
