@@ -239,6 +239,38 @@ describe('a persona switch that fails', () => {
     expect((await host.exec('test -e /etc/sysctl.d/60-persona.conf')).exitCode).toBe(1);
   }, 240_000);
 
+  it('puts back the previous persona (its tc rate, its table) when Verify cannot read the host', async () => {
+    expect((await runSwitch({ host: NAME, to: { name: 'fast', version: 1 }, persona: FAST })).op.status).toBe(
+      'SUCCEEDED',
+    );
+    const tableBefore = await personaTable();
+    const slow = persona('slow', {
+      sysctl: { 'net.ipv4.ip_default_ttl': '33' },
+      bandwidth: [{ interface: 'eth0', egressMbps: 5 }],
+      security: { allowIngress: [{ port: 9090, protocol: 'udp' }] },
+    });
+    let opened = 0;
+    const blind: SwitchDeps = {
+      ...deps,
+      async transportFor(registration, options) {
+        const inner = await deps.transportFor(registration, options);
+        opened += 1;
+        // Baseline, Apply, then Verify's: cut from its first command.
+        return opened === 3 ? cutAt(inner, '') : inner;
+      },
+    };
+    const { op } = await runSwitch({ host: NAME, to: { name: 'slow', version: 1 }, persona: slow }, blind);
+    expect(op.status, JSON.stringify(op.error)).toBe('ROLLED_BACK');
+    expect(op.error?.step).toBe('verify');
+    expect(await sysctl('net.ipv4.ip_default_ttl')).toBe('77');
+    const q = await rootQdisc();
+    expect(q).toMatchObject({ kind: 'tbf', handle: '9e50:' });
+    expect(q.options.rate).toBe(50_000_000 / 8);
+    expect(await personaTable()).toBe(tableBefore);
+    expect((await runSwitch({ host: NAME, to: null, persona: null })).op.status).toBe('SUCCEEDED');
+    expect((await rootQdisc()).kind).toBe('noqueue');
+  }, 240_000);
+
   it('rolls back on a host without a cgroup filesystem, saying so, rather than pretend the limit holds', async () => {
     const ttl = await sysctl('net.ipv4.ip_default_ttl');
     const weighted = persona('weighted', {
