@@ -10,6 +10,7 @@ import {
   UpdateScheduleCommand,
 } from '@aws-sdk/client-scheduler';
 import { mockClient } from 'aws-sdk-client-mock';
+import fc from 'fast-check';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { type CriterionInput, Persona } from '../../../core/persona/schema.js';
 import {
@@ -274,5 +275,127 @@ describe('deletePersonaSchedules', () => {
     scheduler.on(DeleteScheduleCommand, { Name: names[1] }).resolves({});
     expect(await deletePersonaSchedules(client, TARGET, 'gone')).toEqual(names);
     expect(scheduler.commandCalls(DeleteScheduleCommand)).toHaveLength(2);
+  });
+});
+
+// --- the law: cron is widened, never narrowed -------------------------------------------------
+
+/** Whether a schedule's cron expression fires at `instant` (read in its time zone). */
+function fires(
+  schedule: { expression: string; timezone: string; startDate?: Date; endDate?: Date },
+  instant: number,
+) {
+  if (schedule.startDate && instant < schedule.startDate.getTime()) return false;
+  if (schedule.endDate && instant > schedule.endDate.getTime()) return false;
+  const [minute, hour, dom, month, dow] = schedule.expression.slice(5, -1).split(' ');
+  const parts = Object.fromEntries(
+    new Intl.DateTimeFormat('en-US', {
+      timeZone: schedule.timezone,
+      hourCycle: 'h23',
+      year: 'numeric',
+      month: 'numeric',
+      day: 'numeric',
+      hour: 'numeric',
+      minute: 'numeric',
+      weekday: 'short',
+    })
+      .formatToParts(new Date(instant))
+      .map((p) => [p.type, p.value]),
+  );
+  const [y, mo, d] = [Number(parts.year), Number(parts.month), Number(parts.day)];
+  const weekday = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'].indexOf(parts.weekday as string) + 1;
+  const list = (field: string) => field.split(',');
+  if (Number(minute) !== Number(parts.minute) || Number(hour) !== Number(parts.hour)) return false;
+  if (
+    dom !== '*' &&
+    dom !== '?' &&
+    !list(dom as string)
+      .map(Number)
+      .includes(d)
+  )
+    return false;
+  if (
+    month !== '*' &&
+    !list(month as string)
+      .map(Number)
+      .includes(mo)
+  )
+    return false;
+  if (dow === '?') return true;
+  const nth = /^(\d)#(\d)$/.exec(dow as string);
+  if (nth) return weekday === Number(nth[1]) && Math.ceil(d / 7) === Number(nth[2]);
+  const last = /^(\d)L$/.exec(dow as string);
+  if (last) return weekday === Number(last[1]) && d + 7 > new Date(Date.UTC(y, mo, 0)).getUTCDate();
+  return list(dow as string).includes((parts.weekday as string).toUpperCase());
+}
+
+describe('schedulesFor, against the schedule engine', () => {
+  const WEEKDAY_NAMES = ['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'] as const;
+  // Daylight saving moves clocks between 01:00 and 03:00 in these zones; Scheduler's handling
+  // of a time that does not exist is its own (TRIGGERS.md), so windows keep clear of it there.
+  const zone = fc.constantFrom('UTC', 'Asia/Kolkata', 'Europe/Paris', 'America/New_York', 'Australia/Sydney');
+  const clockIn = (from: number, to: number) =>
+    fc
+      .tuple(fc.integer({ min: from, max: to }), fc.constantFrom(0, 15, 30, 45))
+      .map(([h, m]) => `${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}`);
+  const days = fc.uniqueArray(fc.constantFrom(...WEEKDAY_NAMES), { minLength: 1, maxLength: 7 });
+  const nthWeekday = fc.record({
+    weekday: fc.constantFrom(...WEEKDAY_NAMES),
+    n: fc.constantFrom(1, 2, 3, 4, 5, -1 as const),
+  });
+  const monthDays = fc.uniqueArray(fc.integer({ min: 1, max: 31 }), { minLength: 1, maxLength: 4 });
+  // Each way of choosing days about as often, so that every branch of the cron is exercised.
+  const dayRule = fc.oneof(
+    fc.constant({}),
+    fc.record({ days }),
+    fc.record({ nthWeekday }),
+    fc.record({ monthDays }),
+    fc.record({ days, monthDays }),
+    fc.record({ days, nthWeekday }),
+  );
+  const window = (dst: boolean) =>
+    fc
+      .tuple(
+        dst ? clockIn(4, 22) : clockIn(0, 23),
+        fc.oneof(dst ? clockIn(4, 22) : clockIn(0, 23), fc.constant('24:00')),
+        dayRule,
+        fc.option(fc.uniqueArray(fc.integer({ min: 1, max: 12 }), { minLength: 1, maxLength: 6 }), {
+          nil: undefined,
+        }),
+      )
+      .map(([start, end, rule, months]) => ({ start, end, ...rule, ...(months ? { months } : {}) }));
+  const schedule = zone.chain((timezone) =>
+    fc.record({
+      timezone: fc.constant(timezone),
+      windows: fc.array(window(timezone !== 'UTC' && timezone !== 'Asia/Kolkata'), {
+        minLength: 1,
+        maxLength: 2,
+      }),
+    }),
+  );
+
+  it('fires at every instant a window starts or ends (property)', async () => {
+    const { nextScheduleEdge } = await import('../../../core/persona/schedule.js');
+    const { Schedule } = await import('../../../core/persona/schema.js');
+    fc.assert(
+      fc.property(schedule, (input) => {
+        const parsed = Schedule.parse(input);
+        const p = persona('law', { schedule: input as never });
+        const schedules = schedulesFor(p, NOW);
+        let t = NOW;
+        const until = NOW + 400 * 86_400_000;
+        for (let i = 0; i < 60; i++) {
+          const edge = nextScheduleEdge(parsed, t);
+          if (edge === undefined || edge > until) break;
+          const by = schedules.filter((s) => fires(s, edge));
+          expect(
+            by.length,
+            `${new Date(edge).toISOString()} in ${parsed.timezone}: ${JSON.stringify(schedules.map((s) => s.expression))}`,
+          ).toBeGreaterThan(0);
+          t = edge;
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });
