@@ -9,6 +9,7 @@
 #   persona-agent.sh supervise    run `run`, restarting it when it exits (hosts without systemd)
 #   persona-agent.sh start|stop   start the supervisor if it is not running / stop it
 #   persona-agent.sh apply FILE   apply an assignment file; print the report; post nothing
+#   persona-agent.sh metrics      print this cycle's metric report; post nothing
 #
 # Data is never code: the configuration is read line by line, never sourced; the assignment is
 # lines of TAB-separated fields, each checked against a strict grammar (valid_*) before it is
@@ -27,6 +28,9 @@ export PATH
 
 CONF_DIR=/etc/persona-agent
 STATE_DIR=/var/lib/persona-agent
+# Numbers the host's applications report themselves (request rate, data processed): one file
+# per metric, written by root or by whom the operator lets write here.
+METRICS_DIR=/run/persona-agent/metrics
 PIDFILE=/run/persona-agent.pid
 LOG=/var/log/persona-agent.log
 CGROUP_ROOT=/sys/fs/cgroup
@@ -199,13 +203,44 @@ sample() {
   ' /proc/uptime /proc/stat /proc/diskstats /proc/net/dev 2>/dev/null
 }
 
+# The applications' own numbers as JSON members (",name":value...): files of METRICS_DIR named
+# requests.per_second, data.processed.bytes_per_second or custom.<name>, each holding one
+# decimal number, written within the last two intervals. A name, link or value outside that
+# grammar is skipped: the content is only ever a number in the report.
+app_metrics() {
+  [ -d "$METRICS_DIR" ] || return 0
+  now_s=$(date +%s)
+  # File names without newlines are all this reads (ls -1 of a folder; globbing is off).
+  # shellcheck disable=SC2012
+  ls -1 "$METRICS_DIR" 2>/dev/null | while IFS= read -r name; do
+    case $name in
+      requests.per_second | data.processed.bytes_per_second) ;;
+      custom.*)
+        case ${name#custom.} in
+          '' | *[!a-z0-9_.]* | .* | *. | *..*) continue ;;
+        esac
+        [ ${#name} -le 128 ] || continue
+        ;;
+      *) continue ;;
+    esac
+    file=$METRICS_DIR/$name
+    if [ -L "$file" ] || [ ! -f "$file" ]; then continue; fi
+    written=$(stat -c %Y -- "$file" 2>/dev/null) || continue
+    [ $((now_s - written)) -le $((2 * INTERVAL)) ] || continue
+    head -c 64 -- "$file" 2>/dev/null | head -n 1 | awk -v name="$name" '
+      $0 ~ /^-?[0-9]+(\.[0-9]+)?$/ { printf ",\"%s\":%.6f", name, $0 + 0 }'
+  done
+}
+
 # The MetricReport of this cycle as JSON into $1; rates against the previous cycle's sample.
 metrics_report() {
   now=$(sample)
   previous=$(cat "$STATE_DIR/sample" 2>/dev/null || true)
-  printf '%s\n' "$now" >"$STATE_DIR/sample"
+  # `metrics` shows a report without moving the agent's own rate baseline.
+  if [ "${SHOW_ONLY:-0}" != 1 ]; then printf '%s\n' "$now" >"$STATE_DIR/sample"; fi
   at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  awk -v now="$now" -v prev="$previous" -v host="$HOST" -v at="$at" -v interval="$INTERVAL" '
+  extra=$(app_metrics)
+  awk -v now="$now" -v prev="$previous" -v host="$HOST" -v at="$at" -v interval="$INTERVAL" -v extra="$extra" '
     FILENAME == "/proc/meminfo" && $1 == "MemTotal:" { mt = $2 }
     FILENAME == "/proc/meminfo" && $1 == "MemAvailable:" { ma = $2 }
     FILENAME == "/proc/loadavg" { load = $1 }
@@ -223,7 +258,8 @@ metrics_report() {
         if (n[6] >= p[6]) out = out sprintf(",\"network.rx.bytes_per_second\":%.2f", (n[6] - p[6]) / dt)
         if (n[7] >= p[7]) out = out sprintf(",\"network.tx.bytes_per_second\":%.2f", (n[7] - p[7]) / dt)
       }
-      printf "{\"host\":\"%s\",\"at\":\"%s\",\"intervalSeconds\":%d,\"values\":{%s}}\n", host, at, interval, out
+      if (out == "") extra = substr(extra, 2)
+      printf "{\"host\":\"%s\",\"at\":\"%s\",\"intervalSeconds\":%d,\"values\":{%s%s}}\n", host, at, interval, out, extra
     }
   ' /proc/meminfo /proc/loadavg >"$1"
 }
@@ -754,8 +790,13 @@ case ${1:-} in
     cat "$STATE_DIR/report.json"
     case $OUTCOME in applied | unchanged) exit 0 ;; *) exit 1 ;; esac
     ;;
+  metrics)
+    read_conf || exit 78
+    SHOW_ONLY=1
+    metrics_report "$STATE_DIR/metrics.show" && cat "$STATE_DIR/metrics.show"
+    ;;
   *)
-    echo "usage: persona-agent.sh run|once|supervise|start|stop|apply FILE" >&2
+    echo "usage: persona-agent.sh run|once|supervise|start|stop|apply FILE|metrics" >&2
     exit 64
     ;;
 esac

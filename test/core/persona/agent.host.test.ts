@@ -210,6 +210,43 @@ async function hostState() {
   };
 }
 
+describe("reporting the applications' own numbers", () => {
+  it('reports request rate, data processed and custom metrics from their files, and nothing else', async () => {
+    const dir = '/run/persona-agent/metrics';
+    await host.run(
+      [
+        `mkdir -p ${dir} && cd ${dir}`,
+        'echo 42.5 > requests.per_second',
+        'echo 1200 > data.processed.bytes_per_second',
+        'echo 7 > custom.queue_depth',
+        // Hostile or stale: a value that is a command, a name outside the grammar, a link to
+        // another file, a file last written an hour ago, a value on its second line.
+        "echo '1;reboot' > custom.evil",
+        'echo 3 > other',
+        'ln -sf /etc/hostname custom.link',
+        'echo 9 > custom.old && touch -d "1 hour ago" custom.old',
+        "printf '\\n5\\n' > custom.second_line",
+      ].join(' && '),
+    );
+    const result = await transport.run(`/bin/sh ${AGENT_PATHS.script} metrics`);
+    expect(result.exitCode).toBe(0);
+    const report = JSON.parse(result.stdout.trim().split('\n').at(-1) ?? 'null');
+    expect(report.host).toBe('agent-a');
+    const own = Object.fromEntries(
+      Object.entries(report.values as Record<string, number>).filter(
+        ([name]) => name.startsWith('custom.') || name.startsWith('requests.') || name.startsWith('data.'),
+      ),
+    );
+    expect(own).toEqual({
+      'requests.per_second': 42.5,
+      'data.processed.bytes_per_second': 1200,
+      'custom.queue_depth': 7,
+    });
+    expect(report.values['memory.utilization']).toBeGreaterThan(0);
+    await host.run(`rm -r ${dir}`);
+  });
+});
+
 describe('applying an assignment', () => {
   it('applies sysctl, cgroup and tc entries, reads each back, and leaves equal ones alone', async () => {
     const before = await hostState();
