@@ -21,10 +21,5 @@ export function personaEvaluation(): EvaluationDeps {
   return evaluation;
 }
 
-/** Replaces what evaluation works with (tests that watch the switches it starts). */
-export function useEvaluation(deps: EvaluationDeps | undefined): void {
-  evaluation = deps;
-}
-
 // A function that imports this evaluates each metric report where it stores it.
 useMetricsEvaluation((host, now) => evaluateHost(personaEvaluation(), host, now));

@@ -300,6 +300,11 @@ describe('the persona evaluate function', () => {
     const misnamed = await invoke(singleMetricAlarm('Persona/a/b/c', 'ALARM', {}, cwTime()));
     expect(misnamed).toMatchObject({ trigger: 'ignored' });
     expect(misnamed.detail).toContain('Persona/<key>');
+    // A dimension value that is no host name is not taken for one.
+    const hostile = await invoke(
+      singleMetricAlarm('Persona/cpu-high', 'ALARM', { PersonaHost: 'app-1; reboot' }, cwTime()),
+    );
+    expect(hostile).toMatchObject({ trigger: 'ignored', evaluated: 0 });
     expect(await invoke({ persona: 'x', reason: 'reboot' })).toMatchObject({
       trigger: 'ignored',
       evaluated: 0,

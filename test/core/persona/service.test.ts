@@ -572,6 +572,19 @@ describe('DynamoSignalStore on DynamoDB Local', () => {
     expect((await store.forHost(web1, ['alarm/cpu'], NOW)).get('alarm/cpu')?.value).toBe('OK');
   });
 
+  it('skips a damaged item rather than failing every evaluation that names it', async () => {
+    const { PutCommand } = await import('@aws-sdk/lib-dynamodb');
+    await ddb.send(
+      new PutCommand({
+        TableName: 'signals',
+        Item: { name: 'damaged', signal: 'damaged', value: { nested: 'map' }, at: 'yesterday' },
+      }),
+    );
+    await store.put({ name: 'fine', value: 1 }, NOW);
+    const found = await store.forHost(web1, ['damaged', 'fine'], NOW);
+    expect([...found.keys()]).toEqual(['fine']);
+  });
+
   it('reads more than one batch of names', async () => {
     const names = Array.from({ length: 120 }, (_, i) => `s${i}`);
     for (const name of names.slice(0, 3)) await store.put({ name, value: name }, NOW);
