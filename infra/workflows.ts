@@ -219,6 +219,11 @@ export class PersonaWorkflows extends Construct {
         resources: [alarms],
       }),
     );
+    Validations.of(personaSwitch.role as iam.IRole).acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:persona-*]',
+      reason:
+        "A persona's thresholds are alarms Persona names persona-<host>-...; the task manages those only.",
+    });
     this.personaSwitchFunction = personaSwitch;
 
     const fail = personaFunction(this, 'FailOperationTask', {

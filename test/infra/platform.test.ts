@@ -134,6 +134,28 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
     // Baseline and Record capture the target: the same data key as the capture task.
     keyActions: ['kms:GenerateDataKey'],
   },
+  'persona-switch task': {
+    // What the clone task reaches, the persona it switches to, and the host's state and default.
+    tables: {
+      Hosts: 'read-write',
+      Operations: 'read-write',
+      Profiles: 'read-write',
+      Snapshots: 'read-write',
+      Locks: 'read-write',
+      Journal: 'read-write',
+      Inventory: 'read-write',
+      Personas: 'read',
+      HostPersonas: 'read-write',
+    },
+    objects: {
+      'profiles/': 'read-put',
+      'snapshots/': 'read-put',
+      'operations/': 'read-put',
+      'packages/': 'read-put',
+    },
+    // Baseline and Verify capture the host: the same data key as the capture task.
+    keyActions: ['kms:GenerateDataKey'],
+  },
   'fail-operation task': { tables: { Operations: 'read-write' } },
   // Evaluation (POST /signals, POST /metrics after storing, the triggers' function) reads what
   // criteria read, writes host state and signals, and records the switch it starts.
@@ -172,6 +194,7 @@ function functionsOf({ stack }: Synthesized): Record<string, IConstruct & { role
     ...stack.platform.api.functions,
     'capture task': stack.platform.workflows.captureFunction,
     'clone task': stack.platform.workflows.cloneFunction,
+    'persona-switch task': stack.platform.workflows.personaSwitchFunction,
     'fail-operation task': stack.platform.workflows.failOperationFunction,
     ...(stack.platform.personaTriggers
       ? { 'persona-evaluate': stack.platform.personaTriggers.evaluateFunction }
@@ -976,8 +999,8 @@ describe('PersonaPlatform props', () => {
     const credentialKeys = [Key.fromKeyArn(new Stack(new App(), 'Keys'), 'Credentials', keyArn)];
     const synthesized = synthesize({ platform: { credentialKeys } }, false);
     const { workflows } = synthesized.stack.platform;
-    const roles = [workflows.captureFunction, workflows.cloneFunction].map((f) =>
-      logicalId(f.role as IConstruct),
+    const roles = [workflows.captureFunction, workflows.cloneFunction, workflows.personaSwitchFunction].map(
+      (f) => logicalId(f.role as IConstruct),
     );
     const policies = Object.values(synthesized.template.findResources('AWS::IAM::Policy'));
     for (const role of roles) {
@@ -1014,7 +1037,11 @@ describe('PersonaPlatform props', () => {
     });
     const synthesized = synthesize({ platform: { captureVpc } }, false);
     const { workflows } = synthesized.stack.platform;
-    const reaching = [workflows.captureFunction, workflows.cloneFunction].map((f) => logicalId(f));
+    const reaching = [
+      workflows.captureFunction,
+      workflows.cloneFunction,
+      workflows.personaSwitchFunction,
+    ].map((f) => logicalId(f));
     for (const [id, fn] of Object.entries(synthesized.template.findResources('AWS::Lambda::Function'))) {
       if (reaching.includes(id))
         expect(fn.Properties.VpcConfig?.SubnetIds, id).toEqual([
