@@ -171,9 +171,7 @@ export type AgentReport = z.infer<typeof AgentReport>;
 
 /** The persona a host has now, with its parameters: what its agent is assigned. */
 export interface AssignedPersonas {
-  assigned(
-    host: string,
-  ): Promise<{
+  assigned(host: string): Promise<{
     readonly name: string;
     readonly version: number;
     readonly parameters: PersonaParameters;
