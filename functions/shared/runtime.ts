@@ -12,6 +12,7 @@ import { DynamoOperationStore, type OperationStore } from '../../core/operation/
 import {
   type AgentAssignmentDeps,
   DynamoAgentReports,
+  DynamoRecordedPersonas,
   personaAssignments,
 } from '../../core/persona/agent/assignment.js';
 import { type AgentCredentials, DynamoAgentCredentials } from '../../core/persona/agent/credentials.js';
@@ -148,10 +149,16 @@ export function metricsStore(): MetricStore {
   return metricStore;
 }
 
-/** Where an agent's assignment comes from (the host's persona now) and where its reports go. */
+/**
+ * Where an agent's assignment comes from (the persona the host's last completed switch
+ * recorded) and where its reports go.
+ */
 export function assignments(): AgentAssignmentDeps {
   agentAssignments ??= {
-    personas: personaAssignments(hostPersonas(), personas()),
+    personas: personaAssignments(
+      new DynamoRecordedPersonas(ddb(), getRequiredEnv(HOST_PERSONAS_TABLE.env)),
+      personas(),
+    ),
     reports: new DynamoAgentReports(ddb(), getRequiredEnv(HOST_PERSONAS_TABLE.env)),
   };
   return agentAssignments;

@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AGENT_PATHS } from '../../core/persona/agent/install.js';
 import { API_VERSION } from '../../core/persona/schema.js';
 import { captureDeps } from '../../functions/shared/capture.js';
+import { personaSwitchDeps } from '../../functions/shared/persona-switch.js';
 import {
   agentCredentials,
   evaluationAfterMetrics,
-  hostPersonas,
   hosts,
   type MetricsEvaluation,
   metricsStore,
@@ -80,11 +80,15 @@ beforeAll(async () => {
       },
     },
   } as never);
-  await hostPersonas().save(
-    { host: 'agent-web', current: 'peak', currentVersion: 1, since: Date.now() },
-    undefined,
-  );
+  await recordPersona({ name: 'peak', version: 1 });
 }, 600_000);
+
+/** What a switch's Record saves, and the agent's assignment follows. */
+async function recordPersona(current: { name: string; version: number }): Promise<void> {
+  const { defaults } = await personaSwitchDeps();
+  const stored = await defaults.get('agent-web');
+  await defaults.put('agent-web', { ...stored, current }, stored.revision);
+}
 
 afterAll(async () => {
   useMetricsEvaluation(evaluation);
@@ -167,8 +171,7 @@ describe('persona-agent in the embedded runtime', () => {
     await personas().put('peak', peak({ 'net.core.somaxconn': '1024', 'net.ipv4.ip_default_ttl': '300' }), {
       expectedVersion: 1,
     });
-    const state = await hostPersonas().get('agent-web');
-    await hostPersonas().save({ ...(state as NonNullable<typeof state>), currentVersion: 2 }, state);
+    await recordPersona({ name: 'peak', version: 2 });
     const ddb = DynamoDBDocumentClient.from(new DynamoDBClient({}));
     try {
       const item = await until('the report of version 2', async () => {

@@ -18,10 +18,10 @@
 // Fields are separated by one TAB; the last field takes the rest of the line (a sysctl value
 // may hold spaces or tabs). `end` proves the document arrived whole.
 import { createHash } from 'node:crypto';
-import { type DynamoDBDocumentClient, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
+import { type DynamoDBDocumentClient, GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import { z } from 'zod';
 import { LIMIT_FILES } from '../../orchestrator/executors/cgroups.js';
-import type { HostPersonaState, Persona, PersonaParameters } from '../schema.js';
+import type { Persona, PersonaParameters } from '../schema.js';
 
 export const ASSIGNMENT_FORMAT = 'persona-assignment 1';
 
@@ -188,13 +188,24 @@ export interface AgentAssignmentDeps {
 }
 
 /**
- * Assignments from the host persona state (its current persona and version) and the persona
- * store. A host on its default (current null) or with no state is assigned nothing.
+ * The persona a completed switch left on a host: what Record saved (HOST_PERSONAS_TABLE, sk
+ * "default", written by the switch's DefaultsStore), null for the host's own parameters.
+ */
+export interface RecordedPersonas {
+  current(host: string): Promise<{ readonly name: string; readonly version: number } | null>;
+}
+
+/**
+ * Assignments from what the last completed switch recorded, never from the host persona state.
+ * Evaluation writes the state before it starts a switch, and a rollback puts it back after: an
+ * agent assigned from the state would apply a persona before the switch has (its Baseline
+ * would then read the persona's values as the host's default) or one the switch rolled back.
+ * The switch applies on a decision, with its journal, Verify and Rollback; the agent, assigned
+ * what Record saved, finds nothing to do right after it and only restores what drifted.
  */
 export function personaAssignments(
-  states: { get(host: string): Promise<HostPersonaState | undefined> },
+  recorded: RecordedPersonas,
   personas: {
-    get(name: string): Promise<{ readonly persona: Persona; readonly version: { readonly version: number } }>;
     getVersion(
       name: string,
       version: number,
@@ -203,12 +214,9 @@ export function personaAssignments(
 ): AssignedPersonas {
   return {
     async assigned(host) {
-      const state = await states.get(host);
-      if (!state?.current) return null;
-      const stored =
-        state.currentVersion === undefined
-          ? await personas.get(state.current)
-          : await personas.getVersion(state.current, state.currentVersion);
+      const current = await recorded.current(host);
+      if (current === null) return null;
+      const stored = await personas.getVersion(current.name, current.version);
       return {
         name: stored.persona.metadata.name,
         version: stored.version.version,
@@ -216,6 +224,46 @@ export function personaAssignments(
       };
     },
   };
+}
+
+const RECORDED_SK = 'default';
+const RecordedCurrent = z
+  .strictObject({ name: z.string().min(1), version: z.number().int().positive() })
+  .nullable();
+
+/**
+ * The `current` a switch's Record saved, read alone from the default item (the switch's
+ * DynamoDefaultsStore writes it as JSON text). Kept here rather than importing the switch, so
+ * that the agent's routes do not carry the switch task's dependencies.
+ */
+export class DynamoRecordedPersonas implements RecordedPersonas {
+  constructor(
+    private readonly ddb: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async current(host: string): Promise<{ readonly name: string; readonly version: number } | null> {
+    const out = await this.ddb.send(
+      new GetCommand({
+        TableName: this.tableName,
+        Key: { host, sk: RECORDED_SK },
+        ProjectionExpression: '#c',
+        ExpressionAttributeNames: { '#c': 'current' },
+        ConsistentRead: true,
+      }),
+    );
+    const text = out.Item?.current;
+    if (typeof text !== 'string') return null;
+    let parsed: ReturnType<typeof RecordedCurrent.safeParse> | undefined;
+    try {
+      parsed = RecordedCurrent.safeParse(JSON.parse(text));
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed?.success)
+      throw new Error(`the persona recorded for host ${host} is not a persona name and version`);
+    return parsed.data;
+  }
 }
 
 export const AGENT_REPORT_RETENTION_DAYS = 30;
