@@ -295,7 +295,7 @@ describe('service and process Changes on a real host', () => {
     const prior = await cgroupExecutor.prepare(ctx, change);
     expect(await cgroupExecutor.apply(ctx, change, prior)).toEqual({
       status: 'unresolved',
-      detail: '/system.slice/shop.service: the host has no cgroup filesystem at /sys/fs/cgroup',
+      detail: '/system.slice/shop.service: the host has no cgroup filesystem mounted',
     });
     expect(await cgroupExecutor.revert(ctx, change, prior)).toMatchObject({ status: 'unchanged' });
     expect(await host.run('ls -A /sys/fs/cgroup; echo .')).toBe(before);

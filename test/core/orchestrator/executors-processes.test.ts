@@ -577,21 +577,28 @@ function cgroupHost(fs: 'v2' | 'v1' | 'absent' | 'read-only') {
   const quoted = (s: string) => [...s.matchAll(/'([^']*)'/g)].map((m) => m[1] as string);
   const host = scripted([
     [
-      /^R='\/sys\/fs\/cgroup'/,
+      /^while read -r dev mp type opts/,
+      {
+        stdout: {
+          v2: 'v2 rw /sys/fs/cgroup cpuset cpu io memory pids \n',
+          'read-only': 'v2 ro /sys/fs/cgroup cpuset cpu io memory pids \n',
+          // v1 hierarchies, none of them memory's.
+          v1: 'v1 rw /sys/fs/cgroup/cpu,cpuacct rw,relatime,cpu,cpuacct\nv1 rw /sys/fs/cgroup/devices rw,devices\n',
+          absent: '',
+        }[fs],
+      },
+    ],
+    [
+      /^: cgroup limits/,
       (s) => {
-        if (fs !== 'v2') return { stdout: `fs ${fs}\n` };
-        const lines = ['fs v2'];
+        const lines: string[] = [];
         const [dirsLine, subtreeLine, filesLine] = s.command.split('\n').slice(-3);
         for (const d of quoted(dirsLine ?? '')) if (dirs.has(d)) lines.push(`dir ${d}`);
         for (const a of quoted(subtreeLine ?? ''))
           if (dirs.has(a)) lines.push(`subtree ${a} ${[...(subtree.get(a) ?? [])].join(' ')} `);
-        const [group, ...names] = [
-          quoted(filesLine ?? '').at(-1) ?? '',
-          ...quoted(filesLine ?? '').slice(0, -1),
-        ];
-        for (const n of names) {
-          const v = files.get(`${group}/${n}`);
-          if (v !== undefined) lines.push(`file ${n} ${v}`);
+        for (const f of quoted(filesLine ?? '')) {
+          const v = files.get(f);
+          if (v !== undefined) lines.push(`file ${f} ${v}`);
         }
         return { stdout: `${lines.join('\n')}\n` };
       },
@@ -691,11 +698,11 @@ describe('cgroup.set', () => {
     expect(files.get(`${group}/memory.max`)).toBe('1000');
   });
 
-  it('records a host whose cgroup filesystem is absent, read-only or v1 as unresolved, writing nothing', async () => {
+  it('records a host with no cgroup filesystem, a read-only one or no hierarchy for a limit as unresolved, writing nothing', async () => {
     for (const [fs, reason] of [
       ['absent', /no cgroup filesystem/],
       ['read-only', /read-only/],
-      ['v1', /cgroup v1/],
+      ['v1', /no cgroup hierarchy on the host holds the memory controller/],
     ] as const) {
       const { host } = cgroupHost(fs);
       const change = setShop({ memoryMax: 1000 });
@@ -703,7 +710,7 @@ describe('cgroup.set', () => {
         status: 'unresolved',
         detail: expect.stringMatching(reason),
       });
-      expect(host.sent.every((s) => s.command.startsWith("R='/sys/fs/cgroup'"))).toBe(true);
+      expect(host.sent.every((s) => /^(while read|: cgroup limits)/.test(s.command))).toBe(true);
     }
   });
 
