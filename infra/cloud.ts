@@ -1,4 +1,4 @@
-import { Stack, Validations } from 'aws-cdk-lib';
+import { ArnFormat, Stack, Validations } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -284,30 +284,7 @@ export class CloneCloudAccess extends Construct {
       );
     }
 
-    const secret = props.azureCredentialsSecret;
-    if (secret) {
-      statements.push(
-        new iam.PolicyStatement({
-          sid: 'ReadAzureCredentials',
-          actions: ['secretsmanager:GetSecretValue'],
-          // A secret known by name only has a random suffix the policy must allow for.
-          resources: [secret.secretFullArn ?? `${secret.secretArn}-??????`],
-        }),
-      );
-      if (secret.encryptionKey) {
-        statements.push(
-          new iam.PolicyStatement({
-            sid: 'DecryptAzureCredentials',
-            actions: ['kms:Decrypt'],
-            resources: [secret.encryptionKey.keyArn],
-            conditions: {
-              StringEquals: { 'kms:ViaService': `secretsmanager.${stack.region}.amazonaws.com` },
-            },
-          }),
-        );
-      }
-      props.fn.addEnvironment(AZURE_CREDENTIALS_ENV, secret.secretFullArn ?? secret.secretArn);
-    }
+    statements.push(...azureCredentials(props.fn, props.azureCredentialsSecret));
 
     const role = props.fn.role;
     if (!role) throw new Error('the clone task has no role to grant its cloud access to');
@@ -355,6 +332,106 @@ export class CloneCloudAccess extends Construct {
         reason:
           'ec2:DescribeInstances, DescribeImages, DescribeSecurityGroups, DescribeSubnets, DescribeVpcs and ssm:DescribeInstanceInformation support no resource-level permissions.',
       },
+    );
+  }
+}
+
+/**
+ * Reading the Azure service principal (when the deployer named its secret), and telling `fn`
+ * where it is: the statements, for the caller's policy.
+ */
+function azureCredentials(
+  fn: lambda.Function,
+  secret: secretsmanager.ISecret | undefined,
+): iam.PolicyStatement[] {
+  if (!secret) return [];
+  const statements = [
+    new iam.PolicyStatement({
+      sid: 'ReadAzureCredentials',
+      actions: ['secretsmanager:GetSecretValue'],
+      // A secret known by name only has a random suffix the policy must allow for.
+      resources: [secret.secretFullArn ?? `${secret.secretArn}-??????`],
+    }),
+  ];
+  if (secret.encryptionKey) {
+    statements.push(
+      new iam.PolicyStatement({
+        sid: 'DecryptAzureCredentials',
+        actions: ['kms:Decrypt'],
+        resources: [secret.encryptionKey.keyArn],
+        conditions: {
+          StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(fn).region}.amazonaws.com` },
+        },
+      }),
+    );
+  }
+  fn.addEnvironment(AZURE_CREDENTIALS_ENV, secret.secretFullArn ?? secret.secretArn);
+  return statements;
+}
+
+/** The prefix of the CloudWatch alarms a persona's thresholds become (core/orchestrator/executors/alarms.ts). */
+export const PERSONA_ALARM_PREFIX = 'persona-';
+
+export interface ResizeCloudAccessProps {
+  /** The persona-switch workflow's task function. */
+  readonly fn: lambda.Function;
+  /** The secret of the Azure service principal, for resizing Azure hosts. @default none */
+  readonly azureCredentialsSecret?: secretsmanager.ISecret;
+}
+
+/**
+ * What the persona-switch task may do in the cloud: resize an instance Persona launched (stop,
+ * change the type, start; the EC2 adaptor resizes only what carries OPERATION_TAG, and so may
+ * the role), look instances up, keep the alarms a persona's thresholds become, and resize Azure
+ * hosts with the deployer's service principal. Nothing is launched, tagged or deleted.
+ */
+export class ResizeCloudAccess extends Construct {
+  readonly policy: iam.Policy;
+
+  constructor(scope: Construct, id: string, props: ResizeCloudAccessProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const instances = stack.formatArn({ service: 'ec2', resource: 'instance', resourceName: '*' });
+    const alarms = stack.formatArn({
+      service: 'cloudwatch',
+      resource: 'alarm',
+      resourceName: `${PERSONA_ALARM_PREFIX}*`,
+      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+    });
+    const statements = [
+      new iam.PolicyStatement({
+        sid: 'ResizeTaggedInstances',
+        actions: ['ec2:StopInstances', 'ec2:StartInstances', 'ec2:ModifyInstanceAttribute'],
+        resources: [instances],
+        conditions: { Null: { [`aws:ResourceTag/${OPERATION_TAG}`]: 'false' } },
+      }),
+      new iam.PolicyStatement({
+        sid: 'DescribeInstancesWithoutResourceLevelPermissions',
+        actions: ['ec2:DescribeInstances'],
+        resources: ['*'],
+      }),
+      new iam.PolicyStatement({
+        sid: 'KeepPersonaAlarms',
+        actions: ['cloudwatch:PutMetricAlarm', 'cloudwatch:DeleteAlarms', 'cloudwatch:DescribeAlarms'],
+        resources: [alarms],
+      }),
+      ...azureCredentials(props.fn, props.azureCredentialsSecret),
+    ];
+    const role = props.fn.role;
+    if (!role) throw new Error('the persona-switch task has no role to grant its cloud access to');
+    this.policy = new iam.Policy(this, 'Policy', { statements, roles: [role] });
+
+    const resource = (arn: string) => `AwsSolutions-IAM5[Resource::${flatten(stack.resolve(arn))}]`;
+    Validations.of(this.policy).acknowledge(
+      {
+        id: resource(instances),
+        reason: `Hosts are registered at run time: stop, start and a type change are allowed only on instances carrying the ${OPERATION_TAG} tag, which only Persona's launches put.`,
+      },
+      {
+        id: resource(alarms),
+        reason: `A persona's thresholds are alarms Persona names ${PERSONA_ALARM_PREFIX}<host>-...; the task manages those only.`,
+      },
+      { id: resource('*'), reason: 'ec2:DescribeInstances supports no resource-level permissions.' },
     );
   }
 }

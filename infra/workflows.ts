@@ -18,7 +18,7 @@ import {
   SSM_OUTPUT_PREFIX,
 } from '../core/storage/definitions.js';
 import { PROJECT_ROOT } from './api.js';
-import { CloneCloudAccess, type CloneCloudProps } from './cloud.js';
+import { CloneCloudAccess, type CloneCloudProps, ResizeCloudAccess } from './cloud.js';
 import { type PersonaFunctionProps, personaFunction } from './function.js';
 import {
   CAPTURE_TASK_GRANTS,
@@ -92,6 +92,8 @@ export class PersonaWorkflows extends Construct {
   readonly personaSwitchFunction: lambda.IFunction;
   /** What the clone task may do in EC2, SSM and IAM, and which Azure secret it may read. */
   readonly cloneCloudAccess: CloneCloudAccess;
+  /** What the persona-switch task may do to resize a host and keep its alarms. */
+  readonly personaSwitchCloudAccess: ResizeCloudAccess;
   /** The workflows' failure path: ends an operation that its task could not end itself. */
   readonly failOperationFunction: lambda.IFunction;
   /** Where managed nodes write Run Command output over SSM's inline limits (SSM_OUTPUT_BUCKET). */
@@ -205,24 +207,12 @@ export class PersonaWorkflows extends Construct {
     });
     props.storage.connect(personaSwitch, PERSONA_SWITCH_TASK_GRANTS);
     this.reachHosts(personaSwitch);
-    // Resize: stop, modify and start only instances carrying a Persona operation tag, as a clone's.
-    new CloneCloudAccess(this, 'PersonaSwitchCloudAccess', { fn: personaSwitch, ...props.cloud });
-    const alarms = Stack.of(this).formatArn({
-      service: 'cloudwatch',
-      resource: 'alarm',
-      resourceName: 'persona-*',
-      arnFormat: ArnFormat.COLON_RESOURCE_NAME,
-    });
-    personaSwitch.addToRolePolicy(
-      new iam.PolicyStatement({
-        actions: ['cloudwatch:PutMetricAlarm', 'cloudwatch:DeleteAlarms', 'cloudwatch:DescribeAlarms'],
-        resources: [alarms],
-      }),
-    );
-    Validations.of(personaSwitch.role as iam.IRole).acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:persona-*]',
-      reason:
-        "A persona's thresholds are alarms Persona names persona-<host>-...; the task manages those only.",
+    // Resize only, on instances Persona launched, and the persona's alarms: not the clone's set.
+    this.personaSwitchCloudAccess = new ResizeCloudAccess(this, 'PersonaSwitchCloudAccess', {
+      fn: personaSwitch,
+      ...(props.cloud?.azureCredentialsSecret
+        ? { azureCredentialsSecret: props.cloud.azureCredentialsSecret }
+        : {}),
     });
     this.personaSwitchFunction = personaSwitch;
 

@@ -354,23 +354,127 @@ describe('the clone task in AWS, without deployer choices', () => {
     expect(cloneVariables(synthesized)).not.toHaveProperty(AZURE_CREDENTIALS_ENV);
   });
 
-  it('grants no other function anything in EC2 beyond its VPC interfaces', () => {
-    const { workflows, api } = synthesized.stack.platform;
-    const others = [
-      workflows.captureFunction,
-      workflows.failOperationFunction,
-      ...Object.values(api.functions),
-    ];
-    for (const fn of others) {
-      const ec2 = statementsOf(synthesized, fn.role as IConstruct)
-        .flatMap(actionsOf)
-        .filter((a) => a.startsWith('ec2:') || a.startsWith('iam:'));
-      expect(ec2, fn.node.path).toEqual([]);
+  it('grants no other function anything in EC2 beyond its VPC interfaces, and passes no role but the Scheduler role', () => {
+    const { workflows, api, personaTriggers } = synthesized.stack.platform;
+    const schedulerRole = { 'Fn::GetAtt': [logicalId(personaTriggers?.schedulerRole as IConstruct), 'Arn'] };
+    const writers = ['create-persona', 'put-persona', 'delete-persona'] as const;
+    const others = {
+      'capture task': workflows.captureFunction,
+      'fail-operation task': workflows.failOperationFunction,
+      'agent authoriser': api.agentAuthorizerFunction as IConstruct & { role?: IConstruct },
+      'persona-evaluate': personaTriggers?.evaluateFunction as IConstruct & { role?: IConstruct },
+      ...api.functions,
+    };
+    for (const [name, fn] of Object.entries(others)) {
+      const statements = statementsOf(synthesized, fn.role as IConstruct);
+      expect(
+        statements.flatMap(actionsOf).filter((a) => a.startsWith('ec2:')),
+        name,
+      ).toEqual([]);
+      // The persona writers keep the persona's schedules, which Scheduler runs under its role.
+      expect(
+        statements.filter((s) => actionsOf(s).some((a) => a.startsWith('iam:'))),
+        name,
+      ).toEqual(
+        (writers as readonly string[]).includes(name)
+          ? [
+              {
+                Effect: 'Allow',
+                Action: 'iam:PassRole',
+                Resource: schedulerRole,
+                Condition: { StringEquals: { 'iam:PassedToService': 'scheduler.amazonaws.com' } },
+              },
+            ]
+          : [],
+      );
     }
   });
 
   it('passes cdk-nag AwsSolutions with every wildcard acknowledged', () => {
     expect(nagFindings(synthesized.app)).toEqual([]);
+  });
+});
+
+/** The statements of the persona-switch task's cloud policy, by Sid. */
+function resizeStatements({ template, stack }: Synthesized): Record<string, Statement> {
+  const policy =
+    template.findResources('AWS::IAM::Policy')[
+      logicalId(stack.platform.workflows.personaSwitchCloudAccess.policy)
+    ];
+  const statements = (policy?.Properties.PolicyDocument.Statement ?? []) as Statement[];
+  for (const s of statements) expect(s.Effect).toBe('Allow');
+  return Object.fromEntries(statements.map((s) => [s.Sid, normalised(s) as Statement]));
+}
+
+const switchRole = ({ stack }: Synthesized) =>
+  stack.platform.workflows.personaSwitchFunction.role as IConstruct;
+
+describe('the persona-switch task in AWS', () => {
+  let synthesized: Synthesized;
+
+  beforeAll(() => {
+    synthesized = synthesize();
+  }, 120_000);
+
+  it('may stop, start and change the type of instances carrying Persona’s tag, describe instances, and keep persona-* alarms, nothing else', () => {
+    const alarms = {
+      'Fn::Join': ['', ['arn:', partition, ':cloudwatch:', region, ':', account, ':alarm:persona-*']],
+    };
+    expect(resizeStatements(synthesized)).toEqual({
+      ResizeTaggedInstances: normalised({
+        Sid: 'ResizeTaggedInstances',
+        Effect: 'Allow',
+        Action: ['ec2:StopInstances', 'ec2:StartInstances', 'ec2:ModifyInstanceAttribute'],
+        Resource: ec2Arn('instance/*'),
+        Condition: TAGGED,
+      }),
+      DescribeInstancesWithoutResourceLevelPermissions: {
+        Sid: 'DescribeInstancesWithoutResourceLevelPermissions',
+        Effect: 'Allow',
+        Action: 'ec2:DescribeInstances',
+        Resource: '*',
+      },
+      KeepPersonaAlarms: normalised({
+        Sid: 'KeepPersonaAlarms',
+        Effect: 'Allow',
+        Action: ['cloudwatch:PutMetricAlarm', 'cloudwatch:DeleteAlarms', 'cloudwatch:DescribeAlarms'],
+        Resource: alarms,
+      }),
+    });
+  });
+
+  it('has on its whole role exactly the EC2 actions a resize calls, each change only with the tag, and passes no role', () => {
+    const statements = statementsOf(synthesized, switchRole(synthesized));
+    const ec2 = [...new Set(statements.flatMap(actionsOf).filter((a) => a.startsWith('ec2:')))].sort();
+    // Its VPC interfaces are not there: this stack runs the task outside a VPC.
+    expect(ec2).toEqual([
+      'ec2:DescribeInstances',
+      'ec2:ModifyInstanceAttribute',
+      'ec2:StartInstances',
+      'ec2:StopInstances',
+    ]);
+    for (const s of statements.filter((s) => actionsOf(s).some((a) => CHANGES.includes(a))))
+      expect(s.Condition, JSON.stringify(s)).toEqual(TAGGED);
+    expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('iam:'))).toEqual([]);
+    expect(
+      statements
+        .flatMap(actionsOf)
+        .filter((a) => a.startsWith('cloudwatch:'))
+        .sort(),
+    ).toEqual(['cloudwatch:DeleteAlarms', 'cloudwatch:DescribeAlarms', 'cloudwatch:PutMetricAlarm']);
+  });
+
+  it('calls nothing in EC2 beyond what it is granted: the actions of the adaptor’s resize', () => {
+    // What EC2.md says resize calls, read from the code: stop, wait, modify, start, wait.
+    const text = readFileSync(new URL('../../core/platform/ec2.ts', import.meta.url), 'utf8');
+    const resize = text.slice(text.indexOf('async resize('), text.indexOf('async terminate('));
+    const called = [...resize.matchAll(/new (\w+)Command\(/g)].map((m) => `ec2:${m[1]}`);
+    expect([...new Set([...called, 'ec2:DescribeInstances'])].sort()).toEqual([
+      'ec2:DescribeInstances',
+      'ec2:ModifyInstanceAttribute',
+      'ec2:StartInstances',
+      'ec2:StopInstances',
+    ]);
   });
 });
 
@@ -445,6 +549,29 @@ describe('the clone task in AWS and Azure, with the deployer’s subnets, instan
     expect(cloneVariables(synthesized)[AZURE_CREDENTIALS_ENV]).toBe(secretArn);
     // The credentials themselves stay in the secret: no @azure/identity variable is configured.
     expect(Object.keys(cloneVariables(synthesized)).filter((v) => v.startsWith('AZURE_'))).toEqual([]);
+  });
+
+  it('lets the persona-switch task read the Azure secret too, to resize Azure hosts, and tells it its ARN', () => {
+    const { workflows } = synthesized.stack.platform;
+    const onSecret = statementsOf(synthesized, switchRole(synthesized)).filter((s) =>
+      JSON.stringify(s.Resource).includes(secretArn),
+    );
+    expect(onSecret).toEqual([
+      {
+        Sid: 'ReadAzureCredentials',
+        Effect: 'Allow',
+        Action: 'secretsmanager:GetSecretValue',
+        Resource: secretArn,
+      },
+    ]);
+    expect(resizeStatements(synthesized).DecryptAzureCredentials).toEqual(cloud.DecryptAzureCredentials);
+    const fn =
+      synthesized.template.findResources('AWS::Lambda::Function')[logicalId(workflows.personaSwitchFunction)];
+    expect(fn?.Properties.Environment.Variables[AZURE_CREDENTIALS_ENV]).toBe(secretArn);
+    // The deployer's subnets and instance roles are for launching, which a switch does not do.
+    const statements = statementsOf(synthesized, switchRole(synthesized));
+    expect(statements.flatMap(actionsOf).filter((a) => a.startsWith('iam:'))).toEqual([]);
+    expect(JSON.stringify(statements)).not.toContain(':subnet/');
   });
 
   it('tells no other function of the secret and lets none read it', () => {

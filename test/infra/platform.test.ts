@@ -103,6 +103,27 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
   'add-machine': { tables: { Hosts: 'read', Inventory: 'read-write' } },
   'list-machines': { tables: { Inventory: 'read' } },
   'get-openapi': {},
+  // Personas are whole documents in their items; deleting one first asks which hosts have it.
+  'create-persona': { tables: { Personas: 'read-write' } },
+  'put-persona': { tables: { Personas: 'read-write' } },
+  'get-persona': { tables: { Personas: 'read' } },
+  'get-persona-version': { tables: { Personas: 'read' } },
+  'list-personas': { tables: { Personas: 'read' } },
+  'list-persona-versions': { tables: { Personas: 'read' } },
+  'delete-persona': { tables: { Personas: 'read-write', HostPersonas: 'read' } },
+  // Records the activation and its decision, and the switch's operation and request document.
+  'activate-persona': {
+    tables: { Personas: 'read', Hosts: 'read', HostPersonas: 'read-write', Operations: 'read-write' },
+    objects: { 'operations/': 'put' },
+  },
+  'get-host-persona': { tables: { Hosts: 'read', HostPersonas: 'read' } },
+  // The agent's side: its assignment, its reports, and the credentials installing it issues.
+  'get-agent-assignment': { tables: { HostPersonas: 'read', Personas: 'read' } },
+  'post-agent-report': { tables: { HostPersonas: 'read-write' } },
+  // They reach the host as a capture does: the snapshot store's data key among that.
+  'install-agent': { tables: { Hosts: 'read', Agents: 'read-write' }, keyActions: ['kms:GenerateDataKey'] },
+  'revoke-agent': { tables: { Hosts: 'read', Agents: 'read-write' }, keyActions: ['kms:GenerateDataKey'] },
+  'agent authoriser': { tables: { Agents: 'read' } },
   'capture task': {
     tables: {
       Hosts: 'read-write',
@@ -196,6 +217,9 @@ function functionsOf({ stack }: Synthesized): Record<string, IConstruct & { role
     'clone task': stack.platform.workflows.cloneFunction,
     'persona-switch task': stack.platform.workflows.personaSwitchFunction,
     'fail-operation task': stack.platform.workflows.failOperationFunction,
+    ...(stack.platform.api.agentAuthorizerFunction
+      ? { 'agent authoriser': stack.platform.api.agentAuthorizerFunction }
+      : {}),
     ...(stack.platform.personaTriggers
       ? { 'persona-evaluate': stack.platform.personaTriggers.evaluateFunction }
       : {}),
@@ -366,9 +390,9 @@ describe('PersonaStack', () => {
 
   describe('functions', () => {
     it('deploys one arm64 Node.js 22 function per handler, traced, with ESM bundles and source maps', () => {
-      // One per API handler, and one per task the workflows name (fail-operation serves both).
-      // And the persona triggers' evaluate function.
-      template.resourceCountIs('AWS::Lambda::Function', HANDLERS.length + TASKS.length + 1);
+      // One per API handler, and one per task the workflows name (fail-operation serves all
+      // three). And the agent routes' authoriser and the persona triggers' evaluate function.
+      template.resourceCountIs('AWS::Lambda::Function', HANDLERS.length + TASKS.length + 2);
       for (const handler of HANDLERS) {
         template.hasResourceProperties('AWS::Lambda::Function', {
           Description: Match.stringLikeRegexp(`${handler}$`),
@@ -587,6 +611,7 @@ describe('PersonaStack', () => {
       return {
         capture: workflows.captureFunction,
         clone: workflows.cloneFunction,
+        'persona-switch': workflows.personaSwitchFunction,
         'fail-operation': workflows.failOperationFunction,
       };
     };
@@ -638,6 +663,7 @@ describe('PersonaStack', () => {
       for (const [machine, tasks] of [
         [workflows.clone, [workflows.cloneFunction, workflows.failOperationFunction]],
         [workflows.capture, [workflows.captureFunction, workflows.failOperationFunction]],
+        [workflows.personaSwitch, [workflows.personaSwitchFunction, workflows.failOperationFunction]],
       ] as const) {
         const invokes = [...grantsOf(synthesized, machine)].filter((p) => p.startsWith('lambda:'));
         expect(invokes.sort()).toEqual(
@@ -672,6 +698,10 @@ describe('PersonaStack', () => {
         else expect(variables, name).not.toHaveProperty('CAPTURE_STATE_MACHINE_ARN');
         if (name === 'start-clone') expect(variables.CLONE_STATE_MACHINE_ARN).toEqual({ Ref: clone });
         else expect(variables, name).not.toHaveProperty('CLONE_STATE_MACHINE_ARN');
+        // The variable functions/shared/workflows.ts reads, given to exactly the switch's starters.
+        if (expected[name]?.[0]?.endsWith(`<${personaSwitch}>`))
+          expect(variables.PERSONA_SWITCH_STATE_MACHINE_ARN, name).toEqual({ Ref: personaSwitch });
+        else expect(variables, name).not.toHaveProperty('PERSONA_SWITCH_STATE_MACHINE_ARN');
       }
     });
 
@@ -862,8 +892,16 @@ describe('PersonaStack', () => {
     const ids = () => {
       const { workflows } = synthesized.stack.platform;
       const bucket = logicalId(workflows.ssmOutputBucket);
-      // The functions that reach hosts, and so may run commands over SSM.
-      const reaching = [workflows.captureFunction, workflows.cloneFunction];
+      // The functions that reach hosts, and so may run commands over SSM: the tasks, and the
+      // routes that install and remove a host's agent.
+      const { functions: api } = synthesized.stack.platform.api;
+      const reaching = [
+        workflows.captureFunction,
+        workflows.cloneFunction,
+        workflows.personaSwitchFunction,
+        api['install-agent'],
+        api['revoke-agent'],
+      ];
       return {
         bucket,
         functions: reaching.map((f) => logicalId(f)),
@@ -872,7 +910,7 @@ describe('PersonaStack', () => {
       };
     };
 
-    it('tells the capture and clone functions the bucket and lets them read and delete under the SSM prefix only', () => {
+    it('tells the functions that reach hosts the bucket and lets them read and delete under the SSM prefix only', () => {
       const { bucket, functions: reaching, roles, outputObjects } = ids();
       const functions = template.findResources('AWS::Lambda::Function');
       const policies = Object.values(template.findResources('AWS::IAM::Policy'));
@@ -994,14 +1032,18 @@ describe('PersonaPlatform props', () => {
     expect(describeViolations(nagViolations(synthesized.app))).toEqual([]);
   });
 
-  it('lets the capture and clone tasks decrypt aws-kms credentials under the given keys, only with a host in the context', () => {
+  it('lets the functions that reach hosts decrypt aws-kms credentials under the given keys, only with a host in the context', () => {
     const keyArn = 'arn:aws:kms:eu-west-1:111122223333:key/0b0e5c33-6c4e-4c5a-9a57-1d9f5c0f2f10';
     const credentialKeys = [Key.fromKeyArn(new Stack(new App(), 'Keys'), 'Credentials', keyArn)];
     const synthesized = synthesize({ platform: { credentialKeys } }, false);
-    const { workflows } = synthesized.stack.platform;
-    const roles = [workflows.captureFunction, workflows.cloneFunction, workflows.personaSwitchFunction].map(
-      (f) => logicalId(f.role as IConstruct),
-    );
+    const { workflows, api } = synthesized.stack.platform;
+    const roles = [
+      workflows.captureFunction,
+      workflows.cloneFunction,
+      workflows.personaSwitchFunction,
+      api.functions['install-agent'],
+      api.functions['revoke-agent'],
+    ].map((f) => logicalId(f.role as IConstruct));
     const policies = Object.values(synthesized.template.findResources('AWS::IAM::Policy'));
     for (const role of roles) {
       const statements = policies
