@@ -51,7 +51,7 @@
 //   sockets         ss -tuanp and ss -xlp, else /proc/net/{tcp,tcp6,udp,udp6}
 //   mounts, df      /proc/mounts; df -P -k
 //   block           lsblk -J -b, else /proc/partitions and /sys/block
-//   cgroups         cgroup v2 limit files, else v1 cpu/memory/pids hierarchies
+//   cgroups         cgroup limit files of every v2 and v1 (cpu/memory/pids/blkio) mount
 //   cpu, memory     /proc/cpuinfo, nproc; /proc/meminfo
 //   ionice          ionice -p for each user-space process (at most 400)
 //   runtimes        node, python3, python, java (its release file), ruby, go, php, perl, dotnet
@@ -443,19 +443,31 @@ f_block() {
 f_df() { bounded 2 df -P -k; }
 
 f_cgroups() {
-  if [ -f /sys/fs/cgroup/cgroup.controllers ]; then
-    mark "part v2 /sys/fs/cgroup"
-    find /sys/fs/cgroup -maxdepth 3 -type f \( -name cpu.max -o -name cpu.weight -o -name memory.max -o -name io.weight -o -name pids.max \) -exec grep -H '' {} + 2>/dev/null
-    return 0
-  fi
-  set --
-  for c in cpu memory pids; do if [ -d "/sys/fs/cgroup/$c" ]; then set -- "$@" "/sys/fs/cgroup/$c/"; fi; done
-  if [ $# -gt 0 ]; then
-    mark "part v1 /sys/fs/cgroup"
-    find "$@" -maxdepth 3 -type f \( -name cpu.cfs_quota_us -o -name cpu.cfs_period_us -o -name cpu.shares -o -name memory.limit_in_bytes -o -name pids.max \) -exec grep -H '' {} + 2>/dev/null
-    return 0
-  fi
-  missing "no cgroup filesystem under /sys/fs/cgroup"
+  found=0 seen=
+  # Every cgroup hierarchy the host mounts, wherever it is (v1 controllers are not always at
+  # /sys/fs/cgroup/<name>); a mount point with a blank (an octal escape here) is not read.
+  while read -r dev mp type opts rest; do
+    case $mp in *\\*) continue ;; esac
+    case $type in
+      cgroup2)
+        [ -f "$mp/cgroup.controllers" ] || continue
+        found=1
+        mark "part v2 $mp"
+        find "$mp" -maxdepth 3 -type f \( -name cpu.max -o -name cpu.weight -o -name memory.max -o -name io.weight -o -name pids.max \) -exec grep -H '' {} + 2>/dev/null
+        ;;
+      cgroup)
+        found=1
+        case ",$opts," in *,cpu,* | *,memory,* | *,pids,* | *,blkio,*) ;; *) continue ;; esac
+        # A hierarchy mounted twice is read once.
+        case " $seen " in *" $opts "*) continue ;; esac
+        seen="$seen $opts"
+        mark "part hierarchy $mp"
+        find "$mp" -maxdepth 3 -type f \( -name cpu.cfs_quota_us -o -name cpu.cfs_period_us -o -name cpu.shares -o -name memory.limit_in_bytes -o -name pids.max -o -name blkio.weight -o -name blkio.bfq.weight \) -exec grep -H '' {} + 2>/dev/null
+        ;;
+    esac
+  done </proc/self/mounts
+  [ "$found" = 1 ] && return 0
+  missing "no cgroup filesystem mounted"
   return 1
 }
 

@@ -1,20 +1,17 @@
 // Resources: CPUs, memory, and the cgroup limits that services and slices set.
 import type { z } from 'zod';
+import { sharesToWeight, V1_IO_WEIGHT, V1_MEMORY_UNLIMITED } from '../../profile/cgroup-v1.js';
 import { CgroupLimit, type Resources } from '../../profile/schema.js';
-import { lines, partWith } from '../sections.js';
+import { lines, partsWith, partWith } from '../sections.js';
 import { int, keyValues, type ParseContext } from './context.js';
 import type { CgroupLookup } from './processes.js';
 
 type ResourcesInput = z.input<typeof Resources>;
 type Limit = z.input<typeof CgroupLimit>;
 
-/** A v1 memory limit this large means "no limit" (the kernel's page-rounded LONG_MAX). */
-const V1_UNLIMITED = 2 ** 62;
-
 // Defaults the kernel (or systemd) gives every cgroup; a limit equal to them is no limit.
 const DEFAULT_CPU_WEIGHT = 100;
 const DEFAULT_IO_WEIGHT = 100;
-const DEFAULT_CPU_SHARES = 1024;
 
 export interface ParsedResources {
   readonly resources: ResourcesInput;
@@ -23,10 +20,6 @@ export interface ParsedResources {
   /** /proc/meminfo in bytes, by field. */
   readonly meminfo: ReadonlyMap<string, number>;
 }
-
-/** cpu.shares (v1) as the equivalent cpu.weight (v2): the conversion systemd and runc use. */
-export const sharesToWeight = (shares: number): number =>
-  Math.min(10000, Math.max(1, Math.round(1 + ((shares - 2) * 9999) / 262142)));
 
 interface Raw {
   quota?: number;
@@ -38,22 +31,37 @@ interface Raw {
   pidsMax?: number;
 }
 
-function readCgroups(ctx: ParseContext): Map<string, Raw> {
+/**
+ * Each limit file's line of the cgroups section as its cgroup path (relative to its
+ * hierarchy), file name and value. A part is one hierarchy: "v2 <mount point>" or
+ * "hierarchy <mount point>" (a v1 one), or, from older captures, "v1 /sys/fs/cgroup" with every
+ * v1 hierarchy under it, each line's path starting with its hierarchy's folder.
+ */
+function* limitLines(ctx: ParseContext): Generator<{ path: string; file: string; value: string }> {
   const section = ctx.section('cgroups');
+  const parts = [...partsWith(section, 'v2'), ...partsWith(section, 'hierarchy')].map((p) => ({
+    text: p.text,
+    root: p.header.slice(p.header.indexOf(' ') + 1),
+    legacy: false,
+  }));
+  const legacy = partWith(section, 'v1');
+  if (legacy) parts.push({ text: legacy.text, root: '/sys/fs/cgroup', legacy: true });
+  for (const part of parts) {
+    const prefix = part.root === '/' ? '' : part.root;
+    for (const line of lines(part.text)) {
+      if (!line.startsWith(`${prefix}/`)) continue;
+      const m = /^\/(.*?)([^/:]+):(.*)$/.exec(line.slice(prefix.length));
+      if (!m) continue;
+      let dir = m[1] ?? '';
+      if (part.legacy) dir = dir.slice(dir.indexOf('/') + 1);
+      yield { path: `/${dir.replace(/\/$/, '')}`, file: m[2] ?? '', value: (m[3] ?? '').trim() };
+    }
+  }
+}
+
+function readCgroups(ctx: ParseContext): Map<string, Raw> {
   const raw = new Map<string, Raw>();
-  const v2 = partWith(section, 'v2');
-  const v1 = partWith(section, 'v1');
-  const part = v2 ?? v1;
-  if (!part) return raw;
-  for (const line of lines(part.text)) {
-    const m = /^\/sys\/fs\/cgroup\/(.*?)([^/:]+):(.*)$/.exec(line);
-    if (!m) continue;
-    let dir = m[1] ?? '';
-    const file = m[2] ?? '';
-    const value = (m[3] ?? '').trim();
-    // v1 paths start with the controller's hierarchy: /sys/fs/cgroup/memory/system.slice/...
-    if (v1) dir = dir.slice(dir.indexOf('/') + 1);
-    const path = `/${dir.replace(/\/$/, '')}`;
+  for (const { path, file, value } of limitLines(ctx)) {
     const r = raw.get(path) ?? {};
     raw.set(path, r);
     switch (file) {
@@ -91,13 +99,23 @@ function readCgroups(ctx: ParseContext): Map<string, Raw> {
         break;
       }
       case 'cpu.shares': {
+        // As the weight the cgroup executor writes for it (core/profile/cgroup-v1.ts); shares
+        // that read as the default weight are no limit, as cpu.weight 100 is none on v2.
         const s = int(value);
-        if (s !== undefined && s !== DEFAULT_CPU_SHARES) r.cpuWeight = sharesToWeight(s);
+        const w = s === undefined ? undefined : sharesToWeight(s);
+        if (w !== undefined && w !== DEFAULT_CPU_WEIGHT) r.cpuWeight = w;
         break;
       }
       case 'memory.limit_in_bytes': {
         const b = int(value);
-        if (b !== undefined && b < V1_UNLIMITED) r.memoryMax = b;
+        if (b !== undefined && b < V1_MEMORY_UNLIMITED) r.memoryMax = b;
+        break;
+      }
+      case 'blkio.weight':
+      case 'blkio.bfq.weight': {
+        // Each scheduler's own default (CFQ 500, BFQ 100) is no limit.
+        const w = int(value);
+        if (w !== undefined && w !== V1_IO_WEIGHT[file]?.initial) r.ioWeight = w;
         break;
       }
     }
