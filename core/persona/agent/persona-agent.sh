@@ -33,7 +33,6 @@ STATE_DIR=/var/lib/persona-agent
 METRICS_DIR=/run/persona-agent/metrics
 PIDFILE=/run/persona-agent.pid
 LOG=/var/log/persona-agent.log
-CGROUP_ROOT=/sys/fs/cgroup
 SELF=/usr/local/lib/persona-agent/persona-agent.sh
 TAB=$(printf '\t')
 NL='
@@ -330,14 +329,166 @@ read_sysctl() {
 write_sysctl() {
   printf '%s\n' "$2" >"$(sysctl_file "$1")"
 }
+# The hierarchy that holds a cgroup file's controller, as CG_VER (v1 or v2) and CG_ROOT, from
+# /proc/self/mounts: the unified hierarchy where it has the controller (cgroup.* files are the
+# unified hierarchy's own), else the v1 hierarchy mounted for it, wherever that is.
+cgroup_hierarchy() { # file
+  ctl=${1%%.*}
+  case $ctl in
+    cgroup) ctl='' v1ctl='' ;;
+    io) v1ctl=blkio ;;
+    cpu | memory | pids) v1ctl=$ctl ;;
+    *) echo "no controller provides $1" >&2; return 1 ;;
+  esac
+  CG_VER='' CG_ROOT='' v1root=''
+  while read -r _dev mp type opts _rest; do
+    # A mount point with a blank (an octal escape in this file) is not used.
+    case $mp in *\\*) continue ;; esac
+    case $type in
+      cgroup2)
+        if [ -z "$CG_ROOT" ] && [ -f "$mp/cgroup.controllers" ]; then
+          if [ -z "$ctl" ] || grep -qw -- "$ctl" "$mp/cgroup.controllers"; then CG_VER=v2 CG_ROOT=$mp; fi
+        fi
+        ;;
+      cgroup)
+        if [ -n "$v1ctl" ] && [ -z "$v1root" ]; then
+          case ",$opts," in *",$v1ctl,"*) v1root=$mp ;; esac
+        fi
+        ;;
+    esac
+  done </proc/self/mounts
+  if [ -z "$CG_ROOT" ] && [ -n "$v1root" ]; then CG_VER=v1 CG_ROOT=$v1root; fi
+  [ -n "$CG_ROOT" ] || { echo "no cgroup hierarchy on the host holds the controller of $1" >&2; return 1; }
+}
+# The group's folder in that hierarchy as CG_DIR: every folder on the way is a folder, none a
+# symbolic link (the path's grammar already keeps out "..", "." and a leading "-").
+cgroup_group() { # path
+  CG_DIR=$CG_ROOT
+  [ "$CG_DIR" = / ] && CG_DIR=
+  rest=${1#/}
+  while [ -n "$rest" ]; do
+    CG_DIR=$CG_DIR/${rest%%/*}
+    if [ -L "$CG_DIR" ]; then echo "$CG_DIR is a symbolic link, not a cgroup" >&2; return 1; fi
+    [ -d "$CG_DIR" ] || { echo "no cgroup $1 under $CG_ROOT" >&2; return 1; }
+    case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac
+  done
+  [ -n "$CG_DIR" ] || CG_DIR=/
+}
+cg_file() { # name: the group's file, a file and not a link
+  f=$CG_DIR/$1
+  if [ ! -f "$f" ] || [ -L "$f" ]; then echo "no file $1 in cgroup $CG_DIR" >&2; return 1; fi
+}
+cg_line() { cg_file "$1" && head -n 1 "$f"; }
+cg_put() { cg_file "$1" && printf '%s\n' "$2" >"$f"; }
+cg_number() { # value max-digits
+  case $1 in '' | *[!0-9]*) return 1 ;; esac
+  [ ${#1} -le "$2" ]
+}
+# The v1 I/O weight file a group has: CFQ's blkio.weight, else BFQ's blkio.bfq.weight.
+cg_io_file() {
+  for io in blkio.weight blkio.bfq.weight; do
+    if [ -f "$CG_DIR/$io" ] && [ ! -L "$CG_DIR/$io" ]; then return 0; fi
+  done
+  echo "cgroup $CG_DIR has neither blkio.weight nor blkio.bfq.weight (no CFQ or BFQ I/O scheduler)" >&2
+  return 1
+}
+# Entries name cgroup v2 files. Where the controller is on a v1 hierarchy the agent reads and
+# writes the v1 files instead, in the v2 file's terms (the conversions of
+# core/profile/cgroup-v1.ts): cpu.max as cpu.cfs_quota_us and cpu.cfs_period_us, cpu.weight as
+# cpu.shares (shares = weight x 1024 / 100; shares no weight stands for read as "shares N", so
+# that a rollback restores them exactly), memory.max as memory.limit_in_bytes, io.weight as
+# blkio.weight or blkio.bfq.weight, pids.max as itself.
 read_cgroup() {
-  [ -d "$CGROUP_ROOT$1" ] || { echo "no cgroup $1 under $CGROUP_ROOT" >&2; return 1; }
-  f=$CGROUP_ROOT$1/$2
-  if [ ! -f "$f" ] || [ -L "$f" ]; then echo "no file $2 in cgroup $1" >&2; return 1; fi
-  head -n 1 "$f"
+  cgroup_hierarchy "$2" || return 1
+  cgroup_group "$1" || return 1
+  [ "$CG_VER" = v2 ] && { cg_line "$2"; return; }
+  case $2 in
+    cpu.max)
+      q=$(cg_line cpu.cfs_quota_us) || return 1
+      p=$(cg_line cpu.cfs_period_us) || return 1
+      case $q in -*) q=max ;; esac
+      printf '%s %s' "$q" "$p"
+      ;;
+    cpu.weight)
+      s=$(cg_line cpu.shares) || return 1
+      cg_number "$s" 7 || { echo "cpu.shares reads $(clean "$s")" >&2; return 1; }
+      w=$(((s * 100 + 512) / 1024))
+      [ "$w" -lt 1 ] && w=1
+      [ "$w" -gt 10000 ] && w=10000
+      if [ $(((w * 1024 + 50) / 100)) -eq "$s" ]; then printf '%s' "$w"; else printf 'shares %s' "$s"; fi
+      ;;
+    memory.max)
+      b=$(cg_line memory.limit_in_bytes) || return 1
+      cg_number "$b" 19 || { echo "memory.limit_in_bytes reads $(clean "$b")" >&2; return 1; }
+      # The kernel keeps "no limit" as its largest page-rounded value.
+      if [ "$b" -ge 4611686018427387904 ]; then printf 'max'; else printf '%s' "$b"; fi
+      ;;
+    io.weight)
+      cg_io_file || return 1
+      v=$(cg_line "$io") || return 1
+      printf 'default %s' "$v"
+      ;;
+    pids.max) cg_line pids.max ;;
+    *) echo "$2 has no cgroup v1 file" >&2; return 1 ;;
+  esac
 }
 write_cgroup() {
-  printf '%s\n' "$3" >"$CGROUP_ROOT$1/$2"
+  cgroup_hierarchy "$2" || return 1
+  cgroup_group "$1" || return 1
+  [ "$CG_VER" = v2 ] && { cg_put "$2" "$3"; return; }
+  case $2 in
+    cpu.max)
+      q=${3%% *} p=
+      case $3 in *' '*) p=${3#* } ;; esac
+      [ "$q" = max ] && q=-1
+      { [ "$q" = -1 ] || cg_number "$q" 19; } || { echo "cpu.max quota is not a number" >&2; return 1; }
+      [ -z "$p" ] || cg_number "$p" 19 || { echo "cpu.max period is not a number" >&2; return 1; }
+      # A quota is checked against the period in force: lifting it goes first, setting it last.
+      if [ "$q" = -1 ]; then
+        cg_put cpu.cfs_quota_us -1 && { [ -z "$p" ] || cg_put cpu.cfs_period_us "$p"; }
+      else
+        { [ -z "$p" ] || cg_put cpu.cfs_period_us "$p"; } && cg_put cpu.cfs_quota_us "$q"
+      fi
+      ;;
+    cpu.weight)
+      case $3 in
+        'shares '*)
+          s=${3#shares }
+          if ! { cg_number "$s" 6 && [ "$s" -ge 2 ] && [ "$s" -le 262144 ]; }; then
+            echo "cpu.shares $(clean "$s") is outside 2-262144" >&2
+            return 1
+          fi
+          ;;
+        *)
+          if ! { cg_number "$3" 5 && [ "$3" -ge 1 ] && [ "$3" -le 10000 ]; }; then
+            echo "cpu.weight $(clean "$3") is outside 1-10000" >&2
+            return 1
+          fi
+          s=$((($3 * 1024 + 50) / 100))
+          ;;
+      esac
+      cg_put cpu.shares "$s"
+      ;;
+    memory.max)
+      b=$3
+      [ "$b" = max ] && b=-1
+      { [ "$b" = -1 ] || cg_number "$b" 19; } || { echo "memory.max is not a number of bytes" >&2; return 1; }
+      cg_put memory.limit_in_bytes "$b"
+      ;;
+    io.weight)
+      cg_io_file || return 1
+      v=${3#default }
+      lo=10
+      [ "$io" = blkio.bfq.weight ] && lo=1
+      if ! { cg_number "$v" 4 && [ "$v" -ge "$lo" ] && [ "$v" -le 1000 ]; }; then
+        echo "io.weight $(clean "$v") is outside $io's range $lo-1000" >&2
+        return 1
+      fi
+      cg_put "$io" "$v"
+      ;;
+    pids.max) cg_put pids.max "$3" ;;
+    *) echo "$2 has no cgroup v1 file" >&2; return 1 ;;
+  esac
 }
 # A cgroup value as written compares with what the file reads back: "max" reads "max 100000".
 cgroup_matches() {
