@@ -30,6 +30,11 @@ export interface LocalOptions {
    * runtime back through an SSH tunnel on their host's own transport connection.
    */
   readonly agentEndpoint?: string;
+  /**
+   * How often hosts without an agent are sampled (over their transport) for the metric
+   * criteria that select them: every minute by default, as the stack's schedule does; 0 never.
+   */
+  readonly samplingIntervalMs?: number;
 }
 
 export interface LocalPersona {
@@ -124,6 +129,19 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
       },
       onError: (error) => runtime.logger.warn('window-edge evaluation failed', { error: error as Error }),
     });
+    // Hosts without an agent: the stack's sampling schedule, as a timer.
+    const { handler: sample } = await import('../functions/events/persona-sample/handler.js');
+    const samplingMs = options.samplingIntervalMs ?? 60_000;
+    let sampling: Promise<unknown> = Promise.resolve();
+    const sampler =
+      samplingMs > 0
+        ? setInterval(() => {
+            sampling = sample({}).catch((error) =>
+              runtime.logger.warn('agentless sampling failed', { error: error as Error }),
+            );
+          }, samplingMs)
+        : undefined;
+    sampler?.unref();
     runtime.useTriggerSync({
       personaWritten: async () => ticker.poke(),
       personaDeleted: async () => ticker.poke(),
@@ -166,6 +184,8 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
         rmSync(join(dataDir, ENDPOINTS_FILE), { force: true });
         await agents.stop();
         await ticker.stop();
+        if (sampler !== undefined) clearInterval(sampler);
+        await sampling;
         runtime.useTriggerSync(undefined);
         await workflows.idle();
         await new Promise<void>((r) => server.close(() => r()));

@@ -15,7 +15,9 @@ export interface TestPersona extends LocalPersona {
   ): Promise<{ status: number; headers: Headers; body: any }>;
 }
 
-export async function startTestPersona(options: Pick<LocalOptions, 'platforms'> = {}): Promise<TestPersona> {
+export async function startTestPersona(
+  options: Pick<LocalOptions, 'platforms' | 'samplingIntervalMs'> = {},
+): Promise<TestPersona> {
   const dataDir = mkdtempSync(join(tmpdir(), 'persona-test-'));
   const persona = await startLocal({ dataDir, port: 0, ...options });
   return {
