@@ -60,8 +60,14 @@ export function captureDeps(): CaptureDeps {
     });
     captureDependencies = {
       hosts: hosts(),
-      operations: operations(),
-      profiles: stores(),
+      // Opened when first used: installing and removing an agent reach hosts through these
+      // dependencies and are given neither the operations nor the profiles.
+      get operations() {
+        return operations();
+      },
+      get profiles() {
+        return stores();
+      },
       snapshots,
       transportFor: (host, parameters) =>
         transportFor(

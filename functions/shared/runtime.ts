@@ -111,7 +111,11 @@ export function hostPersonas(): HostPersonaStore {
 /** Personas and their versions; a persona a host has now is not deleted. */
 export function personas(): PersonaStore {
   personaStore ??= new PersonaStore(ddb(), getRequiredEnv(PERSONAS_TABLE.env), {
-    hostPersonas: hostPersonas(),
+    // Read when a delete asks which hosts have the persona: the other persona routes are not
+    // given the host-persona table (infra/permissions.ts), and must not need its name.
+    get hostPersonas() {
+      return hostPersonas();
+    },
   });
   return personaStore;
 }
@@ -157,7 +161,9 @@ export function assignments(): AgentAssignmentDeps {
   agentAssignments ??= {
     personas: personaAssignments(
       new DynamoRecordedPersonas(ddb(), getRequiredEnv(HOST_PERSONAS_TABLE.env)),
-      personas(),
+      // Opened at the first assignment asked for: POST /agent/report records reports only and is
+      // not given the personas table.
+      { getVersion: (name, version) => personas().getVersion(name, version) },
     ),
     reports: new DynamoAgentReports(ddb(), getRequiredEnv(HOST_PERSONAS_TABLE.env)),
   };
