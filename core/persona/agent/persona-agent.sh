@@ -481,7 +481,7 @@ write_cgroup() {
       lo=10
       [ "$io" = blkio.bfq.weight ] && lo=1
       if ! { cg_number "$v" 4 && [ "$v" -ge "$lo" ] && [ "$v" -le 1000 ]; }; then
-        echo "io.weight $(clean "$v") is outside $io's range $lo-1000" >&2
+        echo "io.weight $(clean "$v") is outside the range $lo-1000 of $io" >&2
         return 1
       fi
       cg_put "$io" "$v"
@@ -711,7 +711,9 @@ EOF
     write_report
     return
   fi
-  if [ "$(cat "$STATE_DIR/applied" 2>/dev/null)" = "$REVISION" ]; then
+  # Applied in this boot: a reboot puts the kernel's sysctl and tc values back, so a revision
+  # applied before it is applied again (the state folder outlives the boot).
+  if [ "$(cat "$STATE_DIR/applied" 2>/dev/null)" = "$REVISION $(boot_id)" ]; then
     OUTCOME=unchanged
     write_report
     return
@@ -761,12 +763,14 @@ EOF
     OUTCOME=rolled-back
   else
     printf 'done\n' >>"$journal"
-    printf '%s\n' "$REVISION" >"$STATE_DIR/applied"
+    printf '%s %s\n' "$REVISION" "$(boot_id)" >"$STATE_DIR/applied"
     OUTCOME=applied
     log "assignment $REVISION applied (persona $PERSONA version $VERSION)"
   fi
   write_report
 }
+
+boot_id() { head -c 64 /proc/sys/kernel/random/boot_id 2>/dev/null | tr -cd 'a-f0-9-'; }
 
 # A journal whose last line is neither done nor rolled-back: the agent died while applying.
 recover() {
