@@ -50,6 +50,9 @@ export class MetricStore {
     const wanted = new Set(names);
     const times = new Map<string, number[]>();
     const values = new Map<string, number[]>();
+    // The interval its latest report gave: without it evaluation takes the mean gap (or a
+    // minute for one sample), and a single fresh sample would cover a short duration.
+    const intervals = new Map<string, number>();
     const nowSeconds = Math.floor(this.clock() / 1000);
     const pages = paginateQuery(
       { client: this.ddb },
@@ -79,12 +82,19 @@ export class MetricStore {
           }
           t.push(at);
           v.push(value);
+          if (typeof item.intervalSeconds === 'number') intervals.set(name, item.intervalSeconds);
+          else intervals.delete(name);
         }
       }
     }
     const out = new Map<string, MetricSeries>();
     for (const [name, t] of times) {
-      out.set(name, { times: Float64Array.from(t), values: Float64Array.from(values.get(name) ?? []) });
+      const intervalSeconds = intervals.get(name);
+      out.set(name, {
+        times: Float64Array.from(t),
+        values: Float64Array.from(values.get(name) ?? []),
+        ...(intervalSeconds === undefined ? {} : { intervalSeconds }),
+      });
     }
     return out;
   }

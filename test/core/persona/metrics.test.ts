@@ -80,6 +80,23 @@ describe('MetricStore', () => {
     expect(Array.from(series.get('load.average1')?.values ?? [])).toEqual([1, 3]);
   });
 
+  it('answers the interval the latest report gave, so that one fresh sample does not cover a duration', async () => {
+    await store.put({ host: 'agent', at: iso(T0), intervalSeconds: 60, values: { 'custom.queue_depth': 1 } });
+    await store.put({
+      host: 'agent',
+      at: iso(T0 + 5_000),
+      intervalSeconds: 5,
+      values: { 'custom.queue_depth': 150, 'cpu.utilization': 3 },
+    });
+    const series = await store.series('agent', ['custom.queue_depth', 'cpu.utilization'], T0);
+    expect(series.get('custom.queue_depth')?.intervalSeconds).toBe(5);
+    expect(series.get('cpu.utilization')?.intervalSeconds).toBe(5);
+    // A report that says no interval leaves evaluation to the samples' gaps.
+    await store.put({ host: 'agent', at: iso(T0 + 10_000), values: { 'custom.queue_depth': 150 } });
+    const later = await store.series('agent', ['custom.queue_depth'], T0);
+    expect(later.get('custom.queue_depth')).not.toHaveProperty('intervalSeconds');
+  });
+
   it('reads every page of a long history', async () => {
     // About 12 KB a report: 120 of them are over the 1 MB a Query page holds.
     const padding = Object.fromEntries(Array.from({ length: 400 }, (_, j) => [`custom.padding_${j}`, j]));
