@@ -9,7 +9,7 @@ import { Construct } from 'constructs';
 import type { HandlerName, Route } from '../core/api/routes.js';
 import { ROUTES } from '../core/api/routes.js';
 import { AGENTS_TABLE } from '../core/storage/definitions.js';
-import { personaFunction } from './function.js';
+import { type PersonaFunctionProps, personaFunction } from './function.js';
 import { API_HANDLER_GRANTS } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
 
@@ -48,6 +48,11 @@ export interface PersonaApiProps {
   readonly memorySize?: number;
   /** @default 10 seconds */
   readonly timeout?: Duration;
+  /**
+   * Where the routes that reach hosts (installing and removing an agent) run, to reach them over
+   * SSH: the workflows' VPC (PersonaPlatformProps.captureVpc). @default none
+   */
+  readonly hostsVpc?: NonNullable<PersonaFunctionProps['vpc']>;
   /**
    * Where `functions/api/<handler>/handler.ts` and `package-lock.json` live.
    * @default the root of this repository
@@ -146,6 +151,7 @@ export class PersonaApi extends Construct {
           timeout: reachesHosts ? Duration.seconds(29) : (props.timeout ?? Duration.seconds(10)),
           ...(reachesHosts
             ? {
+                ...(props.hostsVpc ? { vpc: props.hostsVpc } : {}),
                 externalModules: ['cpu-features', '*.node'],
                 afterBundling: (inputDir: string, outputDir: string) => [
                   `cp ${path.join(inputDir, 'core', 'persona', 'agent', 'persona-agent.sh')} ${path.join(outputDir, 'persona-agent.sh')}`,
@@ -213,6 +219,7 @@ export class PersonaApi extends Construct {
       readonly timeout: Duration;
       readonly externalModules?: readonly string[];
       readonly afterBundling?: (inputDir: string, outputDir: string) => string[];
+      readonly vpc?: NonNullable<PersonaFunctionProps['vpc']>;
     },
   ): nodejs.NodejsFunction {
     return personaFunction(this, pascalCase(handler), {

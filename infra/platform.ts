@@ -96,6 +96,8 @@ export class PersonaPlatform extends Construct {
       ...(props.apiThrottling ? { throttling: props.apiThrottling } : {}),
       cloudWatchRole: props.apiGatewayCloudWatchRole ?? true,
       ...(props.webAclArn ? { webAclArn: props.webAclArn } : {}),
+      // Installing and removing an agent reach the host as the workflows' tasks do.
+      ...(props.captureVpc ? { hostsVpc: { vpc: props.captureVpc } } : {}),
     });
 
     this.workflows = new PersonaWorkflows(this, 'Workflows', {

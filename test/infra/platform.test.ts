@@ -280,7 +280,9 @@ describe('PersonaStack', () => {
   beforeAll(() => {
     synthesized = synthesize();
     template = synthesized.template;
-  }, 180_000);
+    // esbuild bundles every function here (over forty), on a machine that may be busy with
+    // other test files: a bound on a hang, not a time the synthesis is expected to take.
+  }, 600_000);
 
   describe('storage', () => {
     it('builds the profiles table from PROFILES_TABLE: key schema, attribute types and the byEntity index', () => {
@@ -1071,18 +1073,21 @@ describe('PersonaPlatform props', () => {
     expect(JSON.stringify(plain.template.toJSON())).not.toContain(keyArn);
   });
 
-  it('runs the capture and clone tasks, and only them, in the given VPC, and still passes cdk-nag', () => {
+  it('runs the functions that reach hosts, and only them, in the given VPC, and still passes cdk-nag', () => {
     const captureVpc = Vpc.fromVpcAttributes(new Stack(new App(), 'Network'), 'Vpc', {
       vpcId: 'vpc-0a1b2c3d4e5f60718',
       availabilityZones: ['eu-west-1a', 'eu-west-1b'],
       privateSubnetIds: ['subnet-0a1b2c3d4e5f60718', 'subnet-0f1e2d3c4b5a60718'],
     });
     const synthesized = synthesize({ platform: { captureVpc } }, false);
-    const { workflows } = synthesized.stack.platform;
+    const { workflows, api } = synthesized.stack.platform;
     const reaching = [
       workflows.captureFunction,
       workflows.cloneFunction,
       workflows.personaSwitchFunction,
+      // An agent is installed over the same SSH or SSM as a capture.
+      api.functions['install-agent'],
+      api.functions['revoke-agent'],
     ].map((f) => logicalId(f));
     for (const [id, fn] of Object.entries(synthesized.template.findResources('AWS::Lambda::Function'))) {
       if (reaching.includes(id))
