@@ -28,6 +28,7 @@ import { ingressDigest, readIngress } from '../orchestrator/executors/ingress.js
 import { SYSCTL_FILE } from '../orchestrator/executors/sysctl.js';
 import type { Journal } from '../orchestrator/journal.js';
 import type { PlatformAdaptor, ProvisionedHost, ResizeResult } from '../platform/platform.js';
+import { sortObjectKeys } from '../profile/collections.js';
 import { validateProfile } from '../profile/io.js';
 import type { Package, Profile } from '../profile/schema.js';
 import type { Family } from '../resolver/manager.js';
@@ -617,7 +618,11 @@ export function readBack(plan: Pick<PlanDocument, 'delta'>, after: HostParameter
         break;
       }
       case 'cgroups':
-        if (JSON.stringify(after.cgroups[c.key] ?? null) !== JSON.stringify(c.to))
+        // Key order aside: the plan's limit is in the schema's order, a capture's sorted.
+        if (
+          JSON.stringify(sortObjectKeys(after.cgroups[c.key] ?? null)) !==
+          JSON.stringify(sortObjectKeys(c.to))
+        )
           out.push(`cgroup ${c.key} does not hold its limits`);
         break;
       case 'bandwidth':
