@@ -5,7 +5,12 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Change } from '../../../core/delta/changes.js';
-import { fromV1, hierarchies, v1Contents } from '../../../core/orchestrator/executors/cgroups.js';
+import {
+  cgroupExecutor,
+  fromV1,
+  hierarchies,
+  v1Contents,
+} from '../../../core/orchestrator/executors/cgroups.js';
 import {
   EMPTY_DEFAULTS,
   type HostParameters,
@@ -15,6 +20,7 @@ import {
 import { PersonaParameters } from '../../../core/persona/schema.js';
 import { readBack } from '../../../core/persona/switch.js';
 import { sharesToWeight, weightToShares } from '../../../core/profile/cgroup-v1.js';
+import type { Transport } from '../../../core/transport/transport.js';
 import { build, fixture, withSection } from '../capture/helpers.js';
 
 describe('cpu.weight and cpu.shares', () => {
@@ -222,5 +228,38 @@ describe('a switch compares cgroup limits by value', () => {
         host,
       ),
     ).toEqual(['cgroup /shop.service does not hold its limits']);
+  });
+});
+
+describe('a cgroup whose folder is a symbolic link', () => {
+  // cgroupfs itself holds no links; a host can still have one where a hierarchy's folder is
+  // expected to be (a tmpfs under /sys/fs/cgroup). Its answers are scripted: no kernel makes one.
+  it('leaves the Change unresolved naming the link, and writes nothing through it', async () => {
+    const sent: string[] = [];
+    const transport = {
+      target: 'ssh://root@scripted:22',
+      async run(command: string) {
+        sent.push(command);
+        const stdout = command.startsWith('while read')
+          ? 'v1 rw /sys/fs/cgroup/memory rw,relatime,memory\n'
+          : 'link /sys/fs/cgroup/memory/shop.slice\n';
+        return { exitCode: 0, stdout, stderr: '', durationMs: 1 };
+      },
+    } as unknown as Transport;
+    const change = {
+      kind: 'cgroup.set',
+      section: 'cgroups',
+      key: '/shop.slice/app.service',
+      from: null,
+      to: { path: '/shop.slice/app.service', memoryMax: 268435456 },
+      disruptive: false,
+    } as Change;
+    const ctx = { transport, operation: 'op', seq: 0, contents: { read: async () => new Uint8Array() } };
+    expect(await cgroupExecutor.apply(ctx, change, null)).toEqual({
+      status: 'unresolved',
+      detail:
+        '/shop.slice/app.service: /sys/fs/cgroup/memory/shop.slice is a symbolic link, not a cgroup; nothing is written through it',
+    });
+    expect(sent.some((c) => /mkdir|printf '%s\\n'/.test(c))).toBe(false);
   });
 });
