@@ -193,7 +193,8 @@ describe('SshTransport commands', () => {
     expect(error).toBeInstanceOf(TransportError);
     expect(error).toMatchObject({ reason: 'timeout' });
     expect((error as Error).message).toContain('sleep 30');
-    expect(Date.now() - started).toBeLessThan(3000);
+    // Ended by its time-out, not by the 30 s sleep (the bound leaves room for a busy machine).
+    expect(Date.now() - started).toBeLessThan(15_000);
     const sleeper = Number(readFileSync(pidFile, 'utf8'));
     await until(() => !alive(sleeper), 1000);
     expect((await ssh.run('echo still usable')).exitCode).toBe(0);
