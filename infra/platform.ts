@@ -44,7 +44,8 @@ export interface PersonaPlatformProps extends CloneCloudProps {
   /** A REGIONAL WAFv2 web ACL to associate with the API stage. @default none */
   readonly webAclArn?: string;
   /**
-   * Where captures and clones run, to reach hosts over SSH (a VPC with a route to them).
+   * Where captures, clones, persona switches and the agent install and revoke routes run, to
+   * reach hosts over SSH (a VPC with a route to them).
    * @default none: hosts are reached over the internet or through SSM
    */
   readonly captureVpc?: ec2.IVpc;
