@@ -525,13 +525,16 @@ const STEPS: Record<SwitchStep, StepWork> = {
     // The size the platform gave (a preferred one, on a capacity error), not only the one asked.
     const resized = await deps.documents.find<ResizeDocument>(op.id, 'target');
     const applied = resized ? { ...plan.applied, instanceSize: resized.to } : plan.applied;
+    // The host's persona state first, the record the agent's assignment follows last: a write
+    // that fails leaves that record naming what the host had, which Rollback then puts the state
+    // back to, so an agent never keeps a host at a persona whose switch was rolled back.
+    if (deps.hostPersonas) await recordPersona(deps, deps.hostPersonas, request.host, request.to);
     const stored = await deps.defaults.get(request.host);
     await deps.defaults.put(
       request.host,
       { defaults: stored.defaults, applied, current: request.to },
       stored.revision,
     );
-    if (deps.hostPersonas) await recordPersona(deps, deps.hostPersonas, request.host, request.to);
     // Last: the copies kept for a rollback go once the switch stands. Copies left behind by a
     // failure here are only files under the backup folder, not a reason to undo the switch.
     const committed = await withHost(ctx, (transport) => commitOperation({ transport }, switchJournal(op.id)))

@@ -271,6 +271,28 @@ describe('a persona switch that fails', () => {
     expect((await rootQdisc()).kind).toBe('noqueue');
   }, 240_000);
 
+  it('leaves the record an agent follows naming what the host has when Record fails and the switch rolls back', async () => {
+    const before = await sysctl('net.ipv4.ip_default_ttl');
+    const states = deps.hostPersonas;
+    if (states === undefined) throw new Error('the switch records host persona state here');
+    const failing: SwitchDeps = {
+      ...deps,
+      hostPersonas: {
+        get: (host) => states.get(host),
+        save: async () => {
+          throw new Error("injected: the host's persona state could not be written");
+        },
+      },
+    };
+    const { op } = await runSwitch({ host: NAME, to: { name: 'fast', version: 1 }, persona: FAST }, failing);
+    expect(op.status, JSON.stringify(op.error)).toBe('ROLLED_BACK');
+    expect(op.error?.step).toBe('record');
+    expect(await sysctl('net.ipv4.ip_default_ttl')).toBe(before);
+    // Neither the record the agent's assignment follows nor the host's state names the persona.
+    expect((await deps.defaults.get(NAME)).current?.name ?? null).toBeNull();
+    expect((await deps.hostPersonas?.get(NAME))?.current ?? null).toBeNull();
+  }, 240_000);
+
   it('rolls back on a host without a cgroup filesystem, saying so, rather than pretend the limit holds', async () => {
     const ttl = await sysctl('net.ipv4.ip_default_ttl');
     const weighted = persona('weighted', {
