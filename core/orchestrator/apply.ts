@@ -152,7 +152,7 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
       // A run of Changes none of which can change what another reads (files on unrelated
       // paths) is read first, journaled in one write, then applied: one journal round trip for
       // the run instead of one per Change.
-      const run = await prepareRun(deps, operation, delta, runFrom(delta, seq, known, journaled));
+      const run = await prepareRun(deps, operation, delta, runFrom(delta, seq, known, journaled, touched));
       await writer.begin(
         run.map(({ seq: at, prior }) => ({ seq: at, change: delta.changes[at] as Change, prior })),
       );
@@ -166,16 +166,24 @@ export async function applyChanges(deps: ApplyDeps, operation: string, delta: De
           return executorFor(deps.executors, c).apply(ctx, c, prior);
         }),
       );
-      for (const [i, { seq: at }] of run.entries()) {
+      const inRun = new Map(run.map(({ seq: at }, i) => [at, settled[i] as PromiseSettledResult<Outcome>]));
+      const last = run.at(-1)?.seq ?? seq;
+      // In Delta order: the run's outcomes, and those the survey gave for the positions the run
+      // stepped over (which nothing in the run could change).
+      for (let at = seq; at <= last; at++) {
         current = at;
         const c = delta.changes[at] as Change;
-        const result = settled[i] as PromiseSettledResult<Outcome>;
+        const result = inRun.get(at);
+        if (result === undefined) {
+          results.push({ seq: at, kind: c.kind, key: c.key, outcome: known.get(at) as Outcome });
+          continue;
+        }
         if (result.status === 'rejected') throw result.reason;
         writer.applied(at, result.value);
         results.push({ seq: at, kind: c.kind, key: c.key, outcome: result.value });
         if (result.value.status === 'changed') touched.push(c);
       }
-      seq = current + 1;
+      seq = last + 1;
     } catch (error) {
       // The journal holds another Delta for this operation, or another apply of it is writing
       // the same positions: reverting would undo that one's work. Stop without touching the host.
@@ -253,21 +261,28 @@ class ApplyJournal {
 const MAX_RUN = 32;
 
 /**
- * The positions from `seq` that can be read before any of them is applied: consecutive, not
- * journaled, not already answered by the survey, and none able to change what a later one
- * reads (mayAffect). Always at least `seq` itself.
+ * The positions from `seq` that can be read before any of them is applied: not journaled, not
+ * answered by the survey, and none able to change what a later one reads (mayAffect). A
+ * position the survey answered is stepped over while neither the run nor what was applied before
+ * it may have changed its answer; any other position ends the run. Always at least `seq`.
  */
 function runFrom(
   delta: Delta,
   seq: number,
   known: ReadonlyMap<number, Outcome>,
   journaled: ReadonlyMap<number, JournalEntry>,
+  touched: readonly Change[],
 ): number[] {
   const run = [seq];
   for (let at = seq + 1; at < delta.changes.length && run.length < MAX_RUN; at++) {
-    if (known.has(at) || journaled.has(at)) break;
+    if (journaled.has(at)) break;
     const later = delta.changes[at] as Change;
-    if (run.some((r) => mayAffect(delta.changes[r] as Change, later))) break;
+    const affects = (earlier: Change) => mayAffect(earlier, later);
+    if (run.some((r) => affects(delta.changes[r] as Change))) break;
+    if (known.has(at)) {
+      if (touched.some(affects)) break;
+      continue;
+    }
     run.push(at);
   }
   return run;

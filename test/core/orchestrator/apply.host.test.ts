@@ -418,6 +418,29 @@ describe('runs of file Changes on a real host', () => {
     expect(await hostState()).toEqual(before);
   });
 
+  it('steps over the files the host already holds: one run around them, their outcomes in order', async () => {
+    await host.run(
+      `mkdir -p /etc/persona-run && echo ${CONFIG.toString('base64')} | base64 -d > /etc/persona-run/held.conf`,
+    );
+    const before = await hostState();
+    const deps = controlSide();
+    const { calls, journal } = counted(deps.journal);
+    const paths = [RUN[0] as string, '/etc/persona-run/held.conf', RUN[1] as string, RUN[2] as string];
+    const result = await applyChanges({ ...deps, journal }, 'run-held', delta(paths.map(configAt)));
+    expect(result.status).toBe('applied');
+    expect(result.results.map((r) => [r.key, r.outcome.status])).toEqual([
+      [RUN[0], 'changed'],
+      ['/etc/persona-run/held.conf', 'unchanged'],
+      [RUN[1], 'changed'],
+      [RUN[2], 'changed'],
+    ]);
+    // The file already there is neither journaled nor a reason to end the run.
+    expect(calls).toEqual(['write 0+3', 'write 3+0']);
+    expect((await revertOperation(deps, 'run-held')).failures).toEqual([]);
+    expect(await hostState()).toEqual(before);
+    await host.run('rm /etc/persona-run/held.conf && rmdir /etc/persona-run');
+  });
+
   it('reverts the whole run, the Changes after the failed one too, when one inside it fails', async () => {
     await host.run('mkdir -p /srv/persona-run && printf old > /srv/persona-run/c.conf');
     const before = await hostState();
