@@ -55,6 +55,7 @@ interface HostPersonaBody {
   since?: string;
   manual?: { persona: string | null; at: string; until: string | null };
   why?: DecisionBody;
+  latest?: DecisionBody;
   history: { items: DecisionBody[]; nextCursor?: string };
 }
 
@@ -367,6 +368,7 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
         );
         for (const r of b.why.reasons) out(`  ${terminalText(reasonLine(r))}`);
       }
+      if (b.latest) out(terminalText(`latest: ${b.latest.summary} (${b.latest.action}, ${b.latest.at})`));
       if (b.history.items.length === 0) return out(pc.dim('no decisions recorded yet'));
       out('');
       out(

@@ -231,7 +231,10 @@ export const HostPersonaResponse = z
       .object({ persona: z.string().nullable(), at: z.iso.datetime(), until: z.iso.datetime().nullable() })
       .optional()
       .describe('A manual activation in force'),
-    why: DecisionRecord.optional().describe('The latest decision, with its reasons'),
+    why: DecisionRecord.optional().describe(
+      'The decision that moved the host to its persona (a switch, a revert, a manual activation), with its reasons',
+    ),
+    latest: DecisionRecord.optional().describe('The latest decision, when it is another (a stay, a hold)'),
     history: z.object({ items: z.array(DecisionRecord), nextCursor: z.string().optional() }),
   })
   .meta({ id: 'HostPersona' });

@@ -18,6 +18,9 @@ const DECISION_PREFIX = 'decision#';
 /** How long decisions are kept when the caller does not say. */
 export const DEFAULT_DECISION_RETENTION_DAYS = 30;
 export const MAX_HISTORY_PAGE = 100;
+
+/** Decisions that move a host to another persona (or its default). */
+const MOVES: ReadonlySet<Decision['action']> = new Set(['switch', 'revert', 'manual']);
 // A decision is one item; its reasons are what the evaluator saw and could be long. Past this
 // many bytes of reasons the tail is dropped (and said so) rather than the write failing at
 // DynamoDB's 400 KB item limit.
@@ -161,6 +164,22 @@ export class HostPersonaStore {
   }
 
   /**
+   * The latest decision that moved the host (a switch, a revert or a manual activation): why it
+   * has the persona it has, however many decisions to stay came since. Read a page at a time,
+   * as far back as `pages` pages of the history.
+   */
+  async lastChange(host: string, pages = 5): Promise<Decision | undefined> {
+    let cursor: string | undefined;
+    for (let page = 0; page < pages; page++) {
+      const out = await this.history(host, { limit: MAX_HISTORY_PAGE, ...(cursor ? { cursor } : {}) });
+      const found = out.decisions.find((d) => MOVES.has(d.action));
+      if (found !== undefined || out.cursor === undefined) return found;
+      cursor = out.cursor;
+    }
+    return undefined;
+  }
+
+  /**
    * Hosts whose state names `persona` as current, at most `limit` of them. Read from a sparse
    * index, so a switch a moment old may not show yet.
    */
@@ -272,9 +291,10 @@ export function decisionRecord(d: Decision) {
 export function hostPersonaView(
   host: string,
   state: HostPersonaState | undefined,
-  latest: Decision | undefined,
+  why: Decision | undefined,
   history: { decisions: readonly Decision[]; cursor?: string },
   now: number,
+  latest?: Decision,
 ) {
   const manual = state?.manual;
   const inForce = manual !== undefined && (manual.until === null || manual.until > now);
@@ -293,7 +313,11 @@ export function hostPersonaView(
           },
         }
       : {}),
-    ...(latest === undefined ? {} : { why: decisionRecord(latest) }),
+    ...(why === undefined ? {} : { why: decisionRecord(why) }),
+    // The latest decision too, when it is another one (a stay, a hold, a cool-down).
+    ...(latest === undefined || latest === why || why === undefined
+      ? {}
+      : { latest: decisionRecord(latest) }),
     history: {
       items: history.decisions.map(decisionRecord),
       ...(history.cursor === undefined ? {} : { nextCursor: history.cursor }),

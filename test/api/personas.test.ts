@@ -453,6 +453,22 @@ describe('GET /hosts/{host}/persona', () => {
     );
     expect(second.body.history.items.map((d: { summary: string }) => d.summary)).toEqual(['decision 0']);
     expect(second.body.why.summary).toBe('decision 2');
+    // Decisions to stay since the switch: `why` is still the switch, `latest` the newest stay.
+    for (const i of [3, 4]) {
+      await states.record({
+        host: 'view-2',
+        at: t + i * 1000,
+        action: 'stay',
+        from: 'api-read',
+        to: 'api-read',
+        mode: 'act',
+        summary: `decision ${i}`,
+        reasons: [{ path: '/metric', holds: 'true', detail: 'cpu.utilization > 75 for 300 s' }],
+      });
+    }
+    const later = await api.call('GET', '/hosts/view-2/persona?limit=1');
+    expect(later.body.why).toMatchObject({ summary: 'decision 2', action: 'switch' });
+    expect(later.body.latest).toMatchObject({ summary: 'decision 4', action: 'stay' });
     const foreign = await api.call('GET', `/hosts/view-1/persona?cursor=${first.body.history.nextCursor}`);
     expect(foreign.status).toBe(400);
     expect(foreign.body.issues[0].path).toBe('cursor');

@@ -17,7 +17,12 @@ const handler = async (event: ApiEvent<{ host: string }, { limit?: number; curso
   ]);
   // The first page starts with the latest decision; a later page does not.
   const latest = event.query.cursor === undefined ? history.decisions[0] : await states.latest(host);
-  return json(200, hostPersonaView(host, state, latest, history, Date.now()));
+  // Why the host has its persona: the decision that moved it there, not the stays since.
+  const moved =
+    latest !== undefined && ['switch', 'revert', 'manual'].includes(latest.action)
+      ? latest
+      : await states.lastChange(host);
+  return json(200, hostPersonaView(host, state, moved ?? latest, history, Date.now(), latest));
 };
 
 export const main = middy(handler)
