@@ -57,6 +57,19 @@ export const PERSONA_EVALUATION_GRANTS: DataGrants = {
 };
 
 /**
+ * Agentless sampling: evaluation's grants, and it reads which hosts have a live agent, keeps
+ * each host's last counters (in HOST_PERSONAS_TABLE) and stores the reports it makes.
+ */
+export const PERSONA_SAMPLING_GRANTS: DataGrants = {
+  ...PERSONA_EVALUATION_GRANTS,
+  tables: {
+    ...PERSONA_EVALUATION_GRANTS.tables,
+    [AGENTS_TABLE.id]: 'read',
+    [METRICS_TABLE.id]: 'read-write',
+  },
+};
+
+/**
  * What each API function may do with Persona's data. Keyed by handler so that a new route does
  * not compile until someone decides its permissions.
  */

@@ -10,8 +10,8 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { Construct } from 'constructs';
 import { ALARM_PREFIX, SCHEDULE_ENV } from '../core/persona/triggers.js';
 import { PROJECT_ROOT } from './api.js';
-import { personaFunction } from './function.js';
-import { PERSONA_EVALUATION_GRANTS } from './permissions.js';
+import { type PersonaFunctionProps, personaFunction } from './function.js';
+import { PERSONA_EVALUATION_GRANTS, PERSONA_SAMPLING_GRANTS } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
 
 export interface PersonaTriggersProps {
@@ -19,6 +19,8 @@ export interface PersonaTriggersProps {
   readonly logRetention: logs.RetentionDays;
   readonly logRemovalPolicy: RemovalPolicy;
   readonly projectRoot?: string;
+  /** Where the sampling function runs to reach hosts over SSH (the workflows' VPC). @default none */
+  readonly hostsVpc?: NonNullable<PersonaFunctionProps['vpc']>;
 }
 
 /**
@@ -34,6 +36,13 @@ export class PersonaTriggers extends Construct {
   readonly schedulerRole: iam.Role;
   /** Alarm State Change events of alarms named with ALARM_PREFIX, to the evaluate function. */
   readonly alarmRule: events.Rule;
+  /**
+   * Reads the hosts that no agent reports for (over their transport, or CloudWatch for EC2)
+   * and evaluates them; the platform gives it the tasks' way to hosts.
+   */
+  readonly sampleFunction: nodejs.NodejsFunction;
+  /** Every minute, to the sampling function. */
+  readonly samplingRule: events.Rule;
 
   constructor(scope: Construct, id: string, props: PersonaTriggersProps) {
     super(scope, id);
@@ -86,6 +95,38 @@ export class PersonaTriggers extends Construct {
         detail: { alarmName: events.Match.prefix(ALARM_PREFIX) },
       },
       targets: [new targets.LambdaFunction(fn, { retryAttempts: 4, maxEventAge: Duration.hours(1) })],
+    });
+
+    const sample = personaFunction(this, 'SampleFunction', {
+      entry: path.join('functions', 'events', 'persona-sample', 'handler.ts'),
+      description: 'Persona sampling: read hosts without an agent, then evaluate them',
+      projectRoot: props.projectRoot ?? PROJECT_ROOT,
+      retention: props.logRetention,
+      logRemovalPolicy: props.logRemovalPolicy,
+      memorySize: 512,
+      // One command per host, a few hosts at a time, within the minute to the next round.
+      timeout: Duration.seconds(55),
+      // ssh2's optional native add-ons are never loaded.
+      externalModules: ['cpu-features', '*.node'],
+      ...(props.hostsVpc ? { vpc: props.hostsVpc } : {}),
+    });
+    props.storage.connect(sample, PERSONA_SAMPLING_GRANTS);
+    // GetMetricData has no resource-level permissions.
+    sample.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['cloudwatch:GetMetricData'], resources: ['*'] }),
+    );
+    if (sample.role)
+      Validations.of(sample.role).acknowledge({
+        id: 'AwsSolutions-IAM5[Resource::*]',
+        reason: 'cloudwatch:GetMetricData (and tracing) support no resource-level permissions.',
+      });
+    this.sampleFunction = sample;
+    this.samplingRule = new events.Rule(this, 'Sampling', {
+      description:
+        'Every minute, samples the hosts persona criteria need metrics of and no agent reports for',
+      schedule: events.Schedule.rate(Duration.minutes(1)),
+      // A round missed is made up by the next one: no retries that would pile up.
+      targets: [new targets.LambdaFunction(sample, { retryAttempts: 0, maxEventAge: Duration.minutes(1) })],
     });
   }
 

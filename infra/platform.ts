@@ -125,8 +125,12 @@ export class PersonaPlatform extends Construct {
         storage: this.storage,
         logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
         logRemovalPolicy: removalPolicy,
+        ...(props.captureVpc ? { hostsVpc: { vpc: props.captureVpc } } : {}),
       });
       this.workflows.allowStart(this.personaTriggers.evaluateFunction, 'persona-switch');
+      // Sampling reaches hosts as a capture does, and starts the switches its evaluation decides.
+      this.workflows.allowReachHosts(this.personaTriggers.sampleFunction);
+      this.workflows.allowStart(this.personaTriggers.sampleFunction, 'persona-switch');
       for (const writer of ['create-persona', 'put-persona', 'delete-persona'] as const)
         this.personaTriggers.allowSync(this.api.functions[writer]);
     } else {

@@ -10,7 +10,7 @@ import { build } from 'esbuild';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ALARM_PREFIX, SCHEDULE_ENV } from '../../core/persona/triggers.js';
 import { TABLES } from '../../core/storage/definitions.js';
-import { PERSONA_EVALUATION_GRANTS } from '../../infra/permissions.js';
+import { PERSONA_EVALUATION_GRANTS, PERSONA_SAMPLING_GRANTS } from '../../infra/permissions.js';
 import { PersonaStack, type PersonaStackProps } from '../../infra/stack.js';
 
 const CDK_CONTEXT: Record<string, unknown> = JSON.parse(
@@ -175,6 +175,35 @@ describe('PersonaTriggers', () => {
     });
   });
 
+  it('samples hosts without an agent every minute: the sampling function, its grants, CloudWatch reads', () => {
+    const fn = s.template.findResources('AWS::Lambda::Function')[logicalId(triggers().sampleFunction)];
+    expect(fn?.Properties).toMatchObject({
+      Runtime: 'nodejs22.x',
+      Timeout: 55,
+      Description: expect.stringContaining('hosts without an agent'),
+    });
+    const variables = fn?.Properties.Environment.Variables ?? {};
+    const wanted = Object.keys(PERSONA_SAMPLING_GRANTS.tables ?? {});
+    expect(wanted).toEqual(expect.arrayContaining(['Agents', 'Metrics', 'HostPersonas', 'Hosts']));
+    for (const table of TABLES) {
+      if (wanted.includes(table.id)) expect(variables, table.id).toHaveProperty(table.env);
+    }
+    const rule = s.template.findResources('AWS::Events::Rule')[logicalId(triggers().samplingRule)];
+    expect(rule?.Properties).toMatchObject({ ScheduleExpression: 'rate(1 minute)', State: 'ENABLED' });
+    expect(rule?.Properties.Targets).toEqual([
+      expect.objectContaining({
+        Arn: { 'Fn::GetAtt': [logicalId(triggers().sampleFunction), 'Arn'] },
+        RetryPolicy: { MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 60 },
+      }),
+    ]);
+    const statements = statementsOf(s, triggers().sampleFunction.role as IConstruct);
+    // GetMetricData takes no resource: '*' (CDK may merge it with other such actions).
+    const reads = statements.filter((st) => actionsOf(st).includes('cloudwatch:GetMetricData'));
+    expect(reads.map((st) => [st.Effect, st.Resource])).toEqual([['Allow', '*']]);
+    // It reaches hosts as a capture does: SSM Run Command among its rights.
+    expect(statements.flatMap(actionsOf)).toContain('ssm:SendCommand');
+  });
+
   it('lets the persona writers keep schedules of that group only, list them, and pass the role to Scheduler only', () => {
     const functions = s.template.findResources('AWS::Lambda::Function');
     for (const writer of WRITERS) {
@@ -261,6 +290,7 @@ describe('PersonaPlatform with personaTriggers off', () => {
       ).not.toHaveProperty(SCHEDULE_ENV.group);
     }
     expect(JSON.stringify(off.template.toJSON())).not.toContain('persona-evaluate');
+    expect(JSON.stringify(off.template.toJSON())).not.toContain('persona-sample');
     // Evaluation on signals and reports still starts switches.
     const machine = logicalId(off.stack.platform.workflows.personaSwitch);
     const starts = statementsOf(

@@ -183,6 +183,13 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
   'post-signal': EVALUATION_USE,
   'post-metrics': { ...EVALUATION_USE, tables: { ...EVALUATION_USE.tables, Metrics: 'read-write' } },
   'persona-evaluate': EVALUATION_USE,
+  // Sampling reaches hosts as a capture does (the same data key), knows which hosts have a live
+  // agent, keeps each host's last counters and stores the reports it makes.
+  'persona-sample': {
+    ...EVALUATION_USE,
+    tables: { ...EVALUATION_USE.tables, Agents: 'read', Metrics: 'read-write' },
+    keyActions: ['kms:GenerateDataKey'],
+  },
 };
 
 /** The functions that work with profiles and have no business with snapshots. */
@@ -221,7 +228,10 @@ function functionsOf({ stack }: Synthesized): Record<string, IConstruct & { role
       ? { 'agent authoriser': stack.platform.api.agentAuthorizerFunction }
       : {}),
     ...(stack.platform.personaTriggers
-      ? { 'persona-evaluate': stack.platform.personaTriggers.evaluateFunction }
+      ? {
+          'persona-evaluate': stack.platform.personaTriggers.evaluateFunction,
+          'persona-sample': stack.platform.personaTriggers.sampleFunction,
+        }
       : {}),
   };
 }
@@ -394,7 +404,7 @@ describe('PersonaStack', () => {
     it('deploys one arm64 Node.js 22 function per handler, traced, with ESM bundles and source maps', () => {
       // One per API handler, and one per task the workflows name (fail-operation serves all
       // three). And the agent routes' authoriser and the persona triggers' evaluate function.
-      template.resourceCountIs('AWS::Lambda::Function', HANDLERS.length + TASKS.length + 2);
+      template.resourceCountIs('AWS::Lambda::Function', HANDLERS.length + TASKS.length + 3);
       for (const handler of HANDLERS) {
         template.hasResourceProperties('AWS::Lambda::Function', {
           Description: Match.stringLikeRegexp(`${handler}$`),
@@ -689,6 +699,7 @@ describe('PersonaStack', () => {
         'post-signal': [`states:StartExecution <${personaSwitch}>`],
         'post-metrics': [`states:StartExecution <${personaSwitch}>`],
         'persona-evaluate': [`states:StartExecution <${personaSwitch}>`],
+        'persona-sample': [`states:StartExecution <${personaSwitch}>`],
         // A manual activation starts the switch that applies it.
         'activate-persona': [`states:StartExecution <${personaSwitch}>`],
       };
@@ -806,9 +817,11 @@ describe('PersonaStack', () => {
     it('forwards the default bus’s persona Clone events, and no others, to the topic', () => {
       const { topic, rule } = ids();
       const rules = template.findResources('AWS::Events::Rule');
-      // Besides the persona triggers' rule on alarm state changes (test/infra/personas.test.ts).
-      const alarms = logicalId(synthesized.stack.platform.personaTriggers?.alarmRule as IConstruct);
-      expect(Object.keys(rules).filter((id) => id !== alarms)).toEqual([rule]);
+      // Besides the persona triggers' rules on alarm state changes and the sampling schedule
+      // (test/infra/personas.test.ts).
+      const triggers = synthesized.stack.platform.personaTriggers;
+      const own = [triggers?.alarmRule, triggers?.samplingRule].map((r) => logicalId(r as IConstruct));
+      expect(Object.keys(rules).filter((id) => !own.includes(id))).toEqual([rule]);
       expect(rules[rule]?.Properties).toMatchObject({
         EventBusName: 'default',
         State: 'ENABLED',
@@ -903,6 +916,7 @@ describe('PersonaStack', () => {
         workflows.personaSwitchFunction,
         api['install-agent'],
         api['revoke-agent'],
+        synthesized.stack.platform.personaTriggers?.sampleFunction as IConstruct & { role?: IConstruct },
       ];
       return {
         bucket,
@@ -1045,6 +1059,7 @@ describe('PersonaPlatform props', () => {
       workflows.personaSwitchFunction,
       api.functions['install-agent'],
       api.functions['revoke-agent'],
+      synthesized.stack.platform.personaTriggers?.sampleFunction as IConstruct & { role?: IConstruct },
     ].map((f) => logicalId(f.role as IConstruct));
     const policies = Object.values(synthesized.template.findResources('AWS::IAM::Policy'));
     for (const role of roles) {
@@ -1088,6 +1103,8 @@ describe('PersonaPlatform props', () => {
       // An agent is installed over the same SSH or SSM as a capture.
       api.functions['install-agent'],
       api.functions['revoke-agent'],
+      // Sampling reads hosts over the same SSH or SSM.
+      synthesized.stack.platform.personaTriggers?.sampleFunction as IConstruct,
     ].map((f) => logicalId(f));
     for (const [id, fn] of Object.entries(synthesized.template.findResources('AWS::Lambda::Function'))) {
       if (reaching.includes(id))
