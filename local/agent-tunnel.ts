@@ -125,7 +125,7 @@ export class AgentTunnels {
     const wanted = tunnel.port ?? target.port;
     let forward: Awaited<ReturnType<SshTransport['forwardRemote']>>;
     try {
-      forward = await transport.forwardRemote('127.0.0.1', wanted, accept);
+      forward = await forwardAgain(transport, wanted, accept, tunnel.port !== undefined);
     } catch (error) {
       if (tunnel.port !== undefined) {
         await transport.close();
@@ -192,4 +192,27 @@ async function installedPort(transport: Transport): Promise<number | undefined> 
   );
   const port = Number(/^endpoint=http:\/\/127\.0\.0\.1:(\d{1,5})$/m.exec(text)?.[1]);
   return Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined;
+}
+
+/**
+ * The forward on `port`, asked again for a few seconds while the host still holds it: the sshd
+ * of a connection just closed (a revoke, a drop) releases its listener only once it has noticed,
+ * and the port the agent knows is the one to bind. A port first tried (`known` false) is not
+ * waited for: another is taken.
+ */
+async function forwardAgain(
+  transport: SshTransport,
+  port: number,
+  accept: Parameters<SshTransport['forwardRemote']>[2],
+  known: boolean,
+): Promise<Awaited<ReturnType<SshTransport['forwardRemote']>>> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await transport.forwardRemote('127.0.0.1', port, accept);
+    } catch (error) {
+      if (!known || attempt >= 10 || !/Unable to bind/.test(String((error as Error).cause ?? error)))
+        throw error;
+      await new Promise((r) => setTimeout(r, 100 * (attempt + 1)));
+    }
+  }
 }
