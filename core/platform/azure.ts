@@ -6,10 +6,10 @@
 import { createHash } from 'node:crypto';
 import type { ComputeManagementClient, VirtualMachine } from '@azure/arm-compute';
 import type { NetworkManagementClient } from '@azure/arm-network';
-import ssh2 from 'ssh2';
 import { stringify } from 'yaml';
 import { ConflictError, type ErrorCode, InvalidInputError, NotFoundError, PersonaError } from '../errors.js';
 import { fingerprintOf, MemoryHostKeyStore } from '../transport/host-keys.js';
+import { ed25519KeyPair } from '../transport/key-pair.js';
 import { displayValue } from '../transport/shell.js';
 import { SshTransport } from '../transport/ssh.js';
 import type { Transport } from '../transport/transport.js';
@@ -199,11 +199,11 @@ export class AzurePlatform implements PlatformAdaptor {
         return this.fail(`creating network interface ${names.nic}`, e);
       });
 
-    const hostKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: `persona-${names.vm}` });
-    const fingerprint = fingerprintOf(Buffer.from(hostKey.public.split(' ')[1] as string, 'base64'));
-    const customData = Buffer.from(cloudConfig(hostKey.private, hostKey.public, this.rootLogin())).toString(
-      'base64',
-    );
+    const hostKey = ed25519KeyPair(`persona-${names.vm}`);
+    const fingerprint = fingerprintOf(hostKey.publicBlob);
+    const customData = Buffer.from(
+      cloudConfig(hostKey.privateKey, hostKey.publicKey, this.rootLogin()),
+    ).toString('base64');
 
     let last: { code: string; message: string } | undefined;
     for (const [index, size] of sizes.entries()) {

@@ -4,6 +4,7 @@ import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from '
 import { InvalidInputError, NotFoundError, TooLargeError } from '../errors.js';
 import { HostKeyMismatchError, TransportError, UnknownHostKeyError } from './errors.js';
 import { fingerprintOf, type HostKeyStore } from './host-keys.js';
+import { ed25519KeyPair } from './key-pair.js';
 import { Collector, exitCodeOf, toBuffer } from './output.js';
 import { checkPath } from './paths.js';
 import {
@@ -704,6 +705,6 @@ function delay(ms: number): Promise<void> {
  * provisions (the private half sealed in the store, the public half authorised on the host).
  */
 export function loginKeyPair(comment: string): { privateKey: string; publicKey: string } {
-  const pair = ssh2.utils.generateKeyPairSync('ed25519', { comment });
-  return { privateKey: pair.private, publicKey: pair.public };
+  const { privateKey, publicKey } = ed25519KeyPair(comment);
+  return { privateKey, publicKey };
 }

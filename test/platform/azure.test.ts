@@ -5,7 +5,6 @@
 // retried by the SDK's own policy.
 import { ComputeManagementClient } from '@azure/arm-compute';
 import { NetworkManagementClient } from '@azure/arm-network';
-import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { ConflictError, InvalidInputError } from '../../core/errors.js';
@@ -20,6 +19,7 @@ import type { ProvisionHandle, ProvisionRequest, ProvisionStatus } from '../../c
 import type { HostShape } from '../../core/platform/shape.js';
 import { HostKeyMismatchError } from '../../core/transport/errors.js';
 import { fingerprintOf } from '../../core/transport/host-keys.js';
+import { ed25519KeyPair } from '../../core/transport/key-pair.js';
 import { destroyAllHosts } from '../hosts/harness.js';
 import { type ArmCall, type ArmStandIn, startArmStandIn } from '../stand-ins/arm.js';
 
@@ -28,7 +28,7 @@ const GIB = 1024 ** 3;
 let arm: ArmStandIn;
 let azure: AzurePlatform;
 let compute: ComputeManagementClient;
-const login = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'persona-clone' });
+const login = ed25519KeyPair('persona-clone');
 
 const shape: HostShape = {
   arch: 'x86_64',
@@ -50,7 +50,7 @@ beforeAll(async () => {
     compute,
     network,
     subscriptionId: arm.subscriptionId,
-    privateKeyFor: async () => login.private,
+    privateKeyFor: async () => login.privateKey,
     pollIntervalMs: 50,
     operationIntervalMs: 20,
   });
@@ -70,7 +70,7 @@ function request(operation: string, extra: Partial<ProvisionRequest> = {}): Prov
     shape,
     network: { subnet: subnet() },
     parameters: { resourceGroup: RG, location: 'westeurope' },
-    sshPublicKey: login.public,
+    sshPublicKey: login.publicKey,
     ...extra,
   };
 }
@@ -153,7 +153,7 @@ describe('AzurePlatform', () => {
     expect(p.osProfile.adminUsername).toBe('persona');
     expect(p.osProfile.linuxConfiguration).toMatchObject({
       disablePasswordAuthentication: true,
-      ssh: { publicKeys: [{ path: '/home/persona/.ssh/authorized_keys', keyData: login.public }] },
+      ssh: { publicKeys: [{ path: '/home/persona/.ssh/authorized_keys', keyData: login.publicKey }] },
     });
     // Hostile tag values are only data: verbatim in the tags, nowhere in what the VM runs.
     expect(body.tags).toMatchObject({ ...tags, [OPERATION_TAG]: operation });

@@ -5,10 +5,10 @@
 import { request } from 'node:https';
 import { ComputeManagementClient, type VirtualMachine } from '@azure/arm-compute';
 import { NetworkManagementClient } from '@azure/arm-network';
-import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { fingerprintOf, MemoryHostKeyStore } from '../../core/transport/host-keys.js';
+import { ed25519KeyPair } from '../../core/transport/key-pair.js';
 import { SshTransport } from '../../core/transport/ssh.js';
 import { destroyAllHosts } from '../hosts/harness.js';
 import { type ArmStandIn, startArmStandIn } from './arm.js';
@@ -158,7 +158,7 @@ describe('ARM stand-in', () => {
 
   it('refuses a size without capacity at once with 409 SkuNotAvailable, and fails an allocation in the operation', async () => {
     const nicId = await nsgAndNic('cap');
-    const { public: publicKey } = ssh2.utils.generateKeyPairSync('ed25519');
+    const { publicKey } = ed25519KeyPair('');
     arm.failCapacity('Standard_D2s_v5', 'SkuNotAvailable');
     await expect(
       compute.virtualMachines.createOrUpdate(RG, 'cap', vmBody(nicId, { publicKey })).submitted(),
@@ -188,16 +188,16 @@ describe('ARM stand-in', () => {
 
   it('makes a VM a test host reachable as the admin user with the host key from cloud-init, and DELETE destroys it', async () => {
     const nicId = await nsgAndNic('host');
-    const admin = ssh2.utils.generateKeyPairSync('ed25519');
-    const hostKey = ssh2.utils.generateKeyPairSync('ed25519');
+    const admin = ed25519KeyPair('');
+    const hostKey = ed25519KeyPair('');
     const customData = Buffer.from(
-      `#cloud-config\n${stringify({ ssh_keys: { ed25519_private: hostKey.private, ed25519_public: hostKey.public } })}`,
+      `#cloud-config\n${stringify({ ssh_keys: { ed25519_private: hostKey.privateKey, ed25519_public: hostKey.publicKey } })}`,
     ).toString('base64');
     const before = arm.calls.length;
     const vm = await compute.virtualMachines.createOrUpdate(
       RG,
       'host',
-      vmBody(nicId, { publicKey: admin.public, customData }),
+      vmBody(nicId, { publicKey: admin.publicKey, customData }),
       fast,
     );
     expect(vm.provisioningState).toBe('Succeeded');
@@ -210,11 +210,11 @@ describe('ARM stand-in', () => {
     const nic = await network.networkInterfaces.get(RG, 'host-nic');
     const address = nic.ipConfigurations?.[0]?.privateIPAddress as string;
     expect(address).toBe(host?.address);
-    const fingerprint = fingerprintOf(Buffer.from(hostKey.public.split(' ')[1] as string, 'base64'));
+    const fingerprint = fingerprintOf(hostKey.publicBlob);
     const ssh = new SshTransport({
       host: address,
       username: 'azureuser',
-      privateKey: admin.private,
+      privateKey: admin.privateKey,
       hostKeys: new MemoryHostKeyStore({ [`[${address}]:22`]: fingerprint }),
     });
     try {
@@ -238,7 +238,7 @@ describe('ARM stand-in', () => {
 
   it('refuses an admin user Azure reserves, and a key path other than the admin home', async () => {
     const nicId = await nsgAndNic('bad');
-    const { public: publicKey } = ssh2.utils.generateKeyPairSync('ed25519');
+    const { publicKey } = ed25519KeyPair('');
     const body = vmBody(nicId, { publicKey });
     await expect(
       compute.virtualMachines
