@@ -27,9 +27,11 @@ function script(paths: readonly string[]): string {
     'echo --',
     'nft list ruleset 2>/dev/null || iptables-save 2>/dev/null | grep -v "^#"',
     'echo --',
-    // Address lifetimes count down by themselves: left out.
-    "ip -o addr show 2>/dev/null | sed 's/ valid_lft.*//'",
-    'ip route show table all 2>/dev/null',
+    // Address lifetimes count down by themselves, and an IPv6 address is `tentative` for its
+    // first second or two (duplicate address detection) and only then gets its route in the
+    // local table, which the kernel keeps from the addresses anyway: all three left out.
+    "ip -o addr show 2>/dev/null | sed 's/ tentative\\b//; s/ valid_lft.*//'",
+    "ip route show table all 2>/dev/null | grep -v ' table local '",
     'echo --',
     "cut -d' ' -f1 /proc/modules 2>/dev/null | LC_ALL=C sort",
     'echo --',

@@ -62,6 +62,23 @@ describe('stateFingerprint', () => {
     expect(await stateFingerprint(transport, PATHS)).toBe(before);
   });
 
+  it('is the same while a new IPv6 address is still tentative as once it is settled', async () => {
+    // Duplicate address detection keeps a new address `tentative` for a second or so, then the
+    // kernel adds its local route: neither is a change the host's owner made.
+    await host.run('sysctl -qw net.ipv6.conf.eth0.dad_transmits=3 && ip addr add 2001:db8:5::7/64 dev eth0');
+    try {
+      expect(await host.run('ip -6 addr show dev eth0 tentative')).toContain('2001:db8:5::7');
+      const tentative = await stateFingerprint(transport, PATHS);
+      await host.run(
+        'i=0; while ip -6 addr show dev eth0 tentative | grep -q inet6 && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done',
+      );
+      expect(await host.run('ip -6 addr show dev eth0 tentative')).not.toContain('inet6');
+      expect(await stateFingerprint(transport, PATHS)).toBe(tentative);
+    } finally {
+      await host.run('ip addr del 2001:db8:5::7/64 dev eth0');
+    }
+  });
+
   it('refuses a path that is not one (a leading dash, a relative name) before sending anything', async () => {
     const sent = transport.sent.length;
     for (const bad of ['-delete', 'etc', '/etc/../root'])
