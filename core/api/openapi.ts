@@ -1,7 +1,7 @@
 // The OpenAPI 3.1 document of the v1 API, generated from the route table and the same zod
 // schemas the handlers validate with. OpenAPI 3.1 speaks JSON Schema 2020-12, which is what
 // zod emits, so components need no translation.
-import { z } from 'zod';
+import * as z from 'zod';
 import { CloneRequest } from '../clone/request.js';
 import { Delta } from '../delta/changes.js';
 import { HostRegistration } from '../host/schema.js';

@@ -1,6 +1,6 @@
 // Request and response shapes of the v1 API. Handlers validate with them and the OpenAPI
 // document is generated from them.
-import { z } from 'zod';
+import * as z from 'zod';
 import { ERROR_CODES } from '../errors.js';
 import { HostRecord } from '../host/schema.js';
 import { OPERATION_KINDS, OPERATION_STATUSES, Operation } from '../operation/schema.js';

@@ -2,7 +2,7 @@
 // to prove the clone behaves like its source. A request is data from a caller: every field is
 // checked here, before an operation is recorded, and what it names (hosts, pools, paths) is
 // checked again where it is used.
-import { z } from 'zod';
+import * as z from 'zod';
 import { Plan } from '../plan/plan.js';
 import { ProfileMetadata } from '../profile/schema.js';
 

@@ -2,7 +2,7 @@
 // apply/revert walk it, and a host executor walks the same list of Changes. Every Change is
 // uniform and self-describing — { kind, section, key, from, to, disruptive } — and `from` is
 // the whole entry as it was, so each Change can be undone on its own.
-import { z } from 'zod';
+import * as z from 'zod';
 import { COLLECTIONS, type CollectionName } from '../profile/collections.js';
 import {
   Application,

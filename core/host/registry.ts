@@ -7,7 +7,7 @@ import {
   ScanCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { sortObjectKeys } from '../profile/collections.js';
 import { decodeCursor, nextCursor } from '../storage/pagination.js';

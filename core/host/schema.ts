@@ -1,5 +1,5 @@
 // A registered host: how to reach it and what to capture. Credentials are references.
-import { z } from 'zod';
+import * as z from 'zod';
 import { processNameProblem } from '../capture/script.js';
 import { SecretRef } from '../profile/schema.js';
 import { pathProblem } from '../transport/paths.js';

@@ -1,6 +1,6 @@
 // An operation: one run of a workflow (capture, clone, migrate, morph, activate), its steps,
 // progress and result. Status values are shared by the API, the state machines and the CLI.
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const OPERATION_KINDS = ['capture', 'clone', 'migrate', 'morph', 'activate'] as const;
 // ROLLED_BACK: the operation failed (or was cancelled) after it changed a host, and every change

@@ -4,7 +4,7 @@
 // concurrent retries cannot lose an update, and an operation that has ended stays as it ended:
 // a task delivered again, or one that outlived its time-out, changes nothing.
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import { NotFoundError } from '../errors.js';
 import { decodeCursor, encodeCursor } from '../storage/pagination.js';
 import {

@@ -14,7 +14,7 @@ import {
   TransactWriteCommand,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import { Change } from '../delta/changes.js';
 import { ConflictError, InvalidInputError, PersonaError } from '../errors.js';
 import { displayValue } from '../transport/shell.js';

@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { Persona } from './schema.js';
 
 export const PERSONA_SCHEMA_ID = 'https://persona.dev/schemas/persona-v1/persona.schema.json';

@@ -4,7 +4,7 @@
 // the agent does between its cycles; the first round reports levels (memory, load) only.
 import { type CloudWatchClient, GetMetricDataCommand } from '@aws-sdk/client-cloudwatch';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { HostRegistry } from '../host/registry.js';
 import type { HostRegistration } from '../host/schema.js';
 import { TransportError } from '../transport/errors.js';

@@ -11,7 +11,7 @@
 // Every criterion evaluates to true, false or unknown (a metric with no samples, a signal
 // never posted, no forecast yet): a persona is taken on only when its criteria are true, and
 // left only when they are false, so missing data never flips a host back and forth.
-import { z } from 'zod';
+import * as z from 'zod';
 import { API_VERSION, CgroupLimit, Threshold } from '../profile/schema.js';
 
 export { API_VERSION };

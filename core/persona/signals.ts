@@ -10,7 +10,7 @@ import {
   type DynamoDBDocumentClient,
   PutCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import { HostSelector, type Signal } from './schema.js';
 
 export type HostSelection = z.infer<typeof HostSelector>;

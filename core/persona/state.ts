@@ -7,7 +7,7 @@
 // and the loser reads again instead of overwriting a switch it did not see.
 import { randomBytes } from 'node:crypto';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand, QueryCommand } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConflictError } from '../errors.js';
 import { HOST_PERSONAS_TABLE } from '../storage/definitions.js';
 import { decodeCursor, nextCursor } from '../storage/pagination.js';

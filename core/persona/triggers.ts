@@ -20,7 +20,7 @@ import {
   type SchedulerClient,
   UpdateScheduleCommand,
 } from '@aws-sdk/client-scheduler';
-import { z } from 'zod';
+import * as z from 'zod';
 import type { Criterion, Persona, Schedule, TimeWindow } from './schema.js';
 
 /** What Scheduler sends the evaluate function (functions/events/persona-evaluate). */

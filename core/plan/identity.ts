@@ -4,7 +4,7 @@
 // at the target's. IDENTITY.md lists the same fields as the constants below; a test keeps the
 // two in agreement.
 import { BlockList, isIP } from 'node:net';
-import { z } from 'zod';
+import * as z from 'zod';
 import { sameValue, stableJson } from '../delta/sections.js';
 import { routeKey } from '../profile/collections.js';
 import { canonicalProfile } from '../profile/io.js';

@@ -3,7 +3,7 @@
 // printed, saved and applied later, but only to a target that has not changed since: the
 // Delta's `from` sides describe the target as it was, and on any other target they are wrong.
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { applyDelta, DeltaConflictError } from '../delta/apply.js';
 import { type Change, Delta, ProfileRef, summarize } from '../delta/changes.js';
 import { diff } from '../delta/diff.js';

@@ -10,7 +10,7 @@ import {
   paginateQuery,
   UpdateCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConflictError, InvalidInputError, NotFoundError } from '../errors.js';
 import { displayValue } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';

@@ -12,7 +12,7 @@ import {
   QueryCommand,
   TransactWriteCommand,
 } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { PROFILES_TABLE } from '../storage/definitions.js';
 import { decodeCursor, nextCursor } from '../storage/pagination.js';

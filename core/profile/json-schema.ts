@@ -1,4 +1,4 @@
-import { z } from 'zod';
+import * as z from 'zod';
 import { Profile } from './schema.js';
 
 export const PROFILE_SCHEMA_ID = 'https://persona.dev/schemas/persona-v1/profile.schema.json';

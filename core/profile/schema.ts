@@ -6,7 +6,7 @@
 //   spec      what can be reproduced on another host; every difference in it is a Change
 //   observed  what a capture saw (sockets, connections, usage, the trait vector); it informs
 //             morph and validation but is never "applied" to a host
-import { z } from 'zod';
+import * as z from 'zod';
 import { recordedPathProblem } from '../transport/paths.js';
 import { duplicateKeys } from './collections.js';
 

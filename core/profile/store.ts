@@ -1,6 +1,6 @@
 // What the profile domain needs from storage. The DynamoDB + S3 implementation is in
 // dynamo-store.ts; tests and other runtimes can pass anything that keeps these promises.
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const ProfileSummary = z
   .object({

@@ -8,7 +8,7 @@
 // A blob's name is its content's hash, so it is written once and never changes; every read
 // checks the bytes against it before they go anywhere.
 import { createHash } from 'node:crypto';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ConflictError } from '../errors.js';
 import type { ObjectStore } from '../snapshot/object-store.js';
 import type { Family, PackageSpec } from './manager.js';

@@ -1,7 +1,7 @@
 // Indexes (FORMAT.md, "Indexes"): after a snapshot's packs are written, one sealed object lists
 // where each of its chunks lives. The union of all indexes is the store's ChunkIndex.
 
-import { z } from 'zod';
+import * as z from 'zod';
 import { CorruptionError, type Where } from './errors.js';
 import type { StoreKeys } from './keys.js';
 import { HexIdSchema, type IndexBlob, parseSealedJson, sealedJson, sha256Hex } from './pack.js';

@@ -1,7 +1,7 @@
 // The manifest: the file-level state of a tree at one moment. Entries are in path order, so
 // that a restore creates every directory before what it contains and two manifests can be
 // compared in one pass.
-import { z } from 'zod';
+import * as z from 'zod';
 import { formatPath, InvalidInputError, type Issue } from '../errors.js';
 
 export const ENTRY_TYPES = ['file', 'dir', 'symlink', 'hardlink', 'char', 'block', 'fifo'] as const;

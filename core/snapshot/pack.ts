@@ -3,7 +3,7 @@
 
 import { createHash } from 'node:crypto';
 import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
-import { z } from 'zod';
+import * as z from 'zod';
 import { CorruptionError, type Where } from './errors.js';
 import { chunkId, type StoreKeys } from './keys.js';
 import { open, SEAL_OVERHEAD, seal } from './seal.js';

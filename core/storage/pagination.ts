@@ -6,7 +6,7 @@
 // then the caller's mistake (400 naming the parameter) instead of a DynamoDB validation error
 // (a 500) or a look into another partition. A well-formed start key is only a position in a
 // listing the caller may read anyway, so the cursor needs no secret to be safe.
-import { z } from 'zod';
+import * as z from 'zod';
 import { InvalidInputError } from '../errors.js';
 
 export type StartKey = Record<string, string | number>;

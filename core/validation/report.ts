@@ -1,6 +1,6 @@
 // What behavioural validation found, as data: one schema for the clone workflow that stores the
 // report (S3 key on the operation), the API that publishes it and the CLI that prints it.
-import { z } from 'zod';
+import * as z from 'zod';
 
 export const VERDICTS = ['passed', 'failed', 'inconclusive'] as const;
 export type Verdict = (typeof VERDICTS)[number];

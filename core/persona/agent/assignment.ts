@@ -19,7 +19,7 @@
 // may hold spaces or tabs). `end` proves the document arrived whole.
 import { createHash } from 'node:crypto';
 import { type DynamoDBDocumentClient, GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
-import { z } from 'zod';
+import * as z from 'zod';
 import { LIMIT_FILES } from '../../orchestrator/executors/cgroups.js';
 import type { Persona, PersonaParameters } from '../schema.js';
 

@@ -1,6 +1,6 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ActivateRequest, PersonaNameParams } from '../../../core/api/schemas.js';
 import { InvalidInputError } from '../../../core/errors.js';
 import { activatePersona } from '../../../core/persona/activation.js';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
+import * as z from 'zod';
 import { ROUTES } from '../../../core/api/routes.js';
 import { CloneRequest } from '../../../core/clone/request.js';
 import { startClone } from '../../../core/clone/workflow.js';

@@ -4,7 +4,7 @@
 // logged and dropped: retrying it would not make it readable.
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
+import * as z from 'zod';
 import { PersonaMetadata } from '../../../core/persona/schema.js';
 import {
   evaluateHosts,

@@ -1,6 +1,6 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
+import * as z from 'zod';
 import { runCapture } from '../../../core/capture/operation.js';
 import { unlessFinished } from '../../../core/operation/tasks.js';
 import { captureDeps } from '../../shared/capture.js';

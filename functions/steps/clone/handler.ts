@@ -1,6 +1,6 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
+import * as z from 'zod';
 import { failClone, rollbackClone, runCloneStep } from '../../../core/clone/workflow.js';
 import { cloneDeps } from '../../shared/clone.js';
 import { logger } from '../../shared/runtime.js';

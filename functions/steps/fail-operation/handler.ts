@@ -1,6 +1,6 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
+import * as z from 'zod';
 import { recordWorkflowFailure } from '../../../core/operation/tasks.js';
 import { logger, operations } from '../../shared/runtime.js';
 

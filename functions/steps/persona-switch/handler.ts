@@ -1,6 +1,6 @@
 import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
-import { z } from 'zod';
+import * as z from 'zod';
 import { failSwitch, rollbackSwitch, runSwitchStep, SWITCH_STEPS } from '../../../core/persona/switch.js';
 import { personaSwitchDeps } from '../../shared/persona-switch.js';
 import { logger } from '../../shared/runtime.js';
