@@ -85,6 +85,7 @@ import { InvalidInputError, type Issue } from '../errors.js';
 import { pathProblem } from '../transport/paths.js';
 import { displayValue, shellQuote } from '../transport/shell.js';
 import { KEY_LIBRARIES } from './parse/runtimes.js';
+import { processNameProblem } from './process-name.js';
 import {
   CONFIGURATION_NAME_GLOBS,
   CREDENTIAL_LINE_MAX_BYTES,
@@ -1055,20 +1056,7 @@ export interface CaptureParams {
   readonly usageSample?: boolean;
 }
 
-/** Characters in a process name; the script matches its first 15 bytes, all the kernel keeps in `comm`. */
-export const PROCESS_NAME_MAX = 64;
-
-/**
- * What is wrong with `name` as a process name sent to the script, or undefined. The script reads
- * its lists one item a line and never lets the shell split or expand an item, so only control
- * characters (a newline would make two names) and empty or very long names are refused.
- */
-export function processNameProblem(name: string): string | undefined {
-  if (name === '') return 'is empty';
-  if (name.length > PROCESS_NAME_MAX) return `is longer than ${PROCESS_NAME_MAX} characters`;
-  if (/[\p{Cc}\p{Cs}]/u.test(name)) return 'contains a control character';
-  return undefined;
-}
+export { PROCESS_NAME_MAX, processNameProblem } from './process-name.js';
 
 /**
  * The script's environment for these parameters, with a fresh nonce. Paths obey the path

@@ -1,6 +1,6 @@
 // A registered host: how to reach it and what to capture. Credentials are references.
 import * as z from 'zod';
-import { processNameProblem } from '../capture/script.js';
+import { processNameProblem } from '../capture/process-name.js';
 import { SecretRef } from '../profile/schema.js';
 import { pathProblem } from '../transport/paths.js';
 import { displayValue } from '../transport/shell.js';
