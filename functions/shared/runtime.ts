@@ -1,8 +1,6 @@
 // What every function shares for the life of its execution environment: configuration read
 // once from the environment, SDK clients built once and reused across invocations.
 
-import { Logger } from '@aws-lambda-powertools/logger';
-import { Metrics } from '@aws-lambda-powertools/metrics';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SchedulerClient } from '@aws-sdk/client-scheduler';
@@ -42,11 +40,9 @@ import {
   SIGNALS_TABLE,
   SNAPSHOTS_TABLE,
 } from '../../core/storage/definitions.js';
+import { traced } from './observability.js';
 
-export const logger = new Logger({ serviceName: 'persona' });
-// Published as embedded metric format through the function's logs: no PutMetricData calls,
-// no extra permissions. Off in the embedded runtime (POWERTOOLS_DEV).
-export const metrics = new Metrics({ namespace: 'Persona', serviceName: 'persona' });
+export { logger, metrics, observability, traced, tracer } from './observability.js';
 
 /** Fails at cold start with the variable's name, not at the first request that needs it. */
 export function getRequiredEnv(name: string): string {
@@ -80,7 +76,7 @@ let records: SnapshotRecords | undefined;
 let documentClient: DynamoDBDocumentClient | undefined;
 
 export const ddb = (): DynamoDBDocumentClient => {
-  documentClient ??= DynamoDBDocumentClient.from(new DynamoDBClient({}), {
+  documentClient ??= DynamoDBDocumentClient.from(traced(new DynamoDBClient({})), {
     marshallOptions: { removeUndefinedValues: true },
   });
   return documentClient;
@@ -131,7 +127,7 @@ export function stores(): ProfileDeps {
     const bucketName = getRequiredEnv(DATA_BUCKET.env);
     // Endpoints come from the SDK's own AWS_ENDPOINT_URL_* variables; only the embedded
     // runtime sets them, and its S3-protocol server needs path-style addressing.
-    const s3 = new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' });
+    const s3 = traced(new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }));
     cached = { profiles: new DynamoProfileStore(ddb(), s3, { tableName, bucketName }) };
   }
   return cached;
@@ -249,7 +245,7 @@ export function personaTriggers(): PersonaTriggerSync {
     targetArn: getRequiredEnv(SCHEDULE_ENV.target),
     roleArn: getRequiredEnv(SCHEDULE_ENV.role),
   };
-  const scheduler = new SchedulerClient({});
+  const scheduler = traced(new SchedulerClient({}));
   triggerSync = {
     async personaWritten(persona) {
       await syncPersonaSchedules(scheduler, target, persona);

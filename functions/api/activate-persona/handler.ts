@@ -1,4 +1,3 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import * as z from 'zod';
 import { ActivateRequest, PersonaNameParams } from '../../../core/api/schemas.js';
@@ -7,7 +6,7 @@ import { activatePersona } from '../../../core/persona/activation.js';
 import { decisionRecord } from '../../../core/persona/state.js';
 import { type ApiEvent, apiErrors, header, json, jsonBody, parseRequest } from '../../shared/http.js';
 import { startPersonaSwitch } from '../../shared/persona-switch-start.js';
-import { hostPersonas, hosts, logger, personas } from '../../shared/runtime.js';
+import { hostPersonas, hosts, observability, personas } from '../../shared/runtime.js';
 
 const IdempotencyKey = z.string().regex(/^[A-Za-z0-9_-]{8,80}$/);
 
@@ -47,7 +46,7 @@ const handler = async (event: Event) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: PersonaNameParams }))
   // A small JSON or YAML body, with the document defences.

@@ -1,4 +1,3 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { AddMachineRequest, PoolParams } from '../../../core/api/schemas.js';
 import { InvalidInputError } from '../../../core/errors.js';
@@ -13,7 +12,7 @@ import {
   json,
   parseRequest,
 } from '../../shared/http.js';
-import { ddb, getRequiredEnv, hosts, logger } from '../../shared/runtime.js';
+import { ddb, getRequiredEnv, hosts, observability } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ pool: string }>) => {
   if (!event.body?.trim())
@@ -41,7 +40,7 @@ const handler = async (event: ApiEvent<{ pool: string }>) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   // A body of any other type is what a web page could send unasked: refused before anything.
   .use(documentTypes())

@@ -1,9 +1,8 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { OperationParams } from '../../../core/api/schemas.js';
 import { isFinished } from '../../../core/operation/schema.js';
 import { type ApiEvent, apiErrors, documentTypes, json, parseRequest } from '../../shared/http.js';
-import { logger, operations } from '../../shared/runtime.js';
+import { observability, operations } from '../../shared/runtime.js';
 
 // Cancelling is asking: the workflow sees the request at its next step (or between the
 // application trees and the Changes) and rolls back, so the target is never left half-changed.
@@ -13,7 +12,7 @@ const handler = async (event: ApiEvent<{ id: string }>) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   // A body of any other type is what a web page could send unasked: refused before anything.
   .use(documentTypes())

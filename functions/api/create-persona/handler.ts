@@ -1,12 +1,10 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import { etag } from '../../../core/api/schemas.js';
 import type { Persona } from '../../../core/persona/schema.js';
 import { apiErrors, json } from '../../shared/http.js';
 import { type PersonaEvent, personaBody } from '../../shared/persona-http.js';
-import { logger, metrics, personas, personaTriggers } from '../../shared/runtime.js';
+import { metrics, observability, personas, personaTriggers } from '../../shared/runtime.js';
 
 const handler = async (event: PersonaEvent) => {
   const result = await personas().create(event.persona as Persona);
@@ -24,8 +22,4 @@ const handler = async (event: PersonaEvent) => {
   });
 };
 
-export const main = middy(handler)
-  .use(injectLambdaContext(logger))
-  .use(logMetrics(metrics))
-  .use(apiErrors({ metrics }))
-  .use(personaBody());
+export const main = middy(handler).use(observability()).use(apiErrors({ metrics })).use(personaBody());

@@ -1,12 +1,10 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import { etag } from '../../../core/api/schemas.js';
 import type { Profile } from '../../../core/profile/schema.js';
 import { createProfile } from '../../../core/profile/service.js';
 import { type ApiEvent, apiErrors, json, profileBody } from '../../shared/http.js';
-import { logger, metrics, stores } from '../../shared/runtime.js';
+import { metrics, observability, stores } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent) => {
   const result = await createProfile(stores(), event.profile as Profile);
@@ -19,8 +17,4 @@ const handler = async (event: ApiEvent) => {
   return json(result.created ? 201 : 200, result, { etag: etag(version), location: `/profiles/${name}` });
 };
 
-export const main = middy(handler)
-  .use(injectLambdaContext(logger))
-  .use(logMetrics(metrics))
-  .use(apiErrors({ metrics }))
-  .use(profileBody());
+export const main = middy(handler).use(observability()).use(apiErrors({ metrics })).use(profileBody());

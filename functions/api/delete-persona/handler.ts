@@ -1,10 +1,9 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { PersonaNameParams } from '../../../core/api/schemas.js';
 import { NotFoundError } from '../../../core/errors.js';
 import { type ApiEvent, apiErrors, parseRequest } from '../../shared/http.js';
 import { ifMatchVersion } from '../../shared/persona-http.js';
-import { logger, personas, personaTriggers } from '../../shared/runtime.js';
+import { observability, personas, personaTriggers } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ name: string }>) => {
   const name = event.params.name;
@@ -20,6 +19,6 @@ const handler = async (event: ApiEvent<{ name: string }>) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: PersonaNameParams }));

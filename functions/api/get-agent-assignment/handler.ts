@@ -1,4 +1,3 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { HostParams } from '../../../core/api/schemas.js';
 import { assignment, assignmentText } from '../../../core/persona/agent/assignment.js';
@@ -12,7 +11,7 @@ import {
   json,
   parseRequest,
 } from '../../shared/http.js';
-import { assignments, logger } from '../../shared/runtime.js';
+import { assignments, observability } from '../../shared/runtime.js';
 
 type Event = ApiEvent<{ host: string }> & { agent?: AgentCaller };
 
@@ -32,7 +31,7 @@ const handler = async (event: Event) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(agentCaller())
   .use(parseRequest({ params: HostParams }));

@@ -1,9 +1,8 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { HostParams, PageQuery } from '../../../core/api/schemas.js';
 import { hostPersonaView } from '../../../core/persona/state.js';
 import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
-import { hostPersonas, hosts, logger } from '../../shared/runtime.js';
+import { hostPersonas, hosts, observability } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ host: string }, { limit?: number; cursor?: string }>) => {
   const host = (await hosts().get(event.params.host)).registration.name;
@@ -26,6 +25,6 @@ const handler = async (event: ApiEvent<{ host: string }, { limit?: number; curso
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: HostParams, query: PageQuery }));

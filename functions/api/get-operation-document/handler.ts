@@ -1,10 +1,9 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { OperationDocumentParams } from '../../../core/api/schemas.js';
 import { NotFoundError } from '../../../core/errors.js';
 import { cloneDocuments } from '../../shared/documents.js';
 import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
-import { logger, operations } from '../../shared/runtime.js';
+import { observability, operations } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ id: string; document: 'plan' | 'report' | 'rollback' }>) => {
   const { id, document } = event.params;
@@ -16,6 +15,6 @@ const handler = async (event: ApiEvent<{ id: string; document: 'plan' | 'report'
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: OperationDocumentParams }));

@@ -1,8 +1,7 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { etag, PersonaVersionParams } from '../../../core/api/schemas.js';
 import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
-import { logger, personas } from '../../shared/runtime.js';
+import { observability, personas } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ name: string; version: number }>) => {
   const found = await personas().getVersion(event.params.name, event.params.version);
@@ -12,6 +11,6 @@ const handler = async (event: ApiEvent<{ name: string; version: number }>) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: PersonaVersionParams }));

@@ -1,8 +1,7 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { etag, PersonaNameParams } from '../../../core/api/schemas.js';
 import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
-import { logger, personas } from '../../shared/runtime.js';
+import { observability, personas } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ name: string }>) => {
   const found = await personas().get(event.params.name);
@@ -10,6 +9,6 @@ const handler = async (event: ApiEvent<{ name: string }>) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: PersonaNameParams }));

@@ -1,9 +1,8 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { etag, NameParams } from '../../../core/api/schemas.js';
 import { getProfile } from '../../../core/profile/service.js';
 import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
-import { logger, stores } from '../../shared/runtime.js';
+import { observability, stores } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ name: string }>) => {
   const found = await getProfile(stores(), event.params.name);
@@ -11,6 +10,6 @@ const handler = async (event: ApiEvent<{ name: string }>) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: NameParams }));

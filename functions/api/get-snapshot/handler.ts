@@ -1,9 +1,8 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { HostVersionParams } from '../../../core/api/schemas.js';
 import { getSnapshot } from '../../../core/snapshot/catalog.js';
 import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
-import { logger, snapshotRecords } from '../../shared/runtime.js';
+import { observability, snapshotRecords } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ host: string; version: number }>) =>
   // Snapshot records never change once written.
@@ -12,6 +11,6 @@ const handler = async (event: ApiEvent<{ host: string; version: number }>) =>
   });
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: HostVersionParams }));

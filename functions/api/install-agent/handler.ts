@@ -1,4 +1,3 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { AgentInstallRequest, HostParams } from '../../../core/api/schemas.js';
 import { InvalidInputError } from '../../../core/errors.js';
@@ -6,7 +5,13 @@ import { installAgent } from '../../../core/persona/agent/install.js';
 import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
 import { captureDeps } from '../../shared/capture.js';
 import { type ApiEvent, apiErrors, documentSource, json, parseRequest } from '../../shared/http.js';
-import { agentCredentials, hosts, logger, registeredAgentEndpoints } from '../../shared/runtime.js';
+import {
+  agentCredentials,
+  hosts,
+  logger,
+  observability,
+  registeredAgentEndpoints,
+} from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ host: string }>) => {
   const located = event.body?.trim()
@@ -39,6 +44,6 @@ const handler = async (event: ApiEvent<{ host: string }>) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: HostParams }));

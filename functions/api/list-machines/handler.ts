@@ -1,10 +1,9 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { PoolParams } from '../../../core/api/schemas.js';
 import { BareMetalInventory } from '../../../core/platform/baremetal.js';
 import { INVENTORY_TABLE } from '../../../core/storage/definitions.js';
 import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
-import { ddb, getRequiredEnv, logger } from '../../shared/runtime.js';
+import { ddb, getRequiredEnv, observability } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ pool: string }>) => {
   const inventory = new BareMetalInventory(ddb(), getRequiredEnv(INVENTORY_TABLE.env));
@@ -12,6 +11,6 @@ const handler = async (event: ApiEvent<{ pool: string }>) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: PoolParams }));

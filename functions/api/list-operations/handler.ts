@@ -1,14 +1,13 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import type { z } from 'zod';
 import { OperationQuery } from '../../../core/api/schemas.js';
 import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
-import { logger, operations } from '../../shared/runtime.js';
+import { observability, operations } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<unknown, z.output<typeof OperationQuery>>) =>
   json(200, await operations().list({ ...event.query, limit: event.query.limit ?? 50 }));
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ query: OperationQuery }));

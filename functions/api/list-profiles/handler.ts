@@ -1,14 +1,13 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { PageQuery } from '../../../core/api/schemas.js';
 import { listProfiles } from '../../../core/profile/service.js';
 import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
-import { logger, stores } from '../../shared/runtime.js';
+import { observability, stores } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<unknown, { limit?: number; cursor?: string }>) =>
   json(200, await listProfiles(stores(), event.query));
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ query: PageQuery }));

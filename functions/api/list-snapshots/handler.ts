@@ -1,14 +1,13 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { HostParams } from '../../../core/api/schemas.js';
 import { listSnapshots } from '../../../core/snapshot/catalog.js';
 import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
-import { logger, snapshotRecords } from '../../shared/runtime.js';
+import { observability, snapshotRecords } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ host: string }>) =>
   json(200, { items: await listSnapshots(snapshotRecords(), event.params.host) });
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: HostParams }));

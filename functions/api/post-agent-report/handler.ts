@@ -1,4 +1,3 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { HostParams } from '../../../core/api/schemas.js';
 import { ForbiddenError } from '../../../core/errors.js';
@@ -13,7 +12,7 @@ import {
   jsonBody,
   parseRequest,
 } from '../../shared/http.js';
-import { assignments, logger } from '../../shared/runtime.js';
+import { assignments, logger, observability } from '../../shared/runtime.js';
 
 type Event = ApiEvent<{ host: string }> & { agent?: AgentCaller; parsedBody?: AgentReport };
 
@@ -42,7 +41,7 @@ const handler = async (event: Event) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(agentCaller())
   .use(parseRequest({ params: HostParams }))

@@ -1,4 +1,3 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { requireOwnHost } from '../../../core/persona/agent/credentials.js';
 import { MetricReport } from '../../../core/persona/schema.js';
@@ -12,7 +11,7 @@ import {
 } from '../../shared/http.js';
 // Registers the evaluation of each report (and the switch it may start) in this function.
 import '../../shared/evaluation.js';
-import { evaluationAfterMetrics, logger, metricsStore } from '../../shared/runtime.js';
+import { evaluationAfterMetrics, metricsStore, observability } from '../../shared/runtime.js';
 
 type Event = ApiEvent & { agent?: AgentCaller; parsedBody?: MetricReport };
 
@@ -28,7 +27,7 @@ const handler = async (event: Event) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(agentCaller())
   .use(jsonBody(MetricReport, { maxBytes: 64 * 1024, kind: 'a metric report' }));

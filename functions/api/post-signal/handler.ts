@@ -1,10 +1,9 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { Signal } from '../../../core/persona/schema.js';
 import { evaluateSignalHosts, evaluationSummary } from '../../../core/persona/service.js';
 import { personaEvaluation } from '../../shared/evaluation.js';
 import { type ApiEvent, apiErrors, json, jsonBody } from '../../shared/http.js';
-import { logger, signalStore } from '../../shared/runtime.js';
+import { observability, signalStore } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent & { parsedBody?: Signal }) => {
   const signal = event.parsedBody as Signal;
@@ -21,6 +20,6 @@ const handler = async (event: ApiEvent & { parsedBody?: Signal }) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(jsonBody(Signal, { maxBytes: 16 * 1024, kind: 'a signal' }));

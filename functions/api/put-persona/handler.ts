@@ -1,12 +1,10 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import { etag, PersonaNameParams } from '../../../core/api/schemas.js';
 import type { Persona } from '../../../core/persona/schema.js';
 import { apiErrors, json, parseRequest } from '../../shared/http.js';
 import { ifMatchVersion, type PersonaEvent, personaBody } from '../../shared/persona-http.js';
-import { logger, metrics, personas, personaTriggers } from '../../shared/runtime.js';
+import { metrics, observability, personas, personaTriggers } from '../../shared/runtime.js';
 
 const handler = async (event: PersonaEvent<{ name: string }>) => {
   const result = await personas().put(event.params.name, event.persona as Persona, {
@@ -23,8 +21,7 @@ const handler = async (event: PersonaEvent<{ name: string }>) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
-  .use(logMetrics(metrics))
+  .use(observability())
   .use(apiErrors({ metrics }))
   .use(parseRequest({ params: PersonaNameParams }))
   .use(personaBody());

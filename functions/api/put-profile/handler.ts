@@ -1,13 +1,11 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
-import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import middy from '@middy/core';
 import { etag, IfMatch, NameParams } from '../../../core/api/schemas.js';
 import { InvalidInputError } from '../../../core/errors.js';
 import type { Profile } from '../../../core/profile/schema.js';
 import { putProfile } from '../../../core/profile/service.js';
 import { type ApiEvent, apiErrors, header, json, parseRequest, profileBody } from '../../shared/http.js';
-import { logger, metrics, stores } from '../../shared/runtime.js';
+import { metrics, observability, stores } from '../../shared/runtime.js';
 
 type Event = ApiEvent<{ name: string }>;
 
@@ -39,8 +37,7 @@ const handler = async (event: Event) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
-  .use(logMetrics(metrics))
+  .use(observability())
   .use(apiErrors({ metrics }))
   .use(parseRequest({ params: NameParams }))
   .use(profileBody());

@@ -1,8 +1,7 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { HOST_LIMITS, HostRegistration } from '../../../core/host/schema.js';
 import { type ApiEvent, apiErrors, json, jsonBody } from '../../shared/http.js';
-import { hosts, logger } from '../../shared/runtime.js';
+import { hosts, observability } from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent & { parsedBody?: unknown }) => {
   const result = await hosts().register(event.parsedBody as HostRegistration, new Date());
@@ -12,6 +11,6 @@ const handler = async (event: ApiEvent & { parsedBody?: unknown }) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(jsonBody(HostRegistration, { maxBytes: HOST_LIMITS.maxBytes, kind: 'a host registration' }));

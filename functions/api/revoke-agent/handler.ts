@@ -1,11 +1,16 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { HostParams } from '../../../core/api/schemas.js';
 import { isPersonaError } from '../../../core/errors.js';
 import { uninstallAgent } from '../../../core/persona/agent/install.js';
 import { captureDeps } from '../../shared/capture.js';
 import { type ApiEvent, apiErrors, json, parseRequest } from '../../shared/http.js';
-import { agentCredentials, hosts, logger, registeredAgentEndpoints } from '../../shared/runtime.js';
+import {
+  agentCredentials,
+  hosts,
+  logger,
+  observability,
+  registeredAgentEndpoints,
+} from '../../shared/runtime.js';
 
 const handler = async (event: ApiEvent<{ host: string }>) => {
   const name = event.params.host;
@@ -33,6 +38,6 @@ const handler = async (event: ApiEvent<{ host: string }>) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: HostParams }));

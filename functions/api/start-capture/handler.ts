@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import * as z from 'zod';
 import { ROUTES } from '../../../core/api/routes.js';
@@ -9,7 +8,7 @@ import { InvalidInputError } from '../../../core/errors.js';
 import { idempotency, withIdempotency } from '../../../core/operation/idempotency.js';
 import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
 import { type ApiEvent, apiErrors, documentSource, header, json, parseRequest } from '../../shared/http.js';
-import { hosts, logger, operations } from '../../shared/runtime.js';
+import { hosts, observability, operations } from '../../shared/runtime.js';
 import { workflows } from '../../shared/workflows.js';
 
 // The route as declared (`POST /hosts/{host}/capture`): part of every idempotency key's scope.
@@ -46,6 +45,6 @@ const handler = async (event: ApiEvent<{ host: string }>) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   .use(parseRequest({ params: HostParams }));

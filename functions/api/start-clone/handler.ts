@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import * as z from 'zod';
 import { ROUTES } from '../../../core/api/routes.js';
@@ -10,7 +9,7 @@ import { idempotency, withIdempotency } from '../../../core/operation/idempotenc
 import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
 import { cloneDocuments } from '../../shared/documents.js';
 import { type ApiEvent, apiErrors, documentSource, documentTypes, header, json } from '../../shared/http.js';
-import { logger, operations } from '../../shared/runtime.js';
+import { observability, operations } from '../../shared/runtime.js';
 import { workflows } from '../../shared/workflows.js';
 
 const ROUTE = ROUTES.filter((r) => r.handler === 'start-clone').map(
@@ -52,7 +51,7 @@ const handler = async (event: ApiEvent) => {
 };
 
 export const main = middy(handler)
-  .use(injectLambdaContext(logger))
+  .use(observability())
   .use(apiErrors())
   // A body of any other type is what a web page could send unasked: refused before anything.
   .use(documentTypes());

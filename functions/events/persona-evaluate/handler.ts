@@ -2,7 +2,6 @@
 // core/persona/triggers.ts gives each schedule) and by the default bus's rule on the state
 // changes of alarms named Persona/… (CloudWatch's own event). An input of neither shape is
 // logged and dropped: retrying it would not make it readable.
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import * as z from 'zod';
 import { PersonaMetadata } from '../../../core/persona/schema.js';
@@ -14,7 +13,7 @@ import {
 } from '../../../core/persona/service.js';
 import { AlarmStateChange, alarmTrigger } from '../../../core/persona/triggers.js';
 import { personaEvaluation } from '../../shared/evaluation.js';
-import { logger, signalStore } from '../../shared/runtime.js';
+import { logger, observability, signalStore } from '../../shared/runtime.js';
 
 export const WindowEdge = z.object({
   persona: PersonaMetadata.shape.name,
@@ -70,4 +69,4 @@ export async function handler(event: unknown): Promise<EvaluateResult> {
   return answer('ignored', detail);
 }
 
-export const main = middy(handler).use(injectLambdaContext(logger));
+export const main = middy(handler).use(observability());

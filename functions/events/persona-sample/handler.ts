@@ -1,12 +1,11 @@
 // The sampling function: every minute (an EventBridge schedule), the hosts that personas with
 // metric criteria select and that have no agent are read over their own transport or from
 // CloudWatch, and evaluated with what was read.
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import { type SampledHost, sampleAgentless } from '../../../core/persona/sampling.js';
 import { evaluateHosts, evaluationSummary } from '../../../core/persona/service.js';
 import { personaEvaluation } from '../../shared/evaluation.js';
-import { logger } from '../../shared/runtime.js';
+import { logger, observability } from '../../shared/runtime.js';
 import { samplingDeps } from '../../shared/sampling.js';
 
 export interface SampleResult {
@@ -24,4 +23,4 @@ export async function handler(_event: unknown): Promise<SampleResult> {
   return { sampled, evaluated: results.map(evaluationSummary) };
 }
 
-export const main = middy(handler).use(injectLambdaContext(logger));
+export const main = middy(handler).use(observability());

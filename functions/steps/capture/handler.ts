@@ -1,10 +1,9 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import * as z from 'zod';
 import { runCapture } from '../../../core/capture/operation.js';
 import { unlessFinished } from '../../../core/operation/tasks.js';
 import { captureDeps } from '../../shared/capture.js';
-import { logger, operations } from '../../shared/runtime.js';
+import { observability, operations } from '../../shared/runtime.js';
 
 const Input = z.object({ operationId: z.string().min(1) });
 
@@ -18,4 +17,4 @@ const handler = async (event: unknown) => {
   }));
 };
 
-export const main = middy(handler).use(injectLambdaContext(logger));
+export const main = middy(handler).use(observability());

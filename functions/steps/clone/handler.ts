@@ -1,9 +1,8 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import * as z from 'zod';
 import { failClone, rollbackClone, runCloneStep } from '../../../core/clone/workflow.js';
 import { cloneDeps } from '../../shared/clone.js';
-import { logger } from '../../shared/runtime.js';
+import { observability } from '../../shared/runtime.js';
 
 const Input = z.discriminatedUnion('step', [
   z.object({
@@ -33,4 +32,4 @@ const handler = async (event: unknown) => {
   return { operationId: input.operationId, ...(await runCloneStep(deps, input.operationId, input.step)) };
 };
 
-export const main = middy(handler).use(injectLambdaContext(logger));
+export const main = middy(handler).use(observability());

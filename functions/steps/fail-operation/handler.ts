@@ -1,8 +1,7 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import * as z from 'zod';
 import { recordWorkflowFailure } from '../../../core/operation/tasks.js';
-import { logger, operations } from '../../shared/runtime.js';
+import { observability, operations } from '../../shared/runtime.js';
 
 const Input = z.object({
   operationId: z.string().min(1),
@@ -17,4 +16,4 @@ const handler = async (event: unknown) => {
   return { operationId, status: op.status };
 };
 
-export const main = middy(handler).use(injectLambdaContext(logger));
+export const main = middy(handler).use(observability());

@@ -1,9 +1,8 @@
-import { injectLambdaContext } from '@aws-lambda-powertools/logger/middleware';
 import middy from '@middy/core';
 import * as z from 'zod';
 import { failSwitch, rollbackSwitch, runSwitchStep, SWITCH_STEPS } from '../../../core/persona/switch.js';
 import { personaSwitchDeps } from '../../shared/persona-switch.js';
-import { logger } from '../../shared/runtime.js';
+import { observability } from '../../shared/runtime.js';
 
 const Input = z.discriminatedUnion('step', [
   z.object({ operationId: z.string().min(1), step: z.enum(SWITCH_STEPS) }),
@@ -30,4 +29,4 @@ const handler = async (event: unknown) => {
   return { operationId: input.operationId, ...(await runSwitchStep(deps, input.operationId, input.step)) };
 };
 
-export const main = middy(handler).use(injectLambdaContext(logger));
+export const main = middy(handler).use(observability());
