@@ -37,7 +37,10 @@
 // - Everything goes to a temporary file and is printed at the end, so the usage sample (network
 //   bytes per second) does not count the capture's own output travelling back.
 // - Slow collectors (data footprint, runtime versions, I/O priorities) run in the background
-//   while the rest runs; the usage sample spans the whole run and at least one second.
+//   while the rest runs. The usage sample's two readings are the script's first and last act:
+//   its window is the whole run (at least a tenth of a second), never a wait of its own. On a
+//   host with persona-agent, the agent's last reading (kept between its cycles) is printed too,
+//   so that rates can span from it to the end of the capture (parse/usage.ts).
 //
 // Sections, and what each falls back to when its first choice is missing:
 //   os, release     uname; /etc/os-release, else /usr/lib/os-release, else /etc/*-release
@@ -67,7 +70,8 @@
 //   sudoers         /etc/sudoers and /etc/sudoers.d/* (as sudo reads them)
 //   sshkeys         ~/.ssh/authorized_keys{,2} of every user in /etc/passwd
 //   processes       ps (procps, else busybox) and /proc/<pid>/{comm,cgroup,status}
-//   sample-start, sample-end, loadavg   /proc/uptime, stat, net/dev, diskstats; /proc/loadavg
+//   sample-start, sample-end, loadavg   /proc/uptime, stat, net/dev, diskstats; /proc/loadavg;
+//                   persona-agent's last reading (/var/lib/persona-agent/sample) and /sys/block
 //   du              file count and bytes of data directories by type, each walk bounded
 //   appdata         where the application's data may live, as raw material for parse/appdata.ts:
 //                   cwd and the folders of open regular files of listening processes (ss -tulpn,
@@ -248,6 +252,7 @@ OIFS=$IFS
 ME=$(id -u 2>/dev/null)
 ${CREDENTIAL_SCAN_SH}
 
+AGENT_SAMPLE=/var/lib/persona-agent/sample
 f_sample() {
   cat /proc/uptime
   mark "part self"
@@ -258,6 +263,14 @@ f_sample() {
   cat /proc/net/dev
   mark "part disk"
   cat /proc/diskstats
+  # The agent counts disks by the names /sys/block lists: the end reading is measured against
+  # the agent's the same way. Its file is one line of numbers, read as numbers only.
+  if [ "$1" = start ] && [ -f "$AGENT_SAMPLE" ] && [ -r "$AGENT_SAMPLE" ]; then
+    mark "part agent"
+    head -n 1 "$AGENT_SAMPLE" | cut -c -256
+    mark "part blocks"
+    ls /sys/block 2>/dev/null
+  fi
   return 0
 }
 
@@ -969,7 +982,7 @@ if [ -n "\${PERSONA_TREES:-}" ]; then
   exit 0
 fi
 SAMPLE=\${PERSONA_SAMPLE:-1}
-if [ "$SAMPLE" = 1 ]; then sec sample-start f_sample; fi
+if [ "$SAMPLE" = 1 ]; then sec sample-start f_sample start; fi
 # Disk usage is observation, not state: a capture of state only does not walk the trees.
 if [ "$SAMPLE" = 1 ]; then sec du f_du >"$T/bg.du" 2>&1 & fi
 sec runtimes f_runtimes >"$T/bg.runtimes" 2>&1 &
@@ -1006,17 +1019,18 @@ sec sshkeys f_sshkeys
 sec processes f_processes
 sec appdata f_appdata
 wait
-# The usage sample spans at least one second, so that rates are not noise. A capture asked
-# for state only (a clone's baseline) takes no sample and does not wait.
+# The usage sample's window is the run itself. Only a run shorter than a tenth of a second waits
+# out the rest: at the kernel's 100 ticks a second, fewer ticks than that say nothing of CPU use.
+# A capture asked for state only (a clone's baseline) takes no sample and does not wait.
 if [ "$SAMPLE" = 1 ]; then
   up
   _e=$(( (\${U%.*} - \${START%.*}) * 100 + 1\${U#*.} - 1\${START#*.} ))
   if [ "$_e" -lt 1 ]; then
-    sleep 1
-  elif [ "$_e" -lt 100 ]; then
-    sleep "0.$(printf '%02d' $((100 - _e)))" 2>/dev/null || sleep 1
+    sleep 0.1 2>/dev/null || sleep 1
+  elif [ "$_e" -lt 10 ]; then
+    sleep "0.0$((10 - _e))" 2>/dev/null || sleep 1
   fi
-  sec sample-end f_sample
+  sec sample-end f_sample end
 fi
 sec loadavg f_loadavg
 cat "$T"/bg.*
@@ -1050,7 +1064,8 @@ export interface CaptureParams {
   readonly maxFiles?: number;
   readonly duTimeoutSeconds?: number;
   /**
-   * Take the usage sample (CPU, disk and network rates over at least one second). Default true;
+   * Take the usage sample (CPU, disk and network rates over the script's run, or from the agent's
+   * last reading where the host has persona-agent). Default true;
    * false for a capture that needs the host's state only, such as a clone's baseline.
    */
   readonly usageSample?: boolean;

@@ -610,6 +610,15 @@ export const Usage = z
         }),
       )
       .default([]),
+    window: z
+      .strictObject({
+        seconds: z.number().positive(),
+        source: z.enum(['capture', 'agent']),
+      })
+      .optional()
+      .describe(
+        "The two readings the rates (CPU, network, disk) come from: seconds apart, and whose the first was (the capture script's at its start, or persona-agent's last)",
+      ),
     network: z
       .strictObject({
         rxBytesPerSecond: z.number().nonnegative(),

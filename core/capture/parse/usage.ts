@@ -1,8 +1,14 @@
 // Usage observations: CPU, memory, disk and network rates over the capture, load average, and
 // the data footprint by type.
 //
-// The rates come from two samples of /proc taken at the start and the end of the script, at
-// least one second apart. The capture's own CPU time (the script and everything it ran, which
+// The rates come from two samples of /proc taken at the start and the end of the script: the
+// window is the script's whole run (at least a tenth of a second), and the Profile says how long
+// it was (usage.window). On a host with persona-agent, the agent's last reading (kept between
+// its cycles, at most MAX_AGENT_WINDOW_SECONDS old and from the same boot) starts a longer
+// window instead: CPU, network and disk rates then span from that reading to the end of the
+// capture, and the SSH connection's own few kilobytes fall inside it (an upper bound, as disk
+// operations are). iowait is the script's own window's either way: the agent does not keep it.
+// The capture's own CPU time (the script and everything it ran, which
 // /proc/<script pid>/stat accumulates in its cutime and cstime once reaped) is subtracted from
 // the busy time, so a small host does not look busy because it was being captured. The
 // script's output is held back until after the second sample, so it does not count as network
@@ -73,8 +79,60 @@ export function readSample(section: Section | undefined): Sample | undefined {
   return { uptime, cpu, selfTicks, rxBytes, txBytes, diskOps };
 }
 
+/** The agent's reading as persona-agent.sh's sample() writes it, disk operations by its rule. */
+export interface AgentSample {
+  readonly uptime: number;
+  readonly cpuTotal: number;
+  readonly cpuIdle: number;
+  readonly diskOps: number;
+  readonly rxBytes: number;
+  readonly txBytes: number;
+}
+
+/** How old the agent's last reading may be to start the window: older means the agent stopped. */
+export const MAX_AGENT_WINDOW_SECONDS = 900;
+
+// persona-agent.sh's sample(): the whole-disk names /sys/block lists, less these.
+const NOT_AGENT_DISK = /^(loop|ram|zram|sr|fd)/;
+
+/** The agent's last reading, printed in sample-start: "uptime total idle bytes ops rx tx". */
+export function readAgentSample(section: Section | undefined): AgentSample | undefined {
+  const text = partWith(section, 'agent')?.text.trim();
+  if (!text || !/^[0-9. ]+$/.test(text)) return undefined;
+  const f = text.split(/ +/).map(Number);
+  if (f.length !== 7 || !f.every(Number.isFinite)) return undefined;
+  const [uptime, cpuTotal, cpuIdle, , diskOps, rxBytes, txBytes] = f as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  return { uptime, cpuTotal, cpuIdle, diskOps, rxBytes, txBytes };
+}
+
+/** The end reading counted as the agent counts: disks by /sys/block's names. */
+function asAgentCounts(end: Section | undefined, blocks: Section | undefined, sample: Sample) {
+  const names = new Set(
+    lines(partWith(blocks, 'blocks')?.text ?? '')
+      .map((l) => l.trim())
+      .filter((n) => n !== '' && !NOT_AGENT_DISK.test(n)),
+  );
+  let diskOps = 0;
+  for (const line of lines(partWith(end, 'disk')?.text ?? '')) {
+    const f = line.trim().split(/\s+/);
+    if (!names.has(f[2] ?? '')) continue;
+    diskOps += Number(f[3] ?? 0) + Number(f[7] ?? 0);
+  }
+  return { ...sample, diskOps };
+}
+
 export interface Rates {
   readonly seconds: number;
+  /** Whose reading started the window: the capture script's own, or persona-agent's last. */
+  readonly source: 'capture' | 'agent';
   readonly cpuUtilization: number | undefined;
   readonly iowait: number | undefined;
   readonly rxBytesPerSecond: number;
@@ -100,11 +158,40 @@ export function rates(a: Sample, b: Sample): Rates | undefined {
   }
   return {
     seconds,
+    source: 'capture',
     cpuUtilization,
     iowait,
     rxBytesPerSecond: round(Math.max(0, b.rxBytes - a.rxBytes) / seconds, 1),
     txBytesPerSecond: round(Math.max(0, b.txBytes - a.txBytes) / seconds, 1),
     diskIops: round(Math.max(0, b.diskOps - a.diskOps) / seconds, 1),
+  };
+}
+
+/**
+ * Rates from the agent's last reading to the capture's end, when that window is longer than the
+ * capture's own, from the same boot and recent; iowait stays the capture's (the agent has none).
+ */
+export function agentRates(
+  agent: AgentSample,
+  end: Sample & { readonly diskOps: number },
+  own: Rates | undefined,
+): Rates | undefined {
+  const seconds = round(end.uptime - agent.uptime, 2);
+  if (!(seconds > (own?.seconds ?? 0)) || seconds > MAX_AGENT_WINDOW_SECONDS || !end.cpu) return undefined;
+  const total = end.cpu.total - agent.cpuTotal;
+  const idle = end.cpu.idle - agent.cpuIdle;
+  if (!(total > 0) || idle < 0 || end.rxBytes < agent.rxBytes || end.txBytes < agent.txBytes)
+    return undefined;
+  // Every tick the script spent (reaped children included) falls inside this window.
+  const self = end.selfTicks ?? 0;
+  return {
+    seconds,
+    source: 'agent',
+    cpuUtilization: round(clamp01((total - idle - self) / total), 4),
+    iowait: own?.iowait,
+    rxBytesPerSecond: round((end.rxBytes - agent.rxBytes) / seconds, 1),
+    txBytesPerSecond: round((end.txBytes - agent.txBytes) / seconds, 1),
+    diskIops: round(Math.max(0, end.diskOps - agent.diskOps) / seconds, 1),
   };
 }
 
@@ -163,7 +250,12 @@ export function parseUsage(
 ): ParsedUsage {
   const start = readSample(ctx.section('sample-start'));
   const end = readSample(ctx.section('sample-end'));
-  const r = start && end ? rates(start, end) : undefined;
+  const own = start && end ? rates(start, end) : undefined;
+  const agent = readAgentSample(ctx.section('sample-start'));
+  const r =
+    (agent && end
+      ? agentRates(agent, asAgentCounts(ctx.section('sample-end'), ctx.section('sample-start'), end), own)
+      : undefined) ?? own;
   if (!start && !end)
     ctx.unknown(
       'usage',
@@ -203,6 +295,7 @@ export function parseUsage(
         ? {}
         : { application: { activeSessions: inputs.activeSessions } }),
       data: parseDataFootprint(ctx),
+      ...(r === undefined ? {} : { window: { seconds: round(r.seconds, 2), source: r.source } }),
       ...(r === undefined
         ? {}
         : {

@@ -353,6 +353,7 @@ describe('buildProfile on an rpm host with systemd (RHEL 9 on EC2)', () => {
         { type: 'web', bytes: 40960, files: 10 },
         { type: 'containers', bytes: 1000000, files: 5000 },
       ],
+      window: { seconds: 1.5, source: 'capture' },
       network: { rxBytesPerSecond: 1000000, txBytesPerSecond: 2000000, connections: 4 },
       // (210 busy ticks - 38 of the capture's own) / 300 ticks; 750 operations / 1.5 s.
       performance: {

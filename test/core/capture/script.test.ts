@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { CAPTURE_SCRIPT, captureEnv } from '../../../core/capture/script.js';
 import { SENSITIVE_FILE_GLOBS } from '../../../core/capture/secrets.js';
+import { parseSections } from '../../../core/capture/sections.js';
 import { InvalidInputError } from '../../../core/errors.js';
 
 describe('CAPTURE_SCRIPT', () => {
@@ -39,11 +40,18 @@ describe('the usage sample', () => {
       maxBuffer: 256 * 1024 * 1024,
     });
 
-  it('is taken over at least a second by default, and not at all for a capture of state only', () => {
+  it("spans the script's run, at least a tenth of a second, and is not taken for a capture of state only", () => {
     const sampled = runScript(captureEnv({}));
     expect(sampled.status).toBe(0);
-    expect(sampled.stdout).toContain('sample-start');
-    expect(sampled.stdout).toContain('sample-end');
+    const sections = parseSections(sampled.stdout);
+    const first = Number(sections.get('sample-start')?.parts[0]?.text.split(' ')[0]);
+    const last = Number(sections.get('sample-end')?.parts[0]?.text.split(' ')[0]);
+    expect(last - first).toBeGreaterThanOrEqual(0.1);
+    // Every other section, those in the background too, ran between the two readings.
+    for (const s of sections.values()) {
+      if (s.name === 'sample-start' || s.name === 'sample-end' || s.name === 'loadavg') continue;
+      expect(s.seconds ?? 0, s.name).toBeLessThanOrEqual(last - first);
+    }
     const env = captureEnv({ usageSample: false });
     expect(env.PERSONA_SAMPLE).toBe('0');
     const state = runScript(env);
