@@ -2,11 +2,19 @@
 // blobs are grouped into packs of about 16 MiB, each closed by its sealed header.
 
 import { createHash } from 'node:crypto';
-import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import {
+  constants,
+  createZstdCompress,
+  type ZstdCompress,
+  zstdCompressSync,
+  zstdDecompress,
+  zstdDecompressSync,
+} from 'node:zlib';
 import * as z from 'zod';
 import { CorruptionError, type Where } from './errors.js';
-import { chunkId, type StoreKeys } from './keys.js';
-import { open, SEAL_OVERHEAD, seal } from './seal.js';
+import { chunkId, chunkIdAsync, type StoreKeys } from './keys.js';
+import { open, openAsync, SEAL_OVERHEAD, seal, sealAsync } from './seal.js';
 
 /** A pack is closed once its blobs reach this size (the last blob may carry it past). */
 export const PACK_TARGET_SIZE = 16 * 1024 * 1024;
@@ -70,6 +78,126 @@ export function encodeBlob(keys: StoreKeys, chunk: Uint8Array, id: string): Enco
   return { sealed: seal(keys.sealKey, plaintext, blobAad(id)), rawLength: chunk.length, compressed };
 }
 
+const ZSTD_OPTIONS = { params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
+const decompressAsync = promisify(zstdDecompress);
+const outputSize = (n: number) => Math.min(Math.max(n + 64, 64 * 1024), 8 * 1024 * 1024);
+
+/**
+ * zstd on libuv's thread pool with its compression contexts kept: each chunk is one whole
+ * frame (ended with ZSTD_e_end, so it decompresses on its own, as FORMAT.md says), but the
+ * context is not made anew for it. A fresh context per call costs more than compressing a
+ * small file does; most files of a host are small.
+ */
+class ZstdStreams {
+  private readonly idle: ZstdCompress[] = [];
+  private readonly waiting: ((s: ZstdCompress) => void)[] = [];
+  private made = 0;
+
+  constructor(private readonly size: number) {}
+
+  async compress(chunk: Uint8Array): Promise<Buffer> {
+    const stream = await this.take();
+    const out: Buffer[] = [];
+    const onData = (d: Buffer) => out.push(d);
+    let failed: unknown;
+    const onError = (e: unknown) => {
+      failed ??= e;
+    };
+    stream.on('data', onData);
+    stream.on('error', onError);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        stream.write(chunk);
+        stream.flush(constants.ZSTD_e_end, () => (failed === undefined ? resolve() : reject(failed)));
+        stream.once('error', reject);
+      });
+    } catch (e) {
+      // A stream that failed is not given out again.
+      stream.off('data', onData);
+      stream.off('error', onError);
+      stream.destroy();
+      this.made--;
+      this.wake();
+      throw e;
+    }
+    stream.off('data', onData);
+    stream.off('error', onError);
+    stream.removeAllListeners('error');
+    this.give(stream);
+    return out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out);
+  }
+
+  private take(): Promise<ZstdCompress> {
+    const free = this.idle.pop();
+    if (free) return Promise.resolve(free);
+    if (this.made < this.size) {
+      this.made++;
+      return Promise.resolve(createZstdCompress({ ...ZSTD_OPTIONS, chunkSize: 1024 * 1024 }));
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  private give(stream: ZstdCompress): void {
+    const next = this.waiting.shift();
+    if (next) next(stream);
+    else this.idle.push(stream);
+  }
+
+  private wake(): void {
+    const next = this.waiting.shift();
+    if (next) {
+      this.made++;
+      next(createZstdCompress({ ...ZSTD_OPTIONS, chunkSize: 1024 * 1024 }));
+    }
+  }
+}
+
+// libuv's pool has four threads by default; one stays free for file reads and crypto.
+const zstdStreams = new ZstdStreams(3);
+
+/** `encodeBlob` with compression and sealing on libuv's thread pool: the same blob format. */
+export async function encodeBlobAsync(keys: StoreKeys, chunk: Uint8Array, id: string): Promise<EncodedBlob> {
+  checkChunkId(id);
+  const packed = chunk.length > 0 ? await zstdStreams.compress(chunk) : chunk;
+  const compressed = chunk.length > 0 && 16 * (chunk.length - packed.length) >= chunk.length;
+  const payload = compressed ? packed : chunk;
+  const plaintext = Buffer.allocUnsafe(1 + payload.length);
+  plaintext[0] = compressed ? FLAG_ZSTD : FLAG_STORED;
+  plaintext.set(payload, 1);
+  return {
+    sealed: await sealAsync(keys.sealKey, plaintext, blobAad(id)),
+    rawLength: chunk.length,
+    compressed,
+  };
+}
+
+/** `decodeBlob` with opening, decompression and the id's HMAC on libuv's thread pool. */
+export async function decodeBlobAsync(
+  keys: StoreKeys,
+  sealed: Uint8Array,
+  id: string,
+  objectKey: string,
+  rawLength?: number,
+): Promise<Uint8Array> {
+  const where: Where = { objectKey, chunkId: id };
+  const plaintext = await openAsync(keys.sealKey, sealed, blobAad(id), where);
+  if (plaintext.length === 0) throw new CorruptionError(where, 'blob has no flag byte');
+  const flag = plaintext[0];
+  const payload = plaintext.subarray(1);
+  let chunk: Uint8Array;
+  if (flag === FLAG_STORED) chunk = payload;
+  else if (flag === FLAG_ZSTD) {
+    try {
+      chunk = await decompressAsync(payload, { chunkSize: outputSize(rawLength ?? 4 * payload.length) });
+    } catch (error) {
+      throw new CorruptionError(where, 'compressed payload does not decompress', { cause: error });
+    }
+  } else throw new CorruptionError(where, `unknown blob flag ${flag}`);
+  if ((await chunkIdAsync(keys.idKey, chunk)) !== id)
+    throw new CorruptionError(where, 'content does not match its id');
+  return chunk;
+}
+
 /**
  * The chunk a blob holds, verified three ways: the GCM tag (with the chunk id in the AAD), the
  * flag and decompression, and the chunk's HMAC id recomputed from the result.
@@ -94,19 +222,26 @@ export function decodeBlob(keys: StoreKeys, sealed: Uint8Array, id: string, obje
 }
 
 /**
- * Builds one pack in memory: `blob₁ ‖ … ‖ blobₙ ‖ sealed header ‖ header length (uint32 LE)`.
- * Blobs are sealed as they are added, so memory holds compressed bytes, not chunks. One writer
+ * Builds one pack: `blob₁ ‖ … ‖ blobₙ ‖ sealed header ‖ header length (uint32 LE)`. Blobs are
+ * sealed before they are added, so memory holds compressed bytes, not chunks. Given a buffer,
+ * the pack is laid out in it as blobs come (no copy at the end, and the caller can reuse the
+ * buffer once the pack is uploaded); `fits` then says whether a blob still has room. One writer
  * makes one pack; start a new one after `finish`.
  */
 export class PackWriter {
   private readonly parts: Uint8Array[] = [];
   private readonly entries: IndexBlob[] = [];
   private readonly ids = new Set<string>();
-  private readonly dataHash = createHash('sha256');
+  // One pass of SHA-256 over the pack: the data part's digest is taken from a copy of the
+  // running hash before the header goes in, the pack id from the hash at the end.
+  private readonly packHash = createHash('sha256');
   private offset = 0;
   private finished = false;
 
-  constructor(private readonly keys: StoreKeys) {}
+  constructor(
+    private readonly keys: StoreKeys,
+    private readonly buffer?: Uint8Array,
+  ) {}
 
   /** Bytes of the blobs added so far (without the header); compare with PACK_TARGET_SIZE. */
   get size(): number {
@@ -122,34 +257,73 @@ export class PackWriter {
     return this.ids.has(id);
   }
 
+  /**
+   * Whether a sealed blob of `length` bytes still fits in the writer's buffer. Without a buffer
+   * (or for the first blob, which may be larger than any buffer) it always does.
+   */
+  fits(length: number): boolean {
+    return (
+      this.buffer === undefined || this.entries.length === 0 || this.offset + length <= this.buffer.length
+    );
+  }
+
   /** Adds a chunk under its id; a second chunk with an id already in the pack is not stored again. */
   add(id: string, chunk: Uint8Array): void {
+    if (this.ids.has(id)) return;
+    this.addEncoded(id, encodeBlob(this.keys, chunk, id));
+  }
+
+  /** Adds a blob `encodeBlob` (or `encodeBlobAsync`) made of the chunk `id`. */
+  addEncoded(id: string, blob: EncodedBlob): void {
     if (this.finished) throw new Error('this pack is finished; start a new PackWriter');
     if (this.ids.has(id)) return;
-    const blob = encodeBlob(this.keys, chunk, id);
-    this.parts.push(blob.sealed);
-    this.dataHash.update(blob.sealed);
+    const sealed = blob.sealed;
+    if (
+      this.buffer !== undefined &&
+      this.parts.length === 0 &&
+      this.offset + sealed.length <= this.buffer.length
+    )
+      this.buffer.set(sealed, this.offset);
+    else {
+      // Past the buffer (a first blob larger than it): the pack goes on as parts.
+      if (this.buffer !== undefined && this.parts.length === 0 && this.offset > 0)
+        this.parts.push(this.buffer.subarray(0, this.offset));
+      this.parts.push(sealed);
+    }
+    this.packHash.update(sealed);
     this.entries.push({
       id,
       offset: this.offset,
-      length: blob.sealed.length,
+      length: sealed.length,
       rawLength: blob.rawLength,
       compressed: blob.compressed,
     });
     this.ids.add(id);
-    this.offset += blob.sealed.length;
+    this.offset += sealed.length;
   }
 
   finish(): FinishedPack {
     if (this.finished) throw new Error('this pack is finished; start a new PackWriter');
     if (this.entries.length === 0) throw new Error('a pack holds at least one blob');
     this.finished = true;
-    const header = seal(this.keys.sealKey, sealedJson(this.entries), headerAad(this.dataHash.digest('hex')));
+    const dataSha256 = this.packHash.copy().digest('hex');
+    const header = seal(this.keys.sealKey, sealedJson(this.entries), headerAad(dataSha256));
     const trailer = Buffer.alloc(TRAILER_LENGTH);
     trailer.writeUInt32LE(header.length);
-    const bytes = Buffer.concat([...this.parts, header, trailer]);
+    this.packHash.update(header).update(trailer);
+    const id = this.packHash.digest('hex');
+    const end = this.offset + header.length + TRAILER_LENGTH;
+    let bytes: Uint8Array;
+    if (this.buffer !== undefined && this.parts.length === 0 && end <= this.buffer.length) {
+      this.buffer.set(header, this.offset);
+      this.buffer.set(trailer, this.offset + header.length);
+      bytes = this.buffer.subarray(0, end);
+    } else {
+      const parts =
+        this.parts.length > 0 ? this.parts : [this.buffer?.subarray(0, this.offset) ?? new Uint8Array()];
+      bytes = Buffer.concat([...parts, header, trailer]);
+    }
     this.parts.length = 0;
-    const id = sha256Hex(bytes);
     return { id, key: packKey(id), bytes, blobs: this.entries };
   }
 }

@@ -18,7 +18,14 @@ import {
   type ManifestEntry,
 } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
-import { decodeBlob, PACK_TARGET_SIZE, PackWriter, sha256Hex } from './pack.js';
+import {
+  decodeBlob,
+  type EncodedBlob,
+  encodeBlobAsync,
+  PACK_TARGET_SIZE,
+  PackWriter,
+  sha256Hex,
+} from './pack.js';
 import {
   type Lease,
   LeaseLostError,
@@ -36,8 +43,52 @@ export const CONFIG_KEY = 'snapshots/config';
 export const MANIFEST_PREFIX = 'snapshots/manifests/';
 export const INDEX_PREFIX = 'snapshots/index/';
 export const PACK_PREFIX = 'snapshots/packs/';
-// Uploads in flight while chunking goes on: enough to hide S3 latency, few enough to bound memory.
-const UPLOADS_IN_FLIGHT = 3;
+
+/**
+ * What a snapshot or a restore holds at most while it runs, whatever the size of the tree: the
+ * pipeline's memory is these figures plus one pack being filled (16 MiB) and one chunk, not a
+ * function of the tree.
+ */
+export interface PipelineLimits {
+  /** Bytes of chunks being compressed and sealed on the thread pool at once (one chunk always goes). */
+  readonly encodeBytes: number;
+  /** Bytes of finished packs being uploaded at once (one pack always goes). */
+  readonly uploadBytes: number;
+  /** Bytes of blobs a restore fetches and decodes ahead of the files it writes. */
+  readonly restoreBytes: number;
+  /** Ranged reads a restore keeps in flight. */
+  readonly restoreReads: number;
+  /** Files a restore writes at once. */
+  readonly restoreFiles: number;
+}
+
+// Enough to keep the thread pool's four threads and a few requests busy, small enough that a
+// snapshot holds about 64 MiB of data in all, restore about 48 MiB.
+export const DEFAULT_PIPELINE_LIMITS: PipelineLimits = {
+  encodeBytes: 8 * 1024 * 1024,
+  uploadBytes: 32 * 1024 * 1024,
+  restoreBytes: 32 * 1024 * 1024,
+  restoreReads: 4,
+  restoreFiles: 8,
+};
+
+/** What the last snapshot's pipeline held, now and at most: counted bytes, not the process's memory. */
+export interface PipelineGauge {
+  encodeBytes: number;
+  peakEncodeBytes: number;
+  uploadBytes: number;
+  peakUploadBytes: number;
+  /** Pack buffers allocated (each PACK_TARGET_SIZE bytes); they are reused. */
+  packBuffers: number;
+}
+
+const newGauge = (): PipelineGauge => ({
+  encodeBytes: 0,
+  peakEncodeBytes: 0,
+  uploadBytes: 0,
+  peakUploadBytes: 0,
+  packBuffers: 0,
+});
 // How long a process waits for another one holding the claim to create the store: longer
 // than a dead creator's claim takes to become takeable (a lock's lifetime plus the clock
 // skew, 90 s by default), so that the waiter creates the store instead of giving up.
@@ -100,6 +151,8 @@ export class SnapshotStore {
   index = new ChunkIndex();
   /** @internal */
   readonly packCache = new Map<string, Promise<Uint8Array>>();
+  /** What the pipeline of the last snapshot held (for tests of its bounds). */
+  lastPipeline: PipelineGauge = newGauge();
 
   private constructor(
     /** @internal */
@@ -107,13 +160,20 @@ export class SnapshotStore {
     readonly config: StoreConfig,
     /** @internal */
     readonly keys: ReturnType<typeof deriveKeys>,
+    readonly limits: PipelineLimits,
   ) {}
 
   /** Opens the store in the bucket, creating it (a new master key) when there is none. */
   static async open(
     deps: StoreDeps,
-    options: { readonly chunker?: ChunkerParams } = {},
+    options: { readonly chunker?: ChunkerParams; readonly limits?: Partial<PipelineLimits> } = {},
   ): Promise<SnapshotStore> {
+    const limits = { ...DEFAULT_PIPELINE_LIMITS, ...options.limits };
+    for (const [name, value] of Object.entries(limits))
+      if (!Number.isSafeInteger(value) || value < 1)
+        throw new InvalidInputError('pipeline limits are positive integers', [
+          { path: `limits.${name}`, message: `${value} is not a positive integer` },
+        ]);
     let config: StoreConfig | undefined;
     let master: Uint8Array | undefined;
     const readConfig = async () =>
@@ -172,7 +232,7 @@ export class SnapshotStore {
       config = await readConfig();
       master = await deps.keys.unwrap(config.key.wrapped, config.storeId);
     }
-    const store = new SnapshotStore(deps, config, deriveKeys(master, config.storeId));
+    const store = new SnapshotStore(deps, config, deriveKeys(master, config.storeId), limits);
     await store.loadIndex();
     return store;
   }
@@ -273,26 +333,76 @@ export class SnapshotStore {
     const gear = gearTable(this.keys.gear);
     const stats = { files: 0, dirs: 0, bytes: 0, chunks: 0, newChunks: 0, newBytes: 0, storedBytes: 0 };
     const packs: { id: string; size: number; blobs: ReturnType<PackWriter['finish']>['blobs'] }[] = [];
+    const limits = this.limits;
+    const gauge = newGauge();
+    this.lastPipeline = gauge;
+    // Pack buffers are reused once their upload is done: the pipeline holds at most one being
+    // filled plus what `uploadBytes` lets out, however large the tree.
+    const spare: Uint8Array[] = [];
+    const takeBuffer = () => {
+      const reused = spare.pop();
+      if (reused) return reused;
+      gauge.packBuffers++;
+      return Buffer.allocUnsafeSlow(PACK_TARGET_SIZE);
+    };
     const inFlight = new Set<Promise<void>>();
+    let uploading = 0;
     let failure: unknown;
-    let pack = new PackWriter(this.keys);
+    let buffer = takeBuffer();
+    let pack = new PackWriter(this.keys, buffer);
     const pending = new Set<string>();
 
     const flush = async () => {
+      if (failure) throw failure;
       if (pack.count === 0) return;
       // A writer whose lock lapsed stops here rather than upload what it could never record.
       lease.throwIfLost();
       const done = pack.finish();
-      pack = new PackWriter(this.keys);
       packs.push({ id: done.id, size: done.bytes.length, blobs: done.blobs });
       stats.storedBytes += done.bytes.length;
-      const upload = this.deps.objects.put(done.key, done.bytes).catch((e) => {
-        failure ??= e;
-      });
-      const tracked = upload.finally(() => inFlight.delete(tracked));
-      inFlight.add(tracked);
-      while (inFlight.size >= UPLOADS_IN_FLIGHT) await Promise.race(inFlight);
+      // Uploads in flight are bounded in bytes (at least one goes, however large).
+      while (inFlight.size > 0 && uploading + done.bytes.length > limits.uploadBytes)
+        await Promise.race(inFlight);
       if (failure) throw failure;
+      const used = buffer;
+      const size = done.bytes.length;
+      uploading += size;
+      gauge.uploadBytes = uploading;
+      gauge.peakUploadBytes = Math.max(gauge.peakUploadBytes, uploading);
+      const upload = this.deps.objects.put(done.key, done.bytes).then(
+        () => {
+          // The bytes are sent: the buffer can take the next pack.
+          if (used.length === PACK_TARGET_SIZE) spare.push(used);
+        },
+        (e) => {
+          failure ??= e;
+        },
+      );
+      const tracked = upload.finally(() => {
+        uploading -= size;
+        gauge.uploadBytes = uploading;
+        inFlight.delete(tracked);
+      });
+      inFlight.add(tracked);
+      buffer = takeBuffer();
+      pack = new PackWriter(this.keys, buffer);
+    };
+
+    // Chunks are compressed and sealed on the thread pool while the next ones are read,
+    // chunked and hashed here; they join the pack in the order they came, so a file's
+    // chunks lie in order in the packs (what a restore reads in order).
+    const encoding: { id: string; raw: number; blob: Promise<EncodedBlob>; done: boolean }[] = [];
+    let encodingBytes = 0;
+    const settle = async () => {
+      const head = encoding[0];
+      if (!head) return;
+      const blob = await head.blob;
+      encoding.shift();
+      encodingBytes -= head.raw;
+      gauge.encodeBytes = encodingBytes;
+      if (!pack.fits(blob.sealed.length)) await flush();
+      pack.addEncoded(head.id, blob);
+      if (pack.size >= PACK_TARGET_SIZE) await flush();
     };
 
     const addChunk = async (chunk: Uint8Array): Promise<string> => {
@@ -300,11 +410,27 @@ export class SnapshotStore {
       stats.chunks++;
       if (!this.index.has(id) && !pending.has(id)) {
         pending.add(id);
-        pack.add(id, chunk);
         stats.newChunks++;
         stats.newBytes += chunk.length;
-        if (pack.size >= PACK_TARGET_SIZE) await flush();
+        // At least one chunk is encoded, however large; others wait for room.
+        while (encoding.length > 0 && encodingBytes + chunk.length > limits.encodeBytes) await settle();
+        const job = { id, raw: chunk.length, blob: encodeBlobAsync(this.keys, chunk, id), done: false };
+        // A failure is taken up when the job's turn comes; until then it must not go unhandled.
+        job.blob.then(
+          () => {
+            job.done = true;
+          },
+          () => {
+            job.done = true;
+          },
+        );
+        encoding.push(job);
+        encodingBytes += chunk.length;
+        gauge.encodeBytes = encodingBytes;
+        gauge.peakEncodeBytes = Math.max(gauge.peakEncodeBytes, encodingBytes);
       }
+      // Finished blobs go to the pack right away: their bytes no longer count as queued.
+      while (encoding[0]?.done) await settle();
       return id;
     };
 
@@ -347,37 +473,45 @@ export class SnapshotStore {
       );
     };
 
-    for await (const item of source.entries()) {
-      const entry: ManifestEntry = { ...item.entry };
-      if (entry.type === 'dir') stats.dirs++;
-      if (entry.type === 'file' && item.content && entry.ino !== undefined && unchanged(entry)) {
-        const p = previous.get(entry.path) as ManifestEntry;
-        stats.files++;
-        stats.bytes += entry.size ?? 0;
-        stats.chunks += p.chunks?.length ?? 0;
-        entry.chunks = p.chunks ?? [];
-        if (p.sparse) entry.sparse = p.sparse;
-      } else if (entry.type === 'file' && item.content) {
-        stats.files++;
-        const chunker = new Chunker(this.config.chunker, gear);
-        const ids: string[] = [];
-        let size = 0;
-        for await (const piece of item.content()) {
-          size += piece.length;
-          for (const chunk of chunker.push(piece)) ids.push(await addChunk(chunk));
+    try {
+      for await (const item of source.entries()) {
+        const entry: ManifestEntry = { ...item.entry };
+        if (entry.type === 'dir') stats.dirs++;
+        if (entry.type === 'file' && item.content && entry.ino !== undefined && unchanged(entry)) {
+          const p = previous.get(entry.path) as ManifestEntry;
+          stats.files++;
+          stats.bytes += entry.size ?? 0;
+          stats.chunks += p.chunks?.length ?? 0;
+          entry.chunks = p.chunks ?? [];
+          if (p.sparse) entry.sparse = p.sparse;
+        } else if (entry.type === 'file' && item.content) {
+          stats.files++;
+          const chunker = new Chunker(this.config.chunker, gear);
+          const ids: string[] = [];
+          let size = 0;
+          for await (const piece of item.content()) {
+            size += piece.length;
+            for (const chunk of chunker.push(piece)) ids.push(await addChunk(chunk));
+          }
+          for (const chunk of chunker.finish()) ids.push(await addChunk(chunk));
+          stats.bytes += size;
+          entry.chunks = ids;
+          const extents = item.extents?.();
+          if (extents) entry.sparse = extents;
+          report(entry.path);
         }
-        for (const chunk of chunker.finish()) ids.push(await addChunk(chunk));
-        stats.bytes += size;
-        entry.chunks = ids;
-        const extents = item.extents?.();
-        if (extents) entry.sparse = extents;
-        report(entry.path);
+        entries.push(entry);
       }
-      entries.push(entry);
+      while (encoding.length > 0) await settle();
+      await flush();
+      await Promise.all(inFlight);
+      if (failure) throw failure;
+    } catch (e) {
+      // Nothing of this snapshot goes on once it has failed: no upload or encoding is left
+      // running behind the error (or after the lock is released).
+      await Promise.allSettled([...inFlight, ...encoding.map((j) => j.blob)]);
+      throw e;
     }
-    await flush();
-    await Promise.all(inFlight);
-    if (failure) throw failure;
 
     // The collector deletes packs no index or record refers to once it holds the store: an
     // index (and deduplication against packs it may have deleted) only while the lock is ours.
