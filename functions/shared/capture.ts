@@ -16,7 +16,16 @@ import {
   SSM_OUTPUT_BUCKET,
   SSM_OUTPUT_PREFIX,
 } from '../../core/storage/definitions.js';
-import { ddb, getRequiredEnv, hosts, keepOnSuccess, operations, snapshotRecords, stores } from './runtime.js';
+import {
+  ddb,
+  getRequiredEnv,
+  hosts,
+  keepOnSuccess,
+  operations,
+  snapshotRecords,
+  stores,
+  traced,
+} from './runtime.js';
 
 let captureDependencies: CaptureDeps | undefined;
 
@@ -24,10 +33,10 @@ let captureDependencies: CaptureDeps | undefined;
 export function captureDeps(): CaptureDeps {
   if (captureDependencies === undefined) {
     const doc = ddb();
-    const s3 = new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' });
+    const s3 = traced(new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }));
     const keyId = process.env.PERSONA_KEY_ID;
     const keys = keyId
-      ? new KmsKeyProvider(new KMSClient({}), keyId)
+      ? new KmsKeyProvider(traced(new KMSClient({})), keyId)
       : new LocalKeyProvider(getRequiredEnv('PERSONA_KEYS_DIR'));
     const snapshots = keepOnSuccess(() =>
       SnapshotStore.open({
@@ -45,17 +54,17 @@ export function captureDeps(): CaptureDeps {
     const embedded = process.env.PERSONA_RUNTIME === 'embedded';
     const reachable = (service: string) =>
       !embedded || process.env[`AWS_ENDPOINT_URL_${service}`] !== undefined;
-    const ssm = reachable('SSM') ? new SSMClient({}) : undefined;
+    const ssm = reachable('SSM') ? traced(new SSMClient({})) : undefined;
     // The stack always sets it; the embedded runtime, which has no SSM, does not.
     const ssmOutputBucket = process.env[SSM_OUTPUT_BUCKET.env];
     const ssmOutput = ssmOutputBucket
       ? { bucket: ssmOutputBucket, prefix: SSM_OUTPUT_PREFIX, s3 }
       : undefined;
     const credentials = new Credentials({
-      ...(reachable('SECRETS_MANAGER') ? { secretsManager: new SecretsManagerClient({}) } : {}),
+      ...(reachable('SECRETS_MANAGER') ? { secretsManager: traced(new SecretsManagerClient({})) } : {}),
       ...(ssm ? { ssm } : {}),
       // Only where there is a KMS key to work with: the embedded runtime has none.
-      ...(keyId ? { kms: new KMSClient({}) } : {}),
+      ...(keyId ? { kms: traced(new KMSClient({})) } : {}),
       vault: async () => (await snapshots()).secrets,
     });
     captureDependencies = {

@@ -33,7 +33,7 @@ import {
 import { LocalTransport } from '../../core/transport/local.js';
 import { loginKeyPair } from '../../core/transport/ssh.js';
 import { captureDeps } from './capture.js';
-import { ddb, getRequiredEnv } from './runtime.js';
+import { ddb, getRequiredEnv, traced } from './runtime.js';
 
 /** The bus clone outcomes go to, and the source they carry. */
 export const EVENT_BUS = { env: 'PERSONA_EVENT_BUS', source: 'persona' } as const;
@@ -54,7 +54,7 @@ function eventSink(): EventSink | undefined {
     };
   const bus = process.env[EVENT_BUS.env];
   if (!bus) return undefined;
-  const client = new EventBridgeClient({});
+  const client = traced(new EventBridgeClient({}));
   return {
     async publish(detailType, detail) {
       const out = await client.send(
@@ -113,7 +113,9 @@ export function useClonePlatforms(factory: PlatformsFactory | undefined): void {
 async function azurePlatform(keys: PlatformKeys): Promise<AzurePlatform | undefined> {
   const secretId = process.env[AZURE_CREDENTIALS_SECRET_ENV];
   if (!secretId) return undefined;
-  const out = await new SecretsManagerClient({}).send(new GetSecretValueCommand({ SecretId: secretId }));
+  const out = await traced(new SecretsManagerClient({})).send(
+    new GetSecretValueCommand({ SecretId: secretId }),
+  );
   const parsed = JSON.parse(out.SecretString ?? '{}') as Record<string, unknown>;
   const field = (name: string) => {
     const value = parsed[name];
@@ -155,8 +157,8 @@ async function platforms(s3: S3Client, keys: PlatformKeys): Promise<CloudPlatfor
       .filter((t) => t !== '');
     // The SDK's standard retry strategy handles throttling; five attempts ride out a burst.
     out.aws = new Ec2Platform({
-      ec2: new EC2Client({ maxAttempts: 5 }),
-      ssm: new SSMClient({ maxAttempts: 5 }),
+      ec2: traced(new EC2Client({ maxAttempts: 5 })),
+      ssm: traced(new SSMClient({ maxAttempts: 5 })),
       region,
       ...(preferred.length > 0 ? { preferredTypes: preferred } : {}),
       ...(outputBucket ? { ssmOutput: { bucket: outputBucket, prefix: SSM_OUTPUT_PREFIX, s3 } } : {}),
@@ -171,7 +173,7 @@ export function cloneDeps(): Promise<CloneDeps> {
   dependencies ??= (async () => {
     const capture = captureDeps();
     const doc = ddb();
-    const s3 = new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' });
+    const s3 = traced(new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }));
     const objects = new S3ObjectStore(s3, getRequiredEnv(DATA_BUCKET.env));
     const store = new PackageStore(objects);
     const mirror = await controlMirror();

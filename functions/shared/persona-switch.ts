@@ -13,7 +13,7 @@ import {
 } from '../../core/persona/switch.js';
 import { HOST_PERSONAS_TABLE } from '../../core/storage/definitions.js';
 import { cloneDeps } from './clone.js';
-import { ddb, getRequiredEnv, hostPersonas, personas } from './runtime.js';
+import { ddb, getRequiredEnv, hostPersonas, personas, traced } from './runtime.js';
 import { workflows } from './workflows.js';
 
 export interface PersonaSwitchRequest {
@@ -34,7 +34,7 @@ let own: { defaults: DynamoDefaultsStore; cloudwatch: CloudWatchClient | undefin
 function cloudwatch(): CloudWatchClient | undefined {
   const embedded = process.env.PERSONA_RUNTIME === 'embedded';
   if (embedded && process.env.AWS_ENDPOINT_URL_CLOUDWATCH === undefined) return undefined;
-  return new CloudWatchClient({ maxAttempts: 5 });
+  return traced(new CloudWatchClient({ maxAttempts: 5 }));
 }
 
 /**

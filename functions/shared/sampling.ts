@@ -5,7 +5,7 @@ import { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { DynamoCounterMemory, type SamplingDeps } from '../../core/persona/sampling.js';
 import { HOST_PERSONAS_TABLE } from '../../core/storage/definitions.js';
 import { captureDeps } from './capture.js';
-import { agentCredentials, ddb, getRequiredEnv, hosts, metricsStore, personas } from './runtime.js';
+import { agentCredentials, ddb, getRequiredEnv, hosts, metricsStore, personas, traced } from './runtime.js';
 
 let sampling: SamplingDeps | undefined;
 
@@ -14,7 +14,7 @@ export function samplingDeps(): SamplingDeps {
     const embedded = process.env.PERSONA_RUNTIME === 'embedded';
     const cloudwatch =
       !embedded || process.env.AWS_ENDPOINT_URL_CLOUDWATCH !== undefined
-        ? new CloudWatchClient({})
+        ? traced(new CloudWatchClient({}))
         : undefined;
     sampling = {
       personas: personas(),

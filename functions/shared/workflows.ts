@@ -1,7 +1,7 @@
 // Starting workflows: Step Functions in AWS; the embedded runtime registers its own starter.
 import { ExecutionAlreadyExists, SFNClient, StartExecutionCommand } from '@aws-sdk/client-sfn';
 import type { WorkflowName, WorkflowStarter } from '../../core/operation/workflows.js';
-import { getRequiredEnv } from './runtime.js';
+import { getRequiredEnv, traced } from './runtime.js';
 
 let starter: WorkflowStarter | undefined;
 
@@ -12,7 +12,7 @@ export function useWorkflowStarter(local: WorkflowStarter): void {
 
 export function workflows(): WorkflowStarter {
   if (starter === undefined) {
-    const sfn = new SFNClient({});
+    const sfn = traced(new SFNClient({}));
     const arns: Record<WorkflowName, string> = {
       capture: process.env.CAPTURE_STATE_MACHINE_ARN ?? '',
       clone: process.env.CLONE_STATE_MACHINE_ARN ?? '',
