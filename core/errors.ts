@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   'TRANSPORT',
   'UNAUTHORIZED',
   'FORBIDDEN',
+  'IDEMPOTENCY_KEY_REUSED',
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 
@@ -141,6 +142,23 @@ export class ForbiddenError extends PersonaError {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = 'ForbiddenError';
+  }
+}
+
+/**
+ * An Idempotency-Key sent again with another request (another route, host or body): answering it
+ * with the first request's operation would hand the caller someone else's result.
+ */
+export class IdempotencyKeyReusedError extends PersonaError {
+  readonly code = 'IDEMPOTENCY_KEY_REUSED';
+  constructor(
+    message: string,
+    /** What differs from the request the key was first sent with. */
+    readonly differs: 'route' | 'host' | 'body',
+    options?: ErrorOptions,
+  ) {
+    super(message, options);
+    this.name = 'IdempotencyKeyReusedError';
   }
 }
 

@@ -1,8 +1,8 @@
 // Request and response shapes of the v1 API. Handlers validate with them and the OpenAPI
 // document is generated from them.
 import * as z from 'zod';
-import { ERROR_CODES } from '../errors.js';
 import { HostRecord } from '../host/schema.js';
+import { WatchOverride } from '../morph/target.js';
 import { OPERATION_KINDS, OPERATION_STATUSES, Operation } from '../operation/schema.js';
 import { Persona, PersonaMetadata } from '../persona/schema.js';
 import { PersonaHead, PersonaVersion } from '../persona/store.js';
@@ -11,6 +11,7 @@ import { Profile, ProfileMetadata } from '../profile/schema.js';
 import { MAX_PAGE_SIZE } from '../profile/service.js';
 import { ProfileHead, ProfileVersion } from '../profile/store.js';
 import { SnapshotRecord } from '../snapshot/records.js';
+import { PROBLEM_CODES, type ProblemCode } from './problems.js';
 
 const profileName = ProfileMetadata.shape.name;
 const versionNumber = z.coerce.number().int().positive();
@@ -241,11 +242,13 @@ export const HostPersonaResponse = z
 
 export const ProblemSchema = z
   .object({
-    type: z.string(),
+    type: z.string().describe('urn:persona:problem:<code>'),
     title: z.string(),
     status: z.number().int(),
     detail: z.string(),
-    code: z.enum([...ERROR_CODES, 'INTERNAL']),
+    code: z
+      .enum(PROBLEM_CODES as [ProblemCode, ...ProblemCode[]])
+      .describe("What went wrong, stable: a domain error's code, or API Gateway's response type"),
     issues: z
       .array(
         z.object({
@@ -257,8 +260,28 @@ export const ProblemSchema = z
       )
       .optional(),
     current: z.number().int().optional().describe('On a conflict: the latest version'),
+    message: z.string().optional().describe("API Gateway's own errors: its message, as it words it"),
   })
-  .meta({ id: 'Problem', description: 'RFC 9457 problem details' });
+  .meta({
+    id: 'Problem',
+    description: 'RFC 9457 problem details',
+    examples: [
+      {
+        type: 'urn:persona:problem:invalid-input',
+        title: 'Bad Request',
+        status: 400,
+        detail: 'the request is not valid',
+        code: 'INVALID_INPUT',
+        issues: [{ path: 'query.limit', message: 'Too big: expected number to be <=100' }],
+      },
+    ],
+  });
+
+/** The Idempotency-Key header: what a client may choose (a UUID fits). */
+export const IdempotencyKeyHeader = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{8,80}$/, 'expected 8 to 80 of [A-Za-z0-9_-]')
+  .describe('8 to 80 letters, digits, "-" or "_"; a UUID fits');
 
 export const AgentInstallRequest = z
   .strictObject({
@@ -323,3 +346,38 @@ export const SignalAccepted = z
     ),
   })
   .meta({ id: 'SignalAccepted' });
+
+/** POST /hosts/{host}/morph: a target by name (or the recommended one), and how to watch it. */
+export const MorphStartRequest = z
+  .strictObject({
+    target: z
+      .union([z.literal('recommended'), z.string().regex(/^[a-z0-9][a-z0-9-]{0,62}$/)])
+      .describe('A target profile by name, or `recommended`: the one GET /hosts/{host}/recommendation names'),
+    watch: WatchOverride.optional().describe(
+      "Over the target's own watch: period, samples, probe, tolerance",
+    ),
+  })
+  .meta({ id: 'MorphStartRequest' });
+
+const TraitEvidenceSchema = z.object({
+  trait: z.string(),
+  host: z.number(),
+  target: z.number(),
+  importance: z.number(),
+  contribution: z.number().describe("This trait's term of the similarity; the terms add up to it"),
+  gap: z.number().describe('target − host: what the host lacks of the target'),
+});
+
+/** GET /hosts/{host}/recommendation: the nearest target profile and why. */
+export const RecommendationResponse = z
+  .object({
+    host: z.string(),
+    profile: z.object({ name: z.string(), version: z.number().int().optional() }),
+    vector: z.record(z.string(), z.number()).describe("The host's trait vector, from its latest Profile"),
+    recommended: z.string().nullable().describe('null: no target is at least 0.5 alike'),
+    similarity: z.number(),
+    margin: z.number().describe('How far ahead of the runner-up'),
+    evidence: z.object({ pulledBy: z.array(TraitEvidenceSchema), lacking: z.array(TraitEvidenceSchema) }),
+    ranked: z.array(z.object({ target: z.string(), similarity: z.number() })),
+  })
+  .meta({ id: 'Recommendation' });

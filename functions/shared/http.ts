@@ -5,8 +5,10 @@ import { type Metrics, MetricUnit } from '@aws-lambda-powertools/metrics';
 import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
 import type { z } from 'zod';
+import { PROBLEM_MEDIA_TYPE, type ProblemDocument, problemDocument } from '../../core/api/problems.js';
 import {
   type ErrorCode,
+  IdempotencyKeyReusedError,
   InvalidInputError,
   type Issue,
   isPersonaError,
@@ -46,19 +48,8 @@ export const STATUS_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   TRANSPORT: 502,
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
-};
-
-const TITLES: Readonly<Record<number, string>> = {
-  400: 'Bad Request',
-  401: 'Unauthorized',
-  403: 'Forbidden',
-  404: 'Not Found',
-  409: 'Conflict',
-  413: 'Content Too Large',
-  415: 'Unsupported Media Type',
-  428: 'Precondition Required',
-  500: 'Internal Server Error',
-  502: 'Bad Gateway',
+  // The request is well-formed, but its key names another request's operation (RFC 9110 15.5.21).
+  IDEMPOTENCY_KEY_REUSED: 422,
 };
 
 export function json(
@@ -73,26 +64,15 @@ export function json(
   };
 }
 
-export interface Problem {
-  readonly type: string;
-  readonly title: string;
-  readonly status: number;
-  readonly detail: string;
+export interface Problem extends ProblemDocument {
   readonly code: ErrorCode | 'INTERNAL';
   readonly issues?: readonly Issue[];
   readonly current?: number;
 }
 
 function problem(status: number, code: Problem['code'], detail: string, extra: Partial<Problem> = {}) {
-  const body: Problem = {
-    type: `urn:persona:problem:${code.toLowerCase().replaceAll('_', '-')}`,
-    title: TITLES[status] ?? 'Error',
-    status,
-    detail,
-    code,
-    ...extra,
-  };
-  return { ...json(status, body), headers: { 'content-type': 'application/problem+json' } };
+  const body: Problem = problemDocument(status, code, detail, extra) as Problem;
+  return { ...json(status, body), headers: { 'content-type': PROBLEM_MEDIA_TYPE } };
 }
 
 /** Case-insensitive header lookup (API Gateway passes header names as the client sent them). */
@@ -252,6 +232,12 @@ export function apiErrors(
           Object.assign(extra, { issues: [{ path: 'body', message: error.message }] });
         if (error instanceof UnsupportedMediaTypeError)
           Object.assign(extra, { issues: [{ path: 'headers.content-type', message: error.message }] });
+        if (error instanceof IdempotencyKeyReusedError)
+          Object.assign(extra, {
+            issues: [
+              { path: 'headers.idempotency-key', message: `first sent with another ${error.differs}` },
+            ],
+          });
         if ('current' in error && typeof error.current === 'number')
           Object.assign(extra, { current: error.current });
         if (status >= 500) logger.error('request failed', { error });
