@@ -9,6 +9,7 @@ import {
   type Criterion,
   type CriterionReason,
   type EvaluationInput,
+  type HourlyForecast,
   MAX_CRITERIA_DEPTH,
   type MetricCriterion,
   type MetricSeries,
@@ -26,10 +27,20 @@ export const UNKNOWN: Tri = 2;
 const HOLDS = ['false', 'true', 'unknown'] as const;
 export const triName = (t: Tri): CriterionReason['holds'] => HOLDS[t];
 
+/**
+ * Which forecasts a `predicted` criterion reads: every one (what the persona would do), only
+ * those of criteria in `mode: act` (what is done; forecast-only criteria read as if there were no
+ * forecast), or none (what the observations alone say).
+ */
+export const FORECASTS_ALL = 0;
+export const FORECASTS_ACTING = 1;
+export const FORECASTS_NONE = 2;
+export type ForecastReading = typeof FORECASTS_ALL | typeof FORECASTS_ACTING | typeof FORECASTS_NONE;
+
 export interface CompiledCriteria {
-  test(input: EvaluationInput): Tri;
+  test(input: EvaluationInput, reading?: ForecastReading): Tri;
   /** `label` prefixes every reason's detail (decide() puts the persona's name there). */
-  explain(input: EvaluationInput, label?: string): CriterionReason[];
+  explain(input: EvaluationInput, label?: string, reading?: ForecastReading): CriterionReason[];
   /** Every schedule the criteria name, for the triggers and the next window edge. */
   readonly schedules: readonly Schedule[];
   /** The metric names the criteria read (input.metric), each once. */
@@ -38,6 +49,8 @@ export interface CompiledCriteria {
   readonly signals: readonly string[];
   /** The metric names whose forecasts the criteria read (input.predicted), each once. */
   readonly predicted: readonly string[];
+  /** Whether a `predicted` criterion in forecast-only mode (`mode: report`) is among them. */
+  readonly forecastOnly: boolean;
   /** The path of the criteria's root: "/all", "/metric". */
   readonly path: string;
   /** The longest metric duration the criteria need, in seconds: how much history to load. */
@@ -64,13 +77,13 @@ export const STALE_INTERVALS = 2;
 /** The oldest sample of a duration may start this many intervals after the duration's start. */
 export const START_TOLERANCE_INTERVALS = 1.1;
 
-type Test = (input: EvaluationInput) => Tri;
+type Test = (input: EvaluationInput, reading: ForecastReading) => Tri;
 
 interface Node {
   readonly path: string;
   readonly test: Test;
   /** Appends the reasons of this node and the children that decided it; returns its value. */
-  explain(input: EvaluationInput, out: CriterionReason[]): Tri;
+  explain(input: EvaluationInput, out: CriterionReason[], reading: ForecastReading): Tri;
 }
 
 interface Names {
@@ -79,6 +92,7 @@ interface Names {
   readonly signals: Set<string>;
   readonly predicted: Set<string>;
   maxForSeconds: number;
+  forecastOnly: boolean;
 }
 
 /**
@@ -93,14 +107,15 @@ export function compileCriteria(criterion: Criterion, at = 'criteria'): Compiled
     signals: new Set(),
     predicted: new Set(),
     maxForSeconds: 0,
+    forecastOnly: false,
   };
   const root = compileNode(criterion, '', at, 1, names);
   return {
-    test: root.test,
+    test: (input, reading = FORECASTS_ALL) => root.test(input, reading),
     path: root.path,
-    explain(input, label = '') {
+    explain(input, label = '', reading = FORECASTS_ALL) {
       const out: CriterionReason[] = [];
-      root.explain(input, out);
+      root.explain(input, out, reading);
       if (label !== '') for (const r of out) (r as { detail: string }).detail = label + r.detail;
       return out;
     },
@@ -108,6 +123,7 @@ export function compileCriteria(criterion: Criterion, at = 'criteria'): Compiled
     metrics: Object.freeze([...names.metrics]),
     signals: Object.freeze([...names.signals]),
     predicted: Object.freeze([...names.predicted]),
+    forecastOnly: names.forecastOnly,
     maxForSeconds: names.maxForSeconds,
   };
 }
@@ -120,7 +136,7 @@ function compileNode(c: Criterion, path: string, field: string, depth: number, n
   if ('not' in c) return negate(compileNode(c.not, `${path}/not`, `${field}.not`, depth + 1, names), path);
   if ('metric' in c) return metricNode(c.metric, `${path}/metric`, `${field}.metric`, names);
   if ('signal' in c) return signalNode(c.signal, `${path}/signal`, `${field}.signal`, names);
-  if ('predicted' in c) return predictedNode(c.predicted, `${path}/predicted`, names);
+  if ('predicted' in c) return predictedNode(c.predicted, `${path}/predicted`, `${field}.predicted`, names);
   if ('schedule' in c) return scheduleNode(c.schedule, `${path}/schedule`, names);
   throw invalid(field, 'expected one of all, any, not, schedule, metric, signal, predicted');
 }
@@ -157,10 +173,10 @@ function combine(
   // unknown child makes the whole unknown.
   const stop: Tri = kind === 'all' ? FALSE : TRUE;
   const rest: Tri = kind === 'all' ? TRUE : FALSE;
-  const test: Test = (input) => {
+  const test: Test = (input, reading) => {
     let result = rest;
     for (let i = 0; i < n; i++) {
-      const t = (tests[i] as Test)(input);
+      const t = (tests[i] as Test)(input, reading);
       if (t === stop) return stop;
       if (t === UNKNOWN) result = UNKNOWN;
     }
@@ -169,11 +185,11 @@ function combine(
   return {
     path: self,
     test,
-    explain(input, out) {
+    explain(input, out, reading) {
       const results: Tri[] = new Array(n);
       const counts = [0, 0, 0];
       for (let i = 0; i < n; i++) {
-        const r = (inOrder[i] as Test)(input);
+        const r = (inOrder[i] as Test)(input, reading);
         results[i] = r;
         counts[r] = (counts[r] as number) + 1;
       }
@@ -187,7 +203,7 @@ function combine(
       // The children that decided: those with the outcome's own value (every child when it
       // took all of them to decide).
       children.forEach((child, i) => {
-        if (results[i] === result) child.explain(input, out);
+        if (results[i] === result) child.explain(input, out, reading);
       });
       return result;
     },
@@ -200,6 +216,7 @@ function costOf(c: Criterion): number {
   if ('any' in c) return Math.max(...c.any.map(costOf));
   if ('not' in c) return costOf(c.not);
   if ('metric' in c) return (c.metric.forSeconds ?? 0) === 0 ? 2 : 3;
+  if ('predicted' in c) return 2;
   return 1;
 }
 
@@ -210,15 +227,15 @@ function negate(child: Node, path: string): Node {
   const self = `${path}/not`;
   return {
     path: self,
-    test: (input) => NEGATION[inner(input)] as Tri,
-    explain(input, out) {
+    test: (input, reading) => NEGATION[inner(input, reading)] as Tri,
+    explain(input, out, reading) {
       const reason: { path: string; holds: CriterionReason['holds']; detail: string } = {
         path: self,
         holds: 'unknown',
         detail: '',
       };
       out.push(reason);
-      const r = child.explain(input, out);
+      const r = child.explain(input, out, reading);
       const result = NEGATION[r] as Tri;
       reason.holds = triName(result);
       reason.detail = `not: its criterion is ${triName(r)}`;
@@ -636,38 +653,108 @@ function predictedMeets(p: PredictedCriterion, max: number, min: number): boolea
   }
 }
 
-function predictedNode(p: PredictedCriterion, path: string, names: Names): Node {
+/**
+ * A `predicted` criterion. Its truth comes from the forecast: the forecast meets the threshold
+ * somewhere in [now, now + bufferSeconds + withinSeconds], so the persona is applied
+ * `bufferSeconds` before the forecast hour. Its falsity needs the observation too: false only
+ * when the forecast does not meet the threshold and the metric's latest sample does not either;
+ * a forecast that does not meet it while the latest sample does is unknown. So a forecast can
+ * bring a persona on early, and never on its own takes a host off one (unknown never moves a
+ * host). Read without its forecast (FORECASTS_NONE, or FORECASTS_ACTING for a forecast-only
+ * criterion), it is false when the latest sample does not meet the threshold, else unknown.
+ */
+function predictedNode(p: PredictedCriterion, path: string, field: string, names: Names): Node {
+  if (typeof p?.name !== 'string' || typeof p.value !== 'number')
+    throw invalid(field, 'expected name, op and value');
   const within = p.withinSeconds ?? 3600;
+  const buffer = p.bufferSeconds ?? 300;
+  const lookahead = within + buffer;
+  const forecastOnly = (p.mode ?? 'report') === 'report';
   names.predicted.add(p.name);
-  const evaluate = (input: EvaluationInput): Tri => {
-    const forecast = input.predicted(p.name, within);
-    if (forecast === undefined) return UNKNOWN;
-    return predictedMeets(p, forecast.max, forecast.min) ? TRUE : FALSE;
+  if (forecastOnly) names.forecastOnly = true;
+  // The observation a forecast's "no" is checked against: the latest sample, as a metric
+  // criterion held for 0 s reads it (unknown when stale).
+  const latest: MetricCriterion = {
+    name: p.name,
+    op: p.op,
+    value: p.value,
+    forSeconds: 0,
+    statistic: 'each',
+  };
+  const reads = (reading: ForecastReading) =>
+    reading === FORECASTS_ALL || (reading === FORECASTS_ACTING && !forecastOnly);
+  const evaluate = (input: EvaluationInput, reading: ForecastReading): Tri => {
+    if (reads(reading)) {
+      const forecast = input.predicted(p.name, lookahead);
+      if (forecast === undefined) return UNKNOWN;
+      if (predictedMeets(p, forecast.max, forecast.min)) return TRUE;
+    }
+    return evaluateMetric(latest, 0, input, null) === FALSE ? FALSE : UNKNOWN;
   };
   return {
     path,
     test: evaluate,
-    explain(input, out) {
-      const result = evaluate(input);
-      const forecast = input.predicted(p.name, within);
+    explain(input, out, reading) {
+      const result = evaluate(input, reading);
+      const used = reads(reading);
+      const forecast = used ? input.predicted(p.name, lookahead) : undefined;
+      const seen: MetricSeen = {
+        why: 'ok',
+        samples: 0,
+        observed: Number.NaN,
+        latestAge: Number.NaN,
+        covered: 0,
+        interval: 0,
+      };
+      const observed = evaluateMetric(latest, 0, input, seen);
+      const hourly = input.forecast?.(p.name);
+      const rise =
+        hourly !== undefined && 'values' in hourly ? firstMeeting(p, hourly, input.now, lookahead) : -1;
+      const risesAt =
+        rise < 0 || hourly === undefined || !('values' in hourly) ? null : hourly.start + rise * 3_600_000;
+      const mode = forecastOnly ? ' (forecast only)' : '';
+      const latestText =
+        seen.why === 'ok'
+          ? `latest sample ${round(seen.observed)} ${observed === TRUE ? 'meets' : 'does not meet'} it`
+          : `no fresh sample`;
+      let detail: string;
+      if (!used) detail = `${p.name}: its forecast is not read here${mode}; ${latestText}`;
+      else if (forecast === undefined)
+        detail = `${p.name}: no forecast${hourly !== undefined && 'unavailable' in hourly ? ` (${hourly.unavailable})` : ''}`;
+      else if (result === TRUE)
+        detail = `${p.name} forecast ${round(forecast.max)} ${p.op} ${p.value}${risesAt === null ? '' : ` in the hour from ${new Date(risesAt).toISOString()}`}, applied ${buffer} s ahead${mode}`;
+      else
+        detail = `${p.name} forecast ${round(forecast.min)} to ${round(forecast.max)} in the next ${lookahead} s does not meet ${p.op} ${p.value}; ${latestText}`;
       out.push({
         path,
         holds: triName(result),
-        detail:
-          forecast === undefined
-            ? `${p.name}: no forecast for the next ${within} s`
-            : `${p.name} forecast ${round(forecast.min)} to ${round(forecast.max)} in the next ${within} s ${result === TRUE ? 'meets' : 'does not meet'} ${p.op} ${p.value}`,
+        detail,
         values: {
           [`${p.name}.min`]: forecast ? round(forecast.min) : null,
           [`${p.name}.max`]: forecast ? round(forecast.max) : null,
+          [`${p.name}.latest`]: seen.why === 'ok' ? round(seen.observed) : null,
           op: p.op,
           threshold: p.value,
           withinSeconds: within,
+          bufferSeconds: buffer,
+          mode: forecastOnly ? 'report' : 'act',
+          risesAt: risesAt === null ? null : new Date(risesAt).toISOString(),
         },
       });
       return result;
     },
   };
+}
+
+/** The first forecast hour in [now, now + seconds] whose value meets the criterion, or -1. */
+function firstMeeting(p: PredictedCriterion, f: HourlyForecast, now: number, seconds: number): number {
+  const first = Math.max(0, Math.floor((now - f.start) / 3_600_000));
+  const last = Math.min(f.values.length - 1, Math.floor((now + seconds * 1000 - f.start) / 3_600_000));
+  for (let i = first; i <= last; i++) {
+    const v = f.values[i] as number;
+    if (predictedMeets(p, v, v)) return i;
+  }
+  return -1;
 }
 
 // -------------------------------------------------------------------------------- schedule

@@ -17,6 +17,10 @@ import {
   type CompiledCriteria,
   compileCriteria,
   FALSE,
+  FORECASTS_ACTING,
+  FORECASTS_ALL,
+  FORECASTS_NONE,
+  type ForecastReading,
   TRUE,
   type Tri,
   triName,
@@ -151,13 +155,14 @@ function moving(
   current: string | null,
   held: CompiledPersona | undefined,
   input: EvaluationInput,
+  reading: ForecastReading,
 ): CriterionReason[] {
   return [
-    ...(target !== undefined && !target.spec.default ? reasonsOf(target, input) : []),
+    ...(target !== undefined && !target.spec.default ? reasonsOf(target, input, reading) : []),
     ...(current !== null && held === undefined
       ? [{ path: '', holds: triName(FALSE), detail: `${current} no longer applies to this host` }]
       : []),
-    ...(held?.criteria !== undefined ? reasonsOf(held, input) : []),
+    ...(held?.criteria !== undefined ? reasonsOf(held, input, reading) : []),
   ];
 }
 
@@ -202,9 +207,13 @@ function decision(
 const iso = (t: number) => new Date(t).toISOString();
 const label = (name: string | null) => name ?? 'its own parameters';
 
-function reasonsOf(p: CompiledPersona | undefined, input: EvaluationInput): CriterionReason[] {
+function reasonsOf(
+  p: CompiledPersona | undefined,
+  input: EvaluationInput,
+  reading: ForecastReading = FORECASTS_ALL,
+): CriterionReason[] {
   if (p?.criteria === undefined) return [];
-  return p.criteria.explain(input, `${p.name}: `);
+  return p.criteria.explain(input, `${p.name}: `, reading);
 }
 
 /** The data missing for unknown criteria, for a summary: "cpu.utilization: no samples". */
@@ -225,8 +234,34 @@ export function decide(
   input: EvaluationInput,
 ): { decision: Decision; state: HostPersonaState } {
   const ref: HostRef = typeof host === 'string' ? { name: host } : host;
-  const now = input.now;
   const candidates = ranked(personas, ref);
+  let forecastOnly = false;
+  for (let i = 0; i < candidates.length && !forecastOnly; i++)
+    forecastOnly = (candidates[i] as CompiledPersona).criteria?.forecastOnly === true;
+  if (!forecastOnly) return decideReading(ref, candidates, state, input, FORECASTS_ALL, false);
+  // Forecast-only criteria: what is done reads them as if there were no forecast. When that
+  // changes nothing, the decision says what their forecasts would have done, and when, in
+  // report mode (recorded, not applied); the host's state is what acting decided.
+  const acting = decideReading(ref, candidates, state, input, FORECASTS_ACTING, false);
+  if (acting.decision.action !== 'stay') return acting;
+  const would = decideReading(ref, candidates, state, input, FORECASTS_ALL, true);
+  if (
+    (would.decision.action === 'switch' || would.decision.action === 'revert') &&
+    would.decision.to !== acting.decision.to
+  )
+    return { decision: would.decision, state: acting.state };
+  return acting;
+}
+
+function decideReading(
+  ref: HostRef,
+  candidates: readonly CompiledPersona[],
+  state: HostPersonaState | undefined,
+  input: EvaluationInput,
+  reading: ForecastReading,
+  forecastOnly: boolean,
+): { decision: Decision; state: HostPersonaState } {
+  const now = input.now;
   const current = state?.current ?? null;
   let currentIndex = -1;
   let fallback: CompiledPersona | undefined;
@@ -244,7 +279,7 @@ export function decide(
     const p = candidates[i] as CompiledPersona;
     seen[i] = NOT_TESTED;
     if (p.spec.default || p.criteria === undefined) continue;
-    const t = p.criteria.test(input);
+    const t = p.criteria.test(input, reading);
     seen[i] = t;
     if (i === currentIndex) heldTri = t;
     if (t === TRUE) {
@@ -279,7 +314,7 @@ export function decide(
           'manual',
           to,
           `keeps the manual choice of ${label(to)} ${until}${calls}`,
-          () => (targetName === to ? reasonsOf(chosen, input) : reasonsOf(target, input)),
+          () => (targetName === to ? reasonsOf(chosen, input, reading) : reasonsOf(target, input, reading)),
         ),
         state: {
           ...base,
@@ -294,7 +329,8 @@ export function decide(
 
   if (targetName === current) {
     let reasons: () => readonly CriterionReason[];
-    if (target?.criteria !== undefined && !target.spec.default) reasons = later(reasonsOf, target, input);
+    if (target?.criteria !== undefined && !target.spec.default)
+      reasons = later(reasonsOf, target, input, reading);
     // `seen` is packed: the next decide() reuses it.
     else reasons = later(verdicts, candidates, packVerdicts(candidates.length));
     const stayed =
@@ -343,7 +379,56 @@ export function decide(
   // The host's persona ranks above the target: it is left only on its criteria being false,
   // for its hold time.
   let falseSince: number | undefined;
-  const leaving = later(reasonsOf, held, input);
+  const leaving = later(reasonsOf, held, input, reading);
+  // A forecast never takes a host off its persona: criteria false only thanks to a forecast
+  // (a `not` over a predicted value) are read as not false.
+  if (
+    heldTri === FALSE &&
+    held !== undefined &&
+    !held.spec.default &&
+    (targetIndex < 0 || currentIndex < targetIndex) &&
+    held.criteria !== undefined &&
+    held.criteria.predicted.length > 0 &&
+    held.criteria.test(input, FORECASTS_NONE) !== FALSE
+  ) {
+    return {
+      decision: decision(
+        ref.name,
+        now,
+        current,
+        'stay',
+        current,
+        `stays on ${held.name}: its criteria are false only on a forecast, and a forecast never takes a host off its persona`,
+        leaving,
+      ),
+      state: base,
+    };
+  }
+  if (held !== undefined && !held.spec.default && targetIndex >= 0 && currentIndex > targetIndex) {
+    // A persona ranked above the host's pre-empts it at once, but not on a forecast alone: while
+    // the host's own criteria are not false without forecasts, it stays.
+    const above = candidates[targetIndex] as CompiledPersona;
+    if (
+      above.criteria !== undefined &&
+      above.criteria.predicted.length > 0 &&
+      above.criteria.test(input, FORECASTS_NONE) !== TRUE &&
+      held.criteria !== undefined &&
+      held.criteria.test(input, FORECASTS_NONE) !== FALSE
+    ) {
+      return {
+        decision: decision(
+          ref.name,
+          now,
+          current,
+          'stay',
+          current,
+          `stays on ${held.name}: ${above.name} holds only on a forecast, and a forecast never takes a host off its persona`,
+          later(moving, above, current, held, input, reading),
+        ),
+        state: base,
+      };
+    }
+  }
   if (held !== undefined && !held.spec.default && (targetIndex < 0 || currentIndex < targetIndex)) {
     if (heldTri === UNKNOWN) {
       return {
@@ -353,7 +438,7 @@ export function decide(
           current,
           'stay',
           current,
-          `stays on ${held.name}: its criteria are unknown (${missing(held.criteria?.explain(input) ?? [])})`,
+          `stays on ${held.name}: its criteria are unknown (${missing(held.criteria?.explain(input, '', reading) ?? [])})`,
           leaving,
         ),
         state: base,
@@ -377,7 +462,7 @@ export function decide(
     }
   }
   const tracked = falseSince === undefined ? base : { ...base, falseSince };
-  const reasons = later(moving, target, current, held, input);
+  const reasons = later(moving, target, current, held, input, reading);
 
   const coolDown =
     Math.max(held?.spec.hysteresis.coolDownSeconds ?? 0, target?.spec.hysteresis.coolDownSeconds ?? 0) * 1000;
@@ -405,7 +490,7 @@ export function decide(
         ? `${current} no longer applies`
         : "no persona's criteria hold";
   const undo = enforced ? ' (enforced: the manual choice is undone)' : '';
-  if (target?.spec.mode === 'report') {
+  if (target?.spec.mode === 'report' || forecastOnly) {
     // Report mode: what would be done is recorded; the host keeps its persona.
     return {
       decision: decision(
@@ -414,7 +499,7 @@ export function decide(
         current,
         action,
         targetName,
-        `would ${action} from ${label(current)} to ${label(targetName)} (report mode): ${why}${undo}`,
+        `would ${action} from ${label(current)} to ${label(targetName)} (${forecastOnly && target?.spec.mode !== 'report' ? 'forecast only' : 'report mode'}): ${why}${undo}`,
         reasons,
         'report',
       ),

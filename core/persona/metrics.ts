@@ -1,6 +1,7 @@
 // Host metrics as reported (POST /metrics): one item per report in METRICS_TABLE, keyed by
 // host and the report's time, expiring after the retention. Criteria read back a few minutes
-// of them; the forecaster reads two weeks, hence the 15-day default.
+// of them; the forecaster reads two weeks, hence the 15-day default (its accuracy, held out
+// over the last two days, is fitted on the 13 days before them).
 import {
   BatchWriteCommand,
   type DynamoDBDocumentClient,

@@ -161,6 +161,16 @@ export const PredictedCriterion = z
       .max(48 * 3600)
       .default(3600)
       .describe('Holds when the forecast meets the threshold at any point from now to now + this'),
+    bufferSeconds: seconds
+      .max(3600)
+      .default(300)
+      .describe('How long before a forecast hour its value counts: the persona is applied this much ahead'),
+    mode: z
+      .enum(['act', 'report'])
+      .default('report')
+      .describe(
+        'report (forecast only): what the forecast would have done is recorded, not applied; act: the forecast switches the host',
+      ),
   })
   .meta({ id: 'PredictedCriterion' });
 
@@ -385,6 +395,14 @@ export interface EvaluationInput {
   signal(name: string): { readonly value: number | string | boolean; readonly at: number } | undefined;
   /** The forecast of `name` for [now, now + withinSeconds]: its highest and lowest values. */
   predicted(name: string, withinSeconds: number): { readonly max: number; readonly min: number } | undefined;
+  /** The hourly forecast of `name` (values[i]: the hour from start + i h), or why there is none; read by explain. */
+  forecast?(name: string): HourlyForecast | { readonly unavailable: string } | undefined;
+}
+
+/** An hourly forecast of a metric, as criteria read it (core/persona/forecast.ts makes it). */
+export interface HourlyForecast {
+  readonly start: number;
+  readonly values: ArrayLike<number>;
 }
 
 /** Which criterion decided, with the values it saw: the reason a decision records. */

@@ -13,6 +13,8 @@ import { createHash } from 'node:crypto';
 import { sortObjectKeys } from '../profile/collections.js';
 import type { CompiledPersona, HostRef } from './evaluate.js';
 import { compilePersona, decide } from './evaluate.js';
+import { forecastRange } from './forecast.js';
+import { cachedForecasts, FORECAST_HISTORY_MS, forecastSeries, forecastZone } from './forecast-host.js';
 import type { Decision, EvaluationInput, HostPersonaState, MetricSeries, Persona, Signal } from './schema.js';
 import { hostSelected, type SignalStore } from './signals.js';
 import { HostPersonaConflictError } from './state.js';
@@ -170,20 +172,31 @@ async function readInput(
 ): Promise<EvaluationInput> {
   const metricNames = new Set<string>();
   const signalNames = new Set<string>();
+  const predictedNames = new Set<string>();
   let longest = 0;
   for (const p of personas) {
     for (const m of p.criteria?.metrics ?? []) metricNames.add(m);
     for (const s of p.criteria?.signals ?? []) signalNames.add(s);
+    for (const m of p.criteria?.predicted ?? []) {
+      // A predicted criterion's "no" is checked against the metric's latest sample.
+      metricNames.add(m);
+      predictedNames.add(m);
+    }
     longest = Math.max(longest, p.criteria?.maxForSeconds ?? 0);
   }
   const settings = settingsOf(deps);
-  const since = now - (longest + settings.lookbackMarginSeconds) * 1000;
+  let since = now - (longest + settings.lookbackMarginSeconds) * 1000;
+  // The hour's forecasts are made once: two weeks of history are read only for those not made yet.
+  const zone = predictedNames.size === 0 ? 'UTC' : forecastZone(host.labels, personas);
+  const { ready: forecasts, missing } = cachedForecasts(host.name, [...predictedNames], zone, now);
+  if (missing.length > 0) since = Math.min(since, now - FORECAST_HISTORY_MS);
   const [series, signals] = await Promise.all([
     metricNames.size === 0
       ? new Map<string, MetricSeries>()
       : deps.metrics.series(host.name, [...metricNames], since),
     signalNames.size === 0 ? new Map() : deps.signals.forHost(host, [...signalNames], now),
   ]);
+  if (missing.length > 0) forecastSeries(host.name, missing, series, zone, now, forecasts);
   return {
     now,
     metric: (name) => series.get(name),
@@ -191,8 +204,14 @@ async function readInput(
       const s = signals.get(name);
       return s === undefined ? undefined : { value: s.value, at: s.at };
     },
-    // Forecasts come with the forecaster (the next issue): until then a predicted criterion is unknown.
-    predicted: () => undefined,
+    predicted: (name, withinSeconds) => {
+      const f = forecasts.get(name);
+      return f?.ok ? forecastRange(f.forecast, now, withinSeconds) : undefined;
+    },
+    forecast: (name) => {
+      const f = forecasts.get(name);
+      return f === undefined ? undefined : f.ok ? f.forecast : { unavailable: f.detail };
+    },
   };
 }
 

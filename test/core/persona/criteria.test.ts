@@ -197,7 +197,11 @@ describe('signal, predicted and schedule criteria', () => {
     const predicted = { 'requests.per_second': { min: 40, max: 600 } };
     expect(test(peak, { predicted })).toBe(1);
     expect(test(trough, { predicted })).toBe(1);
-    expect(test(peak, { predicted: { 'requests.per_second': { min: 40, max: 400 } } })).toBe(0);
+    // A forecast's "no" is unknown until the latest sample agrees: a forecast alone is never false.
+    const quiet = { 'requests.per_second': { min: 40, max: 400 } };
+    expect(test(peak, { predicted: quiet })).toBe(2);
+    expect(test(peak, { predicted: quiet, metrics: { 'requests.per_second': everyMinute([300]) } })).toBe(0);
+    expect(test(peak, { predicted: quiet, metrics: { 'requests.per_second': everyMinute([900]) } })).toBe(2);
     expect(test(peak)).toBe(2);
   });
 
