@@ -13,9 +13,9 @@ import {
   type Node,
   parseDocument,
 } from 'yaml';
-import type { z } from 'zod';
 import { formatPath, InvalidInputError, type Issue, TooLargeError } from '../errors.js';
 import { canonicalSpec } from './collections.js';
+import { issuesFromZod } from './issues.js';
 import { Profile } from './schema.js';
 
 // The core schema's own tags, which say no more than the plain value does: any other tag is
@@ -49,7 +49,7 @@ export interface ParseOptions {
   readonly kind?: string;
 }
 
-interface Located {
+export interface Located {
   readonly value: unknown;
   /** Finds the line and column of a path inside the document, for messages. */
   readonly locate: (path: readonly PropertyKey[]) => { line: number; column: number } | undefined;
@@ -458,22 +458,7 @@ function parseYamlText(text: string, options: ParseOptions): Located {
   return { value, locate };
 }
 
-/** zod issues as Persona issues, one per problem, unknown keys one per key. */
-export function issuesFromZod(error: z.ZodError, locate?: Located['locate']): Issue[] {
-  const out: Issue[] = [];
-  for (const issue of error.issues) {
-    const paths =
-      issue.code === 'unrecognized_keys'
-        ? issue.keys.map((k) => [...issue.path, k])
-        : [issue.path as PropertyKey[]];
-    for (const path of paths) {
-      const message =
-        issue.code === 'unrecognized_keys' ? 'unknown field' : issue.message.replace(/^Invalid input: /, '');
-      out.push({ path: formatPath(path), message, ...locate?.(path) });
-    }
-  }
-  return out;
-}
+export { issuesFromZod } from './issues.js';
 
 /** Checks a plain value against the Profile schema and returns it in canonical form. */
 export function validateProfile(

@@ -16,12 +16,8 @@ import {
   UnauthorizedError,
   UnsupportedMediaTypeError,
 } from '../../core/errors.js';
-import {
-  issuesFromZod,
-  type ParseOptions,
-  parseDocumentText,
-  validateProfile,
-} from '../../core/profile/io.js';
+import { type ParseOptions, parseDocumentText, validateProfile } from '../../core/profile/io.js';
+import { issuesFromZod } from '../../core/profile/issues.js';
 import type { Profile } from '../../core/profile/schema.js';
 import { logger } from './runtime.js';
 
