@@ -122,6 +122,16 @@ export const API_HANDLER_GRANTS: Readonly<Record<HandlerName, DataGrants>> = {
     objects: { 'operations/': 'write' },
   },
   'get-host-persona': { tables: { [HOSTS_TABLE.id]: 'read', [HOST_PERSONAS_TABLE.id]: 'read' } },
+  // The host's latest Profile against the target profiles bundled with the function.
+  'get-host-recommendation': {
+    tables: { [HOSTS_TABLE.id]: 'read', [PROFILES_TABLE.id]: 'read' },
+    objects: { 'profiles/': 'read' },
+  },
+  // Records the operation and its request (the target's document); the morph task morphs.
+  'start-morph': {
+    tables: { [HOSTS_TABLE.id]: 'read', [PROFILES_TABLE.id]: 'read', [OPERATIONS_TABLE.id]: 'read-write' },
+    objects: { 'profiles/': 'read', 'operations/': 'write' },
+  },
   // Built from the route list and schemas compiled into the bundle: touches no data.
   'get-openapi': {},
   // The agent routes: each reads the caller's credential (the authoriser did too, but the

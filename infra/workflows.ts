@@ -115,7 +115,7 @@ export class PersonaWorkflows extends Construct {
   readonly notificationRule: events.Rule;
 
   private readonly props: PersonaWorkflowsProps;
-  private readonly stateMachines: Readonly<Record<WorkflowName, sfn.StateMachine>>;
+  private readonly stateMachines: Partial<Record<WorkflowName, sfn.StateMachine>>;
 
   constructor(scope: Construct, id: string, props: PersonaWorkflowsProps) {
     super(scope, id);
@@ -246,9 +246,24 @@ export class PersonaWorkflows extends Construct {
     this.notificationRule = notifications.rule;
   }
 
+  /**
+   * A workflow whose construct lives apart (infra/morph.ts), built from its ASL file like these,
+   * its placeholders bound to `functions` (by the task names of WORKFLOWS).
+   */
+  addWorkflow(
+    id: string,
+    workflow: WorkflowName,
+    functions: Readonly<Record<string, lambda.Function>>,
+  ): sfn.StateMachine {
+    const machine = this.stateMachine(id, workflow, functions);
+    this.stateMachines[workflow] = machine;
+    return machine;
+  }
+
   /** Lets an API function start one workflow (and tells it that state machine's ARN). */
   allowStart(fn: lambda.Function, workflow: WorkflowName): void {
     const machine = this.stateMachines[workflow];
+    if (machine === undefined) throw new Error(`the ${workflow} workflow is not part of this platform`);
     // The variable functions/shared/workflows.ts reads for this workflow.
     fn.addEnvironment(
       `${workflow.toUpperCase().replaceAll('-', '_')}_STATE_MACHINE_ARN`,

@@ -4,7 +4,7 @@
 // and a predicted-demand morph are one mechanism; workload detection is the recommendation
 // itself (the host nearest another target than the one it has, by a margin). A policy decides;
 // what starts the morph is the caller (see decideMorph).
-import { z } from 'zod';
+import * as z from 'zod';
 import { type CompiledCriteria, compileCriteria, TRUE, triName } from '../persona/criteria.js';
 import { Criterion, type CriterionReason, type EvaluationInput } from '../persona/schema.js';
 import type { Recommendation } from './similarity.js';

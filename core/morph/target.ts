@@ -3,7 +3,7 @@
 // (examples/targets/) and is data, never code: every field has a strict grammar, unknown keys
 // are refused, a file it writes lives under /etc, carries no execute or set-id bit and lands
 // nowhere a program is read from, and names that a command line receives never start with "-".
-import { z } from 'zod';
+import * as z from 'zod';
 import { TRAIT_WEIGHTS, type TraitName } from '../capture/traits.js';
 import { InvalidInputError } from '../errors.js';
 import { issuesFromZod, parseDocumentText } from '../profile/io.js';
@@ -96,7 +96,8 @@ export type Probe = z.infer<typeof Probe>;
  * above the baseline's, or more than `errorRate` of the probes failed.
  */
 export const Watch = z.strictObject({
-  periodSeconds: z.number().int().min(0).max(3600).default(60),
+  // One task invocation samples the whole period: Lambda's 15 minutes, less the probes' time.
+  periodSeconds: z.number().int().min(0).max(840).default(60),
   samples: z.number().int().min(1).max(120).default(10),
   probe: Probe.default({ kind: 'load' }),
   tolerance: z
@@ -107,6 +108,20 @@ export const Watch = z.strictObject({
     .default({ latencyPercent: 50, errorRate: 0 }),
 });
 export type Watch = z.infer<typeof Watch>;
+
+/** What a morph request may say of its watch, over the target's: nothing here has a default. */
+export const WatchOverride = z
+  .strictObject({
+    periodSeconds: Watch.shape.periodSeconds.unwrap().optional(),
+    samples: Watch.shape.samples.unwrap().optional(),
+    probe: Probe.optional(),
+    tolerance: z
+      .strictObject({ latencyPercent: z.number().min(0).max(10_000), errorRate: fraction })
+      .partial()
+      .optional(),
+  })
+  .meta({ id: 'WatchOverride' });
+export type WatchOverride = z.infer<typeof WatchOverride>;
 export type WatchInput = z.input<typeof Watch>;
 
 export const TargetProfile = z

@@ -35,7 +35,7 @@ import { tarSource } from '../snapshot/tar.js';
 import { sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
 import { contentHash, type MorphPlan, planMorph } from './plan.js';
-import { TargetProfile, Watch, type WatchInput } from './target.js';
+import { TargetProfile, Watch, type WatchOverride } from './target.js';
 import { judge, type ProbeSummary, sample, type WatchVerdict } from './watch.js';
 
 export const MORPH_STEPS = ['profile', 'target', 'delta', 'snapshot', 'apply', 'watch', 'record'] as const;
@@ -112,10 +112,16 @@ const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export async function startMorph(
   deps: Pick<MorphDeps, 'operations' | 'documents' | 'now'>,
   id: string,
-  request: { host: string; target: TargetProfile; watch?: WatchInput; trigger: MorphRequest['trigger'] },
+  request: { host: string; target: TargetProfile; watch?: WatchOverride; trigger: MorphRequest['trigger'] },
 ): Promise<{ operation: Operation; created: boolean }> {
   const target = TargetProfile.parse(request.target);
-  const watch = Watch.parse({ ...(target.spec.watch ?? {}), ...(request.watch ?? {}) });
+  const base = target.spec.watch ?? Watch.parse({});
+  const over = request.watch ?? {};
+  const watch = Watch.parse({
+    ...base,
+    ...over,
+    tolerance: { ...base.tolerance, ...(over.tolerance ?? {}) },
+  });
   const full: MorphRequest = { host: request.host, target, watch, trigger: request.trigger };
   const at = isoNow(deps).toISOString();
   const started = await deps.operations.start({

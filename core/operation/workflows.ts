@@ -15,6 +15,10 @@ export const WORKFLOWS = {
     definition: 'statemachines/persona-switch.asl.json',
     tasks: { PersonaSwitchFunctionArn: 'persona-switch', FailOperationFunctionArn: 'fail-operation' },
   },
+  morph: {
+    definition: 'statemachines/morph.asl.json',
+    tasks: { MorphFunctionArn: 'morph', FailOperationFunctionArn: 'fail-operation' },
+  },
 } as const;
 
 export type WorkflowName = keyof typeof WORKFLOWS;

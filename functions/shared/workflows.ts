@@ -17,6 +17,7 @@ export function workflows(): WorkflowStarter {
       capture: process.env.CAPTURE_STATE_MACHINE_ARN ?? '',
       clone: process.env.CLONE_STATE_MACHINE_ARN ?? '',
       'persona-switch': process.env.PERSONA_SWITCH_STATE_MACHINE_ARN ?? '',
+      morph: process.env.MORPH_STATE_MACHINE_ARN ?? '',
     };
     starter = {
       async start(workflow, input) {
