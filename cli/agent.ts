@@ -1,28 +1,14 @@
 // `persona agent install|revoke HOST`: the host's persona-agent, installed over the host's
 // transport by the API (the embedded runtime or a deployed stage), and its credential revoked.
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import pc from 'picocolors';
+import type { z } from 'zod';
+import type { AgentInstallResult, AgentRevokeResult } from '../core/api/schemas.js';
 import type { PersonaClient } from './client.js';
-import { jsonText } from './render.js';
+import { pc, structured } from './output.js';
+import { emit } from './render.js';
 
-interface InstallResult {
-  host: string;
-  credentialId: string;
-  issued: boolean;
-  endpoint: string;
-  intervalSeconds: number;
-  init: 'systemd' | 'supervised';
-  cron: boolean;
-  http: string;
-  revoked: string[];
-}
-
-interface RevokeResult {
-  host: string;
-  revoked: string[];
-  uninstalled: boolean;
-  detail?: string;
-}
+type InstallResult = z.output<typeof AgentInstallResult>;
+type RevokeResult = z.output<typeof AgentRevokeResult>;
 
 const seconds = (v: string) => {
   if (!/^\d+$/.test(v) || Number(v) < 5 || Number(v) > 3600) {
@@ -53,15 +39,12 @@ export function registerAgentCommands(
     .option('--interval <seconds>', 'how often the agent reports', seconds, 60)
     .action(async (host: string, o: { agentEndpoint?: string; interval: number }, cmd: Command) => {
       const { api } = client(cmd);
-      const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+      const json = structured(cmd);
       const res = await api.request<InstallResult>('POST', `/hosts/${encodeURIComponent(host)}/agent`, {
         body: { intervalSeconds: o.interval, ...(o.agentEndpoint ? { endpoint: o.agentEndpoint } : {}) },
       });
       const r = res.body;
-      if (json) {
-        process.stdout.write(`${jsonText(r)}\n`);
-        return;
-      }
+      if (json) return emit(cmd, r);
       process.stdout.write(
         `${pc.green('installed')} persona-agent on ${r.host} (${r.init === 'systemd' ? 'systemd timer' : 'supervised loop'}${r.cron ? ', @reboot in cron' : ''}, ${r.http})\n` +
           `  reports to ${r.endpoint} every ${r.intervalSeconds} s\n` +
@@ -77,12 +60,9 @@ export function registerAgentCommands(
     .argument('<host>', 'a registered host')
     .action(async (host: string, _o: unknown, cmd: Command) => {
       const { api } = client(cmd);
-      const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+      const json = structured(cmd);
       const r = (await api.request<RevokeResult>('DELETE', `/hosts/${encodeURIComponent(host)}/agent`)).body;
-      if (json) {
-        process.stdout.write(`${jsonText(r)}\n`);
-        return;
-      }
+      if (json) return emit(cmd, r);
       process.stdout.write(
         `${pc.green('revoked')} ${r.revoked.length} credential${r.revoked.length === 1 ? '' : 's'} of ${r.host}\n` +
           (r.uninstalled

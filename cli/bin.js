@@ -3,6 +3,7 @@
 // dependency); when invoked with an older Node, re-run under that one.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import module from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 const major = Number(process.versions.node.split('.')[0]);
@@ -20,7 +21,18 @@ if (major < 22) {
   process.exit(result.status ?? 1);
 }
 
-const { register } = await import('tsx/esm/api');
-register();
-const { run } = await import('./main.ts');
+// The command as built by `npm ci` (scripts/build-cli.ts): plain JavaScript, each command's
+// code loaded when that command runs. A checkout where it was never built runs the sources
+// through tsx, a dev dependency, compiling them at every start.
+// Node keeps the compiled code of what it loads (in the temporary folder), so the next start
+// does not parse it again.
+module.enableCompileCache?.();
+const bundle = new URL('./dist/persona.mjs', import.meta.url);
+let run;
+if (existsSync(fileURLToPath(bundle))) ({ run } = await import(bundle.href));
+else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  ({ run } = await import('./main.ts'));
+}
 process.exitCode = await run(process.argv.slice(2));

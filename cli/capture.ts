@@ -4,18 +4,17 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import pc from 'picocolors';
-import { type CaptureSummary, runCapture, startCapture } from '../core/capture/operation.js';
+import type { z } from 'zod';
+import type { HostList } from '../core/api/schemas.js';
+import type { CaptureSummary } from '../core/capture/operation.js';
 import { InvalidInputError } from '../core/errors.js';
-import { HostRegistration } from '../core/host/schema.js';
+import { type HostRecord, HostRegistration } from '../core/host/schema.js';
 import { isFinished, type Operation } from '../core/operation/schema.js';
 import type { SecretRef } from '../core/profile/schema.js';
-import { FileHostKeyStore } from '../core/transport/host-keys.js';
-import { LocalTransport } from '../core/transport/local.js';
-import { SshTransport } from '../core/transport/ssh.js';
 import type { PersonaClient } from './client.js';
-import { type Connection, connect } from './connect.js';
-import { jsonText, table, terminalText, yamlText } from './render.js';
+import type { Connection } from './connect.js';
+import { pc, structured } from './output.js';
+import { emit, table, terminalText, yamlText } from './render.js';
 
 interface Target {
   transport: 'ssh' | 'local';
@@ -102,7 +101,7 @@ export function registerCaptureCommands(
         },
         cmd: Command,
       ) => {
-        const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+        const json = structured(cmd);
         const target = parseTarget(targetText);
         if (target.transport === 'ssh' && !o.key) {
           throw new InvalidInputError('an SSH capture needs --key', [
@@ -110,6 +109,21 @@ export function registerCaptureCommands(
           ]);
         }
         const keyFile = o.key ? resolve(o.key) : undefined;
+        // The capture itself, the transports and the store's AWS clients are loaded only here:
+        // `hosts` and `operations` live in this module too, and talk to the API alone.
+        const [
+          { runCapture, startCapture },
+          { FileHostKeyStore },
+          { LocalTransport },
+          { SshTransport },
+          { connect },
+        ] = await Promise.all([
+          import('../core/capture/operation.js'),
+          import('../core/transport/host-keys.js'),
+          import('../core/transport/local.js'),
+          import('../core/transport/ssh.js'),
+          import('./connect.js'),
+        ]);
         const conn = await connect();
         // The key is sealed as the host's own secret: the registration refers to it, and a
         // capture started later through the API reaches the host without reading any file.
@@ -170,7 +184,7 @@ export function registerCaptureCommands(
           id,
         );
         const op = await conn.operations().get(id);
-        if (json) process.stdout.write(`${jsonText(op)}\n`);
+        if (json) emit(cmd, op);
         else printSummary(o.name, summary, op.result ?? {});
       },
     );
@@ -181,11 +195,8 @@ export function registerCaptureCommands(
     .description('list registered hosts')
     .action(async (_o, cmd: Command) => {
       const { api } = client(cmd);
-      const res = await api.request<{
-        items: { registration: HostRegistration; lastCapture?: { at: string; profileVersion?: number } }[];
-      }>('GET', '/hosts', { query: { limit: 100 } });
-      if (cmd.optsWithGlobals<{ json?: boolean }>().json)
-        return void process.stdout.write(`${jsonText(res.body)}\n`);
+      const res = await api.request<z.output<typeof HostList>>('GET', '/hosts', { query: { limit: 100 } });
+      if (structured(cmd)) return emit(cmd, res.body);
       process.stdout.write(
         `${table(
           ['NAME', 'PLATFORM', 'TRANSPORT', 'ADDRESS', 'LAST CAPTURE'],
@@ -205,9 +216,8 @@ export function registerCaptureCommands(
     .argument('<name>')
     .action(async (name: string, _o, cmd: Command) => {
       const { api } = client(cmd);
-      const res = await api.request<Record<string, unknown>>('GET', `/hosts/${encodeURIComponent(name)}`);
-      if (cmd.optsWithGlobals<{ json?: boolean }>().json)
-        return void process.stdout.write(`${jsonText(res.body)}\n`);
+      const res = await api.request<z.output<typeof HostRecord>>('GET', `/hosts/${encodeURIComponent(name)}`);
+      if (structured(cmd)) return emit(cmd, res.body);
       process.stdout.write(yamlText(res.body));
     });
   hostsCmd
@@ -224,13 +234,13 @@ export function registerCaptureCommands(
         cmd: Command,
       ) => {
         const { api } = client(cmd);
-        const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+        const json = structured(cmd);
         const started = await api.request<Operation>('POST', `/hosts/${encodeURIComponent(name)}/capture`, {
           body: { acceptNewHostKey: o.acceptNewHostKey === true },
           headers: { 'idempotency-key': o.idempotencyKey ?? randomUUID() },
         });
         const op = o.wait ? await follow(api, started.body, json) : started.body;
-        if (json) process.stdout.write(`${jsonText(op)}\n`);
+        if (json) emit(cmd, op);
         else if (!o.wait) process.stdout.write(`${terminalText(op.id)} ${op.status}\n`);
         if (op.status === 'FAILED') process.exitCode = 1;
       },
@@ -249,12 +259,12 @@ export function registerCaptureCommands(
       const { value } = parseDocumentText(readFileSync(o.file), { source: o.file });
       const name = (value as { name?: unknown } | null)?.name;
       if (o.key !== undefined && typeof value === 'object' && value !== null && typeof name === 'string') {
+        const { connect } = await import('./connect.js');
         const credentialRef = await sealCredential(await connect(), name, resolve(o.key));
         Object.assign(value, { credentialRef });
       }
-      const res = await api.request<{ registration: HostRegistration }>('POST', '/hosts', { body: value });
-      if (cmd.optsWithGlobals<{ json?: boolean }>().json)
-        return void process.stdout.write(`${jsonText(res.body)}\n`);
+      const res = await api.request<z.output<typeof HostRecord>>('POST', '/hosts', { body: value });
+      if (structured(cmd)) return emit(cmd, res.body);
       process.stdout.write(
         `${res.status === 201 ? pc.green('+') : pc.dim('=')} ${terminalText(res.body.registration.name)} registered\n`,
       );
@@ -268,10 +278,10 @@ export function registerCaptureCommands(
     .option('--wait', 'follow it until it ends')
     .action(async (id: string, o: { wait?: boolean }, cmd: Command) => {
       const { api } = client(cmd);
-      const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+      const json = structured(cmd);
       const first = (await api.request<Operation>('GET', `/operations/${encodeURIComponent(id)}`)).body;
       const op = o.wait ? await follow(api, first, json) : first;
-      if (json) process.stdout.write(`${jsonText(op)}\n`);
+      if (json) emit(cmd, op);
       else if (!o.wait) printOperation(op);
       if (op.status === 'FAILED' || op.status === 'ROLLED_BACK') process.exitCode = 1;
     });

@@ -5,17 +5,20 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import pc from 'picocolors';
+import type { z } from 'zod';
+import type { MachineList, OperationList } from '../core/api/schemas.js';
 import type { CloneRequestInput, CloneTarget } from '../core/clone/request.js';
 import { InvalidInputError } from '../core/errors.js';
 import { HostRegistration } from '../core/host/schema.js';
 import type { Operation } from '../core/operation/schema.js';
 import { parsePlan, serializePlan } from '../core/plan/io.js';
 import type { Plan } from '../core/plan/plan.js';
+import type { Machine } from '../core/platform/baremetal.js';
+import type { ValidationReport } from '../core/validation/report.js';
 import { collect, follow, parseTarget, printOperation, sealCredential } from './capture.js';
 import type { PersonaClient } from './client.js';
-import { connect } from './connect.js';
-import { jsonText, table, terminalText } from './render.js';
+import { pc, structured } from './output.js';
+import { emit, table, terminalText } from './render.js';
 
 interface TargetOptions {
   to: string;
@@ -92,6 +95,7 @@ async function cloneTarget(api: PersonaClient, o: TargetOptions): Promise<CloneT
     ]);
   const name = o.targetName ?? `target-${(target.address as string).replace(/[^A-Za-z0-9.-]/g, '-')}`;
   // Registered like `persona capture` registers a host: the key sealed as the target's own secret.
+  const { connect } = await import('./connect.js');
   const credentialRef = await sealCredential(await connect(), name, resolve(o.key));
   const parsed = HostRegistration.safeParse({
     name,
@@ -208,7 +212,7 @@ export function registerCloneCommands(
         cmd: Command,
       ) => {
         const { api } = client(cmd);
-        const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+        const json = structured(cmd);
         const target = await cloneTarget(api, o);
         const op = await run(
           api,
@@ -223,7 +227,7 @@ export function registerCloneCommands(
         );
         const plan = await getDocument<Plan>(api, op.id, 'plan');
         if (plan && o.save) writeFileSync(o.save, serializePlan(plan));
-        if (json) process.stdout.write(`${jsonText({ operation: op, plan })}\n`);
+        if (json) emit(cmd, { operation: op, plan });
         else if (plan) printPlan(plan);
         if (op.status !== 'SUCCEEDED') process.exitCode = 1;
       },
@@ -258,7 +262,7 @@ export function registerCloneCommands(
         cmd: Command,
       ) => {
         const { api } = client(cmd);
-        const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+        const json = structured(cmd);
         const target = await cloneTarget(api, o);
         const plan = o.plan ? parsePlan(readFileSync(o.plan), { source: o.plan }) : undefined;
         const op = await run(
@@ -281,9 +285,10 @@ export function registerCloneCommands(
           o.idempotencyKey,
           json,
         );
-        const report = await getDocument<{ verdict: string; reasons: string[] }>(api, op.id, 'report');
+        const report = await getDocument<ValidationReport>(api, op.id, 'report');
+        // The rollback record has no schema in the API: shown as it is.
         const rollback = await getDocument<Record<string, unknown>>(api, op.id, 'rollback');
-        if (json) process.stdout.write(`${jsonText({ operation: op, report, rollback })}\n`);
+        if (json) emit(cmd, { operation: op, report, rollback });
         else {
           if (report) {
             const mark =
@@ -318,9 +323,8 @@ export function registerCloneCommands(
       const { api } = client(cmd);
       const query: Record<string, string | number> = { limit: o.limit };
       for (const k of ['kind', 'status', 'host'] as const) if (o[k]) query[k] = o[k] as string;
-      const res = await api.request<{ items: Operation[] }>('GET', '/operations', { query });
-      if (cmd.optsWithGlobals<{ json?: boolean }>().json)
-        return void process.stdout.write(`${jsonText(res.body)}\n`);
+      const res = await api.request<z.output<typeof OperationList>>('GET', '/operations', { query });
+      if (structured(cmd)) return emit(cmd, res.body);
       process.stdout.write(
         `${table(
           ['ID', 'KIND', 'HOST', 'STATUS', '%', 'CREATED', 'ERROR'],
@@ -343,11 +347,11 @@ export function registerCloneCommands(
     .option('--wait', 'follow it until it ends')
     .action(async (id: string, o: { wait?: boolean }, cmd: Command) => {
       const { api } = client(cmd);
-      const json = cmd.optsWithGlobals<{ json?: boolean }>().json === true;
+      const json = structured(cmd);
       const asked = (await api.request<Operation>('POST', `/operations/${encodeURIComponent(id)}/cancel`))
         .body;
       const op = o.wait ? await follow(api, asked, json) : asked;
-      if (json) process.stdout.write(`${jsonText(op)}\n`);
+      if (json) emit(cmd, op);
       else if (!o.wait) printOperation(op);
     });
 
@@ -360,15 +364,10 @@ export function registerCloneCommands(
     .option('--machine <name>', "the machine's name in the pool (default: the host's)")
     .action(async (pool: string, host: string, o: { machine?: string }, cmd: Command) => {
       const { api } = client(cmd);
-      const res = await api.request<Record<string, unknown>>(
-        'POST',
-        `/pools/${encodeURIComponent(pool)}/machines`,
-        {
-          body: { host, ...(o.machine ? { machine: o.machine } : {}) },
-        },
-      );
-      if (cmd.optsWithGlobals<{ json?: boolean }>().json)
-        return void process.stdout.write(`${jsonText(res.body)}\n`);
+      const res = await api.request<Machine>('POST', `/pools/${encodeURIComponent(pool)}/machines`, {
+        body: { host, ...(o.machine ? { machine: o.machine } : {}) },
+      });
+      if (structured(cmd)) return emit(cmd, res.body);
       process.stdout.write(
         `${pc.green('+')} ${terminalText(String(res.body.machine))} in ${terminalText(pool)}\n`,
       );
@@ -379,22 +378,15 @@ export function registerCloneCommands(
     .argument('<pool>')
     .action(async (pool: string, _o, cmd: Command) => {
       const { api } = client(cmd);
-      const res = await api.request<{ items: Record<string, string>[] }>(
+      const res = await api.request<z.output<typeof MachineList>>(
         'GET',
         `/pools/${encodeURIComponent(pool)}/machines`,
       );
-      if (cmd.optsWithGlobals<{ json?: boolean }>().json)
-        return void process.stdout.write(`${jsonText(res.body)}\n`);
+      if (structured(cmd)) return emit(cmd, res.body);
       process.stdout.write(
         `${table(
           ['MACHINE', 'HOST', 'ADDRESS', 'STATE', 'HELD BY'],
-          res.body.items.map((m) => [
-            m.machine ?? '',
-            m.host ?? '',
-            m.address ?? '',
-            m.state ?? '',
-            m.holder ?? '',
-          ]),
+          res.body.items.map((m) => [m.machine, m.host ?? '', m.address, m.state, m.holder ?? '']),
         )}\n`,
       );
     });

@@ -3,8 +3,16 @@
 // it has. Files are checked here first, with their lines, before anything is sent.
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { type Command, InvalidArgumentError, Option } from 'commander';
-import pc from 'picocolors';
+import { type Command, InvalidArgumentError } from 'commander';
+import type { z } from 'zod';
+import type {
+  ActivationResponse,
+  HostPersonaResponse,
+  PersonaList,
+  PersonaVersionList,
+  PersonaWriteResponse,
+  VersionedPersonaResponse,
+} from '../core/api/schemas.js';
 import { InvalidInputError, isPersonaError, NotFoundError } from '../core/errors.js';
 import type { Operation } from '../core/operation/schema.js';
 import { type PersonaDocument, parsePersonaFile } from '../core/persona/io.js';
@@ -13,51 +21,16 @@ import { formatIssues } from '../core/profile/io.js';
 import { follow } from './capture.js';
 import type { PersonaClient } from './client.js';
 import { ApiError, EXIT, exitCodeOf } from './errors.js';
-import { ago, jsonText, table, terminalText, yamlText } from './render.js';
+import { pc, structured } from './output.js';
+import { ago, emit, table, terminalText, yamlText } from './render.js';
 
 type ClientOf = (cmd: Command) => { api: PersonaClient };
 
-interface PersonaVersionRecord {
-  name: string;
-  version: number;
-  hash: string;
-  sizeBytes: number;
-  createdAt: string;
-  description?: string;
-}
-interface PersonaHeadRecord {
-  name: string;
-  latest: number;
-  updatedAt: string;
-  priority: number;
-  default: boolean;
-  mode: 'act' | 'report';
-  description?: string;
-}
-interface WriteBody {
-  version: PersonaVersionRecord;
-  created: boolean;
-  warnings: { path: string; message: string }[];
-}
-interface DecisionBody {
-  at: string;
-  action: string;
-  from: string | null;
-  to: string | null;
-  mode: 'act' | 'report';
-  summary: string;
-  reasons: { path: string; holds: string; detail: string; values?: Record<string, unknown> }[];
-}
-interface HostPersonaBody {
-  host: string;
-  current: string | null;
-  currentVersion?: number;
-  since?: string;
-  manual?: { persona: string | null; at: string; until: string | null };
-  why?: DecisionBody;
-  latest?: DecisionBody;
-  history: { items: DecisionBody[]; nextCursor?: string };
-}
+type PersonaVersionRecord = z.output<typeof PersonaVersionList>['items'][number];
+type PersonaHeadRecord = z.output<typeof PersonaList>['items'][number];
+type WriteBody = z.output<typeof PersonaWriteResponse>;
+type HostPersonaBody = z.output<typeof HostPersonaResponse>;
+type DecisionBody = NonNullable<HostPersonaBody['why']>;
 
 const out = (s: string): void => {
   process.stdout.write(`${s}\n`);
@@ -65,7 +38,6 @@ const out = (s: string): void => {
 const err = (s: string): void => {
   process.stderr.write(`${s}\n`);
 };
-const jsonOf = (cmd: Command) => cmd.optsWithGlobals<{ json?: boolean }>().json === true;
 const path = (name: string) => `/personas/${encodeURIComponent(name)}`;
 
 const positiveInt = (label: string) => (value: string) => {
@@ -90,7 +62,9 @@ function readPersonaFile(file: string): PersonaDocument[] {
 /** Creates the persona, or writes its next version on top of the latest. */
 async function applyOne(api: PersonaClient, persona: Persona): Promise<WriteBody> {
   const name = persona.metadata.name;
-  const head = await api.request<{ version: PersonaVersionRecord }>('GET', path(name), { allow: [404] });
+  const head = await api.request<z.output<typeof VersionedPersonaResponse>>('GET', path(name), {
+    allow: [404],
+  });
   if (head.status === 404) return (await api.request<WriteBody>('POST', '/personas', { body: persona })).body;
   return (
     await api.request<WriteBody>('PUT', path(name), {
@@ -135,7 +109,7 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
     .action(async (o: { file: string }, cmd: Command) => {
       const documents = readPersonaFile(o.file);
       const { api } = client(cmd);
-      const json = jsonOf(cmd);
+      const json = structured(cmd);
       const results: unknown[] = [];
       let failed: unknown;
       for (const { persona } of documents) {
@@ -161,7 +135,7 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
             for (const line of formatIssues(e.problem.issues ?? [])) err(`  ${terminalText(line)}`);
         }
       }
-      if (json) out(jsonText(results));
+      if (json) emit(cmd, results);
       if (failed !== undefined) process.exitCode = exitCodeOf(failed);
     });
 
@@ -186,7 +160,7 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
           throw e;
         }
       });
-      if (jsonOf(cmd)) out(jsonText(results));
+      if (structured(cmd)) emit(cmd, results);
       else {
         for (const r of results) {
           if (r.valid && 'personas' in r) {
@@ -208,7 +182,7 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
     .action(async (o: { limit?: number }, cmd: Command) => {
       const { api } = client(cmd);
       const { items, more } = await allPages<PersonaHeadRecord>(api, '/personas', o.limit);
-      if (jsonOf(cmd)) return out(jsonText({ items }));
+      if (structured(cmd)) return emit(cmd, { items });
       if (items.length === 0) return out(pc.dim('no personas yet: persona personas apply -f FILE'));
       out(
         table(
@@ -234,13 +208,12 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
     // A positional version, as `profiles get` takes it: the program's own --version would
     // answer an option of that name wherever it stood.
     .argument('[version]', 'a specific version', positiveInt('version'))
-    .addOption(new Option('-o, --output <format>', 'output format').choices(['yaml', 'json']).default('yaml'))
-    .action(async (name: string, version: number | undefined, o: { output: string }, cmd: Command) => {
+    .action(async (name: string, version: number | undefined, _o, cmd: Command) => {
       const { api } = client(cmd);
       const route = version === undefined ? path(name) : `${path(name)}/versions/${version}`;
-      const res = await api.request<{ version: PersonaVersionRecord; persona: Persona }>('GET', route);
-      if (jsonOf(cmd)) return out(jsonText(res.body));
-      if (o.output === 'json') return out(jsonText(res.body.persona));
+      const res = await api.request<z.output<typeof VersionedPersonaResponse>>('GET', route);
+      // The document itself, as `personas apply -f` takes it back; its version record is in `versions`.
+      if (structured(cmd)) return emit(cmd, res.body.persona);
       const v = res.body.version;
       out(terminalText(`# ${v.name} version ${v.version} (${v.hash}, ${v.createdAt})`));
       process.stdout.write(yamlText(res.body.persona));
@@ -254,7 +227,7 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
     .action(async (name: string, o: { limit?: number }, cmd: Command) => {
       const { api } = client(cmd);
       const { items, more } = await allPages<PersonaVersionRecord>(api, `${path(name)}/versions`, o.limit);
-      if (jsonOf(cmd)) return out(jsonText({ items }));
+      if (structured(cmd)) return emit(cmd, { items });
       out(
         table(
           ['VERSION', 'CREATED', 'HASH', 'BYTES', 'DESCRIPTION'],
@@ -284,7 +257,7 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
       await api.request('DELETE', path(name), {
         ...(o.expectedVersion === undefined ? {} : { headers: { 'if-match': `"${o.expectedVersion}"` } }),
       });
-      if (jsonOf(cmd)) return out(jsonText({ name, deleted: true }));
+      if (structured(cmd)) return emit(cmd, { name, deleted: true });
       out(`${pc.red('-')} ${terminalText(name)} deleted`);
     });
 
@@ -303,12 +276,8 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
         cmd: Command,
       ) => {
         const { api } = client(cmd);
-        const json = jsonOf(cmd);
-        const res = await api.request<{
-          operationId: string;
-          persona: { name: string; version: number };
-          manual: { until: string | null };
-        }>('POST', `${path(name)}/activate`, {
+        const json = structured(cmd);
+        const res = await api.request<z.output<typeof ActivationResponse>>('POST', `${path(name)}/activate`, {
           body: { host: o.host, ...(o.until === undefined ? {} : { until: o.until }) },
           headers: { 'idempotency-key': o.idempotencyKey ?? randomUUID() },
         });
@@ -330,9 +299,9 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
             `/operations/${encodeURIComponent(a.operationId)}`,
           );
           const op = await follow(api, first.body, json);
-          if (json) out(jsonText({ activation: a, operation: op }));
+          if (json) emit(cmd, { activation: a, operation: op });
           if (op.status !== 'SUCCEEDED') process.exitCode = 1;
-        } else if (json) out(jsonText(a));
+        } else if (json) emit(cmd, a);
       },
     );
 
@@ -348,7 +317,7 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
         query: { limit: o.limit ?? 10 },
       });
       const b = res.body;
-      if (jsonOf(cmd)) return out(jsonText(b));
+      if (structured(cmd)) return emit(cmd, b);
       const current =
         b.current === null ? 'its own parameters (no persona)' : `${b.current} v${b.currentVersion ?? '?'}`;
       out(terminalText(`${b.host}: ${current}${b.since ? ` since ${b.since}` : ''}`));

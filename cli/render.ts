@@ -1,12 +1,13 @@
-// How results look to people: aligned tables and coloured diffs. `--json` bypasses all of it.
+// How results look to people: aligned tables and coloured diffs. `-o json|yaml` bypasses all of it.
 //
 // Everything shown comes from stored data (descriptions, file paths, values captured from a
 // host), so it passes through `terminalText` before our own colours are added: an escape
 // sequence in a description must not retitle the terminal, recolour the output or move the
 // cursor. JSON and YAML output stay exact documents of the same values (see jsonText, yamlText).
 import { stripVTControlCharacters } from 'node:util';
-import pc from 'picocolors';
+import type { Command } from 'commander';
 import { Document, visit } from 'yaml';
+import { formatOf, pc } from './output.js';
 
 // C0 controls (ESC among them), DEL and C1 controls (CSI is U+009B); bidirectional controls and
 // line separators, which reorder or break what is shown; lone surrogates.
@@ -50,6 +51,11 @@ export function yamlText(value: unknown): string {
     },
   });
   return doc.toString({ lineWidth: 0 }).replace(UNSAFE_IN_DOCUMENT, documentEscape);
+}
+
+/** A command's result as the document `-o json` or `-o yaml` asked for. */
+export function emit(cmd: Command, value: unknown): void {
+  process.stdout.write(formatOf(cmd) === 'yaml' ? yamlText(value) : `${jsonText(value)}\n`);
 }
 
 const visibleLength = (s: string) => stripVTControlCharacters(s).length;
@@ -161,13 +167,17 @@ export function renderChange(change: RenderableChange): string {
   return `${marker} ${colour(terminalText(change.kind).padEnd(21))} ${pc.bold(terminalText(change.key))}${shown ? pc.dim(`  ${shown}`) : ''}${flag}`;
 }
 
+interface DeltaRef {
+  name?: string | undefined;
+  version?: number | undefined;
+}
+
 export function renderDelta(delta: {
-  from?: { name?: string; version?: number };
-  to?: { name?: string; version?: number };
+  from?: DeltaRef | undefined;
+  to?: DeltaRef | undefined;
   changes: readonly RenderableChange[];
 }): string {
-  const ref = (r?: { name?: string; version?: number }) =>
-    r ? terminalText(`${r.name ?? '?'}@${r.version ?? '?'}`) : '?';
+  const ref = (r?: DeltaRef) => (r ? terminalText(`${r.name ?? '?'}@${r.version ?? '?'}`) : '?');
   const disruptive = delta.changes.filter((c) => c.disruptive).length;
   const head = pc.bold(`${ref(delta.from)} → ${ref(delta.to)}`);
   if (delta.changes.length === 0) return `${head}\n${pc.dim('no changes')}`;

@@ -1,5 +1,7 @@
 // API Gateway methods of a deployed Persona use IAM authorisation: requests are signed with
-// the caller's credentials from the usual chain (environment, profile, SSO, instance role).
+// the caller's credentials from the usual chain (environment, profile, SSO, instance role),
+// for the region the API is in. Loaded only when a request is signed: the AWS SDK's
+// credential chain is the slowest thing the CLI can load.
 import { createHash, createHmac } from 'node:crypto';
 import { defaultProvider } from '@aws-sdk/credential-provider-node';
 import { SignatureV4 } from '@smithy/signature-v4';
@@ -20,23 +22,17 @@ class Sha256 {
   }
 }
 
-/** The region of an execute-api URL (https://abc.execute-api.eu-west-1.amazonaws.com/v1). */
-export function regionOf(url: URL): string | undefined {
-  return /\.execute-api\.([a-z0-9-]+)\.amazonaws\.com$/.exec(url.hostname)?.[1];
-}
-
 export async function signRequest(request: {
   method: string;
   url: URL;
   headers: Record<string, string>;
   body: string | undefined;
-  region?: string;
+  region: string;
   credentials?: ConstructorParameters<typeof SignatureV4>[0]['credentials'];
 }): Promise<Record<string, string>> {
-  const region = request.region ?? process.env.AWS_REGION ?? regionOf(request.url) ?? 'us-east-1';
   const signer = new SignatureV4({
     service: 'execute-api',
-    region,
+    region: request.region,
     credentials: request.credentials ?? defaultProvider(),
     sha256: Sha256,
   });

@@ -5,7 +5,6 @@
 import { createReadStream, existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
-import pc from 'picocolors';
 import { InvalidInputError } from '../core/errors.js';
 import { writeTarWithSecrets } from '../core/secret/files.js';
 import type { SnapshotRecord } from '../core/snapshot/records.js';
@@ -14,7 +13,8 @@ import { tarSource, writeTar } from '../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../core/snapshot/tree.js';
 import { connect } from './connect.js';
 import { EXIT } from './errors.js';
-import { jsonText, table, terminalText } from './render.js';
+import { pc, structured } from './output.js';
+import { emit, table, terminalText } from './render.js';
 
 /** Opens the snapshot store the environment points at. */
 export async function openStore(): Promise<SnapshotStore> {
@@ -66,8 +66,6 @@ const printable = terminalText;
 const out = (s: string): void => {
   process.stdout.write(`${s}\n`);
 };
-const json = (v: unknown): void => out(jsonText(v));
-const globals = (cmd: Command) => cmd.optsWithGlobals<{ json?: boolean }>();
 
 function recordRow(r: SnapshotRecord): string[] {
   return [
@@ -114,7 +112,7 @@ export function registerSnapshotCommands(program: Command): void {
           ]);
         }
         const store = await openStore();
-        const progress = progressLine(!globals(cmd).json);
+        const progress = progressLine(!structured(cmd));
         const skipped: string[] = [];
         const source =
           o.tar !== undefined
@@ -128,7 +126,7 @@ export function registerSnapshotCommands(program: Command): void {
           onProgress: progress.update,
         });
         progress.done();
-        if (globals(cmd).json) return json(record);
+        if (structured(cmd)) return emit(cmd, record);
         const s = record.stats;
         out(
           `${pc.green('+')} ${o.host} snapshot ${record.version}: ${s.files} files, ${bytes(s.bytes)} — ${bytes(s.newBytes)} new in ${s.newChunks} chunks, ${bytes(s.storedBytes)} stored`,
@@ -143,7 +141,7 @@ export function registerSnapshotCommands(program: Command): void {
     .requiredOption('--host <name>')
     .action(async (o: { host: string }, cmd: Command) => {
       const records = await (await openStore()).list(o.host);
-      if (globals(cmd).json) return json({ items: records });
+      if (structured(cmd)) return emit(cmd, { items: records });
       if (records.length === 0) return out(pc.dim(`${o.host} has no snapshots`));
       out(table(['VERSION', 'CREATED', 'FILES', 'SIZE', 'NEW', 'STORED', 'PROFILE'], records.map(recordRow)));
     });
@@ -157,7 +155,7 @@ export function registerSnapshotCommands(program: Command): void {
       const store = await openStore();
       const record = await store.record(o.host, version);
       const manifest = await store.manifest(record);
-      if (globals(cmd).json) return json({ record, manifest });
+      if (structured(cmd)) return emit(cmd, { record, manifest });
       out(table(['VERSION', 'CREATED', 'FILES', 'SIZE', 'NEW', 'STORED', 'PROFILE'], [recordRow(record)]));
       for (const e of manifest.entries) {
         out(
@@ -174,7 +172,7 @@ export function registerSnapshotCommands(program: Command): void {
     .argument('<to>', 'version', positive('to'))
     .action(async (from: number, to: number, o: { host: string }, cmd: Command) => {
       const d = await (await openStore()).diff(o.host, from, to);
-      if (globals(cmd).json) return json(d);
+      if (structured(cmd)) return emit(cmd, d);
       for (const p of d.added) out(`${pc.green('+')} ${printable(p)}`);
       for (const p of d.removed) out(`${pc.red('-')} ${printable(p)}`);
       for (const p of d.changed) out(`${pc.yellow('~')} ${printable(p)}`);
@@ -206,7 +204,7 @@ export function registerSnapshotCommands(program: Command): void {
         const target = resolve(dir);
         const existing =
           o.incremental && existsSync(target) ? await store.scan(directorySource(target)) : undefined;
-        const progress = progressLine(!globals(cmd).json);
+        const progress = progressLine(!structured(cmd));
         const stats = await store.restore(record, new DirectoryTarget(target), {
           ...(existing ? { existing } : {}),
           deleteExtra: o.delete === true,
@@ -217,7 +215,7 @@ export function registerSnapshotCommands(program: Command): void {
         // or anything else (1). Everything else was restored.
         if (stats.failed.length > 0)
           process.exitCode = stats.failed.some((f) => f.damaged) ? EXIT.CORRUPT : EXIT.FAILURE;
-        if (globals(cmd).json) return json({ record, stats });
+        if (structured(cmd)) return emit(cmd, { record, stats });
         for (const f of stats.failed)
           process.stderr.write(`${pc.red('✗')} ${printable(f.path)}: ${printable(f.reason)}\n`);
         out(
@@ -274,7 +272,7 @@ export function registerSnapshotCommands(program: Command): void {
           ...(o.keepDaily ? { keepDaily: o.keepDaily } : {}),
           ...(o.keepWeekly ? { keepWeekly: o.keepWeekly } : {}),
         });
-        if (globals(cmd).json) return json(result);
+        if (structured(cmd)) return emit(cmd, result);
         out(`kept ${result.kept.join(', ') || 'none'}; forgot ${result.removed.join(', ') || 'none'}`);
       },
     );
@@ -284,7 +282,7 @@ export function registerSnapshotCommands(program: Command): void {
     .description('delete data no snapshot refers to')
     .action(async (_o, cmd: Command) => {
       const report = await (await openStore()).gc();
-      if (globals(cmd).json) return json(report);
+      if (structured(cmd)) return emit(cmd, report);
       out(
         `deleted ${report.packsDeleted} packs (${bytes(report.bytesFreed)}), ${report.manifestsDeleted} manifests; kept ${report.packsKept} packs`,
       );
@@ -296,7 +294,7 @@ export function registerSnapshotCommands(program: Command): void {
     .option('--read-data', 'download and verify every pack')
     .action(async (o: { readData?: boolean }, cmd: Command) => {
       const report = await (await openStore()).check({ readData: o.readData === true });
-      if (globals(cmd).json) json(report);
+      if (structured(cmd)) emit(cmd, report);
       else {
         for (const p of report.problems)
           process.stderr.write(
