@@ -1,10 +1,11 @@
 // Restoring a snapshot into a directory, in full or incrementally against what is there. A
 // damaged snapshot restores everything it still can and names, by path, what it could not.
 import { NotFoundError } from '../errors.js';
+import { BlobReader } from './blob-reader.js';
 import { CorruptionError } from './errors.js';
 import { comparePaths, type Manifest, type ManifestEntry, sameContent, sameMetadata } from './manifest.js';
 import type { SnapshotRecord } from './records.js';
-import type { Progress, SnapshotStore } from './store.js';
+import { type Progress, packKeyOf, type SnapshotStore } from './store.js';
 import { type DirectoryTarget, type RestoreFailure, SpecialFileError, UnsafePathError } from './tree.js';
 
 export type { RestoreFailure } from './tree.js';
@@ -66,8 +67,6 @@ export async function restoreSnapshot(
     failed,
   };
   await target.prepare();
-  // Whole packs pay off for full restores; an incremental one reads just the blobs it needs.
-  const wholePacks = options.existing === undefined;
   const wanted = new Set(manifest.entries.map((e) => e.path));
   // Paths not restored: what lies below a directory that failed, or links to a file that did,
   // is named with that reason instead of being tried.
@@ -97,12 +96,30 @@ export async function restoreSnapshot(
     let lastReport = 0;
     // A file written anew is a new inode: the hard links to it must be made again too.
     const rewritten = new Set<string>();
-    for (const entry of await restoreOrder(store, manifest.entries)) {
+    const { dirs, files, others } = await restoreOrder(store, manifest.entries);
+    // Files whose content is written, read in the order they lie in the packs: an unchanged
+    // file (incremental) is not read at all.
+    const contentOf = files
+      .map((entry, index) => ({ index, entry }))
+      .filter(({ entry }) => {
+        const old = have.get(entry.path);
+        return !(old && sameContent(old, entry));
+      });
+    const reader = new BlobReader(
+      store.deps.objects,
+      store.keys,
+      store.limits,
+      contentOf,
+      (id) => store.index.get(id),
+      packKeyOf,
+    );
+    store.lastReader = reader.gauge;
+    const restoreEntry = async (entry: ManifestEntry, index?: number): Promise<void> => {
       const blocked = blockedBy(entry);
       if (blocked !== undefined) {
         missing.add(entry.path);
         failed.push({ path: entry.path, reason: blocked });
-        continue;
+        return;
       }
       try {
         const old = have.get(entry.path);
@@ -110,16 +127,22 @@ export async function restoreSnapshot(
         if (old && sameContent(old, entry) && entry.type !== 'dir' && !relink) {
           if (sameMetadata(old, entry)) {
             stats.unchanged++;
-            continue;
+            return;
           }
           // What `existing` says is there may not be (a link where it saw a file): then the
           // entry is written whole.
           if (await target.setMetadata(entry)) {
             stats.metadataOnly++;
-            continue;
+            return;
           }
         }
-        await target.write(entry, entry.type === 'file' ? store.content(entry, wholePacks) : undefined);
+        const content =
+          entry.type !== 'file'
+            ? undefined
+            : index !== undefined && reader.planned(index)
+              ? reader.content(index)
+              : store.content(entry, false);
+        await target.write(entry, content);
         if (entry.type === 'file') rewritten.add(entry.path);
         if (entry.type === 'dir' && old?.type === 'dir') stats.unchanged++;
         else stats.written++;
@@ -129,7 +152,10 @@ export async function restoreSnapshot(
         missing.add(entry.path);
         const damaged = error instanceof CorruptionError || error instanceof NotFoundError;
         failed.push({ path: entry.path, reason: reasonOf(error), ...(damaged ? { damaged } : {}) });
-        continue;
+        return;
+      } finally {
+        // What the file did not take of its blobs (it failed, or needed none) frees the window.
+        if (index !== undefined) reader.release(index);
       }
       const now = Date.now();
       if (options.onProgress && now - lastReport > 200) {
@@ -143,7 +169,25 @@ export async function restoreSnapshot(
           path: entry.path,
         });
       }
-    }
+    };
+    for (const entry of dirs) await restoreEntry(entry);
+    // Several files at once: each is a handful of system calls besides its content, and the
+    // reader keeps their blobs coming in pack order.
+    let nextFile = 0;
+    let stop: unknown;
+    const worker = async () => {
+      while (stop === undefined && nextFile < files.length) {
+        const index = nextFile++;
+        try {
+          await restoreEntry(files[index] as ManifestEntry, index);
+        } catch (e) {
+          stop ??= e;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(store.limits.restoreFiles, files.length) }, worker));
+    if (stop !== undefined) throw stop;
+    for (const entry of others) await restoreEntry(entry);
     completed = true;
   } finally {
     // Also when the restore ends early: directories are not left at the 0700 they were made with.
@@ -163,10 +207,10 @@ export async function restoreSnapshot(
 async function restoreOrder(
   store: SnapshotStore,
   entries: readonly ManifestEntry[],
-): Promise<ManifestEntry[]> {
+): Promise<{ dirs: ManifestEntry[]; files: ManifestEntry[]; others: ManifestEntry[] }> {
   const first = (e: ManifestEntry) => e.chunks?.[0];
-  if (entries.some((e) => first(e) !== undefined && !store.index.has(first(e) as string)))
-    await store.loadIndex();
+  // Another process may have written the snapshot after this store loaded its index.
+  if (entries.some((e) => (e.chunks ?? []).some((id) => !store.index.has(id)))) await store.loadIndex();
   const place = (e: ManifestEntry) => {
     const at = first(e) === undefined ? undefined : store.index.get(first(e) as string);
     return at === undefined ? (['', 0] as const) : ([at.packId, at.offset] as const);
@@ -176,9 +220,9 @@ async function restoreOrder(
     .map((e) => ({ e, p: place(e) }))
     .sort((a, b) => (a.p[0] < b.p[0] ? -1 : a.p[0] > b.p[0] ? 1 : a.p[1] - b.p[1]))
     .map((x) => x.e);
-  return [
-    ...entries.filter((e) => e.type === 'dir'),
-    ...files,
-    ...entries.filter((e) => e.type !== 'dir' && e.type !== 'file'),
-  ];
+  return {
+    dirs: entries.filter((e) => e.type === 'dir'),
+    files,
+    others: entries.filter((e) => e.type !== 'dir' && e.type !== 'file'),
+  };
 }

@@ -3,6 +3,7 @@
 import { randomUUID } from 'node:crypto';
 import { zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import { ConflictError, InvalidInputError, NotFoundError } from '../errors.js';
+import type { ReaderGauge } from './blob-reader.js';
 import { type CheckReport, checkStore } from './check.js';
 import { Chunker, type ChunkerParams, DEFAULT_CHUNKER, gearTable } from './chunker.js';
 import { CorruptionError } from './errors.js';
@@ -153,6 +154,8 @@ export class SnapshotStore {
   readonly packCache = new Map<string, Promise<Uint8Array>>();
   /** What the pipeline of the last snapshot held (for tests of its bounds). */
   lastPipeline: PipelineGauge = newGauge();
+  /** What the reader of the last restore held. */
+  lastReader: ReaderGauge = { heldBytes: 0, peakHeldBytes: 0, reads: 0, peakReads: 0 };
 
   private constructor(
     /** @internal */
