@@ -655,7 +655,7 @@ function predictedMeets(p: PredictedCriterion, max: number, min: number): boolea
 
 /**
  * A `predicted` criterion. Its truth comes from the forecast: the forecast meets the threshold
- * somewhere in [now, now + bufferSeconds + withinSeconds], so the persona is applied
+ * somewhere in [now, now + bufferSeconds + withinSeconds), so the persona is applied
  * `bufferSeconds` before the forecast hour. Its falsity needs the observation too: false only
  * when the forecast does not meet the threshold and the metric's latest sample does not either;
  * a forecast that does not meet it while the latest sample does is unknown. So a forecast can
@@ -746,10 +746,10 @@ function predictedNode(p: PredictedCriterion, path: string, field: string, names
   };
 }
 
-/** The first forecast hour in [now, now + seconds] whose value meets the criterion, or -1. */
+/** The first forecast hour in [now, now + seconds) whose value meets the criterion, or -1. */
 function firstMeeting(p: PredictedCriterion, f: HourlyForecast, now: number, seconds: number): number {
   const first = Math.max(0, Math.floor((now - f.start) / 3_600_000));
-  const last = Math.min(f.values.length - 1, Math.floor((now + seconds * 1000 - f.start) / 3_600_000));
+  const last = Math.min(f.values.length - 1, Math.floor((now + seconds * 1000 - 1 - f.start) / 3_600_000));
   for (let i = first; i <= last; i++) {
     const v = f.values[i] as number;
     if (predictedMeets(p, v, v)) return i;

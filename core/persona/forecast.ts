@@ -323,14 +323,14 @@ export function forecast(samples: Samples, now: number, options: ForecastOptions
   };
 }
 
-/** The highest and lowest forecast values of the hours that [from, from + seconds] overlaps. */
+/** The highest and lowest forecast values of the hours that [from, from + seconds) overlaps. */
 export function forecastRange(
   f: { readonly start: number; readonly values: ArrayLike<number> },
   from: number,
   seconds: number,
 ): { max: number; min: number } | undefined {
   const first = Math.max(0, Math.floor((from - f.start) / HOUR_MS));
-  const last = Math.min(f.values.length - 1, Math.floor((from + seconds * 1000 - f.start) / HOUR_MS));
+  const last = Math.min(f.values.length - 1, Math.floor((from + seconds * 1000 - 1 - f.start) / HOUR_MS));
   if (first > last) return undefined;
   let max = Number.NEGATIVE_INFINITY;
   let min = Number.POSITIVE_INFINITY;
