@@ -9,12 +9,14 @@ import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { assignment } from '../../core/persona/agent/assignment.js';
 import { AGENT_PATHS } from '../../core/persona/agent/install.js';
 import { API_VERSION } from '../../core/persona/schema.js';
 import { captureDeps } from '../../functions/shared/capture.js';
 import { personaSwitchDeps } from '../../functions/shared/persona-switch.js';
 import {
   agentCredentials,
+  assignments,
   evaluationAfterMetrics,
   hosts,
   type MetricsEvaluation,
@@ -82,6 +84,36 @@ beforeAll(async () => {
   } as never);
   await recordPersona({ name: 'peak', version: 1 });
 }, 600_000);
+
+/** The agent's latest report on agent-web, as the runtime recorded it. */
+async function agentReport(): Promise<Record<string, any> | undefined> {
+  const ddb = DynamoDBDocumentClient.from(new DynamoDBClient({}));
+  try {
+    const { Item } = await ddb.send(
+      new GetCommand({ TableName: process.env.HOST_PERSONAS_TABLE, Key: { host: 'agent-web', sk: 'agent' } }),
+    );
+    return Item;
+  } finally {
+    ddb.destroy();
+  }
+}
+
+/** Persona peak's first parameters, with the spec fields given. */
+function peakVersion(spec: Record<string, unknown>): never {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'Persona',
+    metadata: { name: 'peak' },
+    spec: {
+      hosts: { names: ['agent-web'] },
+      parameters: {
+        sysctl: { 'net.ipv4.ip_default_ttl': '99', 'net.core.somaxconn': '2048' },
+        bandwidth: [{ interface: 'eth0', egressMbps: 50 }],
+      },
+      ...spec,
+    },
+  } as never;
+}
 
 /** What a switch's Record saves, and the agent's assignment follows. */
 async function recordPersona(current: { name: string; version: number }): Promise<void> {
@@ -202,6 +234,98 @@ describe('persona-agent in the embedded runtime', () => {
       .filter((l) => l.includes('rolling back'));
     expect(rollbacks).toHaveLength(1);
   }, 120_000);
+
+  it("undoes an operator's change at its next cycle when the persona is enforced, and says so in its report", async () => {
+    await personas().put('peak', peakVersion({ override: 'enforced' }), { expectedVersion: 2 });
+    await recordPersona({ name: 'peak', version: 3 });
+    await until('version 3 applied', async () => {
+      const item = await agentReport();
+      return item?.version === 3 && item.outcome === 'applied' ? item : undefined;
+    });
+    const before = await agentReport();
+    // The operator's own change, by hand.
+    await web.run('sysctl -qw net.ipv4.ip_default_ttl=42');
+    const undone = await until('the change undone', async () => {
+      const item = await agentReport();
+      return item?.at !== before?.at && item?.outcome === 'applied' ? item : undefined;
+    });
+    expect((await web.run('cat /proc/sys/net/ipv4/ip_default_ttl')).trim()).toBe('99');
+    expect(undone.entries).toContainEqual(
+      expect.objectContaining({
+        target: 'net.ipv4.ip_default_ttl',
+        from: '42',
+        to: '99',
+        status: 'changed',
+        detail: 'changed by an operator, undone (override: enforced)',
+      }),
+    );
+    // The entry nobody touched is not written again.
+    expect(undone.entries).toContainEqual(
+      expect.objectContaining({ target: 'net.core.somaxconn', status: 'unchanged' }),
+    );
+  }, 120_000);
+
+  it("keeps an operator's change until the persona's next window edge when it is retained, then restores it", async () => {
+    // A window that ends at the second minute boundary from now: its end is the next edge.
+    const end = new Date(Math.ceil((Date.now() + 60_000) / 60_000) * 60_000);
+    const hhmm = (d: Date) =>
+      `${String(d.getUTCHours()).padStart(2, '0')}:${String(d.getUTCMinutes()).padStart(2, '0')}`;
+    const start = new Date(end.getTime() - 30 * 60_000);
+    await personas().put(
+      'peak',
+      peakVersion({
+        override: 'retain',
+        criteria: { schedule: { timezone: 'UTC', windows: [{ start: hhmm(start), end: hhmm(end) }] } },
+      }),
+      { expectedVersion: 3 },
+    );
+    await recordPersona({ name: 'peak', version: 4 });
+    await until('version 4 applied', async () => {
+      const item = await agentReport();
+      return item?.version === 4 && item.outcome === 'applied' ? item : undefined;
+    });
+    // What the agent is told: retain, until that edge.
+    const assigned = assignment('agent-web', await assignments().personas.assigned('agent-web'));
+    expect(assigned).toMatchObject({ override: 'retain', retainUntil: end.getTime() / 1000 });
+    await web.run('sysctl -qw net.ipv4.ip_default_ttl=42');
+    const retained = await until('the change retained', async () => {
+      const item = await agentReport();
+      return item?.outcome === 'retained' ? item : undefined;
+    });
+    expect(retained.entries).toEqual([
+      expect.objectContaining({
+        target: 'net.ipv4.ip_default_ttl',
+        from: '42',
+        to: '99',
+        status: 'retained',
+      }),
+    ]);
+    expect(Date.now()).toBeLessThan(end.getTime());
+    // Three cycles later, still the operator's value, and reported once.
+    await new Promise((r) => setTimeout(r, 16_000));
+    if (Date.now() < end.getTime() - 1000) {
+      expect((await web.run('cat /proc/sys/net/ipv4/ip_default_ttl')).trim()).toBe('42');
+      expect((await agentReport())?.at).toBe(retained.at);
+    }
+    const restored = await until(
+      'the change restored after the window edge',
+      async () => {
+        const item = await agentReport();
+        return item?.outcome === 'applied' && item.at !== retained.at ? item : undefined;
+      },
+      150_000,
+    );
+    expect(Date.parse(restored.at)).toBeGreaterThanOrEqual(end.getTime());
+    expect((await web.run('cat /proc/sys/net/ipv4/ip_default_ttl')).trim()).toBe('99');
+    expect(restored.entries).toContainEqual(
+      expect.objectContaining({
+        target: 'net.ipv4.ip_default_ttl',
+        from: '42',
+        status: 'changed',
+        detail: 'changed by an operator, retained until the window edge, now restored',
+      }),
+    );
+  }, 240_000);
 
   it('opens the tunnel again when its SSH connection drops, and the reports resume', async () => {
     const port = (await web.readFile(AGENT_PATHS.config)).match(

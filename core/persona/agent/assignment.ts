@@ -7,8 +7,9 @@
 // checks every field against the same grammars as here (persona-agent.sh, `valid_*`), and an
 // entry that fails them is refused, not applied.
 //
-//   persona-assignment 1
+//   persona-assignment 2
 //   persona <name or -> <version or 0> <revision>
+//   override <retain|enforced> <epoch seconds, 0 for none>   what an operator's change is owed
 //   sysctl <key> <value>
 //   cgroup <path> <file> <value>
 //   tc <interface> <rate in kbit/s>
@@ -16,14 +17,18 @@
 //   end
 //
 // Fields are separated by one TAB; the last field takes the rest of the line (a sysctl value
-// may hold spaces or tabs). `end` proves the document arrived whole.
+// may hold spaces or tabs). `end` proves the document arrived whole. Format 1 is format 2
+// without the override line, for agents installed before it (they keep an operator's change
+// until the assignment changes); an agent asks for format 2 with `Accept: text/plain; format=2`.
 import { createHash } from 'node:crypto';
 import { type DynamoDBDocumentClient, GetCommand, TransactWriteCommand } from '@aws-sdk/lib-dynamodb';
 import * as z from 'zod';
 import { LIMIT_FILES } from '../../orchestrator/executors/cgroups.js';
+import { compilePersona, nextWindowEdge } from '../evaluate.js';
 import type { Persona, PersonaParameters } from '../schema.js';
 
-export const ASSIGNMENT_FORMAT = 'persona-assignment 1';
+export const ASSIGNMENT_FORMAT = 'persona-assignment 2';
+export const ASSIGNMENT_FORMAT_1 = 'persona-assignment 1';
 
 // The grammars the agent applies (persona-agent.sh keeps the same ones as `case` patterns).
 /** Names separated by dots; no "/" (a path in /proc/sys), no leading "-", no "..". */
@@ -65,6 +70,19 @@ export const AgentAssignment = z
     version: z.number().int().nonnegative(),
     /** A hash of the entries: the agent applies a revision once. */
     revision: z.string(),
+    override: z
+      .enum(['retain', 'enforced'])
+      .describe(
+        "The persona's override: an operator's change to an applied entry is restored at once (enforced) or kept until retainUntil (retain)",
+      ),
+    retainUntil: z
+      .number()
+      .int()
+      .nonnegative()
+      .nullable()
+      .describe(
+        "Epoch seconds: the persona's next window edge, until which an operator's change seen now is kept; null: kept until the assignment changes",
+      ),
     entries: z.array(AssignmentEntry),
   })
   .meta({ id: 'AgentAssignment' });
@@ -102,20 +120,23 @@ export function assignmentEntries(parameters: PersonaParameters | undefined): As
   return entries;
 }
 
-export function assignment(
-  host: string,
-  persona: {
-    readonly name: string;
-    readonly version: number;
-    readonly parameters?: PersonaParameters;
-  } | null,
-): AgentAssignment {
+export function assignment(host: string, persona: AssignedPersona | null): AgentAssignment {
   const entries = assignmentEntries(persona?.parameters);
+  // The override and its time stay out of the revision: a window edge moving on is not a new
+  // assignment to apply.
   const revision = createHash('sha256')
     .update(JSON.stringify({ persona: persona?.name ?? null, version: persona?.version ?? 0, entries }))
     .digest('hex')
     .slice(0, 16);
-  return { host, persona: persona?.name ?? null, version: persona?.version ?? 0, revision, entries };
+  return {
+    host,
+    persona: persona?.name ?? null,
+    version: persona?.version ?? 0,
+    revision,
+    override: persona?.override ?? 'retain',
+    retainUntil: persona?.retainUntil ?? null,
+    entries,
+  };
 }
 
 /** The lines of one entry's fields, or why it cannot be one line. */
@@ -132,9 +153,13 @@ function fields(entry: AssignmentEntry): string[] | string {
   return f;
 }
 
-/** The assignment as the agent reads it (the line format above). */
-export function assignmentText(a: AgentAssignment): string {
-  const lines = [ASSIGNMENT_FORMAT, ['persona', a.persona ?? '-', String(a.version), a.revision].join('\t')];
+/** The assignment as the agent reads it (the line format above), in format 2 or 1. */
+export function assignmentText(a: AgentAssignment, format: 1 | 2 = 2): string {
+  const lines = [
+    format === 2 ? ASSIGNMENT_FORMAT : ASSIGNMENT_FORMAT_1,
+    ['persona', a.persona ?? '-', String(a.version), a.revision].join('\t'),
+  ];
+  if (format === 2) lines.push(['override', a.override, String(a.retainUntil ?? 0)].join('\t'));
   a.entries.forEach((entry, i) => {
     const f = fields(entry);
     lines.push(typeof f === 'string' ? ['refused', String(i), f].join('\t') : [entry.kind, ...f].join('\t'));
@@ -150,7 +175,9 @@ export const AgentReport = z
     revision: z.string().regex(/^[0-9a-f]{1,64}$|^-$/),
     persona: z.string().max(128).nullable(),
     version: z.number().int().nonnegative(),
-    outcome: z.enum(['applied', 'unchanged', 'rolled-back', 'refused', 'failed']),
+    outcome: z
+      .enum(['applied', 'unchanged', 'rolled-back', 'refused', 'failed', 'retained'])
+      .describe("retained: an operator's change to applied entries is kept (override: retain)"),
     at: z.iso.datetime(),
     entries: z
       .array(
@@ -160,7 +187,15 @@ export const AgentReport = z
           target: z.string().max(600).optional().describe('The key, cgroup file or interface'),
           from: z.string().max(300).optional(),
           to: z.string().max(300).optional(),
-          status: z.enum(['changed', 'unchanged', 'failed', 'reverted', 'refused', 'not-reverted']),
+          status: z.enum([
+            'changed',
+            'unchanged',
+            'failed',
+            'reverted',
+            'refused',
+            'not-reverted',
+            'retained',
+          ]),
           detail: z.string().max(600).optional(),
         }),
       )
@@ -169,13 +204,20 @@ export const AgentReport = z
   .meta({ id: 'AgentReport' });
 export type AgentReport = z.infer<typeof AgentReport>;
 
+/** A persona as its agent is assigned it: parameters and what an operator's change is owed. */
+export interface AssignedPersona {
+  readonly name: string;
+  readonly version: number;
+  readonly parameters: PersonaParameters;
+  readonly override?: 'retain' | 'enforced';
+  /** Epoch seconds of the persona's next window edge; null or absent when it has none. */
+  readonly retainUntil?: number | null;
+}
+
 /** The persona a host has now, with its parameters: what its agent is assigned. */
 export interface AssignedPersonas {
-  assigned(host: string): Promise<{
-    readonly name: string;
-    readonly version: number;
-    readonly parameters: PersonaParameters;
-  } | null>;
+  /** `now` (epoch ms) places the next window edge. */
+  assigned(host: string, now?: number): Promise<AssignedPersona | null>;
 }
 
 export interface AgentReports {
@@ -213,14 +255,19 @@ export function personaAssignments(
   },
 ): AssignedPersonas {
   return {
-    async assigned(host) {
+    async assigned(host, now = Date.now()) {
       const current = await recorded.current(host);
       if (current === null) return null;
       const stored = await personas.getVersion(current.name, current.version);
+      // The persona's own schedule edges: at another persona's edge the decision moves the host
+      // to that persona, a new assignment, which ends a retained change anyway.
+      const edge = nextWindowEdge([compilePersona(stored.persona, stored.version.version)], now);
       return {
         name: stored.persona.metadata.name,
         version: stored.version.version,
         parameters: stored.persona.spec.parameters,
+        override: stored.persona.spec.override,
+        retainUntil: edge === undefined ? null : Math.ceil(edge / 1000),
       };
     },
   };

@@ -16,6 +16,12 @@
 # used, and used only as the content of a file or one argument of tc; the API's answers are
 # never evaluated. An assignment with any entry that fails a grammar is refused whole.
 #
+# An operator's own change to an applied entry (found at the next cycle, when a value no longer
+# reads as assigned) is governed by the persona's override: `enforced` restores the assigned
+# value at once; `retain` keeps the operator's value, reports it once, and restores it at the
+# window edge the assignment named when the change was first seen (or keeps it until the
+# assignment changes, when it named none).
+#
 # Applying keeps the previous value of each entry in a journal before changing it, reads each
 # value back, and on any failure restores what it changed, in reverse. A journal left without
 # its last line (the agent died while applying) is rolled back on the next start.
@@ -636,14 +642,30 @@ apply_file() {
   file=$1
   ENTRIES_JSON=
   OUTCOME=failed
-  PERSONA=- VERSION=0 REVISION=-
+  PERSONA=- VERSION=0 REVISION=- OVERRIDE=retain UNTIL=0 FORMAT=
   : >"$STATE_DIR/entries"
   n=0 refusals=0 ended=0 line_no=0 detail=
   while IFS= read -r line; do
     line_no=$((line_no + 1))
     if [ "$ended" = 1 ]; then detail="lines after end"; refusals=$((refusals + 1)); break; fi
     if [ "$line_no" = 1 ]; then
-      [ "$line" = "persona-assignment 1" ] || { detail="not an assignment (format persona-assignment 1)"; break; }
+      case $line in
+        "persona-assignment 1") FORMAT=1 ;;
+        "persona-assignment 2") FORMAT=2 ;;
+        *) detail="not an assignment (format persona-assignment 1 or 2)"; break ;;
+      esac
+      continue
+    fi
+    # Format 2: the override policy, on the line after the persona line.
+    if [ "$line_no" = 3 ] && [ "$FORMAT" = 2 ]; then
+      IFS=$TAB read -r tag o u <<EOF
+$line
+EOF
+      case $tag in override) ;; *) detail="no override line"; break ;; esac
+      case $o in retain | enforced) ;; *) detail="override is neither retain nor enforced"; break ;; esac
+      case $u in '' | *[!0-9]*) detail="the retain time is not a number of seconds"; break ;; esac
+      [ "${#u}" -gt 12 ] && { detail="the retain time is not a number of seconds"; break; }
+      OVERRIDE=$o UNTIL=$u
       continue
     fi
     if [ "$line_no" = 2 ]; then
@@ -712,11 +734,43 @@ EOF
     return
   fi
   # Applied in this boot: a reboot puts the kernel's sysctl and tc values back, so a revision
-  # applied before it is applied again (the state folder outlives the boot).
+  # applied before it is applied again (the state folder outlives the boot). Applied already,
+  # the entries are read again: one that no longer reads as assigned was changed by hand.
+  CHANGED_DETAIL=
   if [ "$(cat "$STATE_DIR/applied" 2>/dev/null)" = "$REVISION $(boot_id)" ]; then
-    OUTCOME=unchanged
-    write_report
-    return
+    if ! drifted; then
+      rm -f "$STATE_DIR/retained"
+      OUTCOME=unchanged
+      write_report
+      return
+    fi
+    if [ "$MODE" = cycle ] && [ "$OVERRIDE" = retain ]; then
+      now=$(date +%s)
+      kept_revision= kept=0
+      [ -f "$STATE_DIR/retained" ] && read -r kept_revision kept <"$STATE_DIR/retained"
+      if [ "$kept_revision" != "$REVISION" ]; then
+        # First seen: kept until the window edge the assignment names now, reported once.
+        printf '%s %s\n' "$REVISION" "$UNTIL" >"$STATE_DIR/retained"
+        ENTRIES_JSON=$DRIFT_JSON
+        OUTCOME=retained
+        log "an operator's change to $DRIFTED entries is retained$(until_text "$UNTIL")"
+        write_report
+        return
+      fi
+      case $kept in '' | *[!0-9]*) kept=0 ;; esac
+      if [ "$kept" = 0 ] || [ "$now" -lt "$kept" ]; then
+        OUTCOME=unchanged
+        write_report
+        return
+      fi
+      CHANGED_DETAIL="changed by an operator, retained until the window edge, now restored"
+    elif [ "$MODE" = cycle ]; then
+      CHANGED_DETAIL="changed by an operator, undone (override: enforced)"
+    else
+      CHANGED_DETAIL="changed since the last apply, undone (persona-agent apply)"
+    fi
+    rm -f "$STATE_DIR/retained"
+    log "$CHANGED_DETAIL ($DRIFTED entries)"
   fi
 
   journal=$STATE_DIR/journal
@@ -754,7 +808,7 @@ EOF
       add_entry "$i" "$KIND" "$target" "$current" "$C" failed "$failed"
       break
     fi
-    add_entry "$i" "$KIND" "$target" "$current" "$C" changed ""
+    add_entry "$i" "$KIND" "$target" "$current" "$C" changed "$CHANGED_DETAIL"
     i=$((i + 1))
   done <"$STATE_DIR/entries"
   if [ -n "$failed" ]; then
@@ -768,6 +822,32 @@ EOF
     log "assignment $REVISION applied (persona $PERSONA version $VERSION)"
   fi
   write_report
+}
+
+# Whether an entry of the checked list no longer reads as assigned: sets DRIFTED (how many) and
+# DRIFT_JSON (their report entries, status retained). An entry that cannot be read counts as
+# drifted: the apply that follows reports why.
+drifted() {
+  DRIFTED=0 DRIFT_JSON= saved=$ENTRIES_JSON
+  ENTRIES_JSON=
+  j=0
+  while IFS= read -r line; do
+    split_entry "$line"
+    got=
+    if ! got=$(read_entry 2>/dev/null) || ! entry_matches "$C" "$got"; then
+      DRIFTED=$((DRIFTED + 1))
+      add_entry "$j" "$KIND" "$(target_of)" "$got" "$C" retained "changed on the host since it was applied"
+    fi
+    j=$((j + 1))
+  done <"$STATE_DIR/entries"
+  DRIFT_JSON=$ENTRIES_JSON
+  ENTRIES_JSON=$saved
+  [ "$DRIFTED" -gt 0 ]
+}
+
+until_text() {
+  if [ "$1" = 0 ]; then printf ' until the assignment changes'; return; fi
+  printf ' until %s' "$(date -u -d "@$1" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null || printf '%s' "$1")"
 }
 
 boot_id() { head -c 64 /proc/sys/kernel/random/boot_id 2>/dev/null | tr -cd 'a-f0-9-'; }
@@ -830,7 +910,7 @@ cycle() {
     2??) [ -n "$LAST_REFUSAL" ] && log "metrics accepted again"; LAST_REFUSAL= ;;
     *) refused "the metrics report"; LAST_REFUSAL=$STATUS ;;
   esac
-  http GET "/hosts/$HOST/agent/assignment" - "$STATE_DIR/assignment" text/plain
+  http GET "/hosts/$HOST/agent/assignment" - "$STATE_DIR/assignment" 'text/plain; format=2'
   case $STATUS in
     200)
       if lock; then

@@ -360,6 +360,65 @@ describe('applying an assignment', () => {
     expect(JSON.parse(result.stdout).entries[0].detail).toContain('no end line');
   });
 
+  it('reads format 2, and an apply of the same revision again restores a value changed by hand since', async () => {
+    const revision = Math.random().toString(16).slice(2, 14);
+    const text = `${[
+      'persona-assignment 2',
+      `persona${TAB}peak${TAB}3${TAB}${revision}`,
+      `override${TAB}retain${TAB}0`,
+      `sysctl${TAB}net.ipv4.ip_default_ttl${TAB}71`,
+      `sysctl${TAB}net.core.somaxconn${TAB}1536`,
+      'end',
+    ].join('\n')}\n`;
+    await transport.putFile('/tmp/v2', Buffer.from(text), { mode: 0o600 });
+    const applyV2 = async () => {
+      const r = await transport.run(`/bin/sh ${AGENT_PATHS.script} apply /tmp/v2`, { timeoutMs: 60_000 });
+      return { exitCode: r.exitCode, report: JSON.parse(r.stdout.trim().split('\n').at(-1) ?? 'null') };
+    };
+    const first = await applyV2();
+    expect(first.exitCode, JSON.stringify(first.report)).toBe(0);
+    expect(first.report).toMatchObject({ version: 3, outcome: 'applied' });
+    // Nothing changed since: nothing to do.
+    expect((await applyV2()).report.outcome).toBe('unchanged');
+    await host.run('sysctl -qw net.ipv4.ip_default_ttl=42');
+    const again = await applyV2();
+    expect(again.report.outcome).toBe('applied');
+    expect(again.report.entries).toEqual([
+      expect.objectContaining({
+        target: 'net.ipv4.ip_default_ttl',
+        from: '42',
+        to: '71',
+        status: 'changed',
+        detail: 'changed since the last apply, undone (persona-agent apply)',
+      }),
+      expect.objectContaining({ target: 'net.core.somaxconn', status: 'unchanged' }),
+    ]);
+    expect((await host.run('cat /proc/sys/net/ipv4/ip_default_ttl')).trim()).toBe('71');
+  }, 120_000);
+
+  it.each([
+    [
+      'an override that is neither retain nor enforced',
+      `override${TAB}ignore${TAB}0`,
+      'neither retain nor enforced',
+    ],
+    ['a retain time that is not a number', `override${TAB}retain${TAB}$(reboot)`, 'not a number of seconds'],
+    [
+      'a retain time too long to be one',
+      `override${TAB}retain${TAB}${'9'.repeat(30)}`,
+      'not a number of seconds',
+    ],
+    ['no override line', `sysctl${TAB}net.ipv4.ip_default_ttl${TAB}64`, 'no override line'],
+  ])('refuses format 2 with %s, touching nothing', async (_what, third, reason) => {
+    const before = await hostState();
+    const text = `persona-assignment 2\npersona${TAB}peak${TAB}3${TAB}abc123\n${third}\nsysctl${TAB}net.ipv4.ip_default_ttl${TAB}88\nend\n`;
+    await transport.putFile('/tmp/bad-v2', Buffer.from(text), { mode: 0o600 });
+    const result = await transport.run(`/bin/sh ${AGENT_PATHS.script} apply /tmp/bad-v2`);
+    expect(result.exitCode).toBe(1);
+    expect(JSON.parse(result.stdout).entries[0].detail).toContain(reason);
+    expect(await hostState()).toEqual(before);
+  });
+
   it('rolls back an apply that was interrupted, on the agent’s next start', async () => {
     const before = (await host.run('cat /proc/sys/net/ipv4/ip_default_ttl')).trim();
     // What a killed apply leaves: a change begun, no end marker.

@@ -10,6 +10,7 @@ import { DynamoDBDocumentClient, PutCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   assignment,
+  assignmentText,
   DynamoRecordedPersonas,
   personaAssignments,
 } from '../../../core/persona/agent/assignment.js';
@@ -37,6 +38,20 @@ const persona = (name: string, ttl: string) =>
 const versions = new Map([
   ['peak@1', persona('peak', '99')],
   ['burst@1', persona('burst', '120')],
+  [
+    'office@1',
+    Persona.parse({
+      apiVersion: API_VERSION,
+      kind: 'Persona',
+      metadata: { name: 'office' },
+      spec: {
+        hosts: { names: ['web-4'] },
+        parameters: { sysctl: { 'net.core.somaxconn': '4096' } },
+        criteria: { schedule: { timezone: 'Europe/Paris', windows: [{ start: '08:00', end: '19:00' }] } },
+        override: 'enforced',
+      },
+    }),
+  ],
 ]);
 const store = {
   async getVersion(name: string, version: number) {
@@ -78,8 +93,8 @@ async function record(host: string, current: { name: string; version: number } |
   await defaults.put(host, { defaults: EMPTY_DEFAULTS, applied: stored.applied, current }, stored.revision);
 }
 
-const assignedTo = async (host: string) =>
-  assignment(host, await personaAssignments(recorded, store).assigned(host));
+const assignedTo = async (host: string, now?: number) =>
+  assignment(host, await personaAssignments(recorded, store).assigned(host, now));
 
 describe('the agent assignment follows what a completed switch recorded', () => {
   it('assigns nothing while evaluation has decided a persona whose switch has not recorded it', async () => {
@@ -122,5 +137,43 @@ describe('the agent assignment follows what a completed switch recorded', () => 
     );
     await expect(recorded.current('web-2')).rejects.toThrow(/web-2 is not a persona name and version/);
     expect(await recorded.current('web-3')).toBeNull();
+  });
+});
+
+describe("what an agent is told an operator's change is owed", () => {
+  it("carries the persona's override and its next window edge, which do not change the revision", async () => {
+    await record('web-4', { name: 'office', version: 1 });
+    // 2026-12-01 10:00 in Paris (UTC+1): the window ends at 19:00 Paris, 18:00 UTC.
+    const morning = await assignedTo('web-4', Date.parse('2026-12-01T09:00:00Z'));
+    expect(morning).toMatchObject({
+      override: 'enforced',
+      retainUntil: Date.parse('2026-12-01T18:00:00Z') / 1000,
+    });
+    // In the evening the next edge is the next morning's start; the entries are the same.
+    const evening = await assignedTo('web-4', Date.parse('2026-12-01T20:00:00Z'));
+    expect(evening.retainUntil).toBe(Date.parse('2026-12-02T07:00:00Z') / 1000);
+    expect(evening.revision).toBe(morning.revision);
+  });
+
+  it('names no edge for a persona without a schedule, and retain when the persona says nothing', async () => {
+    await record('web-5', { name: 'peak', version: 1 });
+    expect(await assignedTo('web-5')).toMatchObject({ override: 'retain', retainUntil: null });
+    expect(await assignedTo('web-6')).toMatchObject({ persona: null, override: 'retain', retainUntil: null });
+  });
+
+  it('writes the override line in format 2 only, for the agents that read it', async () => {
+    const a = await assignedTo('web-4', Date.parse('2026-12-01T09:00:00Z'));
+    const v2 = assignmentText(a).split('\n');
+    expect(v2.slice(0, 3)).toEqual([
+      'persona-assignment 2',
+      `persona\toffice\t1\t${a.revision}`,
+      `override\tenforced\t${Date.parse('2026-12-01T18:00:00Z') / 1000}`,
+    ]);
+    const v1 = assignmentText(a, 1).split('\n');
+    expect(v1[0]).toBe('persona-assignment 1');
+    expect(v1.some((l) => l.startsWith('override'))).toBe(false);
+    expect(v1.slice(2)).toEqual(v2.slice(3));
+    const none = await assignedTo('web-6');
+    expect(assignmentText(none).split('\n')[2]).toBe('override\tretain\t0');
   });
 });
