@@ -231,7 +231,7 @@ export function operation(route: Route) {
             ...described(body.description),
             content: {
               'application/json': { schema: ref(body.schema) },
-              'application/yaml': { schema: ref(body.schema) },
+              ...(body.yaml ? { 'application/yaml': { schema: ref(body.schema) } } : {}),
             },
           },
         }

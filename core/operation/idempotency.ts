@@ -1,12 +1,34 @@
-// Idempotency keys of requests that start operations. A key is scoped to the route and the
-// host it was sent to, and the operation id is derived from the scoped key: a retried request
-// finds the operation it started, and the same key sent elsewhere names another operation.
-// The id being the table's key, one conditional write both claims the key and creates the
-// operation, so concurrent retries cannot start two.
-import { createHash } from 'node:crypto';
-import { ConflictError } from '../errors.js';
+// Idempotency keys of requests that start operations.
+//
+// A key is claimed once, with the request's fingerprint (method and route as declared, the path
+// parameters, the canonical hash of the body), in a record of its own that expires: the same key
+// with the same request answers the operation the first request started; with another route,
+// host or body it is refused (IdempotencyKeyReusedError, 422) rather than answered with another
+// request's operation. The claim is one conditional write, so concurrent retries get one
+// operation; the operation id is drawn at the claim and kept in the record, so a key that has
+// expired and is sent again names a new operation, not the old one.
+//
+// Why a fingerprint of our own rather than Powertools Idempotency: Powertools keeps a copy of the
+// handler's first response and replays it, but the answer to a retried start is the operation as
+// it is now (RUNNING, then SUCCEEDED), which the operations table already holds; it would add a
+// table and an INPROGRESS state whose refusals (a concurrent retry) we would have to map again,
+// and it validates the payload only as a whole, where the caller needs to be told whether the
+// route, the host or the body differs. The record here is one more item in the operations table.
+import { createHash, randomUUID } from 'node:crypto';
+import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
+import { ConflictError, IdempotencyKeyReusedError } from '../errors.js';
+import { OPERATIONS_TABLE } from '../storage/definitions.js';
 import type { Operation } from './schema.js';
 import type { OperationStore } from './store.js';
+
+/** How long a key names its request; after that the same key starts a new operation. */
+export const IDEMPOTENCY_KEY_TTL_SECONDS = 24 * 60 * 60;
+
+/** What a client may choose as a key: a UUID fits. */
+export const IDEMPOTENCY_KEY_PATTERN = /^[A-Za-z0-9_-]{8,80}$/;
+
+/** The attribute (epoch seconds) DynamoDB's TTL deletes key records by. */
+export const EXPIRES_AT = OPERATIONS_TABLE.timeToLiveAttribute;
 
 export interface IdempotencyScope {
   /** The route as declared, e.g. `POST /hosts/{host}/capture`. */
@@ -78,4 +100,125 @@ export function withIdempotency(store: OperationStore, idem: Idempotency): Opera
     requestCancel: (id, now) => store.requestCancel(id, now),
     list: (query) => store.list(query),
   };
+}
+
+/** A request that carries an Idempotency-Key, as the claim compares it. */
+export interface IdempotentRequest {
+  /** The method and the route as declared, e.g. `POST /hosts/{host}/capture`. */
+  readonly route: string;
+  /** The host (for a clone: the source Profile) the operation concerns. */
+  readonly host: string;
+  /** The path parameters, as validated. */
+  readonly params: Readonly<Record<string, unknown>>;
+  /** The body as validated (defaults filled), so that `{}` and no body are the same request. */
+  readonly body: unknown;
+  /** The Idempotency-Key header as sent. */
+  readonly key: string;
+}
+
+/** A claimed key as it is stored. */
+export interface IdempotencyRecord {
+  readonly key: string;
+  readonly route: string;
+  readonly host: string;
+  readonly requestHash: string;
+  readonly operationId: string;
+  readonly createdAt: string;
+  /** Epoch seconds. */
+  readonly expiresAt: number;
+}
+
+export interface IdempotencyKeys {
+  /**
+   * Stores `record` unless its key is held by a record that has not expired; returns the record
+   * that holds the key.
+   */
+  claim(record: IdempotencyRecord, now: Date): Promise<IdempotencyRecord>;
+}
+
+/** The request's fingerprint: method and route, path parameters and body, canonically hashed. */
+export function requestFingerprint(request: Omit<IdempotentRequest, 'key' | 'host'>): string {
+  return fingerprint({
+    route: request.route,
+    params: request.params,
+    body: fingerprint(request.body ?? null),
+  });
+}
+
+/**
+ * Claims the request's key: the first request draws the operation id, a retry of the same
+ * request gets it back, and another request with the same key is refused naming what differs.
+ */
+export async function claimIdempotencyKey(
+  keys: IdempotencyKeys,
+  request: IdempotentRequest,
+  now: Date = new Date(),
+  ttlSeconds: number = IDEMPOTENCY_KEY_TTL_SECONDS,
+): Promise<Idempotency> {
+  const requestHash = requestFingerprint(request);
+  const held = await keys.claim(
+    {
+      key: request.key,
+      route: request.route,
+      host: request.host,
+      requestHash,
+      operationId: randomUUID(),
+      createdAt: now.toISOString(),
+      expiresAt: Math.floor(now.getTime() / 1000) + ttlSeconds,
+    },
+    now,
+  );
+  const route = request.route;
+  const differs =
+    held.route !== route
+      ? 'route'
+      : held.host !== request.host
+        ? 'host'
+        : held.requestHash !== requestHash
+          ? 'body'
+          : undefined;
+  if (differs !== undefined) {
+    throw new IdempotencyKeyReusedError(
+      `Idempotency-Key ${request.key} was first sent with another ${differs}${differs === 'body' ? '' : ` (${differs === 'route' ? held.route : held.host})`}: send a new key for a new request`,
+      differs,
+    );
+  }
+  return { scopedKey: `${route}#${request.host}#${request.key}`, operationId: held.operationId, requestHash };
+}
+
+/** Key records as items of the operations table: `id` is `idempotency-key#<key>`. */
+export class DynamoIdempotencyKeys implements IdempotencyKeys {
+  constructor(
+    private readonly ddb: DynamoDBDocumentClient,
+    private readonly tableName: string,
+  ) {}
+
+  async claim(record: IdempotencyRecord, now: Date): Promise<IdempotencyRecord> {
+    const id = `idempotency-key#${record.key}`;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.ddb.send(
+          new PutCommand({
+            TableName: this.tableName,
+            Item: { id, ...record },
+            // TTL deletes an expired item days late at worst: one past its time is free to claim.
+            ConditionExpression: 'attribute_not_exists(id) OR #e < :now',
+            ExpressionAttributeNames: { '#e': EXPIRES_AT },
+            ExpressionAttributeValues: { ':now': Math.floor(now.getTime() / 1000) },
+          }),
+        );
+        return record;
+      } catch (cause) {
+        if ((cause as { name?: string }).name !== 'ConditionalCheckFailedException') throw cause;
+      }
+      const out = await this.ddb.send(
+        new GetCommand({ TableName: this.tableName, Key: { id }, ConsistentRead: true }),
+      );
+      // Gone between the write and the read (it expired and TTL removed it): claim again.
+      if (out.Item === undefined && attempt < 3) continue;
+      if (out.Item === undefined) throw new ConflictError(`Idempotency-Key ${record.key} is being claimed`);
+      const { id: _id, ...held } = out.Item;
+      return held as IdempotencyRecord;
+    }
+  }
 }

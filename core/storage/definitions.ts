@@ -100,8 +100,9 @@ export const HOSTS_TABLE = {
 } as const satisfies TableDefinition;
 
 /**
- * Operations (capture, clone, ...): one item each, keyed by the operation id, which is also
- * the idempotency key of the request that started it.
+ * Operations (capture, clone, ...): one item each, keyed by the operation id; beside them, one
+ * item per Idempotency-Key claimed (`idempotency-key#<key>`: the request's fingerprint and the
+ * operation it started), which expires. Operations carry no expiry and stay.
  */
 export const OPERATIONS_TABLE = {
   id: 'Operations',
@@ -118,6 +119,7 @@ export const OPERATIONS_TABLE = {
     },
   ],
   description: 'Operations with their steps, progress and results',
+  timeToLiveAttribute: 'expiresAt',
 } as const satisfies TableDefinition;
 
 /**

@@ -16,10 +16,16 @@ import {
   UnauthorizedError,
   UnsupportedMediaTypeError,
 } from '../../core/errors.js';
+import {
+  DynamoIdempotencyKeys,
+  IDEMPOTENCY_KEY_PATTERN,
+  type IdempotencyKeys,
+} from '../../core/operation/idempotency.js';
 import { type ParseOptions, parseDocumentText, validateProfile } from '../../core/profile/io.js';
 import { issuesFromZod } from '../../core/profile/issues.js';
 import type { Profile } from '../../core/profile/schema.js';
-import { logger } from './runtime.js';
+import { OPERATIONS_TABLE } from '../../core/storage/definitions.js';
+import { ddb, getRequiredEnv, logger } from './runtime.js';
 
 export interface ApiEvent<P = Record<string, never>, Q = Record<string, never>> extends APIGatewayProxyEvent {
   params: P;
@@ -274,4 +280,23 @@ export function agentCaller<E extends APIGatewayProxyEvent & { agent?: AgentCall
       request.event.agent = { host, ...(typeof context.id === 'string' ? { id: context.id } : {}) };
     },
   };
+}
+
+/** The request's Idempotency-Key, when it sent one; a malformed one is a 400 naming the header. */
+export function idempotencyKey(event: APIGatewayProxyEvent): string | undefined {
+  const key = header(event, 'idempotency-key');
+  if (key !== undefined && !IDEMPOTENCY_KEY_PATTERN.test(key)) {
+    throw new InvalidInputError('Idempotency-Key must be 8 to 80 letters, digits, "-" or "_"', [
+      { path: 'headers.idempotency-key', message: 'expected 8 to 80 of [A-Za-z0-9_-]' },
+    ]);
+  }
+  return key;
+}
+
+let keys: IdempotencyKeys | undefined;
+
+/** Claimed Idempotency-Keys: records in the operations table, beside the operations they name. */
+export function idempotencyKeys(): IdempotencyKeys {
+  keys ??= new DynamoIdempotencyKeys(ddb(), getRequiredEnv(OPERATIONS_TABLE.env));
+  return keys;
 }

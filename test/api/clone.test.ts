@@ -174,7 +174,8 @@ describe('POST /operations/clone', () => {
       body: { ...body, mode: 'plan' },
       headers,
     });
-    expect(other.status).toBe(400);
+    expect(other.status).toBe(422);
+    expect(other.body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED' });
     expect(other.body.issues[0].path).toBe('headers.idempotency-key');
     await ended(first.body.id);
   });

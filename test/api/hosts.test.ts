@@ -191,25 +191,40 @@ describe('POST /hosts/{host}/capture: retries and idempotency keys', () => {
     }
   });
 
-  it('scopes a key to its host: the same key on another host is another operation', async () => {
+  it("refuses the same key sent for another host (422) instead of answering with the first host's operation", async () => {
     await register('scope-a');
     await register('scope-b');
     const key = { 'idempotency-key': 'same-key-twice-1' };
     const a = await api.call('POST', '/hosts/scope-a/capture', { headers: key });
-    const b = await api.call('POST', '/hosts/scope-b/capture', { headers: key });
-    expect([a.status, b.status]).toEqual([202, 202]);
-    expect(a.body.id).not.toBe(b.body.id);
+    expect(a.status).toBe(202);
     expect(a.body).toMatchObject({
       host: 'scope-a',
       idempotencyKey: 'POST /hosts/{host}/capture#scope-a#same-key-twice-1',
     });
-    expect(b.body).toMatchObject({
-      host: 'scope-b',
-      idempotencyKey: 'POST /hosts/{host}/capture#scope-b#same-key-twice-1',
-    });
     expect(a.body.requestHash).toMatch(/^[0-9a-f]{64}$/);
-    await Promise.all([ended(a.body.id), ended(b.body.id)]);
-    const repeat = await api.call('POST', '/hosts/scope-a/capture', { headers: key });
+
+    const b = await api.call('POST', '/hosts/scope-b/capture', { headers: key });
+    expect(b.status).toBe(422);
+    expect(b.headers.get('content-type')).toBe('application/problem+json');
+    expect(b.body).toMatchObject({ status: 422, code: 'IDEMPOTENCY_KEY_REUSED' });
+    expect(b.body.detail).toMatch(/another host \(scope-a\)/);
+    expect(b.body.issues).toEqual([
+      { path: 'headers.idempotency-key', message: 'first sent with another host' },
+    ]);
+    const listed = await api.call('GET', '/operations?kind=capture&host=scope-b&limit=100');
+    expect(listed.body.items).toEqual([]);
+
+    // The same key with another body on the same host is refused too; the first request's
+    // retry still finds its operation.
+    const other = await api.call('POST', '/hosts/scope-a/capture', {
+      headers: key,
+      body: { acceptNewHostKey: true },
+    });
+    expect(other.status).toBe(422);
+    expect(other.body.issues[0].message).toBe('first sent with another body');
+    await ended(a.body.id);
+    const repeat = await api.call('POST', '/hosts/scope-a/capture', { headers: key, body: {} });
+    expect(repeat.status).toBe(202);
     expect(repeat.body.id).toBe(a.body.id);
   });
 });

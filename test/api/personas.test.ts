@@ -354,6 +354,29 @@ describe('POST /personas/{name}/activate', () => {
     expect((await api.call('GET', '/hosts/act-web-1/persona')).body.history.items).toHaveLength(1);
   });
 
+  it('refuses an activation key sent again for another host (422): nothing recorded, no second switch', async () => {
+    await register('act-key-a');
+    await register('act-key-b');
+    await api.call('POST', '/personas', { body: named(businessHours, 'api-act-key') });
+    const headers = { 'idempotency-key': 'activate-key-hostile-1' };
+    const first = await api.call('POST', '/personas/api-act-key/activate', {
+      body: { host: 'act-key-a', until: null },
+      headers,
+    });
+    expect(first.status).toBe(202);
+    started.length = 0;
+    const other = await api.call('POST', '/personas/api-act-key/activate', {
+      body: { host: 'act-key-b', until: null },
+      headers,
+    });
+    expect(other.status).toBe(422);
+    expect(other.body).toMatchObject({ code: 'IDEMPOTENCY_KEY_REUSED', status: 422 });
+    expect(started).toEqual([]);
+    const view = await api.call('GET', '/hosts/act-key-b/persona');
+    expect(view.body.manual).toBeUndefined();
+    expect(view.body.history.items).toEqual([]);
+  });
+
   it('ends a manual activation at the next window edge of the host personas when no until is given', async () => {
     await register('act-web-2');
     await api.call('POST', '/personas', { body: named(businessHours, 'api-act-edge') });

@@ -1,34 +1,53 @@
 import middy from '@middy/core';
-import * as z from 'zod';
+import type * as z from 'zod';
+import { ROUTES } from '../../../core/api/routes.js';
 import { ActivateRequest, PersonaNameParams } from '../../../core/api/schemas.js';
-import { InvalidInputError } from '../../../core/errors.js';
+import { claimIdempotencyKey } from '../../../core/operation/idempotency.js';
 import { activatePersona } from '../../../core/persona/activation.js';
 import { decisionRecord } from '../../../core/persona/state.js';
-import { type ApiEvent, apiErrors, header, json, jsonBody, parseRequest } from '../../shared/http.js';
+import {
+  type ApiEvent,
+  apiErrors,
+  idempotencyKey,
+  idempotencyKeys,
+  json,
+  jsonBody,
+  parseRequest,
+} from '../../shared/http.js';
 import { startPersonaSwitch } from '../../shared/persona-switch-start.js';
 import { hostPersonas, hosts, observability, personas } from '../../shared/runtime.js';
 
-const IdempotencyKey = z.string().regex(/^[A-Za-z0-9_-]{8,80}$/);
+// The route as declared: part of the key's fingerprint.
+const ROUTE = ROUTES.filter((r) => r.handler === 'activate-persona').map(
+  (r) => `${r.method} ${r.path}`,
+)[0] as string;
 
 type Event = ApiEvent<{ name: string }> & { parsedBody?: z.output<typeof ActivateRequest> };
 
 const iso = (t: number) => new Date(t).toISOString();
 
 const handler = async (event: Event) => {
-  const key = header(event, 'idempotency-key');
-  if (key !== undefined && !IdempotencyKey.safeParse(key).success) {
-    throw new InvalidInputError('Idempotency-Key must be 8 to 80 letters, digits, "-" or "_"', [
-      { path: 'headers.idempotency-key', message: 'expected 8 to 80 of [A-Za-z0-9_-]' },
-    ]);
-  }
+  const key = idempotencyKey(event);
   const body = event.parsedBody as z.output<typeof ActivateRequest>;
+  // The same key with another persona, host or until is refused (422). The switch is named by
+  // the claim's id, which a key that expired and came back does not share with the old switch.
+  const claim =
+    key === undefined
+      ? undefined
+      : await claimIdempotencyKey(idempotencyKeys(), {
+          route: ROUTE,
+          host: body.host,
+          params: event.params,
+          body,
+          key,
+        });
   const activation = await activatePersona(
     { personas: personas(), hosts: hosts(), states: hostPersonas(), startSwitch: startPersonaSwitch },
     {
       persona: event.params.name,
       host: body.host,
       ...(body.until === undefined ? {} : { until: body.until === null ? null : Date.parse(body.until) }),
-      ...(key === undefined ? {} : { idempotencyKey: key }),
+      ...(claim === undefined ? {} : { idempotencyKey: claim.operationId }),
     },
   );
   return json(

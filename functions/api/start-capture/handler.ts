@@ -5,9 +5,17 @@ import { ROUTES } from '../../../core/api/routes.js';
 import { CaptureRequest, HostParams } from '../../../core/api/schemas.js';
 import { startCapture } from '../../../core/capture/operation.js';
 import { InvalidInputError } from '../../../core/errors.js';
-import { idempotency, withIdempotency } from '../../../core/operation/idempotency.js';
+import { claimIdempotencyKey, withIdempotency } from '../../../core/operation/idempotency.js';
 import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
-import { type ApiEvent, apiErrors, documentSource, header, json, parseRequest } from '../../shared/http.js';
+import {
+  type ApiEvent,
+  apiErrors,
+  documentSource,
+  idempotencyKey,
+  idempotencyKeys,
+  json,
+  parseRequest,
+} from '../../shared/http.js';
 import { hosts, observability, operations } from '../../shared/runtime.js';
 import { workflows } from '../../shared/workflows.js';
 
@@ -15,15 +23,8 @@ import { workflows } from '../../shared/workflows.js';
 const ROUTE = ROUTES.filter((r) => r.handler === 'start-capture').map(
   (r) => `${r.method} ${r.path}`,
 )[0] as string;
-const IdempotencyKey = z.string().regex(/^[A-Za-z0-9_-]{8,80}$/);
-
 const handler = async (event: ApiEvent<{ host: string }>) => {
-  const key = header(event, 'idempotency-key');
-  if (key !== undefined && !IdempotencyKey.safeParse(key).success) {
-    throw new InvalidInputError('Idempotency-Key must be 8 to 80 letters, digits, "-" or "_"', [
-      { path: 'headers.idempotency-key', message: 'expected 8 to 80 of [A-Za-z0-9_-]' },
-    ]);
-  }
+  const key = idempotencyKey(event);
   // The body is optional; when present it gets the same defences as every other document.
   const located = event.body?.trim()
     ? parseDocumentText(documentSource(event), { source: 'body' })
@@ -32,9 +33,18 @@ const handler = async (event: ApiEvent<{ host: string }>) => {
   if (!body.success)
     throw new InvalidInputError('the body is not valid', issuesFromZod(body.error, located?.locate));
   const host = event.params.host;
-  // The key names the operation within this route and host: a retried request finds the capture
-  // it started, and the same key sent to another host or route starts another one.
-  const idem = key === undefined ? undefined : idempotency({ route: ROUTE, host, key }, body.data);
+  // A retried request finds the capture it started; the same key sent with another host, route
+  // or body is refused (422), never answered with another request's operation.
+  const idem =
+    key === undefined
+      ? undefined
+      : await claimIdempotencyKey(idempotencyKeys(), {
+          route: ROUTE,
+          host,
+          params: event.params,
+          body: body.data,
+          key,
+        });
   const id = idem?.operationId ?? randomUUID();
   const store = idem ? withIdempotency(operations(), idem) : operations();
   const started = await startCapture({ hosts: hosts(), operations: store }, host, id, body.data);
