@@ -2,7 +2,7 @@
 // transport by the API (the embedded runtime or a deployed stage), and its credential revoked.
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { z } from 'zod';
-import type { AgentInstallResult, AgentRevokeResult } from '../core/api/schemas.js';
+import type { AgentInstallRequest, AgentInstallResult, AgentRevokeResult } from '../core/api/schemas.js';
 import type { PersonaClient } from './client.js';
 import { pc, structured } from './output.js';
 import { emit } from './render.js';
@@ -41,7 +41,10 @@ export function registerAgentCommands(
       const { api } = client(cmd);
       const json = structured(cmd);
       const res = await api.request<InstallResult>('POST', `/hosts/${encodeURIComponent(host)}/agent`, {
-        body: { intervalSeconds: o.interval, ...(o.agentEndpoint ? { endpoint: o.agentEndpoint } : {}) },
+        body: {
+          intervalSeconds: o.interval,
+          ...(o.agentEndpoint ? { endpoint: o.agentEndpoint } : {}),
+        } satisfies z.input<typeof AgentInstallRequest>,
       });
       const r = res.body;
       if (json) return emit(cmd, r);

@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { z } from 'zod';
-import type { HostList } from '../core/api/schemas.js';
+import type { CaptureRequest, HostList } from '../core/api/schemas.js';
 import type { CaptureSummary } from '../core/capture/operation.js';
 import { InvalidInputError } from '../core/errors.js';
 import { type HostRecord, HostRegistration } from '../core/host/schema.js';
@@ -236,7 +236,7 @@ export function registerCaptureCommands(
         const { api } = client(cmd);
         const json = structured(cmd);
         const started = await api.request<Operation>('POST', `/hosts/${encodeURIComponent(name)}/capture`, {
-          body: { acceptNewHostKey: o.acceptNewHostKey === true },
+          body: { acceptNewHostKey: o.acceptNewHostKey === true } satisfies z.input<typeof CaptureRequest>,
           headers: { 'idempotency-key': o.idempotencyKey ?? randomUUID() },
         });
         const op = o.wait ? await follow(api, started.body, json) : started.body;

@@ -142,7 +142,9 @@ export class PersonaClient {
         // not JSON: keep the text for the message
       }
       if (!res.ok && !(init.allow ?? []).includes(res.status)) {
-        const gateway = gatewayFault(res, parsed);
+        const fault = gatewayFault(res, parsed);
+        const refused = res.status === 401 || res.status === 403;
+        const gateway = fault && refused && region ? { ...fault, signedFor: region } : fault;
         const problem: Problem =
           parsed !== null && typeof parsed === 'object' && !gateway
             ? (parsed as Problem)

@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { z } from 'zod';
-import type { MachineList, OperationList } from '../core/api/schemas.js';
+import type { AddMachineRequest, MachineList, OperationList } from '../core/api/schemas.js';
 import type { CloneRequestInput, CloneTarget } from '../core/clone/request.js';
 import { InvalidInputError } from '../core/errors.js';
 import { HostRegistration } from '../core/host/schema.js';
@@ -365,7 +365,9 @@ export function registerCloneCommands(
     .action(async (pool: string, host: string, o: { machine?: string }, cmd: Command) => {
       const { api } = client(cmd);
       const res = await api.request<Machine>('POST', `/pools/${encodeURIComponent(pool)}/machines`, {
-        body: { host, ...(o.machine ? { machine: o.machine } : {}) },
+        body: { host, ...(o.machine ? { machine: o.machine } : {}) } satisfies z.input<
+          typeof AddMachineRequest
+        >,
       });
       if (structured(cmd)) return emit(cmd, res.body);
       process.stdout.write(

@@ -55,10 +55,12 @@ export interface GatewayFault {
   readonly type: string | undefined;
   readonly message: string;
   readonly requestId: string | undefined;
+  /** The region the refused request was signed for: what a signature error is most often about. */
+  readonly signedFor?: string | undefined;
 }
 
 const gatewayLine = (status: number, g: GatewayFault) =>
-  `API Gateway answered ${status}${g.type ? ` ${g.type}` : ''}: ${g.message}${g.requestId ? ` (request id ${g.requestId})` : ''}`;
+  `API Gateway answered ${status}${g.type ? ` ${g.type}` : ''}: ${g.message}${g.requestId ? ` (request id ${g.requestId})` : ''}${g.signedFor ? `; the request was signed for ${g.signedFor}` : ''}`;
 
 /** An error answer from the API: a function's problem document, or API Gateway's own error. */
 export class ApiError extends Error {
@@ -80,6 +82,7 @@ export class ApiError extends Error {
       ...(this.gateway.type ? { errorType: this.gateway.type } : {}),
       message: this.gateway.message,
       ...(this.gateway.requestId ? { requestId: this.gateway.requestId } : {}),
+      ...(this.gateway.signedFor ? { signedFor: this.gateway.signedFor } : {}),
     };
   }
 }

@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
 import type { z } from 'zod';
 import type {
+  ActivateRequest,
   ActivationResponse,
   HostPersonaResponse,
   PersonaList,
@@ -278,7 +279,10 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
         const { api } = client(cmd);
         const json = structured(cmd);
         const res = await api.request<z.output<typeof ActivationResponse>>('POST', `${path(name)}/activate`, {
-          body: { host: o.host, ...(o.until === undefined ? {} : { until: o.until }) },
+          body: {
+            host: o.host,
+            ...(o.until === undefined ? {} : { until: o.until }),
+          } satisfies z.input<typeof ActivateRequest>,
           headers: { 'idempotency-key': o.idempotencyKey ?? randomUUID() },
         });
         const a = res.body;

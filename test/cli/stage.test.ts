@@ -235,7 +235,9 @@ describe("API Gateway's own errors", () => {
     expect(r.stderr).toContain(
       'error: API Gateway answered 403 AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/ops/ada is not authorized to perform: execute-api:Invoke',
     );
-    expect(r.stderr).toContain('(request id c0ffee00-1111-2222-3333-444455556666)');
+    expect(r.stderr).toContain(
+      '(request id c0ffee00-1111-2222-3333-444455556666); the request was signed for eu-west-1',
+    );
     expect(received).toHaveLength(1);
   });
 
@@ -254,6 +256,7 @@ describe("API Gateway's own errors", () => {
       source: 'api-gateway',
       errorType: 'InvalidSignatureException',
       message: "Credential should be scoped to a valid region. 'us-east-1' is not valid.",
+      signedFor: 'eu-west-1',
     });
   });
 
