@@ -147,9 +147,14 @@ const configurationOnly = `\\( ! \\( ${NOT_CONFIGURATION_GLOBS.map((g) => `-name
 
 // The credential-line rules of secrets.ts as grep arguments (`-e 'ere' ...`).
 const greps = (patterns: readonly string[]): string => patterns.map((p) => `-e ${shellQuote(p)}`).join(' ');
+// Each rule with an exception, over the numbered candidates in "$T/cred": the files where its
+// match hits at all (one grep for every candidate), then, for those only, whether a line that
+// matches is not an exception.
 const credentialUnless = CREDENTIAL_LINE_RULES.filter((r) => r.unless !== undefined).map(
-  (r) => `{ grep -i -E ${greps([r.match])} "$T/cl" | grep -v -q -i -E ${greps([r.unless ?? ''])}; }`,
+  (r) =>
+    `grep -l -i -E ${greps([r.match])} [0-9]* | while IFS= read -r n; do if grep -i -E ${greps([r.match])} "$n" | grep -v -q -i -E ${greps([r.unless ?? ''])}; then printf '%s\\n' "$n"; fi; done`,
 );
+const NEXT_LINE = '\n      ';
 const credentialPlain = greps(
   CREDENTIAL_LINE_RULES.filter((r) => r.unless === undefined).map((r) => r.match),
 );
@@ -159,20 +164,36 @@ const credentialPlain = greps(
  * (`holdsCredentialLines` gives the same answer for the same bytes): `cred_scan ROOT...` looks
  * at the files under the roots below CREDENTIAL_SCAN_MAX_BYTES that are not already credentials
  * by name. A first `grep -l` with every rule finds the candidates; each candidate, unless it is
- * binary, is then checked rule by rule with its comment lines removed and its lines cut as the
- * control side cuts them. Nothing of the content is printed, only the file's name. Needs $T.
+ * binary, is copied with its comment lines removed and its lines cut as the control side cuts
+ * them, and the copies are then checked rule by rule, every copy in one grep per rule (a grep
+ * per candidate and rule was most of a capture's time on the host). Nothing of the content is
+ * printed, only the names of the files, in the order found. Needs $T.
  */
 export const CREDENTIAL_SCAN_SH = String.raw`cred_check() {
+  rm -rf "$T/cred"
+  mkdir "$T/cred" || return 0
+  : >"$T/cred/names"
+  i=0
   while IFS= read -r f; do
     [ -f "$f" ] || continue
     a=$(wc -c < "$f" 2>/dev/null) || continue
     b=$(tr -d '\000' < "$f" | wc -c)
     [ $(( $a )) -eq $(( $b )) ] || continue
-    cut -c -${CREDENTIAL_LINE_MAX_BYTES} "$f" 2>/dev/null | grep -v -i -E ${greps([CREDENTIAL_LINE_SKIP])} >"$T/cl"
-    if grep -q -i -E ${credentialPlain} "$T/cl" || ${credentialUnless.join(' || ')}; then printf '%s
-' "$f"; fi
+    i=$((i + 1))
+    printf '%s\n' "$f" >>"$T/cred/names"
+    cut -c -${CREDENTIAL_LINE_MAX_BYTES} "$f" 2>/dev/null | grep -v -i -E ${greps([CREDENTIAL_LINE_SKIP])} >"$T/cred/$i"
   done
-  rm -f "$T/cl"
+  if [ $i -gt 0 ]; then
+    (
+      cd "$T/cred" || exit 0
+      # The callers list their roots with globbing off; the numbered copies are globbed here.
+      set +f
+      grep -l -i -E ${credentialPlain} [0-9]*
+      ${credentialUnless.join(NEXT_LINE)}
+    ) >"$T/cred/hits" 2>/dev/null
+    awk 'NR == FNR { hit[$1] = 1; next } FNR in hit' "$T/cred/hits" "$T/cred/names"
+  fi
+  rm -rf "$T/cred"
 }
 cred_scan() {
   find "$@" -xdev -type f -size -${CREDENTIAL_SCAN_MAX_BYTES}c ${findExclusions} ${configurationOnly} -exec grep -l -i -E ${greps(CREDENTIAL_LINE_RULES.map((r) => r.match))} {} + 2>/dev/null | cred_check
@@ -420,8 +441,10 @@ f_dns() {
   return 1
 }
 
+SS_OK=0
 f_sockets() {
   if have ss && ss -tuanp >"$T/ss" 2>/dev/null; then
+    SS_OK=1
     if [ "$ME" != 0 ]; then note "the processes behind other users' sockets are hidden from this user: permission denied (capture as root)"; fi
     mark "part ss"
     cat "$T/ss"
@@ -749,8 +772,10 @@ f_processes() {
 # reduced and bounded by the control side (parse/appdata.ts) before anything uses it.
 f_appdata() {
   : >"$T/apids"
-  if have ss && ss -tulpn >"$T/assl" 2>/dev/null; then
-    grep -o 'pid=[0-9]*' "$T/assl" | sed 's/^pid=//; s/$/ listening/' >>"$T/apids"
+  # The sockets section's listing (ss -tuanp) holds the listening sockets: ss -p walks every
+  # process's descriptors, so it runs again only when that listing is not there.
+  if [ "$SS_OK" = 1 ] || { have ss && ss -tuanp >"$T/ss" 2>/dev/null; }; then
+    awk '$2 == "LISTEN" || $2 == "UNCONN"' "$T/ss" | grep -o 'pid=[0-9]*' | sed 's/^pid=//; s/$/ listening/' >>"$T/apids"
     if [ "$ME" != 0 ]; then note "the processes behind other users' listening sockets are hidden from this user: permission denied (capture as root): the trees they run from are not looked for"; fi
   else
     # Listening TCP sockets and unconnected UDP ones, by inode, found among each process's descriptors.
@@ -813,15 +838,20 @@ f_appdata() {
     a=\${a#*:}
     [ -d "$a" ] || continue
     find "$a" -xdev \( -type f -o -type l \) ${findExclusions} 2>/dev/null | sort | head -n 1000 >"$T/aconf"
+    # Below a directory that is its own real path, a file find reached without following links
+    # is where it says: only links need resolving.
+    real=0
+    if [ "$(readlink -f "$a" 2>/dev/null)" = "$a" ]; then real=1; fi
     while IFS= read -r f; do
-      r=$(readlink -f "$f" 2>/dev/null) || continue
+      if [ $real = 1 ] && [ ! -L "$f" ]; then r=$f; else r=$(readlink -f "$f" 2>/dev/null) || continue; fi
       case $r in "$a"/*) ;; *) continue ;; esac
       [ -f "$r" ] || continue
       mark "part $k $f"
+      # One awk a file, not grep | cut | head: the first 1000 such lines, each cut at 4096 bytes.
       if [ "$k" = nginx ]; then
-        grep -E '(^|[[:space:];{}])(root|include)[[:space:]]' "$r" 2>/dev/null | cut -c -4096 | head -n 1000
+        awk '/(^|[[:space:];{}])(root|include)[[:space:]]/ { print substr($0, 1, 4096); if (++n == 1000) exit }' "$r" 2>/dev/null
       else
-        grep -i -E '^[[:space:]]*(DocumentRoot|Include|IncludeOptional|ServerRoot)[[:space:]]' "$r" 2>/dev/null | cut -c -4096 | head -n 1000
+        awk 'tolower($0) ~ /^[[:space:]]*(documentroot|include|includeoptional|serverroot)[[:space:]]/ { print substr($0, 1, 4096); if (++n == 1000) exit }' "$r" 2>/dev/null
       fi
     done <"$T/aconf"
   done

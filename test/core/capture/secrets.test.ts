@@ -153,11 +153,16 @@ describe('the capture script’s credential scan', () => {
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   const scan = (...roots: string[]): string[] => {
-    const run = spawnSync('sh', ['-c', `${CREDENTIAL_SCAN_SH}\ncred_scan "$@"`, 'sh', ...roots], {
-      env: { PATH: '/usr/bin:/bin', LC_ALL: 'C', T: dir },
-      encoding: 'utf8',
-      maxBuffer: 1 << 26,
-    });
+    // As the script calls it: its lists split on newlines only, globbing off.
+    const run = spawnSync(
+      'sh',
+      ['-c', `${CREDENTIAL_SCAN_SH}\nIFS='\n'; set -f\ncred_scan "$@"`, 'sh', ...roots],
+      {
+        env: { PATH: '/usr/bin:/bin', LC_ALL: 'C', T: dir },
+        encoding: 'utf8',
+        maxBuffer: 1 << 26,
+      },
+    );
     expect(run.stderr).toBe('');
     return run.stdout.split('\n').filter(Boolean).sort();
   };
