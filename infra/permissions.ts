@@ -122,6 +122,10 @@ export const API_HANDLER_GRANTS: Readonly<Record<HandlerName, DataGrants>> = {
     objects: { 'operations/': 'write' },
   },
   'get-host-persona': { tables: { [HOSTS_TABLE.id]: 'read', [HOST_PERSONAS_TABLE.id]: 'read' } },
+  // The host's personas (for the metrics they predict and their zone) and two weeks of its metrics.
+  'get-host-forecast': {
+    tables: { [HOSTS_TABLE.id]: 'read', [PERSONAS_TABLE.id]: 'read', [METRICS_TABLE.id]: 'read' },
+  },
   // The host's latest Profile against the target profiles bundled with the function.
   'get-host-recommendation': {
     tables: { [HOSTS_TABLE.id]: 'read', [PROFILES_TABLE.id]: 'read' },

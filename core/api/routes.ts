@@ -311,6 +311,22 @@ export const ROUTES = [
     summary: "A host's persona: which, since when, a manual activation in force, why, and its history",
   },
   {
+    method: 'GET',
+    path: '/hosts/{host}/forecast',
+    handler: 'get-host-forecast',
+    params: 'HostParams',
+    query: 'ForecastQuery',
+    ok: {
+      200: {
+        description:
+          "Each metric's hourly forecast 48 hours ahead, and its accuracy (MAPE) on held-out history beside the naive same-hour-last-week",
+        schema: 'HostForecast',
+      },
+    },
+    problems: [404],
+    summary: "A host's forecast of the metrics its personas predict, and how accurate it has been",
+  },
+  {
     method: 'POST',
     path: '/hosts',
     handler: 'register-host',

@@ -4,7 +4,7 @@ import * as z from 'zod';
 import { HostRecord } from '../host/schema.js';
 import { WatchOverride } from '../morph/target.js';
 import { OPERATION_KINDS, OPERATION_STATUSES, Operation } from '../operation/schema.js';
-import { Persona, PersonaMetadata } from '../persona/schema.js';
+import { MetricName, Persona, PersonaMetadata } from '../persona/schema.js';
 import { PersonaHead, PersonaVersion } from '../persona/store.js';
 import { Machine } from '../platform/baremetal.js';
 import { Profile, ProfileMetadata } from '../profile/schema.js';
@@ -381,3 +381,71 @@ export const RecommendationResponse = z
     ranked: z.array(z.object({ target: z.string(), similarity: z.number() })),
   })
   .meta({ id: 'Recommendation' });
+
+// --- Forecasts ------------------------------------------------------------------------------
+
+export const ForecastQuery = z.object({
+  metric: MetricName.optional().describe(
+    "One metric to forecast; left out: those the host's personas' predicted criteria name (cpu.utilization when none)",
+  ),
+});
+
+/** GET /hosts/{host}/forecast: each metric's hourly forecast and its accuracy on held-out history. */
+export const HostForecastResponse = z
+  .object({
+    host: z.string(),
+    timezone: z
+      .string()
+      .describe(
+        "The IANA zone the hours of the week are read in: the host's timezone tag, else its personas' first schedule's, else UTC",
+      ),
+    at: z.iso.datetime(),
+    metrics: z.array(
+      z.object({
+        metric: z.string(),
+        forecast: z
+          .object({
+            at: z.iso.datetime(),
+            hours: z
+              .array(z.object({ at: z.iso.datetime().describe('The hour it starts'), value: z.number() }))
+              .describe('48 hourly values from the hour under way'),
+            history: z.object({
+              hours: z
+                .number()
+                .int()
+                .describe('Hours with samples the model was fitted on (at most 14 days)'),
+              from: z.iso.datetime(),
+              to: z.iso.datetime(),
+            }),
+            model: z.object({
+              seasonality: z
+                .enum(['daily', 'weekly'])
+                .describe('weekly once a week of history shows every hour of the week'),
+              level: z.number(),
+              slopePerHour: z.number(),
+            }),
+          })
+          .nullable()
+          .describe(
+            'null: no forecast (reason says why: fewer than 24 hours with samples, none in the last day)',
+          ),
+        reason: z.string().optional(),
+        accuracy: z
+          .object({
+            from: z.iso.datetime(),
+            to: z.iso.datetime(),
+            hours: z.number().int().describe('Held-out hours scored (hours with samples)'),
+            mape: z.number().describe('Mean absolute percentage error of the forecast made 48 hours ago'),
+            naiveMape: z
+              .number()
+              .nullable()
+              .describe('The same of the naive forecast: the same local hour a week before'),
+            naiveHours: z.number().int(),
+            betterByPoints: z.number().nullable().describe('naiveMape − mape, in percentage points'),
+          })
+          .nullable(),
+        accuracyReason: z.string().optional(),
+      }),
+    ),
+  })
+  .meta({ id: 'HostForecast' });

@@ -117,6 +117,7 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
     objects: { 'operations/': 'put' },
   },
   'get-host-persona': { tables: { Hosts: 'read', HostPersonas: 'read' } },
+  'get-host-forecast': { tables: { Hosts: 'read', Personas: 'read', Metrics: 'read' } },
   // The agent's side: its assignment, its reports, and the credentials installing it issues.
   'get-agent-assignment': { tables: { HostPersonas: 'read', Personas: 'read' } },
   'post-agent-report': { tables: { HostPersonas: 'read-write' } },
