@@ -1,6 +1,6 @@
-// The target profiles the API recommends and morphs toward: the folder PERSONA_TARGETS_DIR names
-// (the stack bundles examples/targets/ with the functions that read it), else the project's own
-// examples/targets/ (the embedded runtime).
+// The target profiles the API recommends and morphs toward: the folder PERSONA_TARGETS_DIR names;
+// in Lambda the function's own folder (the stack bundles examples/targets/*.yaml beside the
+// code: infra/morph.ts); else the project's own examples/targets/ (the embedded runtime).
 import { fileURLToPath } from 'node:url';
 import { FolderTargetCatalog, type TargetCatalog } from '../../core/morph/catalog.js';
 
@@ -8,7 +8,9 @@ let catalog: TargetCatalog | undefined;
 
 export function targetCatalog(): TargetCatalog {
   catalog ??= new FolderTargetCatalog(
-    process.env.PERSONA_TARGETS_DIR ?? fileURLToPath(new URL('../../examples/targets/', import.meta.url)),
+    process.env.PERSONA_TARGETS_DIR ??
+      process.env.LAMBDA_TASK_ROOT ??
+      fileURLToPath(new URL('../../examples/targets/', import.meta.url)),
   );
   return catalog;
 }
