@@ -4,7 +4,16 @@
 // `npm ci` (the `prepare` script) and by the test setup when a source is newer than the build.
 //
 // Usage: node --import tsx scripts/build-cli.ts
-import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
@@ -64,21 +73,22 @@ export async function buildCli(dir = CLI_DIST): Promise<void> {
   mkdirSync(join(dir, 'chunks'), { recursive: true });
   const entry = result.outputFiles.find((f) => relative(dir, f.path) === ENTRY);
   if (!entry) throw new Error(`esbuild wrote no ${ENTRY}`);
-  // Chunks are named by their content, so writing them never changes one a running command
-  // uses; the entry, which names them, is replaced last and whole.
+  // Every file appears whole (written aside, then renamed), since a command may be starting from
+  // the build meanwhile. Chunks are named by their content: one already there is the same file.
+  // The entry, which names the chunks, is replaced last.
+  const swap = (path: string, contents: string | Uint8Array) => {
+    const temporary = join(dirname(path), `.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`);
+    writeFileSync(temporary, contents);
+    renameSync(temporary, path);
+  };
   const fresh = new Set<string>();
   for (const file of result.outputFiles) {
     if (file === entry) continue;
     fresh.add(file.path);
-    writeFileSync(file.path, file.contents);
+    if (!existsSync(file.path)) swap(file.path, file.contents);
   }
-  const swap = (name: string, contents: string | Uint8Array) => {
-    const temporary = join(dir, `.${name}.${process.pid}`);
-    writeFileSync(temporary, contents);
-    renameSync(temporary, join(dir, name));
-  };
-  swap(META, JSON.stringify(result.metafile));
-  swap(ENTRY, entry.contents);
+  swap(join(dir, META), JSON.stringify(result.metafile));
+  swap(join(dir, ENTRY), entry.contents);
   for (const name of readdirSync(join(dir, 'chunks'))) {
     const path = join(dir, 'chunks', name);
     if (!fresh.has(path) && Date.now() - statSync(path).mtimeMs > OLD_CHUNKS_KEPT_MS)
