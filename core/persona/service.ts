@@ -1,8 +1,9 @@
 // Evaluating hosts when something changes: a metric report, a signal, a window edge, an alarm.
 // One evaluation of one host reads the personas that select it, its state, exactly the metric
-// history and signals their criteria name, decides (core/persona/evaluate.ts), stores the new
-// state on top of the one it read, records the decision when it says something new, and
-// starts the switch an 'act' decision calls for.
+// history and signals their criteria name (for a predicted criterion, the hour's forecast of the
+// metric: two weeks of its history read once an hour, core/persona/forecast-host.ts), decides
+// (core/persona/evaluate.ts), stores the new state on top of the one it read, records the
+// decision when it says something new, and starts the switch an 'act' decision calls for.
 //
 // Two evaluations of one host can run at once (a report and a window edge). The state is
 // written only on top of the state read, so one of them wins; the other reads the state again
