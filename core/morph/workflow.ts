@@ -402,10 +402,11 @@ const STEPS: Record<MorphStep, StepWork> = {
       sample(transport, w.probe, w.samples, w.periodSeconds * 1000, deps.sleep ?? realSleep),
     );
     const verdict = judge(baseline.performance, after, w.tolerance);
-    await deps.documents.put(op.id, 'report', { verdict, after } satisfies {
-      verdict: WatchVerdict;
-      after: ProbeSummary;
-    });
+    await deps.documents.put(op.id, 'report', {
+      verdict,
+      after,
+      judgedAt: isoNow(deps).toISOString(),
+    } satisfies { verdict: WatchVerdict; after: ProbeSummary; judgedAt: string });
     if (verdict.degraded) throw new MorphRegressionError(verdict.reasons);
     return {
       baseline: verdict.baseline.median,
@@ -497,6 +498,9 @@ export interface MorphRollback {
   readonly restoredFromSnapshot: readonly string[];
   readonly failures: readonly { kind: string; key: string; error: string }[];
   readonly snapshot?: SnapshotDocument;
+  /** When the rollback began and ended: the time to revert. */
+  readonly startedAt: string;
+  readonly endedAt: string;
 }
 
 /**
@@ -513,6 +517,7 @@ export async function rollbackMorph(
   const op = await deps.operations.get(id);
   const kept = await deps.documents.find<MorphRollback & { rolledBack?: boolean }>(id, 'rollback');
   if (isFinished(op.status) && kept?.failedStep !== undefined) return kept;
+  const startedAt = isoNow(deps).toISOString();
   const failedStep = op.steps.find((s) => s.status === 'RUNNING')?.name ?? 'profile';
   const reason = reasonOf(caught);
   const request = await deps.documents.get<MorphRequest>(id, 'request');
@@ -576,6 +581,8 @@ export async function rollbackMorph(
     restoredFromSnapshot,
     failures,
     ...(snapshot ? { snapshot } : {}),
+    startedAt,
+    endedAt: isoNow(deps).toISOString(),
   };
   await deps.documents.put(id, 'rollback', doc);
   await deps.operations.step(id, failedStep, 'FAILED', isoNow(deps), reason.message).catch(() => undefined);
