@@ -17,6 +17,12 @@
 // Directory times and modes are set at the very end (`--delay-directory-restore`): hard links
 // come after every file in the stream and would otherwise change a finished directory's mtime,
 // and a read-only directory would refuse what goes into it.
+//
+// The stream holds every directory first (path order), then the files in the order their
+// content lies in the packs, read ahead through the store's BlobReader (ranged reads of just
+// their blobs, several in flight, decoded on the thread pool), then links, devices and fifos,
+// hard links last. Nothing is below a link (manifest.ts), so no entry's parent is anything but
+// a directory the stream already made.
 import { createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -26,10 +32,11 @@ import { TransportError } from '../transport/errors.js';
 import { checkPath } from '../transport/paths.js';
 import { displayValue, sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
+import { BlobReader } from './blob-reader.js';
 import { CorruptionError } from './errors.js';
 import { comparePaths, type Manifest, type ManifestEntry, sameContent, sameMetadata } from './manifest.js';
 import type { SnapshotRecord } from './records.js';
-import type { SnapshotStore } from './store.js';
+import { packKeyOf, type SnapshotStore } from './store.js';
 import { majorOf, minorOf, withHoles } from './tar.js';
 import type { RestoreFailure } from './tree.js';
 
@@ -176,10 +183,35 @@ function chooseEntries(
   const entries = [...send]
     .map((p) => byPath.get(p) as ManifestEntry)
     .sort((a, b) => comparePaths(a.path, b.path));
-  return {
-    send: [...entries.filter((e) => e.type !== 'hardlink'), ...entries.filter((e) => e.type === 'hardlink')],
-    unchanged: Math.max(0, unchanged),
+  return { send: entries, unchanged: Math.max(0, unchanged) };
+}
+
+/**
+ * The order the stream sends entries in: directories (path order), files where their content
+ * lies in the packs, then what is neither (links, devices, fifos), hard links last.
+ */
+async function streamOrder(
+  store: SnapshotStore,
+  entries: readonly ManifestEntry[],
+): Promise<ManifestEntry[]> {
+  // Another process may have written the snapshot after this store loaded its index.
+  if (entries.some((e) => (e.chunks ?? []).some((id) => !store.index.has(id)))) await store.loadIndex();
+  const place = (e: ManifestEntry): readonly [string, number] => {
+    const first = e.chunks?.[0];
+    const at = first === undefined ? undefined : store.index.get(first);
+    return at === undefined ? ['', 0] : [at.packId, at.offset];
   };
+  const files = entries
+    .filter((e) => e.type === 'file')
+    .map((e) => ({ e, p: place(e) }))
+    .sort((a, b) => (a.p[0] < b.p[0] ? -1 : a.p[0] > b.p[0] ? 1 : a.p[1] - b.p[1]))
+    .map((x) => x.e);
+  return [
+    ...entries.filter((e) => e.type === 'dir'),
+    ...files,
+    ...entries.filter((e) => e.type !== 'dir' && e.type !== 'file' && e.type !== 'hardlink'),
+    ...entries.filter((e) => e.type === 'hardlink'),
+  ];
 }
 
 function headerOf(e: ManifestEntry): Partial<tar.Header> & { name: string } {
@@ -205,14 +237,14 @@ function headerOf(e: ManifestEntry): Partial<tar.Header> & { name: string } {
  * header announced) and `onDamage` is told; the file is removed from the host afterwards.
  */
 async function* hashedContent(
-  store: SnapshotStore,
+  content: AsyncIterable<Uint8Array>,
   entry: ManifestEntry,
   hash: ReturnType<typeof createHash>,
   onDamage: (e: unknown) => void,
 ): AsyncGenerator<Uint8Array> {
   let sent = 0;
   try {
-    for await (const piece of withHoles(store, entry)) {
+    for await (const piece of content) {
       hash.update(piece);
       sent += piece.length;
       yield piece;
@@ -261,8 +293,22 @@ export async function restoreToHost(
     options.target === '/' && (options.paths?.length ?? 0) > 0 ? '/' : checkPath(options.target, 'target');
   // Checked as it is read (manifest.ts): a manifest that could lead outside the target is refused whole.
   const manifest = await store.manifest(record);
-  const { send, unchanged } = chooseEntries(manifest, options);
-  refuseUncarriable(send);
+  const chosen = chooseEntries(manifest, options);
+  refuseUncarriable(chosen.send);
+  const { unchanged } = chosen;
+  const send = await streamOrder(store, chosen.send);
+  // Sparse files go through withHoles (their holes become zeros); the rest read ahead.
+  const ahead = send.flatMap((entry, index) =>
+    entry.type === 'file' && !entry.sparse && (entry.chunks?.length ?? 0) > 0 ? [{ index, entry }] : [],
+  );
+  const reader = new BlobReader(
+    store.deps.objects,
+    store.keys,
+    store.limits,
+    ahead,
+    (id) => store.index.get(id),
+    packKeyOf,
+  );
   const failed: RestoreFailure[] = [];
   const expected: ExpectedEntry[] = [];
   const damaged = new Set<string>();
@@ -291,13 +337,14 @@ export async function restoreToHost(
   const sending = pipeline(counted, handle.stdin as Writable);
   let streamError: unknown;
   try {
-    for (const e of send) {
+    for (const [index, e] of send.entries()) {
       const header = headerOf(e);
       if (e.type === 'file') {
         const hash = createHash('sha256');
         const sink = pack.entry({ ...header, type: 'file', size: e.size ?? 0 });
+        const content = reader.planned(index) ? reader.content(index) : withHoles(store, e);
         await pipeline(
-          hashedContent(store, e, hash, (error) => {
+          hashedContent(content, e, hash, (error) => {
             damaged.add(e.path);
             failed.push({ path: e.path, reason: reasonOf(error), damaged: true });
           }),
@@ -324,6 +371,7 @@ export async function restoreToHost(
     await sending;
   } catch (error) {
     streamError = error;
+    for (const { index } of ahead) reader.release(index);
     pack.destroy();
     (handle.stdin as Writable).destroy();
   }
