@@ -50,6 +50,8 @@ export interface ReaderGauge {
   peakHeldBytes: number;
   reads: number;
   peakReads: number;
+  /** The costliest single read: one goes even when it alone exceeds the window. */
+  largestReadBytes: number;
 }
 
 export class BlobReader {
@@ -58,7 +60,13 @@ export class BlobReader {
   private next = 0;
   private inFlight = 0;
   private waiters: (() => void)[] = [];
-  readonly gauge: ReaderGauge = { heldBytes: 0, peakHeldBytes: 0, reads: 0, peakReads: 0 };
+  readonly gauge: ReaderGauge = {
+    heldBytes: 0,
+    peakHeldBytes: 0,
+    reads: 0,
+    peakReads: 0,
+    largestReadBytes: 0,
+  };
 
   /** `files` in the order they will be written: the reads follow it. */
   constructor(
@@ -69,6 +77,8 @@ export class BlobReader {
     locate: Locate,
     keyOf: (packId: string) => string,
   ) {
+    // Half the window at most, so that two reads fit in it and one can come in while the other is written.
+    const maxRead = Math.max(1, Math.min(MAX_READ, Math.floor(limits.restoreBytes / 2)));
     let read: Read | undefined;
     for (const { index, entry } of files) {
       const slots: (Slot | CorruptionError)[] = [];
@@ -90,7 +100,7 @@ export class BlobReader {
           read.key !== key ||
           at.offset + GAP < read.start ||
           at.offset > read.end + GAP ||
-          Math.max(end, read.end) - Math.min(at.offset, read.start) > MAX_READ
+          Math.max(end, read.end) - Math.min(at.offset, read.start) > maxRead
         ) {
           read = { key, start: at.offset, end, cost: 0, slots: [], pending: 0, issued: false };
           this.reads.push(read);
@@ -120,6 +130,7 @@ export class BlobReader {
       let raw = 0;
       for (const n of distinct.values()) raw += n;
       r.cost = r.end - r.start + raw;
+      this.gauge.largestReadBytes = Math.max(this.gauge.largestReadBytes, r.cost);
     }
   }
 

@@ -155,7 +155,7 @@ export class SnapshotStore {
   /** What the pipeline of the last snapshot held (for tests of its bounds). */
   lastPipeline: PipelineGauge = newGauge();
   /** What the reader of the last restore held. */
-  lastReader: ReaderGauge = { heldBytes: 0, peakHeldBytes: 0, reads: 0, peakReads: 0 };
+  lastReader: ReaderGauge = { heldBytes: 0, peakHeldBytes: 0, reads: 0, peakReads: 0, largestReadBytes: 0 };
 
   private constructor(
     /** @internal */

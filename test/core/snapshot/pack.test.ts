@@ -6,7 +6,9 @@ import { CorruptionError } from '../../../core/snapshot/errors.js';
 import { chunkId, deriveKeys, generateMasterKey } from '../../../core/snapshot/keys.js';
 import {
   decodeBlob,
+  decodeBlobAsync,
   encodeBlob,
+  encodeBlobAsync,
   type FinishedPack,
   type IndexBlob,
   PACK_TARGET_SIZE,
@@ -334,5 +336,87 @@ describe('packKey', () => {
 
     expect(packKey(id)).toBe(`snapshots/packs/${id.slice(0, 2)}/${id}`);
     expect(() => packKey('../etc')).toThrow(RangeError);
+  });
+});
+
+describe('blobs on the thread pool', () => {
+  const chunks = [
+    new Uint8Array(0),
+    text('x'),
+    repeat(text('compressible line\n'), 4000),
+    randomBytes(300_000),
+    Buffer.concat([randomBytes(1000), Buffer.alloc(200_000)]),
+  ];
+
+  it('reads blobs the synchronous encoder wrote (existing snapshots), and writes blobs it reads', async () => {
+    for (const chunk of chunks) {
+      const id = chunkId(keys.idKey, chunk);
+      const old = encodeBlob(keys, chunk, id);
+      expect(same(await decodeBlobAsync(keys, old.sealed, id, OBJECT), chunk)).toBe(true);
+      const fresh = await encodeBlobAsync(keys, chunk, id);
+      expect(fresh.compressed).toBe(old.compressed);
+      expect(fresh.rawLength).toBe(chunk.length);
+      expect(same(decodeBlob(keys, fresh.sealed, id, OBJECT), chunk)).toBe(true);
+    }
+  });
+
+  it('makes every chunk a frame of its own, however many go through one compression context at once', async () => {
+    const many = Array.from({ length: 40 }, (_, i) => repeat(text(`line ${i} of a config\n`), 50 + i * 37));
+    const blobs = await Promise.all(many.map((c) => encodeBlobAsync(keys, c, chunkId(keys.idKey, c))));
+    for (const [i, blob] of blobs.entries()) {
+      expect(blob.compressed).toBe(true);
+      expect(
+        same(
+          decodeBlob(keys, blob.sealed, chunkId(keys.idKey, many[i] as Uint8Array), OBJECT),
+          many[i] as Uint8Array,
+        ),
+      ).toBe(true);
+    }
+  });
+
+  it('refuses a damaged blob or a wrong id as the synchronous decoder does, naming object and chunk', async () => {
+    const chunk = repeat(text('abc'), 1000);
+    const id = chunkId(keys.idKey, chunk);
+    const blob = encodeBlob(keys, chunk, id);
+    const damaged = Buffer.from(blob.sealed);
+    damaged[20] = (damaged[20] as number) ^ 1;
+    await expect(decodeBlobAsync(keys, damaged, id, OBJECT)).rejects.toMatchObject({
+      name: 'CorruptionError',
+      objectKey: OBJECT,
+      chunkId: id,
+      reason: 'authentication failed (the bytes were altered)',
+    });
+    const wrongId = chunkId(keys.idKey, text('other'));
+    const misnamed = encodeBlob(keys, chunk, wrongId);
+    await expect(decodeBlobAsync(keys, misnamed.sealed, wrongId, OBJECT)).rejects.toMatchObject({
+      reason: 'content does not match its id',
+    });
+    const badFlag = seal(keys.sealKey, Buffer.from([1, 1, 2, 3]), `blob:${id}`);
+    await expect(decodeBlobAsync(keys, badFlag, id, OBJECT)).rejects.toMatchObject({
+      reason: 'compressed payload does not decompress',
+    });
+  });
+
+  it('lays a pack out in a given buffer as the writer without one does, and goes on past it for a larger blob', () => {
+    const small = [text('one'), randomBytes(5000), repeat(text('ab'), 500)];
+    const buffer = new Uint8Array(64 * 1024);
+    const inBuffer = new PackWriter(keys, buffer);
+    for (const c of small) inBuffer.add(chunkId(keys.idKey, c), c);
+    const pack = inBuffer.finish();
+    expect(pack.bytes.buffer).toBe(buffer.buffer);
+    verifyPackId(pack.bytes, pack.id, pack.key);
+    expect(readPackHeader(keys, pack.bytes, pack.key)).toEqual(pack.blobs);
+
+    const large = randomBytes(100 * 1024);
+    const overflowing = new PackWriter(keys, buffer);
+    expect(overflowing.fits(large.length + 29)).toBe(true);
+    overflowing.add(chunkId(keys.idKey, large), large);
+    expect(overflowing.fits(10)).toBe(false);
+    const big = overflowing.finish();
+    verifyPackId(big.bytes, big.id, big.key);
+    const [blob] = readPackHeader(keys, big.bytes, big.key);
+    expect(
+      same(decodeBlob(keys, blobOf(big, blob as IndexBlob), chunkId(keys.idKey, large), big.key), large),
+    ).toBe(true);
   });
 });
