@@ -29,8 +29,9 @@ export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_RETRIES = 3;
 const DEFAULT_BACKOFF = { base: 250, max: 5_000 };
 
-// Sent again without asking: nothing in these methods does more the second time (a PUT's
-// If-Match turns a repeated write into a 409 instead of a second version).
+// Sent again without asking: nothing in these methods does more the second time. A PUT
+// carried out before its answer was lost finds its own document at the version after the
+// one its If-Match names, and is answered "unchanged" rather than written twice.
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 // Failures of a connection that was established or being set up, worth another attempt; a
 // refused connection or an unknown host is not (nothing listens there; retrying only delays).
