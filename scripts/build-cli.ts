@@ -66,7 +66,7 @@ export async function buildCli(dir = CLI_DIST): Promise<void> {
     // Bundled CommonJS dependencies still call require(), which ESM does not define. The alias
     // keeps the banner from colliding with a bundled `createRequire` import.
     banner: {
-      js: "import { createRequire as personaCreateRequire } from 'node:module'; const require = personaCreateRequire(import.meta.url);",
+      js: "import { createRequire as personaCreateRequire } from 'node:module'; import { fileURLToPath as personaFileURLToPath } from 'node:url'; const require = personaCreateRequire(import.meta.url); const __filename = personaFileURLToPath(import.meta.url); const __dirname = personaFileURLToPath(new URL('.', import.meta.url));",
     },
     logLevel: 'warning',
   });
