@@ -4,11 +4,19 @@ import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import { AbandonedOperations } from './abandoned.js';
 import type { ApiThrottling } from './api.js';
 import { PersonaApi } from './api.js';
 import { type CloneCloudProps, pickCloneCloudProps } from './cloud.js';
+import {
+  announceCloneOutcomes,
+  PersonaMonitoring,
+  type PersonaMonitoringProps,
+  workflowsAndFunctions,
+} from './monitoring.js';
 import { PersonaTriggers } from './personas.js';
 import { PersonaStorage } from './storage.js';
+import { tagApplication } from './tags.js';
 import { PersonaWorkflows } from './workflows.js';
 
 /** Besides these, `cloneSubnets`, `cloneInstanceRoles` and `azureCredentialsSecret` (CloneCloudProps). */
@@ -65,6 +73,27 @@ export interface PersonaPlatformProps extends CloneCloudProps {
    * @default true
    */
   readonly personaTriggers?: boolean;
+  /**
+   * CloudWatch alarms, announced on `notificationTopic`: each workflow's executions failed, timed
+   * out and aborted; each function's errors and throttles; the API's 5xx and p99 latency; each
+   * table's throttles. And a dashboard of operations, captures, errors and latencies. Off, none
+   * of them is made (abandoned operations are still failed: that is not monitoring).
+   * @default true
+   */
+  readonly monitoring?: boolean;
+  /**
+   * Where alarms and clone outcomes are announced. Its owner lets cloudwatch.amazonaws.com and
+   * events.amazonaws.com publish to it (and use its key, if encrypted), as Persona does for its own.
+   * @default the topic the clone outcomes are published to (`notificationTopic`)
+   */
+  readonly notificationTopic?: sns.ITopic;
+  /** p99 latency of the API over 5 minutes, three periods in a row, that raises an alarm. @default 5 seconds */
+  readonly apiLatencyThreshold?: PersonaMonitoringProps['apiLatencyThreshold'];
+  /**
+   * Tags for every resource, besides `persona:application` and `persona:version` (the name and
+   * version of Persona's package.json), which every resource carries. @default none
+   */
+  readonly tags?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -78,6 +107,11 @@ export class PersonaPlatform extends Construct {
   readonly workflows: PersonaWorkflows;
   /** The persona triggers; undefined when `personaTriggers` is off. */
   readonly personaTriggers: PersonaTriggers | undefined;
+  /** Fails the operations whose workflow stopped without ending them: a rule and a sweeper. */
+  readonly abandonedOperations: AbandonedOperations;
+  /** The alarms and the dashboard; undefined when `monitoring` is off. */
+  readonly monitoring: PersonaMonitoring | undefined;
+  private readonly topic: sns.ITopic;
 
   constructor(scope: Construct, id: string, props: PersonaPlatformProps = {}) {
     super(scope, id);
@@ -136,14 +170,39 @@ export class PersonaPlatform extends Construct {
     } else {
       this.personaTriggers = undefined;
     }
+
+    // Last: what follows watches every workflow and function built above.
+    this.abandonedOperations = new AbandonedOperations(this, 'AbandonedOperations', {
+      storage: this.storage,
+      stateMachines: workflowsAndFunctions(this).stateMachines,
+      logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      logRemovalPolicy: removalPolicy,
+    });
+    this.topic = props.notificationTopic ?? this.workflows.notificationTopic;
+    if (props.notificationTopic)
+      announceCloneOutcomes(this.workflows.notificationRule, props.notificationTopic);
+    if (props.monitoring ?? true) {
+      this.monitoring = new PersonaMonitoring(this, 'Monitoring', {
+        topic: this.topic,
+        ...workflowsAndFunctions(this),
+        capture: { stateMachine: this.workflows.capture, function: this.workflows.captureFunction },
+        tables: Object.values(this.storage.tables),
+        api: this.api.restApi,
+        ...(props.apiLatencyThreshold ? { apiLatencyThreshold: props.apiLatencyThreshold } : {}),
+      });
+    } else {
+      this.monitoring = undefined;
+    }
+    tagApplication(this, props.tags);
   }
 
   /**
-   * The SNS topic clone outcomes are published to (`Clone Succeeded`, `Clone Rolled Back`,
-   * `Clone Rollback Incomplete`, `Clone Planned`): subscribe to be told.
+   * The SNS topic alarms and clone outcomes (`Clone Succeeded`, `Clone Rolled Back`,
+   * `Clone Rollback Incomplete`, `Clone Planned`) are published to: subscribe to be told. The
+   * `notificationTopic` prop when given.
    */
   get notificationTopic(): sns.ITopic {
-    return this.workflows.notificationTopic;
+    return this.topic;
   }
 
   /** The API's base URL, e.g. `https://abc123.execute-api.eu-west-1.amazonaws.com/v1/`. */

@@ -34,8 +34,14 @@ export class PersonaStack extends Stack {
     new CfnOutput(this, 'NotificationTopicArn', {
       value: this.platform.notificationTopic.topicArn,
       description:
-        'SNS topic of clone outcomes (Clone Succeeded, Clone Rolled Back, Clone Rollback Incomplete, Clone Planned): subscribe to it to be told',
+        'SNS topic of alarms and clone outcomes (Clone Succeeded, Clone Rolled Back, Clone Rollback Incomplete, Clone Planned): subscribe to it to be told',
     });
+    if (this.platform.monitoring) {
+      new CfnOutput(this, 'DashboardName', {
+        value: this.platform.monitoring.dashboard.dashboardName,
+        description: 'CloudWatch dashboard of operations, captures, errors and latencies',
+      });
+    }
     new CfnOutput(this, 'KeyArn', {
       value: this.platform.storage.key.keyArn,
       description: 'KMS key that wraps the snapshot store key (PERSONA_KMS_KEY_ID for `persona snapshot`)',

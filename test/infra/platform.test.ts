@@ -191,6 +191,10 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
     tables: { ...EVALUATION_USE.tables, Agents: 'read', Metrics: 'read-write' },
     keyActions: ['kms:GenerateDataKey'],
   },
+  // Abandoned operations: read and end operations, nothing else (the sweeper's Step Functions
+  // reads are in test/infra/monitoring.test.ts).
+  'operation-failed': { tables: { Operations: 'read-write' } },
+  'operation-sweeper': { tables: { Operations: 'read-write' } },
 };
 
 /** The functions that work with profiles and have no business with snapshots. */
@@ -234,6 +238,8 @@ function functionsOf({ stack }: Synthesized): Record<string, IConstruct & { role
           'persona-sample': stack.platform.personaTriggers.sampleFunction,
         }
       : {}),
+    'operation-failed': stack.platform.abandonedOperations.failFunction,
+    'operation-sweeper': stack.platform.abandonedOperations.sweeperFunction,
   };
 }
 
@@ -404,8 +410,9 @@ describe('PersonaStack', () => {
   describe('functions', () => {
     it('deploys one arm64 Node.js 22 function per handler, traced, with ESM bundles and source maps', () => {
       // One per API handler, and one per task the workflows name (fail-operation serves all
-      // three). And the agent routes' authoriser and the persona triggers' evaluate function.
-      template.resourceCountIs('AWS::Lambda::Function', HANDLERS.length + TASKS.length + 3);
+      // three). And the agent routes' authoriser, the persona triggers' evaluate and sample
+      // functions, and the two that fail abandoned operations.
+      template.resourceCountIs('AWS::Lambda::Function', HANDLERS.length + TASKS.length + 5);
       for (const handler of HANDLERS) {
         template.hasResourceProperties('AWS::Lambda::Function', {
           Description: Match.stringLikeRegexp(`${handler}$`),
