@@ -1,7 +1,9 @@
 // The capture benchmark: a full Persona capture of a real test host against Ansible's fact
 // gathering (setup + package_facts + service_facts) on the same host in the same run, timed as
 // each is used, and what each gathers. Prints markdown (and keeps a copy in
-// reports/capture-bench.md, which git ignores).
+// reports/capture-bench.md, which git ignores). Persona as a process runs bundled into one file
+// by esbuild (as a shipped command runs, without compiling TypeScript at start-up) and, for
+// comparison, through tsx as cli/bin.js runs it from a checkout.
 //
 //   node --import tsx bench/capture/main.ts [--runs=7] [--ansible-runs=7] [--cold-runs=3]
 //                                           [--child-runs=5] [--budget=240]
@@ -13,6 +15,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { availableParallelism, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { build } from 'esbuild';
 import { buildProfile, captureHost, type HostCapture } from '../../core/capture/collect.js';
 import { CAPTURE_SCRIPT, captureEnv } from '../../core/capture/script.js';
 import { type CaptureSections, parseSections } from '../../core/capture/sections.js';
@@ -51,6 +54,10 @@ const BUDGET_S = arg('budget', 240);
 const MIN_RUNS = 3;
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
+// Inside the checkout, so that the bundle's one external dependency (ssh2, whose native crypto
+// esbuild cannot inline) resolves from node_modules as it would next to a shipped command.
+const BUNDLE_DIR = join(REPO, 'node_modules/.cache/persona-bench');
+const CHILD_BUNDLE = join(BUNDLE_DIR, 'capture-child.mjs');
 const { started, lines: out, say, progress, table } = createReport();
 const median = (xs: readonly number[]) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -69,6 +76,14 @@ const loadAverage = () =>
     .map((l) => l.toFixed(2))
     .join(' / ');
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+// Quiet means a one-minute load average under half a core: above it, other work shares the cores
+// with both tools and the figures are not comparable with a quiet run's.
+const busyVerdict = (load: string) => {
+  const one = Number(load.split(' / ')[0]);
+  return one < 0.5
+    ? `The machine was quiet (load ${one.toFixed(2)} at start): these figures compare with other quiet runs.`
+    : `**The machine was busy (load ${one.toFixed(2)} at start, quiet is under 0.5): these figures are not comparable with a quiet run's; CPU seconds say more than wall time.**`;
+};
 
 /** Counts the commands a capture sends, so the report states its round trips rather than assuming them. */
 class CountingSshTransport extends SshTransport {
@@ -108,6 +123,23 @@ say();
 // ---------------------------------------------------------------- the host
 const SECRET = 'bench-token-5b1f0c';
 const APPLICATION = { name: 'web', processes: ['nginx'], paths: ['/var/www/persona'] } as const;
+
+progress('bundling the capture child');
+mkdirSync(BUNDLE_DIR, { recursive: true });
+await build({
+  entryPoints: [join(REPO, 'bench/capture/child.ts')],
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node22',
+  outfile: CHILD_BUNDLE,
+  external: ['ssh2'],
+  logLevel: 'error',
+  // CommonJS dependencies inside an ES module bundle still call require().
+  banner: {
+    js: "import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);",
+  },
+});
 
 progress('creating the test host');
 let host: TestHost | undefined;
@@ -326,6 +358,37 @@ try {
         const { result: run, hostCpuS } = await onHost(async () =>
           checked(
             'the capture child',
+            await runProcess(process.execPath, [CHILD_BUNDLE, JSON.stringify(job)], { cwd: REPO }),
+          ),
+        );
+        const result = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}') as ChildResult;
+        if (!warmup) childImportMs = [...childImportMs, result.importMs];
+        return {
+          wallMs: run.wallMs,
+          ...(run.cpuS === undefined ? {} : { cpuS: run.cpuS }),
+          hostCpuS,
+          parts: { import: result.importMs, capture: result.captureMs },
+        };
+      },
+    },
+    {
+      name: 'child-tsx',
+      runs: CHILD_RUNS,
+      warmup: true,
+      run: async () => {
+        const job: ChildJob = {
+          address: h.address,
+          port: h.port,
+          user: h.user,
+          privateKeyPath: h.privateKeyPath,
+          hostKeyFingerprint: h.hostKeyFingerprint,
+          name: 'capbench',
+          processes: APPLICATION.processes,
+          paths: APPLICATION.paths,
+        };
+        const { result: run, hostCpuS } = await onHost(async () =>
+          checked(
+            'the capture child (tsx)',
             await runProcess(
               process.execPath,
               ['--import', 'tsx', join(REPO, 'bench/capture/child.ts'), JSON.stringify(job)],
@@ -334,7 +397,7 @@ try {
           ),
         );
         const result = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}') as ChildResult;
-        if (!warmup) childImportMs = [...childImportMs, result.importMs];
+
         return {
           wallMs: run.wallMs,
           ...(run.cpuS === undefined ? {} : { cpuS: run.cpuS }),
@@ -503,10 +566,18 @@ try {
   );
   row(
     'Persona as a process',
-    '`node --import tsx bench/capture/child.ts`: Node + tsx start-up, module loading, the same capture',
+    '`node capture-child.mjs`: bench/capture/child.ts bundled by esbuild; Node start-up, module loading, the same capture',
     'child',
     wall('child'),
     range('child'),
+    personaTrips,
+  );
+  row(
+    'Persona as a process, through tsx',
+    '`node --import tsx bench/capture/child.ts`: the same, TypeScript compiled at start-up as cli/bin.js does',
+    'child-tsx',
+    wall('child-tsx'),
+    range('child-tsx'),
     personaTrips,
   );
   for (const module of FACT_MODULES) {
@@ -558,6 +629,13 @@ try {
   );
   const child = wall('child');
   const against = (ms: number) => (Number.isFinite(ms) && child > 0 ? `×${(ms / child).toFixed(1)}` : '?');
+  const playbookRatio = wall('ansible-playbook') / child;
+  say(
+    `Goal (issue 14): Persona as a process in at most 0.60 s and at least 4× faster than the playbook: ` +
+      `${sec(child)} s (${child <= 600 ? 'met' : 'not met'}), ×${playbookRatio.toFixed(1)} ` +
+      `(${playbookRatio >= 4 ? 'met' : 'not met'}); control CPU ${cpuText(cpu('child'))} s, host CPU ` +
+      `${cpuText(hostCpu('child'))} s a capture. ${busyVerdict(loadAtStart)}`,
+  );
   say(
     `Against Persona as a process (${sec(child)} s, Node start-up included): the three ad-hoc runs ` +
       `${against(wall('ansible-adhoc'))}, the playbook ${against(wall('ansible-playbook'))}, the playbook on ` +
@@ -603,10 +681,11 @@ try {
     ],
     [1, 2],
   );
+  const window = lastCapture?.profile.observed?.usage?.window;
   say(
-    'The script holds its usage sample (CPU, network and disk rates) open for at least one second, so that ' +
-      'rates are not noise: when the sections finish sooner, it waits out the rest of the second. That floor, ' +
-      'not the gathering, sets most of the script time on a small host.',
+    "The usage sample's two readings (CPU, network and disk rates) are the script's first and last act: its " +
+      "window is the run itself, at least 0.1 s, or from persona-agent's last reading where the host has " +
+      `the agent; the Profile says which (observed.usage.window). Last run: ${window === undefined ? 'no window' : `${window.seconds} s, from the ${window.source}'s reading`}.`,
   );
   if (lastSections) {
     const slow = [...lastSections.values()]
