@@ -35,6 +35,7 @@ const captureModule = async () => (await import('./capture.js')).registerCapture
 const cloneModule = async () => (await import('./clone.js')).registerCloneCommands;
 const personasModule = async () => (await import('./personas.js')).registerPersonaCommands;
 const agentModule = async () => (await import('./agent.js')).registerAgentCommands;
+const morphModule = async () => (await import('./morph.js')).registerMorphCommands;
 const snapshotModule = async () => {
   const { registerSnapshotCommands } = await import('./snapshot.js');
   return (program: Command) => registerSnapshotCommands(program);
@@ -92,6 +93,11 @@ export const COMMANDS: readonly {
     name: 'agent',
     description: 'the persona-agent on a host: its metrics and host-local persona parameters',
     modules: [agentModule],
+  },
+  {
+    name: 'morph',
+    description: 'move a host toward a target profile, watch it, and revert it when it gets worse',
+    modules: [morphModule],
   },
 ];
 
