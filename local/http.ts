@@ -3,7 +3,9 @@
 import { isUtf8 } from 'node:buffer';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { PROBLEM_MEDIA_TYPE, type ProblemCode, problemDocument, problemTitle } from '../core/api/problems.js';
 import { ROUTES, type Route } from '../core/api/routes.js';
 
 export type ApiHandler = (event: APIGatewayProxyEvent, context: Context) => Promise<APIGatewayProxyResult>;
@@ -31,15 +33,41 @@ function compile(route: Route): CompiledRoute {
   return { route, pattern: new RegExp(`^${source}/?$`), params };
 }
 
+/** Every error the router makes itself is a problem of the same shape as the functions'. */
 function problem(
   res: ServerResponse,
   status: number,
-  title: string,
+  code: ProblemCode,
   detail: string,
   extra: Record<string, unknown> = {},
 ): void {
-  res.writeHead(status, { 'content-type': 'application/problem+json' });
-  res.end(JSON.stringify({ type: 'about:blank', title, status, detail, ...extra }));
+  res.writeHead(status, { 'content-type': PROBLEM_MEDIA_TYPE });
+  res.end(JSON.stringify(problemDocument(status, code, detail, extra)));
+}
+
+/**
+ * What Node's HTTP parser refuses before a request exists (a header too long, a malformed request
+ * line) gets a problem too, written to the socket as the response Node would have sent.
+ */
+function clientError(error: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable || error.code === 'ECONNRESET') {
+    socket.destroy();
+    return;
+  }
+  const tooLarge = error.code === 'HPE_HEADER_OVERFLOW';
+  const status = tooLarge ? 431 : 400;
+  const body = JSON.stringify(
+    problemDocument(
+      status,
+      tooLarge ? 'TOO_LARGE' : 'INVALID_INPUT',
+      tooLarge
+        ? 'the request line and headers are over the limit'
+        : 'the request is not well-formed HTTP/1.1',
+    ),
+  );
+  socket.end(
+    `HTTP/1.1 ${status} ${problemTitle(status)}\r\nContent-Type: ${PROBLEM_MEDIA_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
 }
 
 /** Names this server answers to, besides the address it listens on. */
@@ -141,9 +169,16 @@ export interface LocalApiOptions {
 
 export function createApiServer(options: LocalApiOptions): Server {
   const compiled = (options.routes ?? ROUTES).map(compile);
-  return createServer(async (req, res) => {
+  const server = createServer(async (req, res) => {
     const started = performance.now();
-    const parsed = URL.parse(req.url ?? '/', 'http://localhost');
+    // Origin-form ("/path?query") is read as a path even when it starts with "//", which a URL
+    // base would take for a host; absolute-form is read as it is; anything else is no target.
+    const target = req.url ?? '';
+    const parsed = target.startsWith('/')
+      ? URL.parse(`http://localhost${target}`)
+      : /^https?:\/\//i.test(target)
+        ? URL.parse(target)
+        : null;
     const url = parsed ?? new URL('http://localhost/');
     const method = req.method ?? 'GET';
     const finish = (status: number) =>
@@ -155,7 +190,7 @@ export function createApiServer(options: LocalApiOptions): Server {
       });
     try {
       if (parsed === null) {
-        problem(res, 400, 'Bad Request', `the request target ${JSON.stringify(req.url)} is not a URL path`);
+        problem(res, 400, 'INVALID_INPUT', `the request target ${JSON.stringify(req.url)} is not a URL path`);
         return finish(400);
       }
       const authorities = ownAuthorities(options.host ?? '127.0.0.1', req.socket.localPort ?? 0);
@@ -168,7 +203,7 @@ export function createApiServer(options: LocalApiOptions): Server {
         problem(
           res,
           421,
-          'Misdirected Request',
+          'MISDIRECTED_REQUEST',
           `this server answers only to ${[...authorities].join(', ')}, not to Host ${JSON.stringify(req.headers.host ?? '')}`,
         );
         return finish(421);
@@ -183,7 +218,7 @@ export function createApiServer(options: LocalApiOptions): Server {
         problem(
           res,
           403,
-          'Forbidden',
+          'FORBIDDEN',
           `requests from web pages of other origins are refused (Origin ${origin})`,
         );
         return finish(403);
@@ -195,10 +230,10 @@ export function createApiServer(options: LocalApiOptions): Server {
       if (!hit) {
         if (matches.length > 0) {
           res.setHeader('allow', matches.map((x) => x.c.route.method).join(', '));
-          problem(res, 405, 'Method Not Allowed', `${method} is not allowed on ${url.pathname}`);
+          problem(res, 405, 'METHOD_NOT_ALLOWED', `${method} is not allowed on ${url.pathname}`);
           return finish(405);
         }
-        problem(res, 404, 'Not Found', `no route for ${method} ${url.pathname}`);
+        problem(res, 404, 'NOT_FOUND', `no route for ${method} ${url.pathname}`);
         return finish(404);
       }
       // Agent routes take a host agent's credential; the others never do (in AWS they take
@@ -210,21 +245,17 @@ export function createApiServer(options: LocalApiOptions): Server {
           ? await options.agentAuth(authorization).catch(() => undefined)
           : undefined;
         if (agent === undefined) {
-          problem(res, 401, 'Unauthorized', 'this route is for a host agent presenting a valid credential', {
-            code: 'UNAUTHORIZED',
-          });
+          problem(res, 401, 'UNAUTHORIZED', 'this route is for a host agent presenting a valid credential');
           return finish(401);
         }
         authorizer = { principal: 'agent', host: agent.host, id: agent.id };
       } else if (/^bearer\s/i.test(authorization ?? '')) {
-        problem(res, 403, 'Forbidden', 'agent credentials are accepted on agent routes only', {
-          code: 'FORBIDDEN',
-        });
+        problem(res, 403, 'FORBIDDEN', 'agent credentials are accepted on agent routes only');
         return finish(403);
       }
       const body = await readBody(req);
       if (body === undefined) {
-        problem(res, 413, 'Content Too Large', `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
+        problem(res, 413, 'TOO_LARGE', `request bodies are limited to ${MAX_BODY_BYTES} bytes`);
         return finish(413);
       }
       const pathParameters: Record<string, string> = {};
@@ -238,8 +269,7 @@ export function createApiServer(options: LocalApiOptions): Server {
         decodedQuery = queryParameters(url.search);
       } catch (e) {
         if (!(e instanceof BadRequest)) throw e;
-        problem(res, 400, 'Bad Request', e.message, {
-          code: 'INVALID_INPUT',
+        problem(res, 400, 'INVALID_INPUT', e.message, {
           issues: [{ path: e.field, message: 'malformed percent-encoding' }],
         });
         return finish(400);
@@ -297,8 +327,14 @@ export function createApiServer(options: LocalApiOptions): Server {
       finish(result.statusCode);
     } catch (e) {
       // In Lambda an unhandled error is API Gateway's 502; say the same here.
-      problem(res, 502, 'Bad Gateway', `the function failed: ${(e as Error).message}`);
+      if (res.headersSent) {
+        res.destroy();
+        return finish(502);
+      }
+      problem(res, 502, 'INTERNAL', `the function failed: ${(e as Error).message}`);
       finish(502);
     }
   });
+  server.on('clientError', clientError);
+  return server;
 }

@@ -8,9 +8,8 @@ import { ERROR_CODES, type ErrorCode } from '../errors.js';
 export const EDGE_PROBLEM_CODES = [
   // A function failed in a way it did not map (a bug), or, in the embedded runtime, threw.
   'INTERNAL',
-  // The embedded runtime's router: no route, a method the path does not take, a Host that is not
-  // this server's (RFC 9110 15.5.20).
-  'ROUTE_NOT_FOUND',
+  // The embedded runtime's router: a method the path does not take, a Host that is not this
+  // server's (RFC 9110 15.5.20). A path no route has is NOT_FOUND, as a missing resource is.
   'METHOD_NOT_ALLOWED',
   'MISDIRECTED_REQUEST',
 ] as const;
@@ -73,6 +72,7 @@ const TITLES: Readonly<Record<number, string>> = {
   422: 'Unprocessable Content',
   428: 'Precondition Required',
   429: 'Too Many Requests',
+  431: 'Request Header Fields Too Large',
   500: 'Internal Server Error',
   502: 'Bad Gateway',
   504: 'Gateway Timeout',
