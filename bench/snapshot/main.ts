@@ -2,7 +2,7 @@
 // filesystem and nine later versions of it, in the same run on the same disk. Prints markdown
 // (and keeps a copy in reports/snapshot-bench.md, which git ignores).
 //
-//   node --import tsx bench/snapshot/main.ts [--versions=10] [--alt-versions=4] [--keep]
+//   node --import tsx bench/snapshot/main.ts [--versions=10] [--alt-versions=4] [--keep] [--tsx]
 //
 // Needs root (device nodes, owners), debootstrap, restic and borg:
 //   apt-get install -y restic borgbackup debootstrap time
@@ -30,7 +30,7 @@ import {
   type TreeDigest,
 } from './corpus.js';
 import { measureLimits } from './limits.js';
-import { descendantsNamed, duBytes, type Run } from './run.js';
+import { cpuSecondsOf, descendantsNamed, duBytes, type Run } from './run.js';
 import { Borg, type Ingest, Persona, Restic, type Tool } from './tools.js';
 
 const SEED = 20250601;
@@ -42,6 +42,9 @@ const arg = (name: string, fallback: number) => {
 const VERSIONS = arg('versions', 10);
 const ALT_VERSIONS = Math.min(VERSIONS, arg('alt-versions', 4));
 const KEEP = process.argv.includes('--keep');
+// Persona's child runs as one bundled file, as the `persona` command ships; --tsx runs it
+// through tsx instead (TypeScript compiled at every start).
+const TSX = process.argv.includes('--tsx');
 
 const { started, lines: out, say, progress, table } = createReport();
 const mib = (b: number) => `${(b / MiB).toFixed(1)}`;
@@ -97,8 +100,30 @@ const dirty = git(['status', '--porcelain', '--', 'core/snapshot']) !== '';
 const codeAtStart = fingerprint();
 
 // ---------------------------------------------------------------- machine
+// CPU seconds the whole machine spent busy (from /proc/stat) against what this benchmark and
+// its children spent: the difference is other work, which makes the figures incomparable.
+const machineBusyS = () => {
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '')
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+  const busy = fields.slice(0, 8).reduce((n, v, i) => (i === 3 || i === 4 ? n : n + v), 0);
+  return busy / 100;
+};
+const ownCpuS = () => {
+  const stat = readFileSync('/proc/self/stat', 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // utime stime cutime cstime: this process and the children it has waited for.
+  return (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+};
+const machineAtStart = machineBusyS();
+const ownAtStart = ownCpuS();
+const wallAtStart = performance.now();
 const cpuModel = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? '?';
 const loadAtStart = loadAverage();
+const loadStart1 = loadavg()[0] ?? 0;
 say('# Snapshot benchmark: Persona, restic, borg');
 say();
 say(
@@ -225,6 +250,7 @@ try {
     },
   });
   for (let i = 0; i < 3; i++) bundled.push(await persona.noopBundled(bundle));
+  if (!TSX) for (const p of personas) p.bundle = bundle;
 } catch (e) {
   progress(`bundling the child failed, start-up without tsx not measured: ${(e as Error).message}`);
 }
@@ -283,14 +309,25 @@ const personaDu = await duBytes(join(dataDir, 's3', persona.bucket));
 const resticDu = await duBytes(join(work, 'restic-repo'));
 const borgDu = await duBytes(join(work, 'borg-repo'));
 const caches = { restic: restic.cacheBytes(), borg: borg.cacheBytes() };
+const dynamoCpuTotal = dynamoPid === undefined ? 0 : (cpuSecondsOf(dynamoPid) ?? 0);
 await standIns.stop();
 s3.destroy();
 const loadAtEnd = loadAverage();
+const runWallS = (performance.now() - wallAtStart) / 1000;
+const machineCpuS = machineBusyS() - machineAtStart;
+const benchCpuS = ownCpuS() - ownAtStart + dynamoCpuTotal;
+const otherCpuS = Math.max(0, machineCpuS - benchCpuS);
+const otherShare = otherCpuS / (runWallS * availableParallelism());
+// The issue's bar for a comparable run: load below 0.5 at the start, and other processes
+// using no more than a tenth of the machine while it runs.
+const tooBusy = loadStart1 >= 0.5 || otherShare > 0.1;
 
 // ---------------------------------------------------------------- report
 const runOf = (name: string) => results.get(name) ?? [];
 const wall = (s: Sample) => s.ingest.run.wallMs;
 const cpu = (r: Run) => r.userS + r.sysS;
+const cpuOf = (t: Tool, i: Ingest) =>
+  cpu(i.run) + (t === persona ? (i.s3CpuS ?? 0) + (i.dynamoCpuS ?? 0) : 0);
 const restic0 = runOf('restic').at(-1)?.stored ?? Number.NaN;
 
 const codeAtEnd = fingerprint();
@@ -359,9 +396,18 @@ table(
 say('## Results');
 say();
 say(
+  `Machine while the benchmark ran: other processes used ${otherCpuS.toFixed(0)} CPU s of the ` +
+    `${(runWallS * availableParallelism()).toFixed(0)} the machine had in ${runWallS.toFixed(0)} s ` +
+    `(${(otherShare * 100).toFixed(0)} %); load average at start ${loadAtStart}. ` +
+    (tooBusy
+      ? '**The machine was too busy for these figures to be compared (a comparable run starts at load below 0.5 and shares no more than 10 % of the CPUs): CPU seconds are the closer guide, wall times are not.**'
+      : 'Quiet enough to compare.'),
+);
+say();
+say(
   `Each tool into its own fresh repository on the same disk (${work}); the tree is read from the page ` +
     'cache by all of them (it fits in RAM), so the figures are CPU cost, not disk speed. Times are whole ' +
-    'processes as a user runs them (Persona: `node --import tsx`, as the `persona` command runs). ' +
+    'processes as a user runs them. ' +
     `Versions 2–${VERSIONS} are incremental. Peak RSS from GNU time.`,
 );
 say();
@@ -372,10 +418,13 @@ table(
     `stored after ${VERSIONS} versions (MiB)`,
     'vs restic',
     'v1 ingest (s)',
+    'v1 CPU (s)',
     `v2–${VERSIONS} ingest median (s)`,
+    'CPU (s)',
     'mean (s)',
     'ingest peak RSS (MiB)',
     'restore (s)',
+    'restore CPU (s)',
     'restore peak RSS (MiB)',
     'restore = source',
   ],
@@ -395,16 +444,27 @@ table(
       mib(last),
       `${((last / restic0) * 100).toFixed(0)} %`,
       sec(wall(rs[0] as Sample)),
+      cpuOf(t, (rs[0] as Sample).ingest).toFixed(2),
       sec(median(incremental(t.name))),
+      median(rs.slice(1).map((s) => cpuOf(t, s.ingest))).toFixed(2),
       sec(mean(incremental(t.name))),
       mib(Math.max(...rs.map((s) => s.ingest.run.maxRssBytes))),
       r ? sec(r.run.run.wallMs) : '?',
+      r ? cpuOf(t, r.run).toFixed(2) : '?',
       r ? mib(r.run.run.maxRssBytes) : '?',
       ok,
     ];
   }),
-  [1, 2, 3, 4, 5, 6, 7, 8],
+  [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
 );
+say(
+  'CPU (s) is user + system time of the process and its children; for Persona also what the S3 and ' +
+    'DynamoDB stand-ins spent serving it (restic and borg write their repository themselves). ' +
+    (persona.bundle
+      ? 'Persona runs as one file bundled by esbuild, as the `persona` command ships (`--tsx` runs it through tsx).'
+      : 'Persona runs through tsx (TypeScript compiled at every start).'),
+);
+say();
 
 const differing = [persona, restic, borg].filter((t) => {
   const r = restores.get(t.name);

@@ -218,11 +218,17 @@ export class Persona implements Tool {
 
   async init() {}
 
-  /** node with tsx, as `persona` itself runs. */
-  private async child(job: ChildJob): Promise<Ingest> {
+  /**
+   * The child as one file bundled by esbuild (as the `persona` command ships), or through tsx
+   * when no bundle is given: then TypeScript is compiled at every start.
+   */
+  bundle: string | undefined;
+
+  private async child(job: ChildJob, tsx = this.bundle === undefined): Promise<Ingest> {
     const cpu0 = process.cpuUsage();
     const dynamo0 = this.setup.dynamoPid === undefined ? undefined : cpuSecondsOf(this.setup.dynamoPid);
-    const run = await timed(process.execPath, ['--import', 'tsx', CHILD, JSON.stringify(job)], { cwd: ROOT });
+    const args = tsx || !this.bundle ? ['--import', 'tsx', CHILD] : [this.bundle];
+    const run = await timed(process.execPath, [...args, JSON.stringify(job)], { cwd: ROOT });
     const cpu = process.cpuUsage(cpu0);
     const dynamo1 = this.setup.dynamoPid === undefined ? undefined : cpuSecondsOf(this.setup.dynamoPid);
     const child = JSON.parse(run.stdout.trim().split('\n').pop() ?? '{}') as ChildResult;
@@ -248,8 +254,9 @@ export class Persona implements Tool {
     return this.child(this.job('restore', target));
   }
 
+  /** Start-up through tsx, doing nothing. */
   noop(): Promise<Ingest> {
-    return this.child(this.job('noop', ''));
+    return this.child(this.job('noop', ''), true);
   }
 
   /** Sum of the object sizes under `snapshots/`, as S3 bills them. */

@@ -14,7 +14,7 @@ import {
 import * as z from 'zod';
 import { CorruptionError, type Where } from './errors.js';
 import { chunkId, chunkIdAsync, type StoreKeys } from './keys.js';
-import { open, openAsync, SEAL_OVERHEAD, seal, sealAsync } from './seal.js';
+import { open, openAsync, SEAL_OVERHEAD, seal, sealParts } from './seal.js';
 
 /** A pack is closed once its blobs reach this size (the last blob may carry it past). */
 export const PACK_TARGET_SIZE = 16 * 1024 * 1024;
@@ -80,7 +80,8 @@ export function encodeBlob(keys: StoreKeys, chunk: Uint8Array, id: string): Enco
 
 const ZSTD_OPTIONS = { params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
 const decompressAsync = promisify(zstdDecompress);
-const outputSize = (n: number) => Math.min(Math.max(n + 64, 64 * 1024), 8 * 1024 * 1024);
+// zlib's smallest output buffer is 64 bytes; one of the chunk's own size is all it needs.
+const outputSize = (n: number) => Math.min(Math.max(n + 64, 64), 8 * 1024 * 1024);
 
 /**
  * zstd on libuv's thread pool with its compression contexts kept: each chunk is one whole
@@ -161,11 +162,14 @@ export async function encodeBlobAsync(keys: StoreKeys, chunk: Uint8Array, id: st
   const packed = chunk.length > 0 ? await zstdStreams.compress(chunk) : chunk;
   const compressed = chunk.length > 0 && 16 * (chunk.length - packed.length) >= chunk.length;
   const payload = compressed ? packed : chunk;
-  const plaintext = Buffer.allocUnsafe(1 + payload.length);
-  plaintext[0] = compressed ? FLAG_ZSTD : FLAG_STORED;
-  plaintext.set(payload, 1);
+  // Sealed here, in one buffer: AES-GCM costs little beside zstd, and every copy of a chunk
+  // made and dropped is memory the process holds until the collector runs.
   return {
-    sealed: await sealAsync(keys.sealKey, plaintext, blobAad(id)),
+    sealed: sealParts(
+      keys.sealKey,
+      [Uint8Array.of(compressed ? FLAG_ZSTD : FLAG_STORED), payload],
+      blobAad(id),
+    ),
     rawLength: chunk.length,
     compressed,
   };

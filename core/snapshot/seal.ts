@@ -1,7 +1,7 @@
 // Sealing (FORMAT.md, "Sealing"): nonce (12) ‖ AES-256-GCM ciphertext ‖ tag (16). The AAD names the
 // object's role and identity, so a sealed object only opens where it was meant to be read.
 
-import { createCipheriv, createDecipheriv, randomBytes, type webcrypto } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes, randomFillSync, type webcrypto } from 'node:crypto';
 import { CorruptionError, type Where } from './errors.js';
 
 export const NONCE_LENGTH = 12;
@@ -21,6 +21,28 @@ export function seal(key: Uint8Array, plaintext: Uint8Array, aad: string): Uint8
   const head = cipher.update(plaintext);
   const tail = cipher.final();
   return Buffer.concat([nonce, head, tail, cipher.getAuthTag()]);
+}
+
+/** `seal` of the parts laid end to end, into one buffer without joining them first. */
+export function sealParts(key: Uint8Array, parts: readonly Uint8Array[], aad: string): Uint8Array {
+  checkKey(key);
+  const length = parts.reduce((n, p) => n + p.length, 0);
+  const out = Buffer.allocUnsafe(NONCE_LENGTH + length + TAG_LENGTH);
+  const nonce = out.subarray(0, NONCE_LENGTH);
+  randomFillSync(nonce);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_LENGTH });
+  cipher.setAAD(Buffer.from(aad, 'utf8'));
+  let at = NONCE_LENGTH;
+  for (const part of parts) {
+    const c = cipher.update(part);
+    out.set(c, at);
+    at += c.length;
+  }
+  const tail = cipher.final();
+  out.set(tail, at);
+  at += tail.length;
+  out.set(cipher.getAuthTag(), at);
+  return out;
 }
 
 /**
@@ -64,33 +86,19 @@ function checkKey(key: Uint8Array): void {
   if (key.length !== KEY_LENGTH) throw new RangeError(`a seal key is ${KEY_LENGTH} bytes, not ${key.length}`);
 }
 
-// Web Crypto runs AES-GCM on libuv's thread pool: sealing and opening blobs off the main
-// thread, which chunks and hashes meanwhile. Same algorithm and layout as `seal`/`open`.
+// Web Crypto runs AES-GCM on libuv's thread pool: a restore opens blobs off the main thread,
+// which writes files meanwhile. Same algorithm and layout as `open`.
 const subtle = globalThis.crypto.subtle;
 const gcmKeys = new WeakMap<Uint8Array, Promise<webcrypto.CryptoKey>>();
 const gcmKey = (key: Uint8Array): Promise<webcrypto.CryptoKey> => {
   let cached = gcmKeys.get(key);
   if (!cached) {
     checkKey(key);
-    cached = subtle.importKey('raw', key, { name: 'AES-GCM' }, false, ['encrypt', 'decrypt']);
+    cached = subtle.importKey('raw', key, { name: 'AES-GCM' }, false, ['decrypt']);
     gcmKeys.set(key, cached);
   }
   return cached;
 };
-
-/** `seal` on the thread pool. */
-export async function sealAsync(key: Uint8Array, plaintext: Uint8Array, aad: string): Promise<Uint8Array> {
-  const nonce = randomBytes(NONCE_LENGTH);
-  const body = await subtle.encrypt(
-    { name: 'AES-GCM', iv: nonce, additionalData: Buffer.from(aad, 'utf8'), tagLength: TAG_LENGTH * 8 },
-    await gcmKey(key),
-    plaintext,
-  );
-  const out = Buffer.allocUnsafe(NONCE_LENGTH + body.byteLength);
-  out.set(nonce, 0);
-  out.set(new Uint8Array(body), NONCE_LENGTH);
-  return out;
-}
 
 /** `open` on the thread pool: a CorruptionError naming `where` for anything that does not authenticate. */
 export async function openAsync(

@@ -63,12 +63,13 @@ export interface PipelineLimits {
   readonly restoreFiles: number;
 }
 
-// Enough to keep the thread pool's four threads and a few requests busy, small enough that a
-// snapshot holds about 64 MiB of data in all, restore about 48 MiB.
+// Enough to keep the thread pool busy and a pack uploading while the next one fills, small
+// enough that a snapshot holds about 40 MiB of data in all (two pack buffers and the chunks
+// being encoded), a restore 16 MiB. Uploads to a distant S3 may want more in flight.
 export const DEFAULT_PIPELINE_LIMITS: PipelineLimits = {
   encodeBytes: 8 * 1024 * 1024,
-  uploadBytes: 32 * 1024 * 1024,
-  restoreBytes: 32 * 1024 * 1024,
+  uploadBytes: 16 * 1024 * 1024,
+  restoreBytes: 16 * 1024 * 1024,
   restoreReads: 4,
   restoreFiles: 8,
 };
@@ -152,6 +153,8 @@ export class SnapshotStore {
   index = new ChunkIndex();
   /** @internal */
   readonly packCache = new Map<string, Promise<Uint8Array>>();
+  /** The index objects `index` was read from, as listed; undefined once it holds more. */
+  private loadedIndexNames: string | undefined;
   /** What the pipeline of the last snapshot held (for tests of its bounds). */
   lastPipeline: PipelineGauge = newGauge();
   /** What the reader of the last restore held. */
@@ -247,15 +250,20 @@ export class SnapshotStore {
     for (let attempt = 0; ; attempt++) {
       const index = new ChunkIndex();
       try {
-        for await (const o of this.deps.objects.list(INDEX_PREFIX)) {
-          index.merge(decodeIndex(this.keys, await this.deps.objects.get(o.key), o.key));
-        }
+        const keys: string[] = [];
+        for await (const o of this.deps.objects.list(INDEX_PREFIX)) keys.push(o.key);
+        // An index is named by the SHA-256 of its bytes: the same names are the same index,
+        // so a snapshot right after the store was opened does not read them all again.
+        const names = keys.join('\n');
+        if (names === this.loadedIndexNames) return;
+        for (const key of keys) index.merge(decodeIndex(this.keys, await this.deps.objects.get(key), key));
+        this.index = index;
+        this.loadedIndexNames = names;
+        return;
       } catch (e) {
         if (e instanceof NotFoundError && attempt < 5) continue;
         throw e;
       }
-      this.index = index;
-      return;
     }
   }
 
@@ -526,6 +534,7 @@ export class SnapshotStore {
       stats.storedBytes += index.bytes.length;
       indexKeys.push(index.key);
       for (const p of packs) this.index.merge({ packs: [p] });
+      this.loadedIndexNames = undefined;
     }
 
     entries.sort((a, b) => comparePaths(a.path, b.path));
