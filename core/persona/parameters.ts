@@ -13,6 +13,7 @@ import { InvalidInputError, type Issue } from '../errors.js';
 // The digest the ingress executor writes in the table's comment: how the host's table is compared.
 import { NO_TC } from '../orchestrator/executors/bandwidth.js';
 import { ingressDigest as ingressDigestOf } from '../orchestrator/executors/ingress.js';
+import { COLLECTIONS } from '../profile/collections.js';
 import type {
   CgroupLimit as CgroupLimitSchema,
   Package,
@@ -332,12 +333,14 @@ export function planSwitch(
         ? { ...(now ?? { name, manager: options.packageManager }), version }
         : defaults.packages[name];
     if (wanted === undefined || same(now, wanted)) continue;
+    // A package Change is keyed as the Delta keys packages: manager and name.
+    const key = COLLECTIONS.packages.key((wanted ?? now) as Package);
     if (now === null && wanted !== null)
-      changes.push(change('package.install', 'packages', name, null, wanted));
+      changes.push(change('package.install', 'packages', key, null, wanted));
     else if (now !== null && wanted === null)
-      changes.push(change('package.remove', 'packages', name, now, null));
+      changes.push(change('package.remove', 'packages', key, now, null));
     else if (now !== null && wanted !== null && now.version !== wanted.version)
-      changes.push(change('package.upgrade', 'packages', name, now, { ...now, version: wanted.version }));
+      changes.push(change('package.upgrade', 'packages', key, now, { ...now, version: wanted.version }));
   }
 
   // Persona's own firewall table.

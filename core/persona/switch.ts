@@ -635,9 +635,11 @@ export function readBack(plan: Pick<PlanDocument, 'delta'>, after: HostParameter
           );
         break;
       case 'packages': {
-        const now = after.packages[c.key] ?? null;
+        // Keyed manager:name in the Delta, by name in what the host reads.
+        const name = (c.to ?? c.from)?.name ?? c.key;
+        const now = after.packages[name] ?? null;
         if ((now?.version ?? null) !== (c.to?.version ?? null))
-          out.push(`package ${c.key} is at ${now?.version ?? 'none'}`);
+          out.push(`package ${name} is at ${now?.version ?? 'none'}`);
         break;
       }
       case 'ingress':

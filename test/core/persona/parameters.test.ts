@@ -85,6 +85,34 @@ describe('planSwitch', () => {
     ).not.toThrow();
   });
 
+  it('plans software versions as Changes keyed as the Delta keys packages, and back to the default as the host had them', () => {
+    const tools = params({
+      packages: [
+        { name: 'nginx', version: '1.24.0-2' },
+        { name: 'tree', version: '2.1.0-1' },
+      ],
+    });
+    const plan = planSwitch(HOST, EMPTY_DEFAULTS, NOTHING_APPLIED, tools, CLOUD);
+    expect(kinds(plan)).toEqual(['package.upgrade apt:nginx', 'package.install apt:tree']);
+    expect(plan.changes[0]?.to).toEqual({ name: 'nginx', version: '1.24.0-2', manager: 'apt' });
+    const delta = (changes: typeof plan.changes) =>
+      Delta.parse({ from: { name: 'a' }, to: { name: 'b' }, changes, summary: summarize(changes) });
+    expect(() => delta(plan.changes)).not.toThrow();
+    // Back: nginx to the version the host had, tree out again.
+    const defaults = extendDefaults(EMPTY_DEFAULTS, tools, HOST, NOTHING_APPLIED);
+    const switched: HostParameters = {
+      ...HOST,
+      packages: {
+        nginx: { name: 'nginx', version: '1.24.0-2', manager: 'apt' },
+        tree: { name: 'tree', version: '2.1.0-1', manager: 'apt' },
+      },
+    };
+    const back = planSwitch(switched, defaults, NOTHING_APPLIED, null, CLOUD);
+    expect(kinds(back)).toEqual(['package.upgrade apt:nginx', 'package.remove apt:tree']);
+    expect(back.changes[0]?.to).toMatchObject({ version: '1.22.1-9' });
+    expect(() => delta(back.changes)).not.toThrow();
+  });
+
   it('does not resize between two personas of one size (nested windows do not stop and start the instance)', () => {
     const first = planSwitch(HOST, EMPTY_DEFAULTS, NOTHING_APPLIED, day, CLOUD);
     const peak = params({ sysctl: { 'vm.swappiness': '1' }, instance: { size: 'm6i.xlarge' } });

@@ -5,6 +5,7 @@
 // of the apply roll back what was applied; hostile parameters are refused before anything
 // changes. One host for the file.
 import { randomUUID } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import {
   DescribeInstancesCommand,
   EC2Client,
@@ -33,6 +34,8 @@ import {
 } from '../../../core/persona/switch.js';
 import { Ec2Platform, OPERATION_TAG } from '../../../core/platform/ec2.js';
 import type { Profile } from '../../../core/profile/schema.js';
+import { parseMadison } from '../../../core/resolver/apt.js';
+import { LocalTransport } from '../../../core/transport/local.js';
 import type { Transport } from '../../../core/transport/transport.js';
 import { personaSwitchDeps } from '../../../functions/shared/persona-switch.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
@@ -188,6 +191,54 @@ describe('a persona switch on a test host', () => {
     );
     expect(touched.map((c) => `${c.kind} ${c.key}`)).toEqual([]);
   }, 240_000);
+});
+
+describe('a persona switch with software versions', () => {
+  // Small, depends on libc6 alone, not in the test hosts' base image; the host reaches no
+  // repository: the version comes from Persona's package store, filled from the control side.
+  const PACKAGE = 'tree';
+  const installed = async () => (await host.exec(`dpkg-query -W -f='\${Version}' -- ${PACKAGE}`)).stdout;
+
+  async function controlVersion(): Promise<string> {
+    const control = new LocalTransport();
+    if (readdirSync('/var/lib/apt/lists').every((f) => !f.includes('_Packages'))) {
+      const update = await control.run('apt-get update -q', { timeoutMs: 300_000 });
+      expect(update.exitCode, `the control side has no package lists: ${update.stderr}`).toBe(0);
+    }
+    const found = parseMadison((await control.run(`apt-cache madison -- ${PACKAGE}`)).stdout)[0];
+    if (!found) throw new Error(`the control side's apt knows no version of ${PACKAGE}`);
+    return found.version;
+  }
+
+  it('installs the version a persona names on a host with no route out, and back to the default removes it', async () => {
+    const version = await controlVersion();
+    expect(await installed()).toBe('');
+    const before = await capture();
+    const tools = persona('tools', { packages: [{ name: PACKAGE, version }] });
+    const { op } = await runSwitch({ host: NAME, to: { name: 'tools', version: 1 }, persona: tools });
+    expect(op.status, JSON.stringify(op.error)).toBe('SUCCEEDED');
+    expect(await installed()).toBe(version);
+    expect((await host.exec(`${PACKAGE} --version`)).exitCode).toBe(0);
+
+    const back = await runSwitch({ host: NAME, to: null, persona: null });
+    expect(back.op.status, JSON.stringify(back.op.error)).toBe('SUCCEEDED');
+    expect(await installed()).toBe('');
+    const touched = diff(before, await capture()).changes.filter((c) => c.section === 'packages');
+    expect(touched.map((c) => `${c.kind} ${c.key}`)).toEqual([]);
+  }, 300_000);
+
+  it('ends without changing the host when no source has the version a persona names', async () => {
+    const before = await capture();
+    const missing = persona('missing', { packages: [{ name: PACKAGE, version: '0.0.1-persona-none' }] });
+    const { op } = await runSwitch({ host: NAME, to: { name: 'missing', version: 1 }, persona: missing });
+    expect(['FAILED', 'ROLLED_BACK']).toContain(op.status);
+    expect(op.error?.message).toContain(PACKAGE);
+    expect(await installed()).toBe('');
+    const touched = diff(before, await capture()).changes.filter(
+      (c) => c.section === 'packages' || c.section === 'sysctl' || c.section === 'files',
+    );
+    expect(touched.map((c) => `${c.kind} ${c.key}`)).toEqual([]);
+  }, 300_000);
 });
 
 describe('a persona switch that fails', () => {
