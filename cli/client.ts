@@ -2,7 +2,14 @@
 // API Gateway (whose methods use IAM authorisation). Every attempt has a time-out; throttling
 // and server failures are retried with a bounded, jittered exponential back-off when the
 // request can be sent twice without doing its work twice.
-import { ApiError, type GatewayFault, type Problem, TimedOutError, UnreachableError } from './errors.js';
+import {
+  ApiError,
+  CredentialsError,
+  type GatewayFault,
+  type Problem,
+  TimedOutError,
+  UnreachableError,
+} from './errors.js';
 import { signingRegion } from './region.js';
 
 export interface ClientOptions {
@@ -111,7 +118,14 @@ export class PersonaClient {
     for (let attempt = 0; ; attempt++) {
       const left = retryable && attempt < this.retries;
       // Signed again for every attempt: a signature is only good for a few minutes.
-      const sent = sign ? await sign() : headers;
+      let sent = headers;
+      if (sign) {
+        try {
+          sent = await sign();
+        } catch (cause) {
+          throw new CredentialsError(url.host, cause);
+        }
+      }
       let res: globalThis.Response;
       let text: string;
       try {

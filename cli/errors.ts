@@ -100,6 +100,17 @@ export class UnreachableError extends Error {
   }
 }
 
+/** A request to be signed, and no AWS credentials to sign it with. */
+export class CredentialsError extends Error {
+  constructor(host: string, cause: unknown) {
+    super(
+      `cannot sign the request to ${host}: ${(cause as Error)?.message ?? cause} (set AWS_PROFILE, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or sign in with aws sso login)`,
+      { cause },
+    );
+    this.name = 'CredentialsError';
+  }
+}
+
 /** The endpoint took the request and gave no answer in time. */
 export class TimedOutError extends Error {
   constructor(endpoint: string, method: string, path: string, seconds: number) {
@@ -114,6 +125,7 @@ export function exitCodeOf(error: unknown): number {
   if (isPersonaError(error)) return BY_CODE[error.code];
   if (error instanceof UnreachableError) return EXIT.UNAVAILABLE;
   if (error instanceof TimedOutError) return EXIT.TIMED_OUT;
+  if (error instanceof CredentialsError) return EXIT.UNAUTHORIZED;
   if (error instanceof ApiError) {
     const code = error.problem.code as ErrorCode | undefined;
     if (!error.gateway && code && code in BY_CODE) return BY_CODE[code];

@@ -195,6 +195,18 @@ describe('signing for the region of the endpoint', () => {
     expect(scopeOf(received[1])).toBe('eu-north-1');
   });
 
+  it('refuses to send a request it cannot sign, naming where credentials come from, and exits 8', async () => {
+    const r = await persona(['--endpoint', stage(), 'profiles', 'list'], {
+      AWS_ACCESS_KEY_ID: '',
+      AWS_SECRET_ACCESS_KEY: '',
+    });
+    expect(r.code).toBe(8);
+    expect(r.stderr).toMatch(
+      /^error: cannot sign the request to a1b2c3d4e5\.execute-api\.eu-west-1\.amazonaws\.com:\d+: .+ \(set AWS_PROFILE/,
+    );
+    expect(received).toHaveLength(0);
+  });
+
   it('reads the region from the host name alone (unit)', () => {
     const env = { AWS_REGION: 'us-east-1', AWS_CONFIG_FILE: '/nonexistent' };
     expect(regionOf(new URL('https://abc123.execute-api.eu-west-1.amazonaws.com/v1'))).toBe('eu-west-1');
