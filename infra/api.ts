@@ -6,6 +6,13 @@ import type * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
+import {
+  GATEWAY_RESPONSES,
+  type GatewayResponseType,
+  PROBLEM_MEDIA_TYPE,
+  problemTitle,
+  problemType,
+} from '../core/api/problems.js';
 import type { HandlerName, Route } from '../core/api/routes.js';
 import { ROUTES } from '../core/api/routes.js';
 import { AGENTS_TABLE } from '../core/storage/definitions.js';
@@ -98,6 +105,17 @@ export class PersonaApi extends Construct {
         throttlingBurstLimit: throttling.burstLimit,
       },
     });
+
+    // API Gateway's own refusals (a signature it rejects, throttling, a function that timed out)
+    // answer the problem documents the functions answer, with the response type as their code;
+    // the message API Gateway words stays in `detail` and `message`, x-amzn-ErrorType as it is.
+    for (const [type, status] of Object.entries(GATEWAY_RESPONSES) as [GatewayResponseType, number][]) {
+      this.restApi.addGatewayResponse(`Gateway${pascalCase(type.toLowerCase())}`, {
+        type: apigw.ResponseType.of(type),
+        responseHeaders: { 'Content-Type': `'${PROBLEM_MEDIA_TYPE}'` },
+        templates: { 'application/json': gatewayProblemTemplate(type, status) },
+      });
+    }
 
     // API Gateway would create this group itself, without retention, on the first logged call.
     const executionLogs = new logs.LogGroup(this, 'ExecutionLogs', {
@@ -245,6 +263,22 @@ function pathParameters(route: Route): Record<string, boolean> {
     parameters[`method.request.path.${match[1]}`] = true;
   }
   return parameters;
+}
+
+/**
+ * The body of a gateway response: a problem (core/api/problems.ts) filled by API Gateway.
+ * `messageString` is the message already quoted as a JSON string, so no message can break out.
+ */
+export function gatewayProblemTemplate(type: GatewayResponseType, status: number): string {
+  return JSON.stringify({
+    type: problemType(type),
+    title: problemTitle(status),
+    status,
+    detail: '@MESSAGE@',
+    code: type,
+    message: '@MESSAGE@',
+    requestId: '$context.requestId',
+  }).replaceAll('"@MESSAGE@"', '$context.error.messageString');
 }
 
 export function pascalCase(name: string): string {
