@@ -13,6 +13,7 @@ import {
   useAssignments,
   useMetricsEvaluation,
 } from '../../functions/shared/runtime.js';
+import { lambdaContext } from '../../local/http.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
 
 let api: TestPersona;
@@ -246,7 +247,7 @@ describe('the agent authoriser (API Gateway REQUEST)', () => {
   it('allows the method it was asked for, with the agent’s host in the context', async () => {
     const { main } = await import('../../functions/authorizers/agent/handler.js');
     const { id, token } = await agentCredentials().issue('web-9', new Date());
-    const result = await main(event(`Bearer ${token}`));
+    const result = await main(event(`Bearer ${token}`), lambdaContext('agent-authoriser', 'allow'));
     expect(result).toEqual({
       principalId: `agent:${id}`,
       policyDocument: {
@@ -268,7 +269,9 @@ describe('the agent authoriser (API Gateway REQUEST)', () => {
     const { token } = await agentCredentials().issue('web-10', new Date());
     await agentCredentials().revoke('web-10', new Date());
     for (const header of [undefined, 'Bearer nope', `Bearer ${token}`]) {
-      await expect(main(event(header))).rejects.toThrow(/^Unauthorized$/);
+      await expect(main(event(header), lambdaContext('agent-authoriser', 'deny'))).rejects.toThrow(
+        /^Unauthorized$/,
+      );
     }
   });
 });

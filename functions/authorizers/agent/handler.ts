@@ -3,21 +3,22 @@
 // in the context for the handler to check against the host it acts for. Anything else is
 // API Gateway's 401. Results are not cached (the API sets a time to live of 0), so a
 // revocation holds from the next request.
-import { Logger } from '@aws-lambda-powertools/logger';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
+import middy from '@middy/core';
 import type { APIGatewayAuthorizerResult, APIGatewayRequestAuthorizerEvent } from 'aws-lambda';
 import { isPersonaError } from '../../../core/errors.js';
 import { authenticateAgent, DynamoAgentCredentials } from '../../../core/persona/agent/credentials.js';
 import { AGENTS_TABLE } from '../../../core/storage/definitions.js';
+import { logger, observability, traced } from '../../shared/observability.js';
 
 // Its own few clients rather than functions/shared/runtime.ts: the authoriser runs before
-// every agent request, so its bundle holds the credential check and nothing else.
-const logger = new Logger({ serviceName: 'persona' });
+// every agent request, so its bundle holds the credential check and nothing else (and the
+// observability every function has).
 const tableName = process.env[AGENTS_TABLE.env];
 if (!tableName) throw new Error(`environment variable ${AGENTS_TABLE.env} is not set`);
 const credentials = new DynamoAgentCredentials(
-  DynamoDBDocumentClient.from(new DynamoDBClient({})),
+  DynamoDBDocumentClient.from(traced(new DynamoDBClient({}))),
   tableName,
 );
 
@@ -28,7 +29,7 @@ function authorization(event: APIGatewayRequestAuthorizerEvent): string | undefi
   return undefined;
 }
 
-export const main = async (event: APIGatewayRequestAuthorizerEvent): Promise<APIGatewayAuthorizerResult> => {
+const authorize = async (event: APIGatewayRequestAuthorizerEvent): Promise<APIGatewayAuthorizerResult> => {
   try {
     const agent = await authenticateAgent(credentials, authorization(event), new Date());
     return {
@@ -45,3 +46,5 @@ export const main = async (event: APIGatewayRequestAuthorizerEvent): Promise<API
     throw new Error('Unauthorized');
   }
 };
+
+export const main = middy(authorize).use(observability());
