@@ -3,7 +3,7 @@
 // after it) ends FAILED with the reason, unless the workflow ended it already.
 import { MetricUnit } from '@aws-lambda-powertools/metrics';
 import middy from '@middy/core';
-import { z } from 'zod';
+import * as z from 'zod';
 import {
   ABANDONED_METRIC,
   type AbandonedOutcome,
