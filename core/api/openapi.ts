@@ -249,6 +249,35 @@ export function operation(route: Route) {
   };
 }
 
+/** The `#/components/schemas/<id>` ids a value refers to, at any depth. */
+function schemaRefs(node: unknown, out: Set<string>): Set<string> {
+  if (Array.isArray(node)) for (const n of node) schemaRefs(n, out);
+  else if (node !== null && typeof node === 'object') {
+    for (const [k, v] of Object.entries(node)) {
+      if (k === '$ref' && typeof v === 'string' && v.startsWith('#/components/schemas/'))
+        out.add(v.slice('#/components/schemas/'.length));
+      else schemaRefs(v, out);
+    }
+  }
+  return out;
+}
+
+/**
+ * The schemas the operations use, and those they use in turn: the registry also holds schemas of
+ * files no route takes (a target profile of the morph catalogue), which would be dead weight here.
+ */
+function reachable(all: Record<string, unknown>, roots: unknown): Record<string, unknown> {
+  const seen = new Set<string>();
+  let next = [...schemaRefs(roots, new Set())];
+  while (next.length > 0) {
+    const id = next.pop() as string;
+    if (seen.has(id) || !(id in all)) continue;
+    seen.add(id);
+    next = [...next, ...schemaRefs(all[id], new Set())];
+  }
+  return Object.fromEntries(Object.entries(all).filter(([id]) => seen.has(id)));
+}
+
 export function openApiDocument(): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of ROUTES as readonly Route[]) {
@@ -289,7 +318,7 @@ export function openApiDocument(): Record<string, unknown> {
     tags,
     paths,
     components: {
-      schemas: components(),
+      schemas: reachable(components(), [paths, problemComponents()]),
       responses: problemComponents(),
       headers: HEADERS,
       securitySchemes: {
