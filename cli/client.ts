@@ -2,6 +2,8 @@
 // API Gateway (whose methods use IAM authorisation). Every attempt has a time-out; throttling
 // and server failures are retried with a bounded, jittered exponential back-off when the
 // request can be sent twice without doing its work twice.
+
+import { ERROR_CODES } from '../core/errors.js';
 import {
   ApiError,
   CredentialsError,
@@ -54,17 +56,29 @@ function retryAfterMs(value: string | null): number | undefined {
   return Number.isNaN(at) ? undefined : Math.max(0, at - Date.now());
 }
 
-/** API Gateway's own error: `{"message": …}` with `x-amzn-ErrorType`, never a problem's `code`. */
+const PERSONA_CODES = new Set<string>([...ERROR_CODES, 'INTERNAL']);
+const text = (v: unknown) => (typeof v === 'string' ? v : undefined);
+
+/**
+ * API Gateway's own error, not a function's: `x-amzn-ErrorType` and a `message`, either as its
+ * default `{"message": …}` or as the stage's problem document (infra/api.ts), whose `code` is the
+ * gateway response type (ACCESS_DENIED, THROTTLED, …) and never one of Persona's codes.
+ */
 function gatewayFault(res: globalThis.Response, parsed: unknown): GatewayFault | undefined {
-  const type = res.headers.get('x-amzn-errortype')?.split(':')[0];
+  const header = res.headers.get('x-amzn-errortype')?.split(':')[0];
   const body = parsed !== null && typeof parsed === 'object' ? (parsed as Record<string, unknown>) : {};
-  if (typeof body.code === 'string') return undefined;
-  const message = body.message ?? body.Message;
-  if (type === undefined && typeof message !== 'string') return undefined;
+  const code = text(body.code);
+  if (code !== undefined && PERSONA_CODES.has(code)) return undefined;
+  const message = text(body.message) ?? text(body.Message);
+  if (header === undefined && message === undefined) return undefined;
   return {
-    type,
-    message: typeof message === 'string' ? message : `HTTP ${res.status}`,
-    requestId: res.headers.get('x-amzn-requestid') ?? res.headers.get('x-amz-apigw-id') ?? undefined,
+    type: header ?? code,
+    message: message ?? text(body.detail) ?? `HTTP ${res.status}`,
+    requestId:
+      res.headers.get('x-amzn-requestid') ??
+      text(body.requestId) ??
+      res.headers.get('x-amz-apigw-id') ??
+      undefined,
   };
 }
 

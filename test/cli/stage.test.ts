@@ -253,6 +253,36 @@ describe("API Gateway's own errors", () => {
     expect(received).toHaveLength(1);
   });
 
+  it("reads the stage's gateway responses, problem documents whose code is the response type, as API Gateway's own", async () => {
+    const problem = (code: string, status: number, message: string) => ({
+      type: `urn:persona:problem:${code.toLowerCase()}`,
+      title: 'Forbidden',
+      status,
+      detail: message,
+      code,
+      message,
+      requestId: 'req-0001',
+    });
+    script = [
+      {
+        status: 403,
+        headers: { 'x-amzn-errortype': 'MissingAuthenticationTokenException' },
+        body: problem('MISSING_AUTHENTICATION_TOKEN', 403, 'Missing Authentication Token'),
+      },
+      { status: 429, body: problem('THROTTLED', 429, 'Too Many Requests') },
+    ];
+    const missing = await persona(['--endpoint', stage(), 'profiles', 'list']);
+    expect(missing.code).toBe(8);
+    expect(missing.stderr).toContain(
+      'error: API Gateway answered 403 MissingAuthenticationTokenException: Missing Authentication Token (request id req-0001)',
+    );
+    const throttled = await persona(['--endpoint', stage(), '--retries', '0', 'profiles', 'list']);
+    expect(throttled.code).toBe(6);
+    expect(throttled.stderr).toContain(
+      'error: API Gateway answered 429 THROTTLED: Too Many Requests (request id req-0001)',
+    );
+  });
+
   it('prints the gateway error as a document on standard error with -o json', async () => {
     script = [
       {
