@@ -80,6 +80,20 @@ describe('start-up', () => {
       expect(inputs).not.toContain(`cli/${other}.ts`);
   });
 
+  it('talks to the API for `hosts list` without loading ssh2 or the AWS SDK (loaded by `capture` alone)', async () => {
+    const { run: r, inputs } = await loadedInputs([
+      '--endpoint',
+      'http://127.0.0.1:1',
+      '--retries',
+      '0',
+      'hosts',
+      'list',
+    ]);
+    expect(r.code).toBe(6);
+    expect(inputs).toContain('cli/capture.ts');
+    expect(inputs.filter((i) => HEAVY.test(i))).toEqual([]);
+  });
+
   it('lists every command in --help without loading them, and `help COMMAND` loads that one', async () => {
     const help = await loadedInputs(['--help']);
     expect(help.run.code).toBe(0);
