@@ -17,6 +17,7 @@ import type { HandlerName, Route } from '../core/api/routes.js';
 import { ROUTES } from '../core/api/routes.js';
 import { AGENTS_TABLE } from '../core/storage/definitions.js';
 import { type PersonaFunctionProps, personaFunction } from './function.js';
+import { TARGET_READERS, targetFiles } from './morph.js';
 import { API_HANDLER_GRANTS } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
 
@@ -159,6 +160,8 @@ export class PersonaApi extends Construct {
       // Installing a host's agent reaches the host (SSH or SSM) and sends it the agent script,
       // which the bundle carries beside the code; it takes API Gateway's whole 29 s.
       const reachesHosts = route.handler === 'install-agent' || route.handler === 'revoke-agent';
+      // Recommending and starting a morph read the target profiles, bundled beside the code.
+      const readsTargets = (TARGET_READERS as readonly string[]).includes(route.handler);
       const fn =
         functions[route.handler] ??
         this.function(route.handler, {
@@ -174,6 +177,14 @@ export class PersonaApi extends Construct {
                 afterBundling: (inputDir: string, outputDir: string) => [
                   `cp ${path.join(inputDir, 'core', 'persona', 'agent', 'persona-agent.sh')} ${path.join(outputDir, 'persona-agent.sh')}`,
                 ],
+              }
+            : {}),
+          ...(readsTargets
+            ? {
+                afterBundling: (inputDir: string, outputDir: string) =>
+                  targetFiles(projectRoot).map(
+                    (f) => `cp ${path.join(inputDir, f.from)} ${path.join(outputDir, f.to)}`,
+                  ),
               }
             : {}),
         });

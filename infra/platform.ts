@@ -14,6 +14,7 @@ import {
   type PersonaMonitoringProps,
   workflowsAndFunctions,
 } from './monitoring.js';
+import { PersonaMorph } from './morph.js';
 import { PersonaTriggers } from './personas.js';
 import { PersonaStorage } from './storage.js';
 import { tagApplication } from './tags.js';
@@ -105,6 +106,8 @@ export class PersonaPlatform extends Construct {
   readonly storage: PersonaStorage;
   readonly api: PersonaApi;
   readonly workflows: PersonaWorkflows;
+  /** The morph workflow: its task, its state machine, and the route that starts it. */
+  readonly morph: PersonaMorph;
   /** The persona triggers; undefined when `personaTriggers` is off. */
   readonly personaTriggers: PersonaTriggers | undefined;
   /** Fails the operations whose workflow stopped without ending them: a rule and a sweeper. */
@@ -154,6 +157,15 @@ export class PersonaPlatform extends Construct {
     // Evaluation starts the switches it decides, wherever it runs.
     this.workflows.allowStart(this.api.functions['post-signal'], 'persona-switch');
     this.workflows.allowStart(this.api.functions['post-metrics'], 'persona-switch');
+    // Morphs have their own task and state machine; POST /hosts/{host}/morph starts them.
+    this.morph = new PersonaMorph(this, 'Morph', {
+      storage: this.storage,
+      workflows: this.workflows,
+      api: this.api,
+      logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
+      logRemovalPolicy: removalPolicy,
+      ...(props.captureVpc ? { vpc: { vpc: props.captureVpc } } : {}),
+    });
     if (props.personaTriggers ?? true) {
       this.personaTriggers = new PersonaTriggers(this, 'PersonaTriggers', {
         storage: this.storage,

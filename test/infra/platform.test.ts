@@ -117,6 +117,14 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
     objects: { 'operations/': 'put' },
   },
   'get-host-persona': { tables: { Hosts: 'read', HostPersonas: 'read' } },
+  'get-host-recommendation': {
+    tables: { Hosts: 'read', Profiles: 'read' },
+    objects: { 'profiles/': 'read' },
+  },
+  'start-morph': {
+    tables: { Hosts: 'read', Profiles: 'read', Operations: 'read-write' },
+    objects: { 'profiles/': 'read', 'operations/': 'put' },
+  },
   'get-host-forecast': { tables: { Hosts: 'read', Personas: 'read', Metrics: 'read' } },
   // The agent's side: its assignment, its reports, and the credentials installing it issues.
   'get-agent-assignment': { tables: { HostPersonas: 'read', Personas: 'read' } },
@@ -178,6 +186,25 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
     // Baseline and Verify capture the host: the same data key as the capture task.
     keyActions: ['kms:GenerateDataKey'],
   },
+  'morph task': {
+    // What the clone task reaches; Record writes the host's new Profile version.
+    tables: {
+      Hosts: 'read-write',
+      Operations: 'read-write',
+      Profiles: 'read-write',
+      Snapshots: 'read-write',
+      Locks: 'read-write',
+      Journal: 'read-write',
+      Inventory: 'read-write',
+    },
+    objects: {
+      'profiles/': 'read-put',
+      'snapshots/': 'read-put',
+      'operations/': 'read-put',
+      'packages/': 'read-put',
+    },
+    keyActions: ['kms:GenerateDataKey'],
+  },
   'fail-operation task': { tables: { Operations: 'read-write' } },
   // Evaluation (POST /signals, POST /metrics after storing, the triggers' function) reads what
   // criteria read, writes host state and signals, and records the switch it starts.
@@ -228,6 +255,7 @@ function functionsOf({ stack }: Synthesized): Record<string, IConstruct & { role
     'capture task': stack.platform.workflows.captureFunction,
     'clone task': stack.platform.workflows.cloneFunction,
     'persona-switch task': stack.platform.workflows.personaSwitchFunction,
+    'morph task': stack.platform.morph.morphFunction,
     'fail-operation task': stack.platform.workflows.failOperationFunction,
     ...(stack.platform.api.agentAuthorizerFunction
       ? { 'agent authoriser': stack.platform.api.agentAuthorizerFunction }
@@ -632,6 +660,7 @@ describe('PersonaStack', () => {
         capture: workflows.captureFunction,
         clone: workflows.cloneFunction,
         'persona-switch': workflows.personaSwitchFunction,
+        morph: synthesized.stack.platform.morph.morphFunction,
         'fail-operation': workflows.failOperationFunction,
       };
     };
@@ -641,6 +670,7 @@ describe('PersonaStack', () => {
         capture: logicalId(workflows.capture),
         clone: logicalId(workflows.clone),
         'persona-switch': logicalId(workflows.personaSwitch),
+        morph: logicalId(synthesized.stack.platform.morph.stateMachine),
       } as const;
     };
 
@@ -684,6 +714,10 @@ describe('PersonaStack', () => {
         [workflows.clone, [workflows.cloneFunction, workflows.failOperationFunction]],
         [workflows.capture, [workflows.captureFunction, workflows.failOperationFunction]],
         [workflows.personaSwitch, [workflows.personaSwitchFunction, workflows.failOperationFunction]],
+        [
+          synthesized.stack.platform.morph.stateMachine,
+          [synthesized.stack.platform.morph.morphFunction, workflows.failOperationFunction],
+        ],
       ] as const) {
         const invokes = [...grantsOf(synthesized, machine)].filter((p) => p.startsWith('lambda:'));
         expect(invokes.sort()).toEqual(
@@ -699,10 +733,11 @@ describe('PersonaStack', () => {
 
     it('lets start-capture start only captures and start-clone only clones, and no other function start either', () => {
       const functions = template.findResources('AWS::Lambda::Function');
-      const { capture, clone, 'persona-switch': personaSwitch } = machines();
+      const { capture, clone, 'persona-switch': personaSwitch, morph } = machines();
       const expected: Record<string, string[]> = {
         'start-capture': [`states:StartExecution <${capture}>`],
         'start-clone': [`states:StartExecution <${clone}>`],
+        'start-morph': [`states:StartExecution <${morph}>`],
         // Evaluation starts the switches it decides.
         'post-signal': [`states:StartExecution <${personaSwitch}>`],
         'post-metrics': [`states:StartExecution <${personaSwitch}>`],
@@ -710,6 +745,11 @@ describe('PersonaStack', () => {
         'persona-sample': [`states:StartExecution <${personaSwitch}>`],
         // A manual activation starts the switch that applies it.
         'activate-persona': [`states:StartExecution <${personaSwitch}>`],
+        // The sweeper looks an operation's execution up in each workflow, and starts none.
+        'operation-sweeper': Object.values(machines()).map(
+          (m) =>
+            `states:DescribeExecution arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${m}>:*`,
+        ),
       };
       for (const [name, fn] of Object.entries(functionsOf(synthesized))) {
         const states = [...grantsOf(synthesized, fn)].filter((p) => p.startsWith('states:'));
@@ -922,6 +962,7 @@ describe('PersonaStack', () => {
         workflows.captureFunction,
         workflows.cloneFunction,
         workflows.personaSwitchFunction,
+        synthesized.stack.platform.morph.morphFunction,
         api['install-agent'],
         api['revoke-agent'],
         synthesized.stack.platform.personaTriggers?.sampleFunction as IConstruct & { role?: IConstruct },
@@ -1065,6 +1106,7 @@ describe('PersonaPlatform props', () => {
       workflows.captureFunction,
       workflows.cloneFunction,
       workflows.personaSwitchFunction,
+      synthesized.stack.platform.morph.morphFunction,
       api.functions['install-agent'],
       api.functions['revoke-agent'],
       synthesized.stack.platform.personaTriggers?.sampleFunction as IConstruct & { role?: IConstruct },
@@ -1108,6 +1150,7 @@ describe('PersonaPlatform props', () => {
       workflows.captureFunction,
       workflows.cloneFunction,
       workflows.personaSwitchFunction,
+      synthesized.stack.platform.morph.morphFunction,
       // An agent is installed over the same SSH or SSM as a capture.
       api.functions['install-agent'],
       api.functions['revoke-agent'],
