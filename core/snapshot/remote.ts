@@ -98,6 +98,8 @@ const TYPE_NAME: Readonly<Record<string, string>> = {
 // ustar's octal fields hold at most 7 digits; beyond that the id goes in the pax header only.
 const USTAR_ID_MAX = 0o7777777;
 const ZEROS = Buffer.alloc(64 * 1024);
+/** What the stream gathers before it writes to the Transport (see restoreToHost). */
+const STREAM_WRITE_BYTES = 256 * 1024;
 
 /** `./path`, so that no name can be read as an option by find, xargs or sha256sum. */
 const dotted = (path: string) => `./${path}`;
@@ -328,11 +330,27 @@ export async function restoreToHost(
   // tar writes nothing on standard output here; it is drained so the channel never stalls.
   handle.stdout.resume();
   const pack = tar.pack();
+  // tar-stream gives a 512-byte header, the content's chunks and a padding block per file: sent
+  // as they come, each would be an SSH packet and a socket write of its own. Gathered into
+  // writes of STREAM_WRITE_BYTES, a tree of small files crosses in full packets.
   const counted = (async function* () {
+    let held: Uint8Array[] = [];
+    let heldBytes = 0;
     for await (const piece of pack as unknown as AsyncIterable<Uint8Array>) {
       sentBytes += piece.length;
-      yield piece;
+      if (heldBytes === 0 && piece.length >= STREAM_WRITE_BYTES) {
+        yield piece;
+        continue;
+      }
+      held.push(piece);
+      heldBytes += piece.length;
+      if (heldBytes >= STREAM_WRITE_BYTES) {
+        yield Buffer.concat(held, heldBytes);
+        held = [];
+        heldBytes = 0;
+      }
     }
+    if (heldBytes > 0) yield Buffer.concat(held, heldBytes);
   })();
   const sending = pipeline(counted, handle.stdin as Writable);
   let streamError: unknown;
