@@ -7,6 +7,7 @@ import * as z from 'zod';
 import { CloneRequest } from '../clone/request.js';
 import { Delta } from '../delta/changes.js';
 import { HostRegistration } from '../host/schema.js';
+import { IDEMPOTENCY_KEY_TTL_SECONDS } from '../operation/idempotency.js';
 import { Operation } from '../operation/schema.js';
 import { AgentAssignment, AgentReport } from '../persona/agent/assignment.js';
 import { MetricReport, Signal } from '../persona/schema.js';
@@ -97,7 +98,7 @@ function headerParameters(route: Route) {
       name: 'Idempotency-Key',
       in: 'header',
       required: false,
-      description: `${route.idempotencyKey}. The same key with the same request answers the first request's result; with another route, host or body it is refused (422). Keys expire after 24 hours.`,
+      description: `${route.idempotencyKey}. The same key with the same request answers the first request's result; with another route, host or body it is refused (422). Keys expire after ${IDEMPOTENCY_KEY_TTL_SECONDS / 3600} hours.`,
       schema: parameterSchema(schemas.IdempotencyKeyHeader, 'input').schema,
     });
   }
