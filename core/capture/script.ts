@@ -285,10 +285,11 @@ f_sample() {
   mark "part disk"
   cat /proc/diskstats
   # The agent counts disks by the names /sys/block lists: the end reading is measured against
-  # the agent's the same way. Its file is one line of numbers, read as numbers only.
-  if [ "$1" = start ] && [ -f "$AGENT_SAMPLE" ] && [ -r "$AGENT_SAMPLE" ]; then
+  # the agent's the same way. Its file is one line of numbers: anything else, or a link (to
+  # whatever file), is not printed at all.
+  if [ "$1" = start ] && [ -f "$AGENT_SAMPLE" ] && [ ! -L "$AGENT_SAMPLE" ] && [ -r "$AGENT_SAMPLE" ]; then
     mark "part agent"
-    head -n 1 "$AGENT_SAMPLE" | cut -c -256
+    head -n 1 "$AGENT_SAMPLE" | cut -c -256 | grep -E '^[0-9][0-9. ]*$'
     mark "part blocks"
     ls /sys/block 2>/dev/null
   fi
