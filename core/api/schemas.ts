@@ -3,6 +3,7 @@
 import * as z from 'zod';
 import { HostRecord } from '../host/schema.js';
 import { WatchOverride } from '../morph/target.js';
+import { IDEMPOTENCY_KEY_PATTERN } from '../operation/idempotency.js';
 import { OPERATION_KINDS, OPERATION_STATUSES, Operation } from '../operation/schema.js';
 import { MetricName, Persona, PersonaMetadata } from '../persona/schema.js';
 import { PersonaHead, PersonaVersion } from '../persona/store.js';
@@ -280,7 +281,7 @@ export const ProblemSchema = z
 /** The Idempotency-Key header: what a client may choose (a UUID fits). */
 export const IdempotencyKeyHeader = z
   .string()
-  .regex(/^[A-Za-z0-9_-]{8,80}$/, 'expected 8 to 80 of [A-Za-z0-9_-]')
+  .regex(IDEMPOTENCY_KEY_PATTERN, 'expected 8 to 80 of [A-Za-z0-9_-]')
   .describe('8 to 80 letters, digits, "-" or "_"; a UUID fits');
 
 export const AgentInstallRequest = z
