@@ -16,7 +16,7 @@ import {
 import type { HandlerName, Route } from '../core/api/routes.js';
 import { ROUTES } from '../core/api/routes.js';
 import { AGENTS_TABLE } from '../core/storage/definitions.js';
-import { type PersonaFunctionProps, personaFunction } from './function.js';
+import { type FunctionSizings, type PersonaFunctionProps, personaFunction } from './function.js';
 import { TARGET_READERS, targetFiles } from './morph.js';
 import { API_HANDLER_GRANTS } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
@@ -61,6 +61,8 @@ export interface PersonaApiProps {
    * SSH: the workflows' VPC (PersonaPlatformProps.captureVpc). @default none
    */
   readonly hostsVpc?: NonNullable<PersonaFunctionProps['vpc']>;
+  /** Memory and time-outs of the agent routes' functions (`api` is memorySize and timeout). */
+  readonly sizing?: Pick<FunctionSizings, 'agentInstall' | 'agentAuthorizer'>;
   /**
    * Where `functions/api/<handler>/handler.ts` and `package-lock.json` live.
    * @default the root of this repository
@@ -143,6 +145,7 @@ export class PersonaApi extends Construct {
         logRemovalPolicy,
         memorySize: 256,
         timeout: Duration.seconds(5),
+        ...(props.sizing?.agentAuthorizer ? { sizing: props.sizing.agentAuthorizer } : {}),
         entry: path.join('functions', 'authorizers', 'agent', 'handler.ts'),
         description: 'Persona API: the agent authoriser (host agent credentials)',
       });
@@ -168,15 +171,14 @@ export class PersonaApi extends Construct {
           projectRoot,
           retention,
           logRemovalPolicy,
-          memorySize: props.memorySize ?? 512,
+          memorySize: reachesHosts ? 512 : (props.memorySize ?? 512),
           timeout: reachesHosts ? Duration.seconds(29) : (props.timeout ?? Duration.seconds(10)),
           ...(reachesHosts
             ? {
                 ...(props.hostsVpc ? { vpc: props.hostsVpc } : {}),
+                ...(props.sizing?.agentInstall ? { sizing: props.sizing.agentInstall } : {}),
                 externalModules: ['cpu-features', '*.node'],
-                afterBundling: (inputDir: string, outputDir: string) => [
-                  `cp ${path.join(inputDir, 'core', 'persona', 'agent', 'persona-agent.sh')} ${path.join(outputDir, 'persona-agent.sh')}`,
-                ],
+                files: [{ from: 'core/persona/agent/persona-agent.sh', to: 'persona-agent.sh' }],
               }
             : {}),
           ...(readsTargets
@@ -247,7 +249,8 @@ export class PersonaApi extends Construct {
       readonly memorySize: number;
       readonly timeout: Duration;
       readonly externalModules?: readonly string[];
-      readonly afterBundling?: (inputDir: string, outputDir: string) => string[];
+      readonly files?: NonNullable<PersonaFunctionProps['files']>;
+      readonly sizing?: NonNullable<PersonaFunctionProps['sizing']>;
       readonly vpc?: NonNullable<PersonaFunctionProps['vpc']>;
     },
   ): nodejs.NodejsFunction {

@@ -1,11 +1,60 @@
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import { Validations } from 'aws-cdk-lib';
+import { AssetHashType, DockerImage, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
-import type { Construct } from 'constructs';
+import type { Construct, IConstruct } from 'constructs';
+import { type BundleSpec, bundleName, bundleSync } from './bundling.js';
+
+/**
+ * Where the package build puts every function's prebuilt bundle (scripts/build-package.ts): a
+ * folder beside the packaged construct. In this repository it does not exist, and functions are
+ * bundled from source.
+ */
+export const PREBUILT_ROOT = fileURLToPath(new URL('../lambda/', import.meta.url));
+
+/** Memory and time-out of a function, where the platform's props override the defaults. */
+export interface FunctionSizing {
+  /** Megabytes, 128 to 10,240. */
+  readonly memorySize?: number;
+  readonly timeout?: Duration;
+}
+
+/**
+ * Sizing by group of functions (PersonaPlatformProps.functions); each group's defaults are in
+ * its description.
+ */
+export interface FunctionSizings {
+  /** Every API route's function but the two that reach hosts. @default 512 MB, 10 seconds */
+  readonly api?: FunctionSizing;
+  /** Installing and removing a host's agent (they reach the host). @default 512 MB, 29 seconds */
+  readonly agentInstall?: FunctionSizing;
+  /** The agent routes' authoriser. @default 256 MB, 5 seconds */
+  readonly agentAuthorizer?: FunctionSizing;
+  /** The capture task. @default 1024 MB, 14 minutes */
+  readonly capture?: FunctionSizing;
+  /** The clone task. @default 1024 MB, 15 minutes */
+  readonly clone?: FunctionSizing;
+  /** The persona-switch task. @default 1024 MB, 15 minutes */
+  readonly personaSwitch?: FunctionSizing;
+  /** The workflows' failure path. @default 256 MB, 30 seconds */
+  readonly failOperation?: FunctionSizing;
+  /** Persona evaluation at window edges and alarm changes. @default 512 MB, 5 minutes */
+  readonly personaEvaluate?: FunctionSizing;
+  /** Persona sampling, every minute. @default 512 MB, 55 seconds */
+  readonly personaSample?: FunctionSizing;
+}
+
+const BUNDLE_SPECS = new WeakMap<IConstruct, BundleSpec>();
+
+/** What the function's code is built from, for a function made by personaFunction. */
+export function bundleSpecOf(construct: IConstruct): BundleSpec | undefined {
+  return BUNDLE_SPECS.get(construct);
+}
 
 export interface PersonaFunctionProps {
   /** The handler file, relative to the project root. */
@@ -16,16 +65,19 @@ export interface PersonaFunctionProps {
   readonly logRemovalPolicy: RemovalPolicy;
   readonly memorySize: number;
   readonly timeout: Duration;
+  /** Overrides memorySize and timeout (PersonaPlatformProps.functions). */
+  readonly sizing?: FunctionSizing;
   /** Modules esbuild leaves out of the bundle (optional native add-ons that are never loaded). */
   readonly externalModules?: readonly string[];
   readonly vpc?: Pick<lambda.FunctionProps, 'vpc' | 'vpcSubnets' | 'securityGroups'>;
-  /** Commands run after bundling, in the bundle's folder: files the code reads beside itself. */
-  readonly afterBundling?: (inputDir: string, outputDir: string) => string[];
+  /** Files the code reads beside itself: project-relative source, name in the bundle's folder. */
+  readonly files?: BundleSpec['files'];
 }
 
 /**
  * A Persona Lambda function: Node.js 22 on arm64, bundled with esbuild (AWS SDK from the
- * runtime), JSON logs to its own log group, its own role, active tracing.
+ * runtime; prebuilt when the construct comes from the package), JSON logs to its own log group,
+ * its own role, active tracing.
  */
 export function personaFunction(
   scope: Construct,
@@ -56,16 +108,25 @@ export function personaFunction(
     );
   }
 
+  const spec: BundleSpec = {
+    entry: props.entry,
+    ...(props.externalModules ? { externalModules: props.externalModules } : {}),
+    ...(props.files ? { files: props.files } : {}),
+  };
+  const memorySize = props.sizing?.memorySize ?? props.memorySize;
+  if (!Number.isInteger(memorySize) || memorySize < 128 || memorySize > 10_240) {
+    throw new Error(
+      `${scope.node.path}/${id}: memorySize must be a whole number of MB from 128 to 10240, not ${memorySize}`,
+    );
+  }
   const fn = new nodejs.NodejsFunction(scope, id, {
     description: props.description,
-    entry: path.join(props.projectRoot, props.entry),
-    handler: 'main',
-    projectRoot: props.projectRoot,
-    depsLockFilePath: path.join(props.projectRoot, 'package-lock.json'),
+    code: functionCode(props.projectRoot, spec),
+    handler: 'index.main',
     runtime: lambda.Runtime.NODEJS_22_X,
     architecture: lambda.Architecture.ARM_64,
-    memorySize: props.memorySize,
-    timeout: props.timeout,
+    memorySize,
+    timeout: props.sizing?.timeout ?? props.timeout,
     role,
     logGroup,
     loggingFormat: lambda.LoggingFormat.JSON,
@@ -75,32 +136,8 @@ export function personaFunction(
       POWERTOOLS_SERVICE_NAME: 'persona',
       NODE_OPTIONS: '--enable-source-maps',
     },
-    bundling: {
-      format: nodejs.OutputFormat.ESM,
-      target: 'node22',
-      platform: 'node',
-      mainFields: ['module', 'main'],
-      minify: true,
-      sourceMap: true,
-      // Stack traces need the mappings, not a second copy of the sources in every bundle.
-      sourcesContent: false,
-      // Bundled CommonJS dependencies still call require(), which ESM does not define. The
-      // alias keeps the banner from colliding with a bundled `createRequire` import.
-      banner:
-        "import { createRequire as personaCreateRequire } from 'node:module'; const require = personaCreateRequire(import.meta.url);",
-      externalModules: ['@aws-sdk/*', ...(props.externalModules ?? [])],
-      logLevel: nodejs.LogLevel.WARNING,
-      ...(props.afterBundling
-        ? {
-            commandHooks: {
-              beforeBundling: () => [],
-              beforeInstall: () => [],
-              afterBundling: props.afterBundling,
-            },
-          }
-        : {}),
-    },
   });
+  BUNDLE_SPECS.set(fn, spec);
 
   Validations.of(fn).acknowledge({
     id: 'AwsSolutions-L1',
@@ -113,4 +150,33 @@ export function personaFunction(
       'Active tracing needs xray:PutTraceSegments and xray:PutTelemetryRecords, and a function in a VPC needs ENI management; neither supports resource-level permissions.',
   });
   return fn;
+}
+
+/**
+ * The prebuilt bundle when the package ships one, else the handler bundled from source by
+ * esbuild in this process (infra/bundling.ts), as the package build does it.
+ */
+function functionCode(projectRoot: string, spec: BundleSpec): lambda.Code {
+  const prebuilt = path.join(PREBUILT_ROOT, bundleName(spec.entry));
+  if (existsSync(path.join(prebuilt, 'index.mjs'))) return lambda.Code.fromAsset(prebuilt);
+  const entry = path.join(projectRoot, spec.entry);
+  if (!existsSync(entry)) {
+    throw new Error(
+      `${spec.entry} has neither a prebuilt bundle in ${prebuilt} nor a source in ${projectRoot}`,
+    );
+  }
+  return lambda.Code.fromAsset(path.dirname(entry), {
+    // The bundle's hash, not its sources': a change anywhere in what it imports redeploys it.
+    assetHashType: AssetHashType.OUTPUT,
+    bundling: {
+      // Never pulled: local bundling always succeeds or throws.
+      image: DockerImage.fromRegistry('public.ecr.aws/sam/build-nodejs22.x'),
+      local: {
+        tryBundle(outputDir: string) {
+          bundleSync(projectRoot, spec, outputDir);
+          return true;
+        },
+      },
+    },
+  });
 }

@@ -10,7 +10,7 @@ import * as scheduler from 'aws-cdk-lib/aws-scheduler';
 import { Construct } from 'constructs';
 import { ALARM_PREFIX, SCHEDULE_ENV } from '../core/persona/triggers.js';
 import { PROJECT_ROOT } from './api.js';
-import { type PersonaFunctionProps, personaFunction } from './function.js';
+import { type FunctionSizings, type PersonaFunctionProps, personaFunction } from './function.js';
 import { PERSONA_EVALUATION_GRANTS, PERSONA_SAMPLING_GRANTS } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
 
@@ -21,6 +21,7 @@ export interface PersonaTriggersProps {
   readonly projectRoot?: string;
   /** Where the sampling function runs to reach hosts over SSH (the workflows' VPC). @default none */
   readonly hostsVpc?: NonNullable<PersonaFunctionProps['vpc']>;
+  readonly sizing?: Pick<FunctionSizings, 'personaEvaluate' | 'personaSample'>;
 }
 
 /**
@@ -57,6 +58,7 @@ export class PersonaTriggers extends Construct {
       memorySize: 512,
       // A window edge of a large persona evaluates each of its hosts; a few at a time.
       timeout: Duration.minutes(5),
+      ...(props.sizing?.personaEvaluate ? { sizing: props.sizing.personaEvaluate } : {}),
     });
     props.storage.connect(fn, PERSONA_EVALUATION_GRANTS);
     this.evaluateFunction = fn;
@@ -106,6 +108,7 @@ export class PersonaTriggers extends Construct {
       memorySize: 512,
       // One command per host, a few hosts at a time, within the minute to the next round.
       timeout: Duration.seconds(55),
+      ...(props.sizing?.personaSample ? { sizing: props.sizing.personaSample } : {}),
       // ssh2's optional native add-ons are never loaded.
       externalModules: ['cpu-features', '*.node'],
       ...(props.hostsVpc ? { vpc: props.hostsVpc } : {}),

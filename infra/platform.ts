@@ -1,13 +1,15 @@
-import { RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sns from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
 import { AbandonedOperations } from './abandoned.js';
 import type { ApiThrottling } from './api.js';
 import { PersonaApi } from './api.js';
 import { type CloneCloudProps, pickCloneCloudProps } from './cloud.js';
+import type { FunctionSizings } from './function.js';
 import {
   announceCloneOutcomes,
   PersonaMonitoring,
@@ -16,7 +18,7 @@ import {
 } from './monitoring.js';
 import { PersonaMorph } from './morph.js';
 import { PersonaTriggers } from './personas.js';
-import { PersonaStorage } from './storage.js';
+import { PersonaStorage, type TableBilling } from './storage.js';
 import { tagApplication } from './tags.js';
 import { PersonaWorkflows } from './workflows.js';
 
@@ -45,11 +47,34 @@ export interface PersonaPlatformProps extends CloneCloudProps {
   /** @default 50 requests per second, bursts of 100 */
   readonly apiThrottling?: ApiThrottling;
   /**
-   * Create API Gateway's account-wide CloudWatch Logs role. Turn off when the account already
-   * has one configured.
-   * @default true
+   * Create API Gateway's CloudWatch Logs role and name it in the account's API Gateway settings.
+   * There is one per account and region, and the API's logging needs one: turn this on only
+   * where the account has none yet, in one stack.
+   * @default false
    */
   readonly apiGatewayCloudWatchRole?: boolean;
+  /**
+   * An existing bucket for Persona's data (profiles, snapshots, operation documents), which it
+   * keeps under its own prefixes. Import it with its key when it is encrypted with a
+   * customer-managed one (`Bucket.fromBucketAttributes(this, 'Data', { bucketArn, encryptionKey })`),
+   * so the functions are granted that key; it should be versioned and private.
+   * @default a new versioned bucket under `encryptionKey`, its access logged
+   */
+  readonly dataBucket?: s3.IBucket;
+  /**
+   * How the tables are billed: on demand, or PROVISIONED with read and write capacity for every
+   * table (and its indexes) and per table by id (`{ tables: { Profiles: { readCapacity: 20 } } }`).
+   * @default on demand
+   */
+  readonly tableBilling?: TableBilling;
+  /**
+   * Memory and time-outs of the functions, by group (`api`, `agentInstall`, `agentAuthorizer`,
+   * `capture`, `clone`, `personaSwitch`, `failOperation`, `personaEvaluate`, `personaSample`).
+   * API functions answer within API Gateway's 29 seconds; a workflow task's time-out does not
+   * lengthen its step's own (the state machine's TimeoutSeconds).
+   * @default each group's own (FunctionSizings)
+   */
+  readonly functions?: FunctionSizings;
   /** A REGIONAL WAFv2 web ACL to associate with the API stage. @default none */
   readonly webAclArn?: string;
   /**
@@ -58,6 +83,14 @@ export interface PersonaPlatformProps extends CloneCloudProps {
    * @default none: hosts are reached over the internet or through SSM
    */
   readonly captureVpc?: ec2.IVpc;
+  /** Subnets of captureVpc the functions that reach hosts run in. @default the VPC's private subnets */
+  readonly captureSubnets?: ec2.SubnetSelection;
+  /**
+   * Security groups of the functions that reach hosts (capture, clone, persona switch, morph,
+   * sampling, agent install and revoke): they need egress to the hosts' SSH ports.
+   * @default one new group per function, all egress allowed
+   */
+  readonly captureSecurityGroups?: readonly ec2.ISecurityGroup[];
   /** Secrets Manager and SSM Parameter Store prefix for host credentials. @default 'persona/' */
   readonly credentialPrefix?: string;
   /**
@@ -119,11 +152,27 @@ export class PersonaPlatform extends Construct {
   constructor(scope: Construct, id: string, props: PersonaPlatformProps = {}) {
     super(scope, id);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+    checkApiSizing(props.functions);
+    if (!props.captureVpc && (props.captureSubnets || props.captureSecurityGroups)) {
+      throw new Error(
+        'captureSubnets and captureSecurityGroups need captureVpc: they are where in it functions run',
+      );
+    }
+    const hostsVpc = props.captureVpc
+      ? {
+          vpc: props.captureVpc,
+          ...(props.captureSubnets ? { vpcSubnets: props.captureSubnets } : {}),
+          ...(props.captureSecurityGroups ? { securityGroups: [...props.captureSecurityGroups] } : {}),
+        }
+      : undefined;
+    const sizing = props.functions ?? {};
 
     this.storage = new PersonaStorage(this, 'Storage', {
       removalPolicy,
       ...(props.deletionProtection !== undefined ? { deletionProtection: props.deletionProtection } : {}),
       ...(props.encryptionKey ? { encryptionKey: props.encryptionKey } : {}),
+      ...(props.dataBucket ? { bucket: props.dataBucket } : {}),
+      ...(props.tableBilling ? { tableBilling: props.tableBilling } : {}),
     });
 
     this.api = new PersonaApi(this, 'Api', {
@@ -132,10 +181,13 @@ export class PersonaPlatform extends Construct {
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       logRemovalPolicy: removalPolicy,
       ...(props.apiThrottling ? { throttling: props.apiThrottling } : {}),
-      cloudWatchRole: props.apiGatewayCloudWatchRole ?? true,
+      cloudWatchRole: props.apiGatewayCloudWatchRole ?? false,
+      ...(sizing.api?.memorySize !== undefined ? { memorySize: sizing.api.memorySize } : {}),
+      ...(sizing.api?.timeout ? { timeout: sizing.api.timeout } : {}),
+      sizing,
       ...(props.webAclArn ? { webAclArn: props.webAclArn } : {}),
       // Installing and removing an agent reach the host as the workflows' tasks do.
-      ...(props.captureVpc ? { hostsVpc: { vpc: props.captureVpc } } : {}),
+      ...(hostsVpc ? { hostsVpc } : {}),
     });
 
     this.workflows = new PersonaWorkflows(this, 'Workflows', {
@@ -143,6 +195,9 @@ export class PersonaPlatform extends Construct {
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       logRemovalPolicy: removalPolicy,
       ...(props.captureVpc ? { vpc: props.captureVpc } : {}),
+      ...(props.captureSubnets ? { vpcSubnets: props.captureSubnets } : {}),
+      ...(props.captureSecurityGroups ? { securityGroups: [...props.captureSecurityGroups] } : {}),
+      sizing,
       ...(props.credentialPrefix ? { credentialPrefix: props.credentialPrefix } : {}),
       ...(props.credentialKeys ? { credentialKeys: props.credentialKeys } : {}),
       cloud: pickCloneCloudProps(props),
@@ -164,14 +219,15 @@ export class PersonaPlatform extends Construct {
       api: this.api,
       logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       logRemovalPolicy: removalPolicy,
-      ...(props.captureVpc ? { vpc: { vpc: props.captureVpc } } : {}),
+      ...(hostsVpc ? { vpc: hostsVpc } : {}),
     });
     if (props.personaTriggers ?? true) {
       this.personaTriggers = new PersonaTriggers(this, 'PersonaTriggers', {
         storage: this.storage,
         logRetention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
         logRemovalPolicy: removalPolicy,
-        ...(props.captureVpc ? { hostsVpc: { vpc: props.captureVpc } } : {}),
+        ...(hostsVpc ? { hostsVpc } : {}),
+        sizing,
       });
       this.workflows.allowStart(this.personaTriggers.evaluateFunction, 'persona-switch');
       // Sampling reaches hosts as a capture does, and starts the switches its evaluation decides.
@@ -220,5 +276,17 @@ export class PersonaPlatform extends Construct {
   /** The API's base URL, e.g. `https://abc123.execute-api.eu-west-1.amazonaws.com/v1/`. */
   get apiUrl(): string {
     return this.api.url;
+  }
+}
+
+/** API Gateway gives an integration 29 seconds at most: an API function may not take longer. */
+function checkApiSizing(sizing: FunctionSizings | undefined): void {
+  for (const group of ['api', 'agentInstall', 'agentAuthorizer'] as const) {
+    const timeout = sizing?.[group]?.timeout;
+    if (timeout && timeout.toMilliseconds() > Duration.seconds(29).toMilliseconds()) {
+      throw new Error(
+        `functions.${group}.timeout: API Gateway waits 29 seconds at most, not ${timeout.toHumanString()}`,
+      );
+    }
   }
 }

@@ -20,6 +20,22 @@ const S3_READ_ACTIONS = ['s3:GetObject*', 's3:GetBucket*', 's3:List*'] as const;
 const S3_PUT_ACTIONS = ['s3:Abort*'] as const;
 const KMS_WRITE_ACTIONS = ['kms:GenerateDataKey*', 'kms:ReEncrypt*'] as const;
 
+/** How the tables are billed (PersonaPlatformProps.tableBilling). */
+export interface TableBilling {
+  /** @default dynamodb.BillingMode.PAY_PER_REQUEST */
+  readonly billingMode?: dynamodb.BillingMode;
+  /**
+   * Read and write capacity units of every table and of each of its indexes, with PROVISIONED
+   * billing only. @default 5 each
+   */
+  readonly readCapacity?: number;
+  readonly writeCapacity?: number;
+  /** Capacity of particular tables (and their indexes) by id, e.g. `Profiles`; PROVISIONED only. */
+  readonly tables?: Readonly<
+    Record<string, { readonly readCapacity?: number; readonly writeCapacity?: number }>
+  >;
+}
+
 export interface PersonaStorageProps {
   /**
    * What happens to the tables, buckets and key when they leave the stack.
@@ -48,6 +64,16 @@ export interface PersonaStorageProps {
    */
   readonly dataBucket?: BucketDefinition;
   /**
+   * An existing bucket to keep Persona's data in instead of a new one: Persona writes under its
+   * own prefixes (`profiles/`, `snapshots/`, ...). Import it with its key
+   * (`Bucket.fromBucketAttributes(scope, id, { bucketArn, encryptionKey })`) when it is
+   * encrypted with a customer-managed key, so that the functions are granted that key.
+   * @default a new versioned bucket under Persona's key, its access logged
+   */
+  readonly bucket?: s3.IBucket;
+  /** @default on demand */
+  readonly tableBilling?: TableBilling;
+  /**
    * How long server access logs of the data bucket are kept.
    * @default 365 days
    */
@@ -59,7 +85,8 @@ export class PersonaStorage extends Construct {
   readonly key: kms.IKey;
   /** Tables by their definition id (e.g. `Profiles`). */
   readonly tables: Readonly<Record<string, dynamodb.Table>>;
-  readonly bucket: s3.Bucket;
+  /** The data bucket: Persona's own, or the one given in `bucket`. */
+  readonly bucket: s3.IBucket;
   readonly accessLogsBucket: s3.Bucket;
 
   private readonly tableEnv: readonly (readonly [string, dynamodb.Table, TableDefinition])[];
@@ -72,6 +99,7 @@ export class PersonaStorage extends Construct {
     const deletionProtection = props.deletionProtection ?? removalPolicy !== RemovalPolicy.DESTROY;
     const tableDefinitions = props.tables ?? TABLES;
     const bucketDefinition = props.dataBucket ?? DATA_BUCKET;
+    const billing = tableBilling(props.tableBilling, tableDefinitions);
 
     this.key =
       props.encryptionKey ??
@@ -88,7 +116,7 @@ export class PersonaStorage extends Construct {
       // stack, and the stack stays region-agnostic so that synth needs no AWS account.
       const table = new dynamodb.Table(this, definition.id, {
         ...tableKeys(definition),
-        billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+        ...billing(definition.id),
         encryption: dynamodb.TableEncryption.CUSTOMER_MANAGED,
         encryptionKey: this.key,
         pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
@@ -96,7 +124,8 @@ export class PersonaStorage extends Construct {
         removalPolicy,
         ...(definition.timeToLiveAttribute ? { timeToLiveAttribute: definition.timeToLiveAttribute } : {}),
       });
-      for (const index of definition.globalSecondaryIndexes) table.addGlobalSecondaryIndex(indexProps(index));
+      for (const index of definition.globalSecondaryIndexes)
+        table.addGlobalSecondaryIndex({ ...indexProps(index), ...indexCapacity(billing(definition.id)) });
       tables[definition.id] = table;
       tableEnv.push([definition.env, table, definition]);
     }
@@ -124,22 +153,25 @@ export class PersonaStorage extends Construct {
         "This bucket receives the data bucket's server access logs; logging its own access would need yet another log bucket, or loop into itself.",
     });
 
-    this.bucket = new s3.Bucket(this, bucketDefinition.id, {
-      encryption: s3.BucketEncryption.KMS,
-      encryptionKey: this.key,
-      // One data key per bucket instead of one KMS call per object: chunks are many and small.
-      bucketKeyEnabled: true,
-      enforceSSL: true,
-      minimumTLSVersion: 1.2,
-      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
-      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
-      versioned: true,
-      // Bucket's `isWebsite` getter returns `boolean | undefined`, which exactOptionalPropertyTypes
-      // does not accept for IBucket's optional `isWebsite`; the object is the same.
-      serverAccessLogsBucket: this.accessLogsBucket as s3.IBucket,
-      serverAccessLogsPrefix: `${bucketDefinition.id.toLowerCase()}/`,
-      removalPolicy,
-    });
+    this.bucket =
+      props.bucket ??
+      // (isWebsite, as above)
+      (new s3.Bucket(this, bucketDefinition.id, {
+        encryption: s3.BucketEncryption.KMS,
+        encryptionKey: this.key,
+        // One data key per bucket instead of one KMS call per object: chunks are many and small.
+        bucketKeyEnabled: true,
+        enforceSSL: true,
+        minimumTLSVersion: 1.2,
+        blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+        objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+        versioned: true,
+        // Bucket's `isWebsite` getter returns `boolean | undefined`, which exactOptionalPropertyTypes
+        // does not accept for IBucket's optional `isWebsite`; the object is the same.
+        serverAccessLogsBucket: this.accessLogsBucket as s3.IBucket,
+        serverAccessLogsPrefix: `${bucketDefinition.id.toLowerCase()}/`,
+        removalPolicy,
+      }) as s3.IBucket);
     this.bucketEnv = bucketDefinition.env;
     this.bucketPrefixes = bucketDefinition.prefixes;
   }
@@ -212,10 +244,85 @@ export class PersonaStorage extends Construct {
   }
 }
 
-/** How cdk-nag spells a resource's ARN in its findings: `<LogicalId.Arn>`. */
+/**
+ * How cdk-nag spells a resource's ARN in its findings: `<LogicalId.Arn>` for one of this stack,
+ * the ARN itself (intrinsics as `<AWS::Partition>`) for an imported bucket.
+ */
 function arnOf(construct: Construct): string {
-  const resource = construct.node.defaultChild as CfnResource;
-  return `<${Stack.of(construct).resolve(resource.logicalId)}.Arn>`;
+  const resource = construct.node.defaultChild as CfnResource | undefined;
+  if (resource) return `<${Stack.of(construct).resolve(resource.logicalId)}.Arn>`;
+  return nagSpelling(Stack.of(construct).resolve((construct as s3.IBucket).bucketArn));
+}
+
+function nagSpelling(value: unknown): string {
+  if (typeof value === 'string') return value;
+  const intrinsic = value as Record<string, unknown>;
+  if (typeof intrinsic.Ref === 'string') return `<${intrinsic.Ref}>`;
+  const getAtt = intrinsic['Fn::GetAtt'];
+  if (Array.isArray(getAtt)) return `<${getAtt.join('.')}>`;
+  const join = intrinsic['Fn::Join'];
+  if (Array.isArray(join)) return (join[1] as unknown[]).map(nagSpelling).join(join[0] as string);
+  return JSON.stringify(value);
+}
+
+type TableCapacity = Pick<dynamodb.TableProps, 'billingMode' | 'readCapacity' | 'writeCapacity'>;
+
+/** Each table's billing, every capacity checked: a bad one names the field, before anything is built. */
+function tableBilling(
+  billing: TableBilling | undefined,
+  definitions: readonly TableDefinition[],
+): (id: string) => TableCapacity {
+  const mode = billing?.billingMode ?? dynamodb.BillingMode.PAY_PER_REQUEST;
+  const known = new Set(definitions.map((d) => d.id));
+  for (const id of Object.keys(billing?.tables ?? {})) {
+    if (!known.has(id))
+      throw new Error(
+        `tableBilling.tables.${id}: there is no table ${id} (tables: ${[...known].join(', ')})`,
+      );
+  }
+  const units = (value: number | undefined, field: string): number => {
+    if (value === undefined) return 5;
+    if (!Number.isInteger(value) || value < 1)
+      throw new Error(`${field} must be a whole number of capacity units, at least 1, not ${value}`);
+    return value;
+  };
+  if (mode === dynamodb.BillingMode.PAY_PER_REQUEST) {
+    const given = [
+      ...(billing?.readCapacity !== undefined ? ['tableBilling.readCapacity'] : []),
+      ...(billing?.writeCapacity !== undefined ? ['tableBilling.writeCapacity'] : []),
+      ...Object.keys(billing?.tables ?? {}).map((id) => `tableBilling.tables.${id}`),
+    ];
+    if (given.length > 0)
+      throw new Error(
+        `${given.join(', ')}: capacity applies to PROVISIONED billing only, and billingMode is PAY_PER_REQUEST`,
+      );
+    return () => ({ billingMode: mode });
+  }
+  const readCapacity = units(billing?.readCapacity, 'tableBilling.readCapacity');
+  const writeCapacity = units(billing?.writeCapacity, 'tableBilling.writeCapacity');
+  const capacities = new Map<string, TableCapacity>();
+  for (const definition of definitions) {
+    const own = billing?.tables?.[definition.id];
+    const field = `tableBilling.tables.${definition.id}`;
+    capacities.set(definition.id, {
+      billingMode: mode,
+      readCapacity:
+        own?.readCapacity !== undefined ? units(own.readCapacity, `${field}.readCapacity`) : readCapacity,
+      writeCapacity:
+        own?.writeCapacity !== undefined ? units(own.writeCapacity, `${field}.writeCapacity`) : writeCapacity,
+    });
+  }
+  return (id) => capacities.get(id) ?? { billingMode: mode, readCapacity, writeCapacity };
+}
+
+function indexCapacity(
+  capacity: TableCapacity,
+): Pick<dynamodb.GlobalSecondaryIndexProps, 'readCapacity' | 'writeCapacity'> {
+  if (capacity.billingMode !== dynamodb.BillingMode.PROVISIONED) return {};
+  return {
+    ...(capacity.readCapacity !== undefined ? { readCapacity: capacity.readCapacity } : {}),
+    ...(capacity.writeCapacity !== undefined ? { writeCapacity: capacity.writeCapacity } : {}),
+  };
 }
 
 function attribute(key: KeyAttribute): dynamodb.Attribute {

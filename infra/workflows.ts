@@ -19,7 +19,7 @@ import {
 } from '../core/storage/definitions.js';
 import { PROJECT_ROOT } from './api.js';
 import { CloneCloudAccess, type CloneCloudProps, ResizeCloudAccess } from './cloud.js';
-import { type PersonaFunctionProps, personaFunction } from './function.js';
+import { type FunctionSizings, type PersonaFunctionProps, personaFunction } from './function.js';
 import {
   CAPTURE_TASK_GRANTS,
   CLONE_TASK_GRANTS,
@@ -76,6 +76,7 @@ export interface PersonaWorkflowsProps {
   readonly credentialKeys?: readonly kms.IKey[];
   /** Subnets, instance roles and the Azure secret of clones to AWS and Azure. @default none */
   readonly cloud?: CloneCloudProps;
+  readonly sizing?: Pick<FunctionSizings, 'capture' | 'clone' | 'personaSwitch' | 'failOperation'>;
   readonly projectRoot?: string;
 }
 
@@ -171,6 +172,7 @@ export class PersonaWorkflows extends Construct {
       memorySize: 1024,
       // A capture is one script run and one tar stream: minutes at most, even for a large host.
       timeout: Duration.minutes(14),
+      ...(props.sizing?.capture ? { sizing: props.sizing.capture } : {}),
       externalModules: SSH_NATIVE_ADDONS,
       ...vpc,
     });
@@ -186,6 +188,7 @@ export class PersonaWorkflows extends Construct {
       // Lambda's limit. Baseline, Plan, Apply, Verify and Rollback give their Task as long: one
       // step is one invocation, and the journal lets a rollback take over from a dead Apply.
       timeout: Duration.minutes(15),
+      ...(props.sizing?.clone ? { sizing: props.sizing.clone } : {}),
       externalModules: SSH_NATIVE_ADDONS,
       ...vpc,
     });
@@ -202,6 +205,7 @@ export class PersonaWorkflows extends Construct {
       memorySize: 1024,
       // Resize stops and starts an instance: minutes. One step is one invocation, as for clone.
       timeout: Duration.minutes(15),
+      ...(props.sizing?.personaSwitch ? { sizing: props.sizing.personaSwitch } : {}),
       externalModules: SSH_NATIVE_ADDONS,
       ...vpc,
     });
@@ -222,6 +226,7 @@ export class PersonaWorkflows extends Construct {
       description: 'Persona workflow task: record a failed operation',
       memorySize: 256,
       timeout: Duration.seconds(30),
+      ...(props.sizing?.failOperation ? { sizing: props.sizing.failOperation } : {}),
     });
     props.storage.connect(fail, FAIL_OPERATION_TASK_GRANTS);
     this.failOperationFunction = fail;
