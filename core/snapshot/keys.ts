@@ -1,7 +1,7 @@
 // Keys of a snapshot store (FORMAT.md, "Keys"): one random master key per store, kept only wrapped
 // by a key provider, and the working keys HKDF derives from it.
 
-import { createHmac, hkdfSync, randomBytes, type webcrypto } from 'node:crypto';
+import { createHmac, hkdfSync, randomBytes } from 'node:crypto';
 import { link, mkdir, open as openFile, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DecryptCommand, GenerateDataKeyCommand, type KMSClient } from '@aws-sdk/client-kms';
@@ -53,20 +53,6 @@ export function deriveKeys(master: Uint8Array, storeId: string): StoreKeys {
 /** A chunk's id: HMAC-SHA256 under the store's id key, 64 lowercase hex digits. */
 export function chunkId(idKey: Uint8Array, data: Uint8Array): string {
   return createHmac('sha256', idKey).update(data).digest('hex');
-}
-
-const hmacKeys = new WeakMap<Uint8Array, Promise<webcrypto.CryptoKey>>();
-
-/** `chunkId` on libuv's thread pool (Web Crypto): for verifying chunks while others are written. */
-export async function chunkIdAsync(idKey: Uint8Array, data: Uint8Array): Promise<string> {
-  let key = hmacKeys.get(idKey);
-  if (!key) {
-    key = globalThis.crypto.subtle.importKey('raw', idKey, { name: 'HMAC', hash: 'SHA-256' }, false, [
-      'sign',
-    ]);
-    hmacKeys.set(idKey, key);
-  }
-  return Buffer.from(await globalThis.crypto.subtle.sign('HMAC', await key, data)).toString('hex');
 }
 
 export interface KeyProvider {

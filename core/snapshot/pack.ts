@@ -13,8 +13,8 @@ import {
 } from 'node:zlib';
 import * as z from 'zod';
 import { CorruptionError, type Where } from './errors.js';
-import { chunkId, chunkIdAsync, type StoreKeys } from './keys.js';
-import { open, openAsync, SEAL_OVERHEAD, seal, sealParts } from './seal.js';
+import { chunkId, type StoreKeys } from './keys.js';
+import { open, SEAL_OVERHEAD, seal, sealParts } from './seal.js';
 
 /** A pack is closed once its blobs reach this size (the last blob may carry it past). */
 export const PACK_TARGET_SIZE = 16 * 1024 * 1024;
@@ -175,7 +175,10 @@ export async function encodeBlobAsync(keys: StoreKeys, chunk: Uint8Array, id: st
   };
 }
 
-/** `decodeBlob` with opening, decompression and the id's HMAC on libuv's thread pool. */
+/**
+ * `decodeBlob` with decompression on libuv's thread pool. Opening and the id's HMAC stay here:
+ * they are fast, and Web Crypto would copy every blob in and out to do them elsewhere.
+ */
 export async function decodeBlobAsync(
   keys: StoreKeys,
   sealed: Uint8Array,
@@ -184,7 +187,7 @@ export async function decodeBlobAsync(
   rawLength?: number,
 ): Promise<Uint8Array> {
   const where: Where = { objectKey, chunkId: id };
-  const plaintext = await openAsync(keys.sealKey, sealed, blobAad(id), where);
+  const plaintext = open(keys.sealKey, sealed, blobAad(id), where);
   if (plaintext.length === 0) throw new CorruptionError(where, 'blob has no flag byte');
   const flag = plaintext[0];
   const payload = plaintext.subarray(1);
@@ -197,8 +200,7 @@ export async function decodeBlobAsync(
       throw new CorruptionError(where, 'compressed payload does not decompress', { cause: error });
     }
   } else throw new CorruptionError(where, `unknown blob flag ${flag}`);
-  if ((await chunkIdAsync(keys.idKey, chunk)) !== id)
-    throw new CorruptionError(where, 'content does not match its id');
+  if (chunkId(keys.idKey, chunk) !== id) throw new CorruptionError(where, 'content does not match its id');
   return chunk;
 }
 

@@ -1,7 +1,7 @@
 // Sealing (FORMAT.md, "Sealing"): nonce (12) ‖ AES-256-GCM ciphertext ‖ tag (16). The AAD names the
 // object's role and identity, so a sealed object only opens where it was meant to be read.
 
-import { createCipheriv, createDecipheriv, randomBytes, randomFillSync, type webcrypto } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes, randomFillSync } from 'node:crypto';
 import { CorruptionError, type Where } from './errors.js';
 
 export const NONCE_LENGTH = 12;
@@ -84,48 +84,4 @@ export function unseal(key: Uint8Array, sealed: Uint8Array, aad: string): Uint8A
 function checkKey(key: Uint8Array): void {
   // A wrong-sized key is a programming error, not damaged data: it must not read as corruption.
   if (key.length !== KEY_LENGTH) throw new RangeError(`a seal key is ${KEY_LENGTH} bytes, not ${key.length}`);
-}
-
-// Web Crypto runs AES-GCM on libuv's thread pool: a restore opens blobs off the main thread,
-// which writes files meanwhile. Same algorithm and layout as `open`.
-const subtle = globalThis.crypto.subtle;
-const gcmKeys = new WeakMap<Uint8Array, Promise<webcrypto.CryptoKey>>();
-const gcmKey = (key: Uint8Array): Promise<webcrypto.CryptoKey> => {
-  let cached = gcmKeys.get(key);
-  if (!cached) {
-    checkKey(key);
-    cached = subtle.importKey('raw', key, { name: 'AES-GCM' }, false, ['decrypt']);
-    gcmKeys.set(key, cached);
-  }
-  return cached;
-};
-
-/** `open` on the thread pool: a CorruptionError naming `where` for anything that does not authenticate. */
-export async function openAsync(
-  key: Uint8Array,
-  sealed: Uint8Array,
-  aad: string,
-  where: Where,
-): Promise<Uint8Array> {
-  if (sealed.length < SEAL_OVERHEAD)
-    throw new CorruptionError(
-      where,
-      `sealed object is ${sealed.length} bytes, shorter than its ${SEAL_OVERHEAD}-byte nonce and tag`,
-    );
-  const k = await gcmKey(key);
-  try {
-    const plain = await subtle.decrypt(
-      {
-        name: 'AES-GCM',
-        iv: sealed.subarray(0, NONCE_LENGTH),
-        additionalData: Buffer.from(aad, 'utf8'),
-        tagLength: TAG_LENGTH * 8,
-      },
-      k,
-      sealed.subarray(NONCE_LENGTH),
-    );
-    return new Uint8Array(plain);
-  } catch {
-    throw new CorruptionError(where, 'authentication failed (the bytes were altered)');
-  }
 }
