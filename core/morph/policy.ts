@@ -8,7 +8,7 @@ import * as z from 'zod';
 import { type CompiledCriteria, compileCriteria, TRUE, triName } from '../persona/criteria.js';
 import { Criterion, type CriterionReason, type EvaluationInput } from '../persona/schema.js';
 import type { Recommendation } from './similarity.js';
-import type { MorphTrigger } from './workflow.js';
+import type { MorphTrigger } from './start.js';
 
 const name = z
   .string()

@@ -35,22 +35,9 @@ import { tarSource } from '../snapshot/tar.js';
 import { sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
 import { contentHash, type MorphPlan, planMorph } from './plan.js';
-import { TargetProfile, Watch, type WatchOverride } from './target.js';
+import type { MorphRequest, MorphStep } from './start.js';
+import { TargetProfile } from './target.js';
 import { judge, type ProbeSummary, sample, type WatchVerdict } from './watch.js';
-
-export const MORPH_STEPS = ['profile', 'target', 'delta', 'snapshot', 'apply', 'watch', 'record'] as const;
-export type MorphStep = (typeof MORPH_STEPS)[number];
-
-export const MORPH_TRIGGERS = ['manual', 'schedule', 'demand', 'detection', 'predicted'] as const;
-export type MorphTrigger = (typeof MORPH_TRIGGERS)[number];
-
-/** What a morph is asked: the host, the target's document as it was read, how to watch, and why. */
-export interface MorphRequest {
-  readonly host: string;
-  readonly target: TargetProfile;
-  readonly watch: Watch;
-  readonly trigger: { readonly kind: MorphTrigger; readonly detail?: string };
-}
 
 export interface MorphDeps {
   readonly operations: OperationStore;
@@ -105,44 +92,16 @@ export class MorphRegressionError extends PersonaError {
   }
 }
 
+export {
+  MORPH_STEPS,
+  MORPH_TRIGGERS,
+  type MorphRequest,
+  type MorphStep,
+  type MorphTrigger,
+} from './start.js';
+
 const isoNow = (deps: Pick<MorphDeps, 'now'>) => deps.now?.() ?? new Date();
 const realSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** Records the operation and its request; the workflow does the rest. */
-export async function startMorph(
-  deps: Pick<MorphDeps, 'operations' | 'documents' | 'now'>,
-  id: string,
-  request: { host: string; target: TargetProfile; watch?: WatchOverride; trigger: MorphRequest['trigger'] },
-): Promise<{ operation: Operation; created: boolean }> {
-  const target = TargetProfile.parse(request.target);
-  const base = target.spec.watch ?? Watch.parse({});
-  const over = request.watch ?? {};
-  const watch = Watch.parse({
-    ...base,
-    ...over,
-    tolerance: { ...base.tolerance, ...(over.tolerance ?? {}) },
-  });
-  const full: MorphRequest = { host: request.host, target, watch, trigger: request.trigger };
-  const at = isoNow(deps).toISOString();
-  const started = await deps.operations.start({
-    id,
-    kind: 'morph',
-    host: request.host,
-    status: 'PENDING',
-    percent: 0,
-    steps: MORPH_STEPS.map((name) => ({ name, status: 'PENDING' })),
-    createdAt: at,
-    updatedAt: at,
-    parameters: {
-      target: target.metadata.name,
-      trigger: full.trigger,
-      watch: { periodSeconds: watch.periodSeconds, samples: watch.samples, probe: watch.probe.kind },
-    },
-    revision: 0,
-  });
-  if (started.created) await deps.documents.put(id, 'request', full);
-  return started;
-}
 
 // --- documents -------------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ import { ROUTES } from '../../../core/api/routes.js';
 import { HostParams, MorphStartRequest } from '../../../core/api/schemas.js';
 import { ConflictError, InvalidInputError } from '../../../core/errors.js';
 import { recommend } from '../../../core/morph/similarity.js';
-import { startMorph } from '../../../core/morph/workflow.js';
+import { startMorph } from '../../../core/morph/start.js';
 import { idempotency, withIdempotency } from '../../../core/operation/idempotency.js';
 import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
 import { getProfile } from '../../../core/profile/service.js';
