@@ -52,6 +52,8 @@ beforeAll(async () => {
   cpSync(join(import.meta.dirname, '../../examples/targets'), targets, { recursive: true });
   writeFileSync(join(targets, 'morph-web-tuned.yaml'), tunedTarget);
   writeFileSync(join(targets, 'morph-web-slow.yaml'), slowTarget);
+  writeFileSync(join(targets, 'morph-missing.yaml'), target('morph-missing', missingSpec));
+  writeFileSync(join(targets, 'morph-refused.yaml'), target('morph-refused', refusedSpec));
 }, 600_000);
 
 afterAll(async () => {
@@ -108,6 +110,22 @@ const slowTarget = target(
     tolerance: { latencyPercent: 50, errorRate: 0 }
 `,
 );
+
+// A service the host does not have: ComputeDelta refuses it before anything changes.
+const missingSpec = `  sysctl: { net.ipv4.tcp_fin_timeout: "30" }
+  services:
+    - { name: nginx, state: running }
+`;
+
+// A file for an owner the host does not have, after a sysctl key the apply sets first (sysctl
+// comes before files in a Delta): ApplyLive fails and the key goes back.
+const refusedSpec = `  sysctl: { net.ipv4.tcp_fin_timeout: "33" }
+  files:
+    - path: /etc/morph-web.conf
+      content: "port=8080\\ndelay_ms=0\\n"
+      owner: nosuchuser
+      restarts: [morph-web]
+`;
 
 const sysctl = async (key: string) => (await host.run(`sysctl -n ${key}`)).trim();
 const operation = async (id: string): Promise<Operation> => ended(api, id);
@@ -240,5 +258,28 @@ describe('morph', () => {
     expect((await host.exec('test -e /etc/morph-extra.conf')).exitCode).not.toBe(0);
     expect(await sysctl('net.ipv4.tcp_fin_timeout')).toBe('20');
     expect(await pidOf(host, 'morph-aux')).toBe(auxBefore);
+  }, 300_000);
+
+  it('ends FAILED before anything changes when the target asks what a morph cannot do, and ROLLED_BACK when the host refuses a change', async () => {
+    useTargetCatalog(new FolderTargetCatalog(targets));
+    const before = await capture();
+    const missing = await operation(
+      (await api.call('POST', `/hosts/${NAME}/morph`, { body: { target: 'morph-missing' } })).body.id,
+    );
+    expect(missing.status).toBe('FAILED');
+    expect(missing.error).toMatchObject({ step: 'delta' });
+    expect(missing.error?.message).toMatch(/nginx/);
+    expect(missing.steps.find((s) => s.name === 'apply')?.status).toBe('SKIPPED');
+    expect(await sysctl('net.ipv4.tcp_fin_timeout')).toBe('20');
+
+    const refused = await operation(
+      (await api.call('POST', `/hosts/${NAME}/morph`, { body: { target: 'morph-refused' } })).body.id,
+    );
+    expect(refused.status, JSON.stringify(refused.error)).toBe('ROLLED_BACK');
+    expect(refused.error).toMatchObject({ step: 'apply' });
+    const plan = (await api.call('GET', `/operations/${refused.id}/documents/plan`)).body;
+    expect(plan.delta.changes.map((c: { kind: string }) => c.kind)).toEqual(['sysctl.set', 'file.write']);
+    expect(await sysctl('net.ipv4.tcp_fin_timeout')).toBe('20');
+    expect(diff(before, await capture()).changes).toEqual([]);
   }, 300_000);
 });
