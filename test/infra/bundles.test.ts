@@ -75,6 +75,7 @@ const OVER_LIMIT_KB: Readonly<Record<string, number>> = {
   'api/start-capture': 453,
   'api/start-clone': 448,
   'api/start-morph': 467,
+  'events/operation-failed': 269,
   'events/operation-sweeper': 271,
   'events/persona-evaluate': 397,
   'events/persona-sample': 829,
