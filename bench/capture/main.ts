@@ -3,7 +3,7 @@
 // each is used, and what each gathers. Prints markdown (and keeps a copy in
 // reports/capture-bench.md, which git ignores). Persona as a process runs bundled into one file
 // by esbuild (as a shipped command runs, without compiling TypeScript at start-up) and, for
-// comparison, through tsx as cli/bin.js runs it from a checkout.
+// comparison, through tsx, as cli/bin.js runs when its build (cli/dist) is missing.
 //
 //   node --import tsx bench/capture/main.ts [--runs=7] [--ansible-runs=7] [--cold-runs=3]
 //                                           [--child-runs=5] [--budget=240]
@@ -574,7 +574,7 @@ try {
   );
   row(
     'Persona as a process, through tsx',
-    '`node --import tsx bench/capture/child.ts`: the same, TypeScript compiled at start-up as cli/bin.js does',
+    '`node --import tsx bench/capture/child.ts`: the same, TypeScript compiled at start-up, as cli/bin.js does without its build',
     'child-tsx',
     wall('child-tsx'),
     range('child-tsx'),

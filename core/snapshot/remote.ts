@@ -98,6 +98,23 @@ const TYPE_NAME: Readonly<Record<string, string>> = {
 // ustar's octal fields hold at most 7 digits; beyond that the id goes in the pax header only.
 const USTAR_ID_MAX = 0o7777777;
 const ZEROS = Buffer.alloc(64 * 1024);
+// Reads NUL-separated names on standard input, prints `sha256sum -z` records for them.
+const HASH_ON_HOST = [
+  't=$(mktemp -d) || exit 1',
+  `trap 'rm -rf -- "$t"' EXIT`,
+  'cat >"$t/names"',
+  'n=$(nproc 2>/dev/null) || n=1',
+  'case $n in *[!0-9]* | "") n=1 ;; esac',
+  'if [ "$n" -gt 8 ]; then n=8; fi',
+  'if [ "$n" -gt 1 ] && split -n "r/$n" -t "\\0" -- "$t/names" "$t/part."; then',
+  '  for p in "$t"/part.*; do xargs -0r sha256sum -z -- <"$p" >"$p.sums" & done',
+  '  wait',
+  '  cat "$t"/part.*.sums',
+  'else',
+  '  xargs -0r sha256sum -z -- <"$t/names"',
+  'fi',
+].join('\n');
+
 /** What the stream gathers before it writes to the Transport (see restoreToHost). */
 const STREAM_WRITE_BYTES = 256 * 1024;
 
@@ -523,9 +540,11 @@ export async function verifyOnHost(
   }
   if (toHash.length > 0) {
     // -z ends each line with NUL and leaves names unescaped (GNU coreutils 9.1, Debian bookworm).
+    // The names are dealt round-robin to one sha256sum per core (at most 8), each writing to a
+    // file of its own, so that their records never interleave; one sha256sum when split cannot.
     const hashed = await hostRun(
       transport,
-      sh`cd -- ${target} && xargs -0r sha256sum -z --`,
+      sh`cd -- ${target} && ` + HASH_ON_HOST,
       nulList(toHash.map((x) => x.entry.path)),
     );
     const sums = new Map<string, string>();
