@@ -3,17 +3,10 @@
 // particular to personas: criteria nested no deeper than MAX_CRITERIA_DEPTH, and files that
 // hold several personas separated by `---`.
 import { CST, Lexer } from 'yaml';
-import { formatPath, InvalidInputError, type Issue, TooLargeError } from '../errors.js';
-import { sortObjectKeys } from '../profile/collections.js';
-import { issuesFromZod, type ParseOptions, parseDocumentText } from '../profile/io.js';
-import { compileCriteria } from './criteria.js';
-import { MAX_CRITERIA_DEPTH, Persona } from './schema.js';
-
-/** ['spec', 'criteria', 'all', 0] from `spec.criteria.all[0]`, to locate an issue in its file. */
-const pathOf = (path: string): PropertyKey[] =>
-  [...path.matchAll(/([^.[\]]+)|\[(\d+)\]/g)].map((m) =>
-    m[2] === undefined ? (m[1] as string) : Number(m[2]),
-  );
+import { InvalidInputError, type Issue, TooLargeError } from '../errors.js';
+import { type ParseOptions, parseDocumentText } from '../profile/io.js';
+import type { Persona } from './schema.js';
+import { validatePersona } from './validate.js';
 
 /** Limits on persona documents, documented in the README. */
 export const PERSONA_LIMITS = {
@@ -28,73 +21,7 @@ export const PERSONA_LIMITS = {
   maxDocuments: 200,
 } as const;
 
-type Locate = (path: readonly PropertyKey[]) => { line: number; column: number } | undefined;
-
-/**
- * Where criteria nest deeper than MAX_CRITERIA_DEPTH (a leaf at the top is depth 1), named by
- * the path of the first criterion too deep. Walked with an explicit stack before the schema
- * sees the value, so that depth is refused by name rather than by the stack running out.
- */
-export function criteriaDepthIssues(value: unknown, locate?: Locate): Issue[] {
-  const spec = (value as { spec?: unknown } | null)?.spec;
-  const root = (spec as { criteria?: unknown } | null)?.criteria;
-  if (root === undefined || root === null || typeof root !== 'object') return [];
-  const stack: { node: unknown; path: PropertyKey[]; depth: number }[] = [
-    { node: root, path: ['spec', 'criteria'], depth: 1 },
-  ];
-  while (stack.length > 0) {
-    const { node, path, depth } = stack.pop() as (typeof stack)[number];
-    if (node === null || typeof node !== 'object' || Array.isArray(node)) continue;
-    if (depth > MAX_CRITERIA_DEPTH) {
-      return [
-        {
-          path: formatPath(path),
-          message: `criteria nest deeper than ${MAX_CRITERIA_DEPTH} levels; flatten them (all/any take lists)`,
-          ...locate?.(path),
-        },
-      ];
-    }
-    const c = node as Record<string, unknown>;
-    for (const op of ['all', 'any'] as const) {
-      const list = c[op];
-      if (Array.isArray(list)) {
-        list.forEach((child, i) => {
-          stack.push({ node: child, path: [...path, op, i], depth: depth + 1 });
-        });
-      }
-    }
-    if (c.not !== undefined) stack.push({ node: c.not, path: [...path, 'not'], depth: depth + 1 });
-  }
-  return [];
-}
-
-/** Checks a plain value against the Persona schema and returns it with its defaults filled. */
-export function validatePersona(value: unknown, options: { source?: string; locate?: Locate } = {}): Persona {
-  const source = options.source ?? 'persona';
-  const refuse = (issues: Issue[]): never => {
-    throw new InvalidInputError(
-      `${source} is not a valid persona`,
-      issues,
-      options.source === undefined ? {} : { source: options.source },
-    );
-  };
-  const deep = criteriaDepthIssues(value, options.locate);
-  if (deep.length > 0) refuse(deep);
-  const result = Persona.safeParse(value);
-  if (!result.success) refuse(issuesFromZod(result.error, options.locate));
-  const persona = (result as { data: Persona }).data;
-  // What the schema cannot say (a true/false signal compared with ">") is found by compiling
-  // the criteria as evaluation will: refused now, naming the field, not at the first evaluation.
-  if (persona.spec.criteria !== undefined) {
-    try {
-      compileCriteria(persona.spec.criteria, 'spec.criteria');
-    } catch (e) {
-      if (!(e instanceof InvalidInputError)) throw e;
-      refuse(e.issues.map((i) => ({ ...i, ...options.locate?.(pathOf(i.path)) })));
-    }
-  }
-  return canonicalPersona(persona);
-}
+export { canonicalPersona, criteriaDepthIssues, serializePersona, validatePersona } from './validate.js';
 
 /** Parses and validates one persona document (JSON or YAML). */
 export function parsePersona(text: string | Uint8Array, options: ParseOptions = {}): Persona {
@@ -255,14 +182,4 @@ function lineAt(text: string, offset: number): number {
   let line = 1;
   for (let i = text.indexOf('\n'); i !== -1 && i < offset; i = text.indexOf('\n', i + 1)) line++;
   return line;
-}
-
-/** The form personas are stored and compared in: defaults filled, object keys sorted. */
-export function canonicalPersona(persona: Persona): Persona {
-  return sortObjectKeys(persona) as Persona;
-}
-
-/** The stored form: equal personas are equal bytes. */
-export function serializePersona(persona: Persona): string {
-  return JSON.stringify(canonicalPersona(persona));
 }

@@ -27,9 +27,9 @@ import {
 import { sortObjectKeys } from '../profile/collections.js';
 import { PERSONAS_TABLE } from '../storage/definitions.js';
 import { decodeCursor, nextCursor } from '../storage/pagination.js';
-import { canonicalPersona, serializePersona, validatePersona } from './io.js';
 import { HostSelector, type Persona, PersonaMetadata } from './schema.js';
 import type { HostPersonaStore } from './state.js';
+import { canonicalPersona, serializePersona, validatePersona } from './validate.js';
 
 const HEAD_VERSION = 0;
 const ENTITY = 'persona';
