@@ -18,6 +18,7 @@ import {
   SSM_OUTPUT_PREFIX,
   TABLES,
 } from '../../core/storage/definitions.js';
+import { workflowsAndFunctions } from '../../infra/monitoring.js';
 import { PersonaStack, type PersonaStackProps } from '../../infra/stack.js';
 import { CLONE_EVENTS } from '../../infra/workflows.js';
 
@@ -746,10 +747,13 @@ describe('PersonaStack', () => {
         // A manual activation starts the switch that applies it.
         'activate-persona': [`states:StartExecution <${personaSwitch}>`],
         // The sweeper looks an operation's execution up in each workflow, and starts none.
-        'operation-sweeper': Object.values(machines()).map(
-          (m) =>
-            `states:DescribeExecution arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${m}>:*`,
-        ),
+        // (CDK's minimised policies list resources in order.)
+        'operation-sweeper': workflowsAndFunctions(synthesized.stack.platform)
+          .stateMachines.map(
+            (m) =>
+              `states:DescribeExecution arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:<${logicalId(m)}>:*`,
+          )
+          .sort(),
       };
       for (const [name, fn] of Object.entries(functionsOf(synthesized))) {
         const states = [...grantsOf(synthesized, fn)].filter((p) => p.startsWith('states:'));
