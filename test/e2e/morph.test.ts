@@ -185,6 +185,20 @@ describe('morph', () => {
       headers: { 'idempotency-key': 'morph-tuned-1' },
     });
     expect(res.status, JSON.stringify(res.body)).toBe(202);
+    // The key names that request: sent again it answers the same operation; with another body
+    // it is refused rather than answered with this one.
+    const resent = await api.call('POST', `/hosts/${NAME}/morph`, {
+      body: { target: 'morph-web-tuned' },
+      headers: { 'idempotency-key': 'morph-tuned-1' },
+    });
+    expect(resent.status).toBe(202);
+    expect(resent.body.id).toBe(res.body.id);
+    const reused = await api.call('POST', `/hosts/${NAME}/morph`, {
+      body: { target: 'recommended' },
+      headers: { 'idempotency-key': 'morph-tuned-1' },
+    });
+    expect(reused.status).toBe(422);
+    expect(reused.body.code).toBe('IDEMPOTENCY_KEY_REUSED');
     const op = await operation(res.body.id);
     expect(op.status, JSON.stringify(op.error)).toBe('SUCCEEDED');
     expect(op.kind).toBe('morph');
