@@ -2,13 +2,13 @@
 // blobs are grouped into packs of about 16 MiB, each closed by its sealed header.
 
 import { createHash } from 'node:crypto';
-import { promisify } from 'node:util';
 import {
   constants,
   createZstdCompress,
+  createZstdDecompress,
   type ZstdCompress,
+  type ZstdDecompress,
   zstdCompressSync,
-  zstdDecompress,
   zstdDecompressSync,
 } from 'node:zlib';
 import * as z from 'zod';
@@ -79,9 +79,6 @@ export function encodeBlob(keys: StoreKeys, chunk: Uint8Array, id: string): Enco
 }
 
 const ZSTD_OPTIONS = { params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
-const decompressAsync = promisify(zstdDecompress);
-// zlib's smallest output buffer is 64 bytes; one of the chunk's own size is all it needs.
-const outputSize = (n: number) => Math.min(Math.max(n + 64, 64), 8 * 1024 * 1024);
 
 /**
  * zstd on libuv's thread pool with its compression contexts kept: each chunk is one whole
@@ -89,14 +86,20 @@ const outputSize = (n: number) => Math.min(Math.max(n + 64, 64), 8 * 1024 * 1024
  * context is not made anew for it. A fresh context per call costs more than compressing a
  * small file does; most files of a host are small.
  */
+type ZstdStream = ZstdCompress | ZstdDecompress;
+
 class ZstdStreams {
-  private readonly idle: ZstdCompress[] = [];
-  private readonly waiting: ((s: ZstdCompress) => void)[] = [];
+  private readonly idle: ZstdStream[] = [];
+  private readonly waiting: ((s: ZstdStream) => void)[] = [];
   private made = 0;
 
-  constructor(private readonly size: number) {}
+  constructor(
+    private readonly size: number,
+    private readonly make: () => ZstdStream,
+  ) {}
 
-  async compress(chunk: Uint8Array): Promise<Buffer> {
+  /** One whole frame through a kept stream: compressed, or decompressed. */
+  async run(chunk: Uint8Array, expectedLength?: number): Promise<Buffer> {
     const stream = await this.take();
     const out: Buffer[] = [];
     const onData = (d: Buffer) => out.push(d);
@@ -112,6 +115,11 @@ class ZstdStreams {
         stream.flush(constants.ZSTD_e_end, () => (failed === undefined ? resolve() : reject(failed)));
         stream.once('error', reject);
       });
+      // A frame that did not end (its output short) would leave the stream inside it: the
+      // next frame written would be read as its continuation.
+      const length = out.reduce((n, b) => n + b.length, 0);
+      if (expectedLength !== undefined && length !== expectedLength)
+        throw new Error(`the frame decompressed to ${length} bytes, not ${expectedLength}`);
     } catch (e) {
       // A stream that failed is not given out again.
       stream.off('data', onData);
@@ -128,17 +136,17 @@ class ZstdStreams {
     return out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out);
   }
 
-  private take(): Promise<ZstdCompress> {
+  private take(): Promise<ZstdStream> {
     const free = this.idle.pop();
     if (free) return Promise.resolve(free);
     if (this.made < this.size) {
       this.made++;
-      return Promise.resolve(createZstdCompress({ ...ZSTD_OPTIONS, chunkSize: 1024 * 1024 }));
+      return Promise.resolve(this.make());
     }
     return new Promise((resolve) => this.waiting.push(resolve));
   }
 
-  private give(stream: ZstdCompress): void {
+  private give(stream: ZstdStream): void {
     const next = this.waiting.shift();
     if (next) next(stream);
     else this.idle.push(stream);
@@ -148,18 +156,22 @@ class ZstdStreams {
     const next = this.waiting.shift();
     if (next) {
       this.made++;
-      next(createZstdCompress({ ...ZSTD_OPTIONS, chunkSize: 1024 * 1024 }));
+      next(this.make());
     }
   }
 }
 
 // libuv's pool has four threads by default; one stays free for file reads and crypto.
-const zstdStreams = new ZstdStreams(3);
+const zstdStreams = new ZstdStreams(3, () => createZstdCompress({ ...ZSTD_OPTIONS, chunkSize: 1024 * 1024 }));
+// Decompression contexts kept too: one made per blob is freed only when the collector finds
+// its handle, and the collector does not see that native memory, so a restore of many small
+// blobs held hundreds of MiB of them.
+const unzstdStreams = new ZstdStreams(3, () => createZstdDecompress({ chunkSize: 1024 * 1024 }));
 
 /** `encodeBlob` with compression and sealing on libuv's thread pool: the same blob format. */
 export async function encodeBlobAsync(keys: StoreKeys, chunk: Uint8Array, id: string): Promise<EncodedBlob> {
   checkChunkId(id);
-  const packed = chunk.length > 0 ? await zstdStreams.compress(chunk) : chunk;
+  const packed = chunk.length > 0 ? await zstdStreams.run(chunk) : chunk;
   const compressed = chunk.length > 0 && 16 * (chunk.length - packed.length) >= chunk.length;
   const payload = compressed ? packed : chunk;
   // Sealed here, in one buffer: AES-GCM costs little beside zstd, and every copy of a chunk
@@ -195,7 +207,7 @@ export async function decodeBlobAsync(
   if (flag === FLAG_STORED) chunk = payload;
   else if (flag === FLAG_ZSTD) {
     try {
-      chunk = await decompressAsync(payload, { chunkSize: outputSize(rawLength ?? 4 * payload.length) });
+      chunk = await unzstdStreams.run(payload, rawLength);
     } catch (error) {
       throw new CorruptionError(where, 'compressed payload does not decompress', { cause: error });
     }

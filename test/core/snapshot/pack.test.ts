@@ -395,6 +395,22 @@ describe('blobs on the thread pool', () => {
     await expect(decodeBlobAsync(keys, badFlag, id, OBJECT)).rejects.toMatchObject({
       reason: 'compressed payload does not decompress',
     });
+    // A frame cut short (sealed as such by a faulty writer) is refused, and leaves no
+    // decompression context in the middle of a frame for the blobs after it.
+    const frame = zstdCompressSync(chunk);
+    const cut = seal(
+      keys.sealKey,
+      Buffer.concat([Buffer.from([1]), frame.subarray(0, frame.length - 6)]),
+      `blob:${id}`,
+    );
+    for (let i = 0; i < 4; i++)
+      await expect(decodeBlobAsync(keys, cut, id, OBJECT, chunk.length)).rejects.toMatchObject({
+        reason: 'compressed payload does not decompress',
+      });
+    const whole = await Promise.all(
+      Array.from({ length: 6 }, () => decodeBlobAsync(keys, blob.sealed, id, OBJECT, chunk.length)),
+    );
+    for (const c of whole) expect(same(c, chunk)).toBe(true);
   });
 
   it('lays a pack out in a given buffer as the writer without one does, and goes on past it for a larger blob', () => {
