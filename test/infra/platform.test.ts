@@ -870,9 +870,16 @@ describe('PersonaStack', () => {
       const { topic, rule } = ids();
       const rules = template.findResources('AWS::Events::Rule');
       // Besides the persona triggers' rules on alarm state changes and the sampling schedule
-      // (test/infra/personas.test.ts).
+      // (test/infra/personas.test.ts), and the abandoned operations' rule on stopped executions
+      // and sweeping schedule (test/infra/monitoring.test.ts).
       const triggers = synthesized.stack.platform.personaTriggers;
-      const own = [triggers?.alarmRule, triggers?.samplingRule].map((r) => logicalId(r as IConstruct));
+      const abandoned = synthesized.stack.platform.abandonedOperations;
+      const own = [
+        triggers?.alarmRule,
+        triggers?.samplingRule,
+        abandoned.stoppedExecutionsRule,
+        abandoned.sweeperRule,
+      ].map((r) => logicalId(r as IConstruct));
       expect(Object.keys(rules).filter((id) => !own.includes(id))).toEqual([rule]);
       expect(rules[rule]?.Properties).toMatchObject({
         EventBusName: 'default',
@@ -883,7 +890,7 @@ describe('PersonaStack', () => {
       expect(Object.keys(rules[rule]?.Properties.EventPattern).sort()).toEqual(['detail-type', 'source']);
     });
 
-    it('lets EventBridge publish to the topic for that rule only, and nobody without TLS', () => {
+    it('lets EventBridge publish to the topic for that rule only, CloudWatch for this account’s alarms, and nobody without TLS', () => {
       const { topic, rule } = ids();
       const policies = Object.values(template.findResources('AWS::SNS::TopicPolicy'));
       expect(policies).toHaveLength(1);
@@ -905,6 +912,12 @@ describe('PersonaStack', () => {
           Action: 'sns:Publish',
           Resource: { Ref: topic },
           Condition: { ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [rule, 'Arn'] } } },
+        }),
+        // The alarms notify the same topic (test/infra/monitoring.test.ts).
+        expect.objectContaining({
+          Principal: { Service: 'cloudwatch.amazonaws.com' },
+          Action: 'sns:Publish',
+          Resource: { Ref: topic },
         }),
       ]);
     });
