@@ -181,14 +181,7 @@ export class PersonaApi extends Construct {
                 files: [{ from: 'core/persona/agent/persona-agent.sh', to: 'persona-agent.sh' }],
               }
             : {}),
-          ...(readsTargets
-            ? {
-                afterBundling: (inputDir: string, outputDir: string) =>
-                  targetFiles(projectRoot).map(
-                    (f) => `cp ${path.join(inputDir, f.from)} ${path.join(outputDir, f.to)}`,
-                  ),
-              }
-            : {}),
+          ...(readsTargets ? { files: targetFiles(projectRoot) } : {}),
         });
       functions[route.handler] = fn;
       this.resourceFor(route.path).addMethod(
