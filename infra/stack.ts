@@ -16,7 +16,14 @@ export class PersonaStack extends Stack {
   constructor(scope: Construct, id: string, props: PersonaStackProps = {}) {
     super(scope, id, props);
     // `cdk deploy -c cloneSubnets=… -c cloneInstanceRoles=… -c azureCredentialsSecret=…`; props win.
-    this.platform = new PersonaPlatform(this, 'Platform', { ...cloneCloudContext(this), ...props.platform });
+    // `-c apiGatewayCloudWatchRole=true` in the one stack of an account and region that creates
+    // API Gateway's logging role (an account-wide setting, off by default).
+    const role: unknown = this.node.tryGetContext('apiGatewayCloudWatchRole');
+    this.platform = new PersonaPlatform(this, 'Platform', {
+      ...cloneCloudContext(this),
+      ...(role === true || role === 'true' ? { apiGatewayCloudWatchRole: true } : {}),
+      ...props.platform,
+    });
 
     new CfnOutput(this, 'ApiUrl', { value: this.platform.apiUrl, description: 'Persona API base URL' });
     for (const [id, table] of Object.entries(this.platform.storage.tables)) {

@@ -280,9 +280,9 @@ describe('PersonaPlatform with personaTriggers off', () => {
     expect(off.stack.platform.personaTriggers).toBeUndefined();
     off.template.resourceCountIs('AWS::Scheduler::ScheduleGroup', 0);
     const rules = Object.values(off.template.findResources('AWS::Events::Rule'));
-    expect(rules.filter((r) => JSON.stringify(r.Properties.EventPattern).includes('aws.cloudwatch'))).toEqual(
-      [],
-    );
+    expect(
+      rules.filter((r) => JSON.stringify(r.Properties.EventPattern ?? null).includes('aws.cloudwatch')),
+    ).toEqual([]);
     const functions = off.template.findResources('AWS::Lambda::Function');
     for (const writer of WRITERS) {
       expect(

@@ -1189,4 +1189,14 @@ describe('PersonaPlatform props', () => {
     const { template } = synthesize({ platform: { apiGatewayCloudWatchRole: false } }, false);
     template.resourceCountIs('AWS::ApiGateway::Account', 0);
   });
+
+  it('makes API Gateway’s logging role only where `-c apiGatewayCloudWatchRole=true` asks for it', () => {
+    const stackWith = (context: Record<string, unknown>) => {
+      const app = new App({ context: { ...CDK_CONTEXT, 'aws:cdk:bundling-stacks': [], ...context } });
+      return Template.fromStack(new PersonaStack(app, 'PersonaStack'));
+    };
+    stackWith({}).resourceCountIs('AWS::ApiGateway::Account', 0);
+    stackWith({ apiGatewayCloudWatchRole: 'true' }).resourceCountIs('AWS::ApiGateway::Account', 1);
+    stackWith({ apiGatewayCloudWatchRole: 'yes please' }).resourceCountIs('AWS::ApiGateway::Account', 0);
+  });
 });
