@@ -120,12 +120,23 @@ describe('agent credentials on IAM routes', () => {
 describe('GET /hosts/{host}/agent/assignment', () => {
   it('answers the assigned persona’s host-local entries as lines, refusing an entry that would be two', async () => {
     const res = await fetch(`${api.url}/hosts/web-1/agent/assignment`, {
-      headers: { ...bearer(webToken), accept: 'text/plain' },
+      headers: { ...bearer(webToken), accept: 'text/plain; format=2' },
     });
     expect(res.status).toBe(200);
-    const lines = (await res.text()).split('\n');
+    expect(res.headers.get('content-type')).toContain('format=2');
+    const text = await res.text();
+    const lines = text.split('\n');
     expect(lines[0]).toBe(ASSIGNMENT_FORMAT);
     expect(lines[1]).toMatch(/^persona\tpeak\t3\t[0-9a-f]{16}$/);
+    expect(lines[2]).toBe('override\tretain\t0');
+    // An agent installed before format 2 asks for plain text alone: the same lines, without
+    // the override line it would not read.
+    const old = await fetch(`${api.url}/hosts/web-1/agent/assignment`, {
+      headers: { ...bearer(webToken), accept: 'text/plain' },
+    });
+    const oldLines = (await old.text()).split('\n');
+    expect(oldLines[0]).toBe('persona-assignment 1');
+    expect(oldLines.slice(1)).toEqual(lines.filter((_, i) => i !== 0 && i !== 2));
     expect(lines).toContain('sysctl\tnet.core.somaxconn\t4096');
     expect(lines).toContain('cgroup\t/system.slice/shop.service\tcpu.weight\t200');
     expect(lines).toContain('cgroup\t/system.slice/shop.service\tmemory.max\t1073741824');
