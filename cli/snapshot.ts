@@ -284,7 +284,7 @@ export function registerSnapshotCommands(program: Command): void {
       const report = await (await openStore()).gc();
       if (structured(cmd)) return emit(cmd, report);
       out(
-        `deleted ${report.packsDeleted} packs (${bytes(report.bytesFreed)}), ${report.manifestsDeleted} manifests; kept ${report.packsKept} packs`,
+        `deleted ${report.packsDeleted} packs (${bytes(report.bytesFreed)}), ${report.manifestsDeleted} manifests, ${report.listingsDeleted} listing chunks; kept ${report.packsKept} packs`,
       );
     });
 

@@ -4,8 +4,9 @@
 import { CorruptionError } from './errors.js';
 import type { StoreKeys } from './keys.js';
 import type { ManifestEntry } from './manifest.js';
+import { CollectionPacer } from './memory.js';
 import type { ObjectStore } from './object-store.js';
-import { decodeBlobAsync } from './pack.js';
+import { decodeBlobsAsync } from './pack.js';
 import type { PipelineLimits } from './store.js';
 
 /** Where the index places a chunk; undefined when no index lists it. */
@@ -52,6 +53,8 @@ export interface ReaderGauge {
   peakReads: number;
   /** The costliest single read: one goes even when it alone exceeds the window. */
   largestReadBytes: number;
+  /** Full collections the reader started (`collectBytes`). */
+  collections?: number;
 }
 
 export class BlobReader {
@@ -68,15 +71,20 @@ export class BlobReader {
     largestReadBytes: 0,
   };
 
+  /** Starts a full collection once reads of this many bytes have been consumed (memory.ts). */
+  readonly collector: CollectionPacer;
+
   /** `files` in the order they will be written: the reads follow it. */
   constructor(
     private readonly objects: ObjectStore,
     private readonly keys: StoreKeys,
-    private readonly limits: Pick<PipelineLimits, 'restoreBytes' | 'restoreReads'>,
+    private readonly limits: Pick<PipelineLimits, 'restoreBytes' | 'restoreReads'> &
+      Partial<Pick<PipelineLimits, 'collectBytes'>>,
     files: readonly { readonly index: number; readonly entry: ManifestEntry }[],
     locate: Locate,
     keyOf: (packId: string) => string,
   ) {
+    this.collector = new CollectionPacer(limits.collectBytes ?? Number.MAX_SAFE_INTEGER);
     // Half the window at most, so that two reads fit in it and one can come in while the other is written.
     const maxRead = Math.max(1, Math.min(MAX_READ, Math.floor(limits.restoreBytes / 2)));
     let read: Read | undefined;
@@ -134,6 +142,11 @@ export class BlobReader {
     }
   }
 
+  /** Issues the first reads: they come in while the restore makes its directories. */
+  start(): void {
+    this.pump();
+  }
+
   /** Whether the file was planned (an incremental restore may write one it did not expect to). */
   planned(index: number): boolean {
     return this.files.has(index);
@@ -175,6 +188,9 @@ export class BlobReader {
       if (read.issued) {
         this.gauge.heldBytes -= read.cost;
         read.decoded = undefined;
+        // The read's bytes and the chunks decoded from it are dropped now.
+        this.collector.dropped(read.cost);
+        this.gauge.collections = this.collector.started;
       } else read.issued = true; // never needed: the pump skips it
       this.wake();
     }
@@ -221,13 +237,19 @@ export class BlobReader {
     const fetched = this.fetch(read).then(
       (bytes) => {
         const decoded = new Map<number, Promise<Uint8Array>>();
+        const blobs: { offset: number; sealed: Uint8Array; id: string; rawLength: number }[] = [];
+        const seen = new Set<number>();
         for (const s of read.slots) {
-          if (decoded.has(s.offset)) continue;
+          if (seen.has(s.offset)) continue;
+          seen.add(s.offset);
           const sealed = bytes.subarray(s.offset - read.start, s.offset - read.start + s.length);
-          const chunk = decodeBlobAsync(this.keys, sealed, s.id, read.key, s.rawLength);
+          blobs.push({ offset: s.offset, sealed, id: s.id, rawLength: s.rawLength });
+        }
+        // The read's blobs decoded together: one trip to the thread pool for all of them.
+        for (const [i, chunk] of decodeBlobsAsync(this.keys, blobs, read.key).entries()) {
           // Taken up by the file that needs it; one that failed before must not go unhandled.
           chunk.catch(() => undefined);
-          decoded.set(s.offset, chunk);
+          decoded.set((blobs[i] as (typeof blobs)[number]).offset, chunk);
         }
         if (read.pending > 0) read.decoded = decoded;
       },

@@ -1,6 +1,7 @@
 // check: verifying that every snapshot can be restored, and with readData every byte.
 import { ChunkIndex, decodeIndex } from './index-file.js';
 import { chunksOf } from './manifest.js';
+import { listingKey, listingsInBucket } from './manifest-object.js';
 import { decodeBlob, readPackHeader, verifyPackId } from './pack.js';
 import { INDEX_PREFIX, PACK_PREFIX, type Progress, packKeyOf, type SnapshotStore } from './store.js';
 
@@ -20,7 +21,7 @@ export interface CheckReport {
 }
 
 /**
- * Verifies the store: every index decodes, every manifest decodes, every chunk a snapshot
+ * Verifies the store: every index decodes, every manifest decodes (its listing chunks there), every chunk a snapshot
  * needs is indexed in a pack that exists; with `readData`, every pack's bytes match its
  * name and every blob decrypts to content matching its id.
  */
@@ -66,13 +67,28 @@ async function verify(
   }
   const records = await store.deps.records.all();
   const needed = new Set<string>();
+  // The listing chunks of format 2 manifests (manifest-object.ts), each checked to be there
+  // even when its manifest cannot be read whole.
+  const listings = await listingsInBucket(store.deps.objects);
   for (const r of records) {
+    const who = `snapshot ${r.host}#${r.version}`;
     try {
-      for (const id of chunksOf(await store.manifest(r))) needed.add(id);
+      let whole = true;
+      for (const id of await store.manifestParts(r)) {
+        if (listings.has(id)) continue;
+        whole = false;
+        problems.push({
+          object: listingKey(id),
+          chunk: id,
+          problem: `needed by the manifest of ${who} but missing from the bucket`,
+        });
+      }
+      if (whole) for (const id of chunksOf(await store.manifest(r))) needed.add(id);
     } catch (e) {
+      const message = (e as Error).message;
       problems.push({
         object: r.manifestKey,
-        problem: `snapshot ${r.host}#${r.version}: ${(e as Error).message}`,
+        problem: message.includes(who) ? message : `${who}: ${message}`,
       });
     }
   }
@@ -85,6 +101,14 @@ async function verify(
     }
   }
   if (options.readData) {
+    for (const id of listings.keys()) {
+      const key = listingKey(id);
+      try {
+        decodeBlob(store.keys, await store.deps.objects.get(key), id, key);
+      } catch (e) {
+        problems.push({ object: key, chunk: id, problem: (e as Error).message });
+      }
+    }
     let done = 0;
     for (const key of packs.keys()) {
       const bytes = await store.deps.objects.get(key);

@@ -193,6 +193,15 @@ export class Chunker {
     return this.#scan(data, true, false);
   }
 
+  /**
+   * `push`, except that a chunk lying wholly inside `data` is a view of it rather than a copy:
+   * for a caller that keeps `data` unchanged for as long as it uses those chunks. A chunk that
+   * began in an earlier push is still a fresh buffer.
+   */
+  pushViews(data: Uint8Array): Uint8Array[] {
+    return this.#scan(data, false, false);
+  }
+
   /** Returns the last chunk (shorter than `min` possibly), if any bytes are left, and resets. */
   finish(): Uint8Array[] {
     const staged = this.#staged;

@@ -1,8 +1,9 @@
-// Garbage collection: deleting packs and manifests that no snapshot record refers to.
+// Garbage collection: deleting packs, manifests and listing chunks that no snapshot record refers to.
 
 import { CorruptionError } from './errors.js';
 import { decodeIndex, encodeIndex, type IndexPack } from './index-file.js';
 import { chunksOf } from './manifest.js';
+import { listingKey, listingsInBucket } from './manifest-object.js';
 import { INDEX_PREFIX, MANIFEST_PREFIX, PACK_PREFIX, packKeyOf, type SnapshotStore } from './store.js';
 
 export interface GcReport {
@@ -10,6 +11,8 @@ export interface GcReport {
   readonly bytesFreed: number;
   readonly packsKept: number;
   readonly manifestsDeleted: number;
+  /** Chunks of manifest listings (manifest-object.ts) that no recorded manifest names. */
+  readonly listingsDeleted: number;
   readonly indexesRewritten: number;
 }
 
@@ -17,7 +20,8 @@ export interface GcReport {
 const NAMED = 5;
 
 /**
- * Deletes packs no snapshot refers to, and manifests no record refers to. Runs under the
+ * Deletes packs no snapshot refers to, manifests no record refers to, and listing chunks no
+ * recorded manifest names. Runs under the
  * exclusive lock, so no snapshot is recorded meanwhile (see FORMAT.md). Before it deletes
  * anything it checks that every chunk of every recorded snapshot is listed in an index and
  * that its pack exists; when one is not, it deletes nothing and names the snapshot and the
@@ -29,9 +33,25 @@ export async function collectGarbage(store: SnapshotStore): Promise<GcReport> {
   try {
     const needs = new Map<string, string>(); // chunk id → the first snapshot (host#version) that needs it
     const liveManifests = new Set<string>();
+    // A manifest's listing chunks are needed as much as its files' chunks: one that is missing
+    // stops the collection like a missing pack (its snapshot's files are then unknown, and so
+    // what they need).
+    const listings = await listingsInBucket(objects);
+    const liveListings = new Set<string>();
+    const lostListings: { who: string; chunk: string; problem: string }[] = [];
     for (const r of await records.all()) {
       liveManifests.add(r.manifestKey);
       const who = `${r.host}#${r.version}`;
+      const parts = await store.manifestParts(r);
+      for (const id of parts) liveListings.add(id);
+      const lost = parts.filter((id) => !listings.has(id));
+      for (const chunk of lost)
+        lostListings.push({
+          who,
+          chunk,
+          problem: `is a chunk of its manifest, ${listingKey(chunk)}, which is missing`,
+        });
+      if (lost.length > 0) continue;
       for (const id of chunksOf(await store.manifest(r))) if (!needs.has(id)) needs.set(id, who);
     }
     const indexObjects: string[] = [];
@@ -48,7 +68,7 @@ export async function collectGarbage(store: SnapshotStore): Promise<GcReport> {
     for await (const o of objects.list(PACK_PREFIX))
       present.set(o.key.slice(o.key.lastIndexOf('/') + 1), { key: o.key, size: o.size });
 
-    const missing: { who: string; chunk: string; problem: string }[] = [];
+    const missing: { who: string; chunk: string; problem: string }[] = [...lostListings];
     for (const [chunk, who] of needs) {
       const packs = holders.get(chunk);
       if (!packs) missing.push({ who, chunk, problem: 'is in no index' });
@@ -103,12 +123,17 @@ export async function collectGarbage(store: SnapshotStore): Promise<GcReport> {
       if (!liveManifests.has(o.key)) deadManifests.push(o.key);
     await lease.assertHeld();
     await objects.delete(deadManifests);
+    // Last: a collection stopped before this leaves listing chunks, never a manifest without them.
+    const deadListings = [...listings.keys()].filter((id) => !liveListings.has(id)).map(listingKey);
+    await lease.assertHeld();
+    await objects.delete(deadListings);
     await store.loadIndex();
     return {
       packsDeleted: doomed.length,
       bytesFreed: doomed.reduce((n, d) => n + d.size, 0),
       packsKept: keep.length,
       manifestsDeleted: deadManifests.length,
+      listingsDeleted: deadListings.length,
       indexesRewritten: rewritten,
     };
   } finally {

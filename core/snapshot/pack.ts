@@ -14,7 +14,7 @@ import {
 import * as z from 'zod';
 import { CorruptionError, type Where } from './errors.js';
 import { chunkId, type StoreKeys } from './keys.js';
-import { open, SEAL_OVERHEAD, seal, sealParts } from './seal.js';
+import { open, SEAL_OVERHEAD, seal, sealPieces } from './seal.js';
 
 /** A pack is closed once its blobs reach this size (the last blob may carry it past). */
 export const PACK_TARGET_SIZE = 16 * 1024 * 1024;
@@ -40,9 +40,30 @@ export interface IndexBlob {
 }
 
 export interface EncodedBlob {
+  /** The sealed blob in pieces, laid end to end (a pack copies them into its buffer). */
+  readonly pieces: readonly Uint8Array[];
+  /** Bytes of the sealed blob. */
+  readonly length: number;
+  /** The sealed blob as one buffer (joined when asked for). */
   readonly sealed: Uint8Array;
   readonly rawLength: number;
   readonly compressed: boolean;
+}
+
+class SealedBlob implements EncodedBlob {
+  readonly length: number;
+
+  constructor(
+    readonly pieces: readonly Uint8Array[],
+    readonly rawLength: number,
+    readonly compressed: boolean,
+  ) {
+    this.length = pieces.reduce((n, p) => n + p.length, 0);
+  }
+
+  get sealed(): Uint8Array {
+    return this.pieces.length === 1 ? (this.pieces[0] as Uint8Array) : Buffer.concat(this.pieces);
+  }
 }
 
 export interface FinishedPack {
@@ -75,7 +96,7 @@ export function encodeBlob(keys: StoreKeys, chunk: Uint8Array, id: string): Enco
   const plaintext = new Uint8Array(1 + payload.length);
   plaintext[0] = compressed ? FLAG_ZSTD : FLAG_STORED;
   plaintext.set(payload, 1);
-  return { sealed: seal(keys.sealKey, plaintext, blobAad(id)), rawLength: chunk.length, compressed };
+  return new SealedBlob([seal(keys.sealKey, plaintext, blobAad(id))], chunk.length, compressed);
 }
 
 const ZSTD_OPTIONS = { params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL } };
@@ -85,6 +106,13 @@ const ZSTD_OPTIONS = { params: { [constants.ZSTD_c_compressionLevel]: ZSTD_LEVEL
  * frame (ended with ZSTD_e_end, so it decompresses on its own, as FORMAT.md says), but the
  * context is not made anew for it. A fresh context per call costs more than compressing a
  * small file does; most files of a host are small.
+ *
+ * The streams are made with ZSTD_e_end as their flush flag, so that one write is one whole
+ * frame: zstd then sees the chunk's size before it starts (a write followed by a flush gave
+ * it the data with ZSTD_e_continue, of unknown size, so every frame of a 30 KiB file reset
+ * the tables sized for a large input), the frame header records the content size, and each
+ * chunk costs one trip to the thread pool instead of two. About a fifth less CPU time for
+ * zstd on a root filesystem, and slightly smaller output.
  */
 type ZstdStream = ZstdCompress | ZstdDecompress;
 
@@ -100,6 +128,12 @@ class ZstdStreams {
 
   /** One whole frame through a kept stream: compressed, or decompressed. */
   async run(chunk: Uint8Array, expectedLength?: number): Promise<Buffer> {
+    const out = await this.pieces(chunk, expectedLength);
+    return out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out);
+  }
+
+  /** `run` with the output as the stream gave it, in pieces of at most its chunk size. */
+  async pieces(chunk: Uint8Array, expectedLength?: number): Promise<Buffer[]> {
     const stream = await this.take();
     const out: Buffer[] = [];
     const onData = (d: Buffer) => out.push(d);
@@ -111,9 +145,8 @@ class ZstdStreams {
     stream.on('error', onError);
     try {
       await new Promise<void>((resolve, reject) => {
-        stream.write(chunk);
-        stream.flush(constants.ZSTD_e_end, () => (failed === undefined ? resolve() : reject(failed)));
         stream.once('error', reject);
+        stream.write(chunk, (e) => ((e ?? failed) === undefined ? resolve() : reject(e ?? failed)));
       });
       // A frame that did not end (its output short) would leave the stream inside it: the
       // next frame written would be read as its continuation.
@@ -133,7 +166,7 @@ class ZstdStreams {
     stream.off('error', onError);
     stream.removeAllListeners('error');
     this.give(stream);
-    return out.length === 1 ? (out[0] as Buffer) : Buffer.concat(out);
+    return out;
   }
 
   private take(): Promise<ZstdStream> {
@@ -162,11 +195,15 @@ class ZstdStreams {
 }
 
 // libuv's pool has four threads by default; one stays free for file reads and crypto.
-const zstdStreams = new ZstdStreams(3, () => createZstdCompress({ ...ZSTD_OPTIONS, chunkSize: 1024 * 1024 }));
+const zstdStreams = new ZstdStreams(3, () =>
+  createZstdCompress({ ...ZSTD_OPTIONS, chunkSize: 1024 * 1024, flush: constants.ZSTD_e_end }),
+);
 // Decompression contexts kept too: one made per blob is freed only when the collector finds
 // its handle, and the collector does not see that native memory, so a restore of many small
 // blobs held hundreds of MiB of them.
-const unzstdStreams = new ZstdStreams(3, () => createZstdDecompress({ chunkSize: 1024 * 1024 }));
+const unzstdStreams = new ZstdStreams(3, () =>
+  createZstdDecompress({ chunkSize: 1024 * 1024, flush: constants.ZSTD_e_end }),
+);
 
 /** `encodeBlob` with compression and sealing on libuv's thread pool: the same blob format. */
 export async function encodeBlobAsync(keys: StoreKeys, chunk: Uint8Array, id: string): Promise<EncodedBlob> {
@@ -174,17 +211,13 @@ export async function encodeBlobAsync(keys: StoreKeys, chunk: Uint8Array, id: st
   const packed = chunk.length > 0 ? await zstdStreams.run(chunk) : chunk;
   const compressed = chunk.length > 0 && 16 * (chunk.length - packed.length) >= chunk.length;
   const payload = compressed ? packed : chunk;
-  // Sealed here, in one buffer: AES-GCM costs little beside zstd, and every copy of a chunk
-  // made and dropped is memory the process holds until the collector runs.
-  return {
-    sealed: sealParts(
-      keys.sealKey,
-      [Uint8Array.of(compressed ? FLAG_ZSTD : FLAG_STORED), payload],
-      blobAad(id),
-    ),
-    rawLength: chunk.length,
+  // Sealed here, in pieces the pack copies: AES-GCM costs little beside zstd, and every copy
+  // of a chunk made and dropped is memory the process holds until the collector runs.
+  return new SealedBlob(
+    sealPieces(keys.sealKey, [Uint8Array.of(compressed ? FLAG_ZSTD : FLAG_STORED), payload], blobAad(id)),
+    chunk.length,
     compressed,
-  };
+  );
 }
 
 /**
@@ -214,6 +247,107 @@ export async function decodeBlobAsync(
   } else throw new CorruptionError(where, `unknown blob flag ${flag}`);
   if (chunkId(keys.idKey, chunk) !== id) throw new CorruptionError(where, 'content does not match its id');
   return chunk;
+}
+
+/**
+ * `decodeBlobAsync` for the blobs of one ranged read, each verified the same three ways, one
+ * promise each. The compressed payloads go to the thread pool as one write (zstd reads frames
+ * one after another): a read of hundreds of small blobs costs one trip there, not one each.
+ * Where that write fails, or any chunk it gave does not match its id, each of them is
+ * decompressed on its own, so that what fails is named by its own chunk and only it fails.
+ */
+export function decodeBlobsAsync(
+  keys: StoreKeys,
+  blobs: readonly { readonly sealed: Uint8Array; readonly id: string; readonly rawLength: number }[],
+  objectKey: string,
+): Promise<Uint8Array>[] {
+  const out: Promise<Uint8Array>[] = [];
+  const frames: { index: number; payload: Uint8Array; id: string; rawLength: number }[] = [];
+  for (const [index, b] of blobs.entries()) {
+    const where: Where = { objectKey, chunkId: b.id };
+    try {
+      const plaintext = open(keys.sealKey, b.sealed, blobAad(b.id), where);
+      if (plaintext.length === 0) throw new CorruptionError(where, 'blob has no flag byte');
+      const flag = plaintext[0];
+      if (flag === FLAG_ZSTD) {
+        frames.push({ index, payload: plaintext.subarray(1), id: b.id, rawLength: b.rawLength });
+        continue;
+      }
+      if (flag !== FLAG_STORED) throw new CorruptionError(where, `unknown blob flag ${flag}`);
+      const chunk = plaintext.subarray(1);
+      if (chunkId(keys.idKey, chunk) !== b.id)
+        throw new CorruptionError(where, 'content does not match its id');
+      out[index] = Promise.resolve(chunk);
+    } catch (e) {
+      out[index] = Promise.reject(e);
+    }
+  }
+  const one = (f: (typeof frames)[number]) =>
+    unzstdStreams.run(f.payload, f.rawLength).then(
+      (chunk) => {
+        if (chunkId(keys.idKey, chunk) !== f.id)
+          throw new CorruptionError({ objectKey, chunkId: f.id }, 'content does not match its id');
+        return chunk;
+      },
+      (error) => {
+        throw new CorruptionError({ objectKey, chunkId: f.id }, 'compressed payload does not decompress', {
+          cause: error,
+        });
+      },
+    );
+  if (frames.length === 1)
+    out[(frames[0] as (typeof frames)[number]).index] = one(frames[0] as (typeof frames)[number]);
+  else if (frames.length > 1) {
+    const total = frames.reduce((n, f) => n + f.rawLength, 0);
+    const together = unzstdStreams
+      .pieces(Buffer.concat(frames.map((f) => f.payload)), total)
+      .then((pieces) => {
+        const chunks = splitPieces(pieces, frames);
+        return chunks.every((c, i) => chunkId(keys.idKey, c) === (frames[i] as (typeof frames)[number]).id)
+          ? chunks
+          : undefined;
+      })
+      .catch(() => undefined);
+    for (const [i, f] of frames.entries())
+      out[f.index] = together.then((chunks) => (chunks ? (chunks[i] as Uint8Array) : one(f)));
+  }
+  return out;
+}
+
+/** Cuts decompressed output into chunks of the given lengths: views where one lies in a piece. */
+function splitPieces(
+  pieces: readonly Buffer[],
+  lengths: readonly { readonly rawLength: number }[],
+): Uint8Array[] {
+  const chunks: Uint8Array[] = [];
+  let p = 0;
+  let at = 0;
+  for (const { rawLength } of lengths) {
+    while (p < pieces.length && at === (pieces[p] as Buffer).length) {
+      p++;
+      at = 0;
+    }
+    const piece = pieces[p];
+    if (piece !== undefined && at + rawLength <= piece.length) {
+      chunks.push(piece.subarray(at, at + rawLength));
+      at += rawLength;
+      continue;
+    }
+    const chunk = Buffer.allocUnsafe(rawLength);
+    for (let filled = 0; filled < rawLength; ) {
+      const from = pieces[p] as Buffer;
+      const n = Math.min(rawLength - filled, from.length - at);
+      chunk.set(from.subarray(at, at + n), filled);
+      filled += n;
+      at += n;
+      if (at === from.length) {
+        p++;
+        at = 0;
+      }
+    }
+    chunks.push(chunk);
+  }
+  return chunks;
 }
 
 /**
@@ -295,29 +429,32 @@ export class PackWriter {
   addEncoded(id: string, blob: EncodedBlob): void {
     if (this.finished) throw new Error('this pack is finished; start a new PackWriter');
     if (this.ids.has(id)) return;
-    const sealed = blob.sealed;
-    if (
-      this.buffer !== undefined &&
-      this.parts.length === 0 &&
-      this.offset + sealed.length <= this.buffer.length
-    )
-      this.buffer.set(sealed, this.offset);
-    else {
+    const length = blob.length;
+    if (this.buffer !== undefined && this.parts.length === 0 && this.offset + length <= this.buffer.length) {
+      let at = this.offset;
+      for (const piece of blob.pieces) {
+        this.buffer.set(piece, at);
+        this.packHash.update(piece);
+        at += piece.length;
+      }
+    } else {
       // Past the buffer (a first blob larger than it): the pack goes on as parts.
       if (this.buffer !== undefined && this.parts.length === 0 && this.offset > 0)
         this.parts.push(this.buffer.subarray(0, this.offset));
-      this.parts.push(sealed);
+      for (const piece of blob.pieces) {
+        this.parts.push(piece);
+        this.packHash.update(piece);
+      }
     }
-    this.packHash.update(sealed);
     this.entries.push({
       id,
       offset: this.offset,
-      length: sealed.length,
+      length,
       rawLength: blob.rawLength,
       compressed: blob.compressed,
     });
     this.ids.add(id);
-    this.offset += sealed.length;
+    this.offset += length;
   }
 
   finish(): FinishedPack {

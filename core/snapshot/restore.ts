@@ -170,7 +170,13 @@ export async function restoreSnapshot(
         });
       }
     };
-    for (const entry of dirs) await restoreEntry(entry);
+    // The first reads go before the directories are made, and are decoded between them: making
+    // an inode can take a filesystem a good part of a millisecond, thousands of them here.
+    reader.start();
+    for (const [i, entry] of dirs.entries()) {
+      await restoreEntry(entry);
+      if (i % 64 === 63) await new Promise((resolve) => setImmediate(resolve));
+    }
     // Several files at once: each is a handful of system calls besides its content, and the
     // reader keeps their blobs coming in pack order.
     let nextFile = 0;

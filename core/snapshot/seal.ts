@@ -1,7 +1,7 @@
 // Sealing (FORMAT.md, "Sealing"): nonce (12) ‖ AES-256-GCM ciphertext ‖ tag (16). The AAD names the
 // object's role and identity, so a sealed object only opens where it was meant to be read.
 
-import { createCipheriv, createDecipheriv, randomBytes, randomFillSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { CorruptionError, type Where } from './errors.js';
 
 export const NONCE_LENGTH = 12;
@@ -23,26 +23,25 @@ export function seal(key: Uint8Array, plaintext: Uint8Array, aad: string): Uint8
   return Buffer.concat([nonce, head, tail, cipher.getAuthTag()]);
 }
 
-/** `seal` of the parts laid end to end, into one buffer without joining them first. */
-export function sealParts(key: Uint8Array, parts: readonly Uint8Array[], aad: string): Uint8Array {
+/**
+ * `seal` of the parts laid end to end, as the pieces of the sealed object in order (nonce,
+ * ciphertext, tag) rather than one buffer: a pack copies them into its own buffer, and joining
+ * them first would allocate and copy every blob once more.
+ */
+export function sealPieces(key: Uint8Array, parts: readonly Uint8Array[], aad: string): Uint8Array[] {
   checkKey(key);
-  const length = parts.reduce((n, p) => n + p.length, 0);
-  const out = Buffer.allocUnsafe(NONCE_LENGTH + length + TAG_LENGTH);
-  const nonce = out.subarray(0, NONCE_LENGTH);
-  randomFillSync(nonce);
+  const nonce = randomBytes(NONCE_LENGTH);
   const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_LENGTH });
   cipher.setAAD(Buffer.from(aad, 'utf8'));
-  let at = NONCE_LENGTH;
+  const pieces: Uint8Array[] = [nonce];
   for (const part of parts) {
     const c = cipher.update(part);
-    out.set(c, at);
-    at += c.length;
+    if (c.length > 0) pieces.push(c);
   }
   const tail = cipher.final();
-  out.set(tail, at);
-  at += tail.length;
-  out.set(cipher.getAuthTag(), at);
-  return out;
+  if (tail.length > 0) pieces.push(tail);
+  pieces.push(cipher.getAuthTag());
+  return pieces;
 }
 
 /**
@@ -74,8 +73,10 @@ export function unseal(key: Uint8Array, sealed: Uint8Array, aad: string): Uint8A
     decipher.setAuthTag(tag);
     const head = decipher.update(body);
     // GCM releases plaintext from update() before the tag is checked; it is returned only after
-    // final() has verified it.
-    return Buffer.concat([head, decipher.final()]);
+    // final() has verified it. GCM's final() gives no bytes: head is the whole plaintext, and
+    // joining it to nothing would copy every blob a restore reads once more.
+    const tail = decipher.final();
+    return tail.length === 0 ? head : Buffer.concat([head, tail]);
   } catch {
     return undefined;
   }

@@ -4,16 +4,27 @@ import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
   type BigIntStats,
+  closeSync,
   constants,
   createReadStream,
+  fchmodSync,
+  fchownSync,
+  fstatSync,
+  ftruncateSync,
+  futimesSync,
   lstatSync,
   mkdirSync,
+  open as openCallback,
+  openSync,
   readdirSync,
   readFileSync,
   readlinkSync,
+  readSync,
   realpathSync,
+  renameSync,
   rmSync,
   unlinkSync,
+  writeSync,
 } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,10 +33,21 @@ import { EntryChecker, type ManifestEntry, pathProblem } from './manifest.js';
 /** An entry of a tree being snapshotted, with a way to read its content once. */
 export interface SourceEntry {
   readonly entry: Omit<ManifestEntry, 'chunks' | 'sparse'>;
-  /** The file's data; for a sparse file, its data extents one after the other. */
+  /**
+   * The file's data; for a sparse file, its data extents one after the other. A source may
+   * reuse its buffer for the next piece, except a piece that is the whole file: the store
+   * keeps views of that one.
+   */
   readonly content?: () => AsyncIterable<Uint8Array>;
   /** For a sparse file: its data extents, known once `content` has been read. */
   readonly extents?: () => [number, number][];
+  /**
+   * Reads the file's bytes from `position` into `buffer`, until it is full or the file ends,
+   * and returns how many it read: for a store that reads into memory of its own (slab.ts)
+   * rather than a buffer per read. Absent for sparse files and for sources that can only
+   * stream; `content` is always there.
+   */
+  readonly readInto?: (buffer: Uint8Array, position: number) => number;
 }
 
 export interface TreeSource {
@@ -70,6 +92,21 @@ const typeOf = (s: import('node:fs').BigIntStats): ManifestEntry['type'] | undef
 // of trees of many small files. Large files are still streamed.
 async function* readWhole(path: string): AsyncIterable<Uint8Array> {
   yield readFileSync(path);
+}
+
+function readAt(path: string, buffer: Uint8Array, position: number): number {
+  const fd = openSync(path, 'r');
+  try {
+    let at = 0;
+    while (at < buffer.length) {
+      const n = readSync(fd, buffer, at, buffer.length - at, position + at);
+      if (n === 0) break;
+      at += n;
+    }
+    return at;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 async function* readSparse(
@@ -154,6 +191,7 @@ export function directorySource(
               size <= READ_SIZE
                 ? () => readWhole(path)
                 : () => createReadStream(path, { highWaterMark: READ_SIZE }),
+            readInto: (buffer, position) => readAt(path, buffer, position),
           };
         }
       } else if (type === 'dir') {
@@ -432,11 +470,16 @@ export class DirectoryTarget {
     path: string,
     content: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
   ): Promise<void> {
+    // Only the open is on the thread pool: making an inode can cost a filesystem far more than
+    // the other calls (ext4 without a journal scans past recently freed inodes), and there
+    // several go at once. The other calls on the file are synchronous: each is a few
+    // microseconds in the kernel, and on the pool each cost a hand-off and a wake-up besides,
+    // for every one of the thousands of small files of a host.
     let tmp = join(dir, temporaryName());
-    let handle: fs.FileHandle | undefined;
-    for (let attempt = 0; handle === undefined; attempt++) {
+    let fd: number | undefined;
+    for (let attempt = 0; fd === undefined; attempt++) {
       try {
-        handle = await fs.open(tmp, NEW_FILE, 0o600);
+        fd = await openNew(tmp);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || attempt >= 5) throw e;
         tmp = join(dir, temporaryName());
@@ -445,7 +488,7 @@ export class DirectoryTarget {
     let inode: Inode;
     try {
       if (entry.sparse) {
-        await handle.truncate(entry.size ?? 0);
+        ftruncateSync(fd, entry.size ?? 0);
         let extent = 0;
         let within = 0;
         for await (const piece of content) {
@@ -453,7 +496,7 @@ export class DirectoryTarget {
           while (done < piece.length) {
             const [offset, length] = entry.sparse[extent] ?? [0, 0];
             const n = Math.min(length - within, piece.length - done);
-            await handle.write(piece, done, n, offset + within);
+            writeAll(fd, piece.subarray(done, done + n), offset + within);
             done += n;
             within += n;
             if (within === length) {
@@ -463,30 +506,39 @@ export class DirectoryTarget {
           }
         }
       } else {
-        for await (const piece of content) await handle.write(piece);
+        let at = 0;
+        for await (const piece of content) {
+          writeAll(fd, piece, at);
+          at += piece.length;
+        }
       }
       // On the descriptor: no path, so nothing to follow. chown clears set-id bits, so the
-      // mode comes after the owner.
-      if (this.owners) await handle.chown(entry.uid, entry.gid);
-      await handle.chmod(entry.mode);
-      await handle.utimes(seconds(entry.mtimeNs), seconds(entry.mtimeNs));
-      const s = await handle.stat({ bigint: true });
+      // mode comes after the owner; an owner the new file already has is not set again.
+      const s = fstatSync(fd, { bigint: true });
       inode = { dev: s.dev, ino: s.ino };
+      if (this.owners && (s.uid !== BigInt(entry.uid) || s.gid !== BigInt(entry.gid)))
+        fchownSync(fd, entry.uid, entry.gid);
+      fchmodSync(fd, entry.mode);
+      futimesSync(fd, seconds(entry.mtimeNs), seconds(entry.mtimeNs));
     } catch (e) {
-      await handle.close();
-      await fs.unlink(tmp).catch(() => undefined);
+      closeSync(fd);
+      try {
+        unlinkSync(tmp);
+      } catch {}
       throw e;
     }
-    await handle.close();
+    closeSync(fd);
     try {
       // rename() replaces a file or a symlink itself, never what a symlink points at; a
       // directory in the way has to go first.
       const there = lstatOrNone(path);
       if (there?.isDirectory()) removeSync(path, there);
       this.parent(entry.path);
-      await fs.rename(tmp, path);
+      renameSync(tmp, path);
     } catch (e) {
-      await fs.unlink(tmp).catch(() => undefined);
+      try {
+        unlinkSync(tmp);
+      } catch {}
       throw e;
     }
     this.files.set(entry.path, inode);
@@ -579,23 +631,25 @@ export class DirectoryTarget {
     const order = [...this.dirs.entries()].sort(([a], [b]) => b.split('/').length - a.split('/').length);
     for (const [rel, dir] of order) {
       if (dir.entry === undefined && !dir.made) continue;
-      let handle: fs.FileHandle | undefined;
+      // Synchronous, as for files: opening a directory that exists makes no inode, and on the
+      // thread pool each of these calls cost a hand-off and a wake-up.
+      let fd: number | undefined;
       try {
-        handle = await fs.open(this.abs(rel), OPEN_DIR);
-        const s = await handle.stat({ bigint: true });
+        fd = openSync(this.abs(rel), OPEN_DIR);
+        const s = fstatSync(fd, { bigint: true });
         if (!sameInode(s, dir.inode))
           throw new UnsafePathError(rel, 'the directory changed during the restore');
         const e = dir.entry;
-        if (e === undefined) await handle.chmod(0o755);
+        if (e === undefined) fchmodSync(fd, 0o755);
         else {
-          if (this.owners) await handle.chown(e.uid, e.gid);
-          await handle.chmod(e.mode);
-          await handle.utimes(seconds(e.mtimeNs), seconds(e.mtimeNs));
+          if (this.owners) fchownSync(fd, e.uid, e.gid);
+          fchmodSync(fd, e.mode);
+          futimesSync(fd, seconds(e.mtimeNs), seconds(e.mtimeNs));
         }
       } catch (e) {
         failed.push({ path: rel, reason: `directory metadata not set: ${(e as Error).message}` });
       } finally {
-        await handle?.close();
+        if (fd !== undefined) closeSync(fd);
       }
     }
     return failed;
@@ -603,6 +657,18 @@ export class DirectoryTarget {
 }
 
 const basename = (rel: string) => rel.slice(rel.lastIndexOf('/') + 1);
+
+/** Opens a new file (never an existing one, never through a link) on the thread pool. */
+const openNew = (path: string): Promise<number> =>
+  new Promise((resolve, reject) =>
+    openCallback(path, NEW_FILE, 0o600, (e, fd) => (e ? reject(e) : resolve(fd))),
+  );
+
+/** Writes all of `bytes` at `position`: a write may take fewer bytes than it was given. */
+function writeAll(fd: number, bytes: Uint8Array, position: number): void {
+  for (let done = 0; done < bytes.length; )
+    done += writeSync(fd, bytes, done, bytes.length - done, position + done);
+}
 
 /** Removes a path lstat described: a directory with what it holds (links in it are removed, not followed). */
 function removeSync(path: string, s: BigIntStats): void {

@@ -110,6 +110,11 @@ describe('persona snapshot', () => {
     expect(JSON.parse(forget.stdout)).toEqual({ kept: [3], removed: [1, 2] });
     const gc = await persona('--json', 'snapshot', 'gc');
     expect(JSON.parse(gc.stdout).packsDeleted).toBeGreaterThanOrEqual(2);
+    expect(JSON.parse(gc.stdout).listingsDeleted).toBeGreaterThanOrEqual(1);
+    // Nothing is left to collect, and the summary names each kind of object.
+    expect((await persona('snapshot', 'gc')).stdout).toMatch(
+      /deleted 0 packs \(.*\), 0 manifests, 0 listing chunks; kept \d+ packs/,
+    );
     expect((await persona('snapshot', 'check', '--read-data')).code).toBe(0);
 
     expect((await persona('snapshot', 'forget', '--host', 'retained')).code).toBe(3);

@@ -236,6 +236,38 @@ describe('Chunker', () => {
     expect(chunks.some((c) => c.buffer === buffer.buffer)).toBe(false);
   });
 
+  it('with pushViews, cuts where push cuts, giving views of the pushed buffer for chunks wholly inside it', () => {
+    fc.assert(
+      fc.property(
+        inputArb.chain((data) =>
+          fc.tuple(fc.constant(data), fc.array(fc.integer({ min: 0, max: data.length }), { maxLength: 12 })),
+        ),
+        ([data, splits]) => {
+          const cuts = [...new Set([0, ...splits, data.length])].sort((a, b) => a - b);
+          const chunker = new Chunker(TINY, DEFAULT_GEAR);
+          const chunks: Uint8Array[] = [];
+          let views = 0;
+          let pushed = 0;
+          for (let i = 0; i + 1 < cuts.length; i++) {
+            // Each piece a buffer of its own, as each slab region is.
+            const piece = data.slice(cuts[i], cuts[i + 1]);
+            for (const c of chunker.pushViews(piece)) {
+              if (c.buffer === piece.buffer) views++;
+              pushed++;
+              chunks.push(c);
+            }
+          }
+          chunks.push(...chunker.finish());
+          expect(lengths(chunks)).toEqual(lengths(chunkBuffer(data, TINY)));
+          expect(concat(chunks)).toEqual(data);
+          // Pushed in one piece, every chunk it completes lies inside it.
+          if (cuts.length === 2) expect(views).toBe(pushed);
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   it('keeps a file shorter than min for finish, as one chunk of its own memory', () => {
     const data = randomBytes(SMALL.min - 1, 30);
     const chunker = new Chunker(SMALL, DEFAULT_GEAR);

@@ -4,9 +4,16 @@ import { mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
+import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../../core/errors.js';
-import { checkManifest, EntryChecker, type ManifestEntry } from '../../../core/snapshot/manifest.js';
+import {
+  checkManifest,
+  conformsPlainly,
+  EntryChecker,
+  Manifest,
+  type ManifestEntry,
+} from '../../../core/snapshot/manifest.js';
 import type { SnapshotStore } from '../../../core/snapshot/store.js';
 import { tarSource, writeTar } from '../../../core/snapshot/tar.js';
 import { DirectoryTarget } from '../../../core/snapshot/tree.js';
@@ -108,6 +115,87 @@ describe('checkManifest', () => {
     expect(error.issues).toEqual([
       { path: 'entries[0].path', message: `${JSON.stringify(path)}: ${message}` },
     ]);
+  });
+});
+
+describe('conformsPlainly (the schema without zod, for manifests that keep it)', () => {
+  // Values near the schema's edges, right and wrong, for every field of an entry.
+  const anyValue = fc.oneof(
+    fc.constant(undefined),
+    fc.constant(null),
+    fc.boolean(),
+    fc.constantFrom(0, 1, -1, 0o7777, 0o10000, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53, 2 ** 60),
+    fc.constantFrom(
+      '',
+      'a',
+      'a/b',
+      '/abs',
+      'a/../b',
+      './a',
+      'a//b',
+      'a\0b',
+      '123',
+      '-123',
+      '1x',
+      'file',
+      'dir',
+      'sock',
+    ),
+    fc.constantFrom([], ['a'], [1], [[0, 1]], [[0, 0]], [[1]], [[-1, 2]], [[0, 1, 2]]),
+    fc.constant({}),
+  );
+  const fields = [
+    'path',
+    'type',
+    'mode',
+    'uid',
+    'gid',
+    'user',
+    'group',
+    'size',
+    'mtimeNs',
+    'target',
+    'rdev',
+    'chunks',
+    'ino',
+    'ctimeNs',
+    'sparse',
+    'unknown',
+  ];
+  const entryArb = fc.oneof(
+    // A valid entry with one field replaced or added.
+    fc.record({ field: fc.constantFrom(...fields), value: anyValue }).map(({ field, value }) => ({
+      ...e('a/b'),
+      size: 3,
+      chunks: ['x'],
+      ino: '12',
+      ctimeNs: '5',
+      [field]: value,
+    })),
+    fc.constant(e('a/b')),
+    anyValue,
+  );
+
+  it('says yes only to what zod accepts, and to the manifests a tree makes', () => {
+    fc.assert(
+      fc.property(fc.array(entryArb, { maxLength: 4 }), fc.constantFrom(1, 2), (entries, format) => {
+        const m = { ...manifestOf(entries as ManifestEntry[]), format };
+        if (conformsPlainly(m)) expect(Manifest.safeParse(m).success).toBe(true);
+      }),
+      { numRuns: 3000 },
+    );
+    const sparse = ['x'];
+    delete sparse[0];
+    expect(conformsPlainly(manifestOf([{ ...e('a'), chunks: sparse as string[] }]))).toBe(false);
+    const valid = manifestOf([
+      e('etc', 'dir'),
+      { ...e('etc/hosts'), size: 10, chunks: ['c'], ino: '4', ctimeNs: '-1', user: 'root', group: 'root' },
+      { ...e('etc/big'), size: 9, sparse: [[0, 4096]], chunks: [] },
+      e('etc/link', 'symlink', 'hosts'),
+      { ...e('dev/null', 'char'), rdev: 259 },
+    ]);
+    expect(conformsPlainly(valid)).toBe(true);
+    expect(Manifest.safeParse(valid).success).toBe(true);
   });
 });
 

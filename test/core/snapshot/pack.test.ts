@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
+import { constants, createZstdCompress, zstdCompressSync, zstdDecompressSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { CorruptionError } from '../../../core/snapshot/errors.js';
@@ -358,6 +358,33 @@ describe('blobs on the thread pool', () => {
       expect(fresh.rawLength).toBe(chunk.length);
       expect(same(decodeBlob(keys, fresh.sealed, id, OBJECT), chunk)).toBe(true);
     }
+  });
+
+  it('reads blobs whose frames do not record their size (written as a stream, then flushed, by earlier versions)', async () => {
+    const chunk = repeat(text('a line of a unit file\n'), 3000);
+    const id = chunkId(keys.idKey, chunk);
+    const stream = createZstdCompress({ params: { [constants.ZSTD_c_compressionLevel]: 3 } });
+    const parts: Buffer[] = [];
+    stream.on('data', (d: Buffer) => parts.push(d));
+    await new Promise<void>((resolve) => {
+      stream.write(chunk);
+      stream.flush(constants.ZSTD_e_end, () => resolve());
+    });
+    stream.destroy();
+    const frame = Buffer.concat(parts);
+    // Frame header descriptor: bits 6-7 give the size of the content size field, 0 without
+    // the single-segment bit (5) meaning none.
+    const descriptor = frame[4] as number;
+    expect(descriptor >> 6 === 0 && (descriptor & 0x20) === 0).toBe(true);
+    const sealed = seal(keys.sealKey, Buffer.concat([Buffer.from([1]), frame]), `blob:${id}`);
+    expect(same(await decodeBlobAsync(keys, sealed, id, OBJECT, chunk.length), chunk)).toBe(true);
+    expect(same(decodeBlob(keys, sealed, id, OBJECT), chunk)).toBe(true);
+    // What this version writes records the size: zstd knew it before it started.
+    const fresh = open(keys.sealKey, (await encodeBlobAsync(keys, chunk, id)).sealed, `blob:${id}`, {
+      objectKey: OBJECT,
+    });
+    const freshDescriptor = fresh[5] as number;
+    expect(freshDescriptor >> 6 !== 0 || (freshDescriptor & 0x20) !== 0).toBe(true);
   });
 
   it('makes every chunk a frame of its own, however many go through one compression context at once', async () => {

@@ -85,6 +85,10 @@ describe('snapshot pipeline', () => {
     expect(gauge.peakEncodeBytes).toBeLessThanOrEqual(limits.encodeBytes + CHUNKER.max);
     expect(gauge.peakUploadBytes).toBeLessThanOrEqual(PACK_TARGET_SIZE);
     expect(gauge.packBuffers).toBeLessThanOrEqual(2);
+    // File content is read into one ring sized by the encoding limit, never past it.
+    expect(gauge.readBufferBytes).toBe(limits.encodeBytes + 4 * MiB);
+    expect(gauge.peakReadBytes).toBeGreaterThan(0);
+    expect(gauge.peakReadBytes).toBeLessThanOrEqual(gauge.readBufferBytes);
     expect(gauge.encodeBytes).toBe(0);
     expect(gauge.uploadBytes).toBe(0);
 

@@ -121,7 +121,8 @@ describe('SnapshotStore', () => {
       root: source.root,
       async *entries() {
         for await (const item of source.entries()) {
-          const content = item.content;
+          const { content, readInto } = item;
+          // Either way of reading counts: streamed, or into the store's own memory.
           yield content
             ? {
                 ...item,
@@ -129,6 +130,14 @@ describe('SnapshotStore', () => {
                   reads.push(item.entry.path);
                   return content();
                 },
+                ...(readInto
+                  ? {
+                      readInto: (buffer: Uint8Array, position: number) => {
+                        if (position === 0) reads.push(item.entry.path);
+                        return readInto(buffer, position);
+                      },
+                    }
+                  : {}),
               }
             : item;
         }
