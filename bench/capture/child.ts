@@ -8,7 +8,7 @@
 // Prints one line of JSON (ChildResult).
 import { readFileSync } from 'node:fs';
 import { captureHost } from '../../core/capture/collect.js';
-import { validateProfile } from '../../core/profile/io.js';
+import { validateProfile } from '../../core/profile/validate.js';
 import { MemoryHostKeyStore } from '../../core/transport/host-keys.js';
 import { SshTransport } from '../../core/transport/ssh.js';
 
@@ -29,6 +29,8 @@ export interface ChildResult {
   readonly importMs: number;
   /** Connect, capture, validate, disconnect. */
   readonly captureMs: number;
+  /** Of which validateProfile, the first in the process (its schemas compile on first use). */
+  readonly validateMs: number;
   readonly packages: number;
 }
 
@@ -51,11 +53,14 @@ try {
     capturedAt: new Date().toISOString(),
     application: { processes: job.processes, paths: job.paths },
   });
+  const validating = performance.now();
   const profile = validateProfile(capture.profile);
+  const validateMs = performance.now() - validating;
   await transport.close();
   const result: ChildResult = {
     importMs,
     captureMs: performance.now() - started,
+    validateMs,
     packages: profile.spec.packages.length,
   };
   process.stdout.write(`${JSON.stringify(result)}\n`);

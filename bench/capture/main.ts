@@ -125,14 +125,20 @@ const SECRET = 'bench-token-5b1f0c';
 const APPLICATION = { name: 'web', processes: ['nginx'], paths: ['/var/www/persona'] } as const;
 
 progress('bundling the capture child');
+// As scripts/build-cli.ts builds the command: a small entry (child-start.ts, which turns the
+// compile cache on as cli/bin.js does) and the capture in chunks it loads afterwards.
+rmSync(join(BUNDLE_DIR, 'chunks'), { recursive: true, force: true });
 mkdirSync(BUNDLE_DIR, { recursive: true });
 await build({
-  entryPoints: [join(REPO, 'bench/capture/child.ts')],
+  entryPoints: { 'capture-child': join(REPO, 'bench/capture/child-start.ts') },
   bundle: true,
+  splitting: true,
   platform: 'node',
   format: 'esm',
   target: 'node22',
-  outfile: CHILD_BUNDLE,
+  outdir: BUNDLE_DIR,
+  outExtension: { '.js': '.mjs' },
+  chunkNames: 'chunks/[name]-[hash]',
   external: ['ssh2'],
   logLevel: 'error',
   // CommonJS dependencies inside an ES module bundle still call require().
@@ -145,6 +151,10 @@ progress('creating the test host');
 let host: TestHost | undefined;
 let ansible: Ansible | undefined;
 const work = mkdtempSync(join(tmpdir(), 'persona-capbench-'));
+// The children keep their compile cache (cli/compile-cache.js) in this run's own directory: empty
+// at the start, filled by the warm-up round, as a user's first `persona capture` fills theirs.
+const { NODE_COMPILE_CACHE: _userCache, ...inherited } = process.env;
+const childEnv: NodeJS.ProcessEnv = { ...inherited, XDG_CACHE_HOME: join(work, 'cache') };
 try {
   const tHost = performance.now();
   // python3 for Ansible's modules, python3-apt for package_facts on Debian (it refuses to run
@@ -255,6 +265,35 @@ try {
     masterReused[task] = [reused + (a.masterAlive() ? 1 : 0), runs + 1];
   };
 
+  /** What every capture child is asked: the test host and the application to look for. */
+  const job: ChildJob = {
+    address: h.address,
+    port: h.port,
+    user: h.user,
+    privateKeyPath: h.privateKeyPath,
+    hostKeyFingerprint: h.hostKeyFingerprint,
+    name: 'capbench',
+    processes: APPLICATION.processes,
+    paths: APPLICATION.paths,
+  };
+
+  /** One run of the bundled capture child (child-start.ts) against the host. */
+  const runChild = async (what: string, env: NodeJS.ProcessEnv) => {
+    const { result: run, hostCpuS } = await onHost(async () =>
+      checked(
+        what,
+        await runProcess(process.execPath, [CHILD_BUNDLE, JSON.stringify(job)], { cwd: REPO, env }),
+      ),
+    );
+    const result = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}') as ChildResult;
+    return {
+      wallMs: run.wallMs,
+      ...(run.cpuS === undefined ? {} : { cpuS: run.cpuS }),
+      hostCpuS,
+      parts: { import: result.importMs, capture: result.captureMs, validate: result.validateMs },
+    };
+  };
+
   const tasks: Task[] = [
     {
       name: 'persona',
@@ -345,54 +384,31 @@ try {
       runs: CHILD_RUNS,
       warmup: true,
       run: async (warmup) => {
-        const job: ChildJob = {
-          address: h.address,
-          port: h.port,
-          user: h.user,
-          privateKeyPath: h.privateKeyPath,
-          hostKeyFingerprint: h.hostKeyFingerprint,
-          name: 'capbench',
-          processes: APPLICATION.processes,
-          paths: APPLICATION.paths,
-        };
-        const { result: run, hostCpuS } = await onHost(async () =>
-          checked(
-            'the capture child',
-            await runProcess(process.execPath, [CHILD_BUNDLE, JSON.stringify(job)], { cwd: REPO }),
-          ),
-        );
-        const result = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}') as ChildResult;
-        if (!warmup) childImportMs = [...childImportMs, result.importMs];
-        return {
-          wallMs: run.wallMs,
-          ...(run.cpuS === undefined ? {} : { cpuS: run.cpuS }),
-          hostCpuS,
-          parts: { import: result.importMs, capture: result.captureMs },
-        };
+        const sample = await runChild('the capture child', childEnv);
+        if (!warmup) childImportMs = [...childImportMs, sample.parts.import];
+        return sample;
       },
+    },
+    {
+      // The same child with Node's compile cache switched off: what the cache saves at each start.
+      name: 'child-nocache',
+      runs: CHILD_RUNS,
+      warmup: true,
+      run: () =>
+        runChild('the capture child without compile cache', { ...childEnv, NODE_DISABLE_COMPILE_CACHE: '1' }),
     },
     {
       name: 'child-tsx',
       runs: CHILD_RUNS,
       warmup: true,
       run: async () => {
-        const job: ChildJob = {
-          address: h.address,
-          port: h.port,
-          user: h.user,
-          privateKeyPath: h.privateKeyPath,
-          hostKeyFingerprint: h.hostKeyFingerprint,
-          name: 'capbench',
-          processes: APPLICATION.processes,
-          paths: APPLICATION.paths,
-        };
         const { result: run, hostCpuS } = await onHost(async () =>
           checked(
             'the capture child (tsx)',
             await runProcess(
               process.execPath,
-              ['--import', 'tsx', join(REPO, 'bench/capture/child.ts'), JSON.stringify(job)],
-              { cwd: REPO },
+              ['--import', 'tsx', join(REPO, 'bench/capture/child-start.ts'), JSON.stringify(job)],
+              { cwd: REPO, env: childEnv },
             ),
           ),
         );
@@ -566,15 +582,23 @@ try {
   );
   row(
     'Persona as a process',
-    '`node capture-child.mjs`: bench/capture/child.ts bundled by esbuild; Node start-up, module loading, the same capture',
+    '`node capture-child.mjs`: bench/capture/child-start.ts bundled by esbuild, started as cli/bin.js starts (compile cache, warm after round 0); Node start-up, module loading, the same capture',
     'child',
     wall('child'),
     range('child'),
     personaTrips,
   );
   row(
+    'Persona as a process, no compile cache',
+    'the same with NODE_DISABLE_COMPILE_CACHE=1: every start parses and compiles ssh2 and the capture code',
+    'child-nocache',
+    wall('child-nocache'),
+    range('child-nocache'),
+    personaTrips,
+  );
+  row(
     'Persona as a process, through tsx',
-    '`node --import tsx bench/capture/child.ts`: the same, TypeScript compiled at start-up, as cli/bin.js does without its build',
+    '`node --import tsx bench/capture/child-start.ts`: the same, TypeScript compiled at start-up, as cli/bin.js does without its build',
     'child-tsx',
     wall('child-tsx'),
     range('child-tsx'),
@@ -644,7 +668,8 @@ try {
   );
   say(
     `In the Persona process, module loading (process start to the first line of the child) took ` +
-      `${sec(median(childImportMs))} s and the capture ${sec(part('child', 'capture'))} s (medians). ` +
+      `${sec(median(childImportMs))} s (${sec(part('child-nocache', 'import'))} s without the compile cache) and the capture ${sec(part('child', 'capture'))} s (medians), of which ` +
+      `\`validateProfile\`, the process's first, took ${sec(part('child', 'validate'))} s (warm, as in the breakdown below, it takes a fraction). ` +
       '`ssh/sftp` counts the OpenSSH invocations in the warm-up round run with -vvv: each is a round trip ' +
       'over the shared master connection (home directory, temp directory, interpreter discovery, module ' +
       'upload, chmod, run, clean-up).',
@@ -663,8 +688,16 @@ try {
     ['exec', 'one command round trip', 'a channel, `true`, exit status (the floor for any command)'],
     ['script', 'capture script round trip', `one command; ${lastRawBytes} bytes of output in the last run`],
     ['onHost', '  ↳ script on the host', "the script's own first-to-last section, by the host's clock"],
-    ['foreground', '    ↳ foreground sections', 'sum of the sections run one after another'],
-    ['background', '    ↳ slowest background section', 'du, runtime versions, I/O priorities run alongside'],
+    [
+      'foreground',
+      '    ↳ sections, summed',
+      "each section's own time; they run in lanes alongside one another",
+    ],
+    [
+      'background',
+      '    ↳ slowest of du, runtimes, ionice',
+      'data footprint, runtime versions, I/O priorities',
+    ],
     ['parse', 'parseSections', 'split the output into sections'],
     ['build', 'buildProfile', 'every parser, secrets moved out, trait vector'],
     ['validate', 'validateProfile', 'schema checks, canonical form'],

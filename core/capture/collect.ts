@@ -1,11 +1,11 @@
 // Capture: run the script on a host in one round trip (two when discovery finds application
-// trees to measure), split its output into sections, and build the Profile from them — with
+// trees to measure or programs the first did not resolve), split its output into sections, and build the Profile from them — with
 // everything the host could not tell named as unknown, and every secret moved out of the Profile
 // into a list of its own.
 import { gzipSync } from 'node:zlib';
 import type { z } from 'zod';
 import { InvalidInputError } from '../errors.js';
-import { issuesFromZod } from '../profile/io.js';
+import { issuesFromZod } from '../profile/issues.js';
 import {
   API_VERSION,
   type Application,
@@ -21,7 +21,7 @@ import { IncompleteCaptureError } from './errors.js';
 import { type DiscoveredTree, discoveredTrees, type TreeCandidate, treeCandidates } from './parse/appdata.js';
 import { ParseContext, type Unknown } from './parse/context.js';
 import { parseEnvironment } from './parse/environment.js';
-import { hashBudgetLeftKiB, listedFiles, parseFiles } from './parse/files.js';
+import { listedFiles, parseFiles } from './parse/files.js';
 import { parseInstance } from './parse/instance.js';
 import { parseModules } from './parse/modules.js';
 import { parseMonitoringAgents } from './parse/monitoring.js';
@@ -29,6 +29,14 @@ import { parseDns, parseFirewall, parseInterfaces, parseRoutes } from './parse/n
 import { parseOs } from './parse/os.js';
 import { parsePackages } from './parse/packages.js';
 import { type ProcessInfo, parseProcessTable, processAllocations } from './parse/processes.js';
+import {
+  type DiscoveredProgram,
+  discoveredPrograms,
+  type ProgramCandidate,
+  programCandidates,
+  programFacts,
+  scriptCommand,
+} from './parse/programs.js';
 import { parseResources } from './parse/resources.js';
 import { parseLibraries, parseRuntimes } from './parse/runtimes.js';
 import { parseSecurity } from './parse/security.js';
@@ -39,7 +47,7 @@ import { parseSysctl } from './parse/sysctl.js';
 import { parseUsage } from './parse/usage.js';
 import { CAPTURE_LIMITS, CAPTURE_SCRIPT, type CaptureParams, captureEnv } from './script.js';
 import { type CapturedSecret, redactCommand, SecretCollector } from './secrets.js';
-import { type CaptureSections, mergeSections, parseSections } from './sections.js';
+import { type CaptureSections, mergeSections, parseSections, partsWith } from './sections.js';
 import { computeTraits } from './traits.js';
 
 export type { CapturedSecret, Unknown };
@@ -77,7 +85,8 @@ export interface BuildOptions {
   /**
    * Application data discovery (parse/appdata.ts): the trees listening and declared processes
    * run from or hold open, web server document roots and services' working directories join
-   * `application.paths`. On by default; the bounds default to CAPTURE_LIMITS.
+   * `application.paths`, and so do the programs no package owns that processes and services run
+   * (parse/programs.ts). On by default; the bounds default to CAPTURE_LIMITS.
    */
   readonly discovery?: DiscoveryOptions;
 }
@@ -87,6 +96,8 @@ export interface DiscoveryOptions {
   readonly maxTrees?: number;
   readonly treeMaxBytes?: number;
   readonly treeDuTimeoutSeconds?: number;
+  readonly maxPrograms?: number;
+  readonly programMaxBytes?: number;
 }
 
 export interface CaptureResult {
@@ -179,7 +190,8 @@ export function buildProfile(sections: CaptureSections, options: BuildOptions): 
   );
 
   const trees = discoveredTrees(ctx, candidatesOf(ctx, options), boundsOf(options));
-  const application = describeApplication(declared, firstOf, sockets.listening, options, trees);
+  const programs = programsOf(ctx, options, programCandidatesOf(ctx, options), trees);
+  const application = describeApplication(declared, firstOf, sockets.listening, options, trees, programs);
   const appPorts = new Set(
     sockets.listening
       .filter((l) => appProcesses.some((p) => p.comm === l.process) && l.port !== undefined)
@@ -259,20 +271,61 @@ export function buildProfile(sections: CaptureSections, options: BuildOptions): 
       connections: sockets.connections,
       usage,
       traitVector,
-      ...(trees.length === 0
+      ...(trees.length + programs.length === 0
         ? {}
         : {
-            applicationTrees: trees.map((t) => ({ path: t.path, reasons: [...t.reasons], bytes: t.bytes })),
+            applicationTrees: [
+              ...trees.map((t) => ({ path: t.path, reasons: [...t.reasons], bytes: t.bytes })),
+              ...programs.map((p) => ({
+                path: p.path,
+                reasons: [...p.reasons],
+                ...(p.bytes === undefined ? {} : { bytes: p.bytes }),
+              })),
+            ],
           }),
     },
   };
   return { profile, unknowns: [...ctx.unknowns], secrets: ctx.secrets.list() };
 }
 
+/** KiB of the hash budget the last pass left (its `left` part), undefined when none said. */
+const lastHashBudgetLeftKiB = (sections: CaptureSections): number | undefined => {
+  const left = partsWith(sections.get('hashes'), 'left').at(-1);
+  const kib = Number(left?.header.split(' ')[1]);
+  return left !== undefined && Number.isSafeInteger(kib) && kib >= 0 ? kib : undefined;
+};
+
 const boundsOf = (options: BuildOptions) => ({
   treeMaxBytes: options.discovery?.treeMaxBytes ?? CAPTURE_LIMITS.treeMaxBytes,
   treeDuTimeoutSeconds: options.discovery?.treeDuTimeoutSeconds ?? CAPTURE_LIMITS.treeDuTimeoutSeconds,
 });
+
+/** The programs discovery proposes from the first pass, none when it is switched off. */
+const programCandidatesOf = (ctx: ParseContext, options: BuildOptions): ProgramCandidate[] =>
+  options.discovery?.enabled === false
+    ? []
+    : programCandidates(ctx, {
+        given: options.application?.paths ?? [],
+        declared: options.application?.processes ?? [],
+        table: parseProcessTable(ctx),
+      });
+
+/** The programs kept once the second pass resolved them: none inside /etc, a given or a found tree. */
+const programsOf = (
+  ctx: ParseContext,
+  options: BuildOptions,
+  candidates: readonly ProgramCandidate[],
+  trees: readonly DiscoveredTree[],
+): DiscoveredProgram[] =>
+  discoveredPrograms(
+    ctx,
+    candidates,
+    ['/etc', ...(options.application?.paths ?? []), ...trees.map((t) => t.path)],
+    {
+      maxPrograms: options.discovery?.maxPrograms ?? CAPTURE_LIMITS.maxPrograms,
+      programMaxBytes: options.discovery?.programMaxBytes ?? CAPTURE_LIMITS.programMaxBytes,
+    },
+  );
 
 /** The trees discovery proposes from the first pass, none when it is switched off. */
 const candidatesOf = (ctx: ParseContext, options: BuildOptions): TreeCandidate[] =>
@@ -299,6 +352,7 @@ function describeApplication(
   }[],
   options: BuildOptions,
   discovered: readonly DiscoveredTree[],
+  programs: readonly DiscoveredProgram[],
 ): ApplicationInput {
   const startCommands: NonNullable<ApplicationInput['startCommands']> = [];
   const healthChecks: NonNullable<ApplicationInput['healthChecks']> = [];
@@ -307,7 +361,9 @@ function describeApplication(
     if (!p) continue;
     startCommands.push({
       name,
-      command: redactCommand(p.args).trim() || p.comm,
+      // A script started by its path runs the same way again, not through its interpreter,
+      // which would give the process the interpreter's name instead of the script's.
+      command: redactCommand(scriptCommand(p.args, p.comm) ?? p.args).trim() || p.comm,
       ...(p.user ? { user: p.user } : {}),
     });
     healthChecks.push({ type: 'process', name: `${name}-running`, process: name });
@@ -327,8 +383,13 @@ function describeApplication(
   }
   return {
     ...(options.application?.name === undefined ? {} : { name: options.application.name }),
-    // The given paths first, as given; the discovered ones are never inside them.
-    paths: [...(options.application?.paths ?? []), ...discovered.map((t) => t.path)],
+    // The given paths first, as given; the discovered ones are never inside them, and the
+    // programs (single files and links to them) never inside a tree.
+    paths: [
+      ...(options.application?.paths ?? []),
+      ...discovered.map((t) => t.path),
+      ...programs.map((p) => p.path),
+    ],
     startCommands,
     healthChecks,
   };
@@ -396,9 +457,13 @@ async function runScript(
 }
 
 /**
- * Captures a host: one run of the script over the transport, then buildProfile. When discovery
- * proposes trees beyond the given paths, a second, short run measures them and lists and hashes
- * those that fit, within what the first run left of the file and hash bounds.
+ * Captures a host: one run of the script over the transport, then buildProfile. The first run
+ * resolves the programs its processes and services name and asks the package manager about
+ * them. When discovery proposes trees beyond the given paths, or programs the first run did not
+ * resolve, a second, short run measures the trees (listing and hashing those that fit, within
+ * what the first run left of the file and hash bounds) and resolves those programs, asking the
+ * package manager about all of them at once; a further run lists and hashes the programs no
+ * package owns, when there are any.
  */
 export async function captureHost(transport: Transport, options: CaptureOptions): Promise<HostCapture> {
   checkMetadata(options);
@@ -413,20 +478,31 @@ export async function captureHost(transport: Transport, options: CaptureOptions)
   let roundTripMs = first.durationMs;
   const probe = new ParseContext(sections, new SecretCollector(options.name), options.name);
   const candidates = candidatesOf(probe, options);
-  if (candidates.length > 0) {
-    const maxFiles = options.params?.maxFiles ?? CAPTURE_LIMITS.maxFiles;
-    const budget = options.params?.hashBudgetBytes ?? CAPTURE_LIMITS.hashBudgetBytes;
-    const leftKiB = hashBudgetLeftKiB(sections);
+  const programs = programCandidatesOf(probe, options);
+  // The first pass resolved the programs its processes and services name: only the others
+  // need a pass of their own.
+  const resolved = programFacts(sections.get('programs')).byPath;
+  const unresolved = programs.filter((c) => !resolved.has(c.path));
+  const maxFiles = options.params?.maxFiles ?? CAPTURE_LIMITS.maxFiles;
+  const budget = options.params?.hashBudgetBytes ?? CAPTURE_LIMITS.hashBudgetBytes;
+  const listing = (): Pick<CaptureParams, 'maxFiles' | 'hashBudgetBytes' | 'hashFileMaxBytes'> => {
+    const leftKiB = lastHashBudgetLeftKiB(sections);
+    return {
+      maxFiles: Math.max(1, maxFiles - listedFiles(sections)),
+      // At least 1 byte (captureEnv's rule): a budget spent on /etc hashes nothing more.
+      hashBudgetBytes: Math.max(1, leftKiB === undefined ? budget : leftKiB * 1024),
+      ...(options.params?.hashFileMaxBytes === undefined
+        ? {}
+        : { hashFileMaxBytes: options.params.hashFileMaxBytes }),
+    };
+  };
+  if (candidates.length > 0 || unresolved.length > 0) {
     const second = await runScript(
       transport,
       captureEnv({
         trees: candidates.map((c) => c.path),
-        maxFiles: Math.max(1, maxFiles - listedFiles(sections)),
-        // At least 1 byte (captureEnv's rule): a budget spent on /etc hashes nothing more.
-        hashBudgetBytes: Math.max(1, leftKiB === undefined ? budget : leftKiB * 1024),
-        ...(options.params?.hashFileMaxBytes === undefined
-          ? {}
-          : { hashFileMaxBytes: options.params.hashFileMaxBytes }),
+        programs: unresolved.map((c) => c.path),
+        ...listing(),
         ...(options.discovery?.treeMaxBytes === undefined
           ? {}
           : { treeMaxBytes: options.discovery.treeMaxBytes }),
@@ -438,6 +514,21 @@ export async function captureHost(transport: Transport, options: CaptureOptions)
     );
     sections = mergeSections(sections, second.sections);
     roundTripMs += second.durationMs;
+  }
+  if (programs.length > 0) {
+    // Decided as buildProfile decides, from the same sections.
+    const ctx = new ParseContext(sections, new SecretCollector(options.name), options.name);
+    const trees = discoveredTrees(ctx, candidates, boundsOf(options));
+    const kept = programsOf(ctx, options, programs, trees);
+    if (kept.length > 0) {
+      const third = await runScript(
+        transport,
+        captureEnv({ files: kept.map((p) => p.path), ...listing() }),
+        timeoutMs,
+      );
+      sections = mergeSections(sections, third.sections);
+      roundTripMs += third.durationMs;
+    }
   }
   return {
     ...buildProfile(sections, options),

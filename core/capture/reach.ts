@@ -6,9 +6,7 @@ import type { HostRegistration } from '../host/schema.js';
 import type { SecretRef } from '../profile/schema.js';
 import { SecretResolver, type SecretResolverDeps } from '../secret/resolve.js';
 import type { HostKeyStore } from '../transport/host-keys.js';
-import { LocalTransport } from '../transport/local.js';
-import { SshTransport } from '../transport/ssh.js';
-import { type SsmOutputBucket, SsmTransport } from '../transport/ssm.js';
+import type { SsmOutputBucket } from '../transport/ssm.js';
 import type { Transport } from '../transport/transport.js';
 
 export interface CredentialResolver {
@@ -72,29 +70,34 @@ export async function transportFor(
   host: HostRegistration,
   options: { readonly acceptNewHostKey: boolean },
 ): Promise<Transport> {
+  // Each transport is loaded when a host first needs it: a function reaches hosts over one or two
+  // of them, and never needs the others' code (ssh2 alone is a few hundred KB).
   switch (host.transport) {
     case 'local':
       if (!deps.allowLocal)
         throw new InvalidInputError(`host ${host.name} is local: this runtime does not capture itself`, [
           { path: 'transport', message: 'local is only for the CLI and the embedded runtime' },
         ]);
-      return new LocalTransport();
-    case 'ssm':
+      return new (await import('../transport/local.js')).LocalTransport();
+    case 'ssm': {
       if (!deps.ssm)
         throw new InvalidInputError(`host ${host.name} is reached over SSM, which this runtime cannot use`, [
           { path: 'transport', message: 'ssm needs the AWS deployment (or the CLI with AWS credentials)' },
         ]);
+      const { SsmTransport } = await import('../transport/ssm.js');
       return new SsmTransport({
         ssm: deps.ssm,
         instanceId: host.instanceId as string,
         ...(deps.ssmOutput ? { output: deps.ssmOutput } : {}),
       });
+    }
     case 'ssh': {
       if (!host.credentialRef) {
         throw new InvalidInputError(`host ${host.name} has no credential`, [
           { path: 'credentialRef', message: 'required for SSH' },
         ]);
       }
+      const { SshTransport } = await import('../transport/ssh.js');
       return new SshTransport({
         host: host.address as string,
         port: host.port,

@@ -1,7 +1,8 @@
 // The capture script: one POSIX sh program that reads everything a Profile holds in a single
 // round trip, so a capture costs one SSH exec or one SSM command however much it gathers. Only
-// when application data discovery proposes trees beyond the given paths does a second, short run
-// of the same script (PERSONA_TREES, below) measure, list and hash them.
+// when application data discovery proposes trees beyond the given paths (or programs the first
+// run did not resolve) does a second, short run of the same script (PERSONA_TREES, below)
+// measure, list and hash them.
 //
 // Output format (version 1), parsed by parseSections (sections.ts):
 //
@@ -36,8 +37,10 @@
 //   saying "permission denied", or a part naming the entries, never a silently shorter section.
 // - Everything goes to a temporary file and is printed at the end, so the usage sample (network
 //   bytes per second) does not count the capture's own output travelling back.
-// - Slow collectors (data footprint, runtime versions, I/O priorities) run in the background
-//   while the rest runs. The usage sample's two readings are the script's first and last act:
+// - Sections run in lanes, background jobs alongside one another (see lane() below), each
+//   section's output in a file of its own, printed in one fixed order whatever finished first:
+//   the output is the same as if they had run one after another (PERSONA_SERIAL=1 does that).
+//   The usage sample's two readings are the script's first and last act, around every lane:
 //   its window is the whole run (at least a tenth of a second), never a wait of its own. On a
 //   host with persona-agent, the agent's last reading (kept between its cycles) is printed too,
 //   so that rates can span from it to the end of the capture (parse/usage.ts).
@@ -77,13 +80,20 @@
 //                   cwd and the folders of open regular files of listening processes (ss -tulpn,
 //                   else /proc/net socket inodes) and of PERSONA_APP_PROCESSES; root and include
 //                   lines of /etc/nginx, DocumentRoot and Include lines of /etc/apache2 and
-//                   /etc/httpd (files resolving inside them only); WorkingDirectory= of the
-//                   services enabled in /etc/systemd/system/*.wants
+//                   /etc/httpd (files resolving inside them only); WorkingDirectory= and
+//                   ExecStart= of the services enabled in /etc/systemd/system/*.wants; the
+//                   program (/proc/<pid>/exe) of every process, for parse/programs.ts
+//   programs        every absolute path those programs, the processes' command lines and the
+//                   ExecStart= lines name (not the capture's own), resolved (links, readlink -f,
+//                   size) and asked of dpkg-query -S, else rpm -qf, else apk --who-owns, at once
 //
 // With PERSONA_TREES set (the trees the control side took from appdata, one a line), the script
 // runs a second, short pass instead: `treesize` measures each tree with du -s (bounded in time)
 // and says whether it fits PERSONA_TREE_MAX_BYTES, then files, hashes, privkeys and credfiles
-// run over the trees that fit (a tree inside another one that fits is walked once).
+// run over the trees that fit (a tree inside another one that fits is walked once). The same
+// pass, given PERSONA_PROGRAMS (programs of processes and services, from appdata), resolves each
+// and asks the package manager which it owns (`programs`); a third one, given PERSONA_FILES (the
+// programs no package owns), lists and hashes those files alone.
 import { randomBytes } from 'node:crypto';
 import { InvalidInputError, type Issue } from '../errors.js';
 import { pathProblem } from '../transport/paths.js';
@@ -131,6 +141,13 @@ export const CAPTURE_LIMITS = {
   treeMaxBytes: 1024 * 1024 * 1024,
   /** Seconds `du -s` may take on one discovered tree; a tree that takes longer is not snapshotted. */
   treeDuTimeoutSeconds: 5,
+  /**
+   * Programs no package owns (parse/programs.ts) snapshotted per capture, links to them not
+   * counted; more are named as unknown.
+   */
+  maxPrograms: 64,
+  /** Bytes above which such a program is named as unknown instead of snapshotted. */
+  programMaxBytes: 64 * 1024 * 1024,
 } as const;
 
 // `find` arguments that leave credential-looking files out of hashing.
@@ -147,14 +164,15 @@ const configurationOnly = `\\( ! \\( ${NOT_CONFIGURATION_GLOBS.map((g) => `-name
 
 // The credential-line rules of secrets.ts as grep arguments (`-e 'ere' ...`).
 const greps = (patterns: readonly string[]): string => patterns.map((p) => `-e ${shellQuote(p)}`).join(' ');
-// Each rule with an exception, over the numbered candidates in "$T/cred": the files where its
-// match hits at all (one grep for every candidate), then, for those only, whether a line that
-// matches is not an exception.
+const NEXT_LINE = '\n    ';
+// Each rule with an exception: the numbers of the lines its match hits (m.N) and, only where
+// there are any, of the lines its exception hits (u.N). The lines that hold a credential by it
+// are the first less the second.
 const credentialUnless = CREDENTIAL_LINE_RULES.filter((r) => r.unless !== undefined).map(
-  (r) =>
-    `grep -l -i -E ${greps([r.match])} [0-9]* | while IFS= read -r n; do if grep -i -E ${greps([r.match])} "$n" | grep -v -q -i -E ${greps([r.unless ?? ''])}; then printf '%s\\n' "$n"; fi; done`,
+  (r, i) =>
+    `grep -n -i -E ${greps([r.match])} lines >m.${i}; if [ -s m.${i} ]; then grep -n -i -E ${greps([r.unless ?? ''])} lines >u.${i}; else : >u.${i}; fi`,
 );
-const NEXT_LINE = '\n      ';
+const credentialUnlessFiles = credentialUnless.map((_r, i) => `m.${i} u.${i}`).join(' ');
 const credentialPlain = greps(
   CREDENTIAL_LINE_RULES.filter((r) => r.unless === undefined).map((r) => r.match),
 );
@@ -163,36 +181,69 @@ const credentialPlain = greps(
  * Shell functions that print which files hold credential lines, by the rules of secrets.ts
  * (`holdsCredentialLines` gives the same answer for the same bytes): `cred_scan ROOT...` looks
  * at the files under the roots below CREDENTIAL_SCAN_MAX_BYTES that are not already credentials
- * by name. A first `grep -l` with every rule finds the candidates; each candidate, unless it is
- * binary, is copied with its comment lines removed and its lines cut as the control side cuts
- * them, and the copies are then checked rule by rule, every copy in one grep per rule (a grep
- * per candidate and rule was most of a capture's time on the host). Nothing of the content is
- * printed, only the names of the files, in the order found. Needs $T.
+ * by name. A first `grep -l` with every rule finds the candidates. Those that are not binary
+ * are then read as the control side reads them, their lines cut and their comment lines
+ * removed, into one file, a marker line between two files; each rule is then one grep over
+ * that file. The number of processes does not grow with the number of candidates: a grep per
+ * candidate and rule, then a copy per candidate, were most of a capture's time on the host.
+ * Nothing of the content is printed, only the names of the files, in the order found. Needs $T.
  */
 export const CREDENTIAL_SCAN_SH = String.raw`cred_check() {
   rm -rf "$T/cred"
   mkdir "$T/cred" || return 0
-  : >"$T/cred/names"
-  i=0
-  while IFS= read -r f; do
-    [ -f "$f" ] || continue
-    a=$(wc -c < "$f" 2>/dev/null) || continue
-    b=$(tr -d '\000' < "$f" | wc -c)
-    [ $(( $a )) -eq $(( $b )) ] || continue
-    i=$((i + 1))
-    printf '%s\n' "$f" >>"$T/cred/names"
-    cut -c -${CREDENTIAL_LINE_MAX_BYTES} "$f" 2>/dev/null | grep -v -i -E ${greps([CREDENTIAL_LINE_SKIP])} >"$T/cred/$i"
-  done
-  if [ $i -gt 0 ]; then
-    (
-      cd "$T/cred" || exit 0
-      # The callers list their roots with globbing off; the numbered copies are globbed here.
-      set +f
-      grep -l -i -E ${credentialPlain} [0-9]*
-      ${credentialUnless.join(NEXT_LINE)}
-    ) >"$T/cred/hits" 2>/dev/null
-    awk 'NR == FNR { hit[$1] = 1; next } FNR in hit' "$T/cred/hits" "$T/cred/names"
+  : >"$T/cred/list"
+  while IFS= read -r f; do if [ -f "$f" ] && [ -r "$f" ]; then printf '%s\n' "$f" >>"$T/cred/list"; fi; done
+  if [ ! -s "$T/cred/list" ]; then rm -rf "$T/cred"; return 0; fi
+  # Binary files (a NUL byte anywhere) are not scanned. GNU grep names them all in one run, in
+  # which a probe, named first, says whether this grep can (-P); elsewhere each file's size is
+  # compared with its size without NUL bytes.
+  printf 'a\000b\n' >"$T/cred/probe"
+  { printf '%s\000' "$T/cred/probe"; tr '\n' '\000' <"$T/cred/list"; } | xargs -0 grep -a -l -P '\x00' >"$T/cred/bin" 2>/dev/null
+  if IFS= read -r f <"$T/cred/bin" && [ "$f" = "$T/cred/probe" ]; then
+    grep -v -x -F -f "$T/cred/bin" "$T/cred/list" >"$T/cred/names"
+  else
+    : >"$T/cred/names"
+    while IFS= read -r f; do
+      a=$(wc -c < "$f" 2>/dev/null) || continue
+      b=$(tr -d '\000' < "$f" | wc -c)
+      [ $(( $a )) -eq $(( $b )) ] || continue
+      printf '%s\n' "$f" >>"$T/cred/names"
+    done <"$T/cred/list"
   fi
+  # The marker between two files holds the run's nonce, as every marker does: no line of a
+  # host's file can be it.
+  _m="@@persona:$N:file"
+  printf '%s\n' "$_m" >"$T/cred/sep"
+  : >"$T/cred/lines"
+  set --
+  while IFS= read -r f; do
+    set -- "$@" "$f" "$T/cred/sep"
+    if [ $# -ge 512 ]; then
+      cut -c -${CREDENTIAL_LINE_MAX_BYTES} -- "$@" 2>/dev/null | grep -v -i -E ${greps([CREDENTIAL_LINE_SKIP])} >>"$T/cred/lines"
+      set --
+    fi
+  done <"$T/cred/names"
+  if [ $# -gt 0 ]; then
+    cut -c -${CREDENTIAL_LINE_MAX_BYTES} -- "$@" 2>/dev/null | grep -v -i -E ${greps([CREDENTIAL_LINE_SKIP])} >>"$T/cred/lines"
+  fi
+  (
+    cd "$T/cred" || exit 0
+    grep -n -i -E ${credentialPlain} lines >p
+    ${credentialUnless.join(NEXT_LINE)}
+    # A file holds credentials when one of its lines does: a line the plain rules hit, or one a
+    # rule's match hits and its exception does not. Only line numbers are read from the greps.
+    CRED_MARK=$_m awk '
+      FILENAME == "p" { hit[$0 + 0] = 1; next }
+      FILENAME ~ /^m\./ { m[substr(FILENAME, 3) SUBSEP ($0 + 0)] = 1; next }
+      FILENAME ~ /^u\./ { u[substr(FILENAME, 3) SUBSEP ($0 + 0)] = 1; next }
+      FILENAME == "lines" {
+        if (!done) { for (k in m) if (!(k in u)) { split(k, a, SUBSEP); hit[a[2]] = 1 } done = 1 }
+        if ($0 == ENVIRON["CRED_MARK"]) { f++; next }
+        if (FNR in hit) held[f + 1] = 1
+        next
+      }
+      FNR in held' p ${credentialUnlessFiles} lines names
+  ) 2>/dev/null
   rm -rf "$T/cred"
 }
 cred_scan() {
@@ -243,6 +294,32 @@ note() { mark "note $*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
 TO=""
 if have timeout; then TO="timeout"; fi
+# A file of the kernel's (/proc: small, every line ended) printed without a process of its own.
+rd() { while IFS= read -r _l; do printf '%s\n' "$_l"; done <"$1"; }
+# A small text file printed exactly as cat would (a last line without its newline kept so), by
+# the shell; fails as cat does when the file cannot be opened.
+rdx() {
+  {
+    while IFS= read -r _l; do printf '%s\n' "$_l"; done
+    if [ -n "$_l" ]; then printf '%s' "$_l"; fi
+  } <"$1"
+}
+# The first 15 bytes of $1 (as comm holds a name) in _w, without a process.
+w15() { _w=$1; while [ \${#_w} -gt 15 ]; do _w=\${_w%?}; done; }
+# command -v without a subshell: the first executable regular file of that name in PATH, in P.
+inpath() {
+  P=""
+  _o=$IFS
+  IFS=:
+  set -f
+  for _d in $PATH; do
+    case $_d in /*) ;; *) continue ;; esac
+    if [ -f "$_d/$1" ] && [ -x "$_d/$1" ]; then P="$_d/$1"; break; fi
+  done
+  IFS=$_o
+  set +f
+  [ -n "$P" ]
+}
 # Runs a command under timeout(1) when the host has it.
 bounded() { _s=$1; shift; if [ -n "$TO" ]; then timeout "$_s" "$@"; else "$@"; fi; }
 sec() {
@@ -258,6 +335,8 @@ sec() {
   mark "end $_n $_r $_t $U"
 }
 
+# Set in the second pass, which hashes only what it was given.
+P2=
 FP=0
 if find / -maxdepth 0 -printf '' >/dev/null 2>&1; then FP=1; fi
 ROOTS=/etc
@@ -275,15 +354,18 @@ ${CREDENTIAL_SCAN_SH}
 
 AGENT_SAMPLE=/var/lib/persona-agent/sample
 f_sample() {
-  cat /proc/uptime
+  IFS= read -r _u </proc/uptime
+  printf '%s\n' "$_u"
+  # The window is measured from this reading (the lane runs in the script's own shell).
+  if [ "$1" = start ]; then S0=\${_u%% *}; fi
   mark "part self"
-  cat /proc/$$/stat
+  rd /proc/$$/stat
   mark "part stat"
-  grep '^cpu ' /proc/stat
+  while IFS= read -r _l; do case $_l in "cpu "*) printf '%s\n' "$_l"; break ;; esac; done </proc/stat
   mark "part net"
-  cat /proc/net/dev
+  rd /proc/net/dev
   mark "part disk"
-  cat /proc/diskstats
+  rd /proc/diskstats
   # The agent counts disks by the names /sys/block lists: the end reading is measured against
   # the agent's the same way. Its file is one line of numbers: anything else, or a link (to
   # whatever file), is not printed at all.
@@ -297,9 +379,13 @@ f_sample() {
 }
 
 f_os() {
-  printf 'kernel=%s\n' "$(uname -r)"
-  printf 'machine=%s\n' "$(uname -m)"
-  printf 'hostname=%s\n' "$(uname -n)"
+  # One uname: it prints what it is asked in its own order, none of it with a blank.
+  read -r un ur um <<EOF
+$(uname -n -r -m)
+EOF
+  printf 'kernel=%s\n' "$ur"
+  printf 'machine=%s\n' "$um"
+  printf 'hostname=%s\n' "$un"
   printf 'uid=%s\n' "$ME"
   printf 'user=%s\n' "$(id -un 2>/dev/null)"
   if [ -r /etc/timezone ]; then printf 'timezone=%s\n' "$(head -n 1 /etc/timezone)"
@@ -312,7 +398,7 @@ f_os() {
 
 f_release() {
   for f in /etc/os-release /usr/lib/os-release; do
-    if [ -r "$f" ]; then cat "$f"; return 0; fi
+    if [ -r "$f" ]; then rdx "$f"; return 0; fi
   done
   missing "no /etc/os-release"
   for f in /etc/alpine-release /etc/debian_version /etc/redhat-release /etc/system-release; do
@@ -437,7 +523,7 @@ f_firewall() {
 }
 
 f_dns() {
-  if [ -r /etc/resolv.conf ]; then cat /etc/resolv.conf; return 0; fi
+  if [ -r /etc/resolv.conf ]; then rdx /etc/resolv.conf; return 0; fi
   missing "no /etc/resolv.conf"
   return 1
 }
@@ -460,7 +546,7 @@ f_sockets() {
   return 0
 }
 
-f_mounts() { cat /proc/mounts; }
+f_mounts() { rd /proc/mounts; }
 
 f_block() {
   if have lsblk; then
@@ -516,7 +602,7 @@ f_cpu() {
   return 0
 }
 
-f_memory() { cat /proc/meminfo; }
+f_memory() { rd /proc/meminfo; }
 
 f_ionice() {
   if ! have ionice; then missing "ionice not found: I/O priorities unknown"; return 127; fi
@@ -533,8 +619,8 @@ f_ionice() {
 
 f_runtimes() {
   for r in node python3 python java ruby go php perl dotnet; do
-    p=$(command -v "$r" 2>/dev/null) || continue
-    case $p in /*) ;; *) continue ;; esac
+    inpath "$r" || continue
+    p=$P
     real=$(readlink -f "$p" 2>/dev/null || echo "$p")
     mark "part $r $p $real"
     case $r in
@@ -579,7 +665,7 @@ f_environ() {
   # comm holds the first 15 bytes of a name.
   W=""
   split_on
-  for w in $PERSONA_APP_PROCESSES; do W="$W$NL$(printf '%.15s' "$w")"; done
+  for w in $PERSONA_APP_PROCESSES; do w15 "$w"; W="$W$NL$_w"; done
   split_off
   for d in /proc/[0-9]*; do
     IFS= read -r c 2>/dev/null < "$d/comm" || continue
@@ -639,8 +725,11 @@ f_hashes() {
     find "$r" -xdev -type f -size -"$FILEKB"k ${findExclusions} -print0 2>/dev/null | xargs -0 -r sha256sum 2>/dev/null
   done
   split_off
-  if [ -z "\${PERSONA_TREES:-}" ]; then
-    for f in ${publicFilesToHash}; do if [ -f "$f" ]; then sha256sum "$f"; fi; done
+  if [ -z "$P2" ]; then
+    # One sha256sum for all of them: its lines are the same as one run per file.
+    set --
+    for f in ${publicFilesToHash}; do if [ -f "$f" ]; then set -- "$@" "$f"; fi; done
+    if [ $# -gt 0 ]; then sha256sum "$@"; fi
   fi
   # What is left of the budget, for the pass over the trees discovery finds.
   mark "part left $left"
@@ -668,15 +757,17 @@ f_sysctl() {
   n=$(grep -c 'Permission denied' "$T/syserr")
   if [ "$n" -gt 0 ]; then note "$n kernel parameters could not be read: permission denied (capture as root)"; fi
   mark "part configured"
+  set --
   for f in /etc/sysctl.conf /etc/sysctl.d/*.conf /run/sysctl.d/*.conf /usr/local/lib/sysctl.d/*.conf /usr/lib/sysctl.d/*.conf /lib/sysctl.d/*.conf; do
-    if [ -r "$f" ]; then sed -n 's/^[[:space:]]*-\{0,1\}\([A-Za-z0-9_][A-Za-z0-9_./*-]*\)[[:space:]]*=.*/\1/p' "$f"; fi
+    if [ -r "$f" ]; then set -- "$@" "$f"; fi
   done
+  if [ $# -gt 0 ]; then sed -n 's/^[[:space:]]*-\{0,1\}\([A-Za-z0-9_][A-Za-z0-9_./*-]*\)[[:space:]]*=.*/\1/p' "$@"; fi
   return 0
 }
 
 f_modules() {
   if [ ! -r /proc/modules ]; then missing "no /proc/modules: the kernel has no loadable module support, or hides it from this host"; return 127; fi
-  cat /proc/modules
+  rd /proc/modules
   mark "part parameters"
   set --
   while read -r m _; do
@@ -687,13 +778,13 @@ f_modules() {
 }
 
 f_users() {
-  cat /etc/passwd || return 1
+  rdx /etc/passwd || return 1
   mark "part login.defs"
   grep -E '^[[:space:]]*(UID_MIN|SYS_UID_MAX)[[:space:]]' /etc/login.defs 2>/dev/null
   return 0
 }
 
-f_groups() { cat /etc/group; }
+f_groups() { rdx /etc/group; }
 
 f_shadow() {
   if [ -r /etc/shadow ]; then cut -d: -f1,2 /etc/shadow; return 0; fi
@@ -712,7 +803,7 @@ f_sudoers() {
   for f in "$@"; do
     if [ ! -r "$f" ]; then missing "cannot read $f: permission denied (capture as root): its sudo rules are unknown"; continue; fi
     mark "part $f"
-    cat "$f"
+    rdx "$f"
   done
   if [ -d /etc/sudoers.d ] && { [ ! -r /etc/sudoers.d ] || [ ! -x /etc/sudoers.d ]; }; then
     missing "cannot list /etc/sudoers.d: permission denied (capture as root): its sudo rules are unknown"
@@ -730,7 +821,7 @@ f_sshkeys() {
     fi
     for k in "$h/.ssh/authorized_keys" "$h/.ssh/authorized_keys2"; do
       if [ -f "$k" ] && [ ! -r "$k" ]; then note "cannot read $k: permission denied (capture as root)"; continue; fi
-      if [ -f "$k" ]; then mark "part $u $k"; cat "$k"; fi
+      if [ -f "$k" ]; then mark "part $u $k"; rdx "$k"; fi
     done
   done < /etc/passwd
   return 0
@@ -738,24 +829,40 @@ f_sshkeys() {
 
 f_processes() {
   mark "part self"
-  grep -l -F "PERSONA_NONCE=$N" /proc/[0-9]*/environ 2>/dev/null
-  # The shells the transport wrapped the capture in (SSM's agent runs it from a script of its
-  # own, without the nonce) are the capture's too: the chain of shells right above it.
-  _p=$$
-  while :; do
-    _p=$(sed 's/.*) //' "/proc/$_p/stat" 2>/dev/null | cut -d' ' -f2)
-    case "$_p" in ''|0|1|*[!0-9]*) break ;; esac
-    case "$(cat "/proc/$_p/comm" 2>/dev/null)" in
-      sh|dash|bash|ash|busybox|env) echo "/proc/$_p/environ" ;;
-      *) break ;;
-    esac
-  done
+  {
+    grep -l -F "PERSONA_NONCE=$N" /proc/[0-9]*/environ 2>/dev/null
+    # The shells the transport wrapped the capture in (SSM's agent runs it from a script of its
+    # own, without the nonce) are the capture's too: the chain of shells right above it.
+    _p=$$
+    while :; do
+      # The parent is the second field after the command name, which ends at the last ") ".
+      _st=""
+      IFS= read -r _st 2>/dev/null <"/proc/$_p/stat"
+      _st=\${_st##*) }
+      _st=\${_st#* }
+      _p=\${_st%% *}
+      case "$_p" in ''|0|1|*[!0-9]*) break ;; esac
+      _c=""
+      IFS= read -r _c 2>/dev/null <"/proc/$_p/comm"
+      case "$_c" in
+        sh|dash|bash|ash|busybox|env) echo "/proc/$_p/environ" ;;
+        *) break ;;
+      esac
+    done
+  } | tee "$T/pself"
+  # The rows of the capture's own processes named above are left out: each lane is a copy of
+  # the script's shell, whose command line is the whole script. A copy forked after the scan
+  # above (a lane, or a subshell of one: a copy of the script whose parent is one of them; a
+  # host process cannot have the capture's shell as its parent) keeps its row with the script
+  # cut from it, so that its children (a grep it runs, alive or exiting) are still found as the
+  # capture's by their parent (parse/processes.ts).
+  psown() { awk 'FILENAME == ARGV[1] { sub(/^\/proc\//, ""); sub(/\/environ$/, ""); self[$0] = 1; next } $1 in self { next } { i = index($0, "# Persona capture script, format "); if (i > 0 && ($2 in self)) $0 = substr($0, 1, i - 1) "-"; print }' "$T/pself" "$T/ps"; }
   if ps -eo pid=,ppid=,user:32=,ni=,pcpu=,rss=,args= >"$T/ps" 2>/dev/null; then
     mark "part ps procps"
-    cat "$T/ps"
+    psown
   elif ps -o pid,ppid,user,nice,rss,args >"$T/ps" 2>/dev/null; then
     mark "part ps busybox"
-    cat "$T/ps"
+    psown
   else
     missing "ps not usable: processes unknown"
     return 127
@@ -773,10 +880,19 @@ f_processes() {
 # reduced and bounded by the control side (parse/appdata.ts) before anything uses it.
 f_appdata() {
   : >"$T/apids"
+  : >"$T/akept"
+  # What the programs section (first pass) takes its paths from: the processes' programs and
+  # the services' ExecStart= words.
+  : >"$T/aexe"
+  : >"$T/awords"
   # The sockets section's listing (ss -tuanp) holds the listening sockets: ss -p walks every
   # process's descriptors, so it runs again only when that listing is not there.
   if [ "$SS_OK" = 1 ] || { have ss && ss -tuanp >"$T/ss" 2>/dev/null; }; then
-    awk '$2 == "LISTEN" || $2 == "UNCONN"' "$T/ss" | grep -o 'pid=[0-9]*' | sed 's/^pid=//; s/$/ listening/' >>"$T/apids"
+    # Every pid= of a listening line (ss names each process that holds the socket).
+    awk '$2 == "LISTEN" || $2 == "UNCONN" {
+      s = $0
+      while (match(s, /pid=[0-9]+/)) { print substr(s, RSTART + 4, RLENGTH - 4) " listening"; s = substr(s, RSTART + RLENGTH) }
+    }' "$T/ss" >>"$T/apids"
     if [ "$ME" != 0 ]; then note "the processes behind other users' listening sockets are hidden from this user: permission denied (capture as root): the trees they run from are not looked for"; fi
   else
     # Listening TCP sockets and unconnected UDP ones, by inode, found among each process's descriptors.
@@ -790,7 +906,7 @@ f_appdata() {
   if [ -n "\${PERSONA_APP_PROCESSES:-}" ]; then
     W=""
     split_on
-    for w in $PERSONA_APP_PROCESSES; do W="$W$NL$(printf '%.15s' "$w")"; done
+    for w in $PERSONA_APP_PROCESSES; do w15 "$w"; W="$W$NL$_w"; done
     split_off
     for d in /proc/[0-9]*; do
       IFS= read -r c 2>/dev/null < "$d/comm" || continue
@@ -801,28 +917,33 @@ f_appdata() {
   fi
   # One line per process, with every reason it was picked.
   awk '!($1 in w) { o[++n] = $1; w[$1] = $2; next } index("," w[$1] ",", "," $2 ",") == 0 { w[$1] = w[$1] "," $2 } END { for (i = 1; i <= n; i++) print o[i], w[o[i]] }' "$T/apids" | sort -n >"$T/apids.u"
+  # The capture's own processes among them, by a first look at every environment in one grep;
+  # only those it names are looked at entry by entry.
+  set --
+  while read -r p why; do if [ $# -le 256 ]; then set -- "$@" "/proc/$p/environ"; fi; done <"$T/apids.u"
+  aself=""
+  if [ $# -gt 0 ]; then aself=$(grep -l -F "PERSONA_NONCE=$N" "$@" 2>/dev/null); fi
   n=0
   denied=0
   while read -r p why; do
     [ -d "/proc/$p" ] || continue
-    if tr '\000' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qxF "PERSONA_NONCE=$N"; then continue; fi
+    case "$NL$aself$NL" in *"$NL/proc/$p/environ$NL"*) s=1 ;; *) s=0 ;; esac
+    if [ $s = 1 ] && tr '\000' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qxF "PERSONA_NONCE=$N"; then continue; fi
     n=$((n + 1))
     if [ $n -gt 256 ]; then note "the trees of the first 256 listening and application processes only are looked for"; break; fi
     # Written straight out: a path may end in a newline, which $(...) would take away.
     if ! readlink "/proc/$p/cwd" >"$T/acwd" 2>/dev/null; then denied=$((denied + 1)); continue; fi
     mark "part cwd $p $why"
     cat "$T/acwd"
-    if [ "$FP" = 1 ]; then
-      find "/proc/$p/fd" -mindepth 1 -maxdepth 1 -xtype f -printf '%l\000' >"$T/afd" 2>/dev/null
-    else
-      : >"$T/afd"
-      i=0
-      for f in "/proc/$p/fd"/*; do
-        i=$((i + 1))
-        if [ $i -gt 1024 ]; then break; fi
-        if [ -f "$f" ]; then printf '%s\000' "$(readlink "$f" 2>/dev/null)" >>"$T/afd"; fi
-      done
-    fi
+    # With find -printf, the open files of every process are read at once, below.
+    if [ "$FP" = 1 ]; then printf '%s %s\n' "$p" "$why" >>"$T/akept"; continue; fi
+    : >"$T/afd"
+    i=0
+    for f in "/proc/$p/fd"/*; do
+      i=$((i + 1))
+      if [ $i -gt 1024 ]; then break; fi
+      if [ -f "$f" ]; then printf '%s\000' "$(readlink "$f" 2>/dev/null)" >>"$T/afd"; fi
+    done
     c=$(tr -cd '\000' < "$T/afd" | wc -c)
     c=$((c))
     if [ "$c" -gt 0 ]; then
@@ -832,7 +953,49 @@ f_appdata() {
       tr '\n\000' '\036\n' < "$T/afd" | sed 's|/[^/]*$||' | sort -u | head -n 65
     fi
   done <"$T/apids.u"
+  if [ -s "$T/akept" ]; then
+    # One find for every process kept above, then, for each in the same order, how many
+    # regular files it holds open and their folders, each once, sorted, at most 65: as one
+    # process at a time gave them. A newline in a name becomes \036.
+    set --
+    while read -r p why; do set -- "$@" "/proc/$p/fd"; done <"$T/akept"
+    find "$@" -mindepth 1 -maxdepth 1 -xtype f -printf '%h\t%l\000' 2>/dev/null | tr '\n\000' '\036\n' |
+      AC="$T/acount" awk '{
+        i = index($0, "\t")
+        p = substr($0, 7, i - 10)
+        f = substr($0, i + 1)
+        sub(/\/[^\/]*$/, "", f)
+        c[p]++
+        print p "\t" f
+      } END { for (p in c) print p, c[p] > ENVIRON["AC"] }' | sort -u >"$T/afold"
+    if [ -s "$T/afold" ]; then
+      AM=$M awk 'FILENAME == ARGV[1] { k[++n] = $1; why[$1] = $2; next }
+        FILENAME == ARGV[2] { c[$1] = $2; next }
+        {
+          i = index($0, "\t")
+          p = substr($0, 1, i - 1)
+          if (++m[p] <= 65) f[p] = f[p] substr($0, i + 1) "\n"
+        }
+        END {
+          for (j = 1; j <= n; j++) {
+            p = k[j]
+            if (c[p] > 0) printf "\n%s:part fd %s %s %s\n%s", ENVIRON["AM"], p, why[p], c[p], f[p]
+          }
+        }' "$T/akept" "$T/acount" "$T/afold"
+    fi
+  fi
   if [ $denied -gt 0 ]; then note "$denied listening or application processes of other users hide their working directories and open files from this user: permission denied (capture as root)"; fi
+  # The program each process runs, as the kernel resolved it (parse/programs.ts picks the
+  # long-lived and listening ones): pid and path, a newline in a path written as \036.
+  mark "part exe"
+  if [ "$FP" = 1 ]; then
+    find /proc -mindepth 2 -maxdepth 2 -path '/proc/[0-9]*/exe' -printf '%h\t%l\000' 2>/dev/null | tr '\n\000' '\036\n' |
+      AE="$T/aexe" awk '{ sub(/^\/proc\//, ""); print; print > ENVIRON["AE"] } NR == 4096 { exit }'
+  else
+    for d in /proc/[0-9]*; do
+      if [ -L "$d/exe" ]; then printf '%s\t%s\000' "\${d#/proc/}" "$(readlink "$d/exe" 2>/dev/null)"; fi
+    done | tr '\n\000' '\036\n' | head -n 4096 | tee "$T/aexe"
+  fi
   # Web server configuration: only files that resolve inside the server's own directory.
   for a in nginx:/etc/nginx apache:/etc/apache2 apache:/etc/httpd; do
     k=\${a%%:*}
@@ -843,18 +1006,31 @@ f_appdata() {
     # is where it says: only links need resolving.
     real=0
     if [ "$(readlink -f "$a" 2>/dev/null)" = "$a" ]; then real=1; fi
+    # Each file kept, then where to read it, a line each: one awk for all of them, not one a
+    # file. A real path with a newline in it is read through the name find gave, which leads to
+    # the same file.
+    : >"$T/alist"
     while IFS= read -r f; do
       if [ $real = 1 ] && [ ! -L "$f" ]; then r=$f; else r=$(readlink -f "$f" 2>/dev/null) || continue; fi
       case $r in "$a"/*) ;; *) continue ;; esac
       [ -f "$r" ] || continue
-      mark "part $k $f"
-      # One awk a file, not grep | cut | head: the first 1000 such lines, each cut at 4096 bytes.
-      if [ "$k" = nginx ]; then
-        awk '/(^|[[:space:];{}])(root|include)[[:space:]]/ { print substr($0, 1, 4096); if (++n == 1000) exit }' "$r" 2>/dev/null
-      else
-        awk 'tolower($0) ~ /^[[:space:]]*(documentroot|include|includeoptional|serverroot)[[:space:]]/ { print substr($0, 1, 4096); if (++n == 1000) exit }' "$r" 2>/dev/null
-      fi
+      case $r in *"$NL"*) r=$f ;; esac
+      printf '%s\n%s\n' "$f" "$r" >>"$T/alist"
     done <"$T/aconf"
+    [ -s "$T/alist" ] || continue
+    # For each: its part, then the first 1000 such lines, each cut at 4096 bytes.
+    AM=$M AK=$k awk 'NR % 2 == 1 { f = $0; next }
+      {
+        printf "\n%s:part %s %s\n", ENVIRON["AM"], ENVIRON["AK"], f
+        n = 0
+        while ((getline l < $0) > 0) {
+          if (ENVIRON["AK"] == "nginx") { if (l !~ /(^|[[:space:];{}])(root|include)[[:space:]]/) continue }
+          else if (tolower(l) !~ /^[[:space:]]*(documentroot|include|includeoptional|serverroot)[[:space:]]/) continue
+          print substr(l, 1, 4096)
+          if (++n == 1000) break
+        }
+        close($0)
+      }' "$T/alist" 2>/dev/null
   done
   # Services enabled by an administrator, read from their unit files: systemd need not run.
   for w in /etc/systemd/system/*.wants/*.service; do
@@ -875,7 +1051,23 @@ f_appdata() {
       for f in "$d/$u.d"/*.conf; do if [ -f "$f" ]; then set -- "$@" "$f"; fi; done
     done
     mark "part unit $u"
-    grep -h -E '^[[:space:]]*WorkingDirectory[[:space:]]*=' "$@" 2>/dev/null | cut -c -4096 | head -n 100
+    # One awk, not grep | cut | head; every path here starts with / (never an awk assignment).
+    # The words of ExecStart= that are absolute paths, without quotes and systemd's prefixes,
+    # go to the programs section.
+    AW="$T/awords" awk 'BEGIN { q = sprintf("%c%c", 34, 39) }
+      /^[[:space:]]*(WorkingDirectory|ExecStart)[[:space:]]*=/ {
+        print substr($0, 1, 4096)
+        if ($0 ~ /^[[:space:]]*ExecStart/) {
+          v = substr($0, index($0, "=") + 1)
+          k = split(v, w, /[[:space:]]+/)
+          for (j = 1; j <= k && j <= 64; j++) {
+            x = w[j]
+            gsub("^[-@:+!" q "]+|[" q "]+$", "", x)
+            if (x ~ /^\//) print x >> ENVIRON["AW"]
+          }
+        }
+        if (++n == 100) exit
+      }' "$@" 2>/dev/null
   done <"$T/aunits"
   return 0
 }
@@ -886,6 +1078,7 @@ f_treesize() {
   TMAXKB=$(( \${PERSONA_TREE_MAX_BYTES:-${CAPTURE_LIMITS.treeMaxBytes}} / 1024 ))
   TDT=\${PERSONA_TREE_DU_TIMEOUT:-${CAPTURE_LIMITS.treeDuTimeoutSeconds}}
   i=0
+  w=""
   split_on
   for p in $PERSONA_TREES; do
     i=$((i + 1))
@@ -906,9 +1099,11 @@ f_treesize() {
       fi
       printf '%s\t%s\t%s\n' "$s" "$k" "$p"
     ) </dev/null >"$T/ts.$i" &
+    w="$w $!"
   done
   split_off
-  wait
+  # Its own walks only: the programs section may be running alongside.
+  wait $w
   F=""
   j=0
   while [ $j -lt $i ]; do
@@ -931,9 +1126,166 @@ f_treesize() {
   return 0
 }
 
+# A path for the package manager's one query: a path with a newline is never asked about.
+pq_add() { case $1 in ''|*"$NL"*) ;; *) printf '%s\n' "$1" >>"$T/pq" ;; esac; }
+
+# The first pass's programs: every process's program (the capture's own left out), every word of
+# their command lines and of the enabled services' ExecStart= lines that is an absolute path,
+# outside /proc, /sys and /dev, each once, at most 256. What parse/programs.ts proposes is among
+# them but for what it reads otherwise (a quoted ExecStart= word with a space, say): a second
+# pass resolves those.
+prog_list() {
+  _self=$(grep -l -F "PERSONA_NONCE=$N" /proc/[0-9]*/environ 2>/dev/null)
+  set --
+  for d in /proc/[0-9]*; do
+    case "$NL$_self$NL" in *"$NL$d/environ$NL"*) continue ;; esac
+    set -- "$@" "$d/cmdline"
+  done
+  if [ $# -eq 0 ]; then set -- /dev/null; fi
+  # Each argument a record (-z): the words that start one, or follow a blank, with a slash.
+  grep -a -z -o -h -E '(^|[[:space:]])/[^[:space:]]+' -- "$@" 2>/dev/null | tr '\000' '\n' |
+    PSELF=$_self PEXE="$T/aexe" awk '
+      BEGIN {
+        n = split(ENVIRON["PSELF"], s, "\n")
+        for (i = 1; i <= n; i++) { p = s[i]; sub(/^\/proc\//, "", p); sub(/\/environ$/, "", p); self[p] = 1 }
+      }
+      FILENAME == ENVIRON["PEXE"] {
+        i = index($0, "\t")
+        if (i == 0 || (substr($0, 1, i - 1) in self)) next
+        p = substr($0, i + 1)
+        sub(/ \(deleted\)$/, "", p)
+      }
+      FILENAME != ENVIRON["PEXE"] { p = $0; sub(/^[[:space:]]+/, "", p) }
+      p ~ /^\// && p !~ /^\/(proc|sys|dev)(\/|$)/ && index(p, "\036") == 0 && !(p in seen) && k < 256 {
+        seen[p] = 1
+        k++
+        print p
+      }' - "$T/aexe" "$T/awords" >"$T/plist"
+}
+
+# Programs (PERSONA_PROGRAMS in the second pass, prog_list's in the first, one a line): for each,
+# the links on the way (each where it lies, its folder's real path, at most 8), where it ends
+# (readlink -f) and what is there; then every one of those paths, with its other name where /bin
+# is /usr/bin, asked of the package manager in one query. Facts only: parse/programs.ts decides
+# what is captured. A path is printed exactly (a trailing newline kept), each in a part of its
+# own. Where each ends and the sizes are one readlink and one wc for all of them; a program
+# those cannot answer for (busybox takes one file, a path with a newline) gets its own.
+f_programs() {
+  : >"$T/pq"
+  if [ -n "$P2" ]; then printf '%s\n' "$PERSONA_PROGRAMS" >"$T/plist"; else prog_list; fi
+  # $T after each: it resolves to nothing else, so a program that does not resolve leaves a
+  # gap, never a shift; its own real path comes first.
+  set -- "$T"
+  while IFS= read -r p; do set -- "$@" "$p" "$T"; done <"$T/plist"
+  readlink -f -- "$@" >"$T/preal" 2>/dev/null
+  exec 4<"$T/preal"
+  ok=0
+  if IFS= read -r RT <&4 && [ -n "$RT" ]; then ok=1; fi
+  set --
+  _fl=""
+  i=0
+  while IFS= read -r p; do
+    i=$((i + 1))
+    q=$p
+    j=0
+    while [ -L "$q" ] && [ $j -lt 8 ]; do
+      j=$((j + 1))
+      d=\${q%/*}
+      d=$(readlink -f -- "\${d:-/}" 2>/dev/null; echo x)
+      d=\${d%x}
+      d=\${d%"$NL"}
+      [ -n "$d" ] || break
+      l="\${d%/}/\${q##*/}"
+      mark "part prog-link $i"
+      printf '%s' "$l"
+      pq_add "$l"
+      t=$(readlink -- "$q" 2>/dev/null; echo x)
+      t=\${t%x}
+      t=\${t%"$NL"}
+      case $t in '') break ;; /*) q=$t ;; *) q="\${d%/}/$t" ;; esac
+    done
+    r=""
+    if [ $ok = 1 ]; then
+      if ! IFS= read -r l <&4; then ok=0
+      elif [ "$l" != "$RT" ]; then
+        r=$l
+        if ! IFS= read -r l <&4 || [ "$l" != "$RT" ]; then ok=0; fi
+      fi
+    fi
+    if [ $ok = 0 ]; then
+      r=$(readlink -f -- "$p" 2>/dev/null; echo x)
+      r=\${r%x}
+      r=\${r%"$NL"}
+    fi
+    s=missing
+    if [ -z "$r" ] || [ -L "$r" ]; then s=missing
+    elif [ -f "$r" ]; then
+      if [ -r "$r" ]; then
+        s='file'
+        case $r in *"$NL"*) ;; *) set -- "$@" "$r"; _fl="$_fl $i" ;; esac
+      else s=denied; fi
+    elif [ -d "$r" ]; then s=dir
+    elif [ -e "$r" ]; then s=other
+    fi
+    mark "part prog $i $s 0"
+    printf '%s' "$p"
+    mark "part prog-real $i"
+    printf '%s' "$r"
+    pq_add "$p"
+    pq_add "$r"
+    case $s:$r in file:*"$NL"*) mark "part prog-bytes $i $(wc -c < "$r" 2>/dev/null | tr -cd 0-9)" ;; esac
+  done <"$T/plist"
+  exec 4<&-
+  # Sizes: wc's line for each file names it, so a line that is not the next file's is not taken.
+  if [ $# -gt 0 ]; then
+    wc -c -- "$@" >"$T/pwc" 2>/dev/null
+    exec 4<"$T/pwc"
+    ok=1
+    for i in $_fl; do
+      r=$1
+      shift
+      b=""
+      if [ $ok = 1 ]; then
+        if IFS=' ' read -r b l <&4 && [ "$l" = "$r" ]; then :; else ok=0; b=""; fi
+      fi
+      if [ $ok = 0 ]; then b=$(wc -c < "$r" 2>/dev/null | tr -cd 0-9); fi
+      case $b in ''|*[!0-9]*) b=0 ;; esac
+      mark "part prog-bytes $i $b"
+    done
+    exec 4<&-
+  fi
+  awk '{ print } /^\/usr\/(s?bin|lib|lib32|lib64|libx32)\// { print substr($0, 5) } /^\/(s?bin|lib|lib32|lib64|libx32)\// { print "/usr" $0 }' "$T/pq" | sort -u >"$T/pqa"
+  if [ ! -s "$T/pqa" ]; then mark "part owners none"; return 0; fi
+  if have dpkg-query; then
+    # A literal lookup for every path: dpkg-query reads *, ?, [ and \ as a pattern's.
+    sed 's/[][*?\\]/\\&/g' "$T/pqa" | tr '\n' '\000' | xargs -0 dpkg-query -S -- >"$T/po" 2>"$T/poerr"
+    if grep -v -q 'no path found matching pattern' "$T/poerr"; then
+      note "dpkg-query -S failed: $(grep -v 'no path found matching pattern' "$T/poerr" | head -n 1 | cut -c -200)"
+      mark "part owners failed dpkg"
+      return 0
+    fi
+    mark "part owners dpkg"
+    cat "$T/po"
+  elif have rpm; then
+    tr '\n' '\000' <"$T/pqa" | xargs -0 rpm -qf -- >"$T/po" 2>&1
+    mark "part owners rpm"
+    cat "$T/po"
+  elif have apk; then
+    tr '\n' '\000' <"$T/pqa" | xargs -0 apk info --who-owns -- >"$T/po" 2>&1
+    mark "part owners apk"
+    cat "$T/po"
+  else
+    missing "no package manager found (dpkg-query, rpm, apk): which programs packages own is unknown"
+    mark "part owners none"
+  fi
+  return 0
+}
+
 f_du() {
   # One walk per directory, all at once, each cut short after DUT seconds (status 124).
   i=0
+  : >"$T/du.jobs"
+  : >"$T/du.meta"
   # "type path", the path taken whole: it may hold spaces, even at its end.
   while IFS= read -r l; do
     t=\${l%% *}
@@ -941,19 +1293,20 @@ f_du() {
     [ -d "$p" ] || continue
     if [ "$ME" != 0 ] && { [ ! -r "$p" ] || [ ! -x "$p" ]; }; then note "cannot read $p: permission denied (capture as root): its size is unknown"; continue; fi
     i=$((i + 1))
-    (
-      if [ "$FP" = 1 ]; then
-        bounded "$DUT" find "$p" -xdev -type f -printf '%s\n' 2>"$T/du.$i.err" >"$T/du.$i.list"
-        s=$?
-        # Parts of the tree this user may not enter: what was counted is a lower bound.
-        if [ "$s" = 1 ] && grep -q 'Permission denied' "$T/du.$i.err"; then s=denied; fi
-        # Through the environment, not -v: awk would read backslashes in a path as escapes.
-        DU_T=$t DU_P=$p DU_S=$s awk '{ n++; b += $1 } END { printf "%s\t%s\t%d\t%.0f\t%s\n", ENVIRON["DU_T"], ENVIRON["DU_P"], n, b, ENVIRON["DU_S"] }' "$T/du.$i.list"
+    if [ "$FP" = 1 ]; then
+      # The walk itself in the background (no shell of its own): its sizes are summed below.
+      if [ -n "$TO" ]; then
+        timeout "$DUT" find "$p" -xdev -type f -printf '%s\n' 2>"$T/du.$i.err" >"$T/du.$i.list" </dev/null &
       else
-        k=$(bounded "$DUT" du -sk -x -- "$p" 2>/dev/null | cut -f1)
-        n=$(bounded "$DUT" find "$p" -xdev -type f 2>/dev/null | wc -l)
-        printf '%s\t%s\t%s\t%s\tk\n' "$t" "$p" "$n" "\${k:-0}"
+        find "$p" -xdev -type f -printf '%s\n' 2>"$T/du.$i.err" >"$T/du.$i.list" </dev/null &
       fi
+      printf '%s %s %s %s\n' "$i" "$!" "$t" "$p" >>"$T/du.jobs"
+      continue
+    fi
+    (
+      k=$(bounded "$DUT" du -sk -x -- "$p" 2>/dev/null | cut -f1)
+      n=$(bounded "$DUT" find "$p" -xdev -type f 2>/dev/null | wc -l)
+      printf '%s\t%s\t%s\t%s\tk\n' "$t" "$p" "$n" "\${k:-0}"
     ) </dev/null >"$T/du.$i" &
   done <<EOF
 logs /var/log
@@ -978,8 +1331,39 @@ containers /var/lib/containers
 home /home
 $(printf '%s\n' "$ROOTS" | sed '1d; s/^/application /')
 EOF
+  if [ "$FP" = 1 ]; then
+    # Each walk's status, then one awk for the count and bytes of every walk, in order.
+    set --
+    while IFS= read -r l; do
+      i=\${l%% *}
+      l=\${l#* }
+      wait "\${l%% *}"
+      s=$?
+      l=\${l#* }
+      # Parts of the tree this user may not enter: what was counted is a lower bound.
+      if [ "$s" = 1 ] && grep -q 'Permission denied' "$T/du.$i.err"; then s=denied; fi
+      printf '%s %s\n' "$s" "$l" >>"$T/du.meta"
+      set -- "$@" "$T/du.$i.list"
+    done <"$T/du.jobs"
+    # The type and path, read whole from the line (never -v: awk would read backslashes in a
+    # path as escapes), after the status.
+    if [ $# -gt 0 ]; then
+      awk 'BEGIN { for (a = 2; a < ARGC; a++) w[ARGV[a]] = a - 1 }
+        FILENAME == ARGV[1] { m[++k] = $0; next }
+        { n[w[FILENAME]]++; b[w[FILENAME]] += $1 }
+        END {
+          for (i = 1; i <= k; i++) {
+            l = m[i]
+            s = substr(l, 1, index(l, " ") - 1); l = substr(l, index(l, " ") + 1)
+            t = substr(l, 1, index(l, " ") - 1); p = substr(l, index(l, " ") + 1)
+            printf "%s\t%s\t%d\t%.0f\t%s\n", t, p, n[i], b[i], s
+          }
+        }' "$T/du.meta" "$@"
+    fi
+    return 0
+  fi
   wait
-  for f in "$T"/du.[0-9]*; do case $f in *.list|*.err) ;; *) if [ -f "$f" ]; then cat "$f"; fi ;; esac; done
+  for f in "$T"/du.[0-9]*; do if [ -f "$f" ]; then cat "$f"; fi; done
   return 0
 }
 
@@ -994,81 +1378,81 @@ f_cloud() {
   return 0
 }
 
-f_loadavg() { cat /proc/loadavg; }
+f_loadavg() { rd /proc/loadavg; }
 
-up
-START=$U
-if [ -n "\${PERSONA_TREES:-}" ]; then
-  sec treesize f_treesize
-  if [ -n "$ROOTS" ]; then
-    sec files f_files
-    sec hashes f_hashes
-    sec privkeys f_privkeys
-    sec credfiles f_credfiles
-  fi
+# Sections run in lanes: each lane is a background job running its sections one after another,
+# each section's output going to a file of its own, and the files are printed afterwards in the
+# order of ORDER, so the output reads as if the sections had run one after another. A section
+# that needs another's result runs after it in the same lane (appdata reads the listing sockets
+# left in $T/ss). PERSONA_SERIAL=1 runs every lane in the foreground, one after another.
+lane() {
+  for _s in "$@"; do
+    case $_s in
+      sample-*) sec "$_s" f_sample "\${_s#sample-}" ;;
+      *) sec "$_s" "f_$_s" ;;
+    esac >"$T/o.$_s"
+  done
+}
+if [ "\${PERSONA_SERIAL:-0}" = 1 ]; then spawn() { lane "$@"; }; else spawn() { lane "$@" & }; fi
+# The sections' files that exist, in ORDER, printed after the done marker's time is taken.
+finish() {
+  set --
+  for _s in $ORDER; do if [ -f "$T/o.$_s" ]; then set -- "$@" "$T/o.$_s"; fi; done
   up
   mark "done $START $U"
   exec 1>&3 3>&-
-  cat "$T/out"
+  cat "$@" "$T/out"
   exit 0
+}
+
+up
+START=$U
+S0=$U
+if [ -n "\${PERSONA_TREES:-}\${PERSONA_PROGRAMS:-}\${PERSONA_FILES:-}" ]; then
+  P2=1
+  ROOTS=""
+  ORDER="treesize programs files hashes privkeys credfiles"
+  if [ -n "\${PERSONA_PROGRAMS:-}" ]; then spawn programs; fi
+  if [ -n "\${PERSONA_TREES:-}" ]; then lane treesize; fi
+  # Single files (the programs parse/programs.ts chose), listed and hashed as they are.
+  split_on
+  for p in \${PERSONA_FILES:-}; do if [ -e "$p" ] || [ -L "$p" ]; then ROOTS="$ROOTS$NL$p"; fi; done
+  split_off
+  if [ -n "$ROOTS" ]; then
+    spawn credfiles
+    spawn hashes
+    spawn files privkeys
+  fi
+  wait
+  finish
 fi
+ORDER="sample-start os release cloud packages services interfaces routes firewall dns sockets mounts block df cgroups cpu memory libraries environ files hashes privkeys credfiles sysctl modules users groups shadow sudoers sshkeys processes appdata programs sample-end loadavg du ionice runtimes"
 SAMPLE=\${PERSONA_SAMPLE:-1}
-if [ "$SAMPLE" = 1 ]; then sec sample-start f_sample start; fi
+if [ "$SAMPLE" = 1 ]; then lane sample-start; fi
 # Disk usage is observation, not state: a capture of state only does not walk the trees.
-if [ "$SAMPLE" = 1 ]; then sec du f_du >"$T/bg.du" 2>&1 & fi
-sec runtimes f_runtimes >"$T/bg.runtimes" 2>&1 &
-sec ionice f_ionice >"$T/bg.ionice" 2>&1 &
-sec os f_os
-sec release f_release
-sec cloud f_cloud
-sec packages f_packages
-sec services f_services
-sec interfaces f_interfaces
-sec routes f_routes
-sec firewall f_firewall
-sec dns f_dns
-sec sockets f_sockets
-sec mounts f_mounts
-sec block f_block
-sec df f_df
-sec cgroups f_cgroups
-sec cpu f_cpu
-sec memory f_memory
-sec libraries f_libraries
-sec environ f_environ
-sec files f_files
-sec hashes f_hashes
-sec privkeys f_privkeys
-sec credfiles f_credfiles
-sec sysctl f_sysctl
-sec modules f_modules
-sec users f_users
-sec groups f_groups
-sec shadow f_shadow
-sec sudoers f_sudoers
-sec sshkeys f_sshkeys
-sec processes f_processes
-sec appdata f_appdata
+if [ "$SAMPLE" = 1 ]; then spawn du; fi
+spawn runtimes ionice
+spawn credfiles
+spawn sockets appdata programs
+spawn hashes privkeys
+spawn files sysctl processes
+lane os release cloud packages services interfaces routes firewall dns mounts block df cgroups cpu memory libraries environ modules users groups shadow sudoers sshkeys
 wait
 # The usage sample's window is the run itself. Only a run shorter than a tenth of a second waits
 # out the rest: at the kernel's 100 ticks a second, fewer ticks than that say nothing of CPU use.
 # A capture asked for state only (a clone's baseline) takes no sample and does not wait.
 if [ "$SAMPLE" = 1 ]; then
   up
-  _e=$(( (\${U%.*} - \${START%.*}) * 100 + 1\${U#*.} - 1\${START#*.} ))
+  _e=$(( (\${U%.*} - \${S0%.*}) * 100 + 1\${U#*.} - 1\${S0#*.} ))
   if [ "$_e" -lt 1 ]; then
     sleep 0.1 2>/dev/null || sleep 1
   elif [ "$_e" -lt 10 ]; then
     sleep "0.0$((10 - _e))" 2>/dev/null || sleep 1
   fi
-  sec sample-end f_sample end
+  lane sample-end
 fi
-sec loadavg f_loadavg
-cat "$T"/bg.*
-up
-mark "done $START $U"
-exec 1>&3 3>&-
-cat "$T/out"
+lane loadavg
+finish
 `;
 
 /** The capture script, ready to run with `sh`. Parameters come from the environment. */
@@ -1090,6 +1474,13 @@ export interface CaptureParams {
   readonly trees?: readonly string[];
   readonly treeMaxBytes?: number;
   readonly treeDuTimeoutSeconds?: number;
+  /**
+   * The second pass: programs processes and services run (parse/programs.ts), each resolved on
+   * the host and asked of its package manager, all in one query.
+   */
+  readonly programs?: readonly string[];
+  /** A later pass: single files (the programs chosen) listed and hashed as they are. */
+  readonly files?: readonly string[];
   readonly hashBudgetBytes?: number;
   readonly hashFileMaxBytes?: number;
   readonly maxFiles?: number;
@@ -1114,7 +1505,7 @@ export function captureEnv(params: CaptureParams = {}): Record<string, string> {
     const problem = processNameProblem(p);
     if (problem) issues.push({ path: `appProcesses[${i}]`, message: `${displayValue(p)} ${problem}` });
   });
-  for (const field of ['configPaths', 'trees'] as const) {
+  for (const field of ['configPaths', 'trees', 'programs', 'files'] as const) {
     (params[field] ?? []).forEach((p, i) => {
       const problem = pathProblem(p);
       if (problem) issues.push({ path: `${field}[${i}]`, message: `${displayValue(p)} ${problem}` });
@@ -1144,6 +1535,8 @@ export function captureEnv(params: CaptureParams = {}): Record<string, string> {
   if (params.maxFiles !== undefined) env.PERSONA_MAX_FILES = String(params.maxFiles);
   if (params.duTimeoutSeconds !== undefined) env.PERSONA_DU_TIMEOUT = String(params.duTimeoutSeconds);
   if (params.trees?.length) env.PERSONA_TREES = params.trees.join('\n');
+  if (params.programs?.length) env.PERSONA_PROGRAMS = params.programs.join('\n');
+  if (params.files?.length) env.PERSONA_FILES = params.files.join('\n');
   if (params.treeMaxBytes !== undefined) env.PERSONA_TREE_MAX_BYTES = String(params.treeMaxBytes);
   if (params.treeDuTimeoutSeconds !== undefined)
     env.PERSONA_TREE_DU_TIMEOUT = String(params.treeDuTimeoutSeconds);

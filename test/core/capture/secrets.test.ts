@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -152,13 +152,15 @@ describe('the capture script’s credential scan', () => {
   const dir = mkdtempSync(join(tmpdir(), 'persona-credscan-'));
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  const scan = (...roots: string[]): string[] => {
+  const nonce = randomBytes(16).toString('hex');
+  const scan = (...roots: string[]): string[] => scanWith({}, ...roots);
+  const scanWith = (env: Record<string, string>, ...roots: string[]): string[] => {
     // As the script calls it: its lists split on newlines only, globbing off.
     const run = spawnSync(
       'sh',
       ['-c', `${CREDENTIAL_SCAN_SH}\nIFS='\n'; set -f\ncred_scan "$@"`, 'sh', ...roots],
       {
-        env: { PATH: '/usr/bin:/bin', LC_ALL: 'C', T: dir },
+        env: { PATH: '/usr/bin:/bin', LC_ALL: 'C', T: dir, N: nonce, ...env },
         encoding: 'utf8',
         maxBuffer: 1 << 26,
       },
@@ -236,6 +238,36 @@ describe('the capture script’s credential scan', () => {
     expect(credentialScanCovers('/etc/default/shop-api')).toBe(true);
     // Named like credentials, so out of the host's scan, though public.
     expect(credentialScanCovers('/etc/passwd')).toBe(false);
+  });
+
+  it('names each file by its own lines, whatever ends the one before, with or without grep -P', () => {
+    const mixed = join(dir, 'mixed');
+    spawnSync('mkdir', ['-p', mixed]);
+    // Each file's last line unterminated: a line of one file must never run into the next.
+    const files: [string, string, boolean][] = [
+      ['a excused.conf', 'passwd: files systemd', false],
+      ['b-held.conf', 'passwd: files\npassword = s3cret-pw', true],
+      ['-c dash.conf', 'password = ', false],
+      ['d.conf', 's3cret-pw\n# password = s3cret-pw', false],
+      ["e quote's.conf", 'DB_PASSWORD=hunter2', true],
+      // What a file could guess of the marker between files, without the run's nonce.
+      ['f.conf', `@@persona::file\n@@persona:file ${dir}\npassword = none`, false],
+      ['g.conf', 'listen = 8080\nREDIS_PASS=s3cret-pw\nREDIS_PASS=%(pw)s', true],
+      ['h.bin', '\u0000DB_PASSWORD=hunter2', false],
+    ];
+    for (const [name, text] of files) writeFileSync(join(mixed, name), text);
+    const expected = files.filter(([, , held]) => held).map(([name]) => join(mixed, name));
+    for (const [, text, held] of files) expect(holdsCredentialLines(text), text).toBe(held);
+    expect(scan(mixed)).toEqual(expected.sort());
+    // A grep without -P (busybox): binary files found by their size without NUL bytes.
+    const bin = join(dir, 'no-pcre');
+    spawnSync('mkdir', ['-p', bin]);
+    writeFileSync(
+      join(bin, 'grep'),
+      '#!/bin/sh\nfor a do if [ "$a" = -P ]; then exit 2; fi; done\nexec /bin/grep "$@"\n',
+      { mode: 0o755 },
+    );
+    expect(scanWith({ PATH: `${bin}:/usr/bin:/bin` }, mixed)).toEqual(expected.sort());
   });
 
   it('prints the names of the files, never what is in them', () => {
