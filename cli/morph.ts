@@ -1,15 +1,25 @@
 // `persona morph`: which target profile a host is nearest (workload detection, with the
-// evidence), and morphing it there through POST /hosts/{host}/morph, followed step by step.
+// evidence), morphing it there through POST /hosts/{host}/morph, followed step by step, and the
+// morph policies that start morphs on their own (`persona morph policies`).
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import type * as z from 'zod';
-import type { MorphStartRequest } from '../core/api/schemas.js';
+import type {
+  MorphPolicyList,
+  MorphPolicyResponse,
+  MorphPolicyWriteResponse,
+  MorphStartRequest,
+} from '../core/api/schemas.js';
+import { NotFoundError } from '../core/errors.js';
+import { validateMorphPolicy } from '../core/morph/policy.js';
 import type { Recommendation } from '../core/morph/similarity.js';
 import type { Operation } from '../core/operation/schema.js';
+import { parseDocumentText } from '../core/profile/io.js';
 import { follow, printOperation } from './capture.js';
 import type { PersonaClient } from './client.js';
 import { pc, structured } from './output.js';
-import { emit, table, terminalText } from './render.js';
+import { ago, emit, table, terminalText, yamlText } from './render.js';
 
 type ClientOf = (cmd: Command) => { api: PersonaClient };
 
@@ -98,4 +108,107 @@ export function registerMorphCommands(program: Command, client: ClientOf): void 
         if (op.status === 'FAILED' || op.status === 'ROLLED_BACK') process.exitCode = 1;
       },
     );
+
+  registerPolicyCommands(morph, client);
+}
+
+const policyPath = (name: string) => `/morph-policies/${encodeURIComponent(name)}`;
+
+/** A policy file, YAML or JSON, checked here with its lines before anything is sent. */
+function readPolicyFile(file: string) {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (cause) {
+    throw new NotFoundError(`cannot read ${file}: ${(cause as NodeJS.ErrnoException).code ?? cause}`, file, {
+      cause,
+    });
+  }
+  const { value, locate } = parseDocumentText(bytes, {
+    source: file,
+    maxBytes: 64 * 1024,
+    kind: 'a morph policy document',
+  });
+  return validateMorphPolicy(value, { source: file, locate });
+}
+
+function registerPolicyCommands(morph: Command, client: ClientOf): void {
+  const policies = morph
+    .command('policies')
+    .description('morph policies: when a morph of the hosts they select starts on its own');
+
+  policies
+    .command('apply')
+    .description('create or replace a morph policy from a file (YAML or JSON)')
+    .requiredOption('-f, --file <file>', 'a morph policy document (kind MorphPolicy)')
+    .action(async (o: { file: string }, cmd: Command) => {
+      const policy = readPolicyFile(o.file);
+      const { api } = client(cmd);
+      const res = await api.request<z.output<typeof MorphPolicyWriteResponse>>(
+        'PUT',
+        policyPath(policy.metadata.name),
+        { body: policy },
+      );
+      if (structured(cmd)) return emit(cmd, res.body);
+      const shown = terminalText(policy.metadata.name);
+      if (res.body.created) out(`${pc.green('+')} ${shown} created`);
+      else if (res.body.changed) out(`${pc.yellow('~')} ${shown} replaced (revision ${res.body.revision})`);
+      else out(`${pc.dim('=')} ${shown} unchanged`);
+    });
+
+  policies
+    .command('list')
+    .description('list morph policies')
+    .action(async (_o: unknown, cmd: Command) => {
+      const { api } = client(cmd);
+      const items: z.output<typeof MorphPolicyList>['items'] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await api.request<z.output<typeof MorphPolicyList>>('GET', '/morph-policies', {
+          query: { cursor, limit: 100 },
+        });
+        items.push(...page.body.items);
+        cursor = page.body.nextCursor;
+      } while (cursor !== undefined);
+      if (structured(cmd)) return emit(cmd, { items });
+      if (items.length === 0)
+        return out(pc.dim('no morph policies yet: persona morph policies apply -f FILE'));
+      out(
+        table(
+          ['NAME', 'TARGET', 'REVISION', 'UPDATED'],
+          items.map((p) => [
+            terminalText(p.name),
+            terminalText(p.target),
+            String(p.revision),
+            ago(p.updatedAt),
+          ]),
+        ),
+      );
+    });
+
+  policies
+    .command('get')
+    .description('print a morph policy, as `apply -f` takes it back')
+    .argument('<name>')
+    .action(async (name: string, _o: unknown, cmd: Command) => {
+      const { api } = client(cmd);
+      const res = await api.request<z.output<typeof MorphPolicyResponse>>('GET', policyPath(name));
+      if (structured(cmd)) return emit(cmd, res.body.policy);
+      out(
+        terminalText(
+          `# ${res.body.name} revision ${res.body.revision} (${res.body.hash}, ${res.body.updatedAt})`,
+        ),
+      );
+      process.stdout.write(yamlText(res.body.policy));
+    });
+
+  policies
+    .command('delete')
+    .description('delete a morph policy (a morph it started runs on)')
+    .argument('<name>')
+    .action(async (name: string, _o: unknown, cmd: Command) => {
+      const { api } = client(cmd);
+      await api.request('DELETE', policyPath(name));
+      if (!structured(cmd)) out(`${pc.red('-')} ${terminalText(name)} deleted`);
+    });
 }

@@ -10,23 +10,29 @@ import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { PersonaApi } from './api.js';
 import { PROJECT_ROOT } from './api.js';
+import type { BundleSpec } from './bundling.js';
 import { type PersonaFunctionProps, personaFunction } from './function.js';
 import { CLONE_TASK_GRANTS } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
 import type { PersonaWorkflows } from './workflows.js';
 
-/** The API functions that read target profiles; the YAML files go beside their code. */
-export const TARGET_READERS = ['get-host-recommendation', 'start-morph'] as const;
+/** The API functions that read target profiles; the targets go beside their code, as JSON. */
+export const TARGET_READERS = ['get-host-recommendation', 'start-morph', 'put-morph-policy'] as const;
 
 /**
- * The shipped target profiles as bundle files: examples/targets/<name>.yaml beside index.mjs,
- * where functions/shared/morph-targets.ts looks in Lambda (LAMBDA_TASK_ROOT).
+ * The shipped target profiles as bundle files: examples/targets/<name>.yaml as <name>.json beside
+ * index.mjs, where functions/shared/morph-targets.ts looks in Lambda (LAMBDA_TASK_ROOT). As JSON,
+ * a function reads them without loading the YAML parser.
  */
-export function targetFiles(projectRoot: string): { readonly from: string; readonly to: string }[] {
+export function targetFiles(projectRoot: string): NonNullable<BundleSpec['files']> {
   return readdirSync(path.join(projectRoot, 'examples', 'targets'))
     .filter((f) => /^[a-z0-9][a-z0-9-]*\.ya?ml$/.test(f))
     .sort()
-    .map((f) => ({ from: path.join('examples', 'targets', f), to: f }));
+    .map((f) => ({
+      from: path.join('examples', 'targets', f),
+      to: f.replace(/\.ya?ml$/, '.json'),
+      json: true,
+    }));
 }
 
 export interface PersonaMorphProps {
@@ -57,8 +63,7 @@ export class PersonaMorph extends Construct {
       memorySize: 1024,
       // One step is one invocation; Watch samples its whole period (at most 840 s) in one.
       timeout: Duration.minutes(15),
-      // ssh2's optional native add-ons: it falls back to Node's own crypto without them.
-      externalModules: ['cpu-features', '*.node'],
+      layers: ['ssh', 'azure'],
       ...(props.vpc ? { vpc: props.vpc } : {}),
     });
     // What a clone's task reaches: hosts, the journal, snapshots, operation documents, and the

@@ -5,8 +5,11 @@
 // itself (the host nearest another target than the one it has, by a margin). A policy decides;
 // what starts the morph is the caller (see decideMorph).
 import * as z from 'zod';
+import { InvalidInputError, type Issue } from '../errors.js';
 import { type CompiledCriteria, compileCriteria, TRUE, triName } from '../persona/criteria.js';
 import { Criterion, type CriterionReason, type EvaluationInput } from '../persona/schema.js';
+import { criteriaDepthIssues, type Locate } from '../persona/validate.js';
+import { issuesFromZod } from '../profile/issues.js';
 import type { Recommendation } from './similarity.js';
 import type { MorphTrigger } from './start.js';
 
@@ -63,6 +66,19 @@ export const MorphPolicy = z
   .meta({ id: 'MorphPolicy' });
 export type MorphPolicy = z.infer<typeof MorphPolicy>;
 
+/** What the API answers of a stored policy besides its document. */
+export const MorphPolicyRecord = z
+  .object({
+    name: z.string(),
+    /** sha256 of the canonical document: equal hashes mean equal policies. */
+    hash: z.string(),
+    revision: z.number().int().positive().describe('Incremented by each write that changed the document'),
+    createdAt: z.iso.datetime(),
+    updatedAt: z.iso.datetime(),
+  })
+  .meta({ id: 'MorphPolicyRecord' });
+export type MorphPolicyRecord = z.infer<typeof MorphPolicyRecord>;
+
 export interface CompiledPolicy {
   readonly policy: MorphPolicy;
   readonly criteria?: CompiledCriteria;
@@ -73,6 +89,46 @@ export function compilePolicy(policy: MorphPolicy): CompiledPolicy {
   return policy.spec.when === undefined
     ? { policy }
     : { policy, criteria: compileCriteria(policy.spec.when, 'spec.when') };
+}
+
+/** ['spec', 'when', ...] for the path criteriaDepthIssues names ['spec', 'criteria', ...]. */
+const asWhen = (path: readonly PropertyKey[]): PropertyKey[] =>
+  path[0] === 'spec' && path[1] === 'criteria' ? ['spec', 'when', ...path.slice(2)] : [...path];
+
+/**
+ * Checks a plain value (a request body, a file) against MorphPolicy and compiles its criteria as
+ * evaluation will, so that what the schema cannot say (criteria nested past the limit, a
+ * true/false signal compared with ">") is refused now, naming the field, not at the first
+ * evaluation. Criteria depth is walked before the schema sees the value (the persona reader's
+ * walk), so a hostile nesting is refused by name rather than by the stack running out.
+ */
+export function validateMorphPolicy(
+  value: unknown,
+  options: { readonly source?: string; readonly locate?: Locate } = {},
+): MorphPolicy {
+  const source = options.source ?? 'morph policy';
+  const refuse = (issues: Issue[]): never => {
+    throw new InvalidInputError(`${source} is not a valid morph policy`, issues, {
+      ...(options.source === undefined ? {} : { source: options.source }),
+    });
+  };
+  const spec = (value as { spec?: { when?: unknown } } | null)?.spec;
+  const locate = options.locate;
+  const deep = criteriaDepthIssues(
+    { spec: { criteria: spec?.when } },
+    locate === undefined ? undefined : (path) => locate(asWhen(path)),
+  );
+  if (deep.length > 0)
+    refuse(deep.map((i) => ({ ...i, path: i.path.replace(/^spec\.criteria/, 'spec.when') })));
+  const parsed = MorphPolicy.safeParse(value);
+  if (!parsed.success) return refuse(issuesFromZod(parsed.error, locate));
+  try {
+    compilePolicy(parsed.data);
+  } catch (e) {
+    if (!(e instanceof InvalidInputError)) throw e;
+    refuse([...e.issues]);
+  }
+  return parsed.data;
 }
 
 export interface MorphDecision {

@@ -4,6 +4,8 @@
 import type { OperationDocuments } from '../clone/documents.js';
 import type { Operation } from '../operation/schema.js';
 import type { OperationStore } from '../operation/store.js';
+import type { CriterionReason } from '../persona/schema.js';
+import type { MorphLedger } from './ledger.js';
 import { TargetProfile, Watch, type WatchOverride } from './target.js';
 
 export const MORPH_STEPS = ['profile', 'target', 'delta', 'snapshot', 'apply', 'watch', 'record'] as const;
@@ -17,12 +19,24 @@ export interface MorphRequest {
   readonly host: string;
   readonly target: TargetProfile;
   readonly watch: Watch;
-  readonly trigger: { readonly kind: MorphTrigger; readonly detail?: string };
+  readonly trigger: MorphTriggerRecord;
+}
+
+/** Why a morph started, as its operation's parameters keep it: the operator reads it there. */
+export interface MorphTriggerRecord {
+  readonly kind: MorphTrigger;
+  readonly detail?: string;
+  /** The morph policy that started it, when one did. */
+  readonly policy?: string;
+  /** The policy's decision: what held, with the values read. */
+  readonly reasons?: readonly CriterionReason[];
 }
 
 export interface StartDeps {
   readonly operations: OperationStore;
   readonly documents: OperationDocuments;
+  /** Where the host's last morph is noted, for policies' cool-down and detection. */
+  readonly ledger?: Pick<MorphLedger, 'note'>;
   readonly now?: () => Date;
 }
 
@@ -60,6 +74,16 @@ export async function startMorph(
     },
     revision: 0,
   });
-  if (started.created) await deps.documents.put(id, 'request', full);
+  if (started.created) {
+    await deps.documents.put(id, 'request', full);
+    await deps.ledger?.note({
+      host: request.host,
+      operationId: id,
+      target: target.metadata.name,
+      at: Date.parse(at),
+      trigger: full.trigger.kind,
+      ...(full.trigger.policy === undefined ? {} : { policy: full.trigger.policy }),
+    });
+  }
   return started;
 }

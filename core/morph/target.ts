@@ -1,12 +1,13 @@
 // A target profile: the partial Profile a host morphs toward ("web-server", "database-server"),
 // with the trait vector that says what kind of host it suits. It is shipped as editable YAML
-// (examples/targets/) and is data, never code: every field has a strict grammar, unknown keys
+// (examples/targets/; the stack bundles them as JSON) and is data, never code: every field has a strict grammar, unknown keys
 // are refused, a file it writes lives under /etc, carries no execute or set-id bit and lands
 // nowhere a program is read from, and names that a command line receives never start with "-".
 import * as z from 'zod';
 import { TRAIT_WEIGHTS, type TraitName } from '../capture/traits.js';
 import { InvalidInputError } from '../errors.js';
-import { issuesFromZod, parseDocumentText } from '../profile/io.js';
+import { readDocumentText } from '../profile/document-text.js';
+import { issuesFromZod } from '../profile/issues.js';
 
 export const TRAIT_NAMES = Object.keys(TRAIT_WEIGHTS) as [TraitName, ...TraitName[]];
 
@@ -168,9 +169,16 @@ export const TargetProfile = z
   .meta({ id: 'TargetProfile', description: 'A partial Profile a host can morph toward, with its traits' });
 export type TargetProfile = z.infer<typeof TargetProfile>;
 
-/** Parses and checks a target document (YAML or JSON), naming the field of every problem. */
-export function parseTarget(text: string | Uint8Array, source = 'target'): TargetProfile {
-  const located = parseDocumentText(text, { source, maxBytes: TARGET_LIMITS.maxBytes, kind: 'a target' });
+/**
+ * Reads and checks a target document (YAML or JSON), naming the field of every problem. The YAML
+ * parser is loaded only for a YAML target: the stack ships the targets as JSON (infra/morph.ts).
+ */
+export async function readTarget(text: string | Uint8Array, source = 'target'): Promise<TargetProfile> {
+  const located = await readDocumentText(text, {
+    source,
+    maxBytes: TARGET_LIMITS.maxBytes,
+    kind: 'a target',
+  });
   const result = TargetProfile.safeParse(located.value);
   if (!result.success)
     throw new InvalidInputError(

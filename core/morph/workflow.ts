@@ -5,39 +5,48 @@
 // the apply and its revert. Each step is one function of the operation id; documents under
 // operations/<id>/ carry what the steps before it found (payloads carry ids and keys only).
 import type { Readable } from 'node:stream';
-import { captureHost } from '../capture/collect.js';
-import { pinSecretRefs, sealSecrets } from '../capture/sealing.js';
-import { contentHashKeyOf } from '../capture/secrets.js';
 import type { CloudPlatforms } from '../clone/cloud.js';
 import type { OperationDocuments } from '../clone/documents.js';
-import type { CaughtError } from '../clone/workflow.js';
 import { Delta } from '../delta/changes.js';
 import { InvalidInputError, NotFoundError, PersonaError } from '../errors.js';
 import type { HostRegistry } from '../host/registry.js';
 import type { HostRegistration } from '../host/schema.js';
+import {
+  type CaughtError,
+  endAfterRollback,
+  failBeforeChange,
+  problemOf,
+  reasonOf as reasonOfCaught,
+} from '../operation/endings.js';
 import type { Operation } from '../operation/schema.js';
 import { isFinished } from '../operation/schema.js';
 import type { OperationStore } from '../operation/store.js';
-import { applyChanges, commitOperation, revertOperation } from '../orchestrator/apply.js';
 import type { ContentSource } from '../orchestrator/executors/executor.js';
 import type { Executors } from '../orchestrator/executors/index.js';
-import { initSystem } from '../orchestrator/executors/services.js';
 import type { Journal } from '../orchestrator/journal.js';
 import type { PlatformSnapshotRef, ProvisionedHost } from '../platform/platform.js';
-import { validateProfile } from '../profile/io.js';
 import type { Profile } from '../profile/schema.js';
 import { type ProfileDeps, recordProfile } from '../profile/service.js';
+import { validateProfile } from '../profile/validate.js';
 import type { Family } from '../resolver/manager.js';
-import { targetFamily } from '../resolver/resolve.js';
-import { restoreToHost } from '../snapshot/remote.js';
+import { targetFamily } from '../resolver/manager.js';
 import type { SnapshotStore } from '../snapshot/store.js';
-import { tarSource } from '../snapshot/tar.js';
 import { sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
 import { contentHash, type MorphPlan, planMorph } from './plan.js';
 import type { MorphRequest, MorphStep } from './start.js';
 import { TargetProfile } from './target.js';
 import { judge, type ProbeSummary, sample, type WatchVerdict } from './watch.js';
+
+// What only some steps do is loaded by the first step that does it (one function runs every
+// step): the capture, the orchestrator and the snapshot's tar and restore.
+const capturing = () =>
+  Promise.all([
+    import('../capture/collect.js'),
+    import('../capture/sealing.js'),
+    import('../capture/secrets.js'),
+  ]);
+const orchestrator = () => import('../orchestrator/apply.js');
 
 export interface MorphDeps {
   readonly operations: OperationStore;
@@ -49,7 +58,7 @@ export interface MorphDeps {
     host: HostRegistration,
     options: { readonly acceptNewHostKey: boolean },
   ) => Promise<Transport>;
-  readonly executors: (family: Family | undefined) => Executors;
+  readonly executors: (family: Family | undefined) => Executors | Promise<Executors>;
   readonly profiles: ProfileDeps;
   /** The platforms whose snapshots a morph takes of a cloud host besides its own (EBS, managed disks). */
   readonly platforms?: CloudPlatforms;
@@ -152,7 +161,10 @@ export async function captureState(
   transport: Transport,
   host: HostRegistration,
 ): Promise<Profile> {
-  const store = await deps.snapshots();
+  const [store, [{ captureHost }, { pinSecretRefs, sealSecrets }, { contentHashKeyOf }]] = await Promise.all([
+    deps.snapshots(),
+    capturing(),
+  ]);
   const captured = await captureHost(transport, {
     params: { usageSample: false },
     name: host.name,
@@ -182,6 +194,7 @@ function targetContents(target: TargetProfile): ContentSource {
 }
 
 async function restartService(transport: Transport, name: string): Promise<void> {
+  const { initSystem } = await import('../orchestrator/executors/services.js');
   const init = await initSystem(transport);
   if (init === 'none') throw new MorphApplyError(`${name}: the host has no init system to restart it with`);
   const command = init === 'systemd' ? sh`systemctl restart -- ${name}` : sh`service ${name} restart`;
@@ -292,6 +305,7 @@ const STEPS: Record<MorphStep, StepWork> = {
         const store = await deps.snapshots();
         const tar = await transport.stream(sh`tar --format=pax --numeric-owner -cf - -C / -- ${existing}`);
         tar.stdin.end();
+        const { tarSource } = await import('../snapshot/tar.js');
         const record = await store.create(tarSource(tar.stdout as Readable, `${host.name}:/`), {
           host: host.name,
         });
@@ -318,11 +332,12 @@ const STEPS: Record<MorphStep, StepWork> = {
     const plan = await deps.documents.get<PlanDocument>(op.id, 'plan');
     const baseline = await deps.documents.get<BaselineDocument>(op.id, 'baseline');
     const { result, restarted } = await withHost(ctx, async (transport) => {
+      const { applyChanges } = await orchestrator();
       const result = await applyChanges(
         {
           transport,
           journal: deps.journal,
-          executors: deps.executors(baseline.family ?? undefined),
+          executors: await deps.executors(baseline.family ?? undefined),
           contents: targetContents(request.target),
           shouldStop: async () => (await deps.operations.get(op.id)).cancelRequestedAt !== undefined,
         },
@@ -379,6 +394,7 @@ const STEPS: Record<MorphStep, StepWork> = {
     const profile = await withHost(ctx, (transport, host) => captureState(deps, transport, host));
     const written = await recordProfile(deps.profiles, profile);
     // Last: the copies kept for a rollback go once the morph stands.
+    const { commitOperation } = await orchestrator();
     const committed = await withHost(ctx, (transport) => commitOperation({ transport }, morphJournal(op.id)))
       .then(() => true)
       .catch(() => false);
@@ -430,23 +446,7 @@ export async function runMorphStep(
   return summary;
 }
 
-function reasonOf(error: CaughtError): { code: string; message: string } {
-  let message = error.Cause?.trim() ?? '';
-  try {
-    const parsed = JSON.parse(message) as { errorMessage?: unknown };
-    if (typeof parsed.errorMessage === 'string') message = parsed.errorMessage;
-  } catch {
-    // The cause is the message.
-  }
-  const code = /^[A-Z_]+$/.test(error.Error ?? '')
-    ? (error.Error as string)
-    : error.Error === 'MorphRegressionError'
-      ? 'REGRESSION'
-      : error.Error === 'States.Timeout'
-        ? 'TIMEOUT'
-        : (error.Error ?? 'INTERNAL');
-  return { code, message: message || code };
-}
+const reasonOf = (error: CaughtError) => reasonOfCaught(error, { MorphRegressionError: 'REGRESSION' });
 
 export interface MorphRollback {
   readonly failedStep: string;
@@ -493,11 +493,12 @@ export async function rollbackMorph(
     await deps.operations.requestCancel(id, isoNow(deps));
     const transport = await deps.transportFor(host, { acceptNewHostKey: false });
     try {
+      const { revertOperation } = await orchestrator();
       const r = await revertOperation(
         {
           transport,
           journal: deps.journal,
-          executors: deps.executors(baseline?.family ?? undefined),
+          executors: await deps.executors(baseline?.family ?? undefined),
           contents: targetContents(request.target),
         },
         morphJournal(id),
@@ -509,6 +510,7 @@ export async function rollbackMorph(
         const store = await deps.snapshots();
         const record = await store.record(snapshot.persona.host, snapshot.persona.version);
         const paths = unreverted.filter((p) => snapshot.persona?.paths.includes(p));
+        const { restoreToHost } = await import('../snapshot/remote.js');
         const stats = await restoreToHost(store, record, transport, { target: '/', paths });
         if (stats.failed.length === 0) {
           restoredFromSnapshot.push(...paths);
@@ -544,43 +546,22 @@ export async function rollbackMorph(
     endedAt: isoNow(deps).toISOString(),
   };
   await deps.documents.put(id, 'rollback', doc);
-  await deps.operations.step(id, failedStep, 'FAILED', isoNow(deps), reason.message).catch(() => undefined);
-  const clean = failures.length === 0;
-  await deps.operations.finish(
-    id,
-    clean
-      ? {
-          status: 'ROLLED_BACK',
-          error: { code: reason.code, message: reason.message, step: failedStep },
-          result: { rollback: `operations/${id}/rollback.json`, reverted },
-        }
-      : {
-          status: 'FAILED',
-          error: {
-            code: 'ROLLBACK_INCOMPLETE',
-            message: `${failedStep} failed (${reason.message}) and the rollback did not put everything back: ${failures
-              .slice(0, 5)
-              .map((f) => `${f.kind} ${f.key}: ${f.error}`)
-              .join('; ')}`,
-            step: failedStep,
-          },
-          result: { rollback: `operations/${id}/rollback.json` },
-        },
-    isoNow(deps),
-  );
+  await endAfterRollback(deps.operations, id, {
+    failedStep,
+    reason,
+    reverted,
+    problems: failures.map(problemOf),
+    incomplete: 'did not put everything back',
+    now: () => isoNow(deps),
+  });
   return doc;
 }
 
 /** A failure before anything on the host changed (LoadProfile, LoadTarget, ComputeDelta): FAILED. */
 export async function failMorph(deps: MorphDeps, id: string, caught: CaughtError): Promise<Operation> {
-  const op = await deps.operations.get(id);
-  if (isFinished(op.status)) return op;
-  const reason = reasonOf(caught);
-  const step = op.steps.find((s) => s.status === 'RUNNING')?.name ?? 'profile';
-  await deps.operations.step(id, step, 'FAILED', isoNow(deps), reason.message);
-  return deps.operations.finish(
-    id,
-    { status: 'FAILED', error: { code: reason.code, message: reason.message, step } },
-    isoNow(deps),
-  );
+  const { operation } = await failBeforeChange(deps.operations, id, caught, {
+    firstStep: 'profile',
+    now: () => isoNow(deps),
+  });
+  return operation;
 }

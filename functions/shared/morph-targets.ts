@@ -1,5 +1,5 @@
 // The target profiles the API recommends and morphs toward: the folder PERSONA_TARGETS_DIR names;
-// in Lambda the function's own folder (the stack bundles examples/targets/*.yaml beside the
+// in Lambda the function's own folder (the stack bundles examples/targets/*.yaml as JSON beside the
 // code: infra/morph.ts); else the project's own examples/targets/ (the embedded runtime).
 import { fileURLToPath } from 'node:url';
 import { FolderTargetCatalog, type TargetCatalog } from '../../core/morph/catalog.js';

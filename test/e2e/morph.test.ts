@@ -4,7 +4,7 @@
 // file changed (its pid changes; the other service's does not), and a morph the watch finds
 // slower than its baseline, rolled back so that the host's capture diffs empty against what it
 // was before the morph.
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ import { morphDeps } from '../../functions/steps/morph/deps.js';
 import { createHost, destroyAllHosts, type TestHost } from '../hosts/harness.js';
 import { ended } from '../support/clone.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
+import { registerAndCapture } from '../support/managed.js';
 import { installMorphServices, MORPH_WEB_CONF, pidOf } from './morph-host.js';
 
 let host: TestHost;
@@ -30,23 +31,7 @@ beforeAll(async () => {
   await installMorphServices(host);
   // Registered and captured through the API, its key sealed as the host's own secret (as
   // `persona capture` does), so that the morph's task reaches it without reading any file.
-  const deps = await morphDeps();
-  const key = `${NAME}/credential/ssh`;
-  const sealed = await (await deps.snapshots()).secrets.put(key, readFileSync(host.privateKeyPath));
-  const registered = await api.call('POST', '/hosts', {
-    body: {
-      name: NAME,
-      platform: 'baremetal',
-      transport: 'ssh',
-      address: host.address,
-      credentialRef: { provider: 'local', key, digest: sealed.digest },
-    },
-  });
-  expect(registered.status, JSON.stringify(registered.body)).toBe(201);
-  const capture = await api.call('POST', `/hosts/${NAME}/capture`, { body: { acceptNewHostKey: true } });
-  expect(capture.status, JSON.stringify(capture.body)).toBe(202);
-  const captured = await ended(api, capture.body.id);
-  expect(captured.status, JSON.stringify(captured.error)).toBe('SUCCEEDED');
+  await registerAndCapture(api, host, NAME);
   // The shipped targets and two of the test's own, read by the API as the shipped ones are.
   targets = mkdtempSync(join(tmpdir(), 'persona-targets-'));
   cpSync(join(import.meta.dirname, '../../examples/targets'), targets, { recursive: true });

@@ -4,11 +4,10 @@ import { ROUTES } from '../../../core/api/routes.js';
 import { HostParams, MorphStartRequest } from '../../../core/api/schemas.js';
 import { ConflictError, InvalidInputError } from '../../../core/errors.js';
 import { recommend } from '../../../core/morph/similarity.js';
-import { startMorph } from '../../../core/morph/start.js';
-import { claimIdempotencyKey, withIdempotency } from '../../../core/operation/idempotency.js';
-import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
+import { callerScope, claimIdempotencyKey, withIdempotency } from '../../../core/operation/idempotency.js';
+import { readDocumentText } from '../../../core/profile/document-text.js';
+import { issuesFromZod } from '../../../core/profile/issues.js';
 import { getProfile } from '../../../core/profile/service.js';
-import { cloneDocuments } from '../../shared/documents.js';
 import {
   type ApiEvent,
   apiErrors,
@@ -19,9 +18,9 @@ import {
   json,
   parseRequest,
 } from '../../shared/http.js';
+import { startHostMorph } from '../../shared/morph-start.js';
 import { targetCatalog } from '../../shared/morph-targets.js';
 import { hosts, observability, operations, stores } from '../../shared/runtime.js';
-import { workflows } from '../../shared/workflows.js';
 
 const ROUTE = ROUTES.filter((r) => r.handler === 'start-morph').map(
   (r) => `${r.method} ${r.path}`,
@@ -33,7 +32,7 @@ const handler = async (event: ApiEvent<{ host: string }>) => {
   const key = idempotencyKey(event);
   if (!event.body?.trim())
     throw new InvalidInputError('a morph needs a body', [{ path: 'body', message: 'required: target' }]);
-  const located = parseDocumentText(documentSource(event), { source: 'body', maxBytes: 64 * 1024 });
+  const located = await readDocumentText(documentSource(event), { source: 'body', maxBytes: 64 * 1024 });
   const body = MorphStartRequest.safeParse(located.value);
   if (!body.success)
     throw new InvalidInputError('the body is not valid', issuesFromZod(body.error, located.locate));
@@ -47,13 +46,15 @@ const handler = async (event: ApiEvent<{ host: string }>) => {
     name = rec.recommended;
     detail = `recommended at similarity ${rec.similarity}`;
   }
-  const target = await targetCatalog().get(name);
+  // Refused (404) before the key is claimed: a retry after adding the target is a new request.
+  await targetCatalog().get(name);
   // The same key with another host, route or body is refused (422), never answered with another
   // request's operation; the key is claimed for the body as sent ("recommended" stays so).
   const idem =
     key === undefined
       ? undefined
       : await claimIdempotencyKey(idempotencyKeys(), {
+          caller: callerScope(event.requestContext?.identity),
           route: ROUTE,
           host,
           params: event.params,
@@ -62,13 +63,12 @@ const handler = async (event: ApiEvent<{ host: string }>) => {
         });
   const id = idem?.operationId ?? randomUUID();
   const store = idem ? withIdempotency(operations(), idem) : operations();
-  const started = await startMorph({ operations: store, documents: cloneDocuments() }, id, {
+  const started = await startHostMorph(store, id, {
     host,
-    target,
+    target: name,
     ...(body.data.watch ? { watch: body.data.watch } : {}),
     trigger: { kind: body.data.target === 'recommended' ? 'detection' : 'manual', detail },
   });
-  if (started.operation.status === 'PENDING') await workflows().start('morph', { operationId: id });
   return json(202, started.operation, { location: `/operations/${id}` });
 };
 
