@@ -325,6 +325,10 @@ export function registerPersonaCommands(program: Command, client: ClientOf): voi
       const current =
         b.current === null ? 'its own parameters (no persona)' : `${b.current} v${b.currentVersion ?? '?'}`;
       out(terminalText(`${b.host}: ${current}${b.since ? ` since ${b.since}` : ''}`));
+      if (b.switching) {
+        const has = b.applied ? `${b.applied.persona} v${b.applied.version}` : 'its own parameters';
+        out(terminalText(`switching: the host still has ${has} until the switch completes`));
+      }
       if (b.manual) {
         const until = b.manual.until === null ? 'until changed' : `until ${b.manual.until}`;
         out(

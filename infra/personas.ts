@@ -11,6 +11,7 @@ import { Construct } from 'constructs';
 import { ALARM_PREFIX, SCHEDULE_ENV } from '../core/persona/triggers.js';
 import { PROJECT_ROOT } from './api.js';
 import { type FunctionSizings, type PersonaFunctionProps, personaFunction } from './function.js';
+import { targetFiles } from './morph.js';
 import { PERSONA_EVALUATION_GRANTS, PERSONA_SAMPLING_GRANTS } from './permissions.js';
 import type { PersonaStorage } from './storage.js';
 
@@ -101,7 +102,8 @@ export class PersonaTriggers extends Construct {
 
     const sample = personaFunction(this, 'SampleFunction', {
       entry: path.join('functions', 'events', 'persona-sample', 'handler.ts'),
-      description: 'Persona sampling: read hosts without an agent, then evaluate them',
+      description:
+        'Persona sampling: read hosts without an agent, evaluate them, and evaluate morph policies',
       projectRoot: props.projectRoot ?? PROJECT_ROOT,
       retention: props.logRetention,
       logRemovalPolicy: props.logRemovalPolicy,
@@ -109,8 +111,13 @@ export class PersonaTriggers extends Construct {
       // One command per host, a few hosts at a time, within the minute to the next round.
       timeout: Duration.seconds(55),
       ...(props.sizing?.personaSample ? { sizing: props.sizing.personaSample } : {}),
-      // ssh2's optional native add-ons are never loaded.
-      externalModules: ['cpu-features', '*.node'],
+      layers: ['ssh'],
+      // The agent's read-only check, run on hosts without an agent (core/persona/drift.ts), and
+      // the target profiles morph policies detect and morph toward (core/morph/evaluate.ts).
+      files: [
+        { from: 'core/persona/agent/persona-agent.sh', to: 'persona-agent.sh' },
+        ...targetFiles(props.projectRoot ?? PROJECT_ROOT),
+      ],
       ...(props.hostsVpc ? { vpc: props.hostsVpc } : {}),
     });
     props.storage.connect(sample, PERSONA_SAMPLING_GRANTS);

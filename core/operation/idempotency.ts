@@ -30,26 +30,13 @@ export const IDEMPOTENCY_KEY_PATTERN = /^[A-Za-z0-9_-]{8,80}$/;
 /** The attribute (epoch seconds) DynamoDB's TTL deletes key records by. */
 export const EXPIRES_AT = OPERATIONS_TABLE.timeToLiveAttribute;
 
-export interface IdempotencyScope {
-  /** The route as declared, e.g. `POST /hosts/{host}/capture`. */
-  readonly route: string;
-  readonly host: string;
-  /** The Idempotency-Key header as sent. */
-  readonly key: string;
-}
-
 export interface Idempotency {
-  /** `<route>#<host>#<key>` */
+  /** `<route>#<host>#<caller digest>#<key>` */
   readonly scopedKey: string;
   /** The id of the operation this request starts or finds. */
   readonly operationId: string;
   /** SHA-256 of the request (canonical JSON), kept to recognise a key reused for another request. */
   readonly requestHash: string;
-}
-
-export function idempotency(scope: IdempotencyScope, request: unknown): Idempotency {
-  const scopedKey = `${scope.route}#${scope.host}#${scope.key}`;
-  return { scopedKey, operationId: operationIdFor(scopedKey), requestHash: fingerprint(request) };
 }
 
 /** A UUID-shaped id (version 8: name-based, SHA-256) from the scoped key. */
@@ -102,8 +89,23 @@ export function withIdempotency(store: OperationStore, idem: Idempotency): Opera
   };
 }
 
+/**
+ * Who sent a request, as keys are scoped to it: an IAM principal's ARN, an assumed role's
+ * without its session name (a caller whose credentials were refreshed between a request and
+ * its retry is the same caller), or one name for every caller where there is no identity (the
+ * embedded runtime, unsigned).
+ */
+export function callerScope(identity: { readonly userArn?: string | null } | null | undefined): string {
+  const arn = identity?.userArn ?? '';
+  const role = /^(arn:[a-z-]+:sts::\d{12}:assumed-role\/[^/]+)\/.+$/.exec(arn);
+  if (role) return role[1] as string;
+  return arn === '' ? 'anonymous' : arn;
+}
+
 /** A request that carries an Idempotency-Key, as the claim compares it. */
 export interface IdempotentRequest {
+  /** callerScope of the request's identity: another caller's same key is another key. */
+  readonly caller: string;
   /** The method and the route as declared, e.g. `POST /hosts/{host}/capture`. */
   readonly route: string;
   /** The host (for a clone: the source Profile) the operation concerns. */
@@ -119,6 +121,7 @@ export interface IdempotentRequest {
 /** A claimed key as it is stored. */
 export interface IdempotencyRecord {
   readonly key: string;
+  readonly caller: string;
   readonly route: string;
   readonly host: string;
   readonly requestHash: string;
@@ -137,7 +140,7 @@ export interface IdempotencyKeys {
 }
 
 /** The request's fingerprint: method and route, path parameters and body, canonically hashed. */
-export function requestFingerprint(request: Omit<IdempotentRequest, 'key' | 'host'>): string {
+export function requestFingerprint(request: Omit<IdempotentRequest, 'key' | 'host' | 'caller'>): string {
   return fingerprint({
     route: request.route,
     params: request.params,
@@ -159,6 +162,7 @@ export async function claimIdempotencyKey(
   const held = await keys.claim(
     {
       key: request.key,
+      caller: request.caller,
       route: request.route,
       host: request.host,
       requestHash,
@@ -183,10 +187,18 @@ export async function claimIdempotencyKey(
       differs,
     );
   }
-  return { scopedKey: `${route}#${request.host}#${request.key}`, operationId: held.operationId, requestHash };
+  return {
+    scopedKey: `${route}#${request.host}#${callerDigest(request.caller)}#${request.key}`,
+    operationId: held.operationId,
+    requestHash,
+  };
 }
 
-/** Key records as items of the operations table: `id` is `idempotency-key#<key>`. */
+/** The caller in an item's key: a digest, so that an ARN's length and characters do not matter. */
+const callerDigest = (caller: string) =>
+  createHash('sha256').update(caller, 'utf8').digest('base64url').slice(0, 22);
+
+/** Key records as items of the operations table: `id` is `idempotency-key#<caller digest>#<key>`. */
 export class DynamoIdempotencyKeys implements IdempotencyKeys {
   constructor(
     private readonly ddb: DynamoDBDocumentClient,
@@ -194,7 +206,7 @@ export class DynamoIdempotencyKeys implements IdempotencyKeys {
   ) {}
 
   async claim(record: IdempotencyRecord, now: Date): Promise<IdempotencyRecord> {
-    const id = `idempotency-key#${record.key}`;
+    const id = `idempotency-key#${callerDigest(record.caller)}#${record.key}`;
     for (let attempt = 0; ; attempt++) {
       try {
         await this.ddb.send(

@@ -35,7 +35,7 @@ export interface MetricHistory {
  */
 export function forecastZone(
   labels: Readonly<Record<string, string>> | undefined,
-  personas: readonly CompiledPersona[],
+  personas: readonly Pick<CompiledPersona, 'criteria'>[],
 ): string {
   const tagged = labels?.[TIMEZONE_TAG];
   if (tagged !== undefined && isTimeZone(tagged)) return tagged;

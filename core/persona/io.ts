@@ -5,35 +5,17 @@
 import { CST, Lexer } from 'yaml';
 import { InvalidInputError, type Issue, TooLargeError } from '../errors.js';
 import { type ParseOptions, parseDocumentText } from '../profile/io.js';
+import { PERSONA_LIMITS, personaOf, personaReadOptions } from './read.js';
 import type { Persona } from './schema.js';
 import { validatePersona } from './validate.js';
 
-/** Limits on persona documents, documented in the README. */
-export const PERSONA_LIMITS = {
-  /**
-   * Bytes of one persona document. A persona is stored whole in one DynamoDB item (400 KB at
-   * most), and a persona with every parameter set is a few kilobytes.
-   */
-  maxBytes: 256 * 1024,
-  /** Bytes of a file of several personas (`persona personas apply -f`). */
-  maxFileBytes: 4 * 1024 * 1024,
-  /** Documents in one file. */
-  maxDocuments: 200,
-} as const;
+export { PERSONA_LIMITS } from './read.js';
 
 export { canonicalPersona, criteriaDepthIssues, serializePersona, validatePersona } from './validate.js';
 
 /** Parses and validates one persona document (JSON or YAML). */
 export function parsePersona(text: string | Uint8Array, options: ParseOptions = {}): Persona {
-  const { value, locate } = parseDocumentText(text, {
-    maxBytes: PERSONA_LIMITS.maxBytes,
-    kind: 'a persona document',
-    ...options,
-  });
-  return validatePersona(value, {
-    ...(options.source === undefined ? {} : { source: options.source }),
-    locate,
-  });
+  return personaOf(parseDocumentText(text, personaReadOptions(options)), options);
 }
 
 /** One document of a file of personas, and the line its text starts on. */

@@ -428,7 +428,22 @@ export interface HostPersonaState {
   readonly manual?: { readonly persona: string | null; readonly at: number; readonly until: number | null };
 }
 
-export type DecisionAction = 'switch' | 'revert' | 'stay' | 'hold' | 'cool-down' | 'manual';
+/**
+ * What a decision did. restore: an operator's change to the persona's host-local values on a
+ * host without an agent was undone (a switch to the same persona); retain: that change is kept
+ * until the persona's next window edge (override: retain).
+ */
+export const DECISION_ACTIONS = [
+  'switch',
+  'revert',
+  'stay',
+  'hold',
+  'cool-down',
+  'manual',
+  'restore',
+  'retain',
+] as const;
+export type DecisionAction = (typeof DECISION_ACTIONS)[number];
 
 /** One evaluation's outcome for one host. */
 export interface Decision {

@@ -12,6 +12,7 @@
 // it was decided from, so that racing evaluations that did both decide it start one switch.
 import { createHash } from 'node:crypto';
 import { sortObjectKeys } from '../profile/collections.js';
+import type { CompiledCriteria } from './criteria.js';
 import type { CompiledPersona, HostRef } from './evaluate.js';
 import { compilePersona, decide } from './evaluate.js';
 import { forecastRange } from './forecast.js';
@@ -132,7 +133,7 @@ export function compileAll(stored: readonly StoredPersona[]): CompiledPersona[] 
 const lastRecorded = new WeakMap<object, Map<string, { key: string; at: number }>>();
 const decisionKey = (d: Decision) => JSON.stringify([d.action, d.from, d.to, d.mode]);
 
-const settingsOf = (deps: EvaluationDeps): EvaluationSettings => ({
+const settingsOf = (deps: Pick<EvaluationDeps, 'settings'>): EvaluationSettings => ({
   ...DEFAULT_EVALUATION_SETTINGS,
   ...deps.settings,
 });
@@ -165,10 +166,15 @@ async function hostRef(
   return { name: record.registration.name, labels: record.registration.tags ?? {} };
 }
 
-async function readInput(
-  deps: EvaluationDeps,
+/**
+ * What criteria read of a host, read once for all of them: exactly the metric history and
+ * signals they name, and the hour's forecasts of the metrics they predict. Morph policies'
+ * criteria (core/morph/evaluate.ts) are read through this too.
+ */
+export async function readCriteriaInput(
+  deps: Pick<EvaluationDeps, 'metrics' | 'signals' | 'settings'>,
   host: HostRef & { labels: Record<string, string> },
-  personas: readonly CompiledPersona[],
+  personas: readonly { readonly criteria?: CompiledCriteria }[],
   now: number,
 ): Promise<EvaluationInput> {
   const metricNames = new Set<string>();
@@ -252,7 +258,7 @@ async function evaluateWith(
   // Most reports come from hosts no persona is for: they are not worth a state or a decision.
   if (mine.length === 0 && (state?.current ?? null) === null && state?.manual === undefined)
     return { host, outcome: 'unselected' };
-  const input = await readInput(deps, ref, mine, now);
+  const input = await readCriteriaInput(deps, ref, mine, now);
   for (let attempt = 0; ; attempt++) {
     const result = decide(ref, mine, state, input);
     try {

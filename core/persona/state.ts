@@ -295,13 +295,27 @@ export function hostPersonaView(
   history: { decisions: readonly Decision[]; cursor?: string },
   now: number,
   latest?: Decision,
+  applied?: { readonly name: string; readonly version: number } | null,
 ) {
   const manual = state?.manual;
   const inForce = manual !== undefined && (manual.until === null || manual.until > now);
+  // Evaluation writes the persona it decided before the switch runs, and the switch records what
+  // it applied last: until they agree, the host still has what the last switch left.
+  const decided = state?.current ?? null;
+  const switching =
+    applied !== undefined &&
+    ((applied?.name ?? null) !== decided ||
+      (applied !== null && state?.currentVersion !== undefined && applied.version !== state.currentVersion));
   return {
     host,
-    current: state?.current ?? null,
+    current: decided,
     ...(state?.currentVersion === undefined ? {} : { currentVersion: state.currentVersion }),
+    ...(applied === undefined
+      ? {}
+      : {
+          applied: applied === null ? null : { persona: applied.name, version: applied.version },
+          ...(switching ? { switching: true } : {}),
+        }),
     ...(state === undefined ? {} : { since: isoOf(state.since) }),
     ...(state?.falseSince === undefined ? {} : { falseSince: isoOf(state.falseSince) }),
     ...(inForce && manual

@@ -6,33 +6,34 @@
 // operations/<id>/ carry what the steps before it found (payloads carry ids only).
 import type { CloudWatchClient } from '@aws-sdk/client-cloudwatch';
 import { type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
-import { captureHost } from '../capture/collect.js';
-import { pinSecretRefs, sealSecrets } from '../capture/sealing.js';
-import { contentHashKeyOf } from '../capture/secrets.js';
 import type { CloudPlatforms } from '../clone/cloud.js';
 import type { OperationDocuments } from '../clone/documents.js';
-import type { CaughtError } from '../clone/workflow.js';
+
 import { Delta, summarize } from '../delta/changes.js';
 import { ConflictError, InvalidInputError, NotFoundError, PersonaError } from '../errors.js';
 import type { HostRegistry } from '../host/registry.js';
 import type { HostRegistration } from '../host/schema.js';
+import {
+  type CaughtError,
+  endAfterRollback,
+  failBeforeChange,
+  problemOf,
+  reasonOf,
+} from '../operation/endings.js';
 import type { Operation } from '../operation/schema.js';
 import { isFinished } from '../operation/schema.js';
 import type { OperationStore } from '../operation/store.js';
-import { applyChanges, commitOperation, revertOperation } from '../orchestrator/apply.js';
-import { alarmExecutor } from '../orchestrator/executors/alarms.js';
 import { hasTc, readRootQdisc } from '../orchestrator/executors/bandwidth.js';
 import type { Executors } from '../orchestrator/executors/index.js';
-import { executorsFor } from '../orchestrator/executors/index.js';
 import { ingressDigest, readIngress } from '../orchestrator/executors/ingress.js';
 import { SYSCTL_FILE } from '../orchestrator/executors/sysctl.js';
 import type { Journal } from '../orchestrator/journal.js';
 import type { PlatformAdaptor, ProvisionedHost, ResizeResult } from '../platform/platform.js';
 import { sortObjectKeys } from '../profile/collections.js';
-import { validateProfile } from '../profile/io.js';
 import type { Package, Profile } from '../profile/schema.js';
+import { validateProfile } from '../profile/validate.js';
 import type { Family } from '../resolver/manager.js';
-import { targetFamily } from '../resolver/resolve.js';
+import { targetFamily } from '../resolver/manager.js';
 import type { SnapshotStore } from '../snapshot/store.js';
 import { sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
@@ -48,19 +49,21 @@ import {
   planSwitch,
   type SwitchPlan,
 } from './parameters.js';
-import type { Decision, HostPersonaState, Persona, PersonaParameters } from './schema.js';
+import type { HostPersonaState, PersonaParameters } from './schema.js';
+import type { SwitchRequest, SwitchStep } from './switch-start.js';
 
-export const SWITCH_STEPS = ['validate', 'baseline', 'plan', 'resize', 'apply', 'verify', 'record'] as const;
-export type SwitchStep = (typeof SWITCH_STEPS)[number];
+// What only some steps do is loaded by the first step that does it (one function runs every
+// step): the capture, and the orchestrator with its executors.
+const capturing = () =>
+  Promise.all([
+    import('../capture/collect.js'),
+    import('../capture/sealing.js'),
+    import('../capture/secrets.js'),
+  ]);
+const orchestrator = () => import('../orchestrator/apply.js');
 
-/** What a switch is asked: the host, the persona (null: back to the host's default), and why. */
-export interface SwitchRequest {
-  readonly host: string;
-  readonly to: { readonly name: string; readonly version: number } | null;
-  readonly decision: Decision;
-  /** The persona's document as it was read when the switch was asked: later versions do not move it. */
-  readonly persona: Persona | null;
-}
+// Starting a switch is apart (switch-start.ts): the API functions that start one bundle none of this.
+export { SWITCH_STEPS, type SwitchRequest, type SwitchStep, startSwitch } from './switch-start.js';
 
 /** The host's default and what the persona it has now applied (HOST_PERSONAS_TABLE, sk "default"). */
 export interface HostDefaults {
@@ -92,7 +95,7 @@ export interface SwitchDeps {
     host: HostRegistration,
     options: { readonly acceptNewHostKey: boolean },
   ) => Promise<Transport>;
-  readonly executors: (family: Family | undefined) => Executors;
+  readonly executors: (family: Family | undefined) => Executors | Promise<Executors>;
   readonly defaults: DefaultsStore;
   readonly hostPersonas?: HostPersonaRecorder;
   /** The platforms that resize: EC2 (`aws`) and Azure, by the registration's platform. */
@@ -138,42 +141,6 @@ export class SwitchVerifyError extends PersonaError {
 
 const isoNow = (deps: Pick<SwitchDeps, 'now'>) => deps.now?.() ?? new Date();
 
-// --- starting -------------------------------------------------------------------------------
-
-/** Records the operation and its request; the workflow does the rest. */
-export async function startSwitch(
-  deps: Pick<SwitchDeps, 'operations' | 'documents' | 'now'>,
-  id: string,
-  request: SwitchRequest,
-): Promise<{ operation: Operation; created: boolean }> {
-  const at = isoNow(deps).toISOString();
-  const started = await deps.operations.start({
-    id,
-    kind: 'activate',
-    host: request.host,
-    status: 'PENDING',
-    percent: 0,
-    steps: SWITCH_STEPS.map((name) => ({ name, status: 'PENDING' })),
-    createdAt: at,
-    updatedAt: at,
-    parameters: {
-      persona: request.to,
-      decision: {
-        action: request.decision.action,
-        at: request.decision.at,
-        from: request.decision.from,
-        to: request.decision.to,
-        mode: request.decision.mode,
-        summary: request.decision.summary,
-        reasons: request.decision.reasons.slice(0, 20),
-      },
-    },
-    revision: 0,
-  });
-  if (started.created) await deps.documents.put(id, 'request', request);
-  return started;
-}
-
 // --- reading the host -----------------------------------------------------------------------
 
 interface BaselineDocument {
@@ -188,7 +155,10 @@ export async function captureState(
   transport: Transport,
   host: HostRegistration,
 ): Promise<Profile> {
-  const store = await deps.snapshots();
+  const [store, [{ captureHost }, { pinSecretRefs, sealSecrets }, { contentHashKeyOf }]] = await Promise.all([
+    deps.snapshots(),
+    capturing(),
+  ]);
   const captured = await captureHost(transport, {
     params: { usageSample: false },
     name: host.name,
@@ -341,10 +311,18 @@ function resizer(
 const ec2InstanceOf = (host: HostRegistration) =>
   host.platform === 'aws' ? (host.tags['persona:platform-id'] ?? host.instanceId) : undefined;
 
-function switchExecutors(deps: SwitchDeps, family: Family | undefined, host: HostRegistration): Executors {
-  const base = deps.executors(family);
+async function switchExecutors(
+  deps: SwitchDeps,
+  family: Family | undefined,
+  host: HostRegistration,
+): Promise<Executors> {
+  const base = await deps.executors(family);
   const instanceId = ec2InstanceOf(host);
   if (deps.cloudwatch === undefined || instanceId === undefined) return base;
+  const [{ executorsFor }, { alarmExecutor }] = await Promise.all([
+    import('../orchestrator/executors/index.js'),
+    import('../orchestrator/executors/alarms.js'),
+  ]);
   return executorsFor([
     ...new Set(base.values()),
     alarmExecutor({ cloudwatch: deps.cloudwatch, host: host.name, instanceId }),
@@ -475,12 +453,13 @@ const STEPS: Record<SwitchStep, StepWork> = {
     const { deps, op } = ctx;
     const plan = await deps.documents.get<PlanDocument>(op.id, 'plan');
     const baseline = await deps.documents.get<BaselineDocument>(op.id, 'baseline');
-    const result = await withHost(ctx, (transport, host) =>
+    const { applyChanges } = await orchestrator();
+    const result = await withHost(ctx, async (transport, host) =>
       applyChanges(
         {
           transport,
           journal: deps.journal,
-          executors: switchExecutors(deps, baseline.family ?? undefined, host),
+          executors: await switchExecutors(deps, baseline.family ?? undefined, host),
           contents: NO_CONTENTS,
           shouldStop: async () => (await deps.operations.get(op.id)).cancelRequestedAt !== undefined,
         },
@@ -537,6 +516,7 @@ const STEPS: Record<SwitchStep, StepWork> = {
     );
     // Last: the copies kept for a rollback go once the switch stands. Copies left behind by a
     // failure here are only files under the backup folder, not a reason to undo the switch.
+    const { commitOperation } = await orchestrator();
     const committed = await withHost(ctx, (transport) => commitOperation({ transport }, switchJournal(op.id)))
       .then(() => true)
       .catch(() => false);
@@ -692,22 +672,6 @@ const describe = (summary: Record<string, unknown>): string =>
     .map(([k, v]) => `${k} ${String(v)}`)
     .join(', ');
 
-function reasonOf(error: CaughtError): { code: string; message: string } {
-  let message = error.Cause?.trim() ?? '';
-  try {
-    const parsed = JSON.parse(message) as { errorMessage?: unknown };
-    if (typeof parsed.errorMessage === 'string') message = parsed.errorMessage;
-  } catch {
-    // The cause is the message.
-  }
-  const code = /^[A-Z_]+$/.test(error.Error ?? '')
-    ? (error.Error as string)
-    : error.Error === 'States.Timeout'
-      ? 'TIMEOUT'
-      : (error.Error ?? 'INTERNAL');
-  return { code, message: message || code };
-}
-
 export interface SwitchRollback {
   readonly failedStep: string;
   readonly reason: string;
@@ -742,11 +706,12 @@ export async function rollbackSwitch(
     await deps.operations.requestCancel(id, isoNow(deps));
     const transport = await deps.transportFor(host, { acceptNewHostKey: false });
     try {
+      const { revertOperation } = await orchestrator();
       const r = await revertOperation(
         {
           transport,
           journal: deps.journal,
-          executors: switchExecutors(deps, baseline?.family ?? undefined, host),
+          executors: await switchExecutors(deps, baseline?.family ?? undefined, host),
           contents: NO_CONTENTS,
         },
         switchJournal(id),
@@ -788,47 +753,28 @@ export async function rollbackSwitch(
     ...(resizedBack ? { resizedBack } : {}),
   };
   await deps.documents.put(id, 'rollback', doc);
-  await deps.operations.step(id, failedStep, 'FAILED', isoNow(deps), reason.message).catch(() => undefined);
-  const clean = failures.length === 0;
-  await deps.operations.finish(
-    id,
-    clean
-      ? {
-          status: 'ROLLED_BACK',
-          error: { code: reason.code, message: reason.message, step: failedStep },
-          result: { rollback: `operations/${id}/rollback.json`, reverted },
-        }
-      : {
-          status: 'FAILED',
-          error: {
-            code: 'ROLLBACK_INCOMPLETE',
-            message: `${failedStep} failed (${reason.message}) and the rollback did not put everything back: ${failures
-              .slice(0, 5)
-              .map((f) => `${f.kind} ${f.key}: ${f.error}`)
-              .join('; ')}`,
-            step: failedStep,
-          },
-          result: { rollback: `operations/${id}/rollback.json` },
-        },
-    isoNow(deps),
-  );
+  await endAfterRollback(deps.operations, id, {
+    failedStep,
+    reason,
+    reverted,
+    problems: failures.map(problemOf),
+    incomplete: 'did not put everything back',
+    now: () => isoNow(deps),
+  });
   return doc;
 }
 
 /** A failure before anything on the host changed (Validate, Baseline, Plan): the operation ends FAILED. */
 export async function failSwitch(deps: SwitchDeps, id: string, caught: CaughtError): Promise<Operation> {
-  const op = await deps.operations.get(id);
-  if (isFinished(op.status)) return op;
-  const reason = reasonOf(caught);
-  const step = op.steps.find((s) => s.status === 'RUNNING')?.name ?? 'validate';
-  const request = await deps.documents.find<SwitchRequest>(id, 'request');
-  if (request) await unrecordPersona(deps, request);
-  await deps.operations.step(id, step, 'FAILED', isoNow(deps), reason.message);
-  return deps.operations.finish(
-    id,
-    { status: 'FAILED', error: { code: reason.code, message: reason.message, step } },
-    isoNow(deps),
-  );
+  const { operation } = await failBeforeChange(deps.operations, id, caught, {
+    firstStep: 'validate',
+    now: () => isoNow(deps),
+    before: async () => {
+      const request = await deps.documents.find<SwitchRequest>(id, 'request');
+      if (request) await unrecordPersona(deps, request);
+    },
+  });
+  return operation;
 }
 
 // --- the host's default, durable --------------------------------------------------------------

@@ -4,9 +4,8 @@ import type { MiddlewareObj } from '@middy/core';
 import type { APIGatewayProxyResult } from 'aws-lambda';
 import { IfMatch } from '../../core/api/schemas.js';
 import { InvalidInputError } from '../../core/errors.js';
-import { PERSONA_LIMITS, validatePersona } from '../../core/persona/io.js';
+import { readPersona } from '../../core/persona/read.js';
 import type { Persona } from '../../core/persona/schema.js';
-import { parseDocumentText } from '../../core/profile/io.js';
 import { type ApiEvent, documentSource, header, requireDocumentType } from './http.js';
 
 export type PersonaEvent<P = Record<string, never>, Q = Record<string, never>> = ApiEvent<P, Q> & {
@@ -21,7 +20,7 @@ export function personaBody<E extends PersonaEvent<unknown, unknown>>(): Middlew
 > {
   return {
     name: 'personaBody',
-    before: (request) => {
+    before: async (request) => {
       const event = request.event;
       requireDocumentType(event);
       const source = documentSource(event);
@@ -34,12 +33,7 @@ export function personaBody<E extends PersonaEvent<unknown, unknown>>(): Middlew
           { path: 'body', message: 'required' },
         ]);
       }
-      const { value, locate } = parseDocumentText(source, {
-        source: 'body',
-        maxBytes: PERSONA_LIMITS.maxBytes,
-        kind: 'a persona document',
-      });
-      event.persona = validatePersona(value, { source: 'body', locate });
+      event.persona = await readPersona(source, { source: 'body' });
     },
   };
 }

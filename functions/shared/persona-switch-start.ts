@@ -7,8 +7,8 @@ import { S3Client } from '@aws-sdk/client-s3';
 import { OperationDocuments } from '../../core/clone/documents.js';
 import { operationIdFor } from '../../core/operation/idempotency.js';
 import type { PersonaSwitchRequest } from '../../core/persona/service.js';
-import { startSwitch } from '../../core/persona/switch.js';
-import { S3ObjectStore } from '../../core/snapshot/object-store.js';
+import { startSwitch } from '../../core/persona/switch-start.js';
+import { S3_CHECKSUMS, S3ObjectStore } from '../../core/snapshot/object-store.js';
 import { DATA_BUCKET } from '../../core/storage/definitions.js';
 import { getRequiredEnv, operations, personas } from './runtime.js';
 import { workflows } from './workflows.js';
@@ -18,7 +18,7 @@ let documents: OperationDocuments | undefined;
 function operationDocuments(): OperationDocuments {
   documents ??= new OperationDocuments(
     new S3ObjectStore(
-      new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }),
+      new S3Client({ ...S3_CHECKSUMS, forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }),
       getRequiredEnv(DATA_BUCKET.env),
     ),
   );

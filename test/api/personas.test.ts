@@ -434,7 +434,7 @@ describe('GET /hosts/{host}/persona', () => {
     await register('view-1');
     const res = await api.call('GET', '/hosts/view-1/persona');
     expect(res.status).toBe(200);
-    expect(res.body).toEqual({ host: 'view-1', current: null, history: { items: [] } });
+    expect(res.body).toEqual({ host: 'view-1', current: null, applied: null, history: { items: [] } });
     expect((await api.call('GET', '/hosts/nobody-here/persona')).status).toBe(404);
     expect((await api.call('GET', '/hosts/..%2f..%2fetc/persona')).status).toBe(400);
   });

@@ -14,13 +14,13 @@ import { clearForecasts } from '../../core/persona/forecast-host.js';
 import type { MetricReport } from '../../core/persona/schema.js';
 import { evaluateHost } from '../../core/persona/service.js';
 import { personaEvaluation } from '../../functions/shared/evaluation.js';
-import { personaSwitchDeps } from '../../functions/shared/persona-switch.js';
 import { hostPersonas, metricsStore } from '../../functions/shared/runtime.js';
 import { seasonalSeries } from '../core/persona/forecast-series.js';
 import { createHost, destroyAllHosts, type TestHost } from '../hosts/harness.js';
 import type { CliResult } from '../support/cli.js';
 import { ended } from '../support/clone.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
+import { captureAndPin } from '../support/managed.js';
 
 const NAME = 'e2e-forecast';
 const PERSONA = 'e2e-ahead';
@@ -59,22 +59,7 @@ let rise: number;
 
 beforeAll(async () => {
   [host, api] = await Promise.all([createHost({ name: NAME }), startTestPersona()]);
-  const captured = await cliFromSources(
-    'capture',
-    `ssh://root@${host.address}`,
-    '--key',
-    host.privateKeyPath,
-    '--name',
-    NAME,
-    '--accept-new-host-key',
-  );
-  expect(captured.code, captured.stderr).toBe(0);
-  const deps = await personaSwitchDeps();
-  const first = await deps.transportFor((await deps.hosts.get(NAME)).registration, {
-    acceptNewHostKey: true,
-  });
-  await first.run('true');
-  await first.close();
+  await captureAndPin(api, host, NAME, cliFromSources);
 
   // The daily peak (on UTC hours, the host has no timezone tag) is centred 1.5 hours into the
   // rise hour: at 75 then, about 63 the hour before, below 60 now.

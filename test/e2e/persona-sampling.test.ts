@@ -1,13 +1,14 @@
 // A host without an agent in the embedded runtime: sampled over its own SSH connection by the
 // runtime's sampling timer (the stack's schedule), its metrics evaluated against a persona's
 // metric criterion, and switched by the workflow — the reason naming the metric and the value
-// sampled — with the persona's sysctl on the host.
+// sampled — with the persona's sysctl on the host; then an operator's change to that sysctl,
+// found by the next round and undone (the persona's override: enforced) by a switch to the same
+// persona, recorded as a restore.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { personaSwitchDeps } from '../../functions/shared/persona-switch.js';
 import { metricsStore } from '../../functions/shared/runtime.js';
 import { createHost, destroyAllHosts, type TestHost } from '../hosts/harness.js';
-import { runPersona } from '../support/cli.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
+import { captureAndPin } from '../support/managed.js';
 
 let host: TestHost;
 let api: TestPersona;
@@ -18,25 +19,7 @@ beforeAll(async () => {
     createHost({ name: 'e2e-agentless' }),
     startTestPersona({ samplingIntervalMs: 1500 }),
   ]);
-  const captured = await runPersona(
-    api,
-    'capture',
-    `ssh://root@${host.address}`,
-    '--key',
-    host.privateKeyPath,
-    '--name',
-    NAME,
-    '--accept-new-host-key',
-  );
-  expect(captured.code, captured.stderr).toBe(0);
-  // The host key pinned with the registration, as a first connection accepting it does:
-  // sampling, like a switch, never accepts a key it was not given.
-  const deps = await personaSwitchDeps();
-  const first = await deps.transportFor((await deps.hosts.get(NAME)).registration, {
-    acceptNewHostKey: true,
-  });
-  await first.run('true');
-  await first.close();
+  await captureAndPin(api, host, NAME);
 }, 600_000);
 
 afterAll(async () => {
@@ -68,6 +51,7 @@ describe('a host without an agent', () => {
           // Any host uses some memory: the criterion holds from the first sample.
           criteria: { metric: { name: 'memory.utilization', op: '>', value: 0 } },
           hysteresis: { holdSeconds: 0, coolDownSeconds: 0 },
+          override: 'enforced',
         },
       },
     });
@@ -85,7 +69,9 @@ describe('a host without an agent', () => {
 
     const view = await until('the persona applied', async () => {
       const r = await api.call('GET', `/hosts/${NAME}/persona`);
-      return r.status === 200 && r.body.current === 'sampled-busy' ? r.body : undefined;
+      // The state is written before the decision is recorded: both, to read the reason.
+      const switched = r.body.history?.items.some((d: { action: string }) => d.action === 'switch');
+      return r.status === 200 && r.body.current === 'sampled-busy' && switched ? r.body : undefined;
     });
     const switched = view.history.items.find((d: { action: string }) => d.action === 'switch');
     expect(switched?.to).toBe('sampled-busy');
@@ -95,5 +81,44 @@ describe('a host without an agent', () => {
     await until('the sysctl on the host', async () =>
       (await host.run('sysctl -n net.core.somaxconn')).trim() === '3072' ? true : undefined,
     );
+    // The switch stands once its Verify and Record are done: a change before then is its own
+    // read-back failing, not an operator's change to what it applied.
+    await until('the switch ended', async () => {
+      const ops = await api.call('GET', '/operations?kind=activate&limit=20');
+      const op = ops.body.items[0];
+      return op?.status === 'SUCCEEDED' ? true : undefined;
+    });
+  }, 180_000);
+
+  it("undoes an operator's change to the persona's sysctl (override: enforced), and records why", async () => {
+    await host.run('sysctl -w net.core.somaxconn=999 >/dev/null');
+    const view = await until('the restore recorded', async () => {
+      const r = await api.call('GET', `/hosts/${NAME}/persona`);
+      return r.status === 200 && r.body.history.items.some((d: { action: string }) => d.action === 'restore')
+        ? r.body
+        : undefined;
+    });
+    const restore = view.history.items.find((d: { action: string }) => d.action === 'restore');
+    expect(restore).toMatchObject({ from: 'sampled-busy', to: 'sampled-busy', mode: 'act' });
+    expect(restore.summary).toMatch(
+      /undone \(override: enforced\): sysctl net.core.somaxconn reads 999, the persona sets 3072/,
+    );
+    await until('the sysctl restored on the host', async () =>
+      (await host.run('sysctl -n net.core.somaxconn')).trim() === '3072' ? true : undefined,
+    );
+    // The host keeps its persona; the restore was one operation, and it succeeded.
+    expect(view.current).toBe('sampled-busy');
+    expect(view.applied).toEqual({ persona: 'sampled-busy', version: 1 });
+    expect(view.switching).toBeUndefined();
+    const ops = await api.call('GET', '/operations?kind=activate&limit=20');
+    const restores = ops.body.items.filter(
+      (o: { parameters?: { decision?: { action?: string } } }) =>
+        o.parameters?.decision?.action === 'restore',
+    );
+    expect(restores).toHaveLength(1);
+    await until('the restore operation ended', async () => {
+      const op = await api.call('GET', `/operations/${restores[0].id}`);
+      return op.body.status === 'SUCCEEDED' ? true : undefined;
+    });
   }, 180_000);
 });

@@ -7,12 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Operation } from '../../core/operation/schema.js';
 import type { Decision } from '../../core/persona/schema.js';
-import { personaSwitchDeps, startPersonaSwitch } from '../../functions/shared/persona-switch.js';
+import { startPersonaSwitch } from '../../functions/shared/persona-switch.js';
 import { hostPersonas } from '../../functions/shared/runtime.js';
 import { createHost, destroyAllHosts, type TestHost } from '../hosts/harness.js';
-import { runPersona } from '../support/cli.js';
 import { ended } from '../support/clone.js';
 import { startTestPersona, type TestPersona } from '../support/local.js';
+import { captureAndPin } from '../support/managed.js';
 
 let host: TestHost;
 let api: TestPersona;
@@ -20,25 +20,7 @@ const NAME = 'e2e-switch';
 
 beforeAll(async () => {
   [host, api] = await Promise.all([createHost({ name: 'e2e-switch' }), startTestPersona()]);
-  const captured = await runPersona(
-    api,
-    'capture',
-    `ssh://root@${host.address}`,
-    '--key',
-    host.privateKeyPath,
-    '--name',
-    NAME,
-    '--accept-new-host-key',
-  );
-  expect(captured.code, captured.stderr).toBe(0);
-  // The host's key recorded with its registration, as a first connection accepting it does: a
-  // switch never accepts a key it was not given.
-  const deps = await personaSwitchDeps();
-  const first = await deps.transportFor((await deps.hosts.get(NAME)).registration, {
-    acceptNewHostKey: true,
-  });
-  await first.run('true');
-  await first.close();
+  await captureAndPin(api, host, NAME);
 }, 600_000);
 
 afterAll(async () => {

@@ -10,6 +10,9 @@
 #   persona-agent.sh start|stop   start the supervisor if it is not running / stop it
 #   persona-agent.sh apply FILE   apply an assignment file; print the report; post nothing
 #   persona-agent.sh metrics      print this cycle's metric report; post nothing
+#   persona-agent.sh check        print which entries of the assignment in PERSONA_ASSIGNMENT
+#                                 no longer read as assigned; change nothing (hosts without an
+#                                 agent: Persona runs it over their transport)
 #
 # Data is never code: the configuration is read line by line, never sourced; the assignment is
 # lines of TAB-separated fields, each checked against a strict grammar (valid_*) before it is
@@ -638,10 +641,11 @@ rollback_journal() {
 # and sets OUTCOME.
 OUTCOME=failed
 MODE=cycle
-apply_file() {
+# parse_file FILE: reads an assignment into PERSONA VERSION REVISION OVERRIDE UNTIL, the entries
+# that pass their grammars into $STATE_DIR/entries, and sets detail (why the document itself is
+# not an assignment), refusals (entries that failed) and ended (the end line was read).
+parse_file() {
   file=$1
-  ENTRIES_JSON=
-  OUTCOME=failed
   PERSONA=- VERSION=0 REVISION=- OVERRIDE=retain UNTIL=0 FORMAT=
   : >"$STATE_DIR/entries"
   n=0 refusals=0 ended=0 line_no=0 detail=
@@ -712,6 +716,12 @@ EOF
     fi
     n=$((n + 1))
   done <"$file"
+}
+
+apply_file() {
+  ENTRIES_JSON=
+  OUTCOME=failed
+  parse_file "$1"
   # A revision that was refused or rolled back is not tried again every cycle (that would
   # change and restore the host's values each interval): only a new revision is.
   if [ "$MODE" = cycle ] && [ "$REVISION" != - ] && [ "$(cat "$STATE_DIR/failed" 2>/dev/null)" = "$REVISION" ]; then
@@ -1025,13 +1035,36 @@ case ${1:-} in
     cat "$STATE_DIR/report.json"
     case $OUTCOME in applied | unchanged) exit 0 ;; *) exit 1 ;; esac
     ;;
+  check)
+    # What Persona runs on a host without an agent, each sampling round: which entries of the
+    # assignment in PERSONA_ASSIGNMENT no longer read as assigned. Reads only; the state
+    # folder is a temporary one, gone when it ends.
+    STATE_DIR=$(mktemp -d) || exit 70
+    trap 'rm -rf -- "$STATE_DIR"' EXIT
+    a=${PERSONA_ASSIGNMENT:-}
+    printf '%s\n' "${a%"$NL"}" >"$STATE_DIR/assignment"
+    ENTRIES_JSON=
+    parse_file "$STATE_DIR/assignment" 2>/dev/null
+    if [ -n "$detail" ] || [ "$ended" != 1 ] || [ "$refusals" -gt 0 ]; then
+      [ -z "$detail" ] && [ "$ended" != 1 ] && detail="the assignment ended early (no end line)"
+      [ -z "$detail" ] && detail="$refusals entries failed their grammar"
+      printf '{"outcome":"refused","revision":"%s","detail":"%s","entries":[%s]}\n' \
+        "$REVISION" "$(clean "$detail")" "$ENTRIES_JSON"
+      exit 65
+    fi
+    if drifted; then
+      printf '{"outcome":"drifted","revision":"%s","entries":[%s]}\n' "$REVISION" "$DRIFT_JSON"
+    else
+      printf '{"outcome":"unchanged","revision":"%s","entries":[]}\n' "$REVISION"
+    fi
+    ;;
   metrics)
     read_conf || exit 78
     SHOW_ONLY=1
     metrics_report "$STATE_DIR/metrics.show" && cat "$STATE_DIR/metrics.show"
     ;;
   *)
-    echo "usage: persona-agent.sh run|once|supervise|start|stop|apply FILE|metrics" >&2
+    echo "usage: persona-agent.sh run|once|supervise|start|stop|apply FILE|check|metrics" >&2
     exit 64
     ;;
 esac

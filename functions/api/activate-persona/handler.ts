@@ -2,7 +2,7 @@ import middy from '@middy/core';
 import type * as z from 'zod';
 import { ROUTES } from '../../../core/api/routes.js';
 import { ActivateRequest, PersonaNameParams } from '../../../core/api/schemas.js';
-import { claimIdempotencyKey } from '../../../core/operation/idempotency.js';
+import { callerScope, claimIdempotencyKey } from '../../../core/operation/idempotency.js';
 import { activatePersona } from '../../../core/persona/activation.js';
 import { decisionRecord } from '../../../core/persona/state.js';
 import {
@@ -35,6 +35,7 @@ const handler = async (event: Event) => {
     key === undefined
       ? undefined
       : await claimIdempotencyKey(idempotencyKeys(), {
+          caller: callerScope(event.requestContext?.identity),
           route: ROUTE,
           host: body.host,
           params: event.params,

@@ -1,36 +1,26 @@
 import { describe, expect, it } from 'vitest';
 import { OperationParams } from '../../../core/api/schemas.js';
-import { fingerprint, idempotency } from '../../../core/operation/idempotency.js';
+import { fingerprint, operationIdFor } from '../../../core/operation/idempotency.js';
 
-const CAPTURE = 'POST /hosts/{host}/capture';
-
-describe('idempotency keys', () => {
-  it('gives a retried request the operation id it had the first time', () => {
-    const a = idempotency({ route: CAPTURE, host: 'web-1', key: 'nightly-2026-12-01' }, {});
-    const b = idempotency({ route: CAPTURE, host: 'web-1', key: 'nightly-2026-12-01' }, {});
-    expect(b).toEqual(a);
-    expect(a.scopedKey).toBe('POST /hosts/{host}/capture#web-1#nightly-2026-12-01');
-    expect(OperationParams.safeParse({ id: a.operationId }).success).toBe(true);
+// Operation ids drawn from a scoped key: what starting a persona switch under an idempotency
+// key (evaluation's switch key, a drift restore's) relies on.
+describe('operation ids from a scoped key', () => {
+  it('gives the same scoped key the same id, a UUID the operation routes accept', () => {
+    const a = operationIdFor('persona-switch#web-1#persona-abc');
+    expect(operationIdFor('persona-switch#web-1#persona-abc')).toBe(a);
+    expect(OperationParams.safeParse({ id: a }).success).toBe(true);
   });
 
-  it('names another operation when the same key is sent to another host or route', () => {
+  it('names another operation for another host or key, however the separators fall', () => {
     const ids = new Set(
       [
-        { route: CAPTURE, host: 'web-1', key: 'nightly-2026-12-01' },
-        { route: CAPTURE, host: 'web-2', key: 'nightly-2026-12-01' },
-        { route: 'POST /hosts/{host}/clone', host: 'web-1', key: 'nightly-2026-12-01' },
-        { route: CAPTURE, host: 'web-1', key: 'nightly-2026-12-02' },
-      ].map((scope) => idempotency(scope, {}).operationId),
+        'persona-switch#web-1#persona-abc',
+        'persona-switch#web-2#persona-abc',
+        'persona-switch#web-1#persona-abd',
+        'persona-switch#web-1a#persona-bc',
+      ].map(operationIdFor),
     );
     expect(ids.size).toBe(4);
-  });
-
-  it('cannot be made to collide by moving the separator between host and key', () => {
-    const a = idempotency({ route: CAPTURE, host: 'web-1', key: 'a_b-12345' }, {});
-    const b = idempotency({ route: CAPTURE, host: 'web-1a', key: '_b-12345' }, {});
-    // Host names and keys cannot contain "#", so the scoped keys differ and so do the ids.
-    expect(a.scopedKey).not.toBe(b.scopedKey);
-    expect(a.operationId).not.toBe(b.operationId);
   });
 
   it('fingerprints the request whatever the order of its fields, and tells different requests apart', () => {

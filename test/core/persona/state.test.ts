@@ -8,7 +8,7 @@ import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, InvalidInputError } from '../../../core/errors.js';
 import type { Decision, HostPersonaState } from '../../../core/persona/schema.js';
-import { HostPersonaConflictError, HostPersonaStore } from '../../../core/persona/state.js';
+import { HostPersonaConflictError, HostPersonaStore, hostPersonaView } from '../../../core/persona/state.js';
 import { HOST_PERSONAS_TABLE } from '../../../core/storage/definitions.js';
 import { encodeCursor } from '../../../core/storage/pagination.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION, type StandIns, startStandIns } from '../../../local/stand-ins.js';
@@ -221,5 +221,38 @@ describe('HostPersonaStore decisions', () => {
     expect(got?.reasons.length).toBeLessThan(400);
     expect(got?.reasons.length).toBeGreaterThan(100);
     expect(got?.summary).toMatch(/reasons not kept: too long/);
+  });
+});
+
+describe('the host persona view', () => {
+  const state: HostPersonaState = { host: 'web-1', current: 'peak', currentVersion: 2, since: 1000 };
+  const none = { decisions: [] };
+
+  it('says a switch is under way while the decided persona is not what the last switch applied', () => {
+    const deciding = hostPersonaView('web-1', state, undefined, none, 2000, undefined, null);
+    expect(deciding).toMatchObject({ current: 'peak', applied: null, switching: true });
+    // Another version of the same persona is a switch too.
+    const older = hostPersonaView('web-1', state, undefined, none, 2000, undefined, {
+      name: 'peak',
+      version: 1,
+    });
+    expect(older).toMatchObject({ applied: { persona: 'peak', version: 1 }, switching: true });
+    const back = hostPersonaView('web-1', { ...state, current: null }, undefined, none, 2000, undefined, {
+      name: 'peak',
+      version: 2,
+    });
+    expect(back.switching).toBe(true);
+  });
+
+  it('says nothing of a switch once it applied what was decided', () => {
+    const done = hostPersonaView('web-1', state, undefined, none, 2000, undefined, {
+      name: 'peak',
+      version: 2,
+    });
+    expect(done).toMatchObject({ current: 'peak', applied: { persona: 'peak', version: 2 } });
+    expect(done).not.toHaveProperty('switching');
+    const own = hostPersonaView('web-1', undefined, undefined, none, 2000, undefined, null);
+    expect(own).toMatchObject({ current: null, applied: null });
+    expect(own).not.toHaveProperty('switching');
   });
 });
