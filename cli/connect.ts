@@ -13,7 +13,7 @@ import { DynamoOperationStore } from '../core/operation/store.js';
 import { DynamoProfileStore } from '../core/profile/dynamo-store.js';
 import type { ProfileDeps } from '../core/profile/service.js';
 import { type KeyProvider, KmsKeyProvider, LocalKeyProvider } from '../core/snapshot/keys.js';
-import { S3ObjectStore } from '../core/snapshot/object-store.js';
+import { S3_CHECKSUMS, S3ObjectStore } from '../core/snapshot/object-store.js';
 import { DynamoLocks, DynamoSnapshotRecords } from '../core/snapshot/records.js';
 import { SnapshotStore } from '../core/snapshot/store.js';
 import {
@@ -61,7 +61,7 @@ export async function connect(): Promise<Connection> {
     bucket = process.env.PERSONA_BUCKET;
     table = (env) => need(`PERSONA_${env}`);
     ddb = new DynamoDBClient({});
-    s3 = new S3Client({});
+    s3 = new S3Client({ ...S3_CHECKSUMS });
     keys = new KmsKeyProvider(new KMSClient({}), need('PERSONA_KMS_KEY_ID'));
     home = resolve(process.env.PERSONA_HOME ?? join(process.env.HOME ?? '.', '.persona'));
   } else {
@@ -77,7 +77,13 @@ export async function connect(): Promise<Connection> {
     // The stand-ins' own credentials (local/stand-ins.ts).
     const credentials = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
     ddb = new DynamoDBClient({ endpoint: e.dynamoEndpoint, region: e.region, credentials });
-    s3 = new S3Client({ endpoint: e.s3Endpoint, region: e.region, credentials, forcePathStyle: true });
+    s3 = new S3Client({
+      ...S3_CHECKSUMS,
+      endpoint: e.s3Endpoint,
+      region: e.region,
+      credentials,
+      forcePathStyle: true,
+    });
     bucket = e.bucket;
     table = (env) => e.tables[env] ?? '';
     keys = new LocalKeyProvider(e.keysDir);

@@ -17,6 +17,7 @@ import {
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
+import { COMMONJS_SHIM } from '../infra/bundling.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const CLI_DIST = join(root, 'cli', 'dist');
@@ -63,11 +64,7 @@ export async function buildCli(dir = CLI_DIST): Promise<void> {
     metafile: true,
     // ssh2's optional native add-ons: without them it uses its JavaScript ciphers.
     external: ['cpu-features', '*.node'],
-    // Bundled CommonJS dependencies still call require(), which ESM does not define. The alias
-    // keeps the banner from colliding with a bundled `createRequire` import.
-    banner: {
-      js: "import { createRequire as personaCreateRequire } from 'node:module'; import { fileURLToPath as personaFileURLToPath } from 'node:url'; const require = personaCreateRequire(import.meta.url); const __filename = personaFileURLToPath(import.meta.url); const __dirname = personaFileURLToPath(new URL('.', import.meta.url));",
-    },
+    banner: { js: COMMONJS_SHIM },
     logLevel: 'warning',
   });
   mkdirSync(join(dir, 'chunks'), { recursive: true });
