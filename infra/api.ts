@@ -177,7 +177,7 @@ export class PersonaApi extends Construct {
             ? {
                 ...(props.hostsVpc ? { vpc: props.hostsVpc } : {}),
                 ...(props.sizing?.agentInstall ? { sizing: props.sizing.agentInstall } : {}),
-                externalModules: ['cpu-features', '*.node'],
+                layers: ['ssh'],
                 files: [{ from: 'core/persona/agent/persona-agent.sh', to: 'persona-agent.sh' }],
               }
             : {}),
@@ -241,7 +241,7 @@ export class PersonaApi extends Construct {
       readonly logRemovalPolicy: RemovalPolicy;
       readonly memorySize: number;
       readonly timeout: Duration;
-      readonly externalModules?: readonly string[];
+      readonly layers?: PersonaFunctionProps['layers'];
       readonly files?: NonNullable<PersonaFunctionProps['files']>;
       readonly sizing?: NonNullable<PersonaFunctionProps['sizing']>;
       readonly vpc?: NonNullable<PersonaFunctionProps['vpc']>;

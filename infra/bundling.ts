@@ -2,10 +2,12 @@
 // it bundles from source), the package build (scripts/build-package.ts, which prebuilds every
 // function so that an app embedding the construct needs none of this repository's layout) and
 // the bundle size test.
-import { copyFileSync, existsSync, mkdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import type { BuildOptions, Metafile } from 'esbuild';
+import { type LayerName, layerExternals } from './layers.js';
 
 /** The most a function's bundle (its `index.mjs`, minified) may weigh. */
 export const BUNDLE_LIMIT_BYTES = 250 * 1024;
@@ -13,14 +15,37 @@ export const BUNDLE_LIMIT_BYTES = 250 * 1024;
 /** Modules every bundle leaves out: the AWS SDK, which the Node.js 22 runtime provides. */
 export const RUNTIME_MODULES = ['@aws-sdk/*'] as const;
 
+/**
+ * Bundled CommonJS dependencies still call require() and read __dirname and __filename, which an
+ * ES module does not define (ssh2 reads __dirname as it loads). The aliases keep the banner from
+ * colliding with a bundled `createRequire` or `fileURLToPath` import.
+ */
+export const COMMONJS_SHIM = [
+  "import { createRequire as personaCreateRequire } from 'node:module';",
+  "import { fileURLToPath as personaFileURLToPath } from 'node:url';",
+  'const require = personaCreateRequire(import.meta.url);',
+  'const __filename = personaFileURLToPath(import.meta.url);',
+  "const __dirname = personaFileURLToPath(new URL('.', import.meta.url));",
+].join(' ');
+
 /** What one function's bundle is built from. */
 export interface BundleSpec {
   /** The handler file, relative to the project root, e.g. `functions/api/get-host/handler.ts`. */
   readonly entry: string;
   /** Modules left out besides RUNTIME_MODULES (optional native add-ons that are never loaded). */
   readonly externalModules?: readonly string[];
-  /** Files the code reads beside itself: project-relative source, name in the bundle's folder. */
-  readonly files?: readonly { readonly from: string; readonly to: string }[];
+  /**
+   * The library layers it loads besides Powertools, which every function has (infra/layers.ts).
+   * Every layer's modules are left out of every bundle; the bundle test checks that a function
+   * has each layer it imports and no other.
+   */
+  readonly layers?: readonly Exclude<LayerName, 'powertools'>[];
+  /**
+   * Files the code reads beside itself: project-relative source, name in the bundle's folder.
+   * With `json`, a YAML source is written as JSON, so that the function reads it without loading
+   * the YAML parser (the shipped target profiles: infra/morph.ts).
+   */
+  readonly files?: readonly { readonly from: string; readonly to: string; readonly json?: boolean }[];
 }
 
 /**
@@ -35,12 +60,19 @@ export function bundleName(entry: string): string {
   return parts.slice(1, -1).join('/');
 }
 
-/** esbuild's options for one function, writing `index.mjs` (and its map) into `outdir`. */
+/**
+ * esbuild's options for one function, writing `index.mjs` (and its map) into `outdir`, and the
+ * code it loads only when it needs it (a dynamic `import()`) into chunks beside it, so that a
+ * cold start reads only what every invocation runs.
+ */
 export function bundleOptions(projectRoot: string, spec: BundleSpec, outdir: string): BuildOptions {
   return {
     absWorkingDir: projectRoot,
-    entryPoints: [path.join(projectRoot, spec.entry)],
-    outfile: path.join(outdir, 'index.mjs'),
+    entryPoints: { index: path.join(projectRoot, spec.entry) },
+    outdir,
+    outExtension: { '.js': '.mjs' },
+    chunkNames: 'chunks/[name]-[hash]',
+    splitting: true,
     bundle: true,
     format: 'esm',
     platform: 'node',
@@ -55,12 +87,8 @@ export function bundleOptions(projectRoot: string, spec: BundleSpec, outdir: str
     sourcesContent: false,
     metafile: true,
     logLevel: 'warning',
-    external: [...RUNTIME_MODULES, ...(spec.externalModules ?? [])],
-    // Bundled CommonJS dependencies still call require(), which ESM does not define. The alias
-    // keeps the banner from colliding with a bundled `createRequire` import.
-    banner: {
-      js: "import { createRequire as personaCreateRequire } from 'node:module'; const require = personaCreateRequire(import.meta.url);",
-    },
+    external: [...RUNTIME_MODULES, ...layerExternals(), ...(spec.externalModules ?? [])],
+    banner: { js: COMMONJS_SHIM },
   };
 }
 
@@ -77,20 +105,65 @@ export function bundleSync(projectRoot: string, spec: BundleSpec, outdir: string
   for (const file of spec.files ?? []) {
     const from = path.join(projectRoot, file.from);
     if (!existsSync(from)) throw new Error(`${spec.entry} reads ${file.from}, which does not exist`);
-    copyFileSync(from, path.join(outdir, file.to));
+    if (file.json) writeFileSync(path.join(outdir, file.to), yamlAsJson(from, file.from));
+    else copyFileSync(from, path.join(outdir, file.to));
   }
   if (!result.metafile) throw new Error(`esbuild gave no metafile for ${spec.entry}`);
   return result.metafile;
 }
 
-/** The output file of a metafile that is the bundle itself (not its source map). */
-export function bundleOutput(metafile: Metafile): {
+/**
+ * A YAML file as JSON text, at build time. A file that does not parse cleanly (a syntax error, a
+ * duplicate key) or holds what JSON cannot say (.inf, .nan) stops the build, naming the file.
+ */
+function yamlAsJson(file: string, name: string): string {
+  // Loaded here, as esbuild is: the packaged construct does not carry the YAML parser.
+  const yaml: typeof import('yaml') = createRequire(import.meta.url)('yaml');
+  const doc = yaml.parseDocument(readFileSync(file, 'utf8'), { strict: true, uniqueKeys: true });
+  if (doc.errors.length > 0) throw new Error(`${name} is not valid YAML: ${doc.errors[0]?.message}`);
+  const value: unknown = doc.toJS();
+  const json = JSON.stringify(value, null, 2);
+  if (!isDeepStrictEqual(JSON.parse(json), value))
+    throw new Error(`${name} holds values JSON cannot represent`);
+  return `${json}\n`;
+}
+
+/** What a function's bundle weighs: what a cold start loads, and what it loads only on demand. */
+export interface BundleWeight {
+  /** Bytes of index.mjs and the chunks it imports statically: what every cold start loads. */
   readonly bytes: number;
+  /** Bytes of the chunks only a dynamic import() loads (and what they import in turn). */
+  readonly lazyBytes: number;
   readonly inputs: Metafile['outputs'][string]['inputs'];
-} {
-  const entry = Object.entries(metafile.outputs).find(([file]) => file.endsWith('.mjs'));
-  if (!entry) throw new Error('the bundle has no .mjs output');
-  return entry[1];
+}
+
+/**
+ * The bundle's weight from esbuild's account: index.mjs with its static imports counted as
+ * loaded at start, the rest as loaded on demand. Source maps are not code.
+ */
+export function bundleOutput(metafile: Metafile): BundleWeight {
+  const outputs = metafile.outputs;
+  const entry = Object.keys(outputs).find((file) => path.basename(file) === 'index.mjs');
+  if (!entry) throw new Error('the bundle has no index.mjs output');
+  // Output imports name files as esbuild wrote them: relative to the working directory.
+  const loaded = new Set<string>();
+  const visit = (file: string) => {
+    if (loaded.has(file) || !outputs[file]) return;
+    loaded.add(file);
+    for (const i of outputs[file].imports) if (!i.external && i.kind === 'import-statement') visit(i.path);
+  };
+  visit(entry);
+  let bytes = 0;
+  let lazyBytes = 0;
+  const inputs: Record<string, Metafile['outputs'][string]['inputs'][string]> = {};
+  for (const [file, output] of Object.entries(outputs)) {
+    if (!file.endsWith('.mjs')) continue;
+    if (loaded.has(file)) {
+      bytes += output.bytes;
+      Object.assign(inputs, output.inputs);
+    } else lazyBytes += output.bytes;
+  }
+  return { bytes, lazyBytes, inputs };
 }
 
 /**

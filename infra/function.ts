@@ -2,13 +2,14 @@ import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Duration, RemovalPolicy } from 'aws-cdk-lib';
-import { AssetHashType, DockerImage, Validations } from 'aws-cdk-lib';
+import { AssetHashType, DockerImage, Stack, Validations } from 'aws-cdk-lib';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as nodejs from 'aws-cdk-lib/aws-lambda-nodejs';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type { Construct, IConstruct } from 'constructs';
 import { type BundleSpec, bundleName, bundleSync } from './bundling.js';
+import { buildLayerSync, type LayerName, LIBRARY_LAYERS } from './layers.js';
 
 /**
  * Where the package build puts every function's prebuilt bundle (scripts/build-package.ts): a
@@ -16,6 +17,9 @@ import { type BundleSpec, bundleName, bundleSync } from './bundling.js';
  * bundled from source.
  */
 export const PREBUILT_ROOT = fileURLToPath(new URL('../lambda/', import.meta.url));
+
+/** Where the package build puts the library layers, beside the functions (dist/layers/<name>). */
+export const PREBUILT_LAYERS_ROOT = fileURLToPath(new URL('../layers/', import.meta.url));
 
 /** Memory and time-out of a function, where the platform's props override the defaults. */
 export interface FunctionSizing {
@@ -69,6 +73,8 @@ export interface PersonaFunctionProps {
   readonly sizing?: FunctionSizing;
   /** Modules esbuild leaves out of the bundle (optional native add-ons that are never loaded). */
   readonly externalModules?: readonly string[];
+  /** The library layers it loads besides Powertools (infra/layers.ts). */
+  readonly layers?: BundleSpec['layers'];
   readonly vpc?: Pick<lambda.FunctionProps, 'vpc' | 'vpcSubnets' | 'securityGroups'>;
   /** Files the code reads beside itself: project-relative source, name in the bundle's folder. */
   readonly files?: BundleSpec['files'];
@@ -111,6 +117,7 @@ export function personaFunction(
   const spec: BundleSpec = {
     entry: props.entry,
     ...(props.externalModules ? { externalModules: props.externalModules } : {}),
+    ...(props.layers ? { layers: props.layers } : {}),
     ...(props.files ? { files: props.files } : {}),
   };
   const memorySize = props.sizing?.memorySize ?? props.memorySize;
@@ -129,6 +136,9 @@ export function personaFunction(
     timeout: props.sizing?.timeout ?? props.timeout,
     role,
     logGroup,
+    layers: (['powertools', ...(spec.layers ?? [])] as const).map((name) =>
+      libraryLayer(scope, name, props.projectRoot),
+    ),
     loggingFormat: lambda.LoggingFormat.JSON,
     tracing: lambda.Tracing.ACTIVE,
     ...(props.vpc ?? {}),
@@ -152,6 +162,56 @@ export function personaFunction(
   return fn;
 }
 
+const LAYERS = new WeakMap<Stack, Map<LayerName, lambda.ILayerVersion>>();
+
+/** The outermost stack of a scope: layers are shared by the functions of its nested stacks too. */
+function rootStack(scope: IConstruct): Stack {
+  let stack = Stack.of(scope);
+  while (stack.nestedStackParent) stack = stack.nestedStackParent;
+  return stack;
+}
+
+/**
+ * Has a stack's functions use `layer` for a library instead of the one Persona builds, such as
+ * AWS's own published Powertools layer (PersonaPlatformProps.powertoolsLayer). Before any
+ * function is made.
+ */
+export function useLibraryLayer(scope: IConstruct, name: LayerName, layer: lambda.ILayerVersion): void {
+  const stack = rootStack(scope);
+  const layers = LAYERS.get(stack) ?? new Map<LayerName, lambda.ILayerVersion>();
+  if (layers.has(name) && layers.get(name) !== layer)
+    throw new Error(`${scope.node.path}: the ${name} layer is already chosen for this stack`);
+  layers.set(name, layer);
+  LAYERS.set(stack, layers);
+}
+
+/** A library layer, one per stack for all its functions, made the first time one needs it. */
+function libraryLayer(scope: IConstruct, name: LayerName, projectRoot: string): lambda.ILayerVersion {
+  const stack = rootStack(scope);
+  const layers = LAYERS.get(stack) ?? new Map<LayerName, lambda.ILayerVersion>();
+  LAYERS.set(stack, layers);
+  let layer = layers.get(name);
+  if (layer === undefined) {
+    layer = new lambda.LayerVersion(stack, `Persona${name[0]?.toUpperCase()}${name.slice(1)}Layer`, {
+      code: layerCode(name, projectRoot),
+      description: LIBRARY_LAYERS[name].description,
+      compatibleRuntimes: [lambda.Runtime.NODEJS_22_X],
+      compatibleArchitectures: [lambda.Architecture.ARM_64],
+    });
+    layers.set(name, layer);
+  }
+  return layer;
+}
+
+/** The prebuilt layer when the package ships one, else built from the project's node_modules. */
+function layerCode(name: LayerName, projectRoot: string): lambda.Code {
+  const prebuilt = path.join(PREBUILT_LAYERS_ROOT, name);
+  if (existsSync(path.join(prebuilt, 'nodejs'))) return lambda.Code.fromAsset(prebuilt);
+  return builtHere(path.join(projectRoot, 'infra'), `layer ${name}`, (outputDir) =>
+    buildLayerSync(projectRoot, name, outputDir),
+  );
+}
+
 /**
  * The prebuilt bundle when the package ships one, else the handler bundled from source by
  * esbuild in this process (infra/bundling.ts), as the package build does it.
@@ -165,15 +225,27 @@ function functionCode(projectRoot: string, spec: BundleSpec): lambda.Code {
       `${spec.entry} has neither a prebuilt bundle in ${prebuilt} nor a source in ${projectRoot}`,
     );
   }
-  return lambda.Code.fromAsset(path.dirname(entry), {
-    // The bundle's hash, not its sources': a change anywhere in what it imports redeploys it.
+  return builtHere(path.dirname(entry), `function ${spec.entry}`, (outputDir) =>
+    bundleSync(projectRoot, spec, outputDir),
+  );
+}
+
+/**
+ * Code that `build` writes into CDK's staging folder, in this process (esbuild, not Docker).
+ * `key` names what is built: CDK reuses a build for another asset with the same source folder
+ * and bundling options (the three layers share one), and the function it calls is not among them.
+ */
+function builtHere(source: string, key: string, build: (outputDir: string) => unknown): lambda.Code {
+  return lambda.Code.fromAsset(source, {
+    // The output's hash, not its sources': a change anywhere in what it imports redeploys it.
     assetHashType: AssetHashType.OUTPUT,
     bundling: {
       // Never pulled: local bundling always succeeds or throws.
       image: DockerImage.fromRegistry('public.ecr.aws/sam/build-nodejs22.x'),
+      environment: { PERSONA_BUILD: key },
       local: {
         tryBundle(outputDir: string) {
-          bundleSync(projectRoot, spec, outputDir);
+          build(outputDir);
           return true;
         },
       },

@@ -58,7 +58,8 @@ export const PERSONA_EVALUATION_GRANTS: DataGrants = {
 
 /**
  * Agentless sampling: evaluation's grants, and it reads which hosts have a live agent, keeps
- * each host's last counters (in HOST_PERSONAS_TABLE) and stores the reports it makes.
+ * each host's last counters and what it saw of an operator's change (in HOST_PERSONAS_TABLE),
+ * stores the reports it makes, and starts the switch that restores a change.
  */
 export const PERSONA_SAMPLING_GRANTS: DataGrants = {
   ...PERSONA_EVALUATION_GRANTS,
@@ -66,7 +67,12 @@ export const PERSONA_SAMPLING_GRANTS: DataGrants = {
     ...PERSONA_EVALUATION_GRANTS.tables,
     [AGENTS_TABLE.id]: 'read',
     [METRICS_TABLE.id]: 'read-write',
+    // Morph policies (core/morph/evaluate.ts) run in the same round: each host's latest Profile
+    // for its recommendation; the policies are in the personas table, the last morph of each
+    // host and the morph it starts in the operations table, its request under operations/.
+    [PROFILES_TABLE.id]: 'read',
   },
+  objects: { ...PERSONA_EVALUATION_GRANTS.objects, 'profiles/': 'read' },
 };
 
 /**
@@ -131,11 +137,17 @@ export const API_HANDLER_GRANTS: Readonly<Record<HandlerName, DataGrants>> = {
     tables: { [HOSTS_TABLE.id]: 'read', [PROFILES_TABLE.id]: 'read' },
     objects: { 'profiles/': 'read' },
   },
-  // Records the operation and its request (the target's document); the morph task morphs.
+  // Records the operation, its request (the target's document) and the host's last morph
+  // (an item of the operations table); the morph task morphs.
   'start-morph': {
     tables: { [HOSTS_TABLE.id]: 'read', [PROFILES_TABLE.id]: 'read', [OPERATIONS_TABLE.id]: 'read-write' },
     objects: { 'profiles/': 'read', 'operations/': 'write' },
   },
+  // Morph policies are items of the personas table (key prefix morph-policy#): their document is in the item.
+  'put-morph-policy': { tables: { [PERSONAS_TABLE.id]: 'read-write' } },
+  'get-morph-policy': { tables: { [PERSONAS_TABLE.id]: 'read' } },
+  'list-morph-policies': { tables: { [PERSONAS_TABLE.id]: 'read' } },
+  'delete-morph-policy': { tables: { [PERSONAS_TABLE.id]: 'read-write' } },
   // Built from the route list and schemas compiled into the bundle: touches no data.
   'get-openapi': {},
   // The agent routes: each reads the caller's credential (the authoriser did too, but the

@@ -1,6 +1,7 @@
-import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { Duration, NestedStack, RemovalPolicy } from 'aws-cdk-lib';
 import type * as ec2 from 'aws-cdk-lib/aws-ec2';
 import type * as kms from 'aws-cdk-lib/aws-kms';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import type * as sns from 'aws-cdk-lib/aws-sns';
@@ -9,7 +10,7 @@ import { AbandonedOperations } from './abandoned.js';
 import type { ApiThrottling } from './api.js';
 import { PersonaApi } from './api.js';
 import { type CloneCloudProps, pickCloneCloudProps } from './cloud.js';
-import type { FunctionSizings } from './function.js';
+import { type FunctionSizings, useLibraryLayer } from './function.js';
 import {
   announceCloneOutcomes,
   PersonaMonitoring,
@@ -53,6 +54,14 @@ export interface PersonaPlatformProps extends CloneCloudProps {
    * @default false
    */
   readonly apiGatewayCloudWatchRole?: boolean;
+  /**
+   * The Powertools for AWS Lambda layer every function loads Logger, Metrics and Tracer from,
+   * such as the one AWS publishes in each region
+   * (`arn:aws:lambda:<region>:094274211123:layer:AWSLambdaPowertoolsTypeScriptV2:<version>`,
+   * through `LayerVersion.fromLayerVersionArn`); it must provide the Powertools version this
+   * package is built with. @default a layer built from this package's own Powertools
+   */
+  readonly powertoolsLayer?: lambda.ILayerVersion;
   /**
    * An existing bucket for Persona's data (profiles, snapshots, operation documents), which it
    * keeps under its own prefixes. Import it with its key when it is encrypted with a
@@ -151,6 +160,7 @@ export class PersonaPlatform extends Construct {
 
   constructor(scope: Construct, id: string, props: PersonaPlatformProps = {}) {
     super(scope, id);
+    if (props.powertoolsLayer) useLibraryLayer(this, 'powertools', props.powertoolsLayer);
     const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
     checkApiSizing(props.functions);
     if (!props.captureVpc && (props.captureSubnets || props.captureSecurityGroups)) {
@@ -233,6 +243,8 @@ export class PersonaPlatform extends Construct {
       // Sampling reaches hosts as a capture does, and starts the switches its evaluation decides.
       this.workflows.allowReachHosts(this.personaTriggers.sampleFunction);
       this.workflows.allowStart(this.personaTriggers.sampleFunction, 'persona-switch');
+      // The same round evaluates morph policies and starts the morphs they decide.
+      this.workflows.allowStart(this.personaTriggers.sampleFunction, 'morph');
       for (const writer of ['create-persona', 'put-persona', 'delete-persona'] as const)
         this.personaTriggers.allowSync(this.api.functions[writer]);
     } else {
@@ -250,7 +262,13 @@ export class PersonaPlatform extends Construct {
     if (props.notificationTopic)
       announceCloneOutcomes(this.workflows.notificationRule, props.notificationTopic);
     if (props.monitoring ?? true) {
-      this.monitoring = new PersonaMonitoring(this, 'Monitoring', {
+      // A nested stack of its own: an alarm per function and per table would otherwise bring the
+      // stack to CloudFormation's 500 resources as routes are added. What it watches comes in as
+      // the nested stack's parameters (names and ARNs), which CDK wires.
+      const scope = new NestedStack(this, 'MonitoringStack', {
+        description: 'Persona: alarms on workflows, functions, tables and the API, and the dashboard',
+      });
+      this.monitoring = new PersonaMonitoring(scope, 'Monitoring', {
         topic: this.topic,
         ...workflowsAndFunctions(this),
         capture: { stateMachine: this.workflows.capture, function: this.workflows.captureFunction },

@@ -38,9 +38,6 @@ export const CLONE_EVENTS = {
   detailTypePrefix: 'Clone',
 } as const;
 
-// ssh2's optional native add-ons: it falls back to Node's own crypto without them.
-const SSH_NATIVE_ADDONS = ['cpu-features', '*.node'];
-
 /**
  * The persona-switch task: what a clone's task reaches (hosts, the journal, the operation's
  * documents, the package store), the persona it switches to, and the host's persona state and
@@ -173,7 +170,7 @@ export class PersonaWorkflows extends Construct {
       // A capture is one script run and one tar stream: minutes at most, even for a large host.
       timeout: Duration.minutes(14),
       ...(props.sizing?.capture ? { sizing: props.sizing.capture } : {}),
-      externalModules: SSH_NATIVE_ADDONS,
+      layers: ['ssh'],
       ...vpc,
     });
     props.storage.connect(capture, CAPTURE_TASK_GRANTS);
@@ -189,7 +186,7 @@ export class PersonaWorkflows extends Construct {
       // step is one invocation, and the journal lets a rollback take over from a dead Apply.
       timeout: Duration.minutes(15),
       ...(props.sizing?.clone ? { sizing: props.sizing.clone } : {}),
-      externalModules: SSH_NATIVE_ADDONS,
+      layers: ['ssh', 'azure'],
       ...vpc,
     });
     props.storage.connect(clone, CLONE_TASK_GRANTS);
@@ -206,7 +203,7 @@ export class PersonaWorkflows extends Construct {
       // Resize stops and starts an instance: minutes. One step is one invocation, as for clone.
       timeout: Duration.minutes(15),
       ...(props.sizing?.personaSwitch ? { sizing: props.sizing.personaSwitch } : {}),
-      externalModules: SSH_NATIVE_ADDONS,
+      layers: ['ssh', 'azure'],
       ...vpc,
     });
     props.storage.connect(personaSwitch, PERSONA_SWITCH_TASK_GRANTS);

@@ -21,6 +21,17 @@ const persona = await startLocal({
 console.log(`${pc.green('Persona is running')} at ${pc.bold(persona.url)}`);
 console.log(pc.dim(`  DynamoDB Local ${persona.dynamoEndpoint} · S3 ${persona.s3Endpoint}`));
 console.log(pc.dim(`  try: npx persona profiles apply -f examples/web.yaml   (Ctrl-C stops)`));
+void persona.recovered.then((done) => {
+  for (const r of done) {
+    const what =
+      r.outcome === 'restarted'
+        ? 'started'
+        : r.outcome === 'rolled-back'
+          ? `ended ${r.status}`
+          : `not recovered: ${r.error}`;
+    console.log(pc.yellow(`${r.kind} operation ${r.id}, left open by an earlier run: ${what}`));
+  }
+});
 
 let stopping = false;
 const stop = async (signal: string) => {

@@ -6,11 +6,13 @@ import type { Server } from 'node:http';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Context } from 'aws-lambda';
 import { ROUTES, type Route } from '../core/api/routes.js';
 import { DATA_BUCKET, TABLES } from '../core/storage/definitions.js';
 import { AgentTunnels } from './agent-tunnel.js';
 import { type ApiHandler, createApiServer, type LocalApiOptions } from './http.js';
 import { startPersonaTicker } from './persona-ticker.js';
+import { findInterrupted, type Recovered, recoverInterrupted } from './recovery.js';
 import { freePort, LOCAL_CREDENTIALS, LOCAL_REGION, startStandIns } from './stand-ins.js';
 import { localWorkflows } from './workflows.js';
 
@@ -43,6 +45,11 @@ export interface LocalPersona {
   readonly agentUrl: string;
   readonly dynamoEndpoint: string;
   readonly s3Endpoint: string;
+  /**
+   * Operations an earlier run left open, ended or restarted (local/recovery.ts); settles once
+   * each has been, in the background of a runtime that already answers.
+   */
+  readonly recovered: Promise<readonly Recovered[]>;
   stop(): Promise<void>;
 }
 
@@ -62,6 +69,8 @@ export interface LocalEndpoints {
   readonly keysDir: string;
 }
 export const LOCAL_BUCKET = 'persona-data';
+
+type StepHandler = (event: unknown, context: Context) => Promise<unknown>;
 
 /**
  * The embedded runtime has no authentication of its own: what keeps other machines out is
@@ -153,8 +162,32 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
       agentAuth,
       ...(options.onRequest ? { onRequest: options.onRequest } : {}),
     });
+    // Read before the API answers: an operation a request starts from now on is this run's own.
+    const interrupted = await findInterrupted(runtime.operations());
     const port = options.port === 0 ? await freePort() : (options.port ?? DEFAULT_PORT);
     await listen(server, port, host);
+    // An earlier run's executions died with it: their operations are ended (or started) now,
+    // behind the API rather than before it, since a rollback waits on the hosts it reaches.
+    const recovered = recoverInterrupted(
+      {
+        operations: runtime.operations(),
+        workflows,
+        task: async (fn) =>
+          ((await import(`../functions/steps/${fn}/handler.ts`)) as { main: StepHandler }).main,
+      },
+      interrupted,
+    ).then(
+      (done) => {
+        const failed = done.filter((r) => r.outcome === 'failed');
+        if (done.length > 0) runtime.logger.warn('operations left open by an earlier run', { done });
+        if (failed.length > 0) runtime.logger.error('operations not recovered', { failed });
+        return done;
+      },
+      (error: unknown) => {
+        runtime.logger.error('recovering open operations failed', { error: error as Error });
+        return [];
+      },
+    );
     const agents = await startAgentListeners({
       handlers,
       host,
@@ -180,7 +213,9 @@ export async function startLocal(options: LocalOptions = {}): Promise<LocalPerso
       dynamoEndpoint: standIns.dynamoEndpoint,
       s3Endpoint: standIns.s3Endpoint,
       agentUrl: agents.url,
+      recovered,
       async stop() {
+        await recovered;
         rmSync(join(dataDir, ENDPOINTS_FILE), { force: true });
         await agents.stop();
         await ticker.stop();

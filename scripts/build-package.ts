@@ -2,8 +2,10 @@
 // repository's layout (package.json `exports` and `files`):
 //   dist/infra/index.js        the construct, its own code bundled (aws-cdk-lib and constructs
 //                              are the app's), with its declarations under dist/types/
-//   dist/lambda/<group>/<fn>/  every function prebuilt (index.mjs, its map, files it reads),
-//                              which the construct deploys instead of bundling from source
+//   dist/lambda/<group>/<fn>/  every function prebuilt (index.mjs, its map, the chunks it loads
+//                              on demand, files it reads), which the construct deploys instead
+//                              of bundling from source
+//   dist/layers/<name>/        the library layers the functions share (infra/layers.ts)
 //   dist/statemachines/        the workflows' definitions (and dist/examples/targets, which the
 //                              construct lists)
 // `npm run build:package` (and `npm pack`, through prepack) writes them into the project root.
@@ -20,9 +22,11 @@ import {
   bundleName,
   bundleOutput,
   bundleSync,
+  COMMONJS_SHIM,
   heaviestInputs,
 } from '../infra/bundling.js';
 import { bundleSpecOf } from '../infra/function.js';
+import { buildLayerSync, LAYER_NAMES, type LayerName, layersImported } from '../infra/layers.js';
 import { PersonaPlatform } from '../infra/platform.js';
 
 const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -34,8 +38,13 @@ export interface BuiltBundle {
   /** The bundle's folder under dist/lambda, e.g. `api/get-host`. */
   readonly name: string;
   readonly entry: string;
-  /** Bytes of index.mjs, minified. */
+  /** Bytes a cold start loads, minified: index.mjs and the chunks it imports statically. */
   readonly bytes: number;
+  /** Bytes of the chunks it loads only on demand. */
+  readonly lazyBytes: number;
+  /** The layers it declares, and those its code imports: the same, when it is right. */
+  readonly layers: readonly LayerName[];
+  readonly layersImported: readonly LayerName[];
   readonly heaviest: readonly { readonly name: string; readonly bytes: number }[];
 }
 
@@ -61,14 +70,35 @@ export function buildFunctions(packageRoot: string, root = PROJECT_ROOT): BuiltB
   for (const spec of functionBundleSpecs()) {
     const name = bundleName(spec.entry);
     const metafile = bundleSync(root, spec, path.join(packageRoot, 'dist', 'lambda', name));
+    const weight = bundleOutput(metafile);
     built.push({
       name,
       entry: spec.entry,
-      bytes: bundleOutput(metafile).bytes,
+      bytes: weight.bytes,
+      lazyBytes: weight.lazyBytes,
+      layers: ['powertools', ...(spec.layers ?? [])],
+      layersImported: layersImported(metafile),
       heaviest: heaviestInputs(metafile),
     });
   }
   return built;
+}
+
+export interface BuiltLayer {
+  readonly name: LayerName;
+  /** Bytes of its modules and chunks, minified. */
+  readonly bytes: number;
+}
+
+/** Every library layer, built into `<packageRoot>/dist/layers/<name>`. */
+export function buildLayers(packageRoot: string, root = PROJECT_ROOT): BuiltLayer[] {
+  return LAYER_NAMES.map((name) => {
+    const metafile = buildLayerSync(root, name, path.join(packageRoot, 'dist', 'layers', name));
+    const bytes = Object.entries(metafile.outputs)
+      .filter(([file]) => file.endsWith('.mjs'))
+      .reduce((sum, [, output]) => sum + output.bytes, 0);
+    return { name, bytes };
+  });
 }
 
 /** The construct's own code as one ES module, and the workflows' definitions it reads beside it. */
@@ -88,9 +118,7 @@ export function buildConstruct(packageRoot: string, root = PROJECT_ROOT): void {
     sourcemap: true,
     sourcesContent: false,
     logLevel: 'warning',
-    banner: {
-      js: "import { createRequire as personaCreateRequire } from 'node:module'; const require = personaCreateRequire(import.meta.url);",
-    },
+    banner: { js: COMMONJS_SHIM },
   });
   // PROJECT_ROOT of the bundled construct (infra/api.ts) is dist/. What it reads there when an
   // app synthesizes: the workflows' definitions, and the morph targets it lists (infra/morph.ts).
@@ -132,6 +160,7 @@ export function buildPackage(
   rmSync(path.join(packageRoot, 'dist'), { recursive: true, force: true });
   mkdirSync(path.join(packageRoot, 'dist'), { recursive: true });
   const built = buildFunctions(packageRoot);
+  buildLayers(packageRoot);
   buildConstruct(packageRoot);
   if (options.declarations ?? true) buildDeclarations(packageRoot);
   return built;

@@ -2,10 +2,11 @@
 // document is generated from them.
 import * as z from 'zod';
 import { HostRecord } from '../host/schema.js';
+import { MorphPolicy, MorphPolicyRecord } from '../morph/policy.js';
 import { WatchOverride } from '../morph/target.js';
 import { IDEMPOTENCY_KEY_PATTERN } from '../operation/idempotency.js';
 import { OPERATION_KINDS, OPERATION_STATUSES, Operation } from '../operation/schema.js';
-import { MetricName, Persona, PersonaMetadata } from '../persona/schema.js';
+import { DECISION_ACTIONS, MetricName, Persona, PersonaMetadata } from '../persona/schema.js';
 import { PersonaHead, PersonaVersion } from '../persona/store.js';
 import { Machine } from '../platform/baremetal.js';
 import { Profile, ProfileMetadata } from '../profile/schema.js';
@@ -165,7 +166,7 @@ export const DecisionRecord = z
   .object({
     host: z.string(),
     at: z.iso.datetime(),
-    action: z.enum(['switch', 'revert', 'stay', 'hold', 'cool-down', 'manual']),
+    action: z.enum(DECISION_ACTIONS),
     from: z.string().nullable().describe('The persona the host had; null: its own parameters'),
     to: z.string().nullable(),
     mode: z.enum(['act', 'report']).describe('report: what would have been done, not done'),
@@ -219,8 +220,22 @@ export const ActivationResponse = z
 export const HostPersonaResponse = z
   .object({
     host: z.string(),
-    current: z.string().nullable().describe('The persona the host has; null: its own parameters'),
+    current: z
+      .string()
+      .nullable()
+      .describe(
+        'The persona decided for the host; null: its own parameters. While `switching`, the host still has `applied`',
+      ),
     currentVersion: z.number().int().optional(),
+    applied: z
+      .object({ persona: z.string(), version: z.number().int() })
+      .nullable()
+      .optional()
+      .describe('What the last completed switch left on the host; null: its own parameters'),
+    switching: z
+      .literal(true)
+      .optional()
+      .describe('A switch to `current` is under way (or did not complete): the host has `applied`'),
     since: z.iso
       .datetime()
       .optional()
@@ -335,7 +350,7 @@ export const SignalAccepted = z
         outcome: z
           .enum(['decided', 'superseded', 'unselected', 'failed'])
           .describe('superseded: another evaluation of the host came first, and its decision stands'),
-        action: z.enum(['switch', 'revert', 'stay', 'hold', 'cool-down', 'manual']).optional(),
+        action: z.enum(DECISION_ACTIONS).optional(),
         from: z.string().nullable().optional(),
         to: z.string().nullable().optional(),
         mode: z.enum(['act', 'report']).optional(),
@@ -359,6 +374,27 @@ export const MorphStartRequest = z
     ),
   })
   .meta({ id: 'MorphStartRequest' });
+
+// --- Morph policies --------------------------------------------------------------------------
+
+export const MorphPolicyNameParams = z.object({ name: MorphPolicy.shape.metadata.shape.name });
+
+/** A stored morph policy: its record and its document (defaults filled). */
+export const MorphPolicyResponse = MorphPolicyRecord.extend({ policy: MorphPolicy }).meta({
+  id: 'StoredMorphPolicy',
+});
+
+export const MorphPolicyWriteResponse = MorphPolicyResponse.extend({
+  created: z.boolean().describe('True when no policy of this name existed'),
+  changed: z.boolean().describe('False when the document equalled the stored one and nothing was written'),
+}).meta({ id: 'MorphPolicyWriteResult' });
+
+export const MorphPolicyList = z
+  .object({
+    items: z.array(MorphPolicyRecord.extend({ target: z.string() })),
+    nextCursor: z.string().optional(),
+  })
+  .meta({ id: 'MorphPolicyList' });
 
 const TraitEvidenceSchema = z.object({
   trait: z.string(),

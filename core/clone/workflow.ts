@@ -5,50 +5,37 @@
 // small summary. A step delivered again after it finished finds its document and does nothing
 // twice; the journal makes Apply and Start resumable; Rollback reverts from the journal alone.
 import type { Readable } from 'node:stream';
-import { captureHost } from '../capture/collect.js';
-import { pinSecretRefs, sealSecrets } from '../capture/sealing.js';
-import { contentHashKeyOf } from '../capture/secrets.js';
 import type { Change, Delta } from '../delta/changes.js';
 import { summarize } from '../delta/changes.js';
-import { diff } from '../delta/diff.js';
 import { InvalidInputError, NotFoundError, PersonaError } from '../errors.js';
 import type { HostRegistry } from '../host/registry.js';
 import type { HostRegistration } from '../host/schema.js';
+import {
+  type CaughtError,
+  endAfterRollback,
+  failBeforeChange,
+  problemOf,
+  reasonOf,
+} from '../operation/endings.js';
 import type { Operation } from '../operation/schema.js';
 import { isFinished } from '../operation/schema.js';
 import type { OperationStore } from '../operation/store.js';
-import { type ApplyResult, applyChanges, commitOperation, revertOperation } from '../orchestrator/apply.js';
+import type { ApplyResult } from '../orchestrator/apply.js';
 import type { Executors } from '../orchestrator/executors/index.js';
 import type { Journal } from '../orchestrator/journal.js';
-import { translateIdentity } from '../plan/identity.js';
-import {
-  buildPlan,
-  checkPlanApplies,
-  type Plan,
-  Plan as PlanSchema,
-  targetFingerprint,
-} from '../plan/plan.js';
+import type { Plan } from '../plan/plan.js';
 import type { BareMetalInventory } from '../platform/baremetal.js';
-import { validateProfile } from '../profile/io.js';
 import type { Profile } from '../profile/schema.js';
 import { getProfile, type ProfileDeps, recordProfile } from '../profile/service.js';
-import type { Family } from '../resolver/manager.js';
-import {
-  type MirrorLike,
-  type Resolution,
-  resolvePackages,
-  targetFamily,
-  UnresolvablePackagesError,
-} from '../resolver/resolve.js';
+import { validateProfile } from '../profile/validate.js';
+import { type Family, targetFamily } from '../resolver/manager.js';
+import type { MirrorLike, Resolution } from '../resolver/resolve.js';
 import type { SnapshotRecord } from '../snapshot/records.js';
-import { restoreToHost } from '../snapshot/remote.js';
 import type { SnapshotStore } from '../snapshot/store.js';
-import { tarSource } from '../snapshot/tar.js';
 import { checkPath } from '../transport/paths.js';
 import { displayValue, sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
 import type { ValidationReport } from '../validation/report.js';
-import { validateBehaviour } from '../validation/validate.js';
 import {
   adaptorFor,
   type CloudPlatforms,
@@ -60,11 +47,26 @@ import {
   registerProvisioned,
   startProvisioning,
 } from './cloud.js';
-import { alignSealed, behaviouralDifferences } from './compare.js';
 import { SnapshotContents } from './contents.js';
 import type { OperationDocuments } from './documents.js';
 import { stateFingerprint } from './fingerprint.js';
 import { CLONE_STEPS, type CloneRequest, type CloneStep } from './request.js';
+
+// What only some steps do is loaded by the first step that does it: every step runs in one
+// function, and its cold start need not load the capture, the orchestrator, the resolver and
+// the restore that Validate, Provision, Plan-only and Record never touch.
+const capturing = () =>
+  Promise.all([
+    import('../capture/collect.js'),
+    import('../capture/sealing.js'),
+    import('../capture/secrets.js'),
+  ]);
+const orchestrator = () => import('../orchestrator/apply.js');
+const restoring = () => import('../snapshot/remote.js');
+const resolver = () => import('../resolver/resolve.js');
+const differ = () => import('../delta/diff.js');
+const planning = () => import('../plan/plan.js');
+const comparing = () => import('./compare.js');
 
 /** Where a clone reaches what it needs; the composition root (Lambda, CLI, embedded) builds it. */
 export interface CloneDeps {
@@ -87,7 +89,7 @@ export interface CloneDeps {
    * The host executors for a target of a package family (dpkg or rpm), with packages delivered
    * from Persona's package store.
    */
-  readonly executors: (family: Family | undefined) => Executors;
+  readonly executors: (family: Family | undefined) => Executors | Promise<Executors>;
   /** What the resolver asks besides the target: Persona's package store and the control side's mirror. */
   readonly packages?: {
     readonly store?: import('../resolver/store.js').PackageIndex;
@@ -270,7 +272,10 @@ async function captureProfile(
   host: HostRegistration,
   what: 'state' | 'profile' = 'state',
 ): Promise<Profile> {
-  const store = await deps.snapshots();
+  const [store, [{ captureHost }, { pinSecretRefs, sealSecrets }, { contentHashKeyOf }]] = await Promise.all([
+    deps.snapshots(),
+    capturing(),
+  ]);
   const captured = await captureHost(transport, {
     ...(what === 'state' ? { params: { usageSample: false } } : {}),
     name: host.name,
@@ -459,6 +464,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
         const store = await deps.snapshots();
         const tar = await transport.stream(sh`tar --format=pax --numeric-owner -cf - -C / -- ${existing}`);
         tar.stdin.end();
+        const { tarSource } = await import('../snapshot/tar.js');
         const record = await store.create(tarSource(tar.stdout as Readable, `${host.name}:/`), {
           host: host.name,
         });
@@ -470,7 +476,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
       const baseline: BaselineDocument = {
         profile,
         ...(reused ? { reused: { profileVersion: reused.version, operationId: reused.operationId } } : {}),
-        fingerprint: targetFingerprint(profile.spec),
+        fingerprint: (await planning()).targetFingerprint(profile.spec),
         paths,
         existing,
         created,
@@ -492,6 +498,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     if (existing) return planSummary(existing, request);
     const baseline = await deps.documents.get<BaselineDocument>(op.id, 'baseline');
     const target = await deps.documents.get<TargetDocument>(op.id, 'target');
+    const { buildPlan, checkPlanApplies, withoutUnappliable } = await planning();
     let plan: Plan;
     if (request.plan !== undefined) {
       // Exactly the saved plan, on exactly the target it was made for.
@@ -501,6 +508,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
       const source = await sourceProfile(ctx);
       const { resolutions, family } = await withTarget(ctx, async (transport) => {
         const family = await targetFamily(transport);
+        const { resolvePackages } = await resolver();
         const resolutions: Resolution[] = await resolvePackages(
           source.profile.spec.packages,
           {
@@ -514,7 +522,11 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
       });
       const built = buildPlan({
         source: {
-          profile: await alignSealed(source.profile, baseline.profile, await deps.snapshots()),
+          profile: await (await comparing()).alignSealed(
+            source.profile,
+            baseline.profile,
+            await deps.snapshots(),
+          ),
           version: source.version,
         },
         baseline: baseline.profile,
@@ -522,11 +534,12 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
         ...(target.address ? { address: target.address } : {}),
         now: () => isoNow(deps),
       });
-      plan = withoutUnappliable(built, deps.executors(family));
+      plan = withoutUnappliable(built, await deps.executors(family));
     }
     await deps.documents.put(op.id, 'plan', plan);
     const unresolvable = (plan.resolution ?? []).filter((r) => r.status === 'unresolvable');
     if (unresolvable.length > 0) {
+      const { UnresolvablePackagesError } = await resolver();
       throw new UnresolvablePackagesError(
         unresolvable.map((r) => ({
           status: 'unresolvable',
@@ -547,7 +560,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     const store = await deps.snapshots();
     const contents = new SnapshotContents(store, plan.source.name, plan.source.version);
     return withTarget(ctx, async (transport, host) => {
-      const run = applier(deps, op.id, transport, deps.executors(await targetFamily(transport)), contents);
+      const run = await applier(deps, op.id, transport, contents);
       const result = await run(applyJournal(op.id), apply);
       // What the packages' own scripts did that the source had undone (a default site nginx's
       // package enables, a file the source deleted): the target is captured again and the files
@@ -555,7 +568,8 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
       await checkCancelled(deps, op.id);
       const source = await getProfile(deps.profiles, plan.source.name, plan.source.version);
       const now = await captureProfile(deps, transport, host);
-      const aligned = await alignSealed(source.profile, now, store);
+      const aligned = await (await comparing()).alignSealed(source.profile, now, store);
+      const [{ diff }, { translateIdentity }] = await Promise.all([differ(), import('../plan/identity.js')]);
       const settling = diff(now, translateIdentity(aligned, now).profile).changes.filter(
         (c) => c.section === 'files',
       );
@@ -602,7 +616,7 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     const store = await deps.snapshots();
     const contents = new SnapshotContents(store, plan.source.name, plan.source.version);
     return withTarget(ctx, async (transport) => {
-      const run = applier(deps, op.id, transport, deps.executors(await targetFamily(transport)), contents);
+      const run = await applier(deps, op.id, transport, contents);
       const result = await run(startJournal(op.id), start);
       return {
         started: result.results.filter((r) => r.outcome.status === 'changed').length,
@@ -637,8 +651,13 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
         profileVersion: written.version.version,
         ...(before !== undefined && before === after ? { state: { fingerprint: after, paths } } : {}),
       });
-      const differences = await behaviouralDifferences(source.profile, clone, await deps.snapshots());
+      const differences = await (await comparing()).behaviouralDifferences(
+        source.profile,
+        clone,
+        await deps.snapshots(),
+      );
       // The copies kept on the target for rollback go once the clone is final.
+      const { commitOperation } = await orchestrator();
       for (const journal of [applyJournal(op.id), settleJournal(op.id), startJournal(op.id)])
         await commitOperation({ transport }, journal);
       return {
@@ -649,31 +668,6 @@ const STEPS: Record<Exclude<CloneStep, never> | 'poll', StepWork> = {
     });
   },
 };
-
-/**
- * The plan with the Changes no executor of the target applies yet (sudo rules, runtimes from
- * tarballs, monitoring agents, disks...) moved to `unresolved`, each named: they are listed
- * before anything changes, and the rest of the clone goes ahead without them, rather than the
- * whole apply being refused. A plan whose remaining Changes no longer start from the baseline
- * without them is refused whole, naming why.
- */
-export function withoutUnappliable(plan: Plan, executors: Executors): Plan {
-  const left = plan.delta.changes.filter((c) => !executors.has(c.kind));
-  if (left.length === 0) return plan;
-  const changes = plan.delta.changes.filter((c) => executors.has(c.kind));
-  return PlanSchema.parse({
-    ...plan,
-    delta: { ...plan.delta, changes, summary: summarize(changes) },
-    unresolved: [
-      ...plan.unresolved,
-      ...left.map((c) => ({
-        kind: 'other' as const,
-        field: `delta ${c.kind} ${displayValue(c.key)}`.slice(0, 1024),
-        reason: `no host executor applies ${c.kind} changes yet: not reproduced`,
-      })),
-    ],
-  });
-}
 
 function planSummary(plan: Plan, request: CloneRequest): Record<string, unknown> {
   return {
@@ -689,14 +683,15 @@ function planSummary(plan: Plan, request: CloneRequest): Record<string, unknown>
  * the operation is being stopped. A Change that fails has been reverted with the others of that
  * journal, and fails the step: the workflow's Rollback undoes the rest.
  */
-function applier(
+async function applier(
   deps: CloneDeps,
   id: string,
   transport: Transport,
-  executors: Executors,
   contents: SnapshotContents,
-): (journal: string, delta: Delta) => Promise<Extract<ApplyResult, { status: 'applied' }>> {
+): Promise<(journal: string, delta: Delta) => Promise<Extract<ApplyResult, { status: 'applied' }>>> {
+  const executors = await deps.executors(await targetFamily(transport));
   return async (journal, delta) => {
+    const { applyChanges } = await orchestrator();
     const result = await applyChanges(
       { transport, journal: deps.journal, executors, contents, shouldStop: stopping(deps, id) },
       journal,
@@ -755,6 +750,7 @@ async function restoreTrees(
   const existing = baseline.snapshot
     ? await store.manifest(await store.record(baseline.snapshot.host, baseline.snapshot.version))
     : undefined;
+  const { restoreToHost } = await restoring();
   const stats = await restoreToHost(store, record, transport, {
     target: '/',
     paths,
@@ -869,6 +865,7 @@ async function validate(ctx: StepContext): Promise<ValidationReport> {
             ...(v.load.tolerances ? { tolerances: v.load.tolerances } : {}),
           }
         : undefined;
+    const { validateBehaviour } = await import('../validation/validate.js');
     return validateBehaviour(
       { transport, now: () => isoNow(deps) },
       {
@@ -1015,7 +1012,7 @@ async function finishClone(deps: CloneDeps, id: string, summary: Record<string, 
   await deps.events?.publish('Clone Succeeded', eventDetail(op));
 }
 
-const documentKeyOf = (id: string, name: 'plan' | 'report' | 'rollback') => `operations/${id}/${name}.json`;
+const documentKeyOf = (id: string, name: 'plan' | 'report') => `operations/${id}/${name}.json`;
 
 const eventDetail = (op: Operation): Record<string, unknown> => ({
   operationId: op.id,
@@ -1027,26 +1024,7 @@ const eventDetail = (op: Operation): Record<string, unknown> => ({
 });
 
 /** What a workflow's Catch hands on, as the rollback step records it. */
-export interface CaughtError {
-  readonly Error?: string | undefined;
-  readonly Cause?: string | undefined;
-}
-
-function reasonOf(error: CaughtError): { code: string; message: string } {
-  let message = error.Cause?.trim() ?? '';
-  try {
-    const parsed = JSON.parse(message) as { errorMessage?: unknown; errorType?: unknown };
-    if (typeof parsed.errorMessage === 'string') message = parsed.errorMessage;
-  } catch {
-    // The cause is the message.
-  }
-  const code = /^[A-Z_]+$/.test(error.Error ?? '')
-    ? (error.Error as string)
-    : error.Error === 'States.Timeout'
-      ? 'TIMEOUT'
-      : (error.Error ?? 'INTERNAL');
-  return { code, message: message || code };
-}
+export type { CaughtError };
 
 /**
  * Rollback: undoes what the clone did to the target, in reverse (Start's Changes, Apply's, the
@@ -1091,9 +1069,10 @@ export async function rollbackClone(
       const contents = new SnapshotContents(store, op.host);
       const failures: RollbackDocument['failures'][number][] = [];
       let reverted = 0;
-      const executors = deps.executors(await targetFamily(transport));
+      const executors = await deps.executors(await targetFamily(transport));
       // Undone in the reverse order of Apply: the trees came last, so they go first.
       const dataRestored = baseline ? await restoreBaselineTrees(store, transport, baseline) : [];
+      const { revertOperation } = await orchestrator();
       for (const journal of [startJournal(id), settleJournal(id), applyJournal(id)]) {
         const r = await revertOperation({ transport, journal: deps.journal, executors, contents }, journal);
         // Counted from the journal: an apply that failed has reverted its own Changes already.
@@ -1104,8 +1083,9 @@ export async function rollbackClone(
       let differences: string[] = [];
       if (baseline) {
         const after = await captureProfile(deps, transport, host);
-        verified = targetFingerprint(after.spec) === baseline.fingerprint;
+        verified = (await planning()).targetFingerprint(after.spec) === baseline.fingerprint;
         if (!verified) {
+          const { diff } = await differ();
           differences = diff(baseline.profile, after).changes.map((c) => `${c.kind} ${displayValue(c.key)}`);
         }
       }
@@ -1125,32 +1105,18 @@ export async function rollbackClone(
     ...(released === undefined ? {} : target?.cloud ? { terminated: released } : { released }),
   };
   await deps.documents.put(id, 'rollback', doc);
-  const clean = doc.failures.length === 0 && doc.verified !== false;
-  await deps.operations.step(id, failedStep, 'FAILED', isoNow(deps), reason.message).catch(() => undefined);
-  const ended = await deps.operations.finish(
-    id,
-    clean
-      ? {
-          status: 'ROLLED_BACK',
-          error: { code: reason.code, message: reason.message, step: failedStep },
-          result: { rollback: documentKeyOf(id, 'rollback'), reverted: doc.reverted },
-        }
-      : {
-          status: 'FAILED',
-          error: {
-            code: 'ROLLBACK_INCOMPLETE',
-            message: `${failedStep} failed (${reason.message}) and the rollback did not bring the target back: ${[
-              ...doc.failures.map((f) => `${f.kind} ${f.key}: ${f.error}`),
-              ...doc.differences,
-            ]
-              .slice(0, 5)
-              .join('; ')}`,
-            step: failedStep,
-          },
-          result: { rollback: documentKeyOf(id, 'rollback') },
-        },
-    isoNow(deps),
-  );
+  const problems = [...doc.failures.map(problemOf), ...doc.differences];
+  if (doc.verified === false && problems.length === 0)
+    problems.push('the target does not read back as its baseline');
+  const clean = problems.length === 0;
+  const ended = await endAfterRollback(deps.operations, id, {
+    failedStep,
+    reason,
+    reverted: doc.reverted,
+    problems,
+    incomplete: 'did not bring the target back',
+    now: () => isoNow(deps),
+  });
   await deps.events?.publish(clean ? 'Clone Rolled Back' : 'Clone Rollback Incomplete', eventDetail(ended));
   return doc;
 }
@@ -1167,6 +1133,7 @@ async function restoreBaselineTrees(
   await removeOnHost(transport, [...baseline.paths, ...(baseline.created ?? [])]);
   if (baseline.snapshot && baseline.existing.length > 0) {
     const record = await store.record(baseline.snapshot.host, baseline.snapshot.version);
+    const { restoreToHost } = await restoring();
     const stats = await restoreToHost(store, record, transport, { target: '/', paths: baseline.existing });
     if (stats.failed.length > 0)
       throw new Error(
@@ -1184,16 +1151,10 @@ async function restoreBaselineTrees(
  * operation ends FAILED with the reason, and the outcome is announced like any other.
  */
 export async function failClone(deps: CloneDeps, id: string, caught: CaughtError): Promise<Operation> {
-  const op = await deps.operations.get(id);
-  if (isFinished(op.status)) return op;
-  const reason = reasonOf(caught);
-  const step = op.steps.find((s) => s.status === 'RUNNING')?.name ?? 'validate';
-  await deps.operations.step(id, step, 'FAILED', isoNow(deps), reason.message);
-  const ended = await deps.operations.finish(
-    id,
-    { status: 'FAILED', error: { code: reason.code, message: reason.message, step } },
-    isoNow(deps),
-  );
-  await deps.events?.publish('Clone Failed', eventDetail(ended));
-  return ended;
+  const { operation, ended } = await failBeforeChange(deps.operations, id, caught, {
+    firstStep: 'validate',
+    now: () => isoNow(deps),
+  });
+  if (ended) await deps.events?.publish('Clone Failed', eventDetail(operation));
+  return operation;
 }

@@ -7,8 +7,8 @@ import { BlockList, isIP } from 'node:net';
 import * as z from 'zod';
 import { sameValue, stableJson } from '../delta/sections.js';
 import { routeKey } from '../profile/collections.js';
-import { canonicalProfile } from '../profile/io.js';
 import { Profile } from '../profile/schema.js';
+import { canonicalProfile } from '../profile/validate.js';
 import { displayValue } from '../transport/shell.js';
 
 type Spec = Profile['spec'];

@@ -9,6 +9,7 @@ import { type Change, Delta, ProfileRef, summarize } from '../delta/changes.js';
 import { diff } from '../delta/diff.js';
 import { sameValue } from '../delta/sections.js';
 import { ConflictError } from '../errors.js';
+import type { Executors } from '../orchestrator/executors/index.js';
 import { canonicalSpec } from '../profile/collections.js';
 import { API_VERSION, Package, PROFILE_KIND, type Profile, ProfileSpec } from '../profile/schema.js';
 import type { Resolution } from '../resolver/resolve.js';
@@ -201,4 +202,29 @@ export function checkPlanApplies(plan: Plan, freshBaseline: Profile): void {
     `target ${displayValue(plan.target.name)} changed since the plan was made (${what}); plan again`,
     changed,
   );
+}
+
+/**
+ * The plan with the Changes no executor of the target applies yet (sudo rules, runtimes from
+ * tarballs, monitoring agents, disks...) moved to `unresolved`, each named: they are listed
+ * before anything changes, and the rest of the clone goes ahead without them, rather than the
+ * whole apply being refused. A plan whose remaining Changes no longer start from the baseline
+ * without them is refused whole, naming why.
+ */
+export function withoutUnappliable(plan: Plan, executors: Executors): Plan {
+  const left = plan.delta.changes.filter((c) => !executors.has(c.kind));
+  if (left.length === 0) return plan;
+  const changes = plan.delta.changes.filter((c) => executors.has(c.kind));
+  return Plan.parse({
+    ...plan,
+    delta: { ...plan.delta, changes, summary: summarize(changes) },
+    unresolved: [
+      ...plan.unresolved,
+      ...left.map((c) => ({
+        kind: 'other' as const,
+        field: `delta ${c.kind} ${displayValue(c.key)}`.slice(0, 1024),
+        reason: `no host executor applies ${c.kind} changes yet: not reproduced`,
+      })),
+    ],
+  });
 }

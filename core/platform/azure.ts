@@ -6,7 +6,6 @@
 import { createHash } from 'node:crypto';
 import type { ComputeManagementClient, VirtualMachine } from '@azure/arm-compute';
 import type { NetworkManagementClient } from '@azure/arm-network';
-import { stringify } from 'yaml';
 import { ConflictError, type ErrorCode, InvalidInputError, NotFoundError, PersonaError } from '../errors.js';
 import { fingerprintOf, MemoryHostKeyStore } from '../transport/host-keys.js';
 import { ed25519KeyPair } from '../transport/key-pair.js';
@@ -885,13 +884,15 @@ function securityRules(request: ProvisionRequest) {
 
 /**
  * cloud-init's user data: the host key Persona pinned replaces the image's, no other key type is
- * generated, and root accepts the admin's key when root login is on.
+ * generated, and root accepts the admin's key when root login is on. Written as JSON, which is
+ * YAML too (flow style, every string double-quoted and escaped): no YAML writer in the task.
  */
 function cloudConfig(privateKey: string, publicKey: string, rootLogin: boolean): string {
-  return `#cloud-config\n${stringify({
+  const config = {
     ssh_deletekeys: true,
     ssh_genkeytypes: [],
     ssh_keys: { ed25519_private: privateKey, ed25519_public: publicKey },
     disable_root: !rootLogin,
-  })}`;
+  };
+  return `#cloud-config\n${JSON.stringify(config, null, 2)}\n`;
 }

@@ -2,7 +2,7 @@
 // not bring the YAML parser into functions that never read a document.
 import type { z } from 'zod';
 import { formatPath, type Issue } from '../errors.js';
-import type { Located } from './io.js';
+import type { Located } from './document-text.js';
 
 /** zod issues as Persona issues, one per problem, unknown keys one per key. */
 export function issuesFromZod(error: z.ZodError, locate?: Located['locate']): Issue[] {

@@ -11,9 +11,9 @@ import {
   PreconditionRequiredError,
 } from '../errors.js';
 import { sortObjectKeys } from './collections.js';
-import { canonicalProfile } from './io.js';
 import type { Profile } from './schema.js';
 import type { Page, PageRequest, ProfileHead, ProfileRepository, ProfileVersion } from './store.js';
+import { canonicalProfile } from './validate.js';
 
 export interface ProfileDeps {
   readonly profiles: ProfileRepository;

@@ -80,3 +80,15 @@ export function commandFailed(transport: Transport, what: string, result: RunRes
     transport.target,
   );
 }
+
+// dpkg first: a Debian host may have rpm installed as a tool, never the other way round.
+const FAMILY_COMMAND =
+  'if command -v dpkg-query >/dev/null 2>&1; then echo deb; elif command -v rpm >/dev/null 2>&1; then echo rpm; fi';
+
+/** The target's package family, by which package tool it has; undefined for neither. */
+export async function targetFamily(target: Transport): Promise<Family | undefined> {
+  const result = await target.run(FAMILY_COMMAND);
+  if (result.exitCode !== 0) throw commandFailed(target, 'command -v dpkg-query rpm', result);
+  const word = result.stdout.trim();
+  return word === 'deb' || word === 'rpm' ? word : undefined;
+}

@@ -11,7 +11,10 @@ import type { Transport } from '../transport/transport.js';
 import { apt } from './apt.js';
 import { dnf } from './dnf.js';
 import type { Available, Family, ManagerDriver, PackageSpec } from './manager.js';
-import { commandFailed } from './manager.js';
+import { commandFailed, targetFamily } from './manager.js';
+
+export { targetFamily };
+
 import type { PackageIndex } from './store.js';
 
 export const DRIVERS: Readonly<Record<Family, ManagerDriver>> = { deb: apt, rpm: dnf };
@@ -93,17 +96,6 @@ export class UnresolvablePackagesError extends PersonaError {
 export function assertResolvable(resolutions: readonly Resolution[]): void {
   const unresolved = resolutions.filter((r) => r.status === 'unresolvable');
   if (unresolved.length > 0) throw new UnresolvablePackagesError(unresolved);
-}
-
-// dpkg first: a Debian host may have rpm installed as a tool, never the other way round.
-const FAMILY_COMMAND =
-  'if command -v dpkg-query >/dev/null 2>&1; then echo deb; elif command -v rpm >/dev/null 2>&1; then echo rpm; fi';
-
-export async function targetFamily(target: Transport): Promise<Family | undefined> {
-  const result = await target.run(FAMILY_COMMAND);
-  if (result.exitCode !== 0) throw commandFailed(target, 'command -v dpkg-query rpm', result);
-  const word = result.stdout.trim();
-  return word === 'deb' || word === 'rpm' ? word : undefined;
 }
 
 interface Checked {

@@ -67,3 +67,12 @@ export function ed25519KeyPair(comment: string): KeyPair {
     publicBlob,
   };
 }
+
+/**
+ * A fresh ed25519 key pair in OpenSSH form: the login key Persona makes for a host it
+ * provisions (the private half sealed in the store, the public half authorised on the host).
+ */
+export function loginKeyPair(comment: string): { privateKey: string; publicKey: string } {
+  const { privateKey, publicKey } = ed25519KeyPair(comment);
+  return { privateKey, publicKey };
+}

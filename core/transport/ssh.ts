@@ -1,10 +1,11 @@
 // SSH with ssh2: one connection per transport for all its commands, host keys pinned.
 import { randomBytes } from 'node:crypto';
-import ssh2, { type ClientChannel, type ConnectConfig, type SFTPWrapper } from 'ssh2';
+import type { ClientChannel, ConnectConfig, SFTPWrapper } from 'ssh2';
+import SshClient from 'ssh2/lib/client.js';
+import sftpProtocol from 'ssh2/lib/protocol/SFTP.js';
 import { InvalidInputError, NotFoundError, TooLargeError } from '../errors.js';
 import { HostKeyMismatchError, TransportError, UnknownHostKeyError } from './errors.js';
 import { fingerprintOf, type HostKeyStore } from './host-keys.js';
-import { ed25519KeyPair } from './key-pair.js';
 import { Collector, exitCodeOf, toBuffer } from './output.js';
 import { checkPath } from './paths.js';
 import {
@@ -18,10 +19,10 @@ import {
 } from './shell.js';
 import type { RunOptions, RunResult, StreamHandle, StreamOptions, Transport } from './transport.js';
 
-// ssh2 is CommonJS and builds its exports object with require() calls that Node's named-export
-// detection does not see, so take the classes off the default export.
-const { Client } = ssh2;
-type Client = InstanceType<typeof Client>;
+// ssh2's client and SFTP's status codes, not its index (ssh2-modules.d.ts): the index also loads
+// its server, key generator and HTTP agents, about a sixth of ssh2's start-up. Both are CommonJS,
+// taken from their default export.
+type Client = InstanceType<typeof SshClient>;
 
 export interface SshTransportOptions {
   readonly host: string;
@@ -169,7 +170,7 @@ export class SshTransport implements Transport {
       try {
         return new Uint8Array(await call<Buffer>((cb) => sftp.readFile(path, cb)));
       } catch (error) {
-        if (sftpStatus(error) === ssh2.utils.sftp.STATUS_CODE.NO_SUCH_FILE) {
+        if (sftpStatus(error) === sftpProtocol.STATUS_CODE.NO_SUCH_FILE) {
           throw new NotFoundError(`no file ${path} on ${this.target}`, path, { cause: error });
         }
         throw this.fileError('read', path, error);
@@ -278,7 +279,7 @@ export class SshTransport implements Transport {
 
   private connect(): Promise<Connection> {
     const { options } = this;
-    const client = new Client();
+    const client = new SshClient();
     const connection: Connection = { client, closed: false };
     // The verifier's verdict, kept so the connect error can say why the host was refused.
     let refusal: TransportError | undefined;
@@ -698,13 +699,4 @@ function messageOf(error: unknown): string {
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
-
-/**
- * A fresh ed25519 key pair in OpenSSH form: the login key Persona makes for a host it
- * provisions (the private half sealed in the store, the public half authorised on the host).
- */
-export function loginKeyPair(comment: string): { privateKey: string; publicKey: string } {
-  const { privateKey, publicKey } = ed25519KeyPair(comment);
-  return { privateKey, publicKey };
 }

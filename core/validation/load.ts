@@ -5,7 +5,6 @@
 // (coordinated omission); here the stall shows in p99 and the request count stays the same.
 import http from 'node:http';
 import https from 'node:https';
-import { build } from 'hdr-histogram-js';
 import { InvalidInputError, type Issue } from '../errors.js';
 import { LoadTargetPolicy } from './addresses.js';
 import { endpointLabel, type HttpEndpoint, HttpFailure, httpExchange } from './http.js';
@@ -58,6 +57,9 @@ export async function runLoad(target: HttpEndpoint, options: LoadOptions): Promi
 
   const agentOptions = { keepAlive: true, maxSockets: plan.maxConnections };
   const agent = target.scheme === 'https' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
+  // Loaded here: the histogram library (with its WebAssembly and inflate code, about 130 KB) is
+  // needed only by a load test, and the clone task's other steps never run one.
+  const { build } = await import('hdr-histogram-js');
   // Microseconds: 1 µs to an hour at three significant digits.
   const histogram = build({
     lowestDiscernibleValue: 1,

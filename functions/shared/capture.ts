@@ -6,10 +6,7 @@ import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { SSMClient } from '@aws-sdk/client-ssm';
 import type { CaptureDeps } from '../../core/capture/operation.js';
 import { Credentials, RegisteredHostKeys, transportFor } from '../../core/capture/reach.js';
-import { KmsKeyProvider, LocalKeyProvider } from '../../core/snapshot/keys.js';
-import { S3ObjectStore } from '../../core/snapshot/object-store.js';
-import { DynamoLocks } from '../../core/snapshot/records.js';
-import { SnapshotStore } from '../../core/snapshot/store.js';
+import { S3_CHECKSUMS } from '../../core/snapshot/object-store.js';
 import {
   DATA_BUCKET,
   LOCKS_TABLE,
@@ -33,19 +30,33 @@ let captureDependencies: CaptureDeps | undefined;
 export function captureDeps(): CaptureDeps {
   if (captureDependencies === undefined) {
     const doc = ddb();
-    const s3 = traced(new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }));
+    const s3 = traced(
+      new S3Client({ ...S3_CHECKSUMS, forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }),
+    );
     const keyId = process.env.PERSONA_KEY_ID;
-    const keys = keyId
-      ? new KmsKeyProvider(traced(new KMSClient({})), keyId)
-      : new LocalKeyProvider(getRequiredEnv('PERSONA_KEYS_DIR'));
-    const snapshots = keepOnSuccess(() =>
-      SnapshotStore.open({
+    // Read now, so that a missing variable fails the first call, not the first snapshot.
+    const keysDir = keyId ? undefined : getRequiredEnv('PERSONA_KEYS_DIR');
+    const keys = async () => {
+      const { KmsKeyProvider, LocalKeyProvider } = await import('../../core/snapshot/keys.js');
+      return keyId
+        ? new KmsKeyProvider(traced(new KMSClient({})), keyId)
+        : new LocalKeyProvider(keysDir as string);
+    };
+    // Loaded when first opened: installing an agent or sampling a host reaches it without the
+    // snapshot store, unless the host's credential is in its vault.
+    const snapshots = keepOnSuccess(async () => {
+      const [{ SnapshotStore }, { S3ObjectStore }, { DynamoLocks }] = await Promise.all([
+        import('../../core/snapshot/store.js'),
+        import('../../core/snapshot/object-store.js'),
+        import('../../core/snapshot/records.js'),
+      ]);
+      return SnapshotStore.open({
         objects: new S3ObjectStore(s3, getRequiredEnv(DATA_BUCKET.env)),
         records: snapshotRecords(),
         locks: new DynamoLocks(doc, getRequiredEnv(LOCKS_TABLE.env)),
-        keys,
-      }),
-    );
+        keys: await keys(),
+      });
+    });
     // The embedded runtime reaches no AWS service but the stand-ins it is pointed at (the SDK's
     // own AWS_ENDPOINT_URL_* variables): without one, hosts behind SSM and credentials in
     // Secrets Manager or Parameter Store are refused there, by name, rather than sent to the

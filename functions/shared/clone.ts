@@ -2,27 +2,22 @@
 // package store and the executors. Kept apart so that only the functions that change hosts
 // bundle the orchestrator.
 import { appendFile } from 'node:fs/promises';
-import { EC2Client } from '@aws-sdk/client-ec2';
 import { EventBridgeClient, PutEventsCommand } from '@aws-sdk/client-eventbridge';
 import { S3Client } from '@aws-sdk/client-s3';
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { SSMClient } from '@aws-sdk/client-ssm';
-import { ComputeManagementClient } from '@azure/arm-compute';
-import { NetworkManagementClient } from '@azure/arm-network';
-import { ClientSecretCredential } from '@azure/identity';
 import type { CloudPlatforms } from '../../core/clone/cloud.js';
 import { OperationDocuments } from '../../core/clone/documents.js';
 import type { CloneDeps, EventSink, TargetDocument } from '../../core/clone/workflow.js';
 import { NotFoundError } from '../../core/errors.js';
-import { debianExecutors, rhelExecutors } from '../../core/orchestrator/executors/index.js';
+import type { Executors } from '../../core/orchestrator/executors/index.js';
 import { DynamoJournal } from '../../core/orchestrator/journal.js';
-import { AzurePlatform } from '../../core/platform/azure.js';
 import { BareMetalInventory } from '../../core/platform/baremetal.js';
-import { Ec2Platform } from '../../core/platform/ec2.js';
-import type { ProvisionHandle } from '../../core/platform/platform.js';
-import { AptMirror } from '../../core/resolver/apt.js';
+import { lazyAdaptor } from '../../core/platform/lazy.js';
+import type { PlatformAdaptor, ProvisionHandle } from '../../core/platform/platform.js';
+import type { AptMirror } from '../../core/resolver/apt.js';
+import type { Family } from '../../core/resolver/manager.js';
 import { PackageStore } from '../../core/resolver/store.js';
-import { S3ObjectStore } from '../../core/snapshot/object-store.js';
+import { S3_CHECKSUMS, S3ObjectStore } from '../../core/snapshot/object-store.js';
 import {
   DATA_BUCKET,
   INVENTORY_TABLE,
@@ -30,8 +25,8 @@ import {
   SSM_OUTPUT_BUCKET,
   SSM_OUTPUT_PREFIX,
 } from '../../core/storage/definitions.js';
+import { loginKeyPair } from '../../core/transport/key-pair.js';
 import { LocalTransport } from '../../core/transport/local.js';
-import { loginKeyPair } from '../../core/transport/ssh.js';
 import { captureDeps } from './capture.js';
 import { ddb, getRequiredEnv, traced } from './runtime.js';
 
@@ -82,7 +77,9 @@ async function controlMirror(): Promise<AptMirror | undefined> {
   if (process.env.PERSONA_RUNTIME !== 'embedded') return undefined;
   const local = new LocalTransport();
   const r = await local.run('command -v apt-get >/dev/null 2>&1 && command -v apt-cache >/dev/null 2>&1');
-  return r.exitCode === 0 ? new AptMirror(local) : undefined;
+  if (r.exitCode !== 0) return undefined;
+  const { AptMirror } = await import('../../core/resolver/apt.js');
+  return new AptMirror(local);
 }
 
 /** The Secrets Manager secret holding the Azure service principal (infra/cloud.ts sets it). */
@@ -110,9 +107,7 @@ export function useClonePlatforms(factory: PlatformsFactory | undefined): void {
  * `{"tenantId","clientId","clientSecret","subscriptionId"}`: read once per cold start, held in
  * memory only, handed to @azure/identity.
  */
-async function azurePlatform(keys: PlatformKeys): Promise<AzurePlatform | undefined> {
-  const secretId = process.env[AZURE_CREDENTIALS_SECRET_ENV];
-  if (!secretId) return undefined;
+async function azurePlatform(keys: PlatformKeys, secretId: string): Promise<PlatformAdaptor> {
   const out = await traced(new SecretsManagerClient({})).send(
     new GetSecretValueCommand({ SecretId: secretId }),
   );
@@ -123,6 +118,18 @@ async function azurePlatform(keys: PlatformKeys): Promise<AzurePlatform | undefi
       throw new Error(`the Azure credentials secret has no ${name}`);
     return value;
   };
+  // The Azure SDK loads only where Azure is configured.
+  const [
+    { ComputeManagementClient },
+    { NetworkManagementClient },
+    { ClientSecretCredential },
+    { AzurePlatform },
+  ] = await Promise.all([
+    import('@azure/arm-compute'),
+    import('@azure/arm-network'),
+    import('@azure/identity'),
+    import('../../core/platform/azure.js'),
+  ]);
   const credential = new ClientSecretCredential(field('tenantId'), field('clientId'), field('clientSecret'));
   const subscriptionId = field('subscriptionId');
   return new AzurePlatform({
@@ -141,7 +148,7 @@ export const EC2_PREFERRED_TYPES_ENV = 'PERSONA_EC2_PREFERRED_TYPES';
  * Lambda, and in the embedded runtime only through the SDK's own AWS_ENDPOINT_URL_EC2 and
  * AWS_ENDPOINT_URL_SSM (stand-ins), never the real endpoints with the stand-ins' credentials.
  */
-async function platforms(s3: S3Client, keys: PlatformKeys): Promise<CloudPlatforms> {
+function platforms(s3: S3Client, keys: PlatformKeys): CloudPlatforms {
   if (givenPlatforms) return givenPlatforms(keys);
   const embedded = process.env.PERSONA_RUNTIME === 'embedded';
   const reachable = (service: string) =>
@@ -155,17 +162,25 @@ async function platforms(s3: S3Client, keys: PlatformKeys): Promise<CloudPlatfor
       .split(',')
       .map((t) => t.trim())
       .filter((t) => t !== '');
-    // The SDK's standard retry strategy handles throttling; five attempts ride out a burst.
-    out.aws = new Ec2Platform({
-      ec2: traced(new EC2Client({ maxAttempts: 5 })),
-      ssm: traced(new SSMClient({ maxAttempts: 5 })),
-      region,
-      ...(preferred.length > 0 ? { preferredTypes: preferred } : {}),
-      ...(outputBucket ? { ssmOutput: { bucket: outputBucket, prefix: SSM_OUTPUT_PREFIX, s3 } } : {}),
+    out.aws = lazyAdaptor('ec2', async () => {
+      const [{ EC2Client }, { SSMClient }, { Ec2Platform }] = await Promise.all([
+        import('@aws-sdk/client-ec2'),
+        import('@aws-sdk/client-ssm'),
+        import('../../core/platform/ec2.js'),
+      ]);
+      // The SDK's standard retry strategy handles throttling; five attempts ride out a burst.
+      return new Ec2Platform({
+        ec2: traced(new EC2Client({ maxAttempts: 5 })),
+        ssm: traced(new SSMClient({ maxAttempts: 5 })),
+        region,
+        ...(preferred.length > 0 ? { preferredTypes: preferred } : {}),
+        ...(outputBucket ? { ssmOutput: { bucket: outputBucket, prefix: SSM_OUTPUT_PREFIX, s3 } } : {}),
+      });
     });
   }
-  const azure = await azurePlatform(keys);
-  if (azure) out.azure = azure;
+  // The service principal is read, and the Azure SDK loaded, by the first call that needs them.
+  const azureSecret = process.env[AZURE_CREDENTIALS_SECRET_ENV];
+  if (azureSecret) out.azure = lazyAdaptor('azure', () => azurePlatform(keys, azureSecret));
   return out;
 }
 
@@ -173,7 +188,9 @@ export function cloneDeps(): Promise<CloneDeps> {
   dependencies ??= (async () => {
     const capture = captureDeps();
     const doc = ddb();
-    const s3 = traced(new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }));
+    const s3 = traced(
+      new S3Client({ ...S3_CHECKSUMS, forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }),
+    );
     const objects = new S3ObjectStore(s3, getRequiredEnv(DATA_BUCKET.env));
     const store = new PackageStore(objects);
     const mirror = await controlMirror();
@@ -192,8 +209,16 @@ export function cloneDeps(): Promise<CloneDeps> {
     // Every package comes from Persona's store (filled from the control side's mirror where it
     // has one): targets with no route out get them as the others do. An rpm target is served
     // from the store alone until repositories are configured for the control side.
-    const debian = debianExecutors({ store, ...(mirror ? { mirror } : {}), targetRepositories: 'offline' });
-    const rhel = rhelExecutors({ store, targetRepositories: 'offline' });
+    // Built by the first step that plans or changes a host: the others never load them.
+    let executors: Promise<{ debian: Executors; rhel: Executors }> | undefined;
+    const executorsFor = async (family: Family | undefined) => {
+      executors ??= import('../../core/orchestrator/executors/index.js').then((e) => ({
+        debian: e.debianExecutors({ store, ...(mirror ? { mirror } : {}), targetRepositories: 'offline' }),
+        rhel: e.rhelExecutors({ store, targetRepositories: 'offline' }),
+      }));
+      const built = await executors;
+      return family === 'rpm' ? built.rhel : built.debian;
+    };
     return {
       operations: capture.operations,
       hosts: capture.hosts,
@@ -203,9 +228,9 @@ export function cloneDeps(): Promise<CloneDeps> {
       documents,
       journal: new DynamoJournal(doc, getRequiredEnv(JOURNAL_TABLE.env)),
       inventory: new BareMetalInventory(doc, getRequiredEnv(INVENTORY_TABLE.env)),
-      platforms: await platforms(s3, keys),
+      platforms: platforms(s3, keys),
       loginKeys: loginKeyPair,
-      executors: (family) => (family === 'rpm' ? rhel : debian),
+      executors: executorsFor,
       packages: { store, ...(mirror ? { mirror } : {}) },
       ...(events ? { events } : {}),
     };

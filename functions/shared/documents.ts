@@ -1,7 +1,7 @@
 // The data bucket's `operations/` documents, for the functions that read or start clones.
 import { S3Client } from '@aws-sdk/client-s3';
 import { OperationDocuments } from '../../core/clone/documents.js';
-import { S3ObjectStore } from '../../core/snapshot/object-store.js';
+import { S3_CHECKSUMS, S3ObjectStore } from '../../core/snapshot/object-store.js';
 import { DATA_BUCKET } from '../../core/storage/definitions.js';
 import { getRequiredEnv } from './runtime.js';
 
@@ -10,7 +10,7 @@ let documents: OperationDocuments | undefined;
 export function cloneDocuments(): OperationDocuments {
   documents ??= new OperationDocuments(
     new S3ObjectStore(
-      new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }),
+      new S3Client({ ...S3_CHECKSUMS, forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }),
       getRequiredEnv(DATA_BUCKET.env),
     ),
   );

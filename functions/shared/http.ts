@@ -21,9 +21,10 @@ import {
   IDEMPOTENCY_KEY_PATTERN,
   type IdempotencyKeys,
 } from '../../core/operation/idempotency.js';
-import { type ParseOptions, parseDocumentText, validateProfile } from '../../core/profile/io.js';
+import { type ParseOptions, readDocumentText } from '../../core/profile/document-text.js';
 import { issuesFromZod } from '../../core/profile/issues.js';
 import type { Profile } from '../../core/profile/schema.js';
+import { validateProfile } from '../../core/profile/validate.js';
 import { OPERATIONS_TABLE } from '../../core/storage/definitions.js';
 import { ddb, getRequiredEnv, logger } from './runtime.js';
 
@@ -174,14 +175,14 @@ export function jsonBody<S extends z.ZodType, E extends ApiEvent<unknown, unknow
 ): MiddlewareObj<E & { parsedBody?: z.output<S> }, APIGatewayProxyResult> {
   return {
     name: 'jsonBody',
-    before: (request) => {
+    before: async (request) => {
       const event = request.event;
       requireDocumentType(event);
       const source = documentSource(event);
       if (isBlank(source)) {
         throw new InvalidInputError('the request needs a body', [{ path: 'body', message: 'required' }]);
       }
-      const { value, locate } = parseDocumentText(source, { source: 'body', ...limits });
+      const { value, locate } = await readDocumentText(source, { source: 'body', ...limits });
       const result = schema.safeParse(value);
       if (!result.success)
         throw new InvalidInputError('the body is not valid', issuesFromZod(result.error, locate));
@@ -194,7 +195,7 @@ export function jsonBody<S extends z.ZodType, E extends ApiEvent<unknown, unknow
 export function profileBody<E extends ApiEvent<unknown, unknown>>(): MiddlewareObj<E, APIGatewayProxyResult> {
   return {
     name: 'profileBody',
-    before: (request) => {
+    before: async (request) => {
       const event = request.event;
       requireDocumentType(event);
       const source = documentSource(event);
@@ -203,7 +204,7 @@ export function profileBody<E extends ApiEvent<unknown, unknown>>(): MiddlewareO
           { path: 'body', message: 'required' },
         ]);
       }
-      const { value, locate } = parseDocumentText(source, { source: 'body' });
+      const { value, locate } = await readDocumentText(source, { source: 'body' });
       event.profile = validateProfile(value, { source: 'body', locate });
     },
   };

@@ -27,6 +27,7 @@ import {
 } from '../../core/persona/triggers.js';
 import { DynamoProfileStore } from '../../core/profile/dynamo-store.js';
 import type { ProfileDeps } from '../../core/profile/service.js';
+import { S3_CHECKSUMS } from '../../core/snapshot/object-store.js';
 import { DynamoSnapshotRecords, type SnapshotRecords } from '../../core/snapshot/records.js';
 import {
   AGENTS_TABLE,
@@ -127,7 +128,9 @@ export function stores(): ProfileDeps {
     const bucketName = getRequiredEnv(DATA_BUCKET.env);
     // Endpoints come from the SDK's own AWS_ENDPOINT_URL_* variables; only the embedded
     // runtime sets them, and its S3-protocol server needs path-style addressing.
-    const s3 = traced(new S3Client({ forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }));
+    const s3 = traced(
+      new S3Client({ ...S3_CHECKSUMS, forcePathStyle: process.env.PERSONA_S3_PATH_STYLE === 'true' }),
+    );
     cached = { profiles: new DynamoProfileStore(ddb(), s3, { tableName, bucketName }) };
   }
   return cached;
@@ -153,10 +156,18 @@ export function metricsStore(): MetricStore {
  * Where an agent's assignment comes from (the persona the host's last completed switch
  * recorded) and where its reports go.
  */
+let recorded: DynamoRecordedPersonas | undefined;
+
+/** The persona each host's last completed switch recorded (HOST_PERSONAS_TABLE, sk "default"). */
+export function recordedPersonas(): DynamoRecordedPersonas {
+  recorded ??= new DynamoRecordedPersonas(ddb(), getRequiredEnv(HOST_PERSONAS_TABLE.env));
+  return recorded;
+}
+
 export function assignments(): AgentAssignmentDeps {
   agentAssignments ??= {
     personas: personaAssignments(
-      new DynamoRecordedPersonas(ddb(), getRequiredEnv(HOST_PERSONAS_TABLE.env)),
+      recordedPersonas(),
       // Opened at the first assignment asked for: POST /agent/report records reports only and is
       // not given the personas table.
       { getVersion: (name, version) => personas().getVersion(name, version) },

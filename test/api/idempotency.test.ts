@@ -1,5 +1,6 @@
 // Idempotency-Key claims on DynamoDB Local: the records the start functions keep beside the
 // operations, compared with each request that carries a key.
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +9,7 @@ import { DynamoDBDocumentClient, GetCommand } from '@aws-sdk/lib-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { IdempotencyKeyReusedError } from '../../core/errors.js';
 import {
+  callerScope,
   claimIdempotencyKey,
   DynamoIdempotencyKeys,
   IDEMPOTENCY_KEY_TTL_SECONDS,
@@ -46,17 +48,24 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+const OPERATOR = 'arn:aws:sts::123456789012:assumed-role/PlatformOperator';
+
 const capture = (
   key: string,
   host = 'web-1',
   body: unknown = { acceptNewHostKey: false },
+  caller = OPERATOR,
 ): IdempotentRequest => ({
+  caller,
   route: 'POST /hosts/{host}/capture',
   host,
   params: { host },
   body,
   key,
 });
+
+const keyItemId = (key: string, caller = OPERATOR) =>
+  `idempotency-key#${createHash('sha256').update(caller, 'utf8').digest('base64url').slice(0, 22)}#${key}`;
 
 const refusal = async (p: Promise<unknown>) => {
   const e = await p.then(
@@ -82,7 +91,9 @@ describe('Idempotency-Key claims', () => {
     );
     expect(again).toEqual(first);
     expect(first.operationId).toMatch(/^[0-9a-f-]{36}$/);
-    expect(first.scopedKey).toBe('POST /hosts/{host}/capture#web-1#same-request-1');
+    expect(first.scopedKey).toMatch(
+      /^POST \/hosts\/\{host\}\/capture#web-1#[A-Za-z0-9_-]{22}#same-request-1$/,
+    );
   });
 
   it('refuses the same key for another host, naming it, and leaves the first claim as it was', async () => {
@@ -93,7 +104,7 @@ describe('Idempotency-Key claims', () => {
     expect(e.differs).toBe('host');
     expect(e.message).toMatch(/another host \(web-1\)/);
     const stored = await doc.send(
-      new GetCommand({ TableName: table, Key: { id: 'idempotency-key#hostile-host-1' } }),
+      new GetCommand({ TableName: table, Key: { id: keyItemId('hostile-host-1') } }),
     );
     expect(stored.Item).toMatchObject({ host: 'web-1', operationId: first.operationId });
     // The first request's retry is still answered with its own operation.
@@ -123,7 +134,7 @@ describe('Idempotency-Key claims', () => {
     const now = new Date('2026-12-01T10:00:00Z');
     const first = await claimIdempotencyKey(keys, capture('expiring-key-1'), now);
     const stored = await doc.send(
-      new GetCommand({ TableName: table, Key: { id: 'idempotency-key#expiring-key-1' } }),
+      new GetCommand({ TableName: table, Key: { id: keyItemId('expiring-key-1') } }),
     );
     expect(stored.Item?.expiresAt).toBe(Math.floor(now.getTime() / 1000) + IDEMPOTENCY_KEY_TTL_SECONDS);
 
@@ -150,5 +161,44 @@ describe('Idempotency-Key claims', () => {
     await claimIdempotencyKey(keys, capture('not-listed-1'), new Date());
     const page = await ops.list({ limit: 100 });
     expect(page.items.some((o) => String(o.id).startsWith('idempotency-key#'))).toBe(false);
+  });
+
+  it("keeps one caller's key from naming another caller's operation, whatever the body", async () => {
+    const now = new Date('2026-12-01T10:00:00Z');
+    const mine = await claimIdempotencyKey(keys, capture('shared-key-1'), now);
+    const theirs = await claimIdempotencyKey(
+      keys,
+      capture('shared-key-1', 'web-1', { acceptNewHostKey: false }, 'arn:aws:iam::123456789012:user/ci'),
+      now,
+    );
+    expect(theirs.operationId).not.toBe(mine.operationId);
+    expect(theirs.scopedKey).not.toBe(mine.scopedKey);
+    // Another caller's other body is not a reuse of this caller's key either.
+    const other = await claimIdempotencyKey(
+      keys,
+      capture('shared-key-1', 'web-2', {}, 'arn:aws:iam::123456789012:user/someone'),
+      now,
+    );
+    expect(other.operationId).not.toBe(mine.operationId);
+    // The first caller's retry still finds its own.
+    expect((await claimIdempotencyKey(keys, capture('shared-key-1'), now)).operationId).toBe(
+      mine.operationId,
+    );
+  });
+});
+
+describe('the caller a key belongs to', () => {
+  it('is an assumed role without its session, a user as it is, and one name where there is no identity', () => {
+    expect(
+      callerScope({ userArn: 'arn:aws:sts::123456789012:assumed-role/PlatformOperator/alice-1733011200' }),
+    ).toBe(OPERATOR);
+    expect(
+      callerScope({ userArn: 'arn:aws-us-gov:sts::123456789012:assumed-role/Ops/botocore-session-1' }),
+    ).toBe('arn:aws-us-gov:sts::123456789012:assumed-role/Ops');
+    expect(callerScope({ userArn: 'arn:aws:iam::123456789012:user/ci' })).toBe(
+      'arn:aws:iam::123456789012:user/ci',
+    );
+    expect(callerScope({})).toBe('anonymous');
+    expect(callerScope(undefined)).toBe('anonymous');
   });
 });

@@ -6,6 +6,7 @@ import { BillingMode } from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import { LayerVersion } from 'aws-cdk-lib/aws-lambda';
 import { Bucket } from 'aws-cdk-lib/aws-s3';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { describe, expect, it } from 'vitest';
@@ -188,6 +189,31 @@ describe('PersonaPlatform props', { timeout: 300_000 }, () => {
     expect(() => embed(() => ({ functions: { clone: { memorySize: 64 } } }))).toThrow(
       /CloneTask: memorySize must be a whole number of MB from 128 to 10240, not 64/,
     );
+  });
+
+  it('gives every function the Powertools layer, one for the stack, or the one it is given instead', () => {
+    const functionsOf = (template: Template) =>
+      Object.values(
+        template.findResources('AWS::Lambda::Function', { Properties: { Handler: 'index.main' } }),
+      ) as { Properties: { Layers: unknown[] } }[];
+    const own = embed();
+    const layers = own.template.findResources('AWS::Lambda::LayerVersion');
+    expect(Object.values(layers).map((l) => l.Properties.Description)).toEqual(
+      expect.arrayContaining([expect.stringContaining('Powertools'), expect.stringContaining('ssh2')]),
+    );
+    const powertools = Object.keys(layers).find((id) =>
+      layers[id]?.Properties.Description.includes('Powertools'),
+    );
+    for (const fn of functionsOf(own.template))
+      expect(fn.Properties.Layers).toContainEqual({ Ref: powertools });
+
+    const arn = 'arn:aws:lambda:eu-west-1:094274211123:layer:AWSLambdaPowertoolsTypeScriptV2:40';
+    const given = embed((stack) => ({
+      powertoolsLayer: LayerVersion.fromLayerVersionArn(stack, 'Powertools', arn),
+    }));
+    const left = Object.values(given.template.findResources('AWS::Lambda::LayerVersion'));
+    expect(left.map((l) => l.Properties.Description).join()).not.toContain('Powertools');
+    for (const fn of functionsOf(given.template)) expect(fn.Properties.Layers).toContainEqual(arn);
   });
 
   it("leaves API Gateway's account-wide CloudWatch role alone unless asked to make it", () => {

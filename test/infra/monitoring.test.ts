@@ -25,13 +25,48 @@ interface Synthesized {
   readonly app: App;
   readonly stack: PersonaStack;
   readonly template: Template;
+  /** The monitoring's nested stack; an empty template when monitoring is off. */
+  readonly monitoring: Template;
+  /** What a value of the nested stack refers to in the stack: its parameters resolved. */
+  readonly ref: (value: unknown) => string | undefined;
+  /** The nested stack's parameter that carries a resource of the stack. */
+  readonly param: (logicalId: string) => { Ref: string };
 }
 
 const newApp = () => new App({ context: { ...CDK_CONTEXT, 'aws:cdk:bundling-stacks': [] } });
 
+/** The parameters the stack hands its nested stacks: parameter name → what it is given. */
+function nestedParameters(parent: Template): Record<string, any> {
+  const params: Record<string, any> = {};
+  for (const r of Object.values(parent.findResources('AWS::CloudFormation::Stack')))
+    Object.assign(params, r.Properties.Parameters ?? {});
+  return params;
+}
+
 function synthesize(props: PersonaStackProps = {}, app = newApp()): Synthesized {
   const stack = new PersonaStack(app, 'PersonaStack', props);
-  return { app, stack, template: Template.fromStack(stack) };
+  return withMonitoring({ app, stack, template: Template.fromStack(stack) }, stack.platform);
+}
+
+function withMonitoring<T extends { template: Template }>(
+  s: T,
+  platform: PersonaPlatform,
+): T & Pick<Synthesized, 'monitoring' | 'ref' | 'param'> {
+  const params = nestedParameters(s.template);
+  const nested = platform.monitoring ? Stack.of(platform.monitoring) : undefined;
+  return {
+    ...s,
+    monitoring: nested ? Template.fromStack(nested) : Template.fromJSON({ Resources: {} }),
+    ref: (value) => {
+      const r = (value as { Ref?: string } | undefined)?.Ref;
+      return r === undefined ? undefined : (params[r]?.Ref ?? r);
+    },
+    param: (logicalId) => {
+      const found = Object.entries(params).find(([, v]) => v?.Ref === logicalId);
+      if (!found) throw new Error(`no parameter of the nested stack carries ${logicalId}`);
+      return { Ref: found[0] };
+    },
+  };
 }
 
 const idOf = (c: IConstruct) => Stack.of(c).getLogicalId(c.node.defaultChild as CfnElement);
@@ -58,15 +93,22 @@ describe('PersonaPlatform monitoring, by default', () => {
 
   beforeAll(() => {
     s = synthesize();
-    topic = { Ref: idOf(s.stack.platform.workflows.notificationTopic) };
+    // Alarms are in the monitoring's nested stack, which gets the topic as a parameter.
+    topic = s.param(idOf(s.stack.platform.workflows.notificationTopic));
   }, 300_000);
 
   it('reuses the clone outcomes’ topic for alarms, and says so in the stack output', () => {
     expect(s.stack.platform.notificationTopic).toBe(s.stack.platform.workflows.notificationTopic);
     s.template.resourceCountIs('AWS::SNS::Topic', 1);
-    s.template.hasOutput('NotificationTopicArn', { Value: topic });
+    s.monitoring.resourceCountIs('AWS::SNS::Topic', 0);
+    s.template.hasOutput('NotificationTopicArn', {
+      Value: { Ref: idOf(s.stack.platform.workflows.notificationTopic) },
+    });
+    // The dashboard's name, from the nested stack's output.
+    const nested = Object.keys(s.template.findResources('AWS::CloudFormation::Stack'));
+    expect(nested).toHaveLength(1);
     s.template.hasOutput('DashboardName', {
-      Value: { Ref: idOf(s.stack.platform.monitoring?.dashboard as IConstruct) },
+      Value: { 'Fn::GetAtt': [nested[0], Match.stringLikeRegexp('^Outputs\\.')] },
     });
   });
 
@@ -74,8 +116,8 @@ describe('PersonaPlatform monitoring, by default', () => {
     const stateMachines = Object.keys(s.template.findResources('AWS::StepFunctions::StateMachine'));
     expect(stateMachines.length).toBeGreaterThanOrEqual(3);
     for (const metric of ['ExecutionsFailed', 'ExecutionsTimedOut', 'ExecutionsAborted']) {
-      const found = alarmsOn(s.template, metric);
-      expect(found.map((a) => a.Properties.Dimensions[0].Value.Ref).sort(), metric).toEqual(
+      const found = alarmsOn(s.monitoring, metric);
+      expect(found.map((a) => s.ref(a.Properties.Dimensions[0].Value)).sort(), metric).toEqual(
         [...stateMachines].sort(),
       );
       for (const a of found) {
@@ -96,13 +138,13 @@ describe('PersonaPlatform monitoring, by default', () => {
 
   it('alarms on each function’s errors and throttles, every function of the platform included', () => {
     const functions = Object.keys(s.template.findResources('AWS::Lambda::Function'));
-    const perFunction = alarms(s.template).filter(
+    const perFunction = alarms(s.monitoring).filter(
       (a) => a.Properties.Metrics?.[0]?.Expression === 'errors + throttles',
     );
     const watched = perFunction.map((a) => {
       const metrics = mathMetrics(a);
       expect(metrics.map((m: any) => m.name).sort()).toEqual(['Errors', 'Throttles']);
-      const refs = new Set(metrics.map((m: any) => m.dimensions[0].Value.Ref));
+      const refs = new Set(metrics.map((m: any) => s.ref(m.dimensions[0].Value)));
       expect(refs.size).toBe(1);
       expect(a.Properties).toMatchObject({
         Threshold: 1,
@@ -117,7 +159,7 @@ describe('PersonaPlatform monitoring, by default', () => {
   });
 
   it('alarms on each table’s read and write throttle events', () => {
-    const perTable = alarms(s.template).filter(
+    const perTable = alarms(s.monitoring).filter(
       (a) => a.Properties.Metrics?.[0]?.Expression === 'reads + writes',
     );
     expect(perTable).toHaveLength(TABLES.length);
@@ -129,13 +171,13 @@ describe('PersonaPlatform monitoring, by default', () => {
         ComparisonOperator: AT_LEAST,
         AlarmActions: [topic],
       });
-      return metrics[0].dimensions[0].Value.Ref;
+      return s.ref(metrics[0].dimensions[0].Value);
     });
     expect(tables.sort()).toEqual(Object.values(s.stack.platform.storage.tables).map(idOf).sort());
   });
 
   it('alarms on the API’s 5xx at the first one, and on its p99 latency of 5 s for 15 minutes', () => {
-    const [fivexx, ...more] = alarmsOn(s.template, '5XXError');
+    const [fivexx, ...more] = alarmsOn(s.monitoring, '5XXError');
     expect(more).toEqual([]);
     expect(fivexx?.Properties).toMatchObject({
       Namespace: 'AWS/ApiGateway',
@@ -144,7 +186,7 @@ describe('PersonaPlatform monitoring, by default', () => {
       ComparisonOperator: AT_LEAST,
       AlarmActions: [topic],
     });
-    const [latency] = alarmsOn(s.template, 'Latency');
+    const [latency] = alarmsOn(s.monitoring, 'Latency');
     expect(latency?.Properties).toMatchObject({
       Namespace: 'AWS/ApiGateway',
       ExtendedStatistic: 'p99',
@@ -157,7 +199,7 @@ describe('PersonaPlatform monitoring, by default', () => {
 
   it('lets only this account’s alarms publish to the topic and use its key', () => {
     s.template.hasResourceProperties('AWS::SNS::TopicPolicy', {
-      Topics: [topic],
+      Topics: [{ Ref: idOf(s.stack.platform.workflows.notificationTopic) }],
       PolicyDocument: {
         Statement: Match.arrayWith([
           Match.objectLike({
@@ -183,7 +225,7 @@ describe('PersonaPlatform monitoring, by default', () => {
   });
 
   it('draws a dashboard of operations, captures, errors and latencies from the functions’ own metrics too', () => {
-    const [dashboard] = Object.values(s.template.findResources('AWS::CloudWatch::Dashboard'));
+    const [dashboard] = Object.values(s.monitoring.findResources('AWS::CloudWatch::Dashboard'));
     const body = JSON.stringify(dashboard?.Properties.DashboardBody);
     for (const title of [
       'Operations started and succeeded',
@@ -210,6 +252,11 @@ describe('PersonaPlatform monitoring, by default', () => {
     // for this reason. If the stack grows near it, the monitoring moves to a nested stack.
     const count = Object.keys(s.template.toJSON().Resources).length;
     expect(count, `${count} resources`).toBeLessThan(500);
+    const nested = Object.keys(s.monitoring.toJSON().Resources).length;
+    expect(nested, `${nested} resources in the monitoring's nested stack`).toBeLessThan(500);
+    // A nested stack takes at most 200 parameters: one per function, table and workflow watched.
+    const params = Object.keys(s.monitoring.toJSON().Parameters ?? {}).length;
+    expect(params, `${params} parameters`).toBeLessThan(200);
   });
 
   it('hands the workflows’ failed, timed-out and aborted executions to the function that fails their operation', () => {
@@ -284,8 +331,12 @@ describe('PersonaPlatform monitoring, by default', () => {
       'AWS::KMS::Key',
       'AWS::IAM::Role',
       'AWS::CloudWatch::Alarm',
+      'AWS::CloudFormation::Stack',
     ]) {
-      const resources = Object.entries(s.template.findResources(type));
+      // Alarms are in the monitoring's nested stack; the nested stack itself in the stack.
+      const resources = Object.entries(
+        (type === 'AWS::CloudWatch::Alarm' ? s.monitoring : s.template).findResources(type),
+      );
       expect(resources.length, type).toBeGreaterThan(0);
       for (const [id, r] of resources)
         expect(r.Properties.Tags, `${type} ${id}`).toEqual(expect.arrayContaining(expected));
@@ -316,7 +367,7 @@ describe('PersonaPlatform with monitoring off', () => {
 
 describe('PersonaPlatform with an existing topic and tags of its own', () => {
   const ARN = 'arn:aws:sns:eu-west-1:123456789012:operations-team';
-  let s: { app: App; platform: PersonaPlatform; template: Template };
+  let s: { app: App; platform: PersonaPlatform; template: Template } & Pick<Synthesized, 'monitoring'>;
 
   beforeAll(() => {
     const app = newApp();
@@ -325,11 +376,11 @@ describe('PersonaPlatform with an existing topic and tags of its own', () => {
       notificationTopic: sns.Topic.fromTopicArn(stack, 'Ops', ARN),
       tags: { team: 'infra', 'cost-centre': 'ops-42' },
     });
-    s = { app, platform, template: Template.fromStack(stack) };
+    s = withMonitoring({ app, platform, template: Template.fromStack(stack) }, platform);
   }, 300_000);
 
   it('notifies that topic of every alarm, and of clone outcomes too', () => {
-    const all = alarms(s.template);
+    const all = alarms(s.monitoring);
     expect(all.length).toBeGreaterThan(50);
     for (const a of all) {
       expect(a.Properties.AlarmActions).toEqual([ARN]);
@@ -347,8 +398,12 @@ describe('PersonaPlatform with an existing topic and tags of its own', () => {
   });
 
   it('adds its tags to every resource beside Persona’s own', () => {
-    for (const type of ['AWS::Lambda::Function', 'AWS::DynamoDB::Table', 'AWS::CloudWatch::Alarm'])
-      for (const r of Object.values(s.template.findResources(type)))
+    for (const type of ['AWS::Lambda::Function', 'AWS::DynamoDB::Table', 'AWS::CloudWatch::Alarm']) {
+      const resources = Object.values(
+        (type === 'AWS::CloudWatch::Alarm' ? s.monitoring : s.template).findResources(type),
+      );
+      expect(resources.length, type).toBeGreaterThan(0);
+      for (const r of resources)
         expect(r.Properties.Tags, type).toEqual(
           expect.arrayContaining([
             { Key: 'team', Value: 'infra' },
@@ -356,6 +411,7 @@ describe('PersonaPlatform with an existing topic and tags of its own', () => {
             { Key: APPLICATION_TAGS.version, Value: PACKAGE.version },
           ]),
         );
+    }
   });
 });
 

@@ -127,6 +127,11 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
     objects: { 'profiles/': 'read', 'operations/': 'put' },
   },
   'get-host-forecast': { tables: { Hosts: 'read', Personas: 'read', Metrics: 'read' } },
+  // Morph policies are items of the personas table, their documents in the items.
+  'put-morph-policy': { tables: { Personas: 'read-write' } },
+  'get-morph-policy': { tables: { Personas: 'read' } },
+  'list-morph-policies': { tables: { Personas: 'read' } },
+  'delete-morph-policy': { tables: { Personas: 'read-write' } },
   // The agent's side: its assignment, its reports, and the credentials installing it issues.
   'get-agent-assignment': { tables: { HostPersonas: 'read', Personas: 'read' } },
   'post-agent-report': { tables: { HostPersonas: 'read-write' } },
@@ -213,10 +218,12 @@ const DATA_USE: Readonly<Record<string, DataUse>> = {
   'post-metrics': { ...EVALUATION_USE, tables: { ...EVALUATION_USE.tables, Metrics: 'read-write' } },
   'persona-evaluate': EVALUATION_USE,
   // Sampling reaches hosts as a capture does (the same data key), knows which hosts have a live
-  // agent, keeps each host's last counters and stores the reports it makes.
+  // agent, keeps each host's last counters and stores the reports it makes; its round evaluates
+  // morph policies too: each host's latest Profile for its recommendation.
   'persona-sample': {
     ...EVALUATION_USE,
-    tables: { ...EVALUATION_USE.tables, Agents: 'read', Metrics: 'read-write' },
+    tables: { ...EVALUATION_USE.tables, Agents: 'read', Metrics: 'read-write', Profiles: 'read' },
+    objects: { ...EVALUATION_USE.objects, 'profiles/': 'read' },
     keyActions: ['kms:GenerateDataKey'],
   },
   // Abandoned operations: read and end operations, nothing else (the sweeper's Step Functions
@@ -743,7 +750,9 @@ describe('PersonaStack', () => {
         'post-signal': [`states:StartExecution <${personaSwitch}>`],
         'post-metrics': [`states:StartExecution <${personaSwitch}>`],
         'persona-evaluate': [`states:StartExecution <${personaSwitch}>`],
-        'persona-sample': [`states:StartExecution <${personaSwitch}>`],
+        // ... and the morphs its morph policies decide.
+        // (CDK's minimised policies list resources in order.)
+        'persona-sample': [`states:StartExecution <${morph}>`, `states:StartExecution <${personaSwitch}>`],
         // A manual activation starts the switch that applies it.
         'activate-persona': [`states:StartExecution <${personaSwitch}>`],
         // The sweeper looks an operation's execution up in each workflow, and starts none.
@@ -764,9 +773,12 @@ describe('PersonaStack', () => {
         if (name === 'start-clone') expect(variables.CLONE_STATE_MACHINE_ARN).toEqual({ Ref: clone });
         else expect(variables, name).not.toHaveProperty('CLONE_STATE_MACHINE_ARN');
         // The variable functions/shared/workflows.ts reads, given to exactly the switch's starters.
-        if (expected[name]?.[0]?.endsWith(`<${personaSwitch}>`))
+        if (expected[name]?.some((g) => g.endsWith(`<${personaSwitch}>`)))
           expect(variables.PERSONA_SWITCH_STATE_MACHINE_ARN, name).toEqual({ Ref: personaSwitch });
         else expect(variables, name).not.toHaveProperty('PERSONA_SWITCH_STATE_MACHINE_ARN');
+        if (expected[name]?.some((g) => g.endsWith(`<${morph}>`)))
+          expect(variables.MORPH_STATE_MACHINE_ARN, name).toEqual({ Ref: morph });
+        else expect(variables, name).not.toHaveProperty('MORPH_STATE_MACHINE_ARN');
       }
     });
 

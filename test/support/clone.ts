@@ -3,13 +3,20 @@
 import { expect } from 'vitest';
 import type { Operation } from '../../core/operation/schema.js';
 import type { TestHost } from '../hosts/harness.js';
-import { runPersona } from './cli.js';
+import { type CliResult, runPersona } from './cli.js';
 import type { TestPersona } from './local.js';
 
-/** `persona capture` of the web host as `name`, its document root given, its key accepted. */
-export async function captureWebSource(api: TestPersona, host: TestHost, name = 'web'): Promise<void> {
-  const captured = await runPersona(
-    api,
+/**
+ * `persona capture ssh://root@<host> --key … --name <name> --accept-new-host-key`, with `extra`
+ * arguments, as a user runs it through `run`; it must succeed.
+ */
+export async function captureOverSsh(
+  run: (...args: string[]) => Promise<CliResult>,
+  host: TestHost,
+  name: string,
+  ...extra: string[]
+): Promise<void> {
+  const captured = await run(
     'capture',
     `ssh://root@${host.address}`,
     '--key',
@@ -17,10 +24,14 @@ export async function captureWebSource(api: TestPersona, host: TestHost, name = 
     '--name',
     name,
     '--accept-new-host-key',
-    '--path',
-    '/var/www/persona',
+    ...extra,
   );
   expect(captured.code, captured.stderr).toBe(0);
+}
+
+/** `persona capture` of the web host as `name`, its document root given, its key accepted. */
+export async function captureWebSource(api: TestPersona, host: TestHost, name = 'web'): Promise<void> {
+  await captureOverSsh((...args) => runPersona(api, ...args), host, name, '--path', '/var/www/persona');
 }
 
 export const operationOf = async (api: TestPersona, id: string) =>

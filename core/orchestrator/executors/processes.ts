@@ -211,16 +211,50 @@ export interface Launch {
   readonly cwd: string;
   /** A user name, or a uid with the gid to run under. */
   readonly user: string | { readonly uid: number; readonly gid: number };
+  /**
+   * The process's name as the kernel keeps it (its first 15 characters are compared): a program
+   * that daemonises leaves the session it was started in, and is found by this name instead.
+   */
+  readonly name?: string;
 }
 
 /** The shell a launch script runs in: the session's PATH, nothing else of its environment. */
 export const LAUNCH_SHELL = 'env -i "PATH=$PATH" sh';
 
+// Reads the name (c) and start time (lt) of process $1 from its stat, for the session leader a
+// daemon made: the name is what lies between the first "(" and the last ") ".
+const LEADER = [
+  'lead() {',
+  '  read -r s 2>/dev/null < "/proc/$1/stat" || return 1',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion
+  '  c=${s#*(}; c=${c%) *}; s=${s##*) }',
+  '  set -f; set -- $s; set +f',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion
+  '  lt=${20}',
+  '}',
+].join('\n');
+
+/** Whether the host has the program a start command runs, looked up as execvp would (its PATH, else /bin:/usr/bin). */
+function programCheck(program: string, env: readonly string[]): string {
+  const path = env.find((e) => e.startsWith('PATH='))?.slice('PATH='.length) ?? '/bin:/usr/bin';
+  return [
+    sh`prog=${program}`,
+    'case $prog in',
+    '  */*) [ -f "$prog" ] && [ -x "$prog" ] ;;',
+    sh`  *) w=$(PATH=${path}; command -v -- "$prog" 2>/dev/null) && case $w in /*) ;; *) false ;; esac ;;`,
+    // Before anything starts: a program that is not there would only "exit within a second".
+    `esac || { printf "the host has no program '%s': no package or tree of the Profile brings it, or the command line is a title the process gave itself\\n" "$prog" >&2; exit 76; }`,
+  ].join('\n');
+}
+
 /**
  * The script (for LAUNCH_SHELL on standard input) that starts `launch` detached and writes each process
  * it started, pid and start time, to `record`: first the one it forked, at once, then, a second
- * later, every live process of the session it made (a program that forks stays in it). It fails
- * when none is alive by then. Exported for tests.
+ * later, every live process of the session it made (a program that forks stays in it) and, given
+ * the launch's name, of any session led by a process of that name started since the script began
+ * (a program that daemonises makes a session of its own; its parent exits). It fails before
+ * starting anything when the program is not on the host, and when none is alive a second later.
+ * Exported for tests.
  */
 export function launchScript(launch: Launch, dir: string, record: string): string {
   const { argv, env, cwd, user } = launch;
@@ -242,9 +276,19 @@ export function launchScript(launch: Launch, dir: string, record: string): strin
       : [sh`set -- --reuid=${user.uid} --regid=${user.gid} --init-groups`];
   return [
     STAT,
+    LEADER,
+    // Whatever starts from here on starts no earlier than this shell; its own session is never one.
+    'st "$$" || exit 70',
+    't0=$t; me=$o',
+    sh`name=${launch.name?.slice(0, 15) ?? ''}`,
+    'daemon() {',
+    '  [ -n "$name" ] && [ "$o" != "$me" ] && [ "$o" != 0 ] && [ "$t" -ge "$t0" ] &&',
+    '    lead "$o" && [ "$c" = "$name" ] && [ "$lt" -ge "$t0" ]',
+    '}',
     // Only what Persona writes is private: the process keeps the session's umask.
     sh`(umask 077 && mkdir -p -- ${dir} && : >> ${record}) || exit 70`,
     sh`cd -- ${cwd} || exit 71`,
+    programCheck(argv[0] as string, env),
     ...identity,
     // Found here, with the session's PATH: the process's own PATH may not lead to them.
     'ss=$(command -v setsid) && sp=$(command -v setpriv) || { echo "the host has no setsid or setpriv (util-linux)" >&2; exit 74; }',
@@ -267,7 +311,7 @@ export function launchScript(launch: Launch, dir: string, record: string): strin
     // biome-ignore lint/suspicious/noTemplateCurlyInString: a shell parameter expansion
     '  q=${d#/proc/}',
     '  st "$q" || continue',
-    '  if [ "$q" = "$p" ] || [ "$o" = "$p" ]; then',
+    '  if [ "$q" = "$p" ] || [ "$o" = "$p" ] || daemon; then',
     sh`    printf '%s %s\\n' "$q" "$t" >> ${record}`,
     `    printf 'started %s %s\\n' "$q" "$t"`,
     '    n=$((n + 1))',
@@ -391,7 +435,7 @@ async function launchFromStart(
       issues,
     );
   }
-  return { argv, env, cwd, user };
+  return { argv, env, cwd, user, name: entry.name };
 }
 
 interface AddPrior {
@@ -536,6 +580,7 @@ const processRemove: Executor = {
           env: nulFields(base64(env)),
           cwd: p.cwd,
           user: { uid: p.uid, gid: p.gid },
+          name: entry.name,
         };
       } else if (c.start !== undefined) {
         // The kept copy is gone (the backup folder was dropped): the Profile's start command is next best.

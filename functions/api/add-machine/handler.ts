@@ -2,7 +2,8 @@ import middy from '@middy/core';
 import { AddMachineRequest, PoolParams } from '../../../core/api/schemas.js';
 import { InvalidInputError } from '../../../core/errors.js';
 import { BareMetalInventory } from '../../../core/platform/baremetal.js';
-import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
+import { readDocumentText } from '../../../core/profile/document-text.js';
+import { issuesFromZod } from '../../../core/profile/issues.js';
 import { INVENTORY_TABLE } from '../../../core/storage/definitions.js';
 import {
   type ApiEvent,
@@ -17,7 +18,7 @@ import { ddb, getRequiredEnv, hosts, observability } from '../../shared/runtime.
 const handler = async (event: ApiEvent<{ pool: string }>) => {
   if (!event.body?.trim())
     throw new InvalidInputError('a machine needs a body', [{ path: 'body', message: 'required: host' }]);
-  const located = parseDocumentText(documentSource(event), { source: 'body' });
+  const located = await readDocumentText(documentSource(event), { source: 'body' });
   const body = AddMachineRequest.safeParse(located.value);
   if (!body.success)
     throw new InvalidInputError('the body is not valid', issuesFromZod(body.error, located.locate));

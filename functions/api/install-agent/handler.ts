@@ -2,7 +2,8 @@ import middy from '@middy/core';
 import { AgentInstallRequest, HostParams } from '../../../core/api/schemas.js';
 import { InvalidInputError } from '../../../core/errors.js';
 import { installAgent } from '../../../core/persona/agent/install.js';
-import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
+import { readDocumentText } from '../../../core/profile/document-text.js';
+import { issuesFromZod } from '../../../core/profile/issues.js';
 import { captureDeps } from '../../shared/capture.js';
 import { type ApiEvent, apiErrors, documentSource, json, parseRequest } from '../../shared/http.js';
 import {
@@ -15,7 +16,7 @@ import {
 
 const handler = async (event: ApiEvent<{ host: string }>) => {
   const located = event.body?.trim()
-    ? parseDocumentText(documentSource(event), { source: 'body' })
+    ? await readDocumentText(documentSource(event), { source: 'body' })
     : undefined;
   const body = AgentInstallRequest.safeParse(located?.value ?? {});
   if (!body.success)

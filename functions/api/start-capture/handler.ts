@@ -5,8 +5,9 @@ import { ROUTES } from '../../../core/api/routes.js';
 import { CaptureRequest, HostParams } from '../../../core/api/schemas.js';
 import { startCapture } from '../../../core/capture/operation.js';
 import { InvalidInputError } from '../../../core/errors.js';
-import { claimIdempotencyKey, withIdempotency } from '../../../core/operation/idempotency.js';
-import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
+import { callerScope, claimIdempotencyKey, withIdempotency } from '../../../core/operation/idempotency.js';
+import { readDocumentText } from '../../../core/profile/document-text.js';
+import { issuesFromZod } from '../../../core/profile/issues.js';
 import {
   type ApiEvent,
   apiErrors,
@@ -27,7 +28,7 @@ const handler = async (event: ApiEvent<{ host: string }>) => {
   const key = idempotencyKey(event);
   // The body is optional; when present it gets the same defences as every other document.
   const located = event.body?.trim()
-    ? parseDocumentText(documentSource(event), { source: 'body' })
+    ? await readDocumentText(documentSource(event), { source: 'body' })
     : undefined;
   const body = CaptureRequest.safeParse(located?.value ?? {});
   if (!body.success)
@@ -39,6 +40,7 @@ const handler = async (event: ApiEvent<{ host: string }>) => {
     key === undefined
       ? undefined
       : await claimIdempotencyKey(idempotencyKeys(), {
+          caller: callerScope(event.requestContext?.identity),
           route: ROUTE,
           host,
           params: event.params,

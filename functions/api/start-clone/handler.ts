@@ -5,8 +5,9 @@ import { ROUTES } from '../../../core/api/routes.js';
 import { CloneRequest } from '../../../core/clone/request.js';
 import { startClone } from '../../../core/clone/workflow.js';
 import { InvalidInputError } from '../../../core/errors.js';
-import { claimIdempotencyKey, withIdempotency } from '../../../core/operation/idempotency.js';
-import { issuesFromZod, parseDocumentText } from '../../../core/profile/io.js';
+import { callerScope, claimIdempotencyKey, withIdempotency } from '../../../core/operation/idempotency.js';
+import { readDocumentText } from '../../../core/profile/document-text.js';
+import { issuesFromZod } from '../../../core/profile/issues.js';
 import { cloneDocuments } from '../../shared/documents.js';
 import {
   type ApiEvent,
@@ -29,7 +30,7 @@ const handler = async (event: ApiEvent) => {
     throw new InvalidInputError('a clone needs a body', [
       { path: 'body', message: 'required: profile and target' },
     ]);
-  const located = parseDocumentText(documentSource(event), { source: 'body' });
+  const located = await readDocumentText(documentSource(event), { source: 'body' });
   const body = CloneRequest.safeParse(located.value);
   if (!body.success)
     throw new InvalidInputError('the body is not valid', issuesFromZod(body.error, located.locate));
@@ -39,6 +40,7 @@ const handler = async (event: ApiEvent) => {
     key === undefined
       ? undefined
       : await claimIdempotencyKey(idempotencyKeys(), {
+          caller: callerScope(event.requestContext?.identity),
           route: ROUTE,
           host: body.data.profile.name,
           params: {},

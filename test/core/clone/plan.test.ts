@@ -2,9 +2,8 @@
 // unresolved before anything changes, and the rest of the plan still starts from the baseline.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { withoutUnappliable } from '../../../core/clone/workflow.js';
 import { debianExecutors } from '../../../core/orchestrator/executors/index.js';
-import { buildPlan, Plan } from '../../../core/plan/plan.js';
+import { buildPlan, Plan, withoutUnappliable } from '../../../core/plan/plan.js';
 import { parseProfile } from '../../../core/profile/io.js';
 import type { PackageStore } from '../../../core/resolver/store.js';
 import { bareTarget } from '../plan/fixtures.js';

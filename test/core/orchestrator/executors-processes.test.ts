@@ -2,8 +2,10 @@
 // refuse before sending anything, and what they record as unresolved. The shell that stops
 // processes runs for real against a process of this test, so a pid at another start time is
 // seen to be spared.
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Change } from '../../../core/delta/changes.js';
 import { InvalidInputError, NotFoundError } from '../../../core/errors.js';
@@ -434,6 +436,97 @@ describe('launchScript', () => {
     expect(() => launchScript({ argv: [], env: [], cwd: '/', user: 'root' }, '/d', '/d/r')).toThrow(
       InvalidInputError,
     );
+  });
+});
+
+describe('the launch script, run for real', () => {
+  // A program that daemonises as nginx's master does: it starts a copy of itself in a session
+  // of its own and exits; the copy keeps running, with children of its own.
+  const DAEMON =
+    '#!/bin/sh\nif [ "$1" = run ]; then while :; do sleep 1; done; fi\nsetsid "$0" run </dev/null >/dev/null 2>&1 &\nexit 0\n';
+  let dir: string | undefined;
+  let decoy: ChildProcess | undefined;
+  afterEach(() => {
+    if (decoy?.pid !== undefined && decoy.exitCode === null) process.kill(-decoy.pid, 'SIGKILL');
+    // Whatever a failed assertion left running of the program under test.
+    if (dir !== undefined) spawnSync('pkill', ['-KILL', '-f', `${dir}/`]);
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  const launch = (program: string, name: string | undefined) => {
+    const d = dir as string;
+    const script = launchScript(
+      {
+        argv: [program, '--flag'],
+        env: ['PATH=/usr/bin:/bin'],
+        cwd: d,
+        user: { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 },
+        ...(name === undefined ? {} : { name }),
+      },
+      join(d, 'backup'),
+      join(d, 'backup', 'record'),
+    );
+    return spawnSync('sh', ['-c', LAUNCH_SHELL], { input: script, encoding: 'utf8' });
+  };
+  const alive = (pid: number) => {
+    try {
+      return !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+    } catch {
+      return false;
+    }
+  };
+  const recordOf = (d: string) =>
+    readFileSync(join(d, 'backup', 'record'), 'utf8')
+      .split('\n')
+      .filter((l) => l !== '')
+      .map((l) => ({ pid: Number(l.split(' ')[0]), start: l.split(' ')[1] as string }));
+
+  it('records a program that daemonises by the session it made, and what it records is what stopping ends', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'persona-launch-'));
+    const program = join(dir, 'pdaemon');
+    writeFileSync(program, DAEMON, { mode: 0o755 });
+    // One of the same name that ran before the launch (another instance): never taken for it.
+    decoy = spawn(program, ['run'], { detached: true, stdio: 'ignore' });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+
+    const r = launch(program, 'pdaemon');
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const started = r.stdout.split('\n').filter((l) => l.startsWith('started '));
+    const pids = started.map((l) => Number(l.split(' ')[1]));
+    const record = recordOf(dir);
+    const daemon = spawnSync('pgrep', ['-f', '-x', `/bin/sh ${program} run`], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter((l) => l !== '')
+      .map(Number)
+      .filter((pid) => pid !== decoy?.pid);
+    expect(daemon).toHaveLength(1);
+    expect(pids).toContain(daemon[0]);
+    expect(record.map((p) => p.pid)).toContain(daemon[0]);
+    expect(record.map((p) => p.pid)).not.toContain(decoy.pid);
+
+    execFileSync('sh', [], { input: stopScript(record), encoding: 'utf8' });
+    expect(alive(daemon[0] as number)).toBe(false);
+    expect(alive(decoy.pid as number)).toBe(true);
+  });
+
+  it('without the name still fails a program whose process is gone within a second', () => {
+    dir = mkdtempSync(join(tmpdir(), 'persona-launch-'));
+    const r = launch('/bin/true', undefined);
+    expect(r.status).toBe(72);
+    expect(r.stderr).toContain('it exited within a second of its start');
+  });
+
+  it('fails naming a program the host does not have, before starting anything', () => {
+    dir = mkdtempSync(join(tmpdir(), 'persona-launch-'));
+    // nginx's master retitles itself: its command line is a title, not a program.
+    for (const program of [join(dir, 'absent'), 'nginx:']) {
+      const r = launch(program, 'absent');
+      expect(r.status).toBe(76);
+      expect(r.stderr).toContain(`the host has no program '${program}'`);
+      expect(recordOf(dir)).toEqual([]);
+    }
   });
 });
 

@@ -27,6 +27,8 @@ import {
 } from '@aws-sdk/client-ssm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TooLargeError } from '../../../core/errors.js';
+import { assignment } from '../../../core/persona/agent/assignment.js';
+import { readDrift } from '../../../core/persona/drift.js';
 import { validateProfile } from '../../../core/profile/io.js';
 import { SSM_OUTPUT_BUCKET, SSM_OUTPUT_PREFIX } from '../../../core/storage/definitions.js';
 import { TransportError } from '../../../core/transport/errors.js';
@@ -359,6 +361,23 @@ describe('capture over SSM, as the capture function runs it', () => {
     }
     throw new Error(`operation ${id} did not end`);
   };
+
+  it("checks an operator's change to a persona's values in one command, as over SSH", async () => {
+    const t = transport();
+    const expected = assignment('ssm-node', {
+      name: 'tuned',
+      version: 1,
+      parameters: { sysctl: { 'net.core.somaxconn': '2048' }, cgroups: [], bandwidth: [] } as never,
+      override: 'enforced',
+      retainUntil: null,
+    });
+    await host.run('sysctl -w net.core.somaxconn=2048 >/dev/null');
+    expect(await readDrift(t, expected)).toEqual([]);
+    await host.run('sysctl -w net.core.somaxconn=999 >/dev/null');
+    expect(await readDrift(t, expected)).toEqual([
+      { index: 0, kind: 'sysctl', target: 'net.core.somaxconn', from: '999', to: '2048' },
+    ]);
+  });
 
   it('captures a valid Profile and records a snapshot, all output through the output bucket', async () => {
     // What the stack gives the capture function (infra/workflows.ts), pointed at the stand-ins.
