@@ -40,7 +40,7 @@ const PACKAGE = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')
  * A bundle that comes under the limit must leave this list.
  */
 const OVER_LIMIT_KB: Readonly<Record<string, number>> = {
-  'steps/capture': 351,
+  'steps/capture': 353,
 };
 
 const kb = (bytes: number) => Math.ceil(bytes / 1024);
