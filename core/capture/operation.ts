@@ -9,13 +9,11 @@ import type { OperationStore } from '../operation/store.js';
 import { type ProfileDeps, recordProfile } from '../profile/service.js';
 import { validateProfile } from '../profile/validate.js';
 import type { SnapshotStore } from '../snapshot/store.js';
-import { tarSource } from '../snapshot/tar.js';
 import { relativeToRoot } from '../transport/paths.js';
 import { sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
-import { captureHost, type Unknown } from './collect.js';
-import { type Exclusion, pinSecretRefs, sealSecrets, withoutSecretFiles } from './sealing.js';
-import { contentHashKeyOf } from './secrets.js';
+import type { Unknown } from './collect.js';
+import type { Exclusion } from './sealing.js';
 
 export const CAPTURE_STEPS = ['connect', 'collect', 'secrets', 'profile', 'snapshot'] as const;
 
@@ -107,6 +105,12 @@ export function unreadableInTar(stderr: string): { readonly paths: string[]; rea
   return { paths, onlyThese };
 }
 
+/** A module being loaded, its failure left to whoever awaits it (none, when the capture ends first). */
+function loading<T>(module: Promise<T>): Promise<T> {
+  module.catch(() => undefined);
+  return module;
+}
+
 /** Runs every step of a started capture; the operation ends SUCCEEDED or FAILED, never half-way. */
 export async function runCapture(deps: CaptureDeps, operationId: string): Promise<CaptureSummary> {
   const now = () => deps.now?.() ?? new Date();
@@ -118,6 +122,12 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
     );
   }
   const host = (await deps.hosts.get(op.host)).registration;
+  // What runs once the host answers (the parsers, the sealing of secrets, the tar reader) is
+  // loaded while it is being reached: a cold start evaluates it alongside the connection's
+  // handshake instead of before the handler runs. A failed load fails the step that needs it.
+  const collecting = loading(import('./collect.js'));
+  const sealing = loading(import('./sealing.js'));
+  const archiving = loading(import('../snapshot/tar.js'));
   let current: string = CAPTURE_STEPS[0];
   const step = async <T>(
     name: (typeof CAPTURE_STEPS)[number],
@@ -150,15 +160,16 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
     const reached = transport;
     // Opened first: files that hold credentials keep a content hash keyed by the store.
     const store = await deps.snapshots();
+    const { pinSecretRefs, sealSecrets, withoutSecretFiles } = await sealing;
     const captured = await step(
       'collect',
-      () =>
-        captureHost(reached, {
+      async () =>
+        (await collecting).captureHost(reached, {
           name: host.name,
           capturedAt: now().toISOString(),
           host: host.name,
           application: { paths: host.paths, processes: host.processes },
-          contentHashKey: contentHashKeyOf(store.keys),
+          contentHashKey: (await import('./secrets.js')).contentHashKeyOf(store.keys),
         }),
       (c) => `${c.unknowns.length} unknown, ${c.roundTripMs} ms`,
     );
@@ -185,6 +196,7 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
         // tar says 1 when a file changed while it was read: the snapshot still holds a whole file.
         // What the Profile names, discovered trees included, so that a host captured without
         // --path still has its application's content in the snapshot.
+        const { tarSource } = await archiving;
         const tar = await reached.stream(snapshotCommand({ paths: profile.spec.application.paths }));
         tar.stdin.end();
         // Files that hold secrets are sealed, not snapshotted (FORMAT.md, "Secrets").
