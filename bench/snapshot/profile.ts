@@ -8,7 +8,15 @@
 // The tree defaults to the bench's cached corpus. zstd runs on libuv's thread pool, which the
 // profiler does not sample: CPU seconds beyond the main thread's samples are the pool's.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LOCKS_TABLE, SNAPSHOTS_TABLE } from '../../core/storage/definitions.js';
@@ -206,7 +214,11 @@ for (const bucket of buckets) {
     );
   }
   if (RESTORE && source) {
-    const target = join(work, `restore-${bucket}`);
+    // Into memory, as the bench restores (--restore-on-disk there): on this machine's ext4 a new
+    // inode's cost depends on what was deleted before it.
+    const target = existsSync('/dev/shm')
+      ? mkdtempSync('/dev/shm/persona-snapprof-')
+      : join(work, `restore-${bucket}`);
     const restoreProfile = PROFILE ? join(work, `profile-restore-${bucket}`) : undefined;
     const r = await run(job('restore', target, bucket), restoreProfile);
     const digest = await digestTree(target);
@@ -216,6 +228,13 @@ for (const bucket of buckets) {
         `s3rver ${r.s3.toFixed(2)} s, RSS ${(r.r.maxRssBytes / 2 ** 20).toFixed(1)} MiB${mem(r.child)}, ` +
         `restored = source: ${same ? 'yes' : 'NO'}; load ${load()}\n`,
     );
+    if (restoreProfile) {
+      const file = readdirSync(restoreProfile).find((f) => f.endsWith('.cpuprofile'));
+      if (file)
+        process.stdout.write(
+          `${summarise(join(restoreProfile, file))}\n  profile: ${join(restoreProfile, file)}\n`,
+        );
+    }
     if (!same) process.exitCode = 1;
     rmSync(target, { recursive: true, force: true });
   }
