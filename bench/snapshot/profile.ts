@@ -205,13 +205,21 @@ for (const bucket of buckets) {
   if (AGAIN) {
     // The same tree again: what a later version costs where nothing changed (every file skipped
     // by its inode, size and times; the manifest and index of the first read).
-    const a = await run(job('snapshot', TREE, bucket));
+    const againProfile = PROFILE ? join(work, `profile-again-${bucket}`) : undefined;
+    const a = await run(job('snapshot', TREE, bucket), againProfile);
     process.stdout.write(
       `again ${bucket}: wall ${(a.r.wallMs / 1000).toFixed(2)} s (modules ${(a.child.importMs / 1000).toFixed(2)}, ` +
         `open ${(a.child.openMs / 1000).toFixed(2)}, work ${(a.child.workMs / 1000).toFixed(2)}), ` +
         `CPU ${(a.r.userS + a.r.sysS).toFixed(2)} s (${threads(a.child)}), s3rver ${a.s3.toFixed(2)} s, ` +
         `DynamoDB ${a.dynamo.toFixed(2)} s, RSS ${(a.r.maxRssBytes / 2 ** 20).toFixed(1)} MiB; load ${load()}\n`,
     );
+    if (againProfile) {
+      const file = readdirSync(againProfile).find((f) => f.endsWith('.cpuprofile'));
+      if (file)
+        process.stdout.write(
+          `${summarise(join(againProfile, file))}\n  profile: ${join(againProfile, file)}\n`,
+        );
+    }
   }
   if (RESTORE && source) {
     // Into memory, as the bench restores (--restore-on-disk there): on this machine's ext4 a new
