@@ -185,6 +185,13 @@ const summarise = (file: string) => {
   await timed(process.execPath, [bundle, JSON.stringify(job('snapshot', small, WARM_UP))]);
   await timed(process.execPath, [bundle, JSON.stringify(job('restore', join(work, 'warm-up-out'), WARM_UP))]);
 }
+/** The summary of the CPU profile the child left in `dir`, when it was profiled. */
+const printProfile = (dir: string | undefined) => {
+  if (dir === undefined) return;
+  const file = readdirSync(dir).find((f) => f.endsWith('.cpuprofile'));
+  if (file) process.stdout.write(`${summarise(join(dir, file))}\n  profile: ${join(dir, file)}\n`);
+};
+
 process.stdout.write(`load at start ${load()}\n`);
 for (const bucket of buckets) {
   const profileDir = PROFILE ? join(work, `profile-${bucket}`) : undefined;
@@ -197,11 +204,7 @@ for (const bucket of buckets) {
       `s3rver ${s.s3.toFixed(2)} s, DynamoDB ${s.dynamo.toFixed(2)} s, ` +
       `RSS ${(s.r.maxRssBytes / 2 ** 20).toFixed(1)} MiB${mem(s.child)}, stored ${((s.child.snapshot?.storedBytes ?? 0) / 2 ** 20).toFixed(2)} MiB; load ${load()}\n`,
   );
-  if (profileDir) {
-    const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
-    if (file)
-      process.stdout.write(`${summarise(join(profileDir, file))}\n  profile: ${join(profileDir, file)}\n`);
-  }
+  printProfile(profileDir);
   if (AGAIN) {
     // The same tree again: what a later version costs where nothing changed (every file skipped
     // by its inode, size and times; the manifest and index of the first read).
@@ -213,13 +216,7 @@ for (const bucket of buckets) {
         `CPU ${(a.r.userS + a.r.sysS).toFixed(2)} s (${threads(a.child)}), s3rver ${a.s3.toFixed(2)} s, ` +
         `DynamoDB ${a.dynamo.toFixed(2)} s, RSS ${(a.r.maxRssBytes / 2 ** 20).toFixed(1)} MiB; load ${load()}\n`,
     );
-    if (againProfile) {
-      const file = readdirSync(againProfile).find((f) => f.endsWith('.cpuprofile'));
-      if (file)
-        process.stdout.write(
-          `${summarise(join(againProfile, file))}\n  profile: ${join(againProfile, file)}\n`,
-        );
-    }
+    printProfile(againProfile);
   }
   if (RESTORE && source) {
     // Into memory, as the bench restores (--restore-on-disk there): on this machine's ext4 a new
@@ -236,13 +233,7 @@ for (const bucket of buckets) {
         `s3rver ${r.s3.toFixed(2)} s, RSS ${(r.r.maxRssBytes / 2 ** 20).toFixed(1)} MiB${mem(r.child)}, ` +
         `restored = source: ${same ? 'yes' : 'NO'}; load ${load()}\n`,
     );
-    if (restoreProfile) {
-      const file = readdirSync(restoreProfile).find((f) => f.endsWith('.cpuprofile'));
-      if (file)
-        process.stdout.write(
-          `${summarise(join(restoreProfile, file))}\n  profile: ${join(restoreProfile, file)}\n`,
-        );
-    }
+    printProfile(restoreProfile);
     if (!same) process.exitCode = 1;
     rmSync(target, { recursive: true, force: true });
   }
