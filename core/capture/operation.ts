@@ -160,7 +160,6 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
     const reached = transport;
     // Opened first: files that hold credentials keep a content hash keyed by the store.
     const store = await deps.snapshots();
-    const { pinSecretRefs, sealSecrets, withoutSecretFiles } = await sealing;
     const captured = await step(
       'collect',
       async () =>
@@ -175,11 +174,12 @@ export async function runCapture(deps: CaptureDeps, operationId: string): Promis
     );
     const sealed = await step(
       'secrets',
-      () => sealSecrets(store.secrets, reached, captured.secrets),
+      async () => (await sealing).sealSecrets(store.secrets, reached, captured.secrets),
       (s) => `${s.sealed.length} sealed`,
     );
     // Each reference pins the value sealed now: a changed secret is a changed spec (a new Profile
     // version, its diff naming the secret by key and digest only), and older versions keep theirs.
+    const { pinSecretRefs, withoutSecretFiles } = await sealing;
     const profile = validateProfile(pinSecretRefs(captured.profile, sealed.digests), {
       source: `capture of ${host.name}`,
     });
