@@ -8,18 +8,11 @@
 // the hash of its canonical document, so an equal PUT writes nothing and a write never lands
 // on top of one it did not read.
 import { createHash } from 'node:crypto';
-import {
-  DeleteCommand,
-  type DynamoDBDocumentClient,
-  GetCommand,
-  PutCommand,
-  QueryCommand,
-} from '@aws-sdk/lib-dynamodb';
+import { DeleteCommand, type DynamoDBDocumentClient, GetCommand, PutCommand } from '@aws-sdk/lib-dynamodb';
 import * as z from 'zod';
 import { ConflictError, NotFoundError, PersonaError, TooLargeError } from '../errors.js';
 import { sortObjectKeys } from '../profile/collections.js';
-import { PERSONAS_TABLE } from '../storage/definitions.js';
-import { decodeCursor, nextCursor } from '../storage/pagination.js';
+import { allEntities, entityPage } from '../storage/entity-index.js';
 import { type MorphPolicy, type MorphPolicyRecord, validateMorphPolicy } from './policy.js';
 
 const ENTITY = 'morph-policy';
@@ -162,7 +155,7 @@ export class DynamoMorphPolicyStore implements MorphPolicyStore {
 
   async list(page: { limit?: number; cursor?: string | undefined } = {}) {
     const limit = Math.min(Math.max(Math.trunc(page.limit ?? 50), 1), MAX_POLICY_PAGE);
-    const out = await this.query(limit, page.cursor);
+    const out = await entityPage<Item, typeof HeadStart>(this.ddb, this.listing, limit, page.cursor);
     return {
       items: out.items.map((i) => ({ ...recordOf(i), target: i.target })),
       ...(out.nextCursor === undefined ? {} : { nextCursor: out.nextCursor }),
@@ -170,14 +163,8 @@ export class DynamoMorphPolicyStore implements MorphPolicyStore {
   }
 
   async loadAll(): Promise<StoredMorphPolicy[]> {
-    const all: StoredMorphPolicy[] = [];
-    let cursor: string | undefined;
-    do {
-      const out = await this.query(MAX_POLICY_PAGE, cursor);
-      for (const i of out.items) all.push({ record: recordOf(i), policy: read(i) });
-      cursor = out.nextCursor;
-    } while (cursor !== undefined);
-    return all;
+    const items = await allEntities<Item, typeof HeadStart>(this.ddb, this.listing, MAX_POLICY_PAGE);
+    return items.map((i) => ({ record: recordOf(i), policy: read(i) }));
   }
 
   async delete(name: string): Promise<void> {
@@ -207,23 +194,8 @@ export class DynamoMorphPolicyStore implements MorphPolicyStore {
     return out.Item as Item | undefined;
   }
 
-  private async query(
-    limit: number,
-    cursor: string | undefined,
-  ): Promise<{ items: Item[]; nextCursor?: string }> {
-    const index = PERSONAS_TABLE.globalSecondaryIndexes[0];
-    const out = await this.ddb.send(
-      new QueryCommand({
-        TableName: this.tableName,
-        IndexName: index.indexName,
-        KeyConditionExpression: '#entity = :entity',
-        ExpressionAttributeNames: { '#entity': index.partitionKey.name },
-        ExpressionAttributeValues: { ':entity': ENTITY },
-        Limit: limit,
-        ExclusiveStartKey: decodeCursor(cursor, LISTING, HeadStart),
-      }),
-    );
-    return { items: (out.Items ?? []) as Item[], ...nextCursor(LISTING, out.LastEvaluatedKey) };
+  private get listing() {
+    return { tableName: this.tableName, entity: ENTITY, listing: LISTING, start: HeadStart };
   }
 }
 

@@ -25,7 +25,7 @@ import {
   TooLargeError,
 } from '../errors.js';
 import { sortObjectKeys } from '../profile/collections.js';
-import { PERSONAS_TABLE } from '../storage/definitions.js';
+import { allEntities, entityPage } from '../storage/entity-index.js';
 import { decodeCursor, nextCursor } from '../storage/pagination.js';
 import { HostSelector, type Persona, PersonaMetadata } from './schema.js';
 import type { HostPersonaStore } from './state.js';
@@ -256,7 +256,12 @@ export class PersonaStore {
 
   /** Personas by name, a page at a time. */
   async list(page: { limit?: number; cursor?: string | undefined } = {}): Promise<PersonaPage<PersonaHead>> {
-    const out = await this.queryHeads(pageSize(page.limit), page.cursor);
+    const out = await entityPage<StoredHead, typeof HeadStart>(
+      this.ddb,
+      this.heads,
+      pageSize(page.limit),
+      page.cursor,
+    );
     return {
       items: out.items.map(toHead),
       ...(out.nextCursor === undefined ? {} : { nextCursor: out.nextCursor }),
@@ -265,16 +270,11 @@ export class PersonaStore {
 
   /** Every persona's latest version with its document, in name order: what evaluation reads. */
   async loadAll(): Promise<VersionedPersona[]> {
-    const all: VersionedPersona[] = [];
-    let cursor: string | undefined;
-    do {
-      const out = await this.queryHeads(MAX_PERSONA_PAGE, cursor);
-      for (const head of out.items) {
-        all.push({ version: versionOf(head, head.latest), persona: readBody(head, head.name, head.latest) });
-      }
-      cursor = out.nextCursor;
-    } while (cursor !== undefined);
-    return all;
+    const heads = await allEntities<StoredHead, typeof HeadStart>(this.ddb, this.heads, MAX_PERSONA_PAGE);
+    return heads.map((head) => ({
+      version: versionOf(head, head.latest),
+      persona: readBody(head, head.name, head.latest),
+    }));
   }
 
   /** The versions of a persona, newest first. */
@@ -472,16 +472,10 @@ export class PersonaStore {
   private async warnings(persona: Persona): Promise<Issue[]> {
     if (!persona.spec.default) return [];
     const mine = selectorKey(persona.spec.hosts);
-    const others: string[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await this.queryHeads(MAX_PERSONA_PAGE, cursor);
-      for (const h of page.items) {
-        if (h.name !== persona.metadata.name && h.default && selectorKey(h.hosts) === mine)
-          others.push(h.name);
-      }
-      cursor = page.nextCursor;
-    } while (cursor !== undefined);
+    const heads = await allEntities<StoredHead, typeof HeadStart>(this.ddb, this.heads, MAX_PERSONA_PAGE);
+    const others = heads
+      .filter((h) => h.name !== persona.metadata.name && h.default && selectorKey(h.hosts) === mine)
+      .map((h) => h.name);
     if (others.length === 0) return [];
     return [
       {
@@ -502,23 +496,8 @@ export class PersonaStore {
     return out.Item as StoredHead | undefined;
   }
 
-  private async queryHeads(
-    limit: number,
-    cursor: string | undefined,
-  ): Promise<{ items: StoredHead[]; nextCursor?: string }> {
-    const index = PERSONAS_TABLE.globalSecondaryIndexes[0];
-    const out = await this.ddb.send(
-      new QueryCommand({
-        TableName: this.tableName,
-        IndexName: index.indexName,
-        KeyConditionExpression: '#entity = :entity',
-        ExpressionAttributeNames: { '#entity': index.partitionKey.name },
-        ExpressionAttributeValues: { ':entity': ENTITY },
-        Limit: limit,
-        ExclusiveStartKey: decodeCursor(cursor, HEADS_LISTING, HeadStart),
-      }),
-    );
-    return { items: (out.Items ?? []) as StoredHead[], ...nextCursor(HEADS_LISTING, out.LastEvaluatedKey) };
+  private get heads() {
+    return { tableName: this.tableName, entity: ENTITY, listing: HEADS_LISTING, start: HeadStart };
   }
 }
 
