@@ -117,12 +117,21 @@ export function parseProcessTable(ctx: ParseContext): ProcessTable {
   for (const m of rows) {
     const pid = Number(m[1]);
     const ppid = Number(m[2]);
-    // Kernel threads (children of kthreadd), zombies and the capture itself are not the host's
-    // software.
-    if (pid === 2 || ppid === 2 || self.has(pid) || / <defunct>$/.test(m[m.length - 1] ?? '')) continue;
     const [niText, pcpuText, rssText, args] = busybox
       ? [m[4], undefined, m[5], m[6]]
       : [m[4], m[5], m[6], m[7]];
+    // Kernel threads (children of kthreadd), zombies, processes caught exiting and the capture
+    // itself are not the host's software. A process with no command line, which ps shows as its
+    // name in brackets, is a kernel thread or one whose memory is already gone: a command ending
+    // between two captures (an `nproc`, a `grep`) must not read as a process added or removed.
+    if (
+      pid === 2 ||
+      ppid === 2 ||
+      self.has(pid) ||
+      / <defunct>$/.test(args ?? '') ||
+      /^\[[^\]]*\]$/.test(args ?? '')
+    )
+      continue;
     const cgroups = new Map<string, string>();
     for (const entry of cgroupLines.get(pid) ?? []) {
       const c = /^\d+:([^:]*):(.*)$/.exec(entry);

@@ -84,6 +84,15 @@ describe("the capture's own processes", () => {
     ]);
   });
 
+  it('leaves out a process caught exiting, whose command line is gone, whoever its parent', () => {
+    const rows = [
+      ...host,
+      '  700     1 root      0  0.0     0 [nproc]',
+      '  701   310 www-data  0  0.0     0 [grep]',
+    ];
+    expect(table([500], rows).processes.map((p) => p.pid)).toEqual([1, 310, 900]);
+  });
+
   it("keeps a host process whose command line looks like the script's when its parent is not the capture", () => {
     const forged = `  600     1 root      0  0.0  1000 ${SCRIPT_ARGS}`;
     const names = table([500], [...host, forged]).processes.map((p) => p.pid);
