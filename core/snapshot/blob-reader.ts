@@ -53,7 +53,7 @@ export interface ReaderGauge {
   peakReads: number;
   /** The costliest single read: one goes even when it alone exceeds the window. */
   largestReadBytes: number;
-  /** Full collections the reader started (`collectBytes`). */
+  /** Full collections the reader prompted (`collectBytes`). */
   collections?: number;
 }
 
@@ -71,7 +71,7 @@ export class BlobReader {
     largestReadBytes: 0,
   };
 
-  /** Starts a full collection once reads of this many bytes have been consumed (memory.ts). */
+  /** Prompts a full collection once reads of this many bytes have been consumed (memory.ts). */
   readonly collector: CollectionPacer;
 
   /** `files` in the order they will be written: the reads follow it. */

@@ -62,13 +62,13 @@ export interface PipelineLimits {
   /** Files a restore writes at once. */
   readonly restoreFiles: number;
   /**
-   * Bytes of chunks a snapshot or a restore passes between two full collections it starts
+   * Bytes of chunks a snapshot or a restore passes between two full collections it prompts
    * (memory.ts): how much it may leave dropped for V8 to find. 16 MiB by default;
    * Number.MAX_SAFE_INTEGER leaves it to V8 alone. Once file content was read into the
-   * snapshot's own ring (slab.ts) a snapshot drops far fewer buffers, and each collection is
-   * cheap: on the bench's root filesystem 16 MiB took about 40 MiB off the peak of a version 1
-   * (about 255 to 215 MiB) and 10-30 MiB off a restore's for no CPU time that the run-to-run
-   * spread shows; 8 MiB took 10 MiB more for about a fifth more CPU time.
+   * snapshot's own ring (slab.ts) a snapshot drops far fewer buffers: on the bench's root
+   * filesystem 16 MiB took about 40 MiB off the peak of a version 1 (about 255 to 215 MiB) and
+   * 10-30 MiB off a restore's; 8 MiB took 10 MiB more for about a fifth more CPU time. Left to
+   * V8 alone a restore is 0.1-0.2 s faster and peaks 10-30 MiB higher.
    */
   readonly collectBytes: number;
 }
@@ -93,7 +93,7 @@ export interface PipelineGauge {
   peakUploadBytes: number;
   /** Pack buffers allocated (each PACK_TARGET_SIZE bytes); they are reused. */
   packBuffers: number;
-  /** Full collections the pipeline started (`collectBytes`). */
+  /** Full collections the pipeline prompted (`collectBytes`). */
   collections: number;
   /** Bytes of the ring file content is read into (slab.ts), and the most of it held at once. */
   readBufferBytes: number;
