@@ -12,6 +12,12 @@ import { join } from 'node:path';
  */
 export function compileCacheDir(env = process.env) {
   if (env.NODE_COMPILE_CACHE) return env.NODE_COMPILE_CACHE;
+  const base = personaCacheDir(env);
+  return base === undefined ? undefined : join(base, 'compile-cache');
+}
+
+/** `persona` under the user's cache directory ($XDG_CACHE_HOME, or ~/.cache); undefined without a home. */
+export function personaCacheDir(env = process.env) {
   let base = env.XDG_CACHE_HOME;
   if (!base?.startsWith('/')) {
     let home = '';
@@ -23,7 +29,7 @@ export function compileCacheDir(env = process.env) {
     if (!home) return undefined;
     base = join(home, '.cache');
   }
-  return join(base, 'persona', 'compile-cache');
+  return join(base, 'persona');
 }
 
 /**

@@ -23,6 +23,7 @@ import {
   PROFILES_TABLE,
   SNAPSHOTS_TABLE,
 } from '../core/storage/definitions.js';
+import { personaCacheDir } from './compile-cache.js';
 
 interface Endpoints {
   region: string;
@@ -40,6 +41,18 @@ export interface Connection {
   profiles(): ProfileDeps;
   hosts(): DynamoHostRegistry;
   operations(): DynamoOperationStore;
+}
+
+/**
+ * Where the snapshot store keeps listing chunks on this machine (core/snapshot/listing-cache.ts):
+ * PERSONA_LISTING_CACHE (`off` for none), else `persona/listings` under the user's cache directory.
+ */
+export function listingCacheDir(env = process.env): string | undefined {
+  const set = env.PERSONA_LISTING_CACHE;
+  if (set === 'off') return undefined;
+  if (set) return resolve(set);
+  const base = personaCacheDir(env);
+  return base === undefined ? undefined : join(base, 'listings');
 }
 
 export async function connect(): Promise<Connection> {
@@ -94,11 +107,13 @@ export async function connect(): Promise<Connection> {
   return {
     home,
     snapshots: () => {
+      const cacheDir = listingCacheDir();
       store ??= SnapshotStore.open({
         objects: new S3ObjectStore(s3, bucket),
         records: new DynamoSnapshotRecords(doc, table(SNAPSHOTS_TABLE.env)),
         locks: new DynamoLocks(doc, table(LOCKS_TABLE.env)),
         keys,
+        ...(cacheDir ? { cacheDir } : {}),
       });
       return store;
     },

@@ -204,8 +204,14 @@ export interface StandInOptions {
  * The S3-protocol server, answering only to its own name. Its one key pair is public (S3RVER),
  * so a web page whose name was rebound to 127.0.0.1 could otherwise sign requests and read or
  * write every object.
+ *
+ * It also keeps S3's conditional writes, which s3rver ignores: a PUT with `If-None-Match: *`
+ * is refused with 412 when the key exists, and with 409 while another such PUT of the key is
+ * under way, as S3 does. The store's config and its listing chunks are written that way.
  */
 class LoopbackS3rver extends S3rver {
+  private readonly conditional = new Set<string>();
+
   constructor(
     options: ConstructorParameters<typeof S3rver>[0],
     private readonly own: ReadonlySet<string>,
@@ -217,13 +223,61 @@ class LoopbackS3rver extends S3rver {
     const inner = super.callback();
     return (req, res) => {
       const host = req.headers.host?.toLowerCase();
-      if (host !== undefined && this.own.has(host)) return inner(req, res);
-      // Only ever an HTTP/1.1 server here (no key or certificate is configured).
-      const refused = res as ServerResponse;
-      refused.writeHead(421, { 'content-type': 'text/plain' });
-      refused.end("not this server's name\n");
+      const answer = res as ServerResponse;
+      if (host === undefined || !this.own.has(host)) {
+        // Only ever an HTTP/1.1 server here (no key or certificate is configured).
+        answer.writeHead(421, { 'content-type': 'text/plain' });
+        answer.end("not this server's name\n");
+        return;
+      }
+      const target =
+        req.method === 'PUT' && req.headers['if-none-match'] === '*' ? objectOf(req.url) : undefined;
+      if (target === undefined) return inner(req, res);
+      const name = `${target.bucket}/${target.key}`;
+      if (this.conditional.has(name)) return refuse(req, answer, 409, 'ConditionalRequestConflict');
+      this.conditional.add(name);
+      const done = () => this.conditional.delete(name);
+      answer.once('close', done);
+      const store = (this as unknown as { store: { existsObject(b: string, k: string): Promise<boolean> } })
+        .store;
+      store.existsObject(target.bucket, target.key).then(
+        (exists) => (exists ? refuse(req, answer, 412, 'PreconditionFailed') : inner(req, res)),
+        () => inner(req, res),
+      );
     };
   }
+}
+
+/** The bucket and key of a path-style object URL; undefined for anything else (left to s3rver). */
+function objectOf(url: string | undefined): { bucket: string; key: string } | undefined {
+  const [path = '', query = ''] = (url ?? '').split('?', 2);
+  // A part of a multipart upload, or a subresource, carries a query: not a plain object write.
+  // (The SDK names the operation in `x-id`.)
+  if ([...new URLSearchParams(query).keys()].some((name) => name !== 'x-id')) return undefined;
+  const at = path.indexOf('/', 1);
+  if (!path.startsWith('/') || at < 0) return undefined;
+  try {
+    const bucket = decodeURIComponent(path.slice(1, at));
+    const key = decodeURIComponent(path.slice(at + 1));
+    // A key that would climb out of the bucket's folder is not looked up here.
+    if (key === '' || key.split('/').some((p) => p === '..' || p === '.')) return undefined;
+    return { bucket, key };
+  } catch {
+    return undefined;
+  }
+}
+
+function refuse(req: { resume(): unknown }, res: ServerResponse, status: number, code: string): void {
+  // The body is not wanted; read and dropped, so the connection stays usable.
+  req.resume();
+  res.writeHead(status, { 'content-type': 'application/xml' });
+  res.end(
+    `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${
+      status === 412
+        ? 'At least one of the pre-conditions you specified did not hold'
+        : 'A conflicting conditional operation is in progress against this resource.'
+    }</Message><Condition>If-None-Match</Condition></Error>`,
+  );
 }
 
 export async function startStandIns(options: StandInOptions): Promise<StandIns> {

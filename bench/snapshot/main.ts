@@ -336,7 +336,7 @@ const resticKinds = restic.breakdown();
 const personaDu = await duBytes(join(dataDir, 's3', persona.bucket));
 const resticDu = await duBytes(join(work, 'restic-repo'));
 const borgDu = await duBytes(join(work, 'borg-repo'));
-const caches = { restic: restic.cacheBytes(), borg: borg.cacheBytes() };
+const caches = { restic: restic.cacheBytes(), borg: borg.cacheBytes(), persona: persona.cacheBytes() };
 const dynamoCpuTotal = dynamoPid === undefined ? 0 : (cpuSecondsOf(dynamoPid) ?? 0);
 await standIns.stop();
 s3.destroy();
@@ -620,7 +620,7 @@ say(
     `would bill); s3rver's folder for the bucket holds ${mib(s3rverBytes)} MiB of files with its metadata ` +
     `(du -sb ${mib(personaDu)} MiB). du -sb of the restic repository: ${mib(resticDu)} MiB, of the borg ` +
     `repository: ${mib(borgDu)} MiB. Local caches beside the repositories (not counted): restic ${mib(caches.restic)} MiB, ` +
-    `borg ${mib(caches.borg)} MiB; Persona keeps none. Records and locks in DynamoDB are a few KB.`,
+    `borg ${mib(caches.borg)} MiB, Persona ${mib(caches.persona)} MiB (listing chunks). Records and locks in DynamoDB are a few KB.`,
 );
 say();
 table(

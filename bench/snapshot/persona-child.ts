@@ -47,6 +47,8 @@ export interface ChildJob {
   readonly snapshotsTable: string;
   readonly locksTable: string;
   readonly keysDir: string;
+  /** Where the store keeps listing chunks on this machine, as `persona` does under ~/.cache. */
+  readonly cacheDir?: string;
   /** For a store that does not exist yet. */
   readonly chunker?: ChunkerParams;
   /** The pipeline's limits, where they differ from the defaults. */
@@ -138,6 +140,7 @@ if (job.mode === 'noop') {
       records: new DynamoSnapshotRecords(ddb, job.snapshotsTable),
       locks: new DynamoLocks(ddb, job.locksTable),
       keys: new LocalKeyProvider(job.keysDir),
+      ...(job.cacheDir ? { cacheDir: job.cacheDir } : {}),
     },
     { ...(job.chunker ? { chunker: job.chunker } : {}), ...(job.limits ? { limits: job.limits } : {}) },
   );

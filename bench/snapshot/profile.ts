@@ -2,8 +2,9 @@
 // `persona snapshot` ships) into a fresh bucket of the stand-ins, under GNU time, optionally
 // with V8's CPU profiler on its main thread, and the restored tree compared with the source.
 //
-//   node --import tsx bench/snapshot/profile.ts [--runs=3] [--cpu-prof | --perf] [--restore] [--dir=<tree>]
+//   node --import tsx bench/snapshot/profile.ts [--runs=3] [--cpu-prof | --perf] [--restore | --again] [--dir=<tree>]
 //     [--child=<another tree's bench/snapshot/persona-child.ts>] [--child-flags="<node flags>"] [--keep]
+//     [--limits=<PipelineLimits as JSON>] [--no-cache]
 //
 // The tree defaults to the bench's cached corpus. zstd runs on libuv's thread pool, which the
 // profiler does not sample: CPU seconds beyond the main thread's samples are the pool's.
@@ -85,6 +86,8 @@ const job = (mode: ChildJob['mode'], dir: string, bucket: string): ChildJob => (
   snapshotsTable: `snapshots-${bucket}`,
   locksTable: `locks-${bucket}`,
   keysDir: join(work, `keys-${bucket}`),
+  // As bench:snapshot runs it: the listing cache `persona` keeps (--no-cache: none).
+  ...(process.argv.includes('--no-cache') ? {} : { cacheDir: join(work, `cache-${bucket}`) }),
   // --limits='{"collectBytes":16777216}': the store's pipeline limits for the measured runs.
   ...(arg('limits') && bucket !== WARM_UP ? { limits: JSON.parse(arg('limits') as string) } : {}),
 });
@@ -109,7 +112,9 @@ const run = async (j: ChildJob, profileDir?: string) => {
         bundle,
         JSON.stringify(j),
       ])
-    : await timed(process.execPath, [...flags, bundle, JSON.stringify(j)]);
+    : await timed(process.execPath, [...flags, bundle, JSON.stringify(j)], {
+        env: { NODE_COMPILE_CACHE: join(work, 'compile-cache') },
+      });
   if (PERF) {
     const report = spawnSync(
       'perf',

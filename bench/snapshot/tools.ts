@@ -197,6 +197,18 @@ export class Persona implements Tool {
     readonly chunker?: ChunkerParams,
   ) {
     this.keysDir = join(work, `keys-${bucket}`);
+    this.cacheDir = join(work, `cache-${bucket}`);
+  }
+
+  /**
+   * What `persona` keeps under ~/.cache/persona, here per bucket: listing chunks
+   * (core/snapshot/listing-cache.ts) and V8's compile cache (cli/compile-cache.js), which the
+   * first run of the child fills.
+   */
+  private readonly cacheDir: string;
+
+  cacheBytes() {
+    return dirBytes(join(this.cacheDir, 'listings'));
   }
 
   private job(mode: ChildJob['mode'], dir: string): ChildJob {
@@ -212,6 +224,7 @@ export class Persona implements Tool {
       snapshotsTable: this.tables.snapshots,
       locksTable: this.tables.locks,
       keysDir: this.keysDir,
+      cacheDir: join(this.cacheDir, 'listings'),
       ...(this.chunker ? { chunker: this.chunker } : {}),
     };
   }
@@ -228,7 +241,10 @@ export class Persona implements Tool {
     const cpu0 = process.cpuUsage();
     const dynamo0 = this.setup.dynamoPid === undefined ? undefined : cpuSecondsOf(this.setup.dynamoPid);
     const args = tsx || !this.bundle ? ['--import', 'tsx', CHILD] : [this.bundle];
-    const run = await timed(process.execPath, [...args, JSON.stringify(job)], { cwd: ROOT });
+    const run = await timed(process.execPath, [...args, JSON.stringify(job)], {
+      cwd: ROOT,
+      env: { NODE_COMPILE_CACHE: join(this.cacheDir, 'compile-cache') },
+    });
     const cpu = process.cpuUsage(cpu0);
     const dynamo1 = this.setup.dynamoPid === undefined ? undefined : cpuSecondsOf(this.setup.dynamoPid);
     const child = JSON.parse(run.stdout.trim().split('\n').pop() ?? '{}') as ChildResult;
@@ -301,9 +317,5 @@ export class Persona implements Tool {
   /** What s3rver keeps on disk for the bucket: the objects plus its metadata files. */
   serverBytes(): number {
     return dirBytes(join(this.setup.s3Dir, this.bucket));
-  }
-
-  cacheBytes() {
-    return 0;
   }
 }

@@ -8,10 +8,11 @@
 // restore can still say which files that cost.
 import { zstdDecompressSync } from 'node:zlib';
 import * as z from 'zod';
-import { NotFoundError } from '../errors.js';
+import { ConflictError, NotFoundError } from '../errors.js';
 import { type ChunkerParams, chunkBuffer } from './chunker.js';
 import { CorruptionError } from './errors.js';
 import { chunkId, type StoreKeys } from './keys.js';
+import type { ListingCache } from './listing-cache.js';
 import { checkManifest, type Manifest, ManifestEntry } from './manifest.js';
 import type { ObjectStore } from './object-store.js';
 import { decodeBlob, encodeBlob, HexIdSchema, sealedJson, sha256Hex } from './pack.js';
@@ -114,16 +115,23 @@ export async function storeListing(
   keys: StoreKeys,
   listing: Listing,
   known: ReadonlySet<string> = new Set(),
+  cache?: ListingCache,
 ): Promise<number> {
   const fresh = new Map<string, Uint8Array>();
   for (const c of listing.chunks) if (!known.has(c.id)) fresh.set(c.id, c.bytes);
   let stored = 0;
   await eachAtOnce([...fresh], async ([id, bytes]) => {
-    // Another host's listing, or a version since forgotten, may hold the same chunk.
-    if ((await objects.head(listingKey(id))) !== undefined) return;
     const sealed = encodeBlob(keys, bytes, id).sealed;
-    await objects.put(listingKey(id), sealed);
-    stored += sealed.length;
+    // Another host's listing, or a version since forgotten, may hold the same chunk: written
+    // only if absent (412 when it is there), one request where a look first took two.
+    try {
+      await objects.put(listingKey(id), sealed, { ifAbsent: true });
+      stored += sealed.length;
+    } catch (e) {
+      if (!(e instanceof ConflictError)) throw e;
+    }
+    // The next version reads this listing: from here, not the bucket.
+    cache?.put(id, sealed);
   });
   return stored;
 }
@@ -176,6 +184,32 @@ export function listingChunks(keys: StoreKeys, sealed: Uint8Array, key: string, 
   return opened.format === 2 ? [...opened.object.entries.chunks] : [];
 }
 
+/** A listing chunk from this machine's cache, verified; undefined (and dropped) if it fails. */
+function cached(keys: StoreKeys, cache: ListingCache | undefined, id: string, where: string) {
+  const sealed = cache?.get(id);
+  if (sealed === undefined) return undefined;
+  try {
+    return decodeBlob(keys, sealed, id, where);
+  } catch {
+    cache?.drop(id);
+    return undefined;
+  }
+}
+
+/** A listing chunk from the bucket, verified, then kept in the cache. */
+async function fetched(
+  keys: StoreKeys,
+  objects: ObjectStore,
+  cache: ListingCache | undefined,
+  id: string,
+  where: string,
+): Promise<Uint8Array> {
+  const sealed = await objects.get(where);
+  const bytes = decodeBlob(keys, sealed, id, where);
+  cache?.put(id, sealed);
+  return bytes;
+}
+
 /**
  * The manifest of snapshot `who` from its sealed object, the listing's chunks read from the
  * bucket (each verified as a blob is: tag, flag, id), then held to the manifest's rules. A chunk that
@@ -188,6 +222,7 @@ export async function readManifestObject(
   key: string,
   who: string,
   objects: ObjectStore,
+  cache?: ListingCache,
 ): Promise<{ manifest: Manifest; parts: string[] }> {
   const opened = openObject(keys, sealed, key, who);
   const context = `snapshot ${who}: `;
@@ -199,7 +234,7 @@ export async function readManifestObject(
   await eachAtOnce(ids, async (id, at) => {
     const where = listingKey(id);
     try {
-      const bytes = decodeBlob(keys, await objects.get(where), id, where);
+      const bytes = cached(keys, cache, id, where) ?? (await fetched(keys, objects, cache, id, where));
       total += bytes.length;
       // A listing longer than its object says is refused before more of it is read.
       if (total > entries.bytes)

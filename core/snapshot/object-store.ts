@@ -21,7 +21,7 @@ export interface ObjectStore {
   readonly location: string;
   /**
    * With `ifAbsent`, refuses to replace an existing object (ConflictError), where the service
-   * supports conditional writes; S3 does, the embedded S3-protocol server ignores the condition.
+   * supports conditional writes; S3 does, and so does the embedded S3-protocol server.
    */
   put(key: string, bytes: Uint8Array, options?: { readonly ifAbsent?: boolean }): Promise<void>;
   get(key: string): Promise<Uint8Array>;

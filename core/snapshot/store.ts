@@ -9,6 +9,7 @@ import { CorruptionError } from './errors.js';
 import { collectGarbage, type GcReport } from './gc.js';
 import { ChunkIndex, decodeIndex, encodeIndex } from './index-file.js';
 import { chunkId, deriveKeys, type KeyProvider } from './keys.js';
+import { DirectoryListingCache, type ListingCache } from './listing-cache.js';
 import {
   checkManifest,
   comparePaths,
@@ -144,6 +145,11 @@ export interface StoreDeps {
   readonly locks: Locks;
   readonly keys: KeyProvider;
   readonly now?: () => Date;
+  /**
+   * A directory on this machine for listing chunks (listing-cache.ts), one folder per store:
+   * the next snapshot of a host reads its last listing from there instead of the bucket.
+   */
+  readonly cacheDir?: string;
 }
 
 export interface Progress {
@@ -184,6 +190,9 @@ export class SnapshotStore {
   /** What the reader of the last restore held. */
   lastReader: ReaderGauge = { heldBytes: 0, peakHeldBytes: 0, reads: 0, peakReads: 0, largestReadBytes: 0 };
 
+  /** Listing chunks kept on this machine (`deps.cacheDir`), if any. */
+  private readonly listingCache: ListingCache | undefined;
+
   private constructor(
     /** @internal */
     readonly deps: StoreDeps,
@@ -191,7 +200,10 @@ export class SnapshotStore {
     /** @internal */
     readonly keys: ReturnType<typeof deriveKeys>,
     readonly limits: PipelineLimits,
-  ) {}
+  ) {
+    this.listingCache =
+      deps.cacheDir === undefined ? undefined : DirectoryListingCache.open(deps.cacheDir, config.storeId);
+  }
 
   /** Opens the store in the bucket, creating it (a new master key) when there is none. */
   static async open(
@@ -304,7 +316,14 @@ export class SnapshotStore {
   async manifestWithParts(record: SnapshotRecord): Promise<{ manifest: Manifest; parts: string[] }> {
     const sealed = await this.deps.objects.get(record.manifestKey);
     const who = `${record.host}#${record.version}`;
-    return readManifestObject(this.keys, sealed, record.manifestKey, who, this.deps.objects);
+    return readManifestObject(
+      this.keys,
+      sealed,
+      record.manifestKey,
+      who,
+      this.deps.objects,
+      this.listingCache,
+    );
   }
 
   /** @internal The listing chunks a snapshot's manifest is stored in, without reading them. */
@@ -646,7 +665,13 @@ export class SnapshotStore {
     // The entries go in chunks of their listing (manifest-object.ts): what did not change since
     // the last version is already in the bucket and costs nothing again.
     const listing = listingOf(this.keys, gear, manifest);
-    stats.storedBytes += await storeListing(this.deps.objects, this.keys, listing, parentListing);
+    stats.storedBytes += await storeListing(
+      this.deps.objects,
+      this.keys,
+      listing,
+      parentListing,
+      this.listingCache,
+    );
     const sealed = sealManifestObject(this.keys, listing.object);
     await this.deps.objects.put(sealed.key, sealed.bytes);
     stats.storedBytes += sealed.bytes.length;

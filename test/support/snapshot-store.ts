@@ -3,12 +3,10 @@
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
-import { createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
-import { HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { LocalKeyProvider } from '../../core/snapshot/keys.js';
 import { S3ObjectStore } from '../../core/snapshot/object-store.js';
@@ -147,88 +145,4 @@ export async function describeTree(root: string): Promise<TreeLine[]> {
     lines.push(line);
   }
   return lines;
-}
-
-/**
- * An S3 endpoint in front of the S3-protocol server that honours `If-None-Match: *` on PUT as
- * S3 does (412 PreconditionFailed when the key exists), which s3rver ignores. Conditional
- * writes of one key are taken one at a time, so that the check and the write are one step.
- * `client` reaches it; its requests name (and are signed for) the server behind, which
- * answers only to its own name.
- */
-export async function conditionalS3(target: string): Promise<{ client: S3Client; close(): Promise<void> }> {
-  const upstream = new URL(target);
-  const s3 = new S3Client({
-    endpoint: target,
-    region: LOCAL_REGION,
-    credentials: LOCAL_CREDENTIALS,
-    forcePathStyle: true,
-  });
-  const turns = new Map<string, Promise<void>>();
-  const server = createServer((req, res) => {
-    const forward = (body: Buffer) =>
-      new Promise<void>((resolve) => {
-        const headers = { ...req.headers };
-        delete headers.expect;
-        const out = request(
-          { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers },
-          (answer) => {
-            res.writeHead(answer.statusCode ?? 502, answer.headers);
-            answer.pipe(res);
-            answer.on('end', () => resolve());
-          },
-        );
-        out.on('error', (e) => {
-          res.writeHead(502);
-          res.end(String(e));
-          resolve();
-        });
-        out.end(body);
-      });
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = Buffer.concat(chunks);
-      if (req.method !== 'PUT' || req.headers['if-none-match'] !== '*') {
-        void forward(body);
-        return;
-      }
-      const path = new URL(req.url ?? '/', 'http://x').pathname;
-      const [, bucket = '', ...key] = path.split('/').map(decodeURIComponent);
-      const turn = (turns.get(path) ?? Promise.resolve()).then(async () => {
-        const exists = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key.join('/') })).then(
-          () => true,
-          () => false,
-        );
-        if (!exists) return forward(body);
-        res.writeHead(412, { 'content-type': 'application/xml' });
-        res.end(
-          '<?xml version="1.0" encoding="UTF-8"?><Error><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message><Condition>If-None-Match</Condition></Error>',
-        );
-      });
-      turns.set(path, turn);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const client = new S3Client({
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    region: LOCAL_REGION,
-    credentials: LOCAL_CREDENTIALS,
-    forcePathStyle: true,
-  });
-  client.middlewareStack.add(
-    (next) => async (args) => {
-      (args.request as { headers: Record<string, string> }).headers.host = upstream.host;
-      return next(args);
-    },
-    { step: 'build', priority: 'high', name: 'upstreamHost' },
-  );
-  return {
-    client,
-    close: async () => {
-      client.destroy();
-      s3.destroy();
-      await new Promise((r) => server.close(r));
-    },
-  };
 }

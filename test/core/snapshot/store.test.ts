@@ -13,13 +13,7 @@ import { tarSource, writeTar } from '../../../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../../local/stand-ins.js';
 import { gate, pausedSource } from '../../support/gates.js';
-import {
-  bytesFrom,
-  conditionalS3,
-  describeTree,
-  startTestStore,
-  type TestStore,
-} from '../../support/snapshot-store.js';
+import { bytesFrom, describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
 
 let ts: TestStore;
 let store: SnapshotStore;
@@ -485,7 +479,7 @@ describe('creating a store', () => {
       credentials: LOCAL_CREDENTIALS,
       forcePathStyle: true,
     });
-    // What goes on the wire: the embedded S3-protocol server ignores the header.
+    // What goes on the wire.
     s3.middlewareStack.add(
       (next) => async (args) => {
         const request = args.request as { method?: string; path?: string; headers?: Record<string, string> };
@@ -506,22 +500,38 @@ describe('creating a store', () => {
       { path: '/conditional-store/snapshots/config', ifNoneMatch: '*' },
     ]);
     // Packs, indexes and manifests are named by their content: written unconditionally.
+    // Listing chunks are written only if absent: another host's listing may hold the same.
     expect(puts.length).toBeGreaterThanOrEqual(4);
-    expect(puts.filter((p) => p.ifNoneMatch !== undefined)).toHaveLength(1);
+    const conditional = puts.filter((p) => p.ifNoneMatch !== undefined).map((p) => p.path);
+    expect(conditional.filter((p) => !p.includes('/snapshots/listings/'))).toEqual([
+      '/conditional-store/snapshots/config',
+    ]);
+    expect(conditional.length).toBeGreaterThan(1);
+    expect(puts.filter((p) => p.path.includes('/snapshots/packs/') && p.ifNoneMatch !== undefined)).toEqual(
+      [],
+    );
     s3.destroy();
   });
 
   it('keeps the first config when two creators both hold a claim, as after a claim taken from one that was only slow', async () => {
     await ts.s3.send(new CreateBucketCommand({ Bucket: 'two-creators' }));
-    // An S3 endpoint that honours If-None-Match as S3 does.
-    const proxy = await conditionalS3(ts.standIns.s3Endpoint);
-    try {
-      const objects = new S3ObjectStore(proxy.client, 'two-creators');
+    // The embedded S3-protocol server honours If-None-Match as S3 does: 412 once the key
+    // exists, 409 to one of two conditional writes of a key at once.
+    {
+      const objects = new S3ObjectStore(ts.s3, 'two-creators');
       await objects.put('probe', Buffer.from('first'), { ifAbsent: true });
       await expect(objects.put('probe', Buffer.from('second'), { ifAbsent: true })).rejects.toBeInstanceOf(
         ConflictError,
       );
       expect(Buffer.from(await objects.get('probe')).toString()).toBe('first');
+      const racing = await Promise.allSettled(
+        [1, 2, 3, 4].map((n) => objects.put('race', Buffer.alloc(256 * 1024, n), { ifAbsent: true })),
+      );
+      expect(racing.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+      for (const r of racing) if (r.status === 'rejected') expect(r.reason).toBeInstanceOf(ConflictError);
+      // A write without the condition still replaces.
+      await objects.put('probe', Buffer.from('third'));
+      expect(Buffer.from(await objects.get('probe')).toString()).toBe('third');
 
       const locks = ts.deps().locks;
       // Every claimant is granted the claim: only the conditional write stands between them.
@@ -546,8 +556,6 @@ describe('creating a store', () => {
         storeId: string;
       };
       expect(stores.map((s) => s.config.storeId)).toEqual([stored.storeId, stored.storeId, stored.storeId]);
-    } finally {
-      await proxy.close();
     }
   });
 
