@@ -129,6 +129,12 @@ export async function storeListing(
       stored += sealed.length;
     } catch (e) {
       if (!(e instanceof ConflictError)) throw e;
+      // Refused as present (412), or while another writer's PUT of it was under way (409),
+      // which may yet fail: a manifest must never name a chunk the bucket does not hold.
+      if ((await objects.head(listingKey(id))) === undefined) {
+        await objects.put(listingKey(id), sealed);
+        stored += sealed.length;
+      }
     }
     // The next version reads this listing: from here, not the bucket.
     cache?.put(id, sealed);
