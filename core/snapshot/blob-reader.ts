@@ -1,12 +1,18 @@
 // What a restore reads: the blobs of the files it writes, fetched with ranged reads of just
-// those blobs (neighbours in a pack in one read), several reads in flight, decoded on the
-// thread pool ahead of the files being written, and the whole bounded in bytes.
+// those blobs (neighbours in a pack in one read), several reads in flight, decoded on a thread of
+// their own (decoder.ts) ahead of the files being written, and the whole bounded in bytes.
+//
+// A read's bytes and its chunks lie in one SharedArrayBuffer the reader keeps (its window):
+// fetched into it, decoded from it into it, written to files from it, and given back once every
+// file that needs them has taken them. A restore that allocated them anew for each read left
+// the main heap's collector hundreds of MiB of ArrayBuffers to find.
+import { MAX_CHUNK_BYTES } from './chunker.js';
+import { Arena, type BlobDecoder, blobDecoder, decodeFailure } from './decoder.js';
 import { CorruptionError } from './errors.js';
 import type { StoreKeys } from './keys.js';
 import type { ManifestEntry } from './manifest.js';
 import { CollectionPacer } from './memory.js';
 import type { ObjectStore } from './object-store.js';
-import { decodeBlobsAsync } from './pack.js';
 import type { PipelineLimits } from './store.js';
 
 /** Where the index places a chunk; undefined when no index lists it. */
@@ -29,20 +35,61 @@ interface Slot {
   consumed: boolean;
 }
 
+/** Where a read's bytes lie: its sealed bytes and, after them or elsewhere, its chunks. */
+interface Place {
+  readonly input: SharedArrayBuffer;
+  readonly inputOffset: number;
+  readonly output: SharedArrayBuffer;
+  readonly outputOffset: number;
+  /** Taken from the window (given back there), or a buffer of its own for a read larger than it. */
+  readonly inWindow: boolean;
+}
+
 interface Read {
   readonly key: string;
   readonly start: number;
   end: number;
   /** Sealed plus decoded bytes this read holds until every slot of it is consumed. */
   cost: number;
+  /** Decoded bytes: each distinct chunk once. */
+  raw: number;
   readonly slots: Slot[];
-  /** Decoded chunks by offset in the pack: a chunk a read holds twice is decoded once. */
-  decoded?: Map<number, Promise<Uint8Array>> | undefined;
+  /** Each distinct chunk's offset in the read's output, by its offset in the pack. */
+  readonly outAt: Map<number, number>;
+  /** Decoded chunks by offset in the pack (a chunk a read holds twice is decoded once), or why not. */
+  decoded?: Map<number, Uint8Array | CorruptionError> | undefined;
   pending: number;
   issued: boolean;
-  /** Settled once the read's bytes are in (or it failed). */
+  place?: Place | undefined;
+  /** The output is the decoder's until it has answered: given back only after that. */
+  decoding: boolean;
+  /** Settled once the read's chunks are decoded (or it failed). */
   done?: Promise<void>;
   failure?: unknown;
+}
+
+const newRead = (key: string, start: number, end: number): Read => ({
+  key,
+  start,
+  end,
+  cost: 0,
+  raw: 0,
+  slots: [],
+  outAt: new Map(),
+  pending: 0,
+  issued: false,
+  decoding: false,
+});
+
+export interface BlobReaderOptions {
+  /**
+   * Chunks are yielded as views of the window, valid until the file asks for its next chunk
+   * (then its share may be given to another read): for a consumer that writes each before it
+   * asks for the next. Without it each chunk is a copy of its own.
+   */
+  readonly lend?: boolean;
+  /** The decoding thread (tests stop it to see a restore fail cleanly). */
+  readonly decoder?: BlobDecoder;
 }
 
 /** What the reader holds, now and at most: counted bytes, not the process's memory. */
@@ -63,6 +110,7 @@ export class BlobReader {
   private next = 0;
   private inFlight = 0;
   private waiters: (() => void)[] = [];
+  private window: Arena | undefined;
   readonly gauge: ReaderGauge = {
     heldBytes: 0,
     peakHeldBytes: 0,
@@ -83,6 +131,7 @@ export class BlobReader {
     files: readonly { readonly index: number; readonly entry: ManifestEntry }[],
     locate: Locate,
     keyOf: (packId: string) => string,
+    private readonly options: BlobReaderOptions = {},
   ) {
     this.collector = new CollectionPacer(limits.collectBytes ?? Number.MAX_SAFE_INTEGER);
     // Half the window at most, so that two reads fit in it and one can come in while the other is written.
@@ -101,6 +150,16 @@ export class BlobReader {
           );
           continue;
         }
+        if (at.rawLength > MAX_CHUNK_BYTES) {
+          // Room is made for it before it is decoded: an index may not ask for more than a chunk can be.
+          slots.push(
+            new CorruptionError(
+              { objectKey: keyOf(at.packId), chunkId: id },
+              `the index gives this chunk ${at.rawLength} bytes, more than a chunk can have (${MAX_CHUNK_BYTES})`,
+            ),
+          );
+          continue;
+        }
         const key = keyOf(at.packId);
         const end = at.offset + at.length;
         if (
@@ -108,17 +167,26 @@ export class BlobReader {
           read.key !== key ||
           at.offset + GAP < read.start ||
           at.offset > read.end + GAP ||
-          Math.max(end, read.end) - Math.min(at.offset, read.start) > maxRead
+          // Sealed bytes and chunks together: two reads fit in the window.
+          Math.max(end, read.end) -
+            Math.min(at.offset, read.start) +
+            read.raw +
+            (read.outAt.has(at.offset) ? 0 : at.rawLength) >
+            maxRead
         ) {
-          read = { key, start: at.offset, end, cost: 0, slots: [], pending: 0, issued: false };
+          read = newRead(key, at.offset, end);
           this.reads.push(read);
         }
         if (at.offset < read.start) {
           // A chunk that comes again just before the range: a new read rather than reaching back.
-          read = { key, start: at.offset, end, cost: 0, slots: [], pending: 0, issued: false };
+          read = newRead(key, at.offset, end);
           this.reads.push(read);
         }
         read.end = Math.max(read.end, end);
+        if (!read.outAt.has(at.offset)) {
+          read.outAt.set(at.offset, read.raw);
+          read.raw += at.rawLength;
+        }
         const slot: Slot = {
           read,
           offset: at.offset,
@@ -134,10 +202,7 @@ export class BlobReader {
       this.files.set(index, slots);
     }
     for (const r of this.reads) {
-      const distinct = new Map(r.slots.map((s) => [s.offset, s.rawLength]));
-      let raw = 0;
-      for (const n of distinct.values()) raw += n;
-      r.cost = r.end - r.start + raw;
+      r.cost = r.end - r.start + r.raw;
       this.gauge.largestReadBytes = Math.max(this.gauge.largestReadBytes, r.cost);
     }
   }
@@ -160,8 +225,15 @@ export class BlobReader {
         if (slot instanceof CorruptionError) throw slot;
         this.pump();
         const chunk = await this.chunk(slot);
-        this.consume(slot);
-        yield chunk;
+        if (this.options.lend) {
+          // Consumed once the file asks for the next one: until then the view is the file's.
+          yield chunk;
+          this.consume(slot);
+        } else {
+          const copy = Buffer.from(chunk);
+          this.consume(slot);
+          yield copy;
+        }
       }
     } finally {
       this.release(index);
@@ -188,12 +260,22 @@ export class BlobReader {
       if (read.issued) {
         this.gauge.heldBytes -= read.cost;
         read.decoded = undefined;
-        // The read's bytes and the chunks decoded from it are dropped now.
-        this.collector.dropped(read.cost);
+        this.giveBack(read);
+        // What the read's bytes came in as (the socket's buffers), and the copies made of its
+        // chunks, are dropped now.
+        this.collector.dropped(read.end - read.start + (this.options.lend ? 0 : read.raw));
         this.gauge.collections = this.collector.started;
       } else read.issued = true; // never needed: the pump skips it
       this.wake();
     }
+  }
+
+  /** The read's output back to the window, once every file has taken it and the decoder is done with it. */
+  private giveBack(read: Read): void {
+    const place = read.place;
+    if (place === undefined || read.pending > 0 || read.decoding) return;
+    read.place = undefined;
+    if (place.inWindow) (this.window as Arena).give(place.outputOffset, read.raw);
   }
 
   private wake(): void {
@@ -222,9 +304,41 @@ export class BlobReader {
           this.gauge.heldBytes + read.cost > this.limits.restoreBytes)
       )
         return;
+      const place = this.placeOf(read, empty);
+      if (place === undefined) return;
       this.next++;
+      read.place = place;
       this.issue(read);
     }
+  }
+
+  /**
+   * Room for a read's sealed bytes and its chunks in the window. A read the window cannot hold
+   * goes alone in buffers of its own; one that waits for a decoder still writing into regions
+   * given up waits for them (the decoder's answer pumps again).
+   */
+  private placeOf(read: Read, empty: boolean): Place | undefined {
+    const sealed = read.end - read.start;
+    this.window ??= new Arena(Math.max(1, this.limits.restoreBytes));
+    const input = this.window.take(sealed);
+    const output = input === undefined ? undefined : this.window.take(read.raw);
+    if (input !== undefined && output !== undefined)
+      return {
+        input: this.window.buffer,
+        inputOffset: input,
+        output: this.window.buffer,
+        outputOffset: output,
+        inWindow: true,
+      };
+    if (input !== undefined) this.window.give(input, sealed);
+    if (!empty) return undefined;
+    return {
+      input: new SharedArrayBuffer(sealed),
+      inputOffset: 0,
+      output: new SharedArrayBuffer(read.raw),
+      outputOffset: 0,
+      inWindow: false,
+    };
   }
 
   private issue(read: Read): void {
@@ -234,43 +348,89 @@ export class BlobReader {
     this.inFlight++;
     this.gauge.reads = this.inFlight;
     this.gauge.peakReads = Math.max(this.gauge.peakReads, this.inFlight);
-    const fetched = this.fetch(read).then(
-      (bytes) => {
-        const decoded = new Map<number, Promise<Uint8Array>>();
-        const blobs: { offset: number; sealed: Uint8Array; id: string; rawLength: number }[] = [];
-        const seen = new Set<number>();
-        for (const s of read.slots) {
-          if (seen.has(s.offset)) continue;
-          seen.add(s.offset);
-          const sealed = bytes.subarray(s.offset - read.start, s.offset - read.start + s.length);
-          blobs.push({ offset: s.offset, sealed, id: s.id, rawLength: s.rawLength });
-        }
-        // The read's blobs decoded together: one trip to the thread pool for all of them.
-        for (const [i, chunk] of decodeBlobsAsync(this.keys, blobs, read.key).entries()) {
-          // Taken up by the file that needs it; one that failed before must not go unhandled.
-          chunk.catch(() => undefined);
-          decoded.set((blobs[i] as (typeof blobs)[number]).offset, chunk);
-        }
-        if (read.pending > 0) read.decoded = decoded;
-      },
-      (e) => {
-        read.failure = e;
-      },
-    );
-    read.done = fetched.finally(() => {
+    const place = read.place as Place;
+    const sealed = read.end - read.start;
+    const fetched = this.fetch(read, new Uint8Array(place.input, place.inputOffset, sealed)).finally(() => {
       this.inFlight--;
       this.gauge.reads = this.inFlight;
       this.pump();
-      this.wake();
     });
+    read.decoding = true;
+    read.done = fetched
+      .then(() => this.decode(read, place))
+      .then(
+        (decoded) => {
+          if (read.pending > 0) read.decoded = decoded;
+        },
+        (e) => {
+          read.failure = e;
+        },
+      )
+      .finally(() => {
+        // The sealed bytes are the decoder's no more; the chunks go back once consumed.
+        read.decoding = false;
+        if (place.inWindow) (this.window as Arena).give(place.inputOffset, sealed);
+        this.giveBack(read);
+        this.pump();
+        this.wake();
+      });
   }
 
-  /** One ranged read, checked to be as long as asked: a short one is tried once more, then refused. */
-  private async fetch(read: Read): Promise<Uint8Array> {
+  /** The read's chunks decoded into its output: each a view there, or why it is not. */
+  private async decode(read: Read, place: Place): Promise<Map<number, Uint8Array | CorruptionError>> {
+    const blobs: {
+      offset: number;
+      id: string;
+      rawLength: number;
+      at: number;
+      length: number;
+      out: number;
+    }[] = [];
+    const seen = new Set<number>();
+    for (const s of read.slots) {
+      if (seen.has(s.offset)) continue;
+      seen.add(s.offset);
+      blobs.push({
+        offset: s.offset,
+        id: s.id,
+        rawLength: s.rawLength,
+        at: s.offset - read.start,
+        length: s.length,
+        out: read.outAt.get(s.offset) as number,
+      });
+    }
+    const problems = await (this.options.decoder ?? blobDecoder).decode({
+      input: place.input,
+      inputOffset: place.inputOffset,
+      output: place.output,
+      outputOffset: place.outputOffset,
+      blobs: blobs.map(({ at, length, id, rawLength, out }) => ({ at, length, id, rawLength, out })),
+      sealKey: this.keys.sealKey,
+      idKey: this.keys.idKey,
+    });
+    const decoded = new Map<number, Uint8Array | CorruptionError>();
+    for (const [i, b] of blobs.entries()) {
+      const problem = problems[i];
+      decoded.set(
+        b.offset,
+        problem === undefined
+          ? new Uint8Array(place.output, place.outputOffset + b.out, b.rawLength)
+          : decodeFailure({ objectKey: read.key, chunkId: b.id }, problem),
+      );
+    }
+    return decoded;
+  }
+
+  /** One ranged read into `into`, checked to be as long as asked: a short one is tried once more, then refused. */
+  private async fetch(read: Read, into: Uint8Array): Promise<void> {
     const length = read.end - read.start;
     for (let attempt = 0; ; attempt++) {
-      const bytes = await this.objects.getRange(read.key, read.start, length);
-      if (bytes.length === length) return bytes;
+      const bytes = await this.objects.getRange(read.key, read.start, length, into);
+      if (bytes.length === length) {
+        // A store that read elsewhere (or a wrapper of one) is copied from.
+        if (bytes.buffer !== into.buffer || bytes.byteOffset !== into.byteOffset) into.set(bytes);
+        return;
+      }
       if (attempt >= 1)
         throw new CorruptionError(
           { objectKey: read.key },
@@ -290,6 +450,7 @@ export class BlobReader {
     if (read.failure !== undefined) throw read.failure;
     const chunk = read.decoded?.get(slot.offset);
     if (!chunk) throw new Error(`chunk ${slot.id} was released before it was read`);
+    if (chunk instanceof CorruptionError) throw chunk;
     return chunk;
   }
 }

@@ -28,7 +28,9 @@ const NORMALIZATION = 2;
 const MIN_MIN = 2 * WINDOW;
 const MIN_AVG_BITS = 8;
 const MAX_AVG_BITS = 28;
-const MAX_MAX = 2 ** 30;
+/** The largest chunk any chunker parameters allow. */
+export const MAX_CHUNK_BYTES = 2 ** 30;
+const MAX_MAX = MAX_CHUNK_BYTES;
 
 /**
  * Throws a RangeError naming the first parameter that is unusable: sizes are integers,

@@ -25,8 +25,12 @@ export interface ObjectStore {
    */
   put(key: string, bytes: Uint8Array, options?: { readonly ifAbsent?: boolean }): Promise<void>;
   get(key: string): Promise<Uint8Array>;
-  /** `length` bytes from `offset`: reading one blob without fetching its whole pack. */
-  getRange(key: string, offset: number, length: number): Promise<Uint8Array>;
+  /**
+   * `length` bytes from `offset`: reading one blob without fetching its whole pack. With `into`
+   * (at least `length` long), a store may read into it and return a view of it; the caller
+   * copies what comes back elsewhere.
+   */
+  getRange(key: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array>;
   head(key: string): Promise<ObjectInfo | undefined>;
   list(prefix: string): AsyncIterable<ObjectInfo>;
   delete(keys: readonly string[]): Promise<void>;
@@ -60,10 +64,11 @@ const isRefusedCondition = (e: unknown) => {
 async function bodyBytes(
   body: { transformToByteArray(): Promise<Uint8Array> } | undefined,
   expected: number | undefined,
+  into?: Uint8Array,
 ): Promise<Uint8Array> {
   if (!body) return new Uint8Array();
   if (expected === undefined || !(Symbol.asyncIterator in body)) return body.transformToByteArray();
-  const out = Buffer.allocUnsafe(expected);
+  const out = into !== undefined && into.length >= expected ? into : Buffer.allocUnsafe(expected);
   let at = 0;
   let beyond: Uint8Array[] | undefined;
   for await (const piece of body as AsyncIterable<Uint8Array>) {
@@ -130,7 +135,7 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async getRange(key: string, offset: number, length: number): Promise<Uint8Array> {
+  async getRange(key: string, offset: number, length: number, into?: Uint8Array): Promise<Uint8Array> {
     if (length === 0) return new Uint8Array();
     try {
       const out = await this.s3.send(
@@ -140,7 +145,7 @@ export class S3ObjectStore implements ObjectStore {
           Range: `bytes=${offset}-${offset + length - 1}`,
         }),
       );
-      return await bodyBytes(out.Body, length);
+      return await bodyBytes(out.Body, length, into);
     } catch (cause) {
       if (isMissing(cause))
         throw new NotFoundError(`object ${key} is missing from the bucket`, key, { cause });

@@ -112,6 +112,8 @@ export async function restoreSnapshot(
       contentOf,
       (id) => store.index.get(id),
       packKeyOf,
+      // The target writes each chunk before it asks for the next (tree.ts).
+      { lend: true },
     );
     store.lastReader = reader.gauge;
     const restoreEntry = async (entry: ManifestEntry, index?: number): Promise<void> => {

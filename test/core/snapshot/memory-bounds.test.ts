@@ -3,15 +3,17 @@
 // under the configured limits, and a wider limit does let more go at once, so the bound is
 // what holds them. Also: a ranged read filled into one buffer is exact, short or long as the
 // server answered, and the pipeline starts the full collections its limit asks for.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BlobReader } from '../../../core/snapshot/blob-reader.js';
 import type { ChunkerParams } from '../../../core/snapshot/chunker.js';
+import { BlobDecoder, type DecodeJob } from '../../../core/snapshot/decoder.js';
 import type { ObjectStore } from '../../../core/snapshot/object-store.js';
 import { PACK_TARGET_SIZE } from '../../../core/snapshot/pack.js';
-import { type PipelineLimits, SnapshotStore } from '../../../core/snapshot/store.js';
+import { type PipelineLimits, packKeyOf, SnapshotStore } from '../../../core/snapshot/store.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
 import { describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
 
@@ -189,5 +191,81 @@ describe('snapshot memory bounds, as the bucket sees them', () => {
     expect(Buffer.from(tail).equals(bytes.subarray(3 * MiB))).toBe(true);
     const whole = await objects.get('snapshots/test/range');
     expect(Buffer.from(whole).equals(bytes)).toBe(true);
+  });
+
+  it('reads a range into the buffer it is given, and into one of its own when that is too small', async () => {
+    const objects = ts.deps().objects;
+    const bytes = randomBytes(2 * MiB);
+    await objects.put('snapshots/test/into', bytes);
+    const into = new Uint8Array(new SharedArrayBuffer(MiB + 64), 32, MiB + 8);
+    const got = await objects.getRange('snapshots/test/into', 100, MiB, into);
+    expect(got.buffer).toBe(into.buffer);
+    expect(got.byteOffset).toBe(32);
+    expect(Buffer.from(got).equals(bytes.subarray(100, 100 + MiB))).toBe(true);
+    const small = new Uint8Array(10);
+    const own = await objects.getRange('snapshots/test/into', 0, 1000, small);
+    expect(own.buffer).not.toBe(small.buffer);
+    expect(Buffer.from(own).equals(bytes.subarray(0, 1000))).toBe(true);
+  });
+});
+
+describe('the restore window', () => {
+  const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+
+  async function readerOver(name: string, options: ConstructorParameters<typeof BlobReader>[6]) {
+    const src = fresh(name);
+    await incompressibleTree(src, [3 * MiB, 2 * MiB, MiB]);
+    // A window of 1 MiB: every region of it is given out many times over.
+    const store = await open(ts.deps().objects, { restoreBytes: MiB });
+    const record = await store.create(directorySource(src), { host: name });
+    const manifest = await store.manifest(record);
+    const files = manifest.entries
+      .filter((e) => e.type === 'file' && (e.chunks?.length ?? 0) > 0)
+      .map((entry, index) => ({ index, entry }));
+    const reader = new BlobReader(
+      store.deps.objects,
+      store.keys,
+      store.limits,
+      files,
+      (id) => store.index.get(id),
+      packKeyOf,
+      options,
+    );
+    return { src, files, reader };
+  }
+
+  it('gives a consumer that keeps its chunks copies that stay as they were while the window moves on', async () => {
+    const { src, files, reader } = await readerOver('window-copies', {});
+    const kept: Uint8Array[][] = [];
+    for (const { index } of files) {
+      const pieces: Uint8Array[] = [];
+      for await (const chunk of reader.content(index)) pieces.push(chunk);
+      kept.push(pieces);
+    }
+    // Only now compared: the window has since held other reads' bytes.
+    for (const [i, { entry }] of files.entries())
+      expect(sha(Buffer.concat(kept[i] as Uint8Array[])), entry.path).toBe(
+        sha(await fs.readFile(join(src, entry.path))),
+      );
+    expect(reader.gauge.heldBytes).toBe(0);
+  });
+
+  it('fails the content of a read whose decoding thread stops under it, rather than waiting', async () => {
+    class Stopping extends BlobDecoder {
+      override decode(job: DecodeJob) {
+        const answer = super.decode(job);
+        void this.stop();
+        return answer;
+      }
+    }
+    const decoder = new Stopping();
+    const { files, reader } = await readerOver('window-stopped', { lend: true, decoder });
+    const read = async () => {
+      for await (const _ of reader.content((files[0] as { index: number }).index));
+    };
+    await expect(read()).rejects.toThrow(/the blob decoder failed: the blob decoder was stopped/);
+    // What the failed file held is given back: the others still read, from another thread.
+    for (const { index } of files.slice(1)) reader.release(index);
+    expect(reader.gauge.heldBytes).toBe(0);
   });
 });

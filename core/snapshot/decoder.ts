@@ -1,0 +1,277 @@
+// Blobs opened, decompressed and checked against their ids on a thread of their own, from and
+// into memory shared with it (SharedArrayBuffer): a restore's main thread only fetches the
+// packs' bytes and writes files.
+//
+// On the main thread each blob cost an AES-GCM plaintext, a joined copy for zstd and zstd's
+// output, all of them ArrayBuffers that only a full collection of the main heap gives back: on
+// the bench's corpus a restore ran 15–25 of them, about 0.8 CPU s, besides the cipher, HMAC and
+// zstd themselves. Here the decoder writes each chunk into a region the reader gave it and its
+// own garbage stays in its own small heap.
+//
+// The worker runs from source text (Worker `eval`), the same from TypeScript under a loader, from
+// the `persona` bundle and from a Lambda bundle. The blob format is FORMAT.md's ("Packs",
+// "Sealing") and pack.ts's: decoder.test.ts checks that both read every blob, and refuse every
+// damaged one, alike.
+import { Worker } from 'node:worker_threads';
+import { CorruptionError, type Where } from './errors.js';
+import { SEAL_OVERHEAD } from './seal.js';
+
+/** One blob of a job: where its sealed bytes lie in `input`, where its chunk goes in `output`. */
+export interface DecodeBlob {
+  readonly at: number;
+  readonly length: number;
+  readonly id: string;
+  readonly rawLength: number;
+  readonly out: number;
+}
+
+export interface DecodeJob {
+  readonly input: SharedArrayBuffer;
+  readonly inputOffset: number;
+  readonly output: SharedArrayBuffer;
+  readonly outputOffset: number;
+  readonly blobs: readonly DecodeBlob[];
+  readonly sealKey: Uint8Array;
+  readonly idKey: Uint8Array;
+}
+
+/** Why a blob was refused; undefined for one whose chunk is in place and matches its id. */
+export type DecodeProblem =
+  | { readonly kind: 'short'; readonly length: number }
+  | { readonly kind: 'auth' }
+  | { readonly kind: 'no-flag' }
+  | { readonly kind: 'flag'; readonly flag: number }
+  | { readonly kind: 'zstd'; readonly message: string }
+  | { readonly kind: 'id' };
+
+const problemText = (p: DecodeProblem): string => {
+  switch (p.kind) {
+    case 'short':
+      return `sealed object is ${p.length} bytes, shorter than its ${SEAL_OVERHEAD}-byte nonce and tag`;
+    case 'auth':
+      return 'authentication failed (the bytes were altered)';
+    case 'no-flag':
+      return 'blob has no flag byte';
+    case 'flag':
+      return `unknown blob flag ${p.flag}`;
+    case 'zstd':
+      return 'compressed payload does not decompress';
+    case 'id':
+      return 'content does not match its id';
+  }
+};
+
+/** The refusal of a blob, in the words pack.ts uses for the same damage. */
+export const decodeFailure = (where: Where, p: DecodeProblem): CorruptionError =>
+  new CorruptionError(where, problemText(p), p.kind === 'zstd' ? { cause: new Error(p.message) } : undefined);
+
+// The worker's source: plain JavaScript as text, not a function's toString(), because loaders
+// and bundlers rewrite functions (helpers for names, for require) with code of the module around
+// them, which the worker does not have. Node's modules come from process.getBuiltinModule.
+const DECODER_SOURCE = `
+'use strict';
+const { parentPort } = process.getBuiltinModule('node:worker_threads');
+const { createDecipheriv, createHmac } = process.getBuiltinModule('node:crypto');
+const { zstdDecompressSync } = process.getBuiltinModule('node:zlib');
+const NONCE = 12;
+const TAG = 16;
+const STORED = 0;
+const ZSTD = 1;
+// What a job allocates here (each plaintext, zstd's input and output) is garbage once it has
+// answered, and still young: a scavenge of this thread's small heap gives it back before the
+// next job, which then reuses the same memory. Left to V8, it went back only after 64 MiB more
+// of it, and glibc kept the high-water mark.
+process.getBuiltinModule('node:v8').setFlagsFromString('--expose-gc');
+const collect = process.getBuiltinModule('node:vm').runInNewContext('gc');
+
+function open(job, b) {
+  const sealed = new Uint8Array(job.input, job.inputOffset + b.at, b.length);
+  if (sealed.length < NONCE + TAG) return { problem: { kind: 'short', length: sealed.length } };
+  let plain;
+  try {
+    const d = createDecipheriv('aes-256-gcm', job.sealKey, sealed.subarray(0, NONCE), { authTagLength: TAG });
+    d.setAAD(Buffer.from('blob:' + b.id, 'utf8'));
+    d.setAuthTag(sealed.subarray(sealed.length - TAG));
+    plain = d.update(sealed.subarray(NONCE, sealed.length - TAG));
+    // Nothing is used before final() has checked the tag.
+    d.final();
+  } catch {
+    return { problem: { kind: 'auth' } };
+  }
+  if (plain.length === 0) return { problem: { kind: 'no-flag' } };
+  const flag = plain[0];
+  if (flag !== STORED && flag !== ZSTD) return { problem: { kind: 'flag', flag } };
+  return { flag, payload: plain.subarray(1) };
+}
+
+// The chunk into its region, checked against its id there.
+function place(job, b, chunk) {
+  // A chunk of another length than the index says is not the chunk the id names.
+  if (chunk.length !== b.rawLength) return { kind: 'id' };
+  const out = new Uint8Array(job.output, job.outputOffset + b.out, b.rawLength);
+  out.set(chunk);
+  return createHmac('sha256', job.idKey).update(out).digest('hex') === b.id ? undefined : { kind: 'id' };
+}
+
+function inflate(payload, rawLength) {
+  try {
+    // No more than the index says: a frame that would inflate past it is refused, not held.
+    const raw = zstdDecompressSync(payload, { maxOutputLength: Math.max(1, rawLength) });
+    return raw.length === rawLength
+      ? raw
+      : { problem: { kind: 'zstd', message: 'the frame decompressed to ' + raw.length + ' bytes, not ' + rawLength } };
+  } catch (e) {
+    return { problem: { kind: 'zstd', message: e instanceof Error ? e.message : String(e) } };
+  }
+}
+
+function decode(job) {
+  const problems = [];
+  const frames = [];
+  job.blobs.forEach((b, i) => {
+    const o = open(job, b);
+    if (o.problem) problems[i] = o.problem;
+    else if (o.flag === STORED) problems[i] = place(job, b, o.payload);
+    else frames.push({ i, b, payload: o.payload });
+  });
+  // Frames one after another are one zstd input: a fresh context per small blob costs more than
+  // the blob. Where the whole does not come out right, the chunks from there on are decompressed
+  // each on its own, so that what fails is named by its own chunk and only it fails.
+  let together;
+  if (frames.length > 1) {
+    const total = frames.reduce((n, f) => n + f.b.rawLength, 0);
+    const all = inflate(Buffer.concat(frames.map((f) => f.payload)), total);
+    if (!all.problem) together = all;
+  }
+  let at = 0;
+  for (const f of frames) {
+    let problem;
+    if (together) {
+      problem = place(job, f.b, together.subarray(at, at + f.b.rawLength));
+      at += f.b.rawLength;
+      if (problem) together = undefined;
+    }
+    if (!together) {
+      const alone = inflate(f.payload, f.b.rawLength);
+      problem = alone.problem ? alone.problem : place(job, f.b, alone);
+    }
+    problems[f.i] = problem;
+  }
+  return problems;
+}
+
+parentPort.on('message', (job) => {
+  parentPort.postMessage({ seq: job.seq, problems: decode(job) });
+  collect({ type: 'minor' });
+});
+`;
+
+interface Pending {
+  readonly resolve: (problems: (DecodeProblem | undefined)[]) => void;
+  readonly reject: (e: Error) => void;
+}
+
+/** The decoding thread: one per process, started on first use, kept while jobs are pending. */
+export class BlobDecoder {
+  private worker: Worker | undefined;
+  private seq = 0;
+  private readonly pending = new Map<number, Pending>();
+
+  decode(job: DecodeJob): Promise<(DecodeProblem | undefined)[]> {
+    const worker = this.started();
+    const seq = this.seq++;
+    if (this.pending.size === 0) worker.ref();
+    return new Promise((resolve, reject) => {
+      this.pending.set(seq, { resolve, reject });
+      worker.postMessage({ seq, ...job });
+    });
+  }
+
+  /** Stops the thread; pending jobs fail. The next job starts another. */
+  async stop(): Promise<void> {
+    const worker = this.worker;
+    if (!worker) return;
+    this.failAll(worker, new Error('the blob decoder was stopped'));
+    await worker.terminate();
+  }
+
+  private started(): Worker {
+    if (this.worker) return this.worker;
+    const worker = new Worker(DECODER_SOURCE, { eval: true });
+    worker.unref();
+    worker.on('message', (m: { seq: number; problems: (DecodeProblem | undefined)[] }) => {
+      const p = this.pending.get(m.seq);
+      if (!p) return;
+      this.pending.delete(m.seq);
+      if (this.pending.size === 0) worker.unref();
+      p.resolve(m.problems);
+    });
+    worker.on('error', (e) => this.failAll(worker, e));
+    worker.on('exit', (code) => this.failAll(worker, new Error(`the blob decoder exited with code ${code}`)));
+    this.worker = worker;
+    return worker;
+  }
+
+  private failAll(worker: Worker, error: Error): void {
+    if (this.worker !== worker) return;
+    this.worker = undefined;
+    const pending = [...this.pending.values()];
+    this.pending.clear();
+    for (const p of pending)
+      p.reject(new Error(`the blob decoder failed: ${error.message}`, { cause: error }));
+  }
+}
+
+/** The process's decoder. */
+export const blobDecoder = new BlobDecoder();
+
+/**
+ * Regions of one SharedArrayBuffer, given out and taken back in any order: the reads of a
+ * restore are held as the files that need them are written, mostly but not always in turn.
+ */
+export class Arena {
+  readonly buffer: SharedArrayBuffer;
+  /** Free regions, by offset, none adjacent to another. */
+  private free: { offset: number; length: number }[];
+
+  constructor(readonly size: number) {
+    this.buffer = new SharedArrayBuffer(size);
+    this.free = [{ offset: 0, length: size }];
+  }
+
+  /** The offset of a region of `length` bytes, or undefined when none is free. */
+  take(length: number): number | undefined {
+    if (length === 0) return 0;
+    for (const [i, r] of this.free.entries()) {
+      if (r.length < length) continue;
+      const offset = r.offset;
+      if (r.length === length) this.free.splice(i, 1);
+      else this.free[i] = { offset: offset + length, length: r.length - length };
+      return offset;
+    }
+    return undefined;
+  }
+
+  give(offset: number, length: number): void {
+    if (length === 0) return;
+    let i = 0;
+    while (i < this.free.length && (this.free[i] as { offset: number }).offset < offset) i++;
+    const before = this.free[i - 1];
+    const after = this.free[i];
+    if ((before && before.offset + before.length > offset) || (after && offset + length > after.offset))
+      throw new Error(`region ${offset}+${length} is given back twice or was never taken`);
+    let region = { offset, length };
+    if (after && offset + length === after.offset) {
+      region = { offset, length: length + after.length };
+      this.free.splice(i, 1);
+    }
+    if (before && before.offset + before.length === offset) {
+      this.free[i - 1] = { offset: before.offset, length: before.length + region.length };
+    } else this.free.splice(i, 0, region);
+  }
+
+  /** Whether nothing is taken. */
+  get empty(): boolean {
+    return this.free.length === 1 && (this.free[0] as { length: number }).length === this.size;
+  }
+}
