@@ -125,43 +125,26 @@ function inflate(payload, rawLength) {
   }
 }
 
+// Each frame decompressed on its own: zstdDecompressSync, and Node's zstd streams too, stop at
+// the end of the first frame of their input and drop the rest, so frames cannot be joined into
+// one call.
 function decode(job) {
-  const problems = [];
-  const frames = [];
-  job.blobs.forEach((b, i) => {
+  return job.blobs.map((b) => {
     const o = open(job, b);
-    if (o.problem) problems[i] = o.problem;
-    else if (o.flag === STORED) problems[i] = place(job, b, o.payload);
-    else frames.push({ i, b, payload: o.payload });
+    if (o.problem) return o.problem;
+    if (o.flag === STORED) return place(job, b, o.payload);
+    const raw = inflate(o.payload, b.rawLength);
+    return raw.problem ? raw.problem : place(job, b, raw);
   });
-  // Frames one after another are one zstd input: a fresh context per small blob costs more than
-  // the blob. Where the whole does not come out right, the chunks from there on are decompressed
-  // each on its own, so that what fails is named by its own chunk and only it fails.
-  let together;
-  if (frames.length > 1) {
-    const total = frames.reduce((n, f) => n + f.b.rawLength, 0);
-    const all = inflate(Buffer.concat(frames.map((f) => f.payload)), total);
-    if (!all.problem) together = all;
-  }
-  let at = 0;
-  for (const f of frames) {
-    let problem;
-    if (together) {
-      problem = place(job, f.b, together.subarray(at, at + f.b.rawLength));
-      at += f.b.rawLength;
-      if (problem) together = undefined;
-    }
-    if (!together) {
-      const alone = inflate(f.payload, f.b.rawLength);
-      problem = alone.problem ? alone.problem : place(job, f.b, alone);
-    }
-    problems[f.i] = problem;
-  }
-  return problems;
 }
 
 parentPort.on('message', (job) => {
-  parentPort.postMessage({ seq: job.seq, problems: decode(job) });
+  try {
+    parentPort.postMessage({ seq: job.seq, problems: decode(job) });
+  } catch (e) {
+    // Not a damaged blob (those are answers): the job fails, and the next still runs.
+    parentPort.postMessage({ seq: job.seq, error: e instanceof Error ? e.message : String(e) });
+  }
   collect({ type: 'minor' });
 });
 `;
@@ -199,12 +182,13 @@ export class BlobDecoder {
     if (this.worker) return this.worker;
     const worker = new Worker(DECODER_SOURCE, { eval: true });
     worker.unref();
-    worker.on('message', (m: { seq: number; problems: (DecodeProblem | undefined)[] }) => {
+    worker.on('message', (m: { seq: number; problems?: (DecodeProblem | undefined)[]; error?: string }) => {
       const p = this.pending.get(m.seq);
       if (!p) return;
       this.pending.delete(m.seq);
       if (this.pending.size === 0) worker.unref();
-      p.resolve(m.problems);
+      if (m.problems) p.resolve(m.problems);
+      else p.reject(new Error(`the blob decoder failed: ${m.error}`));
     });
     worker.on('error', (e) => this.failAll(worker, e));
     worker.on('exit', (code) => this.failAll(worker, new Error(`the blob decoder exited with code ${code}`)));

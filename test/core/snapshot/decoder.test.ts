@@ -208,6 +208,23 @@ describe('the decoding thread', () => {
     await decoder.stop();
   });
 
+  it('fails a job it cannot carry out, and carries out the next', async () => {
+    const s = new SharedArrayBuffer(64);
+    const job = {
+      input: s,
+      inputOffset: 0,
+      output: s,
+      outputOffset: 0,
+      // Its sealed bytes said to lie past the end of the memory it was given.
+      blobs: [{ at: 60, length: 100, id: 'a'.repeat(64), rawLength: 1, out: 0 }],
+      sealKey: keys.sealKey,
+      idKey: keys.idKey,
+    };
+    await expect(blobDecoder.decode(job)).rejects.toThrow(/the blob decoder failed: .*length/i);
+    const blobs = await blobsOf([lines(1, 10)]);
+    expect((await decodeAll(blobs)).map(reasonOf)).toEqual(['ok']);
+  });
+
   it('does not keep the process alive when idle', async () => {
     const { spawnSync } = await import('node:child_process');
     const { fileURLToPath } = await import('node:url');
