@@ -56,8 +56,11 @@ interface Read {
   readonly slots: Slot[];
   /** Each distinct chunk's offset in the read's output, by its offset in the pack. */
   readonly outAt: Map<number, number>;
-  /** Decoded chunks by offset in the pack (a chunk a read holds twice is decoded once), or why not. */
-  decoded?: Map<number, Uint8Array | CorruptionError> | undefined;
+  /**
+   * Each distinct chunk by its offset in the pack (a chunk a read holds twice is decoded once),
+   * settled as the decoder answers for it: a view of the read's output, or why not.
+   */
+  decoded?: Map<number, Promise<Uint8Array>> | undefined;
   pending: number;
   issued: boolean;
   place?: Place | undefined;
@@ -356,16 +359,21 @@ export class BlobReader {
       this.pump();
     });
     read.decoding = true;
+    const settle = new Map<number, { resolve: (c: Uint8Array) => void; reject: (e: unknown) => void }>();
+    read.decoded = new Map();
+    for (const offset of read.outAt.keys()) {
+      const chunk = new Promise<Uint8Array>((resolve, reject) => settle.set(offset, { resolve, reject }));
+      // Taken up by the file that needs it; one that failed before must not go unhandled.
+      chunk.catch(() => undefined);
+      read.decoded.set(offset, chunk);
+    }
     read.done = fetched
-      .then(() => this.decode(read, place))
-      .then(
-        (decoded) => {
-          if (read.pending > 0) read.decoded = decoded;
-        },
-        (e) => {
-          read.failure = e;
-        },
-      )
+      .then(() => this.decode(read, place, settle))
+      .catch((e) => {
+        read.failure = e;
+        // Chunks already answered for keep their verdict; the rest share the read's failure.
+        for (const s of settle.values()) s.reject(e);
+      })
       .finally(() => {
         // The sealed bytes are the decoder's no more; the chunks go back once consumed.
         read.decoding = false;
@@ -376,8 +384,12 @@ export class BlobReader {
       });
   }
 
-  /** The read's chunks decoded into its output: each a view there, or why it is not. */
-  private async decode(read: Read, place: Place): Promise<Map<number, Uint8Array | CorruptionError>> {
+  /** The read's chunks decoded into its output, each settled as its verdict comes: a view there, or why not. */
+  private async decode(
+    read: Read,
+    place: Place,
+    settle: Map<number, { resolve: (c: Uint8Array) => void; reject: (e: unknown) => void }>,
+  ): Promise<void> {
     const blobs: {
       offset: number;
       id: string;
@@ -399,26 +411,31 @@ export class BlobReader {
         out: read.outAt.get(s.offset) as number,
       });
     }
-    const problems = await (this.options.decoder ?? blobDecoder).decode({
-      input: place.input,
-      inputOffset: place.inputOffset,
-      output: place.output,
-      outputOffset: place.outputOffset,
-      blobs: blobs.map(({ at, length, id, rawLength, out }) => ({ at, length, id, rawLength, out })),
-      sealKey: this.keys.sealKey,
-      idKey: this.keys.idKey,
-    });
-    const decoded = new Map<number, Uint8Array | CorruptionError>();
-    for (const [i, b] of blobs.entries()) {
-      const problem = problems[i];
-      decoded.set(
-        b.offset,
-        problem === undefined
-          ? new Uint8Array(place.output, place.outputOffset + b.out, b.rawLength)
-          : decodeFailure({ objectKey: read.key, chunkId: b.id }, problem),
-      );
-    }
-    return decoded;
+    await (this.options.decoder ?? blobDecoder).decode(
+      {
+        input: place.input,
+        inputOffset: place.inputOffset,
+        output: place.output,
+        outputOffset: place.outputOffset,
+        blobs: blobs.map(({ at, length, id, rawLength, out }) => ({ at, length, id, rawLength, out })),
+        sealKey: this.keys.sealKey,
+        idKey: this.keys.idKey,
+      },
+      (from, problems) => {
+        for (const [k, problem] of problems.entries()) {
+          const b = blobs[from + k];
+          const s = b && settle.get(b.offset);
+          if (!b || !s) continue;
+          settle.delete(b.offset);
+          if (problem === undefined)
+            s.resolve(new Uint8Array(place.output, place.outputOffset + b.out, b.rawLength));
+          else s.reject(decodeFailure({ objectKey: read.key, chunkId: b.id }, problem));
+        }
+      },
+    );
+    // Every chunk has its verdict by now; one without would leave its file waiting.
+    for (const s of settle.values())
+      s.reject(new Error(`the blob decoder gave no verdict on a chunk of ${read.key}`));
   }
 
   /** One ranged read into `into`, checked to be as long as asked: a short one is tried once more, then refused. */
@@ -446,11 +463,8 @@ export class BlobReader {
       this.pump();
       if (read.done === undefined) await this.changed();
     }
-    await read.done;
-    if (read.failure !== undefined) throw read.failure;
     const chunk = read.decoded?.get(slot.offset);
     if (!chunk) throw new Error(`chunk ${slot.id} was released before it was read`);
-    if (chunk instanceof CorruptionError) throw chunk;
     return chunk;
   }
 }

@@ -127,20 +127,36 @@ function inflate(payload, rawLength) {
 
 // Each frame decompressed on its own: zstdDecompressSync, and Node's zstd streams too, stop at
 // the end of the first frame of their input and drop the rest, so frames cannot be joined into
-// one call.
+// one call. The verdicts go back every ANSWER_BYTES of chunks, so that the files of a read are
+// written while the rest of it is decoded.
+const ANSWER_BYTES = 1024 * 1024;
 function decode(job) {
-  return job.blobs.map((b) => {
+  let from = 0;
+  let bytes = 0;
+  const problems = [];
+  job.blobs.forEach((b, i) => {
     const o = open(job, b);
-    if (o.problem) return o.problem;
-    if (o.flag === STORED) return place(job, b, o.payload);
-    const raw = inflate(o.payload, b.rawLength);
-    return raw.problem ? raw.problem : place(job, b, raw);
+    let problem;
+    if (o.problem) problem = o.problem;
+    else if (o.flag === STORED) problem = place(job, b, o.payload);
+    else {
+      const raw = inflate(o.payload, b.rawLength);
+      problem = raw.problem ? raw.problem : place(job, b, raw);
+    }
+    problems.push(problem);
+    bytes += b.rawLength;
+    if (bytes >= ANSWER_BYTES && i < job.blobs.length - 1) {
+      parentPort.postMessage({ seq: job.seq, from, problems: problems.splice(0) });
+      from = i + 1;
+      bytes = 0;
+    }
   });
+  parentPort.postMessage({ seq: job.seq, from, problems, last: true });
 }
 
 parentPort.on('message', (job) => {
   try {
-    parentPort.postMessage({ seq: job.seq, problems: decode(job) });
+    decode(job);
   } catch (e) {
     // Not a damaged blob (those are answers): the job fails, and the next still runs.
     parentPort.postMessage({ seq: job.seq, error: e instanceof Error ? e.message : String(e) });
@@ -150,9 +166,14 @@ parentPort.on('message', (job) => {
 `;
 
 interface Pending {
+  readonly problems: (DecodeProblem | undefined)[];
+  readonly onAnswer: ((from: number, problems: readonly (DecodeProblem | undefined)[]) => void) | undefined;
   readonly resolve: (problems: (DecodeProblem | undefined)[]) => void;
   readonly reject: (e: Error) => void;
 }
+
+/** Verdicts on the blobs from index `from` on. */
+export type DecodeAnswer = (from: number, problems: readonly (DecodeProblem | undefined)[]) => void;
 
 /** The decoding thread: one per process, started on first use, kept while jobs are pending. */
 export class BlobDecoder {
@@ -160,12 +181,16 @@ export class BlobDecoder {
   private seq = 0;
   private readonly pending = new Map<number, Pending>();
 
-  decode(job: DecodeJob): Promise<(DecodeProblem | undefined)[]> {
+  /**
+   * Decodes a job's blobs; `onAnswer` hears the verdicts as they come, blobs in order, in
+   * pieces, before the promise settles with all of them.
+   */
+  decode(job: DecodeJob, onAnswer?: DecodeAnswer): Promise<(DecodeProblem | undefined)[]> {
     const worker = this.started();
     const seq = this.seq++;
     if (this.pending.size === 0) worker.ref();
     return new Promise((resolve, reject) => {
-      this.pending.set(seq, { resolve, reject });
+      this.pending.set(seq, { problems: [], onAnswer, resolve, reject });
       worker.postMessage({ seq, ...job });
     });
   }
@@ -182,14 +207,28 @@ export class BlobDecoder {
     if (this.worker) return this.worker;
     const worker = new Worker(DECODER_SOURCE, { eval: true });
     worker.unref();
-    worker.on('message', (m: { seq: number; problems?: (DecodeProblem | undefined)[]; error?: string }) => {
-      const p = this.pending.get(m.seq);
-      if (!p) return;
-      this.pending.delete(m.seq);
-      if (this.pending.size === 0) worker.unref();
-      if (m.problems) p.resolve(m.problems);
-      else p.reject(new Error(`the blob decoder failed: ${m.error}`));
-    });
+    worker.on(
+      'message',
+      (m: {
+        seq: number;
+        from?: number;
+        problems?: (DecodeProblem | undefined)[];
+        last?: boolean;
+        error?: string;
+      }) => {
+        const p = this.pending.get(m.seq);
+        if (!p) return;
+        if (m.problems) {
+          p.problems.push(...m.problems);
+          p.onAnswer?.(m.from ?? 0, m.problems);
+          if (!m.last) return;
+        }
+        this.pending.delete(m.seq);
+        if (this.pending.size === 0) worker.unref();
+        if (m.problems) p.resolve(p.problems);
+        else p.reject(new Error(`the blob decoder failed: ${m.error}`));
+      },
+    );
     worker.on('error', (e) => this.failAll(worker, e));
     worker.on('exit', (code) => this.failAll(worker, new Error(`the blob decoder exited with code ${code}`)));
     this.worker = worker;

@@ -208,6 +208,59 @@ describe('the decoding thread', () => {
     await decoder.stop();
   });
 
+  it('answers for the blobs of a large job in pieces, in order, before the job settles', async () => {
+    const chunks = Array.from({ length: 40 }, (_, i) => lines(i, 4000 + i)); // about 100 KiB each
+    const blobs = await blobsOf(chunks);
+    const input = new SharedArrayBuffer(blobs.reduce((n, b) => n + b.sealed.length, 0));
+    const output = new SharedArrayBuffer(chunks.reduce((n, c) => n + c.length, 0));
+    let at = 0;
+    let out = 0;
+    const placed = blobs.map((b) => {
+      new Uint8Array(input, at, b.sealed.length).set(b.sealed);
+      const p = { at, length: b.sealed.length, id: b.id, rawLength: b.rawLength, out };
+      at += b.sealed.length;
+      out += b.rawLength;
+      return p;
+    });
+    const answers: { from: number; count: number; settled: boolean }[] = [];
+    let settled = false;
+    const all = await blobDecoder
+      .decode(
+        {
+          input,
+          inputOffset: 0,
+          output,
+          outputOffset: 0,
+          blobs: placed,
+          sealKey: keys.sealKey,
+          idKey: keys.idKey,
+        },
+        (from, problems) => {
+          answers.push({ from, count: problems.length, settled });
+          // What an answer names is in place already.
+          for (let k = 0; k < problems.length; k++) {
+            const p = placed[from + k] as (typeof placed)[number];
+            expect(same(new Uint8Array(output, p.out, p.rawLength), chunks[from + k] as Uint8Array)).toBe(
+              true,
+            );
+          }
+        },
+      )
+      .finally(() => {
+        settled = true;
+      });
+    expect(all).toEqual(blobs.map(() => undefined));
+    expect(answers.length).toBeGreaterThan(1);
+    expect(answers.every((a) => !a.settled)).toBe(true);
+    // Consecutive, from the first blob to the last.
+    let next = 0;
+    for (const a of answers) {
+      expect(a.from).toBe(next);
+      next += a.count;
+    }
+    expect(next).toBe(blobs.length);
+  });
+
   it('fails a job it cannot carry out, and carries out the next', async () => {
     const s = new SharedArrayBuffer(64);
     const job = {
