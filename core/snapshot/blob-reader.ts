@@ -68,7 +68,6 @@ interface Read {
   decoding: boolean;
   /** Settled once the read's chunks are decoded (or it failed). */
   done?: Promise<void>;
-  failure?: unknown;
 }
 
 const newRead = (key: string, start: number, end: number): Read => ({
@@ -370,7 +369,6 @@ export class BlobReader {
     read.done = fetched
       .then(() => this.decode(read, place, settle))
       .catch((e) => {
-        read.failure = e;
         // Chunks already answered for keep their verdict; the rest share the read's failure.
         for (const s of settle.values()) s.reject(e);
       })

@@ -165,15 +165,15 @@ parentPort.on('message', (job) => {
 });
 `;
 
+/** Verdicts on the blobs from index `from` on. */
+export type DecodeAnswer = (from: number, problems: readonly (DecodeProblem | undefined)[]) => void;
+
 interface Pending {
   readonly problems: (DecodeProblem | undefined)[];
-  readonly onAnswer: ((from: number, problems: readonly (DecodeProblem | undefined)[]) => void) | undefined;
+  readonly onAnswer: DecodeAnswer | undefined;
   readonly resolve: (problems: (DecodeProblem | undefined)[]) => void;
   readonly reject: (e: Error) => void;
 }
-
-/** Verdicts on the blobs from index `from` on. */
-export type DecodeAnswer = (from: number, problems: readonly (DecodeProblem | undefined)[]) => void;
 
 /** The decoding thread: one per process, started on first use, kept while jobs are pending. */
 export class BlobDecoder {
