@@ -32,11 +32,10 @@ import { TransportError } from '../transport/errors.js';
 import { checkPath } from '../transport/paths.js';
 import { displayValue, sh } from '../transport/shell.js';
 import type { Transport } from '../transport/transport.js';
-import { BlobReader } from './blob-reader.js';
 import { CorruptionError } from './errors.js';
 import { comparePaths, type Manifest, type ManifestEntry, sameContent, sameMetadata } from './manifest.js';
 import type { SnapshotRecord } from './records.js';
-import { packKeyOf, type SnapshotStore } from './store.js';
+import type { SnapshotStore } from './store.js';
 import { majorOf, minorOf, withHoles } from './tar.js';
 import type { RestoreFailure } from './tree.js';
 
@@ -320,14 +319,8 @@ export async function restoreToHost(
   const ahead = send.flatMap((entry, index) =>
     entry.type === 'file' && !entry.sparse && (entry.chunks?.length ?? 0) > 0 ? [{ index, entry }] : [],
   );
-  const reader = new BlobReader(
-    store.deps.objects,
-    store.keys,
-    store.limits,
-    ahead,
-    (id) => store.index.get(id),
-    packKeyOf,
-  );
+  // Not lent: tar-stream and the channel may still hold a chunk when the next is asked for.
+  const reader = store.blobReader(ahead);
   const failed: RestoreFailure[] = [];
   const expected: ExpectedEntry[] = [];
   const damaged = new Set<string>();

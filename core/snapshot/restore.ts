@@ -1,11 +1,10 @@
 // Restoring a snapshot into a directory, in full or incrementally against what is there. A
 // damaged snapshot restores everything it still can and names, by path, what it could not.
 import { NotFoundError } from '../errors.js';
-import { BlobReader } from './blob-reader.js';
 import { CorruptionError } from './errors.js';
 import { comparePaths, type Manifest, type ManifestEntry, sameContent, sameMetadata } from './manifest.js';
 import type { SnapshotRecord } from './records.js';
-import { type Progress, packKeyOf, type SnapshotStore } from './store.js';
+import type { Progress, SnapshotStore } from './store.js';
 import { type DirectoryTarget, type RestoreFailure, SpecialFileError, UnsafePathError } from './tree.js';
 
 export type { RestoreFailure } from './tree.js';
@@ -105,16 +104,8 @@ export async function restoreSnapshot(
         const old = have.get(entry.path);
         return !(old && sameContent(old, entry));
       });
-    const reader = new BlobReader(
-      store.deps.objects,
-      store.keys,
-      store.limits,
-      contentOf,
-      (id) => store.index.get(id),
-      packKeyOf,
-      // The target writes each chunk before it asks for the next (tree.ts).
-      { lend: true },
-    );
+    // The target writes each chunk before it asks for the next (tree.ts).
+    const reader = store.blobReader(contentOf, { lend: true });
     store.lastReader = reader.gauge;
     const restoreEntry = async (entry: ManifestEntry, index?: number): Promise<void> => {
       const blocked = blockedBy(entry);

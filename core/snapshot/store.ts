@@ -2,7 +2,7 @@
 // with their records in DynamoDB. The format is FORMAT.md beside this file.
 import { randomUUID } from 'node:crypto';
 import { ConflictError, InvalidInputError, NotFoundError } from '../errors.js';
-import type { ReaderGauge } from './blob-reader.js';
+import { BlobReader, type BlobReaderOptions, type ReaderGauge } from './blob-reader.js';
 import { type CheckReport, checkStore } from './check.js';
 import { Chunker, type ChunkerParams, chunkBuffer, DEFAULT_CHUNKER, gearTable } from './chunker.js';
 import { CorruptionError } from './errors.js';
@@ -732,6 +732,25 @@ export class SnapshotStore {
       sealed = await this.deps.objects.getRange(key, at.offset, at.length);
     }
     return decodeBlob(this.keys, sealed, id, key);
+  }
+
+  /**
+   * A reader of the content of `files`, read ahead from this store's packs in the order given
+   * (the order they will be taken in), within the store's restore limits.
+   */
+  blobReader(
+    files: readonly { readonly index: number; readonly entry: ManifestEntry }[],
+    options?: BlobReaderOptions,
+  ): BlobReader {
+    return new BlobReader(
+      this.deps.objects,
+      this.keys,
+      this.limits,
+      files,
+      (id) => this.index.get(id),
+      packKeyOf,
+      options,
+    );
   }
 
   /** The content of a manifest entry, chunk by chunk, each verified before it is yielded. */
