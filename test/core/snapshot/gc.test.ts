@@ -1,10 +1,7 @@
-// Garbage collection against writers, restores and lock faults on the real stand-ins: gc never
-// deletes what a recorded snapshot needs, whatever the leases do.
-import { mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { type DynamoDBDocumentClient, UpdateCommand } from '@aws-sdk/lib-dynamodb';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { CorruptionError } from '../../../core/snapshot/errors.js';
 import type { ObjectStore } from '../../../core/snapshot/object-store.js';
 import { LeaseLostError, type SnapshotRecord, StoreBusyError } from '../../../core/snapshot/records.js';
@@ -14,31 +11,20 @@ import { gate, pausedSource } from '../../support/gates.js';
 import {
   bytesFrom,
   describeTree,
-  startTestStore,
   type TestLockOptions,
-  type TestStore,
   type TreeLine,
 } from '../../support/snapshot-store.js';
+import { useTestStore } from '../../support/use-test-store.js';
 
-let ts: TestStore;
+const ts = useTestStore();
+const { fresh } = ts;
 let main: SnapshotStore;
-let counter = 0;
-const fresh = (name: string) => {
-  const dir = join(ts.dir, `${name}-${counter++}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-};
 // What each recorded snapshot was made from: every one of them must restore to it, always.
 const trees = new Map<string, TreeLine[]>();
 const HOUR = 3_600_000;
 
 beforeAll(async () => {
-  ts = await startTestStore();
   main = await ts.open();
-});
-
-afterAll(async () => {
-  await ts?.stop();
 });
 
 async function tree(name: string, files: Record<string, Buffer | string>): Promise<string> {

@@ -6,29 +6,17 @@
 import { mkdirSync, readdirSync, readFileSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { DirectoryListingCache } from '../../../core/snapshot/listing-cache.js';
 import { LISTING_PREFIX } from '../../../core/snapshot/manifest-object.js';
 import type { ObjectStore } from '../../../core/snapshot/object-store.js';
 import { SnapshotStore } from '../../../core/snapshot/store.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
-import { describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
+import { describeTree } from '../../support/snapshot-store.js';
+import { useTestStore } from '../../support/use-test-store.js';
 
-let ts: TestStore;
-let counter = 0;
-const fresh = (name: string) => {
-  const dir = join(ts.dir, `${name}-${counter++}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-};
-
-beforeAll(async () => {
-  ts = await startTestStore();
-});
-
-afterAll(async () => {
-  await ts?.stop();
-});
+const ts = useTestStore();
+const { fresh } = ts;
 
 const ID = (n: number) => n.toString(16).padStart(64, '0');
 

@@ -6,7 +6,7 @@ import { mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { zstdCompressSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, InvalidInputError } from '../../../core/errors.js';
 import { CorruptionError } from '../../../core/snapshot/errors.js';
 import { chunkId } from '../../../core/snapshot/keys.js';
@@ -16,24 +16,15 @@ import type { SnapshotRecord } from '../../../core/snapshot/records.js';
 import { seal } from '../../../core/snapshot/seal.js';
 import { MANIFEST_PREFIX, SnapshotStore } from '../../../core/snapshot/store.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
-import { describeTree, startTestStore, type TestStore, type TreeLine } from '../../support/snapshot-store.js';
+import { describeTree, type TreeLine } from '../../support/snapshot-store.js';
+import { useTestStore } from '../../support/use-test-store.js';
 
-let ts: TestStore;
+const ts = useTestStore();
+const { fresh } = ts;
 let store: SnapshotStore;
-let counter = 0;
-const fresh = (name: string) => {
-  const dir = join(ts.dir, `${name}-${counter++}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-};
 
 beforeAll(async () => {
-  ts = await startTestStore();
   store = await ts.open();
-});
-
-afterAll(async () => {
-  await ts?.stop();
 });
 
 /** A tree of `files` small files in ten directories: a listing of a few hundred KiB. */

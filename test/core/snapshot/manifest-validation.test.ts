@@ -1,11 +1,8 @@
-// Manifests are checked when they are made (from a tree or a tar) and when they are read; what
-// the checks accept can be restored.
-import { mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { PassThrough, Readable } from 'node:stream';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError } from '../../../core/errors.js';
 import {
   checkManifest,
@@ -18,7 +15,8 @@ import type { SnapshotStore } from '../../../core/snapshot/store.js';
 import { tarSource, writeTar } from '../../../core/snapshot/tar.js';
 import { DirectoryTarget } from '../../../core/snapshot/tree.js';
 import { type Crafted, rawSource, recordCrafted, tarOf } from '../../support/hostile-trees.js';
-import { describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
+import { describeTree } from '../../support/snapshot-store.js';
+import { useTestStore } from '../../support/use-test-store.js';
 
 const e = (path: string, type: ManifestEntry['type'] = 'file', target?: string): ManifestEntry => ({
   path,
@@ -222,22 +220,13 @@ describe('EntryChecker (a tree or a tar as it is read)', () => {
   });
 });
 
-let ts: TestStore;
+const ts = useTestStore();
+const { fresh } = ts;
+let twice = 0;
 let store: SnapshotStore;
-let counter = 0;
-const fresh = (name: string) => {
-  const dir = join(ts.dir, `${name}-${counter++}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-};
 
 beforeAll(async () => {
-  ts = await startTestStore();
   store = await ts.open();
-});
-
-afterAll(async () => {
-  await ts?.stop();
 });
 
 describe('a crafted manifest sealed in the store', () => {
@@ -339,7 +328,7 @@ describe('what a tar stream may hold', () => {
       './d',
     ],
   ] as [string, Crafted[], string][])('refuses %s named twice, naming it', async (_what, entries, named) => {
-    const host = `twice-${counter++}`;
+    const host = `twice-${twice++}`;
     await expect(store.create(tarSource(tarOf(entries), host), { host })).rejects.toThrow(
       `tar entry ${JSON.stringify(named)} is refused: the same path appears twice`,
     );

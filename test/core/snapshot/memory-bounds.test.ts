@@ -4,38 +4,25 @@
 // what holds them. Also: a ranged read filled into one buffer is exact, short or long as the
 // server answered, and the pipeline starts the full collections its limit asks for.
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BlobReader } from '../../../core/snapshot/blob-reader.js';
+import { describe, expect, it } from 'vitest';
+import type { BlobReaderOptions } from '../../../core/snapshot/blob-reader.js';
 import type { ChunkerParams } from '../../../core/snapshot/chunker.js';
 import { BlobDecoder, type DecodeJob } from '../../../core/snapshot/decoder.js';
 import type { ObjectStore } from '../../../core/snapshot/object-store.js';
 import { PACK_TARGET_SIZE } from '../../../core/snapshot/pack.js';
-import { type PipelineLimits, packKeyOf, SnapshotStore } from '../../../core/snapshot/store.js';
+import { type PipelineLimits, SnapshotStore } from '../../../core/snapshot/store.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
-import { describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
+import { describeTree } from '../../support/snapshot-store.js';
+import { useTestStore } from '../../support/use-test-store.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const CHUNKER: ChunkerParams = { min: 64 * KiB, avg: 256 * KiB, max: 1 * MiB };
 
-let ts: TestStore;
-let counter = 0;
-const fresh = (name: string) => {
-  const dir = join(ts.dir, `${name}-${counter++}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-};
-
-beforeAll(async () => {
-  ts = await startTestStore();
-});
-
-afterAll(async () => {
-  await ts?.stop();
-});
+const ts = useTestStore();
+const { fresh } = ts;
 
 /** Bytes in flight, now and at most, of pack PUTs and of ranged GETs. */
 interface InFlight {
@@ -212,7 +199,7 @@ describe('snapshot memory bounds, as the bucket sees them', () => {
 describe('the restore window', () => {
   const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-  async function readerOver(name: string, options: ConstructorParameters<typeof BlobReader>[6]) {
+  async function readerOver(name: string, options: BlobReaderOptions) {
     const src = fresh(name);
     await incompressibleTree(src, [3 * MiB, 2 * MiB, MiB]);
     // A window of 1 MiB: every region of it is given out many times over.
@@ -222,15 +209,7 @@ describe('the restore window', () => {
     const files = manifest.entries
       .filter((e) => e.type === 'file' && (e.chunks?.length ?? 0) > 0)
       .map((entry, index) => ({ index, entry }));
-    const reader = new BlobReader(
-      store.deps.objects,
-      store.keys,
-      store.limits,
-      files,
-      (id) => store.index.get(id),
-      packKeyOf,
-      options,
-    );
+    const reader = store.blobReader(files, options);
     return { src, files, reader };
   }
 

@@ -3,36 +3,23 @@
 // tree, and an upload that fails, a ranged read that comes back short or a damaged blob each
 // end as they should, with every restored byte verified.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ChunkerParams } from '../../../core/snapshot/chunker.js';
 import type { ObjectStore } from '../../../core/snapshot/object-store.js';
 import { PACK_TARGET_SIZE } from '../../../core/snapshot/pack.js';
 import { type PipelineLimits, packKeyOf, SnapshotStore } from '../../../core/snapshot/store.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
-import { describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
+import { describeTree } from '../../support/snapshot-store.js';
+import { useTestStore } from '../../support/use-test-store.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const CHUNKER: ChunkerParams = { min: 64 * KiB, avg: 256 * KiB, max: 1 * MiB };
 
-let ts: TestStore;
-let counter = 0;
-const fresh = (name: string) => {
-  const dir = join(ts.dir, `${name}-${counter++}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-};
-
-beforeAll(async () => {
-  ts = await startTestStore();
-});
-
-afterAll(async () => {
-  await ts?.stop();
-});
+const ts = useTestStore();
+const { fresh } = ts;
 
 /** The bucket with some of its calls replaced: the rest go to the S3-protocol server as they are. */
 function objectsWith(overrides: Partial<ObjectStore>): ObjectStore {

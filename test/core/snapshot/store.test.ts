@@ -1,10 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError } from '../../../core/errors.js';
 import { S3ObjectStore } from '../../../core/snapshot/object-store.js';
 import { DynamoLocks, StoreBusyError } from '../../../core/snapshot/records.js';
@@ -13,24 +12,15 @@ import { tarSource, writeTar } from '../../../core/snapshot/tar.js';
 import { DirectoryTarget, directorySource } from '../../../core/snapshot/tree.js';
 import { LOCAL_CREDENTIALS, LOCAL_REGION } from '../../../local/stand-ins.js';
 import { gate, pausedSource } from '../../support/gates.js';
-import { bytesFrom, describeTree, startTestStore, type TestStore } from '../../support/snapshot-store.js';
+import { bytesFrom, describeTree } from '../../support/snapshot-store.js';
+import { useTestStore } from '../../support/use-test-store.js';
 
-let ts: TestStore;
+const ts = useTestStore();
+const { fresh } = ts;
 let store: SnapshotStore;
-let counter = 0;
-const fresh = (name: string) => {
-  const dir = join(ts.dir, `${name}-${counter++}`);
-  mkdirSync(dir, { recursive: true });
-  return dir;
-};
 
 beforeAll(async () => {
-  ts = await startTestStore();
   store = await ts.open();
-});
-
-afterAll(async () => {
-  await ts?.stop();
 });
 
 /** A small host-like tree: configuration, an application, logs, links of every kind. */
