@@ -280,7 +280,12 @@ const describe = (s: BigIntStats) =>
         : 'a special file';
 
 // Temporaries of a fixed, short length: a name of 255 bytes plus any suffix would not fit.
-const temporaryName = () => `.persona-${randomBytes(6).toString('hex')}`;
+// A random prefix for the process and a counter: the names need not be secret (each is opened
+// O_EXCL and O_NOFOLLOW, and one already there is passed over), and a random draw per file
+// cost the main thread more than the file's metadata calls.
+const TEMPORARY_PREFIX = `.persona-${randomBytes(6).toString('hex')}-`;
+let temporaryCount = 0;
+const temporaryName = () => `${TEMPORARY_PREFIX}${(temporaryCount++).toString(36)}`;
 const NEW_FILE = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 const OPEN_DIR = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
@@ -529,12 +534,19 @@ export class DirectoryTarget {
     }
     closeSync(fd);
     try {
-      // rename() replaces a file or a symlink itself, never what a symlink points at; a
-      // directory in the way has to go first.
-      const there = lstatOrNone(path);
-      if (there?.isDirectory()) removeSync(path, there);
+      // rename() replaces a file or a symlink itself, never what a symlink points at. A
+      // directory in the way (EISDIR, or ENOTEMPTY/EEXIST from some filesystems) has to go
+      // first; it is looked for only then, not before every file.
       this.parent(entry.path);
-      renameSync(tmp, path);
+      try {
+        renameSync(tmp, path);
+      } catch (e) {
+        const there = lstatOrNone(path);
+        if (!there?.isDirectory()) throw e;
+        removeSync(path, there);
+        this.parent(entry.path);
+        renameSync(tmp, path);
+      }
     } catch (e) {
       try {
         unlinkSync(tmp);

@@ -237,6 +237,20 @@ describe('links already in the target', () => {
     expect(readlinkSync(join(c.target, 'a'))).toBe(c.outside);
     expect(c.picture()).toEqual(c.before);
   });
+
+  it('are removed, not followed, when a directory holding them is where the snapshot has a file', async () => {
+    const c = await canaries();
+    await fs.mkdir(join(c.target, 'a'));
+    await fs.symlink(c.outside, join(c.target, 'a/out'));
+    await fs.symlink(c.file, join(c.target, 'a/canary'));
+    const t = new DirectoryTarget(c.target);
+    await t.prepare();
+    await t.write(entryOf({ name: 'a', type: 'file', content: 'now a file\n' }), contentOf('now a file\n'));
+    expect(await t.finish()).toEqual([]);
+    expect(readFileSync(join(c.target, 'a'), 'utf8')).toBe('now a file\n');
+    expect(await fs.readdir(c.target)).toEqual(['a']);
+    expect(c.picture()).toEqual(c.before);
+  });
 });
 
 describe('random hostile entry lists', () => {
