@@ -26,7 +26,6 @@
 import { createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { InvalidInputError, type Issue, NotFoundError } from '../errors.js';
 import { TransportError } from '../transport/errors.js';
 import { checkPath } from '../transport/paths.js';
@@ -36,7 +35,8 @@ import { CorruptionError } from './errors.js';
 import { comparePaths, type Manifest, type ManifestEntry, sameContent, sameMetadata } from './manifest.js';
 import type { SnapshotRecord } from './records.js';
 import type { SnapshotStore } from './store.js';
-import { majorOf, minorOf, withHoles } from './tar.js';
+import { withHoles } from './tar.js';
+import { TarWriter } from './tar-writer.js';
 import type { RestoreFailure } from './tree.js';
 
 export interface RemoteRestoreOptions {
@@ -94,9 +94,6 @@ const TYPE_NAME: Readonly<Record<string, string>> = {
   s: 'a socket',
 };
 
-// ustar's octal fields hold at most 7 digits; beyond that the id goes in the pax header only.
-const USTAR_ID_MAX = 0o7777777;
-const ZEROS = Buffer.alloc(64 * 1024);
 // Reads NUL-separated names on standard input, prints `sha256sum -z` records for them.
 const HASH_ON_HOST = [
   't=$(mktemp -d) || exit 1',
@@ -232,49 +229,6 @@ async function streamOrder(
   ];
 }
 
-function headerOf(e: ManifestEntry): Partial<tar.Header> & { name: string } {
-  const ns = BigInt(e.mtimeNs);
-  const sec = ns / 1_000_000_000n - (ns < 0n && ns % 1_000_000_000n !== 0n ? 1n : 0n);
-  const frac = ns - sec * 1_000_000_000n;
-  const pax: Record<string, string> = { mtime: `${sec}.${frac.toString().padStart(9, '0')}` };
-  if (e.uid > USTAR_ID_MAX) pax.uid = String(e.uid);
-  if (e.gid > USTAR_ID_MAX) pax.gid = String(e.gid);
-  return {
-    name: e.type === 'dir' ? `${e.path}/` : e.path,
-    mode: e.mode,
-    uid: Math.min(e.uid, USTAR_ID_MAX),
-    gid: Math.min(e.gid, USTAR_ID_MAX),
-    mtime: new Date(Number(ns / 1_000_000n)),
-    pax,
-  };
-}
-
-/**
- * A file's content as the store gives it, every chunk verified, hashed on the way. When the
- * snapshot's data fails part-way, the rest of the entry is zeros (a tar entry has the size its
- * header announced) and `onDamage` is told; the file is removed from the host afterwards.
- */
-async function* hashedContent(
-  content: AsyncIterable<Uint8Array>,
-  entry: ManifestEntry,
-  hash: ReturnType<typeof createHash>,
-  onDamage: (e: unknown) => void,
-): AsyncGenerator<Uint8Array> {
-  let sent = 0;
-  try {
-    for await (const piece of content) {
-      hash.update(piece);
-      sent += piece.length;
-      yield piece;
-    }
-  } catch (error) {
-    if (!failureOfEntry(error)) throw error;
-    onDamage(error);
-  }
-  for (let left = (entry.size ?? 0) - sent; left > 0; left -= ZEROS.length)
-    yield ZEROS.subarray(0, Math.min(left, ZEROS.length));
-}
-
 const hostRun = (transport: Transport, command: string, stdin: Uint8Array) =>
   transport.run(command, { stdin });
 
@@ -319,13 +273,12 @@ export async function restoreToHost(
   const ahead = send.flatMap((entry, index) =>
     entry.type === 'file' && !entry.sparse && (entry.chunks?.length ?? 0) > 0 ? [{ index, entry }] : [],
   );
-  // Not lent: tar-stream and the channel may still hold a chunk when the next is asked for.
-  const reader = store.blobReader(ahead);
+  // Lent: each chunk is copied into the tar stream's block before the next is asked for.
+  const reader = store.blobReader(ahead, { lend: true });
   const failed: RestoreFailure[] = [];
   const expected: ExpectedEntry[] = [];
   const damaged = new Set<string>();
   let bytes = 0;
-  let sentBytes = 0;
   await clearDirectoryPaths(
     transport,
     target,
@@ -339,70 +292,44 @@ export async function restoreToHost(
   });
   // tar writes nothing on standard output here; it is drained so the channel never stalls.
   handle.stdout.resume();
-  const pack = tar.pack();
-  // tar-stream gives a 512-byte header, the content's chunks and a padding block per file: sent
-  // as they come, each would be an SSH packet and a socket write of its own. Gathered into
-  // writes of STREAM_WRITE_BYTES, a tree of small files crosses in full packets.
-  const counted = (async function* () {
-    let held: Uint8Array[] = [];
-    let heldBytes = 0;
-    for await (const piece of pack as unknown as AsyncIterable<Uint8Array>) {
-      sentBytes += piece.length;
-      if (heldBytes === 0 && piece.length >= STREAM_WRITE_BYTES) {
-        yield piece;
-        continue;
-      }
-      held.push(piece);
-      heldBytes += piece.length;
-      if (heldBytes >= STREAM_WRITE_BYTES) {
-        yield Buffer.concat(held, heldBytes);
-        held = [];
-        heldBytes = 0;
-      }
-    }
-    if (heldBytes > 0) yield Buffer.concat(held, heldBytes);
-  })();
-  const sending = pipeline(counted, handle.stdin as Writable);
+  // Written in blocks of STREAM_WRITE_BYTES: a tree of small files crosses in full packets, and
+  // each chunk, a view of the reader's window, is copied once, into a block.
+  const writer = new TarWriter(handle.stdin as Writable, { blockBytes: STREAM_WRITE_BYTES });
   let streamError: unknown;
   try {
     for (const [index, e] of send.entries()) {
-      const header = headerOf(e);
+      await writer.entry(e);
       if (e.type === 'file') {
         const hash = createHash('sha256');
-        const sink = pack.entry({ ...header, type: 'file', size: e.size ?? 0 });
         const content = reader.planned(index) ? reader.content(index) : withHoles(store, e);
-        await pipeline(
-          hashedContent(content, e, hash, (error) => {
-            damaged.add(e.path);
-            failed.push({ path: e.path, reason: reasonOf(error), damaged: true });
-          }),
-          sink as unknown as Writable,
-        );
+        let sent = 0;
+        try {
+          for await (const piece of content) {
+            hash.update(piece);
+            sent += piece.length;
+            await writer.content(piece);
+          }
+        } catch (error) {
+          if (!failureOfEntry(error)) throw error;
+          // A tar entry has the size its header announced: the rest is zeros, and the file is
+          // removed from the host afterwards.
+          damaged.add(e.path);
+          failed.push({ path: e.path, reason: reasonOf(error), damaged: true });
+          await writer.zeros((e.size ?? 0) - sent);
+        }
         bytes += e.size ?? 0;
         if (!damaged.has(e.path)) expected.push({ entry: e, sha256: hash.digest('hex') });
         continue;
       }
-      if (e.type === 'dir') pack.entry({ ...header, type: 'directory' });
-      else if (e.type === 'symlink' || e.type === 'hardlink')
-        pack.entry({ ...header, type: e.type === 'symlink' ? 'symlink' : 'link', linkname: e.target ?? '' });
-      else if (e.type === 'char' || e.type === 'block')
-        pack.entry({
-          ...header,
-          type: e.type === 'char' ? 'character-device' : 'block-device',
-          devmajor: majorOf(e.rdev ?? 0),
-          devminor: minorOf(e.rdev ?? 0),
-        });
-      else pack.entry({ ...header, type: 'fifo' });
       if (!(e.type === 'hardlink' && damaged.has(e.target ?? ''))) expected.push({ entry: e });
     }
-    pack.finalize();
-    await sending;
+    await writer.finish();
   } catch (error) {
     streamError = error;
     for (const { index } of ahead) reader.release(index);
-    pack.destroy();
     (handle.stdin as Writable).destroy();
   }
+  const sentBytes = writer.written;
   // The host's word on what happened comes before ours: a tar that stopped reading explains a
   // broken pipe here.
   const { exitCode, stderr } = await handle.done;

@@ -5,9 +5,11 @@ import type { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { InvalidInputError } from '../errors.js';
+import { makedev } from './devices.js';
 import { EntryChecker, type ManifestEntry } from './manifest.js';
 import type { SnapshotRecord } from './records.js';
 import type { SnapshotStore } from './store.js';
+import { TarWriter } from './tar-writer.js';
 import type { SourceEntry, TreeSource } from './tree.js';
 
 const TYPES: Readonly<Record<string, ManifestEntry['type']>> = {
@@ -52,18 +54,6 @@ export interface TarSourceOptions {
 // What a directory missing from the tar is restored as when entries below it are present
 // (as `tar -x` creates them): owned by root, rwxr-xr-x.
 const SYNTHESISED_DIR_MODE = 0o755;
-
-// Linux's device number from major and minor (glibc's gnu_dev_makedev).
-const makedev = (major: number, minor: number) =>
-  Number(
-    ((BigInt(major) & 0xfffn) << 8n) |
-      ((BigInt(major) & ~0xfffn) << 32n) |
-      (BigInt(minor) & 0xffn) |
-      ((BigInt(minor) & ~0xffn) << 12n),
-  );
-export const majorOf = (rdev: number) =>
-  Number(((BigInt(rdev) >> 8n) & 0xfffn) | ((BigInt(rdev) >> 32n) & ~0xfffn));
-export const minorOf = (rdev: number) => Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & ~0xffn));
 
 function mtimeNs(header: Partial<tar.Header>): string {
   const pax = (header.pax as Record<string, string> | null | undefined)?.mtime;
@@ -185,34 +175,10 @@ export async function* withHoles(store: SnapshotStore, entry: ManifestEntry): As
 /** Writes a snapshot as a tar stream (pax format), every chunk verified on the way. */
 export async function writeTar(store: SnapshotStore, record: SnapshotRecord, out: Writable): Promise<void> {
   const manifest = await store.manifest(record);
-  const pack = tar.pack();
-  const done = pipeline(pack as unknown as Readable, out);
+  const writer = new TarWriter(out, { names: true });
   for (const e of manifest.entries) {
-    const ns = BigInt(e.mtimeNs);
-    const header: Partial<tar.Header> & { name: string } = {
-      name: e.type === 'dir' ? `${e.path}/` : e.path,
-      mode: e.mode,
-      uid: e.uid,
-      gid: e.gid,
-      mtime: new Date(Number(ns / 1_000_000n)),
-      ...(e.user ? { uname: e.user } : {}),
-      ...(e.group ? { gname: e.group } : {}),
-      pax: { mtime: `${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}` },
-    };
-    if (e.type === 'file') {
-      const sink = pack.entry({ ...header, type: 'file', size: e.size ?? 0 });
-      await pipeline(withHoles(store, e), sink as unknown as Writable);
-    } else if (e.type === 'dir') {
-      pack.entry({ ...header, type: 'directory' });
-    } else if (e.type === 'symlink' || e.type === 'hardlink') {
-      pack.entry({ ...header, type: e.type === 'symlink' ? 'symlink' : 'link', linkname: e.target ?? '' });
-    } else if (e.type === 'char' || e.type === 'block') {
-      const type = e.type === 'char' ? 'character-device' : 'block-device';
-      pack.entry({ ...header, type, devmajor: majorOf(e.rdev ?? 0), devminor: minorOf(e.rdev ?? 0) });
-    } else {
-      pack.entry({ ...header, type: 'fifo' });
-    }
+    await writer.entry(e);
+    if (e.type === 'file') for await (const piece of withHoles(store, e)) await writer.content(piece);
   }
-  pack.finalize();
-  await done;
+  await writer.finish();
 }

@@ -28,6 +28,7 @@ import {
 } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { join } from 'node:path';
+import { majorOf, minorOf } from './devices.js';
 import { EntryChecker, type ManifestEntry, pathProblem } from './manifest.js';
 
 /** An entry of a tree being snapshotted, with a way to read its content once. */
@@ -224,10 +225,6 @@ const isRoot = () => process.getuid?.() === 0;
 // utimes() takes seconds as a double, which cannot hold nanoseconds since the epoch; aim at
 // the middle of the right microsecond so that the kernel's truncation keeps it exact.
 const seconds = (ns: string) => Number(BigInt(ns) / 1000n) / 1e6 + 4e-7;
-
-/** Linux's encoding of a device number (glibc's gnu_dev_major / gnu_dev_minor). */
-const major = (rdev: number) => Number(((BigInt(rdev) >> 8n) & 0xfffn) | ((BigInt(rdev) >> 32n) & ~0xfffn));
-const minor = (rdev: number) => Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & ~0xffn));
 
 /** An entry that could not be restored, and why; the restore goes on with the others. */
 export interface RestoreFailure {
@@ -453,8 +450,8 @@ export class DirectoryTarget {
                   '--',
                   path,
                   entry.type === 'char' ? 'c' : 'b',
-                  String(major(entry.rdev ?? 0)),
-                  String(minor(entry.rdev ?? 0)),
+                  String(majorOf(entry.rdev ?? 0)),
+                  String(minorOf(entry.rdev ?? 0)),
                 ],
               ];
         const made = spawnSync(program as string, args as string[], { encoding: 'utf8' });

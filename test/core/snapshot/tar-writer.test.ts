@@ -1,0 +1,202 @@
+// The pax tar writer behind the restore onto a host and the export: what it writes is read back
+// by GNU tar (as the hosts do) and by another implementation, for entries whose values do not
+// fit ustar's fields; and it holds no more than its blocks when the output stops reading, and
+// gives up, not hangs, when the output fails.
+import { spawn } from 'node:child_process';
+import { lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, Writable } from 'node:stream';
+import tar from 'tar-stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { ManifestEntry } from '../../../core/snapshot/manifest.js';
+import { TarWriter } from '../../../core/snapshot/tar-writer.js';
+
+const work = mkdtempSync(join(tmpdir(), 'persona-tarwriter-'));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+const entry = (fields: Partial<ManifestEntry> & Pick<ManifestEntry, 'path' | 'type'>): ManifestEntry => ({
+  mode: 0o644,
+  uid: 0,
+  gid: 0,
+  mtimeNs: '1700000000123456789',
+  ...fields,
+});
+
+const LONG_DIR = `${'d'.repeat(120)}/ünï\ncødé`;
+const ENTRIES: { e: ManifestEntry; content?: Buffer }[] = [
+  { e: entry({ path: 'd', type: 'dir', mode: 0o750, uid: 3_000_000_000, gid: 2_500_000 }) },
+  { e: entry({ path: 'd/-rf', type: 'file', size: 5, mode: 0o4755 }), content: Buffer.from('hello') },
+  { e: entry({ path: 'd/old', type: 'file', size: 0, mtimeNs: '-1500000000' }), content: Buffer.alloc(0) },
+  { e: entry({ path: LONG_DIR.split('/')[0] as string, type: 'dir' }) },
+  {
+    e: entry({ path: LONG_DIR, type: 'file', size: 700_001, uid: 1000, gid: 1000 }),
+    content: Buffer.alloc(700_001, 7),
+  },
+  { e: entry({ path: 'd/link', type: 'symlink', mode: 0o777, target: `/${'t'.repeat(150)}/ü` }) },
+  { e: entry({ path: 'd/hard', type: 'hardlink', target: 'd/-rf', mode: 0o4755 }) },
+  { e: entry({ path: 'd/fifo', type: 'fifo', mode: 0o620 }) },
+  { e: entry({ path: 'd/null', type: 'char', mode: 0o666, rdev: (1 << 8) | 3 }) },
+];
+
+async function writeAll(out: Writable, blockBytes?: number): Promise<number> {
+  const writer = new TarWriter(out, blockBytes === undefined ? {} : { blockBytes });
+  for (const { e, content } of ENTRIES) {
+    await writer.entry(e);
+    // Content in uneven pieces, so pieces straddle blocks and records.
+    for (let at = 0; content !== undefined && at < content.length; at += 65_537)
+      await writer.content(content.subarray(at, at + 65_537));
+  }
+  await writer.finish();
+  return writer.written;
+}
+
+describe('TarWriter', () => {
+  it('writes what GNU tar extracts as the entries were: long UTF-8 names, large ids, times before 1970, links, devices', async () => {
+    const out = join(work, 'gnu');
+    rmSync(out, { recursive: true, force: true });
+    const untar = spawn(
+      'sh',
+      [
+        '-c',
+        `mkdir -p "$1" && exec tar -x -f - --numeric-owner --same-owner --same-permissions --delay-directory-restore -C "$1"`,
+        'sh',
+        out,
+      ],
+      { stdio: ['pipe', 'inherit', 'pipe'] },
+    );
+    let stderr = '';
+    untar.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => untar.once('exit', resolve));
+    const written = await writeAll(untar.stdin, 4096);
+    expect(await exited, stderr).toBe(0);
+    expect(written % 512).toBe(0);
+
+    const d = lstatSync(join(out, 'd'), { bigint: true });
+    expect(d.isDirectory()).toBe(true);
+    expect(Number(d.mode & 0o7777n)).toBe(0o750);
+    expect([d.uid, d.gid]).toEqual([3_000_000_000n, 2_500_000n]);
+    expect(d.mtimeNs).toBe(1700000000123456789n);
+    const rf = lstatSync(join(out, 'd/-rf'), { bigint: true });
+    expect(Number(rf.mode & 0o7777n)).toBe(0o4755);
+    expect(readFileSync(join(out, 'd/-rf'), 'utf8')).toBe('hello');
+    expect(lstatSync(join(out, 'd/old'), { bigint: true }).mtimeNs).toBe(-1500000000n);
+    expect(readFileSync(join(out, LONG_DIR))).toEqual(ENTRIES[4]?.content);
+    expect(lstatSync(join(out, LONG_DIR)).uid).toBe(1000);
+    expect(readlinkSync(join(out, 'd/link'))).toBe(`/${'t'.repeat(150)}/ü`);
+    expect(BigInt(lstatSync(join(out, 'd/hard')).ino)).toBe(rf.ino);
+    expect(lstatSync(join(out, 'd/fifo')).isFIFO()).toBe(true);
+    const dev = lstatSync(join(out, 'd/null'));
+    expect(dev.isCharacterDevice()).toBe(true);
+    expect(dev.rdev).toBe((1 << 8) | 3);
+  });
+
+  it('writes what another tar reader reads as the same entries', async () => {
+    const extract = tar.extract();
+    const seen: {
+      name: string;
+      type: string;
+      size: number;
+      uid: number;
+      linkname: string | null;
+      bytes: number;
+    }[] = [];
+    extract.on('entry', (header, stream, next) => {
+      let bytes = 0;
+      stream.on('data', (d) => {
+        bytes += (d as Buffer).length;
+      });
+      stream.on('end', () => {
+        seen.push({
+          name: header.name,
+          type: header.type ?? '',
+          size: header.size ?? 0,
+          uid: Number((header.pax as Record<string, string> | undefined)?.uid ?? header.uid),
+          linkname: header.linkname ?? null,
+          bytes,
+        });
+        next();
+      });
+    });
+    const done = new Promise<void>((resolve, reject) => {
+      extract.on('finish', () => resolve());
+      extract.on('error', reject);
+    });
+    await writeAll(extract as unknown as Writable);
+    await done;
+    expect(seen.map((s) => s.name)).toEqual(
+      ENTRIES.map(({ e }) => (e.type === 'dir' ? `${e.path}/` : e.path)),
+    );
+    expect(seen.map((s) => s.type)).toEqual([
+      'directory',
+      'file',
+      'file',
+      'directory',
+      'file',
+      'symlink',
+      'link',
+      'fifo',
+      'character-device',
+    ]);
+    expect(seen[0]?.uid).toBe(3_000_000_000);
+    expect(seen[4]).toMatchObject({ size: 700_001, bytes: 700_001 });
+    expect(seen[5]?.linkname).toBe(`/${'t'.repeat(150)}/ü`);
+  });
+
+  it('holds at most its blocks when the output stops reading, and goes on when it reads again', async () => {
+    const held: (() => void)[] = [];
+    let writes = 0;
+    const stalled = new Writable({
+      highWaterMark: 1,
+      write(_chunk, _encoding, callback) {
+        writes++;
+        held.push(callback);
+      },
+    });
+    const writer = new TarWriter(stalled, { blockBytes: 8192, blocks: 3 });
+    await writer.entry(entry({ path: 'big', type: 'file', size: 1 << 20 }));
+    let settled = false;
+    const writing = (async () => {
+      for (let i = 0; i < 16; i++) await writer.content(Buffer.alloc(65_536, i));
+      settled = true;
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    // One block with the stream's _write, the rest in its buffer: never more than three.
+    expect(settled).toBe(false);
+    expect(writes).toBe(1);
+    expect(writer.written).toBe(3 * 8192);
+    const drain = setInterval(() => held.shift()?.(), 1);
+    await writing;
+    await writer.finish();
+    clearInterval(drain);
+    expect(settled).toBe(true);
+    expect(writer.written).toBe(512 * 3 + (1 << 20) + 1024);
+  });
+
+  it('fails the write in progress when the output fails, instead of waiting for it forever', async () => {
+    const out = new PassThrough({ highWaterMark: 1 });
+    const writer = new TarWriter(out, { blockBytes: 4096, blocks: 2 });
+    await writer.entry(entry({ path: 'f', type: 'file', size: 1 << 20 }));
+    const writing = (async () => {
+      for (let i = 0; i < 16; i++) await writer.content(Buffer.alloc(65_536));
+    })();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    out.destroy(new Error('the channel went away'));
+    await expect(writing).rejects.toThrow('the channel went away');
+  });
+
+  it('refuses content past a file size and an entry before the file before it is whole, naming the file', async () => {
+    const writer = new TarWriter(new PassThrough().resume());
+    await writer.entry(entry({ path: 'etc/short', type: 'file', size: 3 }));
+    await expect(writer.content(Buffer.from('four'))).rejects.toThrow(
+      /etc\/short: content runs past its size/,
+    );
+    await writer.content(Buffer.from('tw'));
+    await expect(writer.entry(entry({ path: 'next', type: 'dir' }))).rejects.toThrow(
+      /etc\/short: 1 bytes of content were not written/,
+    );
+    await expect(writer.finish()).rejects.toThrow(/etc\/short/);
+  });
+});
