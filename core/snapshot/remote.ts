@@ -25,7 +25,6 @@
 // a directory the stream already made.
 import { createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { InvalidInputError, type Issue, NotFoundError } from '../errors.js';
 import { TransportError } from '../transport/errors.js';
 import { checkPath } from '../transport/paths.js';

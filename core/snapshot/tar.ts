@@ -2,7 +2,6 @@
 // snapshot here; a snapshot here, `tar -x` there). POSIX pax headers keep long names and
 // nanosecond times.
 import type { Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { InvalidInputError } from '../errors.js';
 import { makedev } from './devices.js';
