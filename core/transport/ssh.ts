@@ -1,5 +1,6 @@
 // SSH with ssh2: one connection per transport for all its commands, host keys pinned.
 import { randomBytes } from 'node:crypto';
+import { Socket } from 'node:net';
 import type { ClientChannel, ConnectConfig, SFTPWrapper } from 'ssh2';
 import SshClient from 'ssh2/lib/client.js';
 import sftpProtocol from 'ssh2/lib/protocol/SFTP.js';
@@ -23,6 +24,30 @@ import type { RunOptions, RunResult, StreamHandle, StreamOptions, Transport } fr
 // its server, key generator and HTTP agents, about a sixth of ssh2's start-up. Both are CommonJS,
 // taken from their default export.
 type Client = InstanceType<typeof SshClient>;
+
+/**
+ * Makes a TCP socket's writes in one turn of the event loop leave as one writev. ssh2 writes
+ * each packet in pieces (with AES-GCM in JavaScript, as without its native addon: the length,
+ * the ciphertext and the tag), and with Nagle's algorithm off (see connect) each piece would
+ * be a system call and a TCP segment of its own: a 4-byte and a 16-byte segment every 32 KiB.
+ * The socket's own `write` is wrapped, after `connect()`, which puts back the prototype's.
+ * @internal exported for its test.
+ */
+export function coalesceWrites(sock: Socket): void {
+  const write = sock.write;
+  let corked = false;
+  sock.write = ((...args: Parameters<Socket['write']>) => {
+    if (!corked) {
+      corked = true;
+      sock.cork();
+      process.nextTick(() => {
+        corked = false;
+        sock.uncork();
+      });
+    }
+    return write.apply(sock, args);
+  }) as Socket['write'];
+}
 
 export interface SshTransportOptions {
   readonly host: string;
@@ -283,9 +308,11 @@ export class SshTransport implements Transport {
     const connection: Connection = { client, closed: false };
     // The verifier's verdict, kept so the connect error can say why the host was refused.
     let refusal: TransportError | undefined;
+    const sock = new Socket();
     const config: ConnectConfig = {
       host: options.host,
       port: this.port,
+      sock,
       username: options.username,
       readyTimeout: options.connectTimeoutMs ?? 15_000,
       keepaliveInterval: options.keepaliveIntervalMs ?? 15_000,
@@ -339,6 +366,9 @@ export class SshTransport implements Transport {
           );
       });
       try {
+        // Connecting before ssh2 sees the socket: ssh2 then waits for its 'connect'.
+        sock.connect({ host: options.host, port: this.port });
+        coalesceWrites(sock);
         client.connect(config);
         // A command is a few small packets each way (exec request, reply, exit status, close),
         // as is every step of the handshake. With Nagle's algorithm on, each waits for the
@@ -347,6 +377,7 @@ export class SshTransport implements Transport {
       } catch (error) {
         // ssh2 parses the private key synchronously: a bad key or a missing passphrase lands here.
         connection.closed = true;
+        sock.destroy();
         reject(
           new TransportError(
             `cannot use the private key for ${this.where}: ${messageOf(error)}`,

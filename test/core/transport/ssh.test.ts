@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { createServer, type Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
@@ -8,7 +8,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { InvalidInputError, NotFoundError } from '../../../core/errors.js';
 import { HostKeyMismatchError, TransportError, UnknownHostKeyError } from '../../../core/transport/errors.js';
 import { FileHostKeyStore, MemoryHostKeyStore } from '../../../core/transport/host-keys.js';
-import { SshTransport, type SshTransportOptions } from '../../../core/transport/ssh.js';
+import { coalesceWrites, SshTransport, type SshTransportOptions } from '../../../core/transport/ssh.js';
 import { generateKey, startSshd, type TestSshd } from './sshd.js';
 
 let sshd: TestSshd;
@@ -245,6 +245,36 @@ describe('SshTransport streams', () => {
     expect(readFileSync(join(into, 'a.txt'), 'utf8')).toBe('alpha\n');
     expect([...readFileSync(join(into, 'sub/b.bin'))]).toEqual([0, 1, 2, 255]);
     expect(statSync(join(into, 'a.txt')).mode & 0o777).toBe(0o640);
+  });
+});
+
+describe('coalesceWrites', () => {
+  it('holds the writes of one turn of the event loop and sends them together, in order, at its end', async () => {
+    const received: Buffer[] = [];
+    const server = createServer((s) => s.on('data', (d: Buffer) => received.push(d)));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as { port: number };
+    const sock = new Socket();
+    sock.connect({ host: '127.0.0.1', port });
+    coalesceWrites(sock);
+    sock.setNoDelay(true);
+    await new Promise<void>((resolve) => sock.once('connect', () => resolve()));
+    try {
+      const pieces = [Buffer.from('len.'), Buffer.alloc(32_768, 1), Buffer.from('tag-of-16-bytes!')];
+      for (const piece of pieces) sock.write(piece);
+      // Held in the socket until the turn ends: ssh2's pieces of a packet go in one writev.
+      expect(sock.writableLength).toBe(4 + 32_768 + 16);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(sock.writableLength).toBe(0);
+      sock.write(Buffer.from('next turn'));
+      expect(sock.writableLength).toBe(9);
+      await new Promise<void>((resolve) => sock.end(resolve));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(Buffer.concat(received)).toEqual(Buffer.concat([...pieces, Buffer.from('next turn')]));
+    } finally {
+      sock.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 
