@@ -90,6 +90,8 @@ export interface BlobReaderOptions {
    * asks for the next. Without it each chunk is a copy of its own.
    */
   readonly lend?: boolean;
+  /** Bytes consumed between two full collections the reader prompts: the store's `collectBytes` unless given. */
+  readonly collectBytes?: number;
   /** The decoding thread (tests stop it to see a restore fail cleanly). */
   readonly decoder?: BlobDecoder;
 }
@@ -135,7 +137,9 @@ export class BlobReader {
     keyOf: (packId: string) => string,
     private readonly options: BlobReaderOptions = {},
   ) {
-    this.collector = new CollectionPacer(limits.collectBytes ?? Number.MAX_SAFE_INTEGER);
+    this.collector = new CollectionPacer(
+      options.collectBytes ?? limits.collectBytes ?? Number.MAX_SAFE_INTEGER,
+    );
     // Half the window at most, so that two reads fit in it and one can come in while the other is written.
     const maxRead = Math.max(1, Math.min(MAX_READ, Math.floor(limits.restoreBytes / 2)));
     let read: Read | undefined;

@@ -110,6 +110,9 @@ const HASH_ON_HOST = [
   'fi',
 ].join('\n');
 
+/** How many times the store's `collectBytes` the restore onto a host consumes between collections. */
+const REMOTE_COLLECTION_FACTOR = 4;
+
 /** What the stream gathers before it writes to the Transport (see restoreToHost). */
 const STREAM_WRITE_BYTES = 256 * 1024;
 
@@ -273,7 +276,13 @@ export async function restoreToHost(
     entry.type === 'file' && !entry.sparse && (entry.chunks?.length ?? 0) > 0 ? [{ index, entry }] : [],
   );
   // Lent: each chunk is copied into the tar stream's block before the next is asked for.
-  const reader = store.blobReader(ahead, { lend: true });
+  // Collections are prompted a quarter as often as a restore into a directory prompts them:
+  // here the host waits on this process's CPU, which on the bench's /usr and /etc (147.6 MiB)
+  // spent about 0.4 s less (2.3 s against 2.7 s) for a peak some 15-40 MiB higher.
+  const reader = store.blobReader(ahead, {
+    lend: true,
+    collectBytes: Math.min(REMOTE_COLLECTION_FACTOR * store.limits.collectBytes, Number.MAX_SAFE_INTEGER),
+  });
   const failed: RestoreFailure[] = [];
   const expected: ExpectedEntry[] = [];
   const damaged = new Set<string>();

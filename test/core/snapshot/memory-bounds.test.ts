@@ -159,6 +159,16 @@ describe('snapshot memory bounds, as the bucket sees them', () => {
     expect((await store.restore(record, new DirectoryTarget(out))).failed).toEqual([]);
     expect(await describeTree(out)).toEqual(await describeTree(src));
     expect(store.lastReader.collections).toBeGreaterThanOrEqual(5);
+    // A reader told its own pace (the restore onto a host takes a quarter of the store's rate)
+    // prompts that many instead: one per 3 MiB of the 6 MiB file.
+    const file = (await store.manifest(record)).entries.find((e) => e.type === 'file' && (e.size ?? 0) > 0);
+    if (file === undefined) throw new Error('the tree has a file');
+    const paced = store.blobReader([{ index: 0, entry: file }], { lend: true, collectBytes: 3 * MiB });
+    let read = 0;
+    for await (const piece of paced.content(0)) read += piece.length;
+    expect(read).toBe(6 * MiB);
+    expect(paced.gauge.collections).toBeGreaterThanOrEqual(1);
+    expect(paced.gauge.collections).toBeLessThanOrEqual(2);
 
     // Left to V8 alone, the pipeline starts none.
     const alone = await open(ts.deps().objects, { collectBytes: Number.MAX_SAFE_INTEGER });
