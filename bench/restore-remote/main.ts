@@ -56,7 +56,7 @@ const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const phaseOf = (command: string) =>
   command.includes('tar -x')
     ? 'stream'
-    : command.includes('sha256sum')
+    : command.includes('sha256sum') || command.includes('b2sum')
       ? 'hash'
       : command.includes('-files0-from')
         ? 'list'
@@ -253,7 +253,7 @@ try {
     [
       [
         'Persona `restoreToHost`',
-        "connect, manifest, clear the directory paths, one pax stream from the store into `tar -x`, then every entry and every file's SHA-256 checked on the host",
+        "connect, manifest, clear the directory paths, one pax stream from the store into `tar -x`, then every entry and every file's digest (BLAKE2b-512, SHA-256 without b2sum) checked on the host",
         `**${sec(wall('persona'))}**`,
         range('persona'),
         cpu('persona').toFixed(2),
@@ -278,7 +278,7 @@ try {
         ['clear', 'target made, non-directories at directory paths removed'],
         ['stream', 'the pax stream from the store into tar -x, until tar exits'],
         ['list', 'type, owner, mode, link target of every entry on the host (find)'],
-        ['hash', 'SHA-256 of every file on the host (sha256sum)'],
+        ['hash', 'digest of every file on the host (b2sum, or sha256sum)'],
       ]
         .map(([k, what]) => `${k} ${phase(k as string).toFixed(0)} (${what})`)
         .join('; ') +

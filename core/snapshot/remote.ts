@@ -1,6 +1,8 @@
 // Restoring a snapshot onto a host: the entries go as one pax tar stream over the Transport into
 // GNU tar on the host, and what landed is then checked there (type, owner, mode, link target,
-// and the SHA-256 of every regular file, computed here while streaming) against the manifest.
+// and the digest of every regular file, computed here while streaming) against the manifest.
+// The digest is BLAKE2b-512 where the host has coreutils' b2sum (about 2.6× as fast there as
+// sha256sum, which coreutils builds without the CPU's SHA instructions), SHA-256 where not.
 //
 // Confinement on the host rests on three things, none on the host's goodwill:
 // - the manifest is checked before anything is sent (manifest.ts): relative names, no "..",
@@ -52,10 +54,18 @@ export interface RemoteRestoreOptions {
   readonly timeoutMs?: number;
 }
 
-/** An entry as it must be found on the host, with the SHA-256 of a regular file's content. */
+/** How a regular file's content is checked on the host: the host's tool decides (see restoreToHost). */
+export type HostDigest = 'blake2b512' | 'sha256';
+
+const DIGEST_TOOL: Readonly<Record<HostDigest, { tool: string; hexLength: number; name: string }>> = {
+  blake2b512: { tool: 'b2sum', hexLength: 128, name: 'BLAKE2b-512' },
+  sha256: { tool: 'sha256sum', hexLength: 64, name: 'SHA-256' },
+};
+
+/** An entry as it must be found on the host, with the digest of a regular file's content. */
 export interface ExpectedEntry {
   readonly entry: ManifestEntry;
-  readonly sha256?: string;
+  readonly digest?: { readonly algorithm: HostDigest; readonly hex: string };
 }
 
 export interface RemoteRestoreStats {
@@ -93,22 +103,23 @@ const TYPE_NAME: Readonly<Record<string, string>> = {
   s: 'a socket',
 };
 
-// Reads NUL-separated names on standard input, prints `sha256sum -z` records for them.
-const HASH_ON_HOST = [
-  't=$(mktemp -d) || exit 1',
-  `trap 'rm -rf -- "$t"' EXIT`,
-  'cat >"$t/names"',
-  'n=$(nproc 2>/dev/null) || n=1',
-  'case $n in *[!0-9]* | "") n=1 ;; esac',
-  'if [ "$n" -gt 8 ]; then n=8; fi',
-  'if [ "$n" -gt 1 ] && split -n "r/$n" -t "\\0" -- "$t/names" "$t/part."; then',
-  '  for p in "$t"/part.*; do xargs -0r sha256sum -z -- <"$p" >"$p.sums" & done',
-  '  wait',
-  '  cat "$t"/part.*.sums',
-  'else',
-  '  xargs -0r sha256sum -z -- <"$t/names"',
-  'fi',
-].join('\n');
+// Reads NUL-separated names on standard input, prints `<tool> -z` records for them.
+const hashOnHost = (tool: string) =>
+  [
+    't=$(mktemp -d) || exit 1',
+    `trap 'rm -rf -- "$t"' EXIT`,
+    'cat >"$t/names"',
+    'n=$(nproc 2>/dev/null) || n=1',
+    'case $n in *[!0-9]* | "") n=1 ;; esac',
+    'if [ "$n" -gt 8 ]; then n=8; fi',
+    'if [ "$n" -gt 1 ] && split -n "r/$n" -t "\\0" -- "$t/names" "$t/part."; then',
+    `  for p in "$t"/part.*; do xargs -0r ${tool} -z -- <"$p" >"$p.sums" & done`,
+    '  wait',
+    '  cat "$t"/part.*.sums',
+    'else',
+    `  xargs -0r ${tool} -z -- <"$t/names"`,
+    'fi',
+  ].join('\n');
 
 /** How many times the store's `collectBytes` the restore onto a host consumes between collections. */
 const REMOTE_COLLECTION_FACTOR = 4;
@@ -116,7 +127,7 @@ const REMOTE_COLLECTION_FACTOR = 4;
 /** What the stream gathers before it writes to the Transport (see restoreToHost). */
 const STREAM_WRITE_BYTES = 256 * 1024;
 
-/** `./path`, so that no name can be read as an option by find, xargs or sha256sum. */
+/** `./path`, so that no name can be read as an option by find, xargs or the digest tool. */
 const dotted = (path: string) => `./${path}`;
 const nulList = (paths: readonly string[]) =>
   Buffer.from(paths.map((p) => `${dotted(p)}\0`).join(''), 'utf8');
@@ -237,12 +248,17 @@ const hostRun = (transport: Transport, command: string, stdin: Uint8Array) =>
 /**
  * Makes the target and clears the way for the directories to be restored: parents first, any
  * non-directory at a directory's path (a symlink to anywhere, a file) is removed, so neither tar
- * nor anything after it resolves a path through it.
+ * nor anything after it resolves a path through it. Says which digest the host can check.
  */
-async function clearDirectoryPaths(transport: Transport, target: string, dirs: readonly string[]) {
+async function clearDirectoryPaths(
+  transport: Transport,
+  target: string,
+  dirs: readonly string[],
+): Promise<HostDigest> {
   const script =
     sh`set -e; mkdir -p -- ${target}; cd -- ${target}; ` +
-    `xargs -0r sh -c 'for d; do if [ -L "$d" ] || { [ -e "$d" ] && [ ! -d "$d" ]; }; then rm -f -- "$d"; fi; done' sh`;
+    `xargs -0r sh -c 'for d; do if [ -L "$d" ] || { [ -e "$d" ] && [ ! -d "$d" ]; }; then rm -f -- "$d"; fi; done' sh; ` +
+    'if command -v b2sum >/dev/null 2>&1; then echo blake2b512; else echo sha256; fi';
   const result = await hostRun(transport, script, nulList(dirs));
   if (result.exitCode !== 0) {
     throw new TransportError(
@@ -251,6 +267,7 @@ async function clearDirectoryPaths(transport: Transport, target: string, dirs: r
       transport.target,
     );
   }
+  return result.stdout.trim().split('\n').pop() === 'blake2b512' ? 'blake2b512' : 'sha256';
 }
 
 /** Restores a snapshot (or `paths` of it) into `target` on the host, then verifies it there. */
@@ -287,7 +304,7 @@ export async function restoreToHost(
   const expected: ExpectedEntry[] = [];
   const damaged = new Set<string>();
   let bytes = 0;
-  await clearDirectoryPaths(
+  const digest = await clearDirectoryPaths(
     transport,
     target,
     send.filter((e) => e.type === 'dir').map((e) => e.path),
@@ -308,7 +325,7 @@ export async function restoreToHost(
     for (const [index, e] of send.entries()) {
       await writer.entry(e);
       if (e.type === 'file') {
-        const hash = createHash('sha256');
+        const hash = createHash(digest);
         const content = reader.planned(index) ? reader.content(index) : withHoles(store, e);
         let sent = 0;
         try {
@@ -326,7 +343,8 @@ export async function restoreToHost(
           await writer.zeros((e.size ?? 0) - sent);
         }
         bytes += e.size ?? 0;
-        if (!damaged.has(e.path)) expected.push({ entry: e, sha256: hash.digest('hex') });
+        if (!damaged.has(e.path))
+          expected.push({ entry: e, digest: { algorithm: digest, hex: hash.digest('hex') } });
         continue;
       }
       if (!(e.type === 'hardlink' && damaged.has(e.target ?? ''))) expected.push({ entry: e });
@@ -392,7 +410,7 @@ const FIELDS = 8;
 /**
  * Checks on the host that every entry is there as expected: its type, owner and mode (one
  * `find` pass, which does not follow links), a symlink's target, a hard link's inode (the
- * file's), and the SHA-256 of every regular file (one `sha256sum` pass). Names go as
+ * file's), and the digest of every regular file (one `b2sum` or `sha256sum` pass). Names go as
  * NUL-separated lists on standard input, so any name the manifest admits is carried whole.
  * Returns what differs, by path; nothing is changed on the host.
  */
@@ -464,31 +482,44 @@ export async function verifyOnHost(
     if (e.type === 'hardlink' && found.get(e.target ?? '')?.inode !== f.inode)
       wrong.push(`is not a hard link to ${displayValue(e.target ?? '')}`);
     if (wrong.length > 0) failed.push({ path: e.path, reason: wrong.join('; ') });
-    else if (e.type === 'file' && x.sha256 !== undefined) toHash.push(x);
+    else if (e.type === 'file' && x.digest !== undefined) toHash.push(x);
   }
-  if (toHash.length > 0) {
-    // -z ends each line with NUL and leaves names unescaped (GNU coreutils 9.1, Debian bookworm).
-    // The names are dealt round-robin to one sha256sum per core (at most 8), each writing to a
-    // file of its own, so that their records never interleave; one sha256sum when split cannot.
-    const hashed = await hostRun(
-      transport,
-      sh`cd -- ${target} && ` + HASH_ON_HOST,
-      nulList(toHash.map((x) => x.entry.path)),
-    );
-    const sums = new Map<string, string>();
-    for (const line of hashed.stdout.split('\0')) {
-      const m = /^([0-9a-f]{64}) {2}\.\/([\s\S]*)$/.exec(line);
-      if (m) sums.set(m[2] as string, m[1] as string);
-    }
-    for (const x of toHash) {
-      const sum = sums.get(x.entry.path);
-      if (sum === undefined) failed.push({ path: x.entry.path, reason: 'could not be read on the host' });
-      else if (sum !== x.sha256)
-        failed.push({
-          path: x.entry.path,
-          reason: `content differs on the host: SHA-256 ${sum}, not ${x.sha256}`,
-        });
-    }
+  for (const algorithm of Object.keys(DIGEST_TOOL) as HostDigest[]) {
+    const these = toHash.filter((x) => x.digest?.algorithm === algorithm);
+    if (these.length > 0) failed.push(...(await checkDigests(transport, target, algorithm, these)));
   }
   return failed.sort((a, b) => comparePaths(a.path, b.path));
+}
+
+/** The files' content checked with the host's `b2sum` or `sha256sum`: what differs, by path. */
+async function checkDigests(
+  transport: Transport,
+  target: string,
+  algorithm: HostDigest,
+  toHash: readonly ExpectedEntry[],
+): Promise<RestoreFailure[]> {
+  const { tool, hexLength, name } = DIGEST_TOOL[algorithm];
+  // -z ends each line with NUL and leaves names unescaped (GNU coreutils 9.1, Debian bookworm).
+  // The names are dealt round-robin to one process per core (at most 8), each writing to a
+  // file of its own, so that their records never interleave; one process when split cannot.
+  const hashed = await hostRun(
+    transport,
+    sh`cd -- ${target} && ` + hashOnHost(tool),
+    nulList(toHash.map((x) => x.entry.path)),
+  );
+  const record = new RegExp(`^([0-9a-f]{${hexLength}}) {2}\\./([\\s\\S]*)$`);
+  const sums = new Map<string, string>();
+  for (const line of hashed.stdout.split('\0')) {
+    const m = record.exec(line);
+    if (m) sums.set(m[2] as string, m[1] as string);
+  }
+  const failed: RestoreFailure[] = [];
+  for (const x of toHash) {
+    const sum = sums.get(x.entry.path);
+    const want = x.digest?.hex;
+    if (sum === undefined) failed.push({ path: x.entry.path, reason: 'could not be read on the host' });
+    else if (sum !== want)
+      failed.push({ path: x.entry.path, reason: `content differs on the host: ${name} ${sum}, not ${want}` });
+  }
+  return failed;
 }

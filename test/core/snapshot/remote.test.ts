@@ -181,7 +181,7 @@ const picture = (dir: string) =>
     `find ${shellQuote(dir)} -printf '%p %y %m %U %G %s %C@ %T@ %l\\n' | sort; find ${shellQuote(dir)} -type f -exec sha256sum {} + | sort`,
   );
 
-const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+const b2 = (text: string) => createHash('blake2b512').update(text).digest('hex');
 
 describe('restoreToHost', () => {
   it('restores files, directories, links, a fifo, odd names, modes and owners exactly as the tree was', async () => {
@@ -231,7 +231,9 @@ describe('restoreToHost', () => {
         NAMES.space,
       ].sort(),
     );
-    expect(reasons['srv/site/big.bin']).toMatch(/content differs on the host: SHA-256/);
+    expect(reasons['srv/site/big.bin']).toMatch(
+      /content differs on the host: BLAKE2b-512 [0-9a-f]{128}, not/,
+    );
     expect(reasons['etc/secret']).toMatch(/mode 0644, not 0600/);
     expect(reasons['etc/app.conf']).toMatch(/owner 0:0, not 0:1234/);
     expect(reasons['etc/link']).toMatch(/points to "elsewhere", not "app.conf"/);
@@ -314,7 +316,39 @@ describe('restoreToHost', () => {
     expect(again.sentBytes).toBeLessThan(16 * 1024);
     expect(again.unchanged).toBe(full.entries - 1);
     expect(await hostTree('/srv/incremental')).toEqual(await controlTree(src));
-    expect(again.expected.find((x) => x.entry.path === 'etc/app.conf')?.sha256).toBe(sha(changed));
+    expect(again.expected.find((x) => x.entry.path === 'etc/app.conf')?.digest).toEqual({
+      algorithm: 'blake2b512',
+      hex: b2(changed),
+    });
+  }, 120_000);
+
+  it('checks content with sha256sum on a host without b2sum, and still names a file changed there', async () => {
+    const src = join(ts.dir, `tree-${counter++}`);
+    await fs.mkdir(join(src, 'etc'), { recursive: true });
+    await fs.writeFile(join(src, 'etc/app.conf'), 'listen 8080\n');
+    await fs.writeFile(join(src, 'etc/big.bin'), bytesFrom(7, 300_000));
+    const record = await store.create(directorySource(src), { host: 'remote-no-b2sum' });
+    // The host's own layer only (an overlay on the shared root filesystem): put back afterwards.
+    await host.run('mv /usr/bin/b2sum /usr/bin/b2sum.away');
+    try {
+      const result = await restoreToHost(store, record, ssh, { target: '/srv/no-b2sum' });
+      expect(result.failed).toEqual([]);
+      const conf = result.expected.find((x) => x.entry.path === 'etc/app.conf');
+      expect(conf?.digest).toEqual({
+        algorithm: 'sha256',
+        hex: createHash('sha256').update('listen 8080\n').digest('hex'),
+      });
+      expect(await hostTree('/srv/no-b2sum')).toEqual(await controlTree(src));
+      await host.run(
+        "cd /srv/no-b2sum && printf 'Z' | dd of=etc/big.bin bs=1 seek=5 conv=notrunc status=none",
+      );
+      const found = await verifyOnHost(ssh, '/srv/no-b2sum', result.expected);
+      expect(found).toEqual([
+        { path: 'etc/big.bin', reason: expect.stringMatching(/^content differs on the host: SHA-256 /) },
+      ]);
+    } finally {
+      await host.run('mv /usr/bin/b2sum.away /usr/bin/b2sum');
+    }
   }, 120_000);
 
   it('names a file whose snapshot data is damaged, restores the rest, and leaves no zero-filled file on the host', async () => {
