@@ -1,7 +1,8 @@
 // Writing a snapshot's entries as a pax tar stream: the restore onto a host and the export.
 //
-// The stream is written in blocks of a fixed size, each handed to the output whole and taken
-// back for reuse once the output has consumed it; content is copied into a block as it comes.
+// The stream is written in blocks of a fixed size, each handed to the output whole and never
+// touched again (an output may hold a chunk after its callback: a PassThrough keeps it for its
+// reader, as the SSM transport's input does); content is copied into a block as it comes.
 // So a chunk the caller only lends (a view of the blob reader's window) is free again as soon
 // as `content` returns, the output sees a few large writes instead of a header, a chunk and a
 // padding each, and what is in flight is bounded by `blocks × blockBytes`, whatever the tree.
@@ -170,8 +171,8 @@ export class TarWriter {
   written = 0;
   private readonly blockBytes: number;
   private readonly maxBlocks: number;
-  private readonly free: Buffer[] = [];
-  private allocated = 0;
+  /** Blocks written whose callback has not come yet. */
+  private inFlight = 0;
   private block: Buffer | undefined;
   private at = 0;
   /** Content still owed to the current file. */
@@ -265,16 +266,12 @@ export class TarWriter {
     }
   }
 
-  /** The block being filled; when there is none, a free one, or a new one while fewer than the bound exist. */
+  /** The block being filled; when there is none, a new one once fewer than the bound are with the output. */
   private async current(): Promise<Buffer> {
     this.check();
     if (this.block !== undefined) return this.block;
     for (;;) {
-      let block = this.free.pop();
-      if (block === undefined && this.allocated < this.maxBlocks) {
-        this.allocated++;
-        block = Buffer.allocUnsafe(this.blockBytes);
-      }
+      const block = this.inFlight < this.maxBlocks ? Buffer.allocUnsafe(this.blockBytes) : undefined;
       if (block !== undefined) {
         this.block = block;
         this.at = 0;
@@ -292,10 +289,10 @@ export class TarWriter {
     const length = this.at;
     this.block = undefined;
     this.at = 0;
-    // The block is the output's until its callback: only then does it go back to be filled again.
+    this.inFlight++;
     this.out.write(length === block.length ? block : block.subarray(0, length), (error) => {
+      this.inFlight--;
       if (error) this.failure ??= error;
-      else this.free.push(block);
       this.wake();
     });
   }

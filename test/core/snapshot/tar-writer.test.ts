@@ -145,6 +145,36 @@ describe('TarWriter', () => {
     expect(seen[5]?.linkname).toBe(`/${'t'.repeat(150)}/ü`);
   });
 
+  it('never touches a block again once written: an output that keeps chunks for a later reader gets them intact', async () => {
+    // A PassThrough calls back as soon as it has queued a chunk for its reader (the SSM
+    // transport's input is one): read here only after the whole archive was written.
+    const out = new PassThrough({ highWaterMark: 64 * 1024 * 1024 });
+    const writer = new TarWriter(out, { blockBytes: 4096, blocks: 2 });
+    const files = [0, 1, 2, 3].map((i) => Buffer.alloc(50_000 + i, 0x41 + i));
+    for (const [i, bytes] of files.entries()) {
+      await writer.entry(entry({ path: `f${i}`, type: 'file', size: bytes.length }));
+      await writer.content(bytes);
+    }
+    await writer.finish();
+    const extract = tar.extract();
+    const seen: Buffer[] = [];
+    extract.on('entry', (_header, stream, next) => {
+      const parts: Buffer[] = [];
+      stream.on('data', (d) => parts.push(d as Buffer));
+      stream.on('end', () => {
+        seen.push(Buffer.concat(parts));
+        next();
+      });
+    });
+    const done = new Promise<void>((resolve, reject) => {
+      extract.on('finish', () => resolve());
+      extract.on('error', reject);
+    });
+    out.pipe(extract as unknown as Writable);
+    await done;
+    expect(seen).toEqual(files);
+  });
+
   it('holds at most its blocks when the output stops reading, and goes on when it reads again', async () => {
     const held: (() => void)[] = [];
     let writes = 0;
