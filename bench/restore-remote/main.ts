@@ -52,16 +52,16 @@ const loadAverage = () =>
     .join(' / ');
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** The phase each command of a restore belongs to, from what it runs. */
+/** The phase each command of a restore belongs to, from what it runs (clear also asks for b2sum). */
 const phaseOf = (command: string) =>
   command.includes('tar -x')
     ? 'stream'
-    : command.includes('sha256sum') || command.includes('b2sum')
-      ? 'hash'
+    : command.includes('mkdir -p')
+      ? 'clear'
       : command.includes('-files0-from')
         ? 'list'
-        : command.includes('mkdir -p')
-          ? 'clear'
+        : command.includes('sha256sum') || command.includes('b2sum')
+          ? 'hash'
           : 'other';
 
 /** Times each command of a restore, from its start until it ended (a stream: until its `done`). */
