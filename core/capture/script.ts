@@ -1135,9 +1135,18 @@ pq_add() { case $1 in ''|*"$NL"*) ;; *) printf '%s\n' "$1" >>"$T/pq" ;; esac; }
 # them but for what it reads otherwise (a quoted ExecStart= word with a space, say): a second
 # pass resolves those.
 prog_list() {
-  _self=$(grep -l -F "PERSONA_NONCE=$N" /proc/[0-9]*/environ 2>/dev/null)
+  # The processes are listed before their environments are read: a copy of the script forked
+  # by a lane after the list is not in it, one forked before carries the nonce. (Read the other
+  # way round, a lane forked in between was taken for a host process, the script's own words
+  # for its programs.)
+  _procs=""
+  for d in /proc/[0-9]*; do _procs="$_procs$d$NL"; done
   set --
-  for d in /proc/[0-9]*; do
+  for d in $_procs; do set -- "$@" "$d/environ"; done
+  _self=""
+  if [ $# -gt 0 ]; then _self=$(grep -l -F "PERSONA_NONCE=$N" -- "$@" 2>/dev/null); fi
+  set --
+  for d in $_procs; do
     case "$NL$_self$NL" in *"$NL$d/environ$NL"*) continue ;; esac
     set -- "$@" "$d/cmdline"
   done
