@@ -2,7 +2,7 @@
 // it bundles from source), the package build (scripts/build-package.ts, which prebuilds every
 // function so that an app embedding the construct needs none of this repository's layout) and
 // the bundle size test.
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
@@ -109,7 +109,34 @@ export function bundleSync(projectRoot: string, spec: BundleSpec, outdir: string
     else copyFileSync(from, path.join(outdir, file.to));
   }
   if (!result.metafile) throw new Error(`esbuild gave no metafile for ${spec.entry}`);
-  return result.metafile;
+  return withoutDeadChunks(result.metafile, projectRoot);
+}
+
+/**
+ * The build without the chunks no code of it can load, which are deleted. esbuild makes a chunk
+ * of every dynamic `import()` in the modules a function reaches, before it drops the code that
+ * is never called: each API function got the YAML parser (a hundred kilobytes) that only a
+ * request body can need, from a module it shares with the functions that read bodies, and
+ * that no line of its index.mjs imports.
+ */
+function withoutDeadChunks(metafile: Metafile, projectRoot: string): Metafile {
+  const outputs = metafile.outputs;
+  const entry = Object.keys(outputs).find((file) => path.basename(file) === 'index.mjs');
+  if (!entry) throw new Error('the bundle has no index.mjs output');
+  const reached = new Set<string>();
+  const visit = (file: string) => {
+    if (reached.has(file) || !outputs[file]) return;
+    reached.add(file);
+    for (const i of outputs[file].imports) if (!i.external) visit(i.path);
+  };
+  visit(entry);
+  const kept: Metafile['outputs'] = {};
+  for (const [file, output] of Object.entries(outputs)) {
+    const code = file.endsWith('.map') ? file.slice(0, -'.map'.length) : file;
+    if (reached.has(code)) kept[file] = output;
+    else rmSync(path.join(projectRoot, file), { force: true });
+  }
+  return { ...metafile, outputs: kept };
 }
 
 /**

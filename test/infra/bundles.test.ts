@@ -118,6 +118,31 @@ describe('the package', { timeout: 300_000 }, () => {
     expect(problems).toEqual([]);
   });
 
+  // esbuild makes a chunk of every dynamic import() in the modules a function reaches, called or
+  // not; one that no file of the bundle names is deployed for nothing (the YAML parser was, in
+  // every API function, a hundred kilobytes).
+  it('ships no chunk its code cannot load, and the YAML parser only to functions that read a body', () => {
+    const unreachable: string[] = [];
+    const withYaml: string[] = [];
+    for (const bundle of built) {
+      const folder = path.join(pkg, 'dist', 'lambda', bundle.name);
+      const chunks = existsSync(path.join(folder, 'chunks'))
+        ? readdirSync(path.join(folder, 'chunks')).filter((f) => f.endsWith('.mjs'))
+        : [];
+      const code = ['index.mjs', ...chunks.map((c) => path.join('chunks', c))].map((f) => ({
+        file: f,
+        text: readFileSync(path.join(folder, f), 'utf8'),
+      }));
+      for (const chunk of chunks)
+        if (!code.some((c) => c.file !== path.join('chunks', chunk) && c.text.includes(chunk)))
+          unreachable.push(`${bundle.name}/chunks/${chunk}`);
+      if (chunks.some((c) => c.startsWith('yaml-text-'))) withYaml.push(bundle.name);
+    }
+    expect(unreachable).toEqual([]);
+    expect(withYaml).not.toContain('api/get-host');
+    expect(withYaml).not.toContain('api/list-operations');
+    expect(withYaml).toContain('api/put-profile');
+  });
   it('has each function declare the library layers its code imports, and no other', () => {
     for (const bundle of built)
       expect([...bundle.layers].sort(), bundle.name).toEqual([...bundle.layersImported].sort());
