@@ -121,15 +121,7 @@ export function bundleSync(projectRoot: string, spec: BundleSpec, outdir: string
  */
 function withoutDeadChunks(metafile: Metafile, projectRoot: string): Metafile {
   const outputs = metafile.outputs;
-  const entry = Object.keys(outputs).find((file) => path.basename(file) === 'index.mjs');
-  if (!entry) throw new Error('the bundle has no index.mjs output');
-  const reached = new Set<string>();
-  const visit = (file: string) => {
-    if (reached.has(file) || !outputs[file]) return;
-    reached.add(file);
-    for (const i of outputs[file].imports) if (!i.external) visit(i.path);
-  };
-  visit(entry);
+  const reached = reachedFromIndex(outputs, () => true);
   const kept: Metafile['outputs'] = {};
   for (const [file, output] of Object.entries(outputs)) {
     const code = file.endsWith('.map') ? file.slice(0, -'.map'.length) : file;
@@ -155,6 +147,24 @@ function yamlAsJson(file: string, name: string): string {
   return `${json}\n`;
 }
 
+/** The output files index.mjs reaches through the imports `follow` accepts, itself included. */
+function reachedFromIndex(
+  outputs: Metafile['outputs'],
+  follow: (kind: Metafile['outputs'][string]['imports'][number]['kind']) => boolean,
+): Set<string> {
+  const entry = Object.keys(outputs).find((file) => path.basename(file) === 'index.mjs');
+  if (!entry) throw new Error('the bundle has no index.mjs output');
+  // Output imports name files as esbuild wrote them: relative to the working directory.
+  const reached = new Set<string>();
+  const visit = (file: string) => {
+    if (reached.has(file) || !outputs[file]) return;
+    reached.add(file);
+    for (const i of outputs[file].imports) if (!i.external && follow(i.kind)) visit(i.path);
+  };
+  visit(entry);
+  return reached;
+}
+
 /** What a function's bundle weighs: what a cold start loads, and what it loads only on demand. */
 export interface BundleWeight {
   /** Bytes of index.mjs and the chunks it imports statically: what every cold start loads. */
@@ -170,16 +180,7 @@ export interface BundleWeight {
  */
 export function bundleOutput(metafile: Metafile): BundleWeight {
   const outputs = metafile.outputs;
-  const entry = Object.keys(outputs).find((file) => path.basename(file) === 'index.mjs');
-  if (!entry) throw new Error('the bundle has no index.mjs output');
-  // Output imports name files as esbuild wrote them: relative to the working directory.
-  const loaded = new Set<string>();
-  const visit = (file: string) => {
-    if (loaded.has(file) || !outputs[file]) return;
-    loaded.add(file);
-    for (const i of outputs[file].imports) if (!i.external && i.kind === 'import-statement') visit(i.path);
-  };
-  visit(entry);
+  const loaded = reachedFromIndex(outputs, (kind) => kind === 'import-statement');
   let bytes = 0;
   let lazyBytes = 0;
   const inputs: Record<string, Metafile['outputs'][string]['inputs'][string]> = {};
