@@ -125,7 +125,8 @@ function withoutDeadChunks(metafile: Metafile, projectRoot: string): Metafile {
   const kept: Metafile['outputs'] = {};
   for (const [file, output] of Object.entries(outputs)) {
     const code = file.endsWith('.map') ? file.slice(0, -'.map'.length) : file;
-    if (reached.has(code)) kept[file] = output;
+    // Only code goes: an asset a loader emitted is reached by its URL, not by an import.
+    if (reached.has(code) || !code.endsWith('.mjs')) kept[file] = output;
     else rmSync(path.join(projectRoot, file), { force: true });
   }
   return { ...metafile, outputs: kept };
