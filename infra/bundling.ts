@@ -195,6 +195,24 @@ export function bundleOutput(metafile: Metafile): BundleWeight {
   return { bytes, lazyBytes, inputs };
 }
 
+/** The npm package a bundle's input comes from, if it comes from one. */
+function packageOfInput(file: string): string | undefined {
+  return /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(file)?.[1];
+}
+
+/** The npm packages in any of a bundle's code, loaded at start or on demand, sorted. */
+export function bundledPackages(metafile: Metafile): string[] {
+  const packages = new Set<string>();
+  for (const [file, output] of Object.entries(metafile.outputs)) {
+    if (!file.endsWith('.mjs')) continue;
+    for (const input of Object.keys(output.inputs)) {
+      const pkg = packageOfInput(input);
+      if (pkg) packages.add(pkg);
+    }
+  }
+  return [...packages].sort();
+}
+
 /**
  * The inputs that weigh most in a bundle, grouped by npm package (or by project folder), the
  * heaviest first: what to look at when a bundle grows.
@@ -205,8 +223,7 @@ export function heaviestInputs(
 ): { readonly name: string; readonly bytes: number }[] {
   const byName = new Map<string, number>();
   for (const [file, input] of Object.entries(bundleOutput(metafile).inputs)) {
-    const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(file)?.[1];
-    const name = pkg ?? file.split('/').slice(0, 2).join('/');
+    const name = packageOfInput(file) ?? file.split('/').slice(0, 2).join('/');
     byName.set(name, (byName.get(name) ?? 0) + input.bytesInOutput);
   }
   return [...byName.entries()]

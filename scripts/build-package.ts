@@ -19,6 +19,7 @@ import { App, Stack } from 'aws-cdk-lib';
 import {
   BUNDLE_LIMIT_BYTES,
   type BundleSpec,
+  bundledPackages,
   bundleName,
   bundleOutput,
   bundleSync,
@@ -46,6 +47,8 @@ export interface BuiltBundle {
   readonly layers: readonly LayerName[];
   readonly layersImported: readonly LayerName[];
   readonly heaviest: readonly { readonly name: string; readonly bytes: number }[];
+  /** The npm packages any of its code holds, loaded at start or on demand. */
+  readonly packages: readonly string[];
 }
 
 /**
@@ -79,6 +82,7 @@ export function buildFunctions(packageRoot: string, root = PROJECT_ROOT): BuiltB
       layers: ['powertools', ...(spec.layers ?? [])],
       layersImported: layersImported(metafile),
       heaviest: heaviestInputs(metafile),
+      packages: bundledPackages(metafile),
     });
   }
   return built;

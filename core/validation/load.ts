@@ -57,15 +57,9 @@ export async function runLoad(target: HttpEndpoint, options: LoadOptions): Promi
 
   const agentOptions = { keepAlive: true, maxSockets: plan.maxConnections };
   const agent = target.scheme === 'https' ? new https.Agent(agentOptions) : new http.Agent(agentOptions);
-  // Loaded here: the histogram library (with its WebAssembly and inflate code, about 130 KB) is
-  // needed only by a load test, and the clone task's other steps never run one.
-  const { build } = await import('hdr-histogram-js');
-  // Microseconds: 1 µs to an hour at three significant digits.
-  const histogram = build({
-    lowestDiscernibleValue: 1,
-    highestTrackableValue: 3_600_000_000,
-    numberOfSignificantValueDigits: 3,
-  });
+  // Loaded here: only a load test needs the histogram, and the clone task's other steps never
+  // run one.
+  const histogram = (await import('./histogram.js')).latencyHistogram();
   const errorReasons: Record<string, number> = {};
   let sent = 0;
   let succeeded = 0;
