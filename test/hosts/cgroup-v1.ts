@@ -36,6 +36,19 @@ export function machineV1Root(controller: V1Controller): string {
   return `/sys/fs/cgroup/${controller}`;
 }
 
+/** The v1 I/O weight files, CFQ's and BFQ's: a kernel gives a group one, or neither. */
+export const IO_WEIGHT_FILES = ['blkio.weight', 'blkio.bfq.weight'] as const;
+export type IoWeightFile = (typeof IO_WEIGHT_FILES)[number];
+
+/**
+ * Which I/O weight file this kernel gives the lent blkio group, if any. Only a kernel with CFQ
+ * (before 5.0) or BFQ gives one; with none (mq-deadline, kyber), every ioWeight is unresolved,
+ * and the tests say which way this machine's kernel went.
+ */
+export function ioWeightFile(lent: LentCgroups): IoWeightFile | undefined {
+  return IO_WEIGHT_FILES.find((file) => existsSync(join(lent.groups.blkio, file)));
+}
+
 export async function lendCgroupV1(host: TestHost, label: string): Promise<LentCgroups> {
   const name = `persona-test-${label}-${process.pid}`;
   const groups = Object.fromEntries(

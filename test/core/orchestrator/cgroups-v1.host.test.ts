@@ -2,7 +2,8 @@
 // cgroup v1 hierarchies (this machine's, lent to the host: test/hosts/cgroup-v1.ts), through
 // the cgroup executor and persona-agent: a Profile's limits land in the v1 files and read back,
 // revert and rollback restore the exact prior contents, a group a Change makes goes again, and
-// hostile paths and values are refused.
+// hostile paths and values are refused. The I/O weight goes to whichever weight file this
+// machine's kernel gives a group (CFQ's or BFQ's); with neither, every ioWeight is refused.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,13 +12,21 @@ import { InvalidInputError } from '../../../core/errors.js';
 import { cgroupExecutor } from '../../../core/orchestrator/executors/cgroups.js';
 import { agentScript } from '../../../core/persona/agent/install.js';
 import type { SshTransport } from '../../../core/transport/ssh.js';
-import { type LentCgroups, lendCgroupV1, V1_MOUNTS } from '../../hosts/cgroup-v1.js';
+import {
+  type IoWeightFile,
+  ioWeightFile,
+  type LentCgroups,
+  lendCgroupV1,
+  V1_MOUNTS,
+} from '../../hosts/cgroup-v1.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
 import { sshTransportTo } from '../../hosts/transport.js';
 
 let host: TestHost;
 let transport: SshTransport;
 let lent: LentCgroups;
+/** The I/O weight file this kernel gives a blkio group, if it gives one. */
+let io: IoWeightFile | undefined;
 const TAB = '\t';
 const AGENT = '/usr/local/lib/persona-agent/persona-agent.sh';
 
@@ -25,6 +34,7 @@ beforeAll(async () => {
   host = await createHost({ name: 'cgroup-v1' });
   transport = sshTransportTo(host);
   lent = await lendCgroupV1(host, 'executor');
+  io = ioWeightFile(lent);
   await host.run('mkdir -p /usr/local/lib/persona-agent');
   await transport.putFile(AGENT, Buffer.from(agentScript()), { mode: 0o700 });
 }, 300_000);
@@ -60,7 +70,7 @@ async function v1Files(group: string): Promise<Record<string, string>> {
     ['cpu', 'cpu.cfs_period_us'],
     ['memory', 'memory.limit_in_bytes'],
     ['pids', 'pids.max'],
-    ['blkio', 'blkio.bfq.weight'],
+    ...(io === undefined ? [] : [['blkio', io] as [keyof typeof V1_MOUNTS, string]]),
   ];
   const out: Record<string, string> = {};
   for (const [controller, file] of files) {
@@ -78,6 +88,7 @@ function preset(group: string, values: Record<string, string>): void {
     'cpu.cfs_quota_us': 'cpu',
     'memory.limit_in_bytes': 'memory',
     'pids.max': 'pids',
+    'blkio.weight': 'blkio',
     'blkio.bfq.weight': 'blkio',
   };
   for (const [file, value] of Object.entries(values)) {
@@ -90,14 +101,18 @@ async function makeGroup(group: string): Promise<void> {
   for (const at of Object.values(V1_MOUNTS)) await host.run(`mkdir -p '${at}${group}'`);
 }
 
-const PRIOR = {
+/** A group's limits as another tool left them: its I/O weight where the kernel has the file. */
+const prior = (): Record<string, string> => ({
   'cpu.shares': '1030',
   'cpu.cfs_period_us': '50000',
   'cpu.cfs_quota_us': '30000',
   'memory.limit_in_bytes': '536870912',
   'pids.max': '77',
-  'blkio.bfq.weight': '100',
-};
+  ...(io === undefined ? {} : { [io]: '100' }),
+});
+
+/** The lowest weight a v1 weight file takes: CFQ's 10, BFQ's 1. */
+const ioLow = (file: IoWeightFile): number => (file === 'blkio.weight' ? 10 : 1);
 
 describe('the cgroup executor on a cgroup v1 host', () => {
   it('finds each hierarchy in the mount table, not at /sys/fs/cgroup/<controller>', async () => {
@@ -106,20 +121,20 @@ describe('the cgroup executor on a cgroup v1 host', () => {
     expect(await host.exec('test -e /sys/fs/cgroup/cpu')).toMatchObject({ exitCode: 1 });
   });
 
-  it('writes cpuWeight, cpuMax, memoryMax, pidsMax and ioWeight to their v1 files, and revert restores the exact prior values', async () => {
+  it('writes cpuWeight, cpuMax, memoryMax, pidsMax and ioWeight (where the kernel has its file) to their v1 files, and revert restores the exact prior values', async () => {
     const group = '/shop.service';
     await makeGroup(group);
-    preset(group, PRIOR);
-    expect(await v1Files(group)).toEqual(PRIOR);
+    preset(group, prior());
+    expect(await v1Files(group)).toEqual(prior());
     const change = set(group, {
       cpuWeight: 300,
       cpuMax: '50000 100000',
       memoryMax: 268435456,
       pidsMax: 64,
-      ioWeight: 250,
+      ...(io === undefined ? {} : { ioWeight: 250 }),
     });
-    const prior = await cgroupExecutor.prepare(ctx(), change);
-    const applied = await cgroupExecutor.apply(ctx(), change, prior);
+    const before = await cgroupExecutor.prepare(ctx(), change);
+    const applied = await cgroupExecutor.apply(ctx(), change, before);
     expect(applied).toMatchObject({ status: 'changed' });
     expect(applied.detail).toContain('cpu.weight=300 (cpu.shares)');
     expect(await v1Files(group)).toEqual({
@@ -128,14 +143,14 @@ describe('the cgroup executor on a cgroup v1 host', () => {
       'cpu.cfs_quota_us': '50000',
       'memory.limit_in_bytes': '268435456',
       'pids.max': '64',
-      'blkio.bfq.weight': '250',
+      ...(io === undefined ? {} : { [io]: '250' }),
     });
     // Read back in the Profile's terms, the limits are what was asked: nothing to do again.
-    expect(await cgroupExecutor.apply(ctx(), change, prior)).toMatchObject({ status: 'unchanged' });
-    expect(await cgroupExecutor.revert(ctx(), change, prior)).toMatchObject({ status: 'changed' });
+    expect(await cgroupExecutor.apply(ctx(), change, before)).toMatchObject({ status: 'unchanged' });
+    expect(await cgroupExecutor.revert(ctx(), change, before)).toMatchObject({ status: 'changed' });
     // 1030 shares stand for no whole weight: they come back as they were, not as 1034.
-    expect(await v1Files(group)).toEqual(PRIOR);
-    expect(await cgroupExecutor.revert(ctx(), change, prior)).toMatchObject({ status: 'unchanged' });
+    expect(await v1Files(group)).toEqual(prior());
+    expect(await cgroupExecutor.revert(ctx(), change, before)).toMatchObject({ status: 'unchanged' });
   }, 120_000);
 
   it('writes "max" as the kernel\'s no-limit (-1) and reads its page-rounded huge value back as "max"', async () => {
@@ -176,11 +191,15 @@ describe('the cgroup executor on a cgroup v1 host', () => {
   it('leaves a Change whose I/O weight blkio cannot hold unresolved, writing none of its limits', async () => {
     const group = '/shop.service';
     const before = await v1Files(group);
-    const change = set(group, { cpuWeight: 700, ioWeight: 5000 });
+    // Past the range of the kernel's weight file; or, with no weight file, any weight at all.
+    const change = set(group, { cpuWeight: 700, ioWeight: io === undefined ? 250 : 5000 });
     const outcome = await cgroupExecutor.apply(ctx(), change, await cgroupExecutor.prepare(ctx(), change));
     expect(outcome).toEqual({
       status: 'unresolved',
-      detail: "/shop.service: ioWeight: ioWeight 5000 is outside blkio.bfq.weight's range 1-1000",
+      detail:
+        io === undefined
+          ? '/shop.service: ioWeight: the blkio hierarchy has neither blkio.weight nor blkio.bfq.weight (no CFQ or BFQ I/O scheduler)'
+          : `/shop.service: ioWeight: ioWeight 5000 is outside ${io}'s range ${ioLow(io)}-1000`,
     });
     expect(await v1Files(group)).toEqual(before);
   }, 60_000);
@@ -207,13 +226,13 @@ describe('persona-agent on a cgroup v1 host', () => {
 
   it('applies cgroup entries that name v2 files to the mapped v1 files, and reads each back', async () => {
     await makeGroup(group);
-    preset(group, PRIOR);
+    preset(group, prior());
     const { exitCode, report } = await agentApply([
       `cgroup${TAB}${group}${TAB}cpu.weight${TAB}200`,
       `cgroup${TAB}${group}${TAB}cpu.max${TAB}25000 100000`,
       `cgroup${TAB}${group}${TAB}memory.max${TAB}134217728`,
       `cgroup${TAB}${group}${TAB}pids.max${TAB}40`,
-      `cgroup${TAB}${group}${TAB}io.weight${TAB}default 300`,
+      ...(io === undefined ? [] : [`cgroup${TAB}${group}${TAB}io.weight${TAB}default 300`]),
     ]);
     expect(exitCode, JSON.stringify(report)).toBe(0);
     expect(report.outcome).toBe('applied');
@@ -222,7 +241,7 @@ describe('persona-agent on a cgroup v1 host', () => {
       'changed 30000 50000',
       'changed 536870912',
       'changed 77',
-      'changed default 100',
+      ...(io === undefined ? [] : ['changed default 100']),
     ]);
     expect(await v1Files(group)).toEqual({
       'cpu.shares': '2048',
@@ -230,12 +249,12 @@ describe('persona-agent on a cgroup v1 host', () => {
       'cpu.cfs_quota_us': '25000',
       'memory.limit_in_bytes': '134217728',
       'pids.max': '40',
-      'blkio.bfq.weight': '300',
+      ...(io === undefined ? {} : { [io]: '300' }),
     });
   }, 120_000);
 
   it('rolls the v1 files back to their exact prior contents when a later entry fails', async () => {
-    preset(group, PRIOR);
+    preset(group, prior());
     const { exitCode, report } = await agentApply([
       `cgroup${TAB}${group}${TAB}cpu.weight${TAB}400`,
       `cgroup${TAB}${group}${TAB}cpu.max${TAB}max 100000`,
@@ -258,26 +277,28 @@ describe('persona-agent on a cgroup v1 host', () => {
       '0:reverted',
     ]);
     expect(report.entries[4].detail).toBe('memory.high has no cgroup v1 file');
-    expect(await v1Files(group)).toEqual(PRIOR);
+    expect(await v1Files(group)).toEqual(prior());
   }, 120_000);
 
-  it('fails an entry whose value is outside the v1 file’s range, changing nothing', async () => {
-    preset(group, PRIOR);
+  it('fails an entry whose value is outside the v1 file’s range, or that has no v1 file, changing nothing', async () => {
+    preset(group, prior());
     const { exitCode, report } = await agentApply([
       `cgroup${TAB}${group}${TAB}pids.max${TAB}12`,
-      `cgroup${TAB}${group}${TAB}io.weight${TAB}default 5000`,
+      `cgroup${TAB}${group}${TAB}io.weight${TAB}default ${io === undefined ? 300 : 5000}`,
     ]);
     expect(exitCode).toBe(1);
     expect(report.outcome).toBe('rolled-back');
-    expect(report.entries[1]).toMatchObject({
-      status: 'failed',
-      detail: 'io.weight 5000 is outside the range 1-1000 of blkio.bfq.weight',
-    });
-    expect(await v1Files(group)).toEqual(PRIOR);
+    expect(report.entries[1].status).toBe('failed');
+    expect(report.entries[1].detail).toContain(
+      io === undefined
+        ? 'has neither blkio.weight nor blkio.bfq.weight (no CFQ or BFQ I/O scheduler)'
+        : `io.weight 5000 is outside the range ${ioLow(io)}-1000 of ${io}`,
+    );
+    expect(await v1Files(group)).toEqual(prior());
   }, 120_000);
 
   it('refuses hostile cgroup entries whole, touching nothing', async () => {
-    preset(group, PRIOR);
+    preset(group, prior());
     const { exitCode, report } = await agentApply([
       `cgroup${TAB}${group}${TAB}pids.max${TAB}12`,
       `cgroup${TAB}/../../etc${TAB}cpu.weight${TAB}100`,
@@ -288,6 +309,6 @@ describe('persona-agent on a cgroup v1 host', () => {
     expect(exitCode).toBe(1);
     expect(report.outcome).toBe('refused');
     expect(report.entries.filter((e: { status: string }) => e.status === 'refused')).toHaveLength(4);
-    expect(await v1Files(group)).toEqual(PRIOR);
+    expect(await v1Files(group)).toEqual(prior());
   }, 60_000);
 });

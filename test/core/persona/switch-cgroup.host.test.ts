@@ -21,7 +21,7 @@ import {
 } from '../../../core/persona/switch.js';
 import type { Profile } from '../../../core/profile/schema.js';
 import { personaSwitchDeps } from '../../../functions/shared/persona-switch.js';
-import { type LentCgroups, lendCgroupV1, V1_MOUNTS } from '../../hosts/cgroup-v1.js';
+import { ioWeightFile, type LentCgroups, lendCgroupV1, V1_MOUNTS } from '../../hosts/cgroup-v1.js';
 import { createHost, destroyAllHosts, type TestHost } from '../../hosts/harness.js';
 import { runPersona } from '../../support/cli.js';
 import { startTestPersona, type TestPersona } from '../../support/local.js';
@@ -182,7 +182,8 @@ describe('a persona with cgroup limits that fails on a cgroup v1 host', () => {
         parameters: {
           cgroups: [
             { path: '/shop.service', cpuWeight: 800, pidsMax: 20 },
-            // BFQ weighs 1-1000: this limit has no v1 form, and the switch does not pretend.
+            // CFQ and BFQ weigh up to 1000, and a kernel with neither holds no weight at all:
+            // this limit has no v1 form, and the switch does not pretend.
             { path: '/zz.service', ioWeight: 5000 },
           ],
         },
@@ -190,7 +191,12 @@ describe('a persona with cgroup limits that fails on a cgroup v1 host', () => {
     }) as Persona;
     const op = await runSwitch({ host: NAME, to: { name: 'unholdable', version: 1 }, persona: unholdable });
     expect(op.status).toBe('ROLLED_BACK');
-    expect(op.error?.message).toContain("ioWeight 5000 is outside blkio.bfq.weight's range 1-1000");
+    const io = ioWeightFile(lent);
+    expect(op.error?.message).toContain(
+      io === undefined
+        ? 'the blkio hierarchy has neither blkio.weight nor blkio.bfq.weight'
+        : `ioWeight 5000 is outside ${io}'s range`,
+    );
     expect(await file(`${V1_MOUNTS.cpu}/shop.service/cpu.shares`)).toBe('1030');
     expect(await host.exec(`test -e '${V1_MOUNTS.pids}/shop.service'`)).toMatchObject({ exitCode: 1 });
   }, 240_000);
