@@ -131,7 +131,12 @@ const run = async (j: ChildJob, profileDir?: string) => {
   }
   const cpu = process.cpuUsage(cpu0);
   const dynamo = (dynamoPid === undefined ? 0 : (cpuSecondsOf(dynamoPid) ?? 0)) - dynamo0;
-  const child = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as ChildResult;
+  // The result is the child's last JSON line: flags such as --trace-gc print after it too.
+  const result = r.stdout
+    .trim()
+    .split('\n')
+    .findLast((line) => line.startsWith('{'));
+  const child = JSON.parse(result ?? '{}') as ChildResult;
   if (CHILD_FLAGS.length > 0) writeFileSync(join(work, `child-${runs++}.out`), r.stdout + r.stderr);
   return { r, child, s3: (cpu.user + cpu.system) / 1e6, dynamo };
 };
