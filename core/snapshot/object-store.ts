@@ -16,6 +16,17 @@ export interface ObjectInfo {
   readonly lastModified: Date;
 }
 
+export interface PutOptions {
+  /** Refuse to replace an existing object (see `put`). */
+  readonly ifAbsent?: boolean;
+  /**
+   * The SHA-256 of the bytes, lowercase hex, where the caller has it already (a pack is named
+   * by it): the request is signed with it instead of hashing the bytes once more. S3 checks it
+   * against what it receives and refuses a write whose bytes do not match.
+   */
+  readonly sha256?: string;
+}
+
 export interface ObjectStore {
   /** Where the objects live, e.g. `s3://bucket`: names the store in locks and messages. */
   readonly location: string;
@@ -23,7 +34,7 @@ export interface ObjectStore {
    * With `ifAbsent`, refuses to replace an existing object (ConflictError), where the service
    * supports conditional writes; S3 does, and so does the embedded S3-protocol server.
    */
-  put(key: string, bytes: Uint8Array, options?: { readonly ifAbsent?: boolean }): Promise<void>;
+  put(key: string, bytes: Uint8Array, options?: PutOptions): Promise<void>;
   get(key: string): Promise<Uint8Array>;
   /**
    * `length` bytes from `offset`: reading one blob without fetching its whole pack. With `into`
@@ -94,6 +105,9 @@ export const S3_CHECKSUMS = {
   responseChecksumValidation: 'WHEN_REQUIRED',
 } as const;
 
+const PAYLOAD_HASH_HEADER = 'x-amz-content-sha256';
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
 export class S3ObjectStore implements ObjectStore {
   readonly location: string;
 
@@ -104,18 +118,31 @@ export class S3ObjectStore implements ObjectStore {
     this.location = `s3://${bucket}`;
   }
 
-  async put(key: string, bytes: Uint8Array, options: { readonly ifAbsent?: boolean } = {}): Promise<void> {
-    try {
-      await this.s3.send(
-        new PutObjectCommand({
-          Bucket: this.bucket,
-          Key: key,
-          Body: bytes,
-          ContentType: 'application/octet-stream',
-          // S3 refuses the write with 412 when the key exists (conditional writes).
-          ...(options.ifAbsent ? { IfNoneMatch: '*' } : {}),
-        }),
+  async put(key: string, bytes: Uint8Array, options: PutOptions = {}): Promise<void> {
+    const command = new PutObjectCommand({
+      Bucket: this.bucket,
+      Key: key,
+      Body: bytes,
+      ContentType: 'application/octet-stream',
+      // S3 refuses the write with 412 when the key exists (conditional writes).
+      ...(options.ifAbsent ? { IfNoneMatch: '*' } : {}),
+    });
+    const { sha256 } = options;
+    if (sha256 !== undefined) {
+      if (!SHA256_HEX.test(sha256))
+        throw new TypeError(`sha256 must be 64 lowercase hex digits, got ${sha256}`);
+      // SigV4 signs the payload's hash as the request carries it in this header, and computes
+      // it only when the header is absent: a pack's 16 MiB were hashed a second time.
+      command.middlewareStack.add(
+        (next) => (args) => {
+          (args.request as { headers: Record<string, string> }).headers[PAYLOAD_HASH_HEADER] = sha256;
+          return next(args);
+        },
+        { step: 'build', name: 'personaPayloadSha256' },
       );
+    }
+    try {
+      await this.s3.send(command);
     } catch (cause) {
       if (options.ifAbsent && isRefusedCondition(cause)) {
         throw new ConflictError(`object ${key} exists already in ${this.location}`, undefined, { cause });

@@ -420,7 +420,8 @@ export class SnapshotStore {
       uploading += size;
       gauge.uploadBytes = uploading;
       gauge.peakUploadBytes = Math.max(gauge.peakUploadBytes, uploading);
-      const upload = this.deps.objects.put(done.key, done.bytes).then(
+      // A pack is named by the SHA-256 of its bytes: the upload is signed with it as it is.
+      const upload = this.deps.objects.put(done.key, done.bytes, { sha256: done.id }).then(
         () => {
           // The bytes are sent: the buffer can take the next pack.
           if (used.length === PACK_TARGET_SIZE) spare.push(used);

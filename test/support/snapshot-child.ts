@@ -3,7 +3,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { S3Client } from '@aws-sdk/client-s3';
 import { DynamoDBDocumentClient } from '@aws-sdk/lib-dynamodb';
 import { LocalKeyProvider } from '../../core/snapshot/keys.js';
-import { S3ObjectStore } from '../../core/snapshot/object-store.js';
+import { type PutOptions, S3ObjectStore } from '../../core/snapshot/object-store.js';
 import { DynamoLocks, DynamoSnapshotRecords } from '../../core/snapshot/records.js';
 import { PACK_PREFIX, SnapshotStore } from '../../core/snapshot/store.js';
 import { directorySource } from '../../core/snapshot/tree.js';
@@ -24,7 +24,7 @@ const s3 = new S3Client({
 // It says "uploaded" once its first pack is in the bucket: what the test kills it after.
 let told = false;
 class ReportingObjects extends S3ObjectStore {
-  override async put(key: string, bytes: Uint8Array, options?: { readonly ifAbsent?: boolean }) {
+  override async put(key: string, bytes: Uint8Array, options?: PutOptions) {
     await super.put(key, bytes, options);
     if (!told && key.startsWith(PACK_PREFIX)) {
       told = true;

@@ -11,6 +11,7 @@ import { ConflictError, InvalidInputError } from '../../../core/errors.js';
 import { CorruptionError } from '../../../core/snapshot/errors.js';
 import { chunkId } from '../../../core/snapshot/keys.js';
 import { LISTING_PREFIX, listingKey, sealManifestObject } from '../../../core/snapshot/manifest-object.js';
+import type { PutOptions } from '../../../core/snapshot/object-store.js';
 import { encodeBlob, sha256Hex } from '../../../core/snapshot/pack.js';
 import type { SnapshotRecord } from '../../../core/snapshot/records.js';
 import { seal } from '../../../core/snapshot/seal.js';
@@ -123,7 +124,7 @@ describe('a manifest stored as chunks of its listing', () => {
         if (key.startsWith(LISTING_PREFIX)) seen.heads++;
         return objects.head(key);
       },
-      async put(key: string, bytes: Uint8Array, options?: { readonly ifAbsent?: boolean }) {
+      async put(key: string, bytes: Uint8Array, options?: PutOptions) {
         if (!key.startsWith(LISTING_PREFIX)) return objects.put(key, bytes, options);
         seen.puts++;
         try {
