@@ -7,10 +7,12 @@
 // as `content` returns, the output sees a few large writes instead of a header, a chunk and a
 // padding each, and what is in flight is bounded by `blocks × blockBytes`, whatever the tree.
 //
-// Every entry carries a pax extended header with its path, link target and nanosecond mtime,
-// and with whatever the ustar fields cannot hold (ids past 7 octal digits, sizes past 11,
-// names that are not short ASCII): GNU tar reads the pax values over the ustar ones, so a name
-// with newlines, a leading "-" or any UTF-8 reaches the host as itself.
+// An entry carries a pax extended header with whatever its ustar header cannot hold: a path or
+// link target that is not short printable ASCII, a time with a fraction of a second or before
+// 1970, ids past 7 octal digits, sizes past 11, names that do not fit. GNU tar reads the pax
+// values over the ustar ones, so a name with newlines or any UTF-8 reaches the host as itself
+// (a leading "-" is only ever a name in a header). Most of a host's entries (package files,
+// whole-second times, short paths) need none: 512 bytes of header each instead of 1,536.
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { majorOf, minorOf } from './devices.js';
@@ -53,12 +55,18 @@ function paxRecord(key: string, value: string): Buffer {
  * A signed nanosecond time as pax writes it, a decimal number of seconds (`-1.500000000` is
  * half a second before -1), and its whole seconds for ustar's field.
  */
-function paxTime(mtimeNs: string): { seconds: bigint; text: string } {
+function paxTime(mtimeNs: string): { seconds: bigint; text: string; ustar: boolean } {
   const ns = BigInt(mtimeNs);
   const magnitude = ns < 0n ? -ns : ns;
   const whole = magnitude / 1_000_000_000n;
-  const fraction = (magnitude % 1_000_000_000n).toString().padStart(9, '0');
-  return { seconds: ns < 0n ? -whole : whole, text: `${ns < 0n ? '-' : ''}${whole}.${fraction}` };
+  const part = magnitude % 1_000_000_000n;
+  const fraction = part.toString().padStart(9, '0');
+  return {
+    seconds: ns < 0n ? -whole : whole,
+    text: `${ns < 0n ? '-' : ''}${whole}.${fraction}`,
+    // ustar's field holds whole seconds from 1970, in 11 octal digits.
+    ustar: part === 0n && ns >= 0n && whole <= BigInt(OCTAL11_MAX),
+  };
 }
 
 const isShortAscii = (value: string, max: number) => value.length < max && /^[\x20-\x7e]*$/.test(value);
@@ -68,14 +76,19 @@ function putOctal(header: Buffer, at: number, digits: number, value: number): vo
   header[at + digits] = 0;
 }
 
-/** What goes before a file's content (or is the whole of any other entry): pax header, records, ustar header. */
+/**
+ * What goes before a file's content (or is the whole of any other entry): a pax header and its
+ * records where the entry needs them, then its ustar header.
+ */
 export function encodeHeader(e: ManifestEntry, options: { names?: boolean } = {}): Buffer {
   const size = e.type === 'file' ? (e.size ?? 0) : 0;
   const time = paxTime(e.mtimeNs);
-  const records = [paxRecord('path', e.type === 'dir' ? `${e.path}/` : e.path)];
+  const name = e.type === 'dir' ? `${e.path}/` : e.path;
+  const records: Buffer[] = [];
+  if (!isShortAscii(name, 100)) records.push(paxRecord('path', name));
   const link = e.type === 'symlink' || e.type === 'hardlink' ? (e.target ?? '') : '';
-  if (link !== '') records.push(paxRecord('linkpath', link));
-  records.push(paxRecord('mtime', time.text));
+  if (link !== '' && !isShortAscii(link, 100)) records.push(paxRecord('linkpath', link));
+  if (!time.ustar) records.push(paxRecord('mtime', time.text));
   if (e.uid > OCTAL7_MAX) records.push(paxRecord('uid', String(e.uid)));
   if (e.gid > OCTAL7_MAX) records.push(paxRecord('gid', String(e.gid)));
   if (size > OCTAL11_MAX) records.push(paxRecord('size', String(size)));
@@ -85,11 +98,12 @@ export function encodeHeader(e: ManifestEntry, options: { names?: boolean } = {}
   if (group !== '' && !isShortAscii(group, 32)) records.push(paxRecord('gname', group));
   const paxBytes = records.reduce((n, r) => n + r.length, 0);
   const paxPadded = Math.ceil(paxBytes / RECORD) * RECORD;
-  const out = Buffer.alloc(RECORD + paxPadded + RECORD);
+  const paxHeader = records.length === 0 ? 0 : RECORD + paxPadded;
+  const out = Buffer.alloc(paxHeader + RECORD);
 
   const ustar = (at: number, fields: UstarFields) => {
     const h = out.subarray(at, at + RECORD);
-    // The name fields are only a fallback for readers that ignore pax: the path is in the records.
+    // A name or link its field cannot hold as itself is left empty: its pax record holds it.
     h.write(fields.name, 0, 100, 'utf8');
     putOctal(h, 100, 7, fields.mode & 0o7777);
     putOctal(h, 108, 7, Math.min(fields.uid, OCTAL7_MAX));
@@ -113,26 +127,28 @@ export function encodeHeader(e: ManifestEntry, options: { names?: boolean } = {}
     h[155] = 0x20;
   };
 
-  ustar(0, {
-    name: 'PaxHeader',
-    mode: 0o644,
-    uid: 0,
-    gid: 0,
-    size: paxBytes,
-    mtime: time.seconds,
-    typeflag: PAX_TYPEFLAG,
-    link: '',
-    user: '',
-    group: '',
-  });
-  let at = RECORD;
-  for (const r of records) {
-    r.copy(out, at);
-    at += r.length;
+  if (paxHeader > 0) {
+    ustar(0, {
+      name: 'PaxHeader',
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      size: paxBytes,
+      mtime: time.seconds,
+      typeflag: PAX_TYPEFLAG,
+      link: '',
+      user: '',
+      group: '',
+    });
+    let at = RECORD;
+    for (const r of records) {
+      r.copy(out, at);
+      at += r.length;
+    }
   }
   const rdev = e.rdev ?? 0;
-  ustar(RECORD + paxPadded, {
-    name: isShortAscii(e.path, 100) ? e.path : '',
+  ustar(paxHeader, {
+    name: isShortAscii(name, 100) ? name : '',
     mode: e.mode,
     uid: e.uid,
     gid: e.gid,

@@ -10,7 +10,7 @@ import { PassThrough, Writable } from 'node:stream';
 import tar from 'tar-stream';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { ManifestEntry } from '../../../core/snapshot/manifest.js';
-import { TarWriter } from '../../../core/snapshot/tar-writer.js';
+import { encodeHeader, TarWriter } from '../../../core/snapshot/tar-writer.js';
 
 const work = mkdtempSync(join(tmpdir(), 'persona-tarwriter-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -37,7 +37,49 @@ const ENTRIES: { e: ManifestEntry; content?: Buffer }[] = [
   { e: entry({ path: 'd/hard', type: 'hardlink', target: 'd/-rf', mode: 0o4755 }) },
   { e: entry({ path: 'd/fifo', type: 'fifo', mode: 0o620 }) },
   { e: entry({ path: 'd/null', type: 'char', mode: 0o666, rdev: (1 << 8) | 3 }) },
+  // Entries ustar holds whole (short ASCII names, whole seconds): no pax header at all.
+  { e: entry({ path: 'd/plain', type: 'dir', mode: 0o755, mtimeNs: '1600000000000000000' }) },
+  {
+    e: entry({
+      path: 'd/plain/-n x.conf',
+      type: 'file',
+      size: 3,
+      mode: 0o640,
+      uid: 7,
+      gid: 9,
+      mtimeNs: '1600000001000000000',
+    }),
+    content: Buffer.from('a=1'),
+  },
+  {
+    e: entry({
+      path: 'd/plain/ln',
+      type: 'symlink',
+      mode: 0o777,
+      target: '../-rf',
+      mtimeNs: '1600000002000000000',
+    }),
+  },
+  {
+    e: entry({
+      path: 'd/plain/hard',
+      type: 'hardlink',
+      target: 'd/plain/-n x.conf',
+      mode: 0o640,
+      uid: 7,
+      gid: 9,
+      mtimeNs: '1600000001000000000',
+    }),
+  },
 ];
+
+/** A pax record as the format spells it: the length counts the record's own bytes, its digits too. */
+function paxText(record: string): string {
+  const body = Buffer.byteLength(` ${record}\n`);
+  let length = body + 1;
+  while (String(length).length + body !== length) length = String(length).length + body;
+  return `${length} ${record}\n`;
+}
 
 async function writeAll(out: Writable, blockBytes?: number): Promise<number> {
   const writer = new TarWriter(out, blockBytes === undefined ? {} : { blockBytes });
@@ -91,6 +133,48 @@ describe('TarWriter', () => {
     const dev = lstatSync(join(out, 'd/null'));
     expect(dev.isCharacterDevice()).toBe(true);
     expect(dev.rdev).toBe((1 << 8) | 3);
+    const plain = lstatSync(join(out, 'd/plain'), { bigint: true });
+    expect([plain.isDirectory(), Number(plain.mode & 0o7777n), plain.mtimeNs]).toEqual([
+      true,
+      0o755,
+      1600000000000000000n,
+    ]);
+    const conf = lstatSync(join(out, 'd/plain/-n x.conf'), { bigint: true });
+    expect([Number(conf.mode & 0o7777n), conf.uid, conf.gid, conf.mtimeNs]).toEqual([
+      0o640,
+      7n,
+      9n,
+      1600000001000000000n,
+    ]);
+    expect(readFileSync(join(out, 'd/plain/-n x.conf'), 'utf8')).toBe('a=1');
+    expect(readlinkSync(join(out, 'd/plain/ln'))).toBe('../-rf');
+    expect(lstatSync(join(out, 'd/plain/hard')).ino).toBe(Number(conf.ino));
+  });
+
+  it('writes a pax header only for what ustar cannot hold: 512 bytes for a short ASCII name at a whole second', () => {
+    const plain = entry({ path: 'etc/hosts', type: 'file', size: 10, mtimeNs: '1700000000000000000' });
+    const header = encodeHeader(plain);
+    expect(header.length).toBe(512);
+    expect(header.subarray(0, 9).toString()).toBe('etc/hosts');
+    expect(header[156]).toBe(0x30);
+    // Each of these needs its record, and gets a pax header with that record alone.
+    const needs: [Partial<ManifestEntry>, string][] = [
+      [{ mtimeNs: '1700000000000000001' }, 'mtime=1700000000.000000001'],
+      [{ mtimeNs: '-1000000000' }, 'mtime=-1.000000000'],
+      [{ path: `etc/${'h'.repeat(96)}` }, `path=etc/${'h'.repeat(96)}`],
+      [{ path: 'etc/h\nosts\n' }, 'path=etc/h\nosts\n'],
+      [{ path: 'etc/hösts' }, 'path=etc/hösts'],
+      [{ uid: 0o10000000 }, 'uid=2097152'],
+    ];
+    for (const [fields, record] of needs) {
+      const h = encodeHeader({ ...plain, ...fields });
+      expect(h.length, record).toBe(512 * 3);
+      expect(h[156]).toBe(0x78);
+      // The record alone, as pax spells it (`<length> <key>=<value>\n`, the length its own bytes).
+      const text = paxText(record);
+      expect(h.subarray(512, 512 + Buffer.byteLength(text)).toString('utf8'), record).toBe(text);
+      expect(h.subarray(512 + Buffer.byteLength(text), 1024).every((b) => b === 0)).toBe(true);
+    }
   });
 
   it('writes what another tar reader reads as the same entries', async () => {
@@ -139,6 +223,10 @@ describe('TarWriter', () => {
       'link',
       'fifo',
       'character-device',
+      'directory',
+      'file',
+      'symlink',
+      'link',
     ]);
     expect(seen[0]?.uid).toBe(3_000_000_000);
     expect(seen[4]).toMatchObject({ size: 700_001, bytes: 700_001 });
